@@ -1,0 +1,81 @@
+"""The Monitor extension point.
+
+A monitor scores a batch of texts. It does not decide what happens to a request:
+the pipeline compares its scores with the configured threshold and applies the
+configured action (block, redact, annotate, shadow).
+
+Writing a monitor::
+
+    from monitors.base import Finding, Monitor, Span
+
+    class ShoutingMonitor(Monitor):
+        '''Flags texts written mostly in capitals.'''
+
+        def check(self, texts):
+            findings = []
+            for text in texts:
+                letters = [c for c in text if c.isalpha()]
+                share = sum(c.isupper() for c in letters) / len(letters) if letters else 0.0
+                findings.append(Finding(score=share, labels={"shouting": share}))
+            return findings
+
+    def create(spec):          # spec is a monitors.config.MonitorSpec
+        return ShoutingMonitor()
+
+Register the factory under the entry-point group ``taxgate.monitors`` in your
+package's ``pyproject.toml``::
+
+    [project.entry-points."taxgate.monitors"]
+    shouting = "my_package.shouting:create"
+
+and name it in the gateway config: ``monitors: [{name: shouting, action: block}]``.
+
+A plain ``def check`` is treated as CPU-bound: the pipeline runs it in a worker
+thread through a micro-batcher, so texts from concurrent requests arrive together
+in one call. An ``async def check`` (an I/O-bound monitor such as an LLM judge
+behind an HTTP API) is awaited on the event loop and does its own batching.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Characters ``text[start:end]`` flagged as ``label`` (used by ``redact``)."""
+
+    start: int
+    end: int
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A monitor's verdict on one text.
+
+    ``score`` is in [0, 1] (the pipeline compares it with ``threshold``);
+    ``labels`` holds per-label scores in [0, 1] (compared with ``label_thresholds``);
+    ``spans`` marks the characters to mask when the action is ``redact``.
+    """
+
+    score: float
+    labels: Mapping[str, float] = field(default_factory=dict)
+    spans: tuple[Span, ...] = ()
+
+
+class Monitor(ABC):
+    """Scores texts. Subclasses implement ``check`` (sync or async, see module doc)."""
+
+    @abstractmethod
+    def check(self, texts: Sequence[str]) -> list[Finding]:
+        """Return one Finding per text, in order."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most monitors hold nothing
+        """Release resources (models, HTTP clients). Called once at shutdown."""
+
+
+class MonitorLoadError(RuntimeError):
+    """A monitor could not be built (missing weights, bad options). The message says what to do."""

@@ -1,0 +1,48 @@
+"""Prometheus metrics of the monitors, created on an injected registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+# Sub-millisecond resolution: a regex monitor costs microseconds, a BERT one tens of ms.
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class MonitorMetrics:
+    """Per monitor and stage: time, queue wait, batch size, verdicts, failures."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.duration = Histogram(
+            "taxgate_monitor_duration_seconds",
+            "Time a stage waited for one monitor's verdict (queue wait included).",
+            ["monitor", "stage"], buckets=LATENCY_BUCKETS, registry=registry,
+        )
+        self.queue_wait = Histogram(
+            "taxgate_monitor_queue_wait_seconds",
+            "Time a text waited in a monitor's micro-batch queue before its batch ran.",
+            ["monitor"], buckets=LATENCY_BUCKETS, registry=registry,
+        )
+        self.batch_size = Histogram(
+            "taxgate_monitor_batch_size",
+            "Texts scored in one call of a batched monitor.",
+            ["monitor"], buckets=BATCH_BUCKETS, registry=registry,
+        )
+        self.verdicts = Counter(
+            "taxgate_monitor_verdicts_total",
+            "Monitor verdicts by action taken (pass when under threshold).",
+            ["monitor", "stage", "action"], registry=registry,
+        )
+        self.errors = Counter(
+            "taxgate_monitor_errors_total",
+            "Monitor failures by kind: error (raised), timeout, overload (queue full).",
+            ["monitor", "stage", "kind"], registry=registry,
+        )
+        self.fail_open = Counter(
+            "taxgate_monitor_fail_open_total",
+            "Requests let through because a monitor failed and on_error is open.",
+            ["monitor", "stage"], registry=registry,
+        )
