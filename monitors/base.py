@@ -79,3 +79,16 @@ class Monitor(ABC):
 
 class MonitorLoadError(RuntimeError):
     """A monitor could not be built (missing weights, bad options). The message says what to do."""
+
+
+class MonitorOverloaded(RuntimeError):
+    """A monitor's queue is full: the caller should retry after ``retry_after_s`` seconds.
+
+    Raised by the micro-batcher, and by the pipeline when the monitor fails closed,
+    so the gateway can answer 503 with a ``Retry-After`` header.
+    """
+
+    def __init__(self, monitor_id: str, retry_after_s: float) -> None:
+        super().__init__(f"monitor {monitor_id!r} is overloaded; retry after {retry_after_s:.2f}s")
+        self.monitor_id = monitor_id
+        self.retry_after_s = retry_after_s

@@ -1,0 +1,137 @@
+"""The ASGI app, built by a factory from one settings object."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import orjson
+from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.audit import AuditEvent, AuditStore
+from gateway.errors import GatewayError, NotFound
+from gateway.metrics import GatewayMetrics
+from gateway.proxy import Proxy
+from gateway.settings import Settings
+from gateway.upstream import UpstreamPool
+from monitors.pipeline import Decision, MonitorPipeline
+from monitors.registry import MonitorRegistry
+
+log = logging.getLogger("taxgate")
+
+
+def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
+               registry: CollectorRegistry | None = None,
+               monitor_registry: MonitorRegistry | None = None,
+               clock: Callable[[], float] = time.perf_counter) -> FastAPI:
+    """Build the gateway. ``client`` (e.g. over ``httpx.MockTransport``) and ``registry``
+    are injectable; shared objects are created in the lifespan, nothing at import."""
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = GatewayMetrics(registry)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        http = client or _make_client(settings)
+        audit = AuditStore(settings.audit, on_written=metrics.audit_events.inc,
+                           on_dropped=lambda count, _reason: metrics.audit_dropped.inc(count))
+        if settings.audit.enabled:
+            await audit.start()
+        pipeline = MonitorPipeline(settings.monitors, metrics=metrics.monitors,
+                                   registry=monitor_registry,
+                                   on_event=_audit_sink(audit, settings))
+        pool = UpstreamPool(settings, http, metrics, clock=clock)
+        try:
+            await pipeline.start()
+            await pool.start()
+            sync_audit = settings.audit.enabled and settings.audit.sync == "always"
+            app.state.pool = pool
+            app.state.proxy = Proxy(settings, pool, pipeline, metrics,
+                                    audit_flush=audit.flush if sync_audit else None,
+                                    clock=clock)
+            yield
+        finally:
+            await pool.close()
+            await pipeline.close()
+            if settings.audit.enabled:
+                await audit.close()
+            if client is None:
+                await http.aclose()
+
+    app = FastAPI(title="taxgate", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.state.metrics = metrics
+
+    async def chat(request: Request) -> Response:
+        return await request.app.state.proxy.handle(request, "chat")
+
+    async def completions(request: Request) -> Response:
+        return await request.app.state.proxy.handle(request, "completions")
+
+    async def models(request: Request) -> Response:
+        body = {"object": "list", "data": request.app.state.pool.models()}
+        return Response(orjson.dumps(body), media_type="application/json")
+
+    async def health(_request: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    async def ready(request: Request) -> Response:
+        pool: UpstreamPool = request.app.state.pool
+        upstreams = {r.url: {"healthy": r.healthy, "models": len(r.models),
+                             "outstanding": r.outstanding} for r in pool.replicas}
+        status = 200 if pool.ready else 503
+        return Response(orjson.dumps({"ready": pool.ready, "upstreams": upstreams}),
+                        status_code=status, media_type="application/json")
+
+    async def prometheus(_request: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_route("/v1/chat/completions", chat, methods=["POST"])
+    app.add_route("/v1/completions", completions, methods=["POST"])
+    app.add_route("/v1/models", models, methods=["GET"])
+    app.add_route("/health", health, methods=["GET"])
+    app.add_route("/ready", ready, methods=["GET"])
+    app.add_route("/metrics", prometheus, methods=["GET"])
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        error = GatewayError(f"{request.method} {request.url.path}: {exc.detail}")
+        error.status = exc.status_code
+        error.type = "invalid_request_error"
+        error.code = "not_found" if exc.status_code == 404 else "method_not_allowed"
+        if exc.status_code == 404:
+            error = NotFound(f"no route {request.method} {request.url.path}; the gateway serves "
+                             "/v1/chat/completions, /v1/completions and /v1/models")
+        metrics.requests.labels("other", "unknown", str(error.status)).inc()
+        return Response(error.body_bytes(), status_code=error.status,
+                        media_type="application/json")
+
+    app.add_exception_handler(HTTPException, http_error)
+    return app
+
+
+def _make_client(settings: Settings) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=settings.max_connections,
+                          max_keepalive_connections=settings.max_connections,
+                          keepalive_expiry=30)
+    return httpx.AsyncClient(limits=limits, timeout=settings.timeouts.first_byte_s,
+                             trust_env=False)
+
+
+def _audit_sink(audit: AuditStore, settings: Settings) -> Callable[[Decision, str], None] | None:
+    if not settings.audit.enabled:
+        return None
+
+    def record(decision: Decision, request_id: str) -> None:
+        audit.record(AuditEvent(
+            request_id=request_id, ts=time.time(), stage=decision.stage,
+            monitor=decision.monitor_id, action=decision.action, hit=decision.hit,
+            score=decision.score, labels=dict(decision.labels), error=decision.error,
+            excerpt=decision.excerpt))
+
+    return record

@@ -1,0 +1,205 @@
+"""``taxgate audit``: list, export (JSONL) and count the audit log's events.
+
+``gateway/cli.py`` calls ``configure_parser`` on its ``audit`` subparser and ``run`` with
+the parsed arguments; ``python -m gateway.audit_cli`` runs it on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import sys
+import time
+from datetime import datetime, timezone
+from typing import IO
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from gateway.audit import AuditError, AuditSettings, count_events, iter_events
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+LIST_DEFAULT_LIMIT = 50
+EXCERPT_WIDTH = 60
+# Piped output is not wrapped at 80 columns: one event stays on one line for grep.
+PIPE_WIDTH = 240
+RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+UNIX_SECONDS = re.compile(r"^\d+(?:\.\d+)?$")
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_time(value: str, *, now: float | None = None) -> float:
+    """A time filter as unix seconds.
+
+    Accepts a duration back from now (``90s``, ``15m``, ``2h``, ``1d``, ``1w``), an ISO 8601
+    time (a time without offset is UTC, like the times ``list`` prints), or unix seconds.
+    """
+    text = value.strip()
+    match = RELATIVE.match(text.lower())
+    if match:
+        current = time.time() if now is None else now
+        return current - float(match.group(1)) * UNIT_SECONDS[match.group(2)]
+    if UNIX_SECONDS.match(text):
+        return float(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"cannot read {value!r} as a time: use an ISO time (2024-05-01T12:00:00Z) "
+            "or a duration back from now (15m, 2h, 1d)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def _time_arg(value: str) -> float:
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return number
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Add the ``audit`` arguments to ``parser``."""
+    parser.description = "Read the audit log: monitor verdicts other than pass."
+    parser.add_argument(
+        "command", nargs="?", choices=("list", "export", "stats"), default="list",
+        help="list: a table of the newest events (default); export: JSON Lines, one event "
+             "per line; stats: event counts by monitor, stage and action",
+    )
+    parser.add_argument(
+        "--db", default=AuditSettings().path, metavar="PATH",
+        help="the audit database, as in audit.path of the gateway settings "
+             "(default: %(default)s)",
+    )
+    parser.add_argument("--monitor", help="only events from this monitor id")
+    parser.add_argument("--stage", choices=("input", "output"), help="only events of this stage")
+    parser.add_argument(
+        "--action", choices=("block", "redact", "annotate", "shadow"),
+        help="only events from monitors configured with this action",
+    )
+    parser.add_argument("--request-id", help="only events of this request id")
+    parser.add_argument(
+        "--since", type=_time_arg, metavar="TIME",
+        help="only events at or after TIME: ISO 8601 (no offset means UTC) or a duration "
+             "back from now such as 15m, 2h, 1d",
+    )
+    parser.add_argument(
+        "--until", type=_time_arg, metavar="TIME",
+        help="only events before TIME (same forms as --since)",
+    )
+    parser.add_argument(
+        "--limit", type=_positive_int, metavar="N",
+        help=f"the newest N matching events (list: default {LIST_DEFAULT_LIMIT}; "
+             "export: default all; stats counts every match)",
+    )
+    parser.add_argument(
+        "--out", metavar="FILE",
+        help="export: write the JSON Lines to FILE instead of stdout",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``taxgate audit``; returns the process exit code."""
+    filters = {"monitor": args.monitor, "stage": args.stage, "action": args.action,
+               "request_id": args.request_id, "since": args.since, "until": args.until}
+    try:
+        if args.command == "stats":
+            _stats(args.db, filters)
+        elif args.command == "export":
+            _export(args.db, filters, args.limit, args.out)
+        else:
+            _list(args.db, filters, args.limit or LIST_DEFAULT_LIMIT)
+    except FileNotFoundError:
+        print(f"taxgate audit: no audit database at {args.db!r}. Pass --db with the file "
+              "named by audit.path in the gateway settings; the gateway creates it on start "
+              "when audit.enabled is true.", file=sys.stderr)
+        return EXIT_USAGE
+    except (AuditError, OSError) as exc:
+        print(f"taxgate audit: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def _console() -> Console:
+    return Console(file=sys.stdout, width=None if sys.stdout.isatty() else PIPE_WIDTH)
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+def _list(db: str, filters: dict, limit: int) -> None:
+    table = Table(title=f"audit events in {db}")
+    for name in ("time (UTC)", "request", "stage", "monitor", "action", "hit", "score"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("labels")
+    table.add_column("error")
+    table.add_column("excerpt", max_width=EXCERPT_WIDTH, overflow="ellipsis", no_wrap=True)
+    count = 0
+    for event in iter_events(db, limit=limit, **filters):
+        count += 1
+        top = sorted(event.labels.items(), key=lambda item: item[1], reverse=True)[:3]
+        table.add_row(
+            _iso(event.ts), event.request_id, event.stage, event.monitor, event.action,
+            "yes" if event.hit else "no", f"{event.score:.3f}",
+            " ".join(f"{name}={score:.2f}" for name, score in top), event.error or "",
+            event.excerpt,
+        )
+    console = _console()
+    if count:
+        console.print(table)
+    else:
+        console.print(f"no audit events match in {db}")
+
+
+def _export(db: str, filters: dict, limit: int | None, out: str | None) -> None:
+    events = iter_events(db, limit=limit, **filters)
+    if out is None:
+        _write_jsonl(events, sys.stdout)
+        return
+    with open(out, "w", encoding="utf-8") as file:
+        _write_jsonl(events, file)
+
+
+def _write_jsonl(events, file: IO[str]) -> None:
+    for event in events:
+        file.write(orjson.dumps(dataclasses.asdict(event), option=orjson.OPT_APPEND_NEWLINE)
+                   .decode())
+
+
+def _stats(db: str, filters: dict) -> None:
+    console = _console()
+    counts = {by: count_events(db, by, **filters) for by in ("monitor", "stage", "action")}
+    total = sum(counts["stage"].values())
+    console.print(f"{total} audit event(s) in {db}")
+    for by, values in counts.items():
+        if not values:
+            continue
+        table = Table(title=f"by {by}")
+        table.add_column(by)
+        table.add_column("events", justify="right")
+        for value, count in values.items():
+            table.add_row(value, str(count))
+        console.print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="taxgate audit")
+    configure_parser(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

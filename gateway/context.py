@@ -1,0 +1,36 @@
+"""Per-request state: identity, labels, phase timings, and the Server-Timing header."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    route: str
+    started: float
+    model: str = "unknown"
+    stream: bool = False
+    status: int = 200
+    flags: list[str] = field(default_factory=list)
+    # Seconds spent per gateway phase (parse, input_monitors, output_monitors, holdback).
+    phases: dict[str, float] = field(default_factory=dict)
+    upstream_sent: float | None = None
+    upstream_first: float | None = None
+    upstream_last: float | None = None
+    first_sent: float | None = None
+    last_sent: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def add_phase(self, name: str, seconds: float) -> None:
+        self.phases[name] = self.phases.get(name, 0.0) + seconds
+
+    def server_timing(self, now: float) -> str:
+        """W3C Server-Timing: each gateway phase, the upstream, and the total (ms)."""
+        parts = [f"{name};dur={seconds * 1000:.3f}" for name, seconds in self.phases.items()]
+        if self.upstream_sent is not None and self.upstream_last is not None:
+            parts.append(f"upstream;dur={(self.upstream_last - self.upstream_sent) * 1000:.3f}")
+        parts.append(f"total;dur={(now - self.started) * 1000:.3f}")
+        return ", ".join(parts)

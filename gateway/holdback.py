@@ -1,0 +1,118 @@
+"""Stream windows for output monitors: pure bookkeeping, no I/O, no monitors.
+
+``HoldbackWindow`` holds stream items (a chunk's text plus whatever the caller needs
+to re-emit it) until the text they carry has been checked. After each check it
+releases the checked prefix but keeps the last ``overlap_chars`` characters held,
+and never cuts through a flagged span, so a secret split across chunks or windows
+is seen whole and can still be redacted before any of it leaves.
+
+``StreamFirstTracker`` is the other policy: everything is released at once, checks
+run behind on the trailing window, and it tells how many released items a block
+came too late for (the leaked tokens).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from monitors.base import Span
+
+
+@dataclass(slots=True)
+class HeldItem:
+    text: str
+    payload: Any
+    arrived_at: float
+
+
+@dataclass(slots=True)
+class Release:
+    items: list[HeldItem]
+    text: str
+    redaction_spans: list[Span] = field(default_factory=list)  # relative to ``text``
+
+
+class HoldbackWindow:
+    def __init__(self, window_chars: int, overlap_chars: int) -> None:
+        self.window_chars = window_chars
+        self.overlap_chars = overlap_chars
+        self._items: list[HeldItem] = []
+        self._pending_text = ""
+        self._released_tail = ""  # context for the next check; already sent
+
+    @property
+    def held(self) -> bool:
+        return bool(self._items)
+
+    def add(self, text: str, payload: Any, now: float) -> bool:
+        """Hold an item; True when enough text is held to run a check."""
+        self._items.append(HeldItem(text, payload, now))
+        self._pending_text += text
+        return len(self._pending_text) >= self.window_chars
+
+    def check_text(self) -> tuple[str, int]:
+        """The text to check and the offset where the held (unreleased) part starts."""
+        return self._released_tail + self._pending_text, len(self._released_tail)
+
+    def release(self, spans: Sequence[Span], *, final: bool) -> Release:
+        """Release what the last check cleared. ``spans`` are redact spans in check-text
+        coordinates (as returned for ``check_text()``)."""
+        offset = len(self._released_tail)
+        pending = [Span(s.start - offset, s.end - offset, s.label) for s in spans
+                   if s.end > offset]
+        cut = len(self._pending_text) if final else len(self._pending_text) - self.overlap_chars
+        for span in pending:
+            if span.start < cut < span.end:
+                cut = max(0, span.start)
+        # Release whole items only: a chunk is never split.
+        if final:
+            released, position = list(self._items), len(self._pending_text)
+        else:
+            released, position = [], 0
+            for item in self._items:
+                end = position + len(item.text)
+                if end > cut:
+                    break
+                released.append(item)
+                position = end
+        text = self._pending_text[:position]
+        del self._items[: len(released)]
+        self._pending_text = self._pending_text[position:]
+        self._released_tail = (self._released_tail + text)[-self.overlap_chars:] \
+            if self.overlap_chars else ""
+        redact = [Span(max(0, s.start), min(position, s.end), s.label) for s in pending
+                  if s.start < position]
+        return Release(released, text, redact)
+
+
+class StreamFirstTracker:
+    """Counts text released unchecked and says when the next behind-check is due."""
+
+    def __init__(self, window_chars: int, overlap_chars: int) -> None:
+        self.window_chars = window_chars
+        self.overlap_chars = overlap_chars
+        self._text = ""
+        self._checked_upto = 0
+        self._item_ends: list[int] = []  # text offset at the end of each released item
+
+    def add(self, text: str) -> bool:
+        """Record a released item; True when a check of the trailing window is due."""
+        self._text += text
+        self._item_ends.append(len(self._text))
+        return len(self._text) - self._checked_upto >= self.window_chars - self.overlap_chars
+
+    @property
+    def unchecked(self) -> bool:
+        return len(self._text) > self._checked_upto
+
+    def next_check(self) -> tuple[str, int]:
+        """The window to check (with overlap before it) and its start offset; marks it taken."""
+        start = max(0, self._checked_upto - self.overlap_chars)
+        self._checked_upto = len(self._text)
+        return self._text[start:], start
+
+    def leaked_items(self, window_start: int) -> int:
+        """Items already released that carry text from the flagged window."""
+        return sum(1 for end in self._item_ends if end > window_start)

@@ -1,0 +1,271 @@
+"""The completion routes: auth, parse, input monitors, upstream, output monitors, reply."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import orjson
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response, StreamingResponse
+
+from gateway.context import RequestContext
+from gateway.errors import (
+    BadRequest, ContentBlocked, GatewayError, ModelNotFound, Overloaded, PayloadTooLarge,
+    Unauthorized, UpstreamError, UpstreamStatus,
+)
+from gateway.metrics import GatewayMetrics
+from gateway.monitored_relay import MonitoredRelay
+from gateway.protocol import (
+    ParsedRequest, Route, choice_text, input_texts, parse_request, replace_input_texts,
+    set_choice_text,
+)
+from gateway.relay import StreamObserver, relay_raw
+from gateway.settings import Settings
+from gateway.upstream import UpstreamCall, UpstreamPool
+from monitors.pipeline import MonitorOverloaded, MonitorPipeline
+from monitors.redact import apply_redactions
+
+log = logging.getLogger("taxgate.proxy")
+
+PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
+FLAGS_HEADER = "x-taxgate-flags"
+
+
+class Proxy:
+    def __init__(self, settings: Settings, pool: UpstreamPool, pipeline: MonitorPipeline,
+                 metrics: GatewayMetrics, *, audit_flush: Callable | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._pipeline = pipeline
+        self._metrics = metrics
+        self._audit_flush = audit_flush
+        self._clock = clock
+        self._keys = [key.get_secret_value().encode() for key in settings.api_keys]
+        self._check_input = pipeline.has_stage("input")
+        self._check_output = pipeline.has_stage("output")
+
+    async def handle(self, request: Request, route: Route) -> Response:
+        ctx = RequestContext(request_id=request.headers.get("x-request-id") or uuid.uuid4().hex,
+                             route=route, started=self._clock())
+        self._metrics.in_flight.inc()
+        try:
+            response = await self._serve(request, ctx)
+        except GatewayError as error:
+            response = self._error(error, ctx)
+        except MonitorOverloaded as exc:
+            response = self._error(Overloaded(f"monitor {exc.monitor_id} is overloaded; retry "
+                                              "later", retry_after_s=exc.retry_after_s), ctx)
+        except ClientDisconnect:
+            self._metrics.client_disconnects.labels(route).inc()
+            ctx.status = 499
+            response = Response(status_code=499)
+        if isinstance(response, StreamingResponse):
+            return response  # the stream's own finally records the request
+        self._finish(ctx)
+        return response
+
+    # -- the request path ---------------------------------------------------------------
+    async def _serve(self, request: Request, ctx: RequestContext) -> Response:
+        self._authenticate(request)
+        raw = await self._read_body(request)
+        parse_started = self._clock()
+        parsed = parse_request(ctx.route, raw)
+        ctx.model, ctx.stream = parsed.model, parsed.stream
+        known = self._pool.knows_model(parsed.model)
+        if known is False:
+            ctx.model = "unknown"
+            raise ModelNotFound(f"model {parsed.model!r} is not served here; GET /v1/models "
+                                "lists the models", param="model")
+        ctx.add_phase("parse", self._clock() - parse_started)
+        if self._check_input:
+            raw = await self._input_monitors(parsed, raw, ctx)
+        headers = {"content-type": "application/json", "x-request-id": ctx.request_id}
+        call = await self._pool.open(PATHS[ctx.route], raw, headers, model=parsed.model,
+                                     stream=parsed.stream)
+        ctx.upstream_sent = call.sent_at
+        try:
+            if call.response.status_code != 200:
+                body = await call.response.aread()
+                raise UpstreamStatus(call.response.status_code, body,
+                                     call.response.headers.get("content-type",
+                                                               "application/json"))
+            if parsed.stream:
+                return self._stream(call, ctx)
+            return await self._whole(call, ctx)
+        except BaseException:
+            await call.aclose()
+            raise
+
+    def _authenticate(self, request: Request) -> None:
+        if not self._keys:
+            return
+        header = request.headers.get("authorization", "")
+        presented = header[7:].encode() if header.lower().startswith("bearer ") else b""
+        # Compare against every key, always, so timing reveals neither match nor position.
+        matched = False
+        for key in self._keys:
+            matched |= hmac.compare_digest(presented, key)
+        if not matched:
+            raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>'")
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self._settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"request body of {declared} bytes exceeds the "
+                                  f"{limit}-byte limit (max_body_bytes)")
+        body = bytearray()
+        async for part in request.stream():
+            body += part
+            if len(body) > limit:
+                raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit "
+                                      "(max_body_bytes)")
+        if not body:
+            raise BadRequest("request body is empty; send a JSON object")
+        return bytes(body)
+
+    async def _input_monitors(self, parsed: ParsedRequest, raw: bytes,
+                              ctx: RequestContext) -> bytes:
+        texts = input_texts(parsed)
+        started = self._clock()
+        result = await self._pipeline.check("input", texts, request_id=ctx.request_id)
+        ctx.add_phase("input_monitors", self._clock() - started)
+        self._note_flags(result, ctx)
+        if result.blocked_by is not None:
+            await self._flush_audit()
+            raise ContentBlocked(f"the request was blocked by the {result.blocked_by.monitor_id}"
+                                 " safety monitor", param="messages" if ctx.route == "chat"
+                                 else "prompt")
+        if any(result.redactions):
+            redacted = [apply_redactions(text, spans) if spans else text
+                        for text, spans in zip(texts, result.redactions, strict=True)]
+            return replace_input_texts(parsed, redacted)
+        return raw
+
+    # -- non-streamed -------------------------------------------------------------------
+    async def _whole(self, call: UpstreamCall, ctx: RequestContext) -> Response:
+        try:
+            body = await call.response.aread()
+        finally:
+            await call.aclose()
+        ctx.upstream_first = ctx.upstream_last = self._clock()
+        try:
+            payload = orjson.loads(body)
+            choices = payload["choices"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            self._metrics.upstream_errors.labels(call.replica.url, "protocol").inc()
+            raise UpstreamError(f"upstream {call.replica.url} answered a body that is not a "
+                                "completion") from None
+        usage = payload.get("usage") or {}
+        ctx.prompt_tokens = usage.get("prompt_tokens") or 0
+        ctx.completion_tokens = usage.get("completion_tokens") or 0
+        if self._check_output and await self._output_monitors(payload, choices, ctx):
+            body = orjson.dumps(payload)
+        await self._flush_audit()
+        ctx.first_sent = ctx.last_sent = self._clock()
+        headers = {"x-request-id": ctx.request_id,
+                   "server-timing": ctx.server_timing(self._clock())}
+        if ctx.flags:
+            headers[FLAGS_HEADER] = ",".join(ctx.flags)
+        return Response(body, media_type="application/json", headers=headers)
+
+    async def _output_monitors(self, payload: dict, choices: list, ctx: RequestContext) -> bool:
+        """Check every choice's text; True when the payload was changed."""
+        texts = [choice_text(ctx.route, choice, streamed=False) or "" for choice in choices]
+        started = self._clock()
+        result = await self._pipeline.check("output", texts, request_id=ctx.request_id)
+        ctx.add_phase("output_monitors", self._clock() - started)
+        self._note_flags(result, ctx)
+        if result.blocked_by is not None:
+            for choice in choices:
+                set_choice_text(ctx.route, choice, self._settings.refusal_message,
+                                streamed=False)
+                choice["finish_reason"] = "content_filter"
+            return True
+        changed = False
+        for choice, text, spans in zip(choices, texts, result.redactions, strict=False):
+            if spans:
+                set_choice_text(ctx.route, choice, apply_redactions(text, spans),
+                                streamed=False)
+                changed = True
+        return changed
+
+    # -- streamed -----------------------------------------------------------------------
+    def _stream(self, call: UpstreamCall, ctx: RequestContext) -> StreamingResponse:
+        labels = (ctx.route, ctx.model)
+        errors = self._metrics.upstream_errors
+        obs = StreamObserver(ctx, self._metrics.itl.labels(*labels),
+                             lambda kind: errors.labels(call.replica.url, kind).inc(), self._clock)
+        idle_s = self._settings.timeouts.idle_s
+        if self._check_output:
+            body: AsyncIterator[bytes] = MonitoredRelay(
+                call, obs, pipeline=self._pipeline, streaming=self._settings.streaming,
+                metrics=self._metrics, idle_s=idle_s).__aiter__()
+        else:
+            body = relay_raw(call, obs, idle_s)
+        headers = {"x-request-id": ctx.request_id, "cache-control": "no-cache"}
+        if ctx.flags:
+            headers[FLAGS_HEADER] = ",".join(ctx.flags)
+        return StreamingResponse(self._tracked(body, ctx), media_type="text/event-stream",
+                                 headers=headers)
+
+    async def _tracked(self, body: AsyncIterator[bytes], ctx: RequestContext
+                       ) -> AsyncIterator[bytes]:
+        try:
+            async for data in body:
+                yield data
+        except (asyncio.CancelledError, GeneratorExit):
+            # The client left: closing ``body`` closes the upstream request.
+            self._metrics.client_disconnects.labels(ctx.route).inc()
+            ctx.status = 499
+            raise
+        finally:
+            await body.aclose()
+            self._finish(ctx)
+
+    # -- bookkeeping --------------------------------------------------------------------
+    def _note_flags(self, result, ctx: RequestContext) -> None:
+        for decision in result.annotations:
+            if decision.monitor_id not in ctx.flags:
+                ctx.flags.append(decision.monitor_id)
+
+    async def _flush_audit(self) -> None:
+        if self._audit_flush is not None:
+            await self._audit_flush()
+
+    def _error(self, error: GatewayError, ctx: RequestContext) -> Response:
+        ctx.status = error.status
+        headers = {"x-request-id": ctx.request_id, **error.headers()}
+        media_type = getattr(error, "content_type", "application/json")
+        if error.status >= 500:
+            log.warning("request %s: %s %s", ctx.request_id, error.status, error.message)
+        return Response(error.body_bytes(), status_code=error.status, media_type=media_type,
+                        headers=headers)
+
+    def _finish(self, ctx: RequestContext) -> None:
+        metrics = self._metrics
+        metrics.in_flight.dec()
+        now = self._clock()
+        labels = (ctx.route, ctx.model)
+        metrics.requests.labels(ctx.route, ctx.model, str(ctx.status)).inc()
+        for phase, seconds in ctx.phases.items():
+            metrics.overhead.labels(phase).observe(seconds)
+        if ctx.status != 200:
+            return
+        metrics.e2e.labels(*labels).observe(now - ctx.started)
+        if ctx.first_sent is not None:
+            metrics.ttft.labels(*labels).observe(ctx.first_sent - ctx.started)
+        if ctx.upstream_sent is not None and ctx.upstream_first is not None:
+            metrics.upstream_ttft.labels(*labels).observe(ctx.upstream_first - ctx.upstream_sent)
+        if ctx.upstream_sent is not None and ctx.upstream_last is not None:
+            metrics.upstream_e2e.labels(*labels).observe(ctx.upstream_last - ctx.upstream_sent)
+        if ctx.prompt_tokens:
+            metrics.prompt_tokens.labels(ctx.model).inc(ctx.prompt_tokens)
+        if ctx.completion_tokens:
+            metrics.completion_tokens.labels(ctx.model).inc(ctx.completion_tokens)

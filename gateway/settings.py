@@ -1,0 +1,143 @@
+"""The one settings object: YAML file, then ``TAXGATE_*`` env, then CLI flags, validated once."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from gateway.audit import AuditSettings
+from monitors.config import MonitorSpec, StreamingSpec
+
+ENV_PREFIX = "TAXGATE_"
+# Env values for these keys are comma-separated lists.
+LIST_KEYS = {"upstreams", "api_keys"}
+
+
+class SettingsError(ValueError):
+    """Invalid configuration; the message names the bad key and says what is expected."""
+
+
+class Timeouts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    connect_s: float = Field(5.0, gt=0, description="TCP connect to an upstream")
+    first_byte_s: float = Field(300.0, gt=0,
+                                description="request sent -> response headers / first chunk")
+    idle_s: float = Field(120.0, gt=0, description="longest gap between two streamed chunks")
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    interval_s: float = Field(5.0, gt=0, description="how often each upstream is probed")
+    eject_after: int = Field(3, ge=1,
+                             description="consecutive failures before an upstream is ejected")
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    upstreams: list[str] = Field(min_length=1)
+    api_keys: list[SecretStr] = Field(default_factory=list)
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_in_flight: int = Field(0, ge=0, description="0 = unlimited; beyond it answer 503")
+    connect_retries: int = Field(1, ge=0,
+                                 description="other replicas tried when a connect fails")
+    max_connections: int = Field(1024, ge=1)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    health: Health = Field(default_factory=Health)
+    monitors: list[MonitorSpec] = Field(default_factory=list)
+    streaming: StreamingSpec = Field(default_factory=StreamingSpec)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    refusal_message: str = "I can't help with that: the response was blocked by a safety policy."
+    log_prompts: bool = False
+
+    @field_validator("upstreams")
+    @classmethod
+    def _http_urls(cls, urls: list[str]) -> list[str]:
+        cleaned = []
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an http(s) URL (e.g. http://127.0.0.1:8000)")
+            cleaned.append(url.rstrip("/").removesuffix("/v1"))
+        return cleaned
+
+    @field_validator("monitors")
+    @classmethod
+    def _unique_ids(cls, specs: list[MonitorSpec]) -> list[MonitorSpec]:
+        seen: set[str] = set()
+        for spec in specs:
+            if spec.id in seen:
+                raise ValueError(f"monitor id {spec.id!r} appears twice; give each an 'id'")
+            seen.add(spec.id)
+        return specs
+
+
+def load_settings(config_file: Path | None = None, *, env: Mapping[str, str] | None = None,
+                  overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Merge the sources (later wins) and validate; raise SettingsError naming the bad key."""
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        data = _read_yaml(config_file)
+    _deep_merge(data, _from_env(env or {}))
+    _deep_merge(data, {k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc, config_file)) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SettingsError(f"cannot read config file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"config file {path} is not valid YAML: {exc}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise SettingsError(f"config file {path} must hold a mapping of keys, not a "
+                            f"{type(loaded).__name__}")
+    return loaded
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """``TAXGATE_PORT=9000``, ``TAXGATE_UPSTREAMS=a,b``, ``TAXGATE_AUDIT__PATH=x.db``."""
+    data: dict[str, Any] = {}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or not raw:
+            continue
+        path = name[len(ENV_PREFIX):].lower().split("__")
+        if path[0] in LIST_KEYS:
+            value: Any = [item.strip() for item in raw.split(",") if item.strip()]
+        else:
+            value = yaml.safe_load(raw)
+        node = data
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+    return data
+
+
+def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def _describe(exc: ValidationError, source: Path | None) -> str:
+    where = f" in {source}" if source else ""
+    lines = [f"invalid configuration{where}:"]
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        lines.append(f"  {key}: {error['msg']}")
+    return "\n".join(lines)

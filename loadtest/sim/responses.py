@@ -1,0 +1,117 @@
+"""ASGI responses that deliver one generation, streamed (SSE) or whole (JSON).
+
+Both watch the connection while they wait for tokens: uvicorn drops writes to a
+closed connection silently, so a request still queued in the engine would never
+notice its client left. On ``http.disconnect`` the generation is aborted, which
+frees its batch slot at once, as vLLM does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from starlette.types import Receive, Scope, Send
+
+from loadtest.sim.engine import Generation, SimEngine
+from loadtest.sim.protocol import response_body
+from loadtest.sim.sse import CHAT, DONE, ChunkEncoder
+
+SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8")]
+JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+async def _abort_on_disconnect(receive: Receive, abort: Callable[[], object]) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            abort()
+            return
+
+
+class _GenerationResponse:
+    def __init__(self, engine: SimEngine, gen: Generation) -> None:
+        self.engine = engine
+        self.gen = gen
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        watcher = asyncio.create_task(
+            _abort_on_disconnect(receive, lambda: self.engine.abort(self.gen)))
+        try:
+            await self.respond(send)
+        finally:
+            watcher.cancel()
+            # A no-op once finished; otherwise (an error, a cancelled task) the slot
+            # must not stay taken.
+            self.engine.abort(self.gen)
+
+    async def respond(self, send: Send) -> None:
+        raise NotImplementedError
+
+
+class StreamedGeneration(_GenerationResponse):
+    """``text/event-stream`` with vLLM's chunk sequence, then ``[DONE]``."""
+
+    def __init__(self, engine: SimEngine, gen: Generation, encoder: ChunkEncoder,
+                 include_usage: bool) -> None:
+        super().__init__(engine, gen)
+        self.encoder = encoder
+        self.include_usage = include_usage
+
+    async def respond(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        queue, encoder = self.gen.queue, self.encoder
+        # vLLM sends the chat role chunk with the first output, not before it.
+        pending_role = encoder.kind == CHAT
+        sent = 0
+        while True:
+            tokens = await queue.get()
+            if not tokens:
+                break
+            sent += len(tokens)
+            text = tokens[0] if len(tokens) == 1 else "".join(tokens)
+            reason = queue.finish_reason
+            if reason is None or reason == "abort":
+                chunk = encoder.text(text, sent)
+            else:
+                chunk = encoder.final(text, reason, sent)
+            if pending_role:
+                chunk = encoder.role() + chunk
+                pending_role = False
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if reason is not None:
+                break
+        tail = b""
+        if queue.finish_reason != "abort":
+            tail = (encoder.usage(sent) if self.include_usage else b"") + DONE
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+class WholeGeneration(_GenerationResponse):
+    """The non-streamed JSON body, sent once the generation finished."""
+
+    def __init__(self, engine: SimEngine, gen: Generation, kind: str, request_id: str,
+                 created: int, model: str) -> None:
+        super().__init__(engine, gen)
+        self.kind = kind
+        self.request_id = request_id
+        self.created = created
+        self.model = model
+
+    async def respond(self, send: Send) -> None:
+        queue = self.gen.queue
+        parts: list[str] = []
+        # get() drains everything, so once closed nothing is left behind.
+        while not queue.closed:
+            parts.extend(await queue.get())
+        if queue.finish_reason == "abort":
+            # The client is gone; close the exchange without building a body nobody reads.
+            await send({"type": "http.response.start", "status": 499, "headers": []})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        body = response_body(self.kind, self.request_id, self.created, self.model,
+                             "".join(parts), queue.finish_reason or "stop",
+                             self.gen.prompt_tokens, self.gen.completion_tokens)
+        headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})

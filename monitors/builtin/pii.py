@@ -1,0 +1,160 @@
+"""Personal data and secrets: emails, phones, cards, IBANs, SSNs, IPv4s, API keys.
+
+Regexes find candidates; checksums (Luhn for cards, mod-97 for IBANs) and range
+checks keep ordinary numbers out. Each finding carries spans, so the natural action
+is ``redact``. Options::
+
+    kinds: [EMAIL, CREDIT_CARD]   # restrict to these (default: all)
+
+When candidates of two kinds overlap, the more specific kind wins (an API key over
+a phone number that happens to sit inside it), in the order of ``KINDS``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from monitors.base import Finding, Monitor, Span
+from monitors.config import MonitorSpec
+from monitors.registry import parse_options
+
+Kind = Literal["API_KEY", "IBAN", "CREDIT_CARD", "US_SSN", "EMAIL", "IPV4", "PHONE"]
+# Precedence order for overlapping candidates: most specific first.
+KINDS: tuple[Kind, ...] = ("API_KEY", "IBAN", "CREDIT_CARD", "US_SSN", "EMAIL", "IPV4", "PHONE")
+
+
+def luhn_valid(digits: str) -> bool:
+    """The Luhn checksum used by payment card numbers."""
+    if not digits.isdigit():
+        return False
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = int(char)
+        if position % 2 == 1:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def iban_valid(candidate: str) -> bool:
+    """ISO 13616 check: move the first four characters to the end, letters to numbers, mod 97 == 1."""
+    iban = "".join(candidate.split()).upper()
+    if not 15 <= len(iban) <= 34 or not iban.isalnum() or not iban.isascii():
+        return False
+    rearranged = iban[4:] + iban[:4]
+    number = "".join(str(int(char, 36)) for char in rearranged)
+    return int(number) % 97 == 1
+
+
+def _card_ok(match: str) -> bool:
+    digits = re.sub(r"\D", "", match)
+    return 13 <= len(digits) <= 19 and luhn_valid(digits)
+
+
+def _phone_ok(match: str) -> bool:
+    # E.164 allows at most 15 digits; fewer than 8 is more likely a code or a count.
+    return 8 <= sum(c.isdigit() for c in match) <= 15
+
+
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A candidate pattern for one kind; ``group`` is the part to mask, ``valid`` a post-check."""
+
+    kind: Kind
+    pattern: str
+    flags: int = 0
+    group: int | str = 0
+    valid: Callable[[str], bool] | None = None
+
+
+RULES: tuple[Rule, ...] = (
+    # Secrets. Vendor formats first; then `key = value` assignments, masking only the value.
+    Rule("API_KEY", r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[0-9A-Z]{16}(?![A-Za-z0-9])"),
+    Rule("API_KEY", r"(?<![\w-])gh[pousr]_[A-Za-z0-9]{36,255}(?!\w)"),
+    Rule("API_KEY", r"(?<![\w-])github_pat_[A-Za-z0-9_]{22,255}"),
+    Rule("API_KEY", r"(?<![\w-])sk-[A-Za-z0-9_-]{20,}"),
+    Rule("API_KEY", r"(?<![\w-])xox[abposr]-[A-Za-z0-9-]{10,}"),
+    Rule("API_KEY", r"(?<![\w-])AIza[0-9A-Za-z_-]{35}(?![\w-])"),
+    # A private key with no END line yet (a streamed window) is masked to the end of the text.
+    Rule("API_KEY", r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?:.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|.*)",
+         re.DOTALL),
+    Rule("API_KEY",
+         r"\b(?:api[_-]?key|apikey|secret(?:[_-]?key)?|client[_-]?secret|password|passwd|pwd"
+         r"|access[_-]?token|auth[_-]?token|refresh[_-]?token)[\"']?\s*[:=]\s*[\"']?(?P<value>[^\s\"',;]{4,})",
+         re.IGNORECASE, group="value"),
+    Rule("API_KEY", r"\bbearer\s+(?P<value>[A-Za-z0-9._~+/-]{20,}=*)", re.IGNORECASE, group="value"),
+    # IBAN: country, check digits, then groups of four (upper case, optionally spaced).
+    Rule("IBAN", r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])",
+         valid=iban_valid),
+    # 13-19 digits, single spaces or dashes between them, not part of a longer number.
+    Rule("CREDIT_CARD", r"(?<!\d)(?<!\d[ -])\d(?:[ -]?\d){12,18}(?![ -]?\d)", valid=_card_ok),
+    # Area 000, 666 and 9xx, group 00 and serial 0000 are never issued.
+    Rule("US_SSN", r"(?<![\d-])(?!000|666|9\d\d)\d{3}([- ])(?!00)\d{2}\1(?!0000)\d{4}(?![\d-])"),
+    Rule("EMAIL",
+         r"(?<![\w.%+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+         r"[A-Za-z]{2,63}(?![\w-])"),
+    Rule("IPV4", rf"(?<![\d.])(?:{_OCTET}\.){{3}}{_OCTET}(?!\.?\d)"),
+    # North American numbers need a separator or parentheses: bare 10-digit runs are too often ids.
+    Rule("PHONE",
+         r"(?<![\w+])(?:\+?1[ .-]?)?(?:\([2-9]\d{2}\)[ .-]?|[2-9]\d{2}[ .-])[2-9]\d{2}[ .-]\d{4}(?![\w-])"),
+    # International numbers start with + and a country code.
+    Rule("PHONE", r"(?<![\w+])\+[1-9]\d{0,2}(?:[ .-]?\(?\d{1,4}\)?){2,6}(?![\w-])", valid=_phone_ok),
+)
+
+
+class PiiOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kinds: list[Kind] = list(KINDS)
+
+
+class PiiDetector:
+    """The compiled rules for the selected kinds. Pure: text in, spans out."""
+
+    def __init__(self, kinds: Sequence[Kind] = KINDS) -> None:
+        wanted = set(kinds)
+        self._rules = [
+            (rule, re.compile(rule.pattern, rule.flags))
+            for kind in KINDS if kind in wanted
+            for rule in RULES if rule.kind == kind
+        ]
+
+    def find(self, text: str) -> list[Span]:
+        accepted: list[Span] = []
+        for rule, regex in self._rules:
+            for match in regex.finditer(text):
+                if rule.valid is not None and not rule.valid(match.group(0)):
+                    continue
+                start, end = match.span(rule.group)
+                if end <= start or any(start < s.end and s.start < end for s in accepted):
+                    continue  # overlaps a span of a more specific kind found earlier
+                accepted.append(Span(start, end, rule.kind))
+        return sorted(accepted, key=lambda s: s.start)
+
+
+class PiiMonitor(Monitor):
+    def __init__(self, detector: PiiDetector) -> None:
+        self._detector = detector
+
+    def check(self, texts: Sequence[str]) -> list[Finding]:
+        findings = []
+        for text in texts:
+            spans = self._detector.find(text)
+            labels = {span.label: 1.0 for span in spans}
+            findings.append(Finding(score=1.0 if spans else 0.0, labels=labels, spans=tuple(spans)))
+        return findings
+
+
+def create(spec: MonitorSpec) -> PiiMonitor:
+    options = parse_options(spec, PiiOptions)
+    return PiiMonitor(PiiDetector(options.kinds))

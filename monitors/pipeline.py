@@ -1,0 +1,349 @@
+"""Runs a stage's monitors on texts and turns their scores into one decision.
+
+The monitors of a stage run concurrently, each under its own timeout. A monitor
+that fails is never ignored: it blocks when configured ``on_error: closed`` and is
+counted as a fail-open pass when ``open``. Shadow monitors run off the critical
+path; their verdicts are recorded when they finish.
+
+Metrics are labelled with the monitor's *id* (the same monitor name may be
+configured twice, e.g. with different thresholds per stage).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from monitors.base import Finding, Monitor, MonitorLoadError, MonitorOverloaded, Span
+from monitors.batcher import MicroBatcher
+from monitors.config import MonitorSpec
+from monitors.metrics import MonitorMetrics
+from monitors.redact import apply_redactions, excerpt
+from monitors.registry import MonitorRegistry
+
+__all__ = ["Decision", "MonitorOverloaded", "MonitorPipeline", "StageResult", "apply_result"]
+
+logger = logging.getLogger(__name__)
+
+EventSink = Callable[["Decision", str], None]
+
+
+@dataclass
+class Decision:
+    """One monitor's verdict on one stage check.
+
+    ``action`` is what was done: the configured action on a hit, ``pass`` otherwise;
+    a failed monitor set ``on_error: closed`` reports ``block``. ``error`` is None,
+    ``error``, ``timeout`` or ``overload``. ``text_index`` is the first text that hit
+    and ``excerpt`` a masked excerpt of it (never the raw flagged characters).
+    """
+
+    monitor_id: str
+    monitor_name: str
+    stage: str
+    action: str
+    hit: bool
+    score: float
+    labels: dict[str, float]
+    error: str | None
+    failed_open: bool
+    text_index: int | None
+    excerpt: str
+    duration_s: float
+
+
+@dataclass
+class StageResult:
+    """What a stage decided. ``redactions[i]`` holds the spans to mask in text ``i``."""
+
+    blocked_by: Decision | None
+    redactions: list[list[Span]]
+    annotations: list[Decision]
+    decisions: list[Decision]
+    elapsed_s: float
+
+    @property
+    def blocked(self) -> bool:
+        return self.blocked_by is not None
+
+    @property
+    def redacted(self) -> bool:
+        return any(self.redactions)
+
+
+def apply_result(result: StageResult, texts: Sequence[str]) -> list[str]:
+    """``texts`` with the stage's redactions applied (unchanged where there are none)."""
+    if not result.redactions:
+        return list(texts)
+    return [
+        apply_redactions(text, spans) if spans else text
+        for text, spans in zip(texts, result.redactions, strict=True)
+    ]
+
+
+@dataclass
+class _Entry:
+    spec: MonitorSpec
+    monitor: Monitor
+    score: Callable[[Sequence[str]], Awaitable[list[Finding]]]
+    batcher: MicroBatcher | None = None
+
+
+@dataclass
+class _Outcome:
+    decision: Decision
+    spans: dict[int, list[Span]] = field(default_factory=dict)
+    overloaded: MonitorOverloaded | None = None
+
+
+def is_hit(spec: MonitorSpec, finding: Finding) -> bool:
+    if finding.score >= spec.threshold:
+        return True
+    return any(finding.labels.get(label, 0.0) >= limit for label, limit in spec.label_thresholds.items())
+
+
+def _top_label(finding: Finding, fallback: str) -> str:
+    if not finding.labels:
+        return fallback
+    return max(finding.labels.items(), key=lambda item: item[1])[0]
+
+
+def _spans_or_whole(finding: Finding, text: str, fallback_label: str) -> list[Span]:
+    # A monitor that scores whole texts (a classifier) flags all of it.
+    if finding.spans:
+        return list(finding.spans)
+    return [Span(0, len(text), _top_label(finding, fallback_label))]
+
+
+class MonitorPipeline:
+    """The configured monitors, ready to check the texts of a request stage."""
+
+    def __init__(
+        self,
+        specs: Sequence[MonitorSpec],
+        *,
+        metrics: MonitorMetrics,
+        registry: MonitorRegistry | None = None,
+        on_event: EventSink | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        ids = [spec.id for spec in specs]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise MonitorLoadError(
+                f"monitor ids must be unique; repeated: {', '.join(duplicates)} (set `id:` to tell them apart)"
+            )
+        self._specs = list(specs)
+        self._metrics = metrics
+        self._registry = registry
+        self._on_event = on_event
+        self._clock = clock
+        self._entries: list[_Entry] = []
+        self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self._started = False
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        """Build every monitor; start a micro-batcher for each sync one."""
+        if self._started:
+            return
+        registry = self._registry if self._registry is not None else MonitorRegistry.from_entry_points()
+        for spec in self._specs:
+            try:
+                monitor = registry.build(spec)
+            except MonitorLoadError as exc:
+                await self._close_entries()
+                raise MonitorLoadError(f"monitor {spec.id!r}: {exc}") from exc
+            self._entries.append(await self._wire(spec, monitor))
+        self._started = True
+
+    async def _wire(self, spec: MonitorSpec, monitor: Monitor) -> _Entry:
+        if inspect.iscoroutinefunction(monitor.check):
+            return _Entry(spec, monitor, monitor.check)
+        batcher = MicroBatcher(monitor.check, spec.batch, name=spec.id, metrics=self._metrics, clock=self._clock)
+        await batcher.start()
+        return _Entry(spec, monitor, batcher.submit, batcher)
+
+    async def close(self) -> None:
+        """Wait for shadow checks still running, then stop batchers and close monitors."""
+        while self._shadow_tasks:
+            results = await asyncio.gather(*list(self._shadow_tasks), return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                    logger.error("shadow monitor task failed at shutdown: %r", result)
+        await self._close_entries()
+        self._started = False
+
+    async def _close_entries(self) -> None:
+        for entry in self._entries:
+            if entry.batcher is not None:
+                await entry.batcher.close()
+            try:
+                closed = entry.monitor.close()
+                if inspect.isawaitable(closed):
+                    await closed
+            except Exception:  # one monitor's close must not keep the others open
+                logger.exception("monitor %r failed to close", entry.spec.id)
+        self._entries = []
+
+    # -- configuration queries ---------------------------------------------
+
+    def has_stage(self, stage: str) -> bool:
+        """Whether any monitor (shadow included) runs at ``stage``."""
+        return any(stage in spec.stages for spec in self._specs)
+
+    def enforces(self, stage: str) -> bool:
+        """Whether any monitor at ``stage`` can change the outcome (not shadow)."""
+        return any(stage in spec.stages and spec.action != "shadow" for spec in self._specs)
+
+    @property
+    def specs(self) -> list[MonitorSpec]:
+        return list(self._specs)
+
+    # -- checking ----------------------------------------------------------
+
+    async def check(self, stage: str, texts: Sequence[str], *, request_id: str) -> StageResult:
+        """Run the stage's monitors on ``texts``.
+
+        Raises MonitorOverloaded when the first blocking verdict is a fail-closed
+        monitor whose queue is full (the gateway answers 503 with Retry-After).
+        """
+        if not self._started:
+            raise RuntimeError("MonitorPipeline.check called before start()")
+        started = self._clock()
+        texts = tuple(texts)
+        result = StageResult(None, [[] for _ in texts], [], [], 0.0)
+        if not texts:
+            return result
+        enforced: list[_Entry] = []
+        for entry in self._entries:
+            if stage not in entry.spec.stages:
+                continue
+            if entry.spec.action == "shadow":
+                self._spawn_shadow(entry, stage, texts, request_id)
+            else:
+                enforced.append(entry)
+        outcomes = await asyncio.gather(*(self._evaluate(e, stage, texts, request_id) for e in enforced))
+        overloaded: MonitorOverloaded | None = None
+        for outcome in outcomes:
+            decision = outcome.decision
+            self._record(decision, request_id)
+            result.decisions.append(decision)
+            if decision.action == "block":
+                if result.blocked_by is None:
+                    result.blocked_by = decision
+                    overloaded = outcome.overloaded
+            elif decision.action == "redact":
+                for index, spans in outcome.spans.items():
+                    result.redactions[index].extend(spans)
+            elif decision.action == "annotate":
+                result.annotations.append(decision)
+        result.elapsed_s = self._clock() - started
+        if overloaded is not None:
+            raise overloaded
+        return result
+
+    def apply(self, result: StageResult, texts: Sequence[str]) -> list[str]:
+        """``texts`` with the stage's redactions applied."""
+        return apply_result(result, texts)
+
+    def _spawn_shadow(self, entry: _Entry, stage: str, texts: tuple[str, ...], request_id: str) -> None:
+        task = asyncio.create_task(self._shadow(entry, stage, texts, request_id), name=f"shadow-{entry.spec.id}")
+        # Keep a reference: the loop holds tasks weakly, and close() waits for these.
+        self._shadow_tasks.add(task)
+        task.add_done_callback(self._shadow_tasks.discard)
+
+    async def _shadow(self, entry: _Entry, stage: str, texts: tuple[str, ...], request_id: str) -> None:
+        outcome = await self._evaluate(entry, stage, texts, request_id)
+        self._record(outcome.decision, request_id)
+
+    async def _evaluate(self, entry: _Entry, stage: str, texts: tuple[str, ...], request_id: str) -> _Outcome:
+        spec = entry.spec
+        started = self._clock()
+        error: str | None = None
+        overloaded: MonitorOverloaded | None = None
+        findings: list[Finding] = []
+        try:
+            findings = await asyncio.wait_for(entry.score(texts), spec.timeout_ms / 1000.0)
+            if len(findings) != len(texts):
+                raise ValueError(f"returned {len(findings)} findings for {len(texts)} texts")
+        except TimeoutError:
+            error = "timeout"
+        except MonitorOverloaded as exc:
+            error = "overload"
+            overloaded = MonitorOverloaded(spec.id, exc.retry_after_s)
+        except Exception as exc:  # any monitor failure becomes a counted, logged verdict
+            error = "error"
+            logger.warning(
+                "monitor %r (%s) failed at stage %s, request %s: %s",
+                spec.id, spec.name, stage, request_id, type(exc).__name__,
+            )
+            # The message may quote the text being checked; keep it out of normal logs.
+            logger.debug("monitor %r failure detail", spec.id, exc_info=exc)
+        duration = self._clock() - started
+        self._metrics.duration.labels(monitor=spec.id, stage=stage).observe(duration)
+        if error is not None:
+            if error != "error":
+                logger.warning(
+                    "monitor %r (%s) %s at stage %s, request %s",
+                    spec.id, spec.name, error, stage, request_id,
+                )
+            return self._failure(spec, stage, error, duration, overloaded)
+        return self._verdict(spec, stage, texts, findings, duration)
+
+    def _failure(
+        self, spec: MonitorSpec, stage: str, error: str, duration: float, overloaded: MonitorOverloaded | None
+    ) -> _Outcome:
+        shadow = spec.action == "shadow"
+        closed = spec.on_error == "closed" and not shadow
+        decision = Decision(
+            monitor_id=spec.id, monitor_name=spec.name, stage=stage,
+            action="block" if closed else "pass", hit=False, score=0.0, labels={},
+            error=error, failed_open=not closed and not shadow, text_index=None,
+            excerpt="", duration_s=duration,
+        )
+        return _Outcome(decision, overloaded=overloaded if closed else None)
+
+    def _verdict(
+        self, spec: MonitorSpec, stage: str, texts: tuple[str, ...], findings: list[Finding], duration: float
+    ) -> _Outcome:
+        hits = [i for i, finding in enumerate(findings) if is_hit(spec, finding)]
+        if not hits:
+            labels: dict[str, float] = {}
+            for finding in findings:
+                for label, value in finding.labels.items():
+                    labels[label] = max(float(value), labels.get(label, 0.0))
+            decision = Decision(
+                monitor_id=spec.id, monitor_name=spec.name, stage=stage, action="pass", hit=False,
+                score=max(float(f.score) for f in findings), labels=labels, error=None,
+                failed_open=False, text_index=None, excerpt="", duration_s=duration,
+            )
+            return _Outcome(decision)
+        first = hits[0]
+        finding = findings[first]
+        spans = {i: _spans_or_whole(findings[i], texts[i], spec.name) for i in hits}
+        decision = Decision(
+            monitor_id=spec.id, monitor_name=spec.name, stage=stage, action=spec.action, hit=True,
+            score=float(finding.score), labels={k: float(v) for k, v in finding.labels.items()},
+            error=None, failed_open=False, text_index=first,
+            excerpt=excerpt(texts[first], spans[first]), duration_s=duration,
+        )
+        return _Outcome(decision, spans=spans if spec.action == "redact" else {})
+
+    def _record(self, decision: Decision, request_id: str) -> None:
+        labels = {"monitor": decision.monitor_id, "stage": decision.stage}
+        self._metrics.verdicts.labels(action=decision.action, **labels).inc()
+        if decision.error is not None:
+            self._metrics.errors.labels(kind=decision.error, **labels).inc()
+        if decision.failed_open:
+            self._metrics.fail_open.labels(**labels).inc()
+        if (decision.hit or decision.error is not None) and self._on_event is not None:
+            try:
+                self._on_event(decision, request_id)
+            except Exception:  # the audit sink failing must not fail the request; say so loudly
+                logger.exception("audit event sink failed for monitor %r", decision.monitor_id)
