@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import re
 import sys
 import time
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import IO
 
 import orjson
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from gateway.audit import AuditError, AuditSettings, count_events, iter_events
+from gateway.audit import AuditError, AuditEvent, AuditSettings, count_events, iter_events
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -72,9 +76,12 @@ def _positive_int(value: str) -> int:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the ``audit`` arguments to ``parser``."""
-    parser.description = "Read the audit log: monitor verdicts other than pass."
+    if not parser.description:
+        parser.description = "Read the audit log: monitor verdicts other than pass."
     parser.add_argument(
-        "command", nargs="?", choices=("list", "export", "stats"), default="list",
+        # Not "command": the top-level parser already stores the subcommand name there.
+        "audit_command", metavar="{list,export,stats}", nargs="?",
+        choices=("list", "export", "stats"), default="list",
         help="list: a table of the newest events (default); export: JSON Lines, one event "
              "per line; stats: event counts by monitor, stage and action",
     )
@@ -114,18 +121,23 @@ def run(args: argparse.Namespace) -> int:
     """Run ``taxgate audit``; returns the process exit code."""
     filters = {"monitor": args.monitor, "stage": args.stage, "action": args.action,
                "request_id": args.request_id, "since": args.since, "until": args.until}
-    try:
-        if args.command == "stats":
-            _stats(args.db, filters)
-        elif args.command == "export":
-            _export(args.db, filters, args.limit, args.out)
-        else:
-            _list(args.db, filters, args.limit or LIST_DEFAULT_LIMIT)
-    except FileNotFoundError:
+    if not os.path.isfile(args.db):
         print(f"taxgate audit: no audit database at {args.db!r}. Pass --db with the file "
               "named by audit.path in the gateway settings; the gateway creates it on start "
               "when audit.enabled is true.", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        if args.audit_command == "stats":
+            _stats(args.db, filters)
+        elif args.audit_command == "export":
+            _export(args.db, filters, args.limit, args.out)
+        else:
+            _list(args.db, filters, args.limit or LIST_DEFAULT_LIMIT)
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error. Point stdout at devnull so the
+        # interpreter's final flush does not raise again (the recipe in Python's signal docs).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except (AuditError, OSError) as exc:
         print(f"taxgate audit: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -141,7 +153,7 @@ def _iso(ts: float) -> str:
 
 
 def _list(db: str, filters: dict, limit: int) -> None:
-    table = Table(title=f"audit events in {db}")
+    table = Table(title=f"audit events in {escape(db)}")
     for name in ("time (UTC)", "request", "stage", "monitor", "action", "hit", "score"):
         table.add_column(name, no_wrap=True)
     table.add_column("labels")
@@ -151,17 +163,20 @@ def _list(db: str, filters: dict, limit: int) -> None:
     for event in iter_events(db, limit=limit, **filters):
         count += 1
         top = sorted(event.labels.items(), key=lambda item: item[1], reverse=True)[:3]
-        table.add_row(
+        cells = (
             _iso(event.ts), event.request_id, event.stage, event.monitor, event.action,
             "yes" if event.hit else "no", f"{event.score:.3f}",
             " ".join(f"{name}={score:.2f}" for name, score in top), event.error or "",
             event.excerpt,
         )
+        # Text, not str: excerpts are user and model text, and "[...]" must not be read
+        # as rich markup (it would vanish or raise).
+        table.add_row(*(Text(cell) for cell in cells))
     console = _console()
     if count:
         console.print(table)
     else:
-        console.print(f"no audit events match in {db}")
+        console.print(Text(f"no audit events match in {db}"))
 
 
 def _export(db: str, filters: dict, limit: int | None, out: str | None) -> None:
@@ -173,7 +188,7 @@ def _export(db: str, filters: dict, limit: int | None, out: str | None) -> None:
         _write_jsonl(events, file)
 
 
-def _write_jsonl(events, file: IO[str]) -> None:
+def _write_jsonl(events: Iterable[AuditEvent], file: IO[str]) -> None:
     for event in events:
         file.write(orjson.dumps(dataclasses.asdict(event), option=orjson.OPT_APPEND_NEWLINE)
                    .decode())
@@ -183,7 +198,7 @@ def _stats(db: str, filters: dict) -> None:
     console = _console()
     counts = {by: count_events(db, by, **filters) for by in ("monitor", "stage", "action")}
     total = sum(counts["stage"].values())
-    console.print(f"{total} audit event(s) in {db}")
+    console.print(Text(f"{total} audit event(s) in {db}"))
     for by, values in counts.items():
         if not values:
             continue
@@ -191,7 +206,7 @@ def _stats(db: str, filters: dict) -> None:
         table.add_column(by)
         table.add_column("events", justify="right")
         for value, count in values.items():
-            table.add_row(value, str(count))
+            table.add_row(Text(value), str(count))
         console.print(table)
 
 

@@ -16,6 +16,9 @@ from loadtest.sim.sse import CHAT, COMPLETION, usage_dict
 from loadtest.sim.tokens import count_chat_tokens, count_tokens
 
 
+COMPLETION_DEFAULT_MAX_TOKENS = 16
+
+
 class RequestError(Exception):
     """A request the simulator refuses; mapped to an OpenAI error body in one place."""
 
@@ -75,7 +78,9 @@ def parse_completion(body: bytes) -> GenerationRequest:
         raise RequestError(400, "`prompt` must be a string, a list of one string, or a list "
                                 "of token ids (batched prompts are not simulated)",
                            param="prompt")
-    return _build(COMPLETION, data, text, prompt_tokens, data.get("max_tokens"))
+    # The legacy completions API (and vLLM) default to 16 tokens when the field is absent.
+    return _build(COMPLETION, data, text, prompt_tokens,
+                  data.get("max_tokens", COMPLETION_DEFAULT_MAX_TOKENS))
 
 
 def _load(body: bytes) -> dict[str, Any]:

@@ -150,6 +150,21 @@ async def test_batch_mode_close_loses_nothing(tmp_path):
     assert [e.request_id for e in query_events(path)] == [f"req-{n}" for n in range(total)]
 
 
+async def test_cancelled_close_still_drains(tmp_path):
+    path = str(tmp_path / "audit.db")
+    store = AuditStore(AuditSettings(path=path, batch_max=16))
+    await store.start()
+    for n in range(5000):
+        store.record(event(n))
+    closing = asyncio.create_task(store.close())
+    await asyncio.sleep(0)  # close() now waits on the writer's drain
+    closing.cancel()  # e.g. a shutdown grace period ran out
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    await store.close()
+    assert rows(path) == 5000
+
+
 async def test_batch_mode_commits_within_the_interval_without_flush(tmp_path):
     path = str(tmp_path / "audit.db")
     store = AuditStore(AuditSettings(path=path, flush_interval_ms=20))

@@ -61,6 +61,26 @@ def test_list_prints_a_table(db, capsys):
         assert text in out
 
 
+def test_list_shows_brackets_literally(tmp_path, capsys):
+    path = str(tmp_path / "audit.db")
+    excerpt = "[bold]not markup[/bold] [/] [REDACTED:EMAIL]"
+
+    async def write() -> None:
+        store = AuditStore(AuditSettings(path=path))
+        await store.start()
+        store.record(AuditEvent("[req]", 1.0, "input", "[m]", "block", True, 1.0, {}, "[/x]",
+                                excerpt))
+        await store.close()
+
+    asyncio.run(write())
+    assert cli("--db", path) == 0
+    out = capsys.readouterr().out
+    for text in (excerpt, "[req]", "[m]", "[/x]"):
+        assert text in out
+    assert cli("--db", path, "stats") == 0
+    assert "[m]" in capsys.readouterr().out
+
+
 def test_list_is_the_default_and_filters_apply(db, capsys):
     path, _ = db
     assert cli("--db", path, "--monitor", "pii") == 0
@@ -127,6 +147,14 @@ def test_missing_db_is_a_clear_error(tmp_path, capsys):
         assert "--db" in err and "audit.path" in err
 
 
+def test_unwritable_out_file_is_reported_as_such(db, tmp_path, capsys):
+    path, _ = db
+    out = tmp_path / "no-such-dir" / "events.jsonl"
+    assert cli("--db", path, "export", "--out", str(out)) == 2
+    err = capsys.readouterr().err
+    assert "no-such-dir" in err and "no audit database" not in err
+
+
 def test_foreign_sqlite_file_is_a_clear_error(tmp_path, capsys):
     other = tmp_path / "other.db"
     conn = sqlite3.connect(other)
@@ -134,6 +162,18 @@ def test_foreign_sqlite_file_is_a_clear_error(tmp_path, capsys):
     conn.close()
     assert cli("--db", str(other), "list") == 2
     assert "not a readable taxgate audit database" in capsys.readouterr().err
+
+
+def test_works_as_a_subcommand_of_taxgate(db, capsys):
+    # Like gateway/cli.py: the top-level parser keeps the subcommand name in "command".
+    top = argparse.ArgumentParser(prog="taxgate")
+    sub = top.add_subparsers(dest="command", required=True)
+    configure_parser(sub.add_parser("audit"))
+    path, _ = db
+    args = top.parse_args(["audit", "--db", path, "stats"])
+    assert args.command == "audit"
+    assert run(args) == 0
+    assert "3 audit event(s)" in capsys.readouterr().out
 
 
 def test_every_flag_has_help():

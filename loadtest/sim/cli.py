@@ -1,0 +1,76 @@
+"""``taxgate sim``: serve the simulated vLLM server with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from pathlib import Path
+
+from loadtest.sim.output import OUTPUT_MODES
+from loadtest.sim.settings import SimSettings
+from loadtest.sim.timing import PROFILES
+
+DEFAULTS = SimSettings()
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Add the simulator's flags to ``parser`` (a subcommand's or its own)."""
+    parser.add_argument("--host", default=DEFAULTS.host,
+                        help=f"address to listen on (default {DEFAULTS.host})")
+    parser.add_argument("--port", type=int, default=DEFAULTS.port,
+                        help=f"port to listen on (default {DEFAULTS.port})")
+    parser.add_argument("--profile", default=DEFAULTS.profile, choices=sorted(PROFILES),
+                        help=f"latency profile to imitate (default {DEFAULTS.profile}); "
+                             "'instant' measures a gateway alone, 'tiny-cpu' suits tests")
+    parser.add_argument("--output-mode", default=DEFAULTS.output_mode, choices=OUTPUT_MODES,
+                        help="what the model says: echo the last user message / prompt, "
+                             "texts from a JSONL corpus, or seeded random words "
+                             f"(default {DEFAULTS.output_mode})")
+    parser.add_argument("--corpus", type=Path, default=None, metavar="PATH",
+                        help="JSONL file of {\"text\", \"label\"} lines for --output-mode "
+                             "corpus (default: the bundled labelled dataset)")
+    parser.add_argument("--max-num-seqs", type=int, default=None, metavar="N",
+                        help="override the profile's batch size limit; requests beyond it "
+                             "queue, as in vLLM")
+    parser.add_argument("--seed", type=int, default=DEFAULTS.seed,
+                        help=f"seed for timing jitter and generated text (default "
+                             f"{DEFAULTS.seed})")
+    parser.add_argument("--model", default=DEFAULTS.model, metavar="NAME",
+                        help=f"served model name; other names get 404 (default "
+                             f"{DEFAULTS.model})")
+    parser.add_argument("--max-model-len", type=int, default=DEFAULTS.max_model_len,
+                        metavar="TOKENS",
+                        help="context window: prompt plus output tokens "
+                             f"(default {DEFAULTS.max_model_len})")
+    parser.add_argument("--log-level", default="info",
+                        choices=["critical", "error", "warning", "info", "debug"],
+                        help="uvicorn log level (default info)")
+
+
+def settings_from_args(args: argparse.Namespace) -> SimSettings:
+    return SimSettings(
+        host=args.host, port=args.port, profile=args.profile, output_mode=args.output_mode,
+        corpus_path=args.corpus, max_num_seqs=args.max_num_seqs, seed=args.seed,
+        model=args.model, max_model_len=args.max_model_len,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until interrupted; returns the process exit code."""
+    import uvicorn
+
+    from loadtest.sim.server import create_sim_app
+
+    try:
+        settings = settings_from_args(args)
+    except ValueError as exc:
+        print(f"taxgate sim: {exc}")
+        return 2
+    # uvloop and httptools are the fast paths; fall back where they are not installed.
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    uvicorn.run(create_sim_app(settings), host=settings.host, port=settings.port, loop=loop,
+                http=http, access_log=False, log_level=args.log_level,
+                # Long streams must not hold a Ctrl+C hostage.
+                timeout_graceful_shutdown=5)
+    return 0

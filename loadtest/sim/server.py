@@ -1,0 +1,175 @@
+"""The simulated vLLM OpenAI server: routes, app factory and lifespan.
+
+Route handlers only parse, check the model and hand a generation to a response
+object; timing lives in the engine and the wire format in ``protocol``/``sse``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from loadtest.sim.engine import SimEngine
+from loadtest.sim.metrics import SimCollector
+from loadtest.sim.output import CorpusSource, EchoSource, OutputSource, RandomSource
+from loadtest.sim.protocol import (
+    GenerationRequest,
+    RequestError,
+    error_body,
+    models_body,
+    parse_chat,
+    parse_completion,
+    resolve_max_tokens,
+)
+from loadtest.sim.responses import StreamedGeneration, WholeGeneration
+from loadtest.sim.settings import SimSettings
+from loadtest.sim.sse import CHAT, ChunkEncoder
+
+logger = logging.getLogger(__name__)
+
+
+def build_output_source(settings: SimSettings, rng: random.Random) -> OutputSource:
+    if settings.output_mode == "echo":
+        return EchoSource()
+    if settings.output_mode == "random":
+        return RandomSource(rng)
+    # Imported here: only corpus mode reads a dataset file.
+    from loadtest.datasets import load_dataset
+
+    return CorpusSource([item.text for item in load_dataset(settings.corpus_path)], rng)
+
+
+def error_response(error: RequestError) -> Response:
+    return Response(error_body(error), status_code=error.status,
+                    media_type="application/json")
+
+
+class SimService:
+    """The request handlers, bound to one engine and output source."""
+
+    def __init__(self, settings: SimSettings, engine: SimEngine, source: OutputSource) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.source = source
+        self.started = int(time.time())
+
+    async def chat_completions(self, request: Request) -> ASGIApp:
+        return await self._generate(request, parse_chat)
+
+    async def completions(self, request: Request) -> ASGIApp:
+        return await self._generate(request, parse_completion)
+
+    async def _generate(self, request: Request,
+                        parse: Callable[[bytes], GenerationRequest]) -> ASGIApp:
+        settings = self.settings
+        try:
+            req = parse(await request.body())
+            if req.model is not None and req.model != settings.model:
+                raise RequestError(
+                    404, f"The model `{req.model}` does not exist. "
+                         f"Valid aliases: {settings.model}.",
+                    err_type="NotFoundError", param="model")
+            max_tokens = resolve_max_tokens(req, settings.max_model_len)
+        except RequestError as error:
+            return error_response(error)
+        output = self.source.generate(req.echo_text, max_tokens, req.ignore_eos)
+        gen = self.engine.submit(req.prompt_tokens, output, stream=req.stream)
+        prefix = "chatcmpl-" if req.kind == CHAT else "cmpl-"
+        request_id = prefix + uuid.uuid4().hex
+        created = int(time.time())
+        if req.stream:
+            encoder = ChunkEncoder(req.kind, request_id, created, settings.model,
+                                   prompt_tokens=req.prompt_tokens,
+                                   continuous_usage=req.continuous_usage)
+            # Starlette calls whatever ASGI callable an endpoint returns, so these
+            # stand in for Response objects.
+            return StreamedGeneration(self.engine, gen, encoder, req.include_usage)
+        return WholeGeneration(self.engine, gen, req.kind, request_id, created, settings.model)
+
+    async def models(self, request: Request) -> Response:
+        return Response(models_body(self.settings.model, self.started,
+                                    self.settings.max_model_len),
+                        media_type="application/json")
+
+
+def _service(request: Request) -> SimService:
+    return request.app.state.service
+
+
+async def chat_completions(request: Request) -> ASGIApp:
+    return await _service(request).chat_completions(request)
+
+
+async def completions(request: Request) -> ASGIApp:
+    return await _service(request).completions(request)
+
+
+async def models(request: Request) -> Response:
+    return await _service(request).models(request)
+
+
+async def health(request: Request) -> Response:
+    return Response(status_code=200)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    # Unknown routes and wrong methods get the OpenAI error shape too.
+    assert isinstance(exc, HTTPException)
+    err_type = "NotFoundError" if exc.status_code == 404 else "BadRequestError"
+    return error_response(RequestError(exc.status_code, str(exc.detail), err_type))
+
+
+def _log_engine_exit(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("simulated engine stopped", exc_info=task.exception())
+
+
+def create_sim_app(settings: SimSettings, registry: CollectorRegistry | None = None) -> Starlette:
+    """Build the simulator app; its engine starts and stops with the ASGI lifespan.
+
+    ``registry`` receives the vLLM-named metrics (a fresh one when not given).
+    """
+    registry = registry if registry is not None else CollectorRegistry()
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Separate seeded streams: the timing draws never shift what random mode says.
+        engine = SimEngine(settings.latency_profile(), random.Random(f"{settings.seed}:timing"))
+        source = build_output_source(settings, random.Random(f"{settings.seed}:output"))
+        collector = SimCollector(engine, settings.model)
+        registry.register(collector)
+        app.state.service = SimService(settings, engine, source)
+        task = asyncio.create_task(engine.run(), name="sim-engine")
+        task.add_done_callback(_log_engine_exit)
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            registry.unregister(collector)
+
+    routes = [
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/completions", completions, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan,
+                     exception_handlers={HTTPException: http_error})

