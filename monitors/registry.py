@@ -91,9 +91,9 @@ class MonitorRegistry:
             registry._factories[ep.name] = _LazyFactory(ep.name, ep.value)
         return registry
 
-    def register(self, name: str, factory: Factory) -> None:
-        """Add or replace the factory for ``name`` (tests and embedding apps)."""
-        self._factories[name] = factory
+    def register(self, name: str, factory: Factory | str) -> None:
+        """Add or replace the factory for ``name``: a callable, or a lazy ``"module:attr"`` target."""
+        self._factories[name] = _LazyFactory(name, factory) if isinstance(factory, str) else factory
 
     def names(self) -> list[str]:
         return sorted(self._factories)

@@ -1,0 +1,247 @@
+"""A Locust user for OpenAI-compatible LLM servers: streaming chat from a labelled dataset.
+
+Each request is a streamed ``/v1/chat/completions`` call with a prompt drawn from the
+dataset; the user times every SSE chunk (definitions as `vllm bench serve`: see
+``loadtest/bench/streamtiming.py``) and reports, besides Locust's own row for the
+HTTP request (time to response headers), these samples:
+
+- ``LLM ttft``  time to the first generated text, one per request;
+- ``LLM itl``   inter-token latency: the mean gap per request (``--itl-events every``
+  reports every gap instead, which costs CPU at high token rates; ``none`` skips it);
+- ``LLM e2e``   request sent -> stream finished; "size" column = output tokens;
+- ``LLM blocked`` requests a gateway refused (HTTP 400 ``content_blocked``) or cut
+  (``finish_reason: content_filter``): not failures, the monitor did its job.
+
+With ``--samples-out FILE`` (or env ``TAXGATE_SAMPLES_OUT``) every request is also
+appended to FILE as one JSON line (start, status, ttft_s, itls_s: every gap, e2e_s,
+output_tokens, error, blocked): the exact data ``taxgate bench`` computes percentiles
+from, since Locust's own percentiles are rounded.
+
+Run it (from the repository root, or with taxgate installed)::
+
+    # web UI on :8089, against a gateway or straight at vLLM
+    locust -f loadtest/locustfile.py --host http://127.0.0.1:8080
+    # headless: 16 users for 60 s, benign prompts, 128 output tokens each
+    locust -f loadtest/locustfile.py --host http://127.0.0.1:8080 --headless \\
+        -u 16 -r 16 --run-time 60s --max-tokens 128 --labels benign \\
+        --samples-out samples.jsonl
+    # distributed: one master, N workers (same machine or others with this checkout);
+    # the master forwards these custom options to the workers
+    locust -f loadtest/locustfile.py --master --host http://gw:8080 --expect-workers 4 ...
+    locust -f loadtest/locustfile.py --worker --master-host MASTER_IP   # x 4
+
+Options (also in the web UI): ``--dataset`` JSONL with ``text``/``label`` (default: the
+bundled one), ``--labels`` comma list or ``all`` (default ``benign``: the tax is paid by
+legitimate traffic), ``--model`` (default: the first of ``GET /v1/models``),
+``--max-tokens``, ``--no-ignore-eos`` (by default every request generates exactly
+max-tokens, as in vLLM's benchmarks), ``--api-key``, ``--prompt-seed``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import json
+import random
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from locust import FastHttpUser, constant, events, task
+from locust.runners import MasterRunner
+
+try:
+    import loadtest  # noqa: F401
+except ModuleNotFoundError:
+    # Locust puts the working directory on sys.path; this makes the file also work when
+    # started from elsewhere in a checkout where taxgate is not pip-installed.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from loadtest.bench.samples import Sample, SampleWriter  # noqa: E402
+from loadtest.bench.streamtiming import StreamTimer  # noqa: E402
+from loadtest.datasets import load_dataset  # noqa: E402
+
+CHAT_PATH = "/v1/chat/completions"
+
+
+@events.init_command_line_parser.add_listener
+def _add_arguments(parser) -> None:
+    group = parser.add_argument_group("taxgate LLM user")
+    group.add_argument("--dataset", default="", help="JSONL dataset (text, label); default: bundled")
+    group.add_argument("--labels", default="benign", help="comma-separated labels, or 'all'")
+    group.add_argument("--model", default="", help="model name; default: first of GET /v1/models")
+    group.add_argument("--max-tokens", type=int, default=128, help="max_tokens per request")
+    group.add_argument("--no-ignore-eos", dest="ignore_eos", action="store_false", default=True,
+                       help="let the model stop early (default: always generate max-tokens)")
+    group.add_argument("--api-key", default="", is_secret=True, help="sent as a Bearer token")
+    group.add_argument("--prompt-seed", type=int, default=0, help="seed of the prompt order")
+    group.add_argument("--itl-events", choices=["mean", "every", "none"], default="mean",
+                       help="ITL samples for Locust's table: per-request mean, every gap, none")
+    group.add_argument("--samples-out", default="", env_var="TAXGATE_SAMPLES_OUT",
+                       help="append one JSON line per request to this file")
+
+
+class Workload:
+    """What every user of one test run shares: prompts, model, request template, sink."""
+
+    def __init__(self, options, host: str) -> None:
+        labels = None if options.labels in ("", "all") else options.labels.split(",")
+        items = load_dataset(options.dataset or None, labels=labels)
+        if not items:
+            raise ValueError(f"no dataset items with labels {options.labels!r}")
+        self.prompts = [item.text for item in items]
+        self.model = options.model or discover_model(host, options.api_key)
+        self.max_tokens = options.max_tokens
+        self.ignore_eos = options.ignore_eos
+        self.itl_events = options.itl_events
+        self.seed = options.prompt_seed
+        self.headers = {"Accept-Encoding": "identity", "Accept": "text/event-stream"}
+        if options.api_key:
+            self.headers["Authorization"] = f"Bearer {options.api_key}"
+        self.writer = SampleWriter(options.samples_out) if options.samples_out else None
+        self._user_ids = itertools.count()
+
+    def next_user_rng(self, worker_index: int) -> random.Random:
+        # Distinct, repeatable prompt orders per user (and per worker when distributed).
+        return random.Random(f"{self.seed}:{worker_index}:{next(self._user_ids)}")
+
+    def body(self, prompt: str) -> dict:
+        body = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": self.max_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if self.ignore_eos:
+            body["ignore_eos"] = True  # vLLM extension; the gateway passes it through
+        return body
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def discover_model(host: str, api_key: str = "") -> str:
+    request = urllib.request.Request(host.rstrip("/") + "/v1/models")
+    if api_key:
+        request.add_header("Authorization", f"Bearer {api_key}")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        models = json.load(response).get("data") or []
+    if not models:
+        raise ValueError(f"{host}/v1/models lists no model; pass --model")
+    return models[0]["id"]
+
+
+@events.test_start.add_listener
+def _on_test_start(environment, **_kwargs) -> None:
+    if isinstance(environment.runner, MasterRunner):
+        return  # the master runs no users; workers build their own workload
+    previous = getattr(environment, "taxgate_workload", None)
+    if previous is not None:
+        previous.close()
+    environment.taxgate_workload = Workload(environment.parsed_options, environment.host)
+
+
+@events.test_stop.add_listener
+def _on_test_stop(environment, **_kwargs) -> None:
+    workload = getattr(environment, "taxgate_workload", None)
+    if workload is not None:
+        workload.close()
+        environment.taxgate_workload = None
+
+
+class LLMUser(FastHttpUser):
+    """One client in a closed loop: send a streamed chat request, read it to the end, repeat.
+
+    FastHttpUser (geventhttpclient) over HttpUser (requests): same timings against a
+    local SSE server, ~10% less CPU per chunk at 64 users, so the load generator
+    saturates later.
+    """
+
+    wait_time = constant(0)
+    network_timeout = 600.0  # long generations on CPU-only vLLM take minutes
+
+    def on_start(self) -> None:
+        self.workload: Workload = self.environment.taxgate_workload
+        worker = getattr(self.environment.runner, "worker_index", 0)
+        self.rng = self.workload.next_user_rng(worker)
+
+    @task
+    def chat(self) -> None:
+        workload = self.workload
+        prompt = self.rng.choice(workload.prompts)
+        started_at = time.time()
+        t0 = time.perf_counter()
+        with self.client.post(
+            CHAT_PATH, json=workload.body(prompt), headers=workload.headers,
+            stream=True, catch_response=True, name="chat (headers)",
+        ) as response:
+            status = response.status_code
+            if status != 200:
+                sample = self._refused(response, started_at, t0)
+            else:
+                sample = self._read_stream(response, started_at, t0)
+            if sample.error is not None:
+                response.failure(sample.error)
+            else:
+                response.success()
+        self._report(sample)
+
+    def _read_stream(self, response, started_at: float, t0: float) -> Sample:
+        timer = StreamTimer()
+        # Public iter_content() blocks until a whole read buffer fills, which would delay
+        # every chunk; the underlying response's readline() returns each SSE line as it lands.
+        raw = response._response
+        try:
+            while line := raw.readline(b"\n"):
+                timer.feed(line, time.perf_counter() - t0)
+        except (OSError, http.client.HTTPException) as exc:
+            timer.result.error = f"stream broken: {exc!r}"
+        return Sample.from_stream(started_at, 200, timer.finish())
+
+    def _refused(self, response, started_at: float, t0: float) -> Sample:
+        elapsed = time.perf_counter() - t0
+        if response.status_code == 0:  # connection refused/reset: no HTTP answer at all
+            error = f"connection error: {getattr(response, 'error', 'unknown')!r}"
+            return Sample(started_at, 0, None, elapsed, (), 0, error=error)
+        code, message = _error_of(response.text)
+        if response.status_code == 400 and code == "content_blocked":
+            return Sample(started_at, 400, None, elapsed, (), 0, blocked=True)
+        error = f"HTTP {response.status_code}: {message or code or 'no error body'}"[:300]
+        return Sample(started_at, response.status_code, None, elapsed, (), 0, error=error)
+
+    def _report(self, sample: Sample) -> None:
+        workload = self.workload
+        if workload.writer is not None:
+            workload.writer.write(sample)
+        fire = self.environment.events.request.fire
+        if sample.blocked:
+            fire(request_type="LLM", name="blocked", response_time=(sample.e2e_s or 0) * 1000,
+                 response_length=0, exception=None, context={})
+            return
+        if not sample.ok:
+            return  # already a failure on the "chat (headers)" row
+        tokens = sample.output_tokens
+        fire(request_type="LLM", name="ttft", response_time=sample.ttft_s * 1000,
+             response_length=tokens, exception=None, context={})
+        if sample.itls_s and workload.itl_events != "none":
+            gaps = sample.itls_s if workload.itl_events == "every" else (
+                sum(sample.itls_s) / len(sample.itls_s),)
+            for gap in gaps:
+                fire(request_type="LLM", name="itl", response_time=gap * 1000,
+                     response_length=0, exception=None, context={})
+        fire(request_type="LLM", name="e2e", response_time=(sample.e2e_s or 0) * 1000,
+             response_length=tokens, exception=None, context={})
+
+
+def _error_of(body: str | bytes | None) -> tuple[str, str]:
+    """(code, message) of an OpenAI-shaped error body; empty strings when it is not one."""
+    try:
+        error = json.loads(body or b"{}").get("error") or {}
+    except (ValueError, AttributeError):
+        return "", str(body)[:200]
+    if not isinstance(error, dict):
+        return "", str(error)
+    return str(error.get("code") or ""), str(error.get("message") or "")
