@@ -111,3 +111,12 @@ def test_a_corrupt_checkpoint_is_a_load_error(tmp_path):
     bad.write_bytes(b"not a torch file")
     with pytest.raises(MonitorLoadError, match=f"failed to load checkpoint {bad}"):
         detoxify_monitor.create(MonitorSpec(name="detoxify", checkpoint=str(bad)))
+
+
+def test_builder_cli_prints_the_config_keys(tmp_path, capsys):
+    from loadtest import tiny_detoxify
+
+    tiny_detoxify.main([str(tmp_path / "cli")])
+    out = capsys.readouterr().out
+    assert f"checkpoint: {tmp_path / 'cli' / 'detoxify.ckpt'}" in out
+    assert f"config_path: {tmp_path / 'cli' / 'hf-config'}" in out

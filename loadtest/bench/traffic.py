@@ -1,0 +1,124 @@
+"""Requests the bench sends itself (warm-up, safety pass) with httpx, outside Locust.
+
+The measured rounds run in Locust; these helpers are for traffic whose timing is
+not reported, so one async client with many concurrent requests is enough.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass
+
+import httpx
+import orjson
+
+from loadtest.bench.streamtiming import StreamTimer
+
+CHAT_PATH = "/v1/chat/completions"
+FLAGS_HEADER = "x-taxgate-flags"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a chat request came back with, as the safety pass needs to judge it."""
+
+    status: int
+    error_code: str = ""
+    text: str = ""
+    finish_reason: str | None = None
+    flags: str = ""
+    error: str | None = None
+
+
+def chat_body(model: str, prompt: str, max_tokens: int, *, stream: bool,
+              ignore_eos: bool) -> dict:
+    body: dict = {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "stream": stream,
+    }
+    if ignore_eos:
+        body["ignore_eos"] = True
+    return body
+
+
+async def chat(client: httpx.AsyncClient, base_url: str, body: dict) -> Outcome:
+    """Send one chat request (streamed or not, as ``body`` says) and read it to the end."""
+    url = base_url + CHAT_PATH
+    try:
+        if body.get("stream"):
+            return await _streamed(client, url, body)
+        response = await client.post(url, content=orjson.dumps(body),
+                                     headers={"content-type": "application/json"})
+    except httpx.HTTPError as exc:
+        return Outcome(status=0, error=f"{type(exc).__name__}: {exc}")
+    flags = response.headers.get(FLAGS_HEADER, "")
+    try:
+        data = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return Outcome(response.status_code, flags=flags,
+                       error=f"HTTP {response.status_code}: body is not JSON")
+    if response.status_code != 200:
+        return _refusal(response.status_code, data, flags)
+    choice = (data.get("choices") or [{}])[0]
+    text = (choice.get("message") or {}).get("content") or choice.get("text") or ""
+    return Outcome(200, text=text, finish_reason=choice.get("finish_reason"), flags=flags)
+
+
+async def _streamed(client: httpx.AsyncClient, url: str, body: dict) -> Outcome:
+    async with client.stream("POST", url, content=orjson.dumps(body),
+                             headers={"content-type": "application/json"}) as response:
+        flags = response.headers.get(FLAGS_HEADER, "")
+        if response.status_code != 200:
+            raw = await response.aread()
+            try:
+                data = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                data = {}
+            return _refusal(response.status_code, data, flags)
+        timer = StreamTimer(keep_text=True)
+        t0 = time.perf_counter()
+        async for line in response.aiter_lines():
+            timer.feed(line.encode(), time.perf_counter() - t0)
+        result = timer.finish()
+    error = None if result.blocked else result.error
+    return Outcome(200, text=result.text, finish_reason=result.finish_reason, flags=flags,
+                   error=error)
+
+
+def _refusal(status: int, data: dict, flags: str) -> Outcome:
+    error = data.get("error") if isinstance(data, dict) else None
+    error = error if isinstance(error, dict) else {}
+    code = str(error.get("code") or "")
+    message = str(error.get("message") or "")
+    return Outcome(status, error_code=code, flags=flags,
+                   error=f"HTTP {status}: {message or code or 'no error body'}"[:300])
+
+
+async def warm_up(base_urls: list[str], model: str, prompts: list[str], max_tokens: int,
+                  seconds: float, concurrency: int = 4, seed: int = 0) -> dict[str, int]:
+    """Streamed requests to every URL for ``seconds`` (connection pools, caches, lazy model
+    loads); returns how many failed per URL, so a broken scenario shows up before the rounds.
+    """
+    failures = {url: 0 for url in base_urls}
+    if seconds <= 0 or not prompts:
+        return failures
+    rng = random.Random(seed)
+    deadline = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=concurrency * len(base_urls))
+    async with httpx.AsyncClient(timeout=httpx.Timeout(60.0), limits=limits) as client:
+
+        async def loop(url: str) -> None:
+            while time.monotonic() < deadline:
+                body = chat_body(model, rng.choice(prompts), max_tokens, stream=True,
+                                 ignore_eos=True)
+                outcome = await chat(client, url, body)
+                if outcome.status != 200 and outcome.error_code != "content_blocked":
+                    failures[url] += 1
+                    await asyncio.sleep(0.05)  # do not spin on an instant error
+
+        await asyncio.gather(*(loop(url) for url in base_urls for _ in range(concurrency)))
+    return failures

@@ -1,0 +1,115 @@
+"""The bundled labelled datasets and their loader."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from loadtest.datasets import HARMFUL_LABELS, DatasetError, Item, load_dataset
+
+MINIMUMS = {"benign": 300, "toxic": 150, "pii": 100, "jailbreak": 50}
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char)
+        if index % 2 == 1:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10 == 0
+
+
+def iban_ok(iban: str) -> bool:
+    rearranged = iban[4:] + iban[:4]
+    return int("".join(str(int(char, 36)) for char in rearranged)) % 97 == 1
+
+
+def find_pii(text: str) -> list[str]:
+    """What a basic PII detector would flag; validated where a checksum exists."""
+    found = []
+    found += re.findall(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", text)
+    found += re.findall(r"(?:\+\d{1,2}\s?)?(?:\(\d{3}\)\s?|\d{3}-)555-\d{4}|\+44 20 7946 \d{4}",
+                        text)
+    found += [m for m in re.findall(r"\b\d(?:[ -]?\d){12,18}\b", text)
+              if luhn_ok(re.sub(r"\D", "", m))]
+    found += [m for m in re.findall(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b", text)
+              if iban_ok(m.replace(" ", ""))]
+    found += re.findall(r"\b\d{3}-\d{2}-\d{4}\b", text)
+    found += re.findall(r"\b(?:\d{1,3}\.){3}\d{1,3}\b", text)
+    found += re.findall(r"\bAKIA[0-9A-Z]{16}\b|\bghp_[A-Za-z0-9]{36}\b|\bsk-(?:proj-)?[A-Za-z0-9]{32,}",
+                        text)
+    return found
+
+
+@pytest.fixture(scope="module")
+def items() -> list[Item]:
+    return load_dataset()
+
+
+def test_counts_meet_the_minimums(items):
+    counts = Counter(item.label for item in items)
+    for label, minimum in MINIMUMS.items():
+        assert counts[label] >= minimum, label
+    assert set(counts) == set(MINIMUMS)
+
+
+def test_no_duplicate_texts(items):
+    texts = Counter(item.text for item in items)
+    assert [text for text, n in texts.items() if n > 1] == []
+
+
+def test_every_pii_item_carries_something_a_detector_finds(items):
+    missing = [item.text for item in items if item.label == "pii" and not find_pii(item.text)]
+    assert missing == []
+
+
+def test_every_pii_kind_is_represented(items):
+    joined = "\n".join(item.text for item in items if item.label == "pii")
+    for pattern in (r"@example\.", r"555-01\d\d", r"\d{3}-\d{2}-\d{4}", r"\bAKIA", r"\bghp_",
+                    r"\bsk-", r"\b203\.0\.113\.|\b192\.0\.2\.|\b198\.51\.100\.",
+                    r"\b[A-Z]{2}\d{2} ?[A-Z0-9]{4}"):
+        assert re.search(pattern, joined), pattern
+
+
+def test_benign_items_carry_no_pii(items):
+    flagged = [item.text for item in items if item.label == "benign" and find_pii(item.text)]
+    assert flagged == []
+
+
+def test_harmful_flag(items):
+    assert {item.label for item in items if item.harmful} == set(HARMFUL_LABELS)
+
+
+def test_label_filter(items):
+    toxic = load_dataset(labels=["toxic"])
+    assert toxic and all(item.label == "toxic" for item in toxic)
+
+
+def test_own_file(tmp_path: Path):
+    path = tmp_path / "mine.jsonl"
+    path.write_text('{"text": "a", "label": "x"}\n\n{"text": "b", "label": "y", "extra": 1}\n')
+    assert load_dataset(path) == [Item("a", "x"), Item("b", "y")]
+
+
+@pytest.mark.parametrize("line, message", [
+    ("{not json", "not valid JSON"),
+    ('["a"]', "expected a JSON object"),
+    ('{"label": "x"}', "'text'"),
+    ('{"text": "a"}', "'label'"),
+])
+def test_malformed_lines_name_file_and_line(tmp_path: Path, line, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"text": "fine", "label": "ok"}\n' + line + "\n")
+    with pytest.raises(DatasetError, match=rf"bad\.jsonl:2: .*{re.escape(message)}"):
+        load_dataset(path)
+
+
+def test_missing_path(tmp_path: Path):
+    with pytest.raises(DatasetError, match="no such file"):
+        load_dataset(tmp_path / "absent.jsonl")
+    with pytest.raises(DatasetError, match="no \\*.jsonl"):
+        load_dataset(tmp_path)

@@ -1,0 +1,41 @@
+"""The simulator's stand-in tokeniser."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from loadtest.sim.tokens import CHAT_TOKENS_PER_MESSAGE, count_chat_tokens, count_tokens, tokenize
+
+
+def test_words_and_punctuation_carry_their_leading_space():
+    assert tokenize("Hello, world!") == ["Hello", ",", " world", "!"]
+
+
+def test_digits_split_in_threes_and_long_words_in_twelves():
+    assert tokenize("4111 1111") == ["411", "1", " 111", "1"]
+    assert tokenize("internationalisation") == ["internationa", "lisation"]
+
+
+def test_secrets_straddle_several_tokens():
+    # Output monitors must see a key arrive in pieces, as with a real tokeniser.
+    assert len(tokenize("ghp_abcdefghijklmnopqrstuvwxyz0123456789")) > 3
+
+
+def test_trailing_whitespace_is_kept():
+    assert tokenize("ok  \n") == ["ok", "  \n"]
+    assert tokenize("") == []
+
+
+@given(st.text())
+def test_joining_tokens_gives_the_text_back(text):
+    assert "".join(tokenize(text)) == text
+
+
+@given(st.text())
+def test_count_matches_tokenize(text):
+    assert count_tokens(text) == len(tokenize(text))
+
+
+def test_chat_prompt_adds_template_overhead_per_message():
+    assert count_chat_tokens(["Hi", "Hello there"]) == 3 + 2 * CHAT_TOKENS_PER_MESSAGE
