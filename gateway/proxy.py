@@ -49,12 +49,18 @@ class Proxy:
         self._keys = [key.get_secret_value().encode() for key in settings.api_keys]
         self._check_input = pipeline.has_stage("input")
         self._check_output = pipeline.has_stage("output")
+        self._in_flight = 0
 
     async def handle(self, request: Request, route: Route) -> Response:
         ctx = RequestContext(request_id=request.headers.get("x-request-id") or uuid.uuid4().hex,
                              route=route, started=self._clock())
         self._metrics.in_flight.inc()
+        self._in_flight += 1
         try:
+            limit = self._settings.max_in_flight
+            if limit and self._in_flight > limit:
+                raise Overloaded(f"the gateway is at its limit of {limit} requests in flight "
+                                 "(max_in_flight); retry later", retry_after_s=1)
             response = await self._serve(request, ctx)
         except GatewayError as error:
             response = self._error(error, ctx)
@@ -251,6 +257,7 @@ class Proxy:
     def _finish(self, ctx: RequestContext) -> None:
         metrics = self._metrics
         metrics.in_flight.dec()
+        self._in_flight -= 1
         now = self._clock()
         labels = (ctx.route, ctx.model)
         metrics.requests.labels(ctx.route, ctx.model, str(ctx.status)).inc()
