@@ -188,8 +188,7 @@ class SimEngine:
             reason = gen.output.finish_reason
             gen.queue.close(reason)
             stats.finished[reason] += 1
-            e2e = now - gen.arrival
-            stats.e2e.observe(e2e)
+            stats.e2e.observe(now - gen.arrival)
             stats.request_generation_tokens.observe(seq.emitted)
             if seq.emitted > 1:
                 stats.tpot.observe((now - gen.first_token_at) / (seq.emitted - 1))

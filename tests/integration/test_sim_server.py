@@ -154,8 +154,10 @@ def test_disconnects_free_running_and_waiting_slots(sim):
     clients = [httpx.Client(base_url=sim.base_url, timeout=10) for _ in range(MAX_NUM_SEQS + 1)]
     try:
         responses = [long_stream(http) for http in clients[:MAX_NUM_SEQS]]
-        for response in responses:
-            next(response.iter_raw())  # first token: it is running
+        # Keep the iterators: a dropped one is closed, and closing hangs up.
+        readers = [response.iter_raw() for response in responses]
+        for reader in readers:
+            next(reader)  # a first token: it is running
         queued = long_stream(clients[-1])  # headers come at once; tokens only once admitted
         sim.wait_metric("vllm:num_requests_running", MAX_NUM_SEQS)
         sim.wait_metric("vllm:num_requests_waiting", 1)

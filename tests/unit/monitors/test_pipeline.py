@@ -10,7 +10,6 @@ from prometheus_client import CollectorRegistry
 
 from monitors.base import Finding, Monitor, MonitorLoadError, MonitorOverloaded, Span
 from monitors.config import MonitorSpec
-from monitors.metrics import MonitorMetrics
 from monitors.pipeline import Decision, MonitorPipeline, apply_result
 from monitors.registry import MonitorRegistry
 

@@ -1,0 +1,213 @@
+"""The report of a bench run: ``report.json`` (validated), ``report.md``, ``report.html``.
+
+``build_report`` turns the runner's result into the validated ``Report`` model (pure
+apart from reading the run's metadata); the writers render it. The HTML file is
+self-contained: plots are embedded as base64 PNGs.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import orjson
+
+from loadtest.bench import schema
+from loadtest.bench.aggregate import Latencies
+from loadtest.bench.safety import SafetyResult
+from loadtest.bench.stats import Estimate, Percentiles
+from loadtest.bench.tables import Table, all_tables
+from loadtest.bench.tax import TaxRow, tax_rows
+
+if TYPE_CHECKING:
+    from loadtest.bench.runner import BenchResult
+
+REPORT_FILES = ("report.json", "report.md", "report.html")
+
+
+def _ms(p: Percentiles | None) -> schema.Percentiles | None:
+    return None if p is None else schema.Percentiles(**p.scaled(1000.0).as_dict())
+
+
+def _interval(e: Estimate) -> schema.Interval:
+    return schema.Interval(value=e.value, ci_low=e.low, ci_high=e.high, n=e.n)
+
+
+def _deltas(row: TaxRow, metric: str) -> schema.DeltaPercentiles | None:
+    per_pct = row.deltas_ms.get(metric)
+    if not per_pct or len(per_pct) < 3:
+        return None
+    return schema.DeltaPercentiles(**{k: _interval(v) for k, v in per_pct.items()})
+
+
+def _latency_fields(lat: Latencies) -> dict:
+    return {"ttft_ms": _ms(lat.ttft), "itl_ms": _ms(lat.itl), "e2e_ms": _ms(lat.e2e),
+            "tpot_ms": _ms(lat.tpot)}
+
+
+def _safety_row(result: SafetyResult, notes: list[str]) -> schema.SafetyRow:
+    return schema.SafetyRow(
+        scenario=result.scenario,
+        n=result.n,
+        errors=result.errors,
+        catch_rate=result.catch_rates(),
+        harmful_catch_rate=result.harmful_catch_rate(),
+        false_block_rate=result.share("benign", ("blocked",)),
+        false_alter_rate=result.share("benign", ("altered",)),
+        false_flag_rate=result.share("benign", ("flagged",)),
+        counts={label: dict(counts) for label, counts in sorted(result.counts.items())},
+        error_examples=result.error_examples,
+        notes=notes,
+    )
+
+
+def build_report(result: BenchResult, machine: dict) -> schema.Report:
+    options = result.options
+    names = [s.name for s in result.scenarios]
+    by_name = {s.name: s for s in result.scenarios}
+    scenario_rows = [
+        schema.ScenarioRow(
+            name=cell.scenario,
+            description=by_name[cell.scenario].description,
+            concurrency=cell.concurrency,
+            **_latency_fields(cell.pooled),
+            output_tokens_per_s=cell.throughput.output_tokens_per_s,
+            requests_per_s=cell.throughput.requests_per_s,
+            requests=cell.requests,
+            errors=cell.errors,
+            blocked=cell.blocked,
+            rounds=len(cell.rounds),
+            error_examples=list(dict.fromkeys(e for r in cell.rounds for e in r.error_examples))[:3],
+            notes=list(by_name[cell.scenario].notes),
+        )
+        for level in options.concurrency for name in names
+        if (cell := result.cells.get((name, level))) is not None
+    ]
+    rows = tax_rows(result.cells, names, options.concurrency, options.ci_method,
+                    random.Random(options.seed))
+    tax = [
+        schema.TaxRow(
+            scenario=row.scenario, baseline=row.baseline, concurrency=row.concurrency,
+            ttft_ms=_deltas(row, "ttft"), itl_ms=_deltas(row, "itl"),
+            e2e_ms=_deltas(row, "e2e"), tpot_ms=_deltas(row, "tpot"),
+            throughput_ratio=_interval(row.throughput_ratio),
+        )
+        for row in rows
+    ]
+    safety = [_safety_row(result.safety[name], list(by_name[name].notes))
+              for name in names if name in result.safety]
+    timings = [
+        schema.MonitorTiming(scenario=name, metric=t.metric, labels=t.labels, count=t.count,
+                             mean_ms=t.mean_ms)
+        for name in names for t in result.timings.get(name, [])
+    ]
+    notes = list(result.notes)
+    notes += [f"{s.name}: {note}" for s in result.scenarios for note in s.notes]
+    notes.append("load rounds send only items labelled "
+                 f"{options.load_labels!r}, so every scenario carries the same traffic")
+    if options.safety:
+        notes.append(f"safety pass: every dataset item once per monitor set, "
+                     f"{'streamed' if options.safety_stream else 'not streamed'}, "
+                     f"max_tokens {options.safety_max_tokens}")
+    meta = schema.Meta(
+        date=result.started_at.isoformat(timespec="seconds"),
+        machine=schema.Machine(**machine),
+        command=options.command,
+        upstream_kind=result.upstream_kind,
+        model=result.model,
+        profile=options.profile_name,
+        concurrency=list(options.concurrency),
+        duration_s=options.duration_s,
+        repeats=options.repeats,
+        warmup_s=options.warmup_s,
+        max_tokens=options.max_tokens,
+        load_labels=options.load_labels,
+        seed=options.seed,
+        ci_method=options.ci_method,
+        wall_s=result.wall_s,
+        notes=notes,
+    )
+    return schema.Report(meta=meta, scenarios=scenario_rows, tax=tax, safety=safety,
+                         monitor_timings=timings)
+
+
+def write_json(report: schema.Report, path: Path) -> None:
+    path.write_bytes(orjson.dumps(report.model_dump(mode="json"), option=orjson.OPT_INDENT_2))
+
+
+def _md_table(table: Table) -> str:
+    lines = [f"## {table.title}", ""]
+    if table.caption:
+        lines += [table.caption, ""]
+    lines.append("| " + " | ".join(table.headers) + " |")
+    lines.append("|" + "|".join("---" for _ in table.headers) + "|")
+    lines += ["| " + " | ".join(row) + " |" for row in table.rows]
+    return "\n".join(lines) + "\n"
+
+
+def _meta_lines(report: schema.Report) -> list[str]:
+    m = report.meta
+    return [
+        f"- date: {m.date}",
+        f"- machine: {m.machine.cpu_count} CPUs, {m.machine.platform}, Python {m.machine.python}",
+        f"- command: `{m.command}`",
+        f"- upstream: {m.upstream_kind}; model `{m.model}`",
+        f"- profile {m.profile}: users {', '.join(map(str, m.concurrency))}; "
+        f"{m.duration_s} s rounds x {m.repeats} repeats, interleaved; warm-up {m.warmup_s:g} s; "
+        f"max_tokens {m.max_tokens}; interval: {m.ci_method}",
+        f"- wall time: {m.wall_s:.0f} s",
+    ] + [f"- note: {note}" for note in m.notes]
+
+
+def render_markdown(report: schema.Report, plots: list[Path]) -> str:
+    parts = ["# taxgate bench report", "", *_meta_lines(report), ""]
+    parts += [_md_table(table) for table in all_tables(report)]
+    if plots:
+        parts.append("## Plots\n")
+        parts += [f"![{p.stem}]({p.name})\n" for p in plots]
+    return "\n".join(parts)
+
+
+def _html_table(table: Table) -> str:
+    esc = html.escape
+    head = "".join(f"<th>{esc(h)}</th>" for h in table.headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>" for row in table.rows
+    )
+    caption = f"<p class='cap'>{esc(table.caption)}</p>" if table.caption else ""
+    return f"<h2>{esc(table.title)}</h2>{caption}<table><tr>{head}</tr>{body}</table>"
+
+
+_STYLE = """
+body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;
+text-align:right}td:first-child,th:first-child{text-align:left}th{background:#f2f2f2}
+.cap{color:#555;margin:.2em 0}img{max-width:100%;border:1px solid #eee;margin:.5em 0}
+"""
+
+
+def render_html(report: schema.Report, plots: list[Path]) -> str:
+    esc = html.escape
+    meta = "".join(f"<li>{esc(line.removeprefix('- '))}</li>" for line in _meta_lines(report))
+    tables = "".join(_html_table(t) for t in all_tables(report))
+    images = "".join(
+        f"<h3>{esc(p.stem.replace('_', ' '))}</h3><img alt='{esc(p.stem)}' "
+        f"src='data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}'>"
+        for p in plots
+    )
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>taxgate bench report"
+            f"</title><style>{_STYLE}</style></head><body><h1>taxgate bench report</h1>"
+            f"<ul>{meta}</ul>{tables}{'<h2>Plots</h2>' + images if images else ''}</body></html>")
+
+
+def write_report(report: schema.Report, out_dir: Path, plots: list[Path]) -> list[Path]:
+    """Write report.json, report.md and report.html into ``out_dir``; return their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path, html_path = (out_dir / name for name in REPORT_FILES)
+    write_json(report, json_path)
+    md_path.write_text(render_markdown(report, plots), encoding="utf-8")
+    html_path.write_text(render_html(report, plots), encoding="utf-8")
+    return [json_path, md_path, html_path]

@@ -1,0 +1,262 @@
+"""Runs a bench: start the servers, warm up, interleaved Locust rounds, safety pass, stop.
+
+Order of the measured rounds: for each repeat, for each concurrency level, every
+scenario once (direct, gateway, set A, set B, ...). Interleaving spreads slow drifts
+of the machine (thermal, other tenants, caches) over all scenarios alike instead of
+charging them to whichever ran last; the starting scenario rotates with the repeat
+so none is always the first after a level change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from loadtest.bench import promscrape
+from loadtest.bench.aggregate import CellStats, cell_stats
+from loadtest.bench.localmodel import local_detoxify
+from loadtest.bench.matrix import Matrix, load_matrix
+from loadtest.bench.options import BenchOptions
+from loadtest.bench.procs import ManagedProcess, ProcessError, ProcessGroup, free_port
+from loadtest.bench.rounds import RoundSpec, Workload, run_round
+from loadtest.bench.safety import SafetyResult, safety_pass
+from loadtest.bench.samples import Sample
+from loadtest.bench.scenarios import Scenario, build_scenarios, gateway_config
+from loadtest.bench.tax import DIRECT
+from loadtest.bench.traffic import warm_up
+from loadtest.datasets import load_dataset
+
+LOOPBACK = "127.0.0.1"
+SIM_MODEL = "sim-llama-8b"
+
+
+@dataclass
+class BenchResult:
+    """Everything the report is written from."""
+
+    options: BenchOptions
+    scenarios: list[Scenario]
+    cells: dict[tuple[str, int], CellStats]
+    safety: dict[str, SafetyResult]
+    timings: dict[str, list[promscrape.Timing]]
+    model: str
+    upstream_kind: str
+    started_at: datetime
+    wall_s: float
+    notes: list[str] = field(default_factory=list)
+
+
+class BenchRunner:
+    def __init__(self, options: BenchOptions, console: Console | None = None) -> None:
+        self.options = options
+        self.console = console or Console(stderr=True)
+
+    def run(self) -> BenchResult:
+        options = self.options
+        started_at, t0 = datetime.now(timezone.utc), time.monotonic()
+        matrix = load_matrix(options.matrix)
+        scenarios = build_scenarios(matrix, matrix.select(list(options.sets or ())))
+        load_prompts = [i.text for i in load_dataset(options.dataset, labels=self._labels())]
+        if not load_prompts:
+            raise ValueError(f"the dataset has no items labelled {options.load_labels!r} "
+                             "to send as load (see --load-labels)")
+        options.work_dir.mkdir(parents=True, exist_ok=True)
+        detoxify_files = self._local_models(scenarios)
+        notes: list[str] = []
+        with ProcessGroup() as group:
+            urls = self._start(group, scenarios, matrix, detoxify_files)
+            model = options.model or discover_model(urls[DIRECT])
+            self._warm_up(urls, model, load_prompts)
+            gateways = {name: url for name, url in urls.items() if name != DIRECT}
+            before = self._scrape(gateways)
+            samples = self._rounds(scenarios, urls, model, group)
+            timings = self._timings(before, self._scrape(gateways))
+            safety = self._safety(scenarios, urls, model) if options.safety else {}
+        if not options.safety:
+            notes.append("safety pass skipped (--no-safety)")
+        cells = {
+            (name, level): cell_stats(name, level, rounds)
+            for (name, level), rounds in samples.items()
+        }
+        return BenchResult(
+            options=options, scenarios=scenarios, cells=cells, safety=safety, timings=timings,
+            model=model, upstream_kind=self._upstream_kind(), started_at=started_at,
+            wall_s=time.monotonic() - t0, notes=notes,
+        )
+
+    def _labels(self) -> list[str] | None:
+        labels = self.options.load_labels
+        return None if labels in ("", "all") else labels.split(",")
+
+    def _upstream_kind(self) -> str:
+        if self.options.upstream:
+            return f"external ({self.options.upstream})"
+        return f"simulator (profile {self.options.sim_profile}, echo mode)"
+
+    def _local_models(self, scenarios: list[Scenario]) -> dict[str, tuple[Path, Path]]:
+        presets = {s.local_detoxify for s in scenarios if s.local_detoxify}
+        files = {}
+        for preset in sorted(presets):
+            self.console.print(f"[dim]local Detoxify model ({preset}): building or reusing "
+                               f"in {self.options.cache_dir}[/]")
+            files[preset] = local_detoxify(preset, self.options.cache_dir,
+                                           self.options.work_dir / "logs")
+        return files
+
+    def _start(self, group: ProcessGroup, scenarios: list[Scenario], matrix: Matrix,
+               detoxify_files: dict[str, tuple[Path, Path]]) -> dict[str, str]:
+        """Start the simulator (unless --upstream) and one gateway per gateway scenario."""
+        options, work = self.options, self.options.work_dir
+        if options.upstream:
+            upstream = options.upstream.rstrip("/").removesuffix("/v1")
+        else:
+            port = free_port()
+            upstream = f"http://{LOOPBACK}:{port}"
+            group.add(ManagedProcess(
+                "simulator",
+                [sys.executable, "-m", "loadtest.sim", "--host", LOOPBACK, "--port", str(port),
+                 "--profile", options.sim_profile, "--output-mode", "echo",
+                 "--seed", str(options.seed), "--model", options.model or SIM_MODEL,
+                 "--log-level", "warning"],
+                work / "logs" / "simulator.log", upstream + "/health", upstream,
+            ))
+        urls = {DIRECT: upstream}
+        for scenario in scenarios:
+            if not scenario.has_gateway:
+                continue
+            port = free_port()
+            config = gateway_config(
+                scenario, matrix, upstream=upstream, host=LOOPBACK, port=port, work_dir=work,
+                detoxify_files=detoxify_files.get(scenario.local_detoxify or ""),
+            )
+            config_path = work / "configs" / f"gateway-{scenario.name}.yaml"
+            config_path.parent.mkdir(parents=True, exist_ok=True)
+            config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+            base = f"http://{LOOPBACK}:{port}"
+            group.add(ManagedProcess(
+                f"gateway for scenario {scenario.name!r}",
+                [sys.executable, "-m", "gateway", "--log-level", "warning", "serve",
+                 "--config", str(config_path)],
+                work / "logs" / f"gateway-{scenario.name}.log", base + "/ready", base,
+            ))
+            urls[scenario.name] = base
+        with self.console.status(f"starting {len(group.processes)} server(s)..."):
+            group.start_all()
+            if options.upstream:
+                _wait_external(upstream, options.ready_timeout_s)
+            group.wait_ready(options.ready_timeout_s)
+        return urls
+
+    def _warm_up(self, urls: dict[str, str], model: str, prompts: list[str]) -> None:
+        options = self.options
+        with self.console.status(f"warming up every scenario for {options.warmup_s:g} s..."):
+            failures = asyncio.run(warm_up(list(urls.values()), model, prompts,
+                                           options.max_tokens, options.warmup_s,
+                                           seed=options.seed))
+        for name, url in urls.items():
+            if failures[url]:
+                self.console.print(f"[yellow]warm-up: {failures[url]} failed request(s) to "
+                                   f"{name} ({url}); its rounds will show the errors[/]")
+
+    def _rounds(self, scenarios: list[Scenario], urls: dict[str, str], model: str,
+                group: ProcessGroup) -> dict[tuple[str, int], list[list[Sample]]]:
+        options = self.options
+        workload = Workload(model=model, max_tokens=options.max_tokens,
+                            labels=options.load_labels, dataset=options.dataset,
+                            seed=options.seed)
+        plan = round_plan([s.name for s in scenarios], options.concurrency, options.repeats)
+        samples: dict[tuple[str, int], list[list[Sample]]] = {}
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn())
+        with Progress(*columns, console=self.console, transient=False) as progress:
+            task = progress.add_task("rounds", total=len(plan))
+            for repeat, level, name in plan:
+                progress.update(task, description=(
+                    f"repeat {repeat + 1}/{options.repeats}  {level:>3} users  {name:<12}"))
+                group.check_alive()  # a dead gateway would otherwise read as a slow one
+                spec = RoundSpec(name, level, repeat, urls[name], options.duration_s)
+                samples.setdefault((name, level), []).append(
+                    run_round(spec, workload, options.work_dir))
+                progress.advance(task)
+        return samples
+
+    def _scrape(self, gateways: dict[str, str]) -> dict[str, dict]:
+        with httpx.Client(timeout=10.0) as client:
+            return {name: promscrape.scrape(client, url) for name, url in gateways.items()}
+
+    @staticmethod
+    def _timings(before: dict[str, dict], after: dict[str, dict]) -> dict[str, list]:
+        return {name: promscrape.timings_between(before[name], after[name]) for name in after}
+
+    def _safety(self, scenarios: list[Scenario], urls: dict[str, str],
+                model: str) -> dict[str, SafetyResult]:
+        options = self.options
+        targets = {s.name: urls[s.name] for s in scenarios if s.is_monitor_set}
+        items = [(i.text, i.label) for i in load_dataset(options.dataset)]
+        if not targets:
+            return {}
+        with self.console.status(f"safety pass: {len(items)} items through "
+                                 f"{len(targets)} monitor set(s)..."):
+            return asyncio.run(safety_pass(
+                targets, items, model, max_tokens=options.safety_max_tokens,
+                concurrency=options.safety_concurrency, stream=options.safety_stream,
+            ))
+
+
+def round_plan(names: list[str], levels: tuple[int, ...], repeats: int) -> list[tuple[int, int, str]]:
+    """``(repeat, concurrency, scenario)`` in run order: interleaved, rotating the start."""
+    plan = []
+    for repeat in range(repeats):
+        shift = repeat % len(names)
+        order = names[shift:] + names[:shift]
+        for level in levels:
+            plan += [(repeat, level, name) for name in order]
+    return plan
+
+
+def discover_model(base_url: str) -> str:
+    response = httpx.get(base_url + "/v1/models", timeout=30.0)
+    response.raise_for_status()
+    models = response.json().get("data") or []
+    if not models:
+        raise ProcessError(f"{base_url}/v1/models lists no model; pass --model")
+    return models[0]["id"]
+
+
+def _wait_external(base_url: str, timeout_s: float) -> None:
+    """An --upstream we did not start: it must answer /v1/models (vLLM's /health may be
+    behind a proxy that does not forward it)."""
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(base_url + "/v1/models", timeout=5.0)
+            if response.status_code == 200:
+                return
+            last = f"HTTP {response.status_code}"
+        except httpx.TransportError as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        time.sleep(1.0)
+    raise ProcessError(f"the upstream {base_url} did not answer GET /v1/models with 200 "
+                       f"within {timeout_s:.0f} s (last: {last})")
+
+
+def machine_description() -> dict[str, object]:
+    import os
+
+    return {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "processor": platform.processor() or platform.machine(),
+    }
