@@ -89,6 +89,9 @@ class Proxy:
             raise ModelNotFound(f"model {parsed.model!r} is not served here; GET /v1/models "
                                 "lists the models", param="model")
         ctx.add_phase("parse", self._clock() - parse_started)
+        if self._settings.log_prompts:
+            log.info("request %s model %s prompt %r", ctx.request_id, parsed.model,
+                     input_texts(parsed))
         if self._check_input:
             raw = await self._input_monitors(parsed, raw, ctx)
         headers = {"content-type": "application/json", "x-request-id": ctx.request_id}

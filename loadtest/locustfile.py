@@ -67,7 +67,8 @@ CHAT_PATH = "/v1/chat/completions"
 
 @events.init_command_line_parser.add_listener
 def _add_arguments(parser) -> None:
-    group = parser.add_argument_group("taxgate LLM user")
+    # On the parser itself, not a group: Locust's web UI options (is_secret) only work there.
+    group = parser
     group.add_argument("--dataset", default="", help="JSONL dataset (text, label); default: bundled")
     group.add_argument("--labels", default="benign", help="comma-separated labels, or 'all'")
     group.add_argument("--model", default="", help="model name; default: first of GET /v1/models")

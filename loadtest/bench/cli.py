@@ -1,0 +1,176 @@
+"""``taxgate bench`` (also ``python -m loadtest.bench``): flags, then run, report, summary."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import signal
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from loadtest.bench.matrix import DEFAULT_MATRIX, MatrixError
+from loadtest.bench.options import DEFAULT_SIM_PROFILE, PROFILES, BenchOptions
+from loadtest.bench.procs import ProcessError
+from loadtest.datasets import DatasetError
+
+logger = logging.getLogger(__name__)
+
+
+def _levels(text: str) -> tuple[int, ...]:
+    try:
+        levels = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected numbers like 1,16,64") from None
+    if not levels or min(levels) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: levels must be positive integers")
+    return levels
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    quick, full = PROFILES["quick"], PROFILES["full"]
+    profile = parser.add_mutually_exclusive_group()
+    profile.add_argument(
+        "--quick", dest="profile", action="store_const", const="quick",
+        help=f"the default: users {','.join(map(str, quick.concurrency))}, {quick.duration_s} s "
+             f"rounds x {quick.repeats} repeats, max_tokens {quick.max_tokens} (~2-3 min on "
+             "2 cores)")
+    profile.add_argument(
+        "--full", dest="profile", action="store_const", const="full",
+        help=f"users {','.join(map(str, full.concurrency))}, {full.duration_s} s rounds x "
+             f"{full.repeats} repeats, max_tokens {full.max_tokens}: tighter intervals")
+    parser.set_defaults(profile="quick")
+    what = parser.add_argument_group("what to measure")
+    what.add_argument("--upstream", metavar="URL",
+                      help="a running OpenAI-compatible server (e.g. vLLM at "
+                           "http://127.0.0.1:8000) instead of the built-in simulator")
+    what.add_argument("--profile", dest="sim_profile", default=DEFAULT_SIM_PROFILE,
+                      metavar="NAME", help="simulator latency profile (default "
+                                           f"{DEFAULT_SIM_PROFILE}; see `taxgate sim --help`)")
+    what.add_argument("--model", help="model name (default: the upstream's first model)")
+    what.add_argument("--matrix", type=Path, metavar="FILE",
+                      help=f"scenario matrix YAML (default {DEFAULT_MATRIX.name} in loadtest/)")
+    what.add_argument("--sets", metavar="A,B",
+                      help="monitor sets of the matrix to run (default: all of them)")
+    what.add_argument("--dataset", type=Path, metavar="PATH",
+                      help="JSONL file or folder of {text, label} (default: the bundled one)")
+    what.add_argument("--load-labels", default="benign", metavar="LABELS",
+                      help="labels of the prompts sent as load (default benign: the tax "
+                           "legitimate traffic pays); 'all' for every item")
+    how = parser.add_argument_group("how long (override the profile)")
+    how.add_argument("--concurrency", type=_levels, metavar="N,N,...",
+                     help="concurrent users per level, e.g. 1,16,64")
+    how.add_argument("--duration", type=int, metavar="S", help="seconds per round")
+    how.add_argument("--repeats", type=int, metavar="N", help="rounds per scenario and level")
+    how.add_argument("--warmup", type=float, metavar="S", help="warm-up seconds (all at once)")
+    how.add_argument("--max-tokens", type=int, metavar="N", help="output tokens per request")
+    how.add_argument("--seed", type=int, default=0, help="seed of prompts and simulator")
+    how.add_argument("--ci", dest="ci_method", choices=["t", "bootstrap"], default="t",
+                     help="interval over repeats: Student t (default) or bootstrap")
+    safety = parser.add_argument_group("safety pass")
+    safety.add_argument("--no-safety", dest="safety", action="store_false",
+                        help="skip the catch-rate pass over the labelled dataset")
+    safety.add_argument("--safety-concurrency", type=int, default=32, metavar="N",
+                        help="requests in flight per monitor set (default 32)")
+    safety.add_argument("--safety-stream", action="store_true",
+                        help="stream the safety requests (default: plain JSON, cheaper)")
+    out = parser.add_argument_group("output")
+    out.add_argument("--out", type=Path, default=Path("taxgate-report"), metavar="DIR",
+                     help="report folder (default ./taxgate-report)")
+    out.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNGs")
+    out.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "taxgate",
+                     metavar="DIR", help="where locally built models are kept")
+    out.add_argument("--ready-timeout", type=float, default=180.0, metavar="S",
+                     help="how long servers may take to become ready (default 180)")
+
+
+def options_from_args(args: argparse.Namespace) -> BenchOptions:
+    profile = PROFILES[args.profile]
+
+    def pick(value, default):
+        return default if value is None else value
+
+    return BenchOptions(
+        out=args.out.resolve(),
+        profile_name=args.profile,
+        concurrency=pick(args.concurrency, profile.concurrency),
+        duration_s=pick(args.duration, profile.duration_s),
+        repeats=pick(args.repeats, profile.repeats),
+        warmup_s=pick(args.warmup, profile.warmup_s),
+        max_tokens=pick(args.max_tokens, profile.max_tokens),
+        upstream=args.upstream,
+        sim_profile=args.sim_profile,
+        model=args.model,
+        matrix=args.matrix,
+        sets=tuple(s for s in args.sets.split(",") if s) if args.sets else None,
+        dataset=args.dataset,
+        load_labels=args.load_labels,
+        seed=args.seed,
+        ci_method=args.ci_method,
+        safety=args.safety,
+        safety_concurrency=args.safety_concurrency,
+        safety_stream=args.safety_stream,
+        cache_dir=args.cache_dir,
+        ready_timeout_s=args.ready_timeout,
+        plots=args.plots,
+        command=_command_line(),
+    )
+
+
+def _command_line() -> str:
+    program = Path(sys.argv[0]).name
+    if program == "__main__.py":
+        program = "python -m loadtest.bench"
+    return " ".join([program, *(shlex.quote(a) for a in sys.argv[1:])])
+
+
+def _terminate(signum, _frame) -> None:
+    # SIGTERM (docker stop, CI timeouts) unwinds like Ctrl-C so the servers get stopped.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here: the runner pulls httpx/rich/yaml, the report matplotlib; `taxgate --help`
+    # and the other subcommands should not pay for that.
+    from loadtest.bench.plots import write_plots
+    from loadtest.bench.report import build_report, write_report
+    from loadtest.bench.runner import BenchRunner, machine_description
+    from loadtest.bench.terminal import print_summary
+
+    console = Console(stderr=True)
+    try:
+        options = options_from_args(args)
+    except ValueError as exc:
+        console.print(f"taxgate bench: {exc}")
+        return 2
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        result = BenchRunner(options, console).run()
+    except (MatrixError, DatasetError) as exc:
+        console.print(f"[red]taxgate bench: {exc}[/]")
+        return 2
+    except ProcessError as exc:
+        console.print("[red]taxgate bench failed:[/]", end=" ")
+        console.print(str(exc), markup=False, highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        console.print("taxgate bench: interrupted; all servers it started are stopped")
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    report = build_report(result, machine_description())
+    plots = write_plots(report, options.out) if options.plots else []
+    write_report(report, options.out, plots)
+    print_summary(report, Console(), options.out)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtest.bench",
+        description="Measure the safety tax: direct vs gateway vs monitor sets, under load.")
+    configure_parser(parser)
+    logging.basicConfig(level=logging.WARNING)
+    return run(parser.parse_args(argv))

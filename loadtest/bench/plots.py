@@ -1,0 +1,126 @@
+"""PNG plots of a report: latency vs concurrency, tax per monitor set, safety vs tax.
+
+Drawn from the validated ``Report`` alone (so a saved report.json can be re-plotted)
+with matplotlib's Agg backend: no display needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from loadtest.bench.schema import Report
+
+PLOT_FILES = ("latency_vs_concurrency.png", "tax_by_scenario.png", "safety_vs_tax.png")
+_METRICS = (("ttft_ms", "TTFT"), ("itl_ms", "ITL"), ("e2e_ms", "E2E"))
+
+
+def _pyplot():
+    # Imported on use: matplotlib is the bench extra's and takes a while to import.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _scenario_names(report: Report) -> list[str]:
+    return list(dict.fromkeys(s.name for s in report.scenarios))
+
+
+def plot_latency(report: Report, path: Path) -> Path:
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8), sharex=True)
+    for col, (field, label) in enumerate(_METRICS):
+        for row, pct in enumerate(("p50", "p99")):
+            ax = axes[row][col]
+            for name in _scenario_names(report):
+                points = sorted(
+                    (s.concurrency, getattr(getattr(s, field), pct))
+                    for s in report.scenarios if s.name == name and getattr(s, field)
+                )
+                if points:
+                    ax.plot(*zip(*points), marker="o", label=name)
+            ax.set_title(f"{label} {pct}")
+            ax.set_ylabel("ms")
+            ax.set_xscale("log", base=2)
+            ax.grid(True, alpha=0.3)
+            if row == 1:
+                ax.set_xlabel("concurrent users")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("Latency vs concurrency, per scenario")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_tax(report: Report, path: Path) -> Path:
+    """Grouped bars: tax vs direct per scenario, one group per concurrency, 95% CI whiskers."""
+    plt = _pyplot()
+    rows = [t for t in report.tax if t.baseline == "direct"]
+    names = list(dict.fromkeys(t.scenario for t in rows))
+    levels = sorted({t.concurrency for t in rows})
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
+    width = 0.8 / max(len(names), 1)
+    for ax, (field, label) in zip(axes, _METRICS):
+        for i, name in enumerate(names):
+            xs, ys, errs = [], [], [[], []]
+            for j, level in enumerate(levels):
+                row = next((t for t in rows if t.scenario == name and t.concurrency == level), None)
+                deltas = getattr(row, field) if row else None
+                if deltas is None:
+                    continue
+                d = deltas.p50
+                xs.append(j + (i - (len(names) - 1) / 2) * width)
+                ys.append(d.value)
+                errs[0].append(d.value - d.ci_low if d.ci_low is not None else 0.0)
+                errs[1].append(d.ci_high - d.value if d.ci_high is not None else 0.0)
+            if xs:
+                ax.bar(xs, ys, width, yerr=errs, capsize=2, label=name)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xticks(range(len(levels)), [f"{c} users" for c in levels])
+        ax.set_title(f"{label} p50: scenario - direct")
+        ax.set_ylabel("ms (95% CI)")
+        ax.grid(True, axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Safety tax per scenario (vs the upstream alone)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_safety_vs_tax(report: Report, path: Path) -> Path:
+    """One point per monitor set: harmful items caught vs E2E p50 tax at the top concurrency."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    top = max((t.concurrency for t in report.tax), default=None)
+    for safety in report.safety:
+        row = next((t for t in report.tax if t.scenario == safety.scenario
+                    and t.baseline == "direct" and t.concurrency == top), None)
+        if row is None or row.e2e_ms is None or safety.harmful_catch_rate is None:
+            continue
+        x, y = row.e2e_ms.p50.value, safety.harmful_catch_rate * 100
+        ax.scatter([x], [y], s=60)
+        false_rate = (safety.false_block_rate or 0) + (safety.false_alter_rate or 0)
+        ax.annotate(f"{safety.scenario}\nfalse block/alter {false_rate * 100:.1f}%", (x, y),
+                    textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_xlabel(f"E2E p50 tax vs direct at {top} users (ms)")
+    ax.set_ylabel("harmful items caught (%)")
+    ax.set_ylim(-5, 105)
+    ax.grid(True, alpha=0.3)
+    ax.set_title("Safety gained vs tax paid (one point per monitor set)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_plots(report: Report, out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [plot_latency(report, out_dir / PLOT_FILES[0]),
+             plot_tax(report, out_dir / PLOT_FILES[1])]
+    if report.safety:
+        paths.append(plot_safety_vs_tax(report, out_dir / PLOT_FILES[2]))
+    return paths

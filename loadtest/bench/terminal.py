@@ -1,0 +1,41 @@
+"""The end-of-run summary on the terminal: the tax tables and where the report is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from loadtest.bench.schema import Report
+from loadtest.bench.tables import Table, safety_table, tax_table
+
+
+def _rich(table: Table) -> RichTable:
+    rich_table = RichTable(title=table.title, caption=table.caption, title_justify="left")
+    for i, header in enumerate(table.headers):
+        rich_table.add_column(header, justify="left" if i == 0 else "right",
+                              no_wrap=i == 0)
+    last_level = None
+    for row in table.rows:
+        # A rule between concurrency levels keeps wide tables readable.
+        level = row[1] if len(row) > 1 else None
+        if last_level is not None and level != last_level and table.headers[1] == "users":
+            rich_table.add_section()
+        last_level = level
+        rich_table.add_row(*row)
+    return rich_table
+
+
+def print_summary(report: Report, console: Console, out_dir: Path) -> None:
+    console.print(_rich(tax_table(report, "direct")))
+    if any(t.baseline == "gateway" for t in report.tax):
+        console.print(_rich(tax_table(report, "gateway")))
+    if report.safety:
+        console.print(_rich(safety_table(report)))
+    errors = sum(s.errors for s in report.scenarios)
+    if errors:
+        console.print(f"[yellow]{errors} request(s) failed during the rounds; see "
+                      f"report.md (errors column) and {out_dir / 'work' / 'logs'}[/]")
+    console.print(f"report: {out_dir / 'report.html'}  (also report.md, report.json, "
+                  f"PNG plots) - {report.meta.wall_s:.0f} s")
