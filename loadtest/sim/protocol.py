@@ -7,6 +7,7 @@ accepts sampling parameters it does not use here, and must stay cheap.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,8 @@ from loadtest.sim.tokens import count_chat_tokens, count_tokens
 
 
 COMPLETION_DEFAULT_MAX_TOKENS = 16
+# vLLM's reads "vllm-<version>-<config hash>"; ours says what answered.
+SYSTEM_FINGERPRINT = "taxgate-sim"
 
 
 class RequestError(Exception):
@@ -50,8 +53,11 @@ class GenerationRequest:
 def parse_chat(body: bytes) -> GenerationRequest:
     data = _load(body)
     messages = data.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise RequestError(400, "`messages` must be a non-empty list", param="messages")
+    if not isinstance(messages, list):
+        raise RequestError(400, "`messages` must be a list", "Bad Request", "body.messages")
+    if not messages:
+        raise RequestError(400, "Cannot apply chat template to an empty conversation. "
+                                "Provide at least one message.")
     texts = []
     for message in messages:
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
@@ -87,9 +93,11 @@ def _load(body: bytes) -> dict[str, Any]:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise RequestError(400, f"request body is not valid JSON: {exc}") from None
+        # vLLM reports body problems through FastAPI's validation handler: type "Bad Request".
+        raise RequestError(400, f"JSON decode error: {exc}", "Bad Request", "body") from None
     if not isinstance(data, dict):
-        raise RequestError(400, "request body must be a JSON object")
+        raise RequestError(400, "Input should be a valid dictionary or object to extract "
+                                "fields from", "Bad Request", "body")
     return data
 
 
@@ -109,8 +117,13 @@ def _message_text(content: Any) -> str:
 def _build(kind: str, data: dict[str, Any], echo_text: str, prompt_tokens: int,
            max_tokens: Any) -> GenerationRequest:
     if max_tokens is not None and (not isinstance(max_tokens, int)
-                                   or isinstance(max_tokens, bool) or max_tokens < 1):
-        raise RequestError(400, "`max_tokens` must be a positive integer", param="max_tokens")
+                                   or isinstance(max_tokens, bool)):
+        raise RequestError(400, "`max_tokens` must be an integer", "Bad Request",
+                           "body.max_tokens")
+    if max_tokens is not None and max_tokens < 1:
+        raise RequestError(400, f"max_tokens must be at least 1, got {max_tokens}. "
+                                f"(parameter=max_tokens, value={max_tokens})",
+                           param="max_tokens")
     n = data.get("n", 1)
     if n not in (None, 1):
         raise RequestError(400, "the simulator only generates n=1", param="n")
@@ -121,8 +134,8 @@ def _build(kind: str, data: dict[str, Any], echo_text: str, prompt_tokens: int,
     options = data.get("stream_options")
     if options is not None and not stream:
         # vLLM refuses this combination the same way.
-        raise RequestError(400, "Stream options can only be defined when `stream=True`.",
-                           param="stream_options")
+        raise RequestError(400, "Stream options can only be defined when `stream=True`. "
+                                "(parameter=stream_options)", param="stream_options")
     if options is not None and not isinstance(options, dict):
         raise RequestError(400, "`stream_options` must be an object", param="stream_options")
     options = options or {}
@@ -135,21 +148,23 @@ def _build(kind: str, data: dict[str, Any], echo_text: str, prompt_tokens: int,
 
 
 def resolve_max_tokens(request: GenerationRequest, max_model_len: int) -> int:
-    """The token budget, as vLLM computes it: what fits in the context window."""
+    """The token budget as vLLM computes it: capped to what fits in the context window."""
     room = max_model_len - request.prompt_tokens
     if room < 1:
         raise RequestError(
             400, f"This model's maximum context length is {max_model_len} tokens. However, "
-                 f"your request has {request.prompt_tokens} input tokens.",
+                 f"your request has {request.prompt_tokens} input tokens. Please reduce the "
+                 "length of the input messages.",
             param="messages" if request.kind == CHAT else "prompt")
     if request.max_tokens is None:
         return room
-    if request.max_tokens > room:
+    if request.max_tokens > max_model_len:
         raise RequestError(
-            400, f"'max_tokens' is too large: {request.max_tokens}. This model's maximum "
-                 f"context length is {max_model_len} tokens and your request has "
-                 f"{request.prompt_tokens} input tokens.", param="max_tokens")
-    return request.max_tokens
+            400, f"max_tokens={request.max_tokens} cannot be greater than "
+                 f"max_model_len={max_model_len}. Please request fewer output tokens. "
+                 f"(parameter=max_tokens, value={request.max_tokens})", param="max_tokens")
+    # Within the window but past its end with the prompt: vLLM stops at the window.
+    return min(request.max_tokens, room)
 
 
 def error_body(error: RequestError) -> bytes:
@@ -158,28 +173,48 @@ def error_body(error: RequestError) -> bytes:
 
 
 def response_body(kind: str, request_id: str, created: int, model: str, text: str,
-                  finish_reason: str, prompt_tokens: int, completion_tokens: int) -> bytes:
-    """The non-streamed chat completion or completion."""
+                  finish_reason: str, prompt_tokens: int, completion_tokens: int,
+                  system_fingerprint: str) -> bytes:
+    """The non-streamed chat completion or completion, with vLLM's field set."""
+    usage = {**usage_dict(prompt_tokens, completion_tokens),
+             "prompt_tokens_details": None, "completion_tokens_details": None}
     if kind == CHAT:
-        choice: dict[str, Any] = {
-            "index": 0,
-            "message": {"role": "assistant", "content": text, "refusal": None,
-                        "tool_calls": []},
-            "logprobs": None, "finish_reason": finish_reason, "stop_reason": None,
-        }
-        obj = "chat.completion"
-    else:
-        choice = {"index": 0, "text": text, "logprobs": None,
-                  "finish_reason": finish_reason, "stop_reason": None}
-        obj = "text_completion"
+        message = {"role": "assistant", "content": text, "refusal": None, "annotations": None,
+                   "audio": None, "function_call": None, "reasoning": None}
+        return orjson.dumps({
+            "id": request_id, "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "message": message, "logprobs": None,
+                         "finish_reason": finish_reason, "stop_reason": None,
+                         "token_ids": None, "routed_experts": None}],
+            "service_tier": None, "system_fingerprint": system_fingerprint, "usage": usage,
+            "prompt_logprobs": None, "prompt_token_ids": None, "prompt_text": None,
+            "kv_transfer_params": None, "ec_transfer_params": None, "metrics": None,
+        })
     return orjson.dumps({
-        "id": request_id, "object": obj, "created": created, "model": model,
-        "choices": [choice], "usage": usage_dict(prompt_tokens, completion_tokens),
+        "id": request_id, "object": "text_completion", "created": created, "model": model,
+        "choices": [{"index": 0, "text": text, "logprobs": None,
+                     "finish_reason": finish_reason, "stop_reason": None, "token_ids": None,
+                     "prompt_logprobs": None, "prompt_token_ids": None,
+                     "routed_experts": None}],
+        "service_tier": None, "system_fingerprint": system_fingerprint, "usage": usage,
+        "kv_transfer_params": None, "ec_transfer_params": None, "metrics": None,
     })
 
 
 def models_body(model: str, created: int, max_model_len: int) -> bytes:
+    permission = {
+        "id": "modelperm-" + secrets.token_hex(8), "object": "model_permission",
+        "created": created, "allow_create_engine": False, "allow_sampling": True,
+        "allow_logprobs": True, "allow_search_indices": False, "allow_view": True,
+        "allow_fine_tuning": False, "organization": "*", "group": None, "is_blocking": False,
+    }
     return orjson.dumps({"object": "list", "data": [{
         "id": model, "object": "model", "created": created, "owned_by": "vllm",
-        "root": model, "parent": None, "max_model_len": max_model_len, "permission": [],
+        "root": model, "parent": None, "max_model_len": max_model_len,
+        "permission": [permission],
     }]})
+
+
+def request_id(kind: str) -> str:
+    # vLLM's ids: a prefix and 16 hex digits.
+    return ("chatcmpl-" if kind == CHAT else "cmpl-") + secrets.token_hex(8)

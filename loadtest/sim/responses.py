@@ -14,7 +14,7 @@ from collections.abc import Callable
 from starlette.types import Receive, Scope, Send
 
 from loadtest.sim.engine import Generation, SimEngine
-from loadtest.sim.protocol import response_body
+from loadtest.sim.protocol import SYSTEM_FINGERPRINT, response_body
 from loadtest.sim.sse import CHAT, DONE, ChunkEncoder
 
 SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8")]
@@ -111,7 +111,8 @@ class WholeGeneration(_GenerationResponse):
             return
         body = response_body(self.kind, self.request_id, self.created, self.model,
                              "".join(parts), queue.finish_reason or "stop",
-                             self.gen.prompt_tokens, self.gen.completion_tokens)
+                             self.gen.prompt_tokens, self.gen.completion_tokens,
+                             SYSTEM_FINGERPRINT)
         headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})

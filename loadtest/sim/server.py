@@ -10,10 +10,10 @@ import asyncio
 import logging
 import random
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -26,17 +26,19 @@ from loadtest.sim.engine import SimEngine
 from loadtest.sim.metrics import SimCollector
 from loadtest.sim.output import CorpusSource, EchoSource, OutputSource, RandomSource
 from loadtest.sim.protocol import (
+    SYSTEM_FINGERPRINT,
     GenerationRequest,
     RequestError,
     error_body,
     models_body,
     parse_chat,
     parse_completion,
+    request_id,
     resolve_max_tokens,
 )
 from loadtest.sim.responses import StreamedGeneration, WholeGeneration
 from loadtest.sim.settings import SimSettings
-from loadtest.sim.sse import CHAT, ChunkEncoder
+from loadtest.sim.sse import ChunkEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -87,17 +89,18 @@ class SimService:
             return error_response(error)
         output = self.source.generate(req.echo_text, max_tokens, req.ignore_eos)
         gen = self.engine.submit(req.prompt_tokens, output, stream=req.stream)
-        prefix = "chatcmpl-" if req.kind == CHAT else "cmpl-"
-        request_id = prefix + uuid.uuid4().hex
+        rid = request_id(req.kind)
         created = int(time.time())
         if req.stream:
-            encoder = ChunkEncoder(req.kind, request_id, created, settings.model,
+            encoder = ChunkEncoder(req.kind, rid, created, settings.model,
                                    prompt_tokens=req.prompt_tokens,
-                                   continuous_usage=req.continuous_usage)
+                                   include_usage=req.include_usage,
+                                   continuous_usage=req.continuous_usage,
+                                   system_fingerprint=SYSTEM_FINGERPRINT)
             # Starlette calls whatever ASGI callable an endpoint returns, so these
             # stand in for Response objects.
             return StreamedGeneration(self.engine, gen, encoder, req.include_usage)
-        return WholeGeneration(self.engine, gen, req.kind, request_id, created, settings.model)
+        return WholeGeneration(self.engine, gen, req.kind, rid, created, settings.model)
 
     async def models(self, request: Request) -> Response:
         return Response(models_body(self.settings.model, self.started,
@@ -126,10 +129,11 @@ async def health(request: Request) -> Response:
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
-    # Unknown routes and wrong methods get the OpenAI error shape too.
+    # vLLM answers unknown routes and wrong methods with FastAPI's plain shape, not the
+    # OpenAI error shape; a simulator should not be nicer than the real thing.
     assert isinstance(exc, HTTPException)
-    err_type = "NotFoundError" if exc.status_code == 404 else "BadRequestError"
-    return error_response(RequestError(exc.status_code, str(exc.detail), err_type))
+    return Response(orjson.dumps({"detail": exc.detail}), status_code=exc.status_code,
+                    media_type="application/json", headers=exc.headers)
 
 
 def _log_engine_exit(task: asyncio.Task[None]) -> None:
