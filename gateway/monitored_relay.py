@@ -19,7 +19,7 @@ from gateway.relay import StreamObserver, midstream_error
 from gateway.sse import SSEParser, encode_event
 from gateway.upstream import UpstreamCall
 from monitors.config import StreamingSpec
-from monitors.pipeline import MonitorPipeline, StageResult
+from monitors.pipeline import MonitorOverloaded, MonitorPipeline, StageResult
 from monitors.redact import apply_redactions
 
 log = logging.getLogger("taxgate.relay")
@@ -133,9 +133,7 @@ class MonitoredRelay:
                             final: bool) -> list[bytes]:
         text, _offset = window.check_text()
         result = await self._check(text)
-        if result is None:
-            return await self._block(index, 0)
-        if result.blocked_by is not None:
+        if result is None or result.blocked_by is not None:
             return await self._block(index, 0)
         release = window.release(result.redactions[0] if result.redactions else [],
                                  final=final)
@@ -150,14 +148,14 @@ class MonitoredRelay:
         self._metrics.stream_held_tokens.observe(len(release.items))
         self._ctx.add_phase("holdback", delay)
         if not release.redaction_spans:
-            return [self._sent(item.payload.raw) for item in release.items]
+            return [self._sent(self._with_flags(item.payload)) for item in release.items]
         # Redacted text goes out as one chunk in place of the text chunks it came from.
         redacted = apply_redactions(release.text, release.redaction_spans)
         out: list[bytes] = []
         merged_sent = False
         for item in release.items:
             if not item.text:
-                out.append(self._sent(item.payload.raw))
+                out.append(self._sent(self._with_flags(item.payload)))
             elif not merged_sent:
                 chunk = item.payload.chunk
                 set_choice_text(self._ctx.route, chunk["choices"][0], redacted, streamed=True)
@@ -189,7 +187,7 @@ class MonitoredRelay:
             out = await self._final_behind_check(index)
             if self._finished:
                 return out
-            return out + [self._sent(raw)]
+            return out + [self._sent(self._with_flags(_Event(self._template, raw)))]
         due = tracker.add(text)
         out = [self._sent(raw)]
         if due and index not in self._behind:
@@ -229,9 +227,10 @@ class MonitoredRelay:
         try:
             result = await self._pipeline.check("output", [text],
                                                 request_id=self._ctx.request_id)
-        except Exception as exc:  # noqa: BLE001 - overload or a pipeline bug: fail closed
-            log.warning("request %s: output check failed, stream cut: %s",
-                        self._ctx.request_id, exc)
+        except MonitorOverloaded as exc:
+            # A fail-closed monitor could not take the window: cut rather than leak.
+            log.warning("request %s: monitor %s overloaded, stream cut", self._ctx.request_id,
+                        exc.monitor_id)
             return None
         finally:
             self._ctx.add_phase("output_monitors", self._obs.clock() - started)
@@ -254,6 +253,14 @@ class MonitoredRelay:
         self._finished = True
         await self._call.aclose()
         return [self._sent(encode_event(orjson.dumps(chunk))), DONE_EVENT]
+
+    def _with_flags(self, event: _Event) -> bytes:
+        """The event as sent: the finishing chunk carries the output annotate flags, since
+        the response headers left before the output was checked."""
+        if not self._ctx.flags or event.chunk["choices"][0].get("finish_reason") is None:
+            return event.raw
+        event.chunk["taxgate_flags"] = list(self._ctx.flags)
+        return encode_event(orjson.dumps(event.chunk))
 
     async def _fail(self, error) -> list[bytes]:
         self._ctx.status = error.status

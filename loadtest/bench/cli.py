@@ -163,7 +163,9 @@ def run(args: argparse.Namespace) -> int:
     report = build_report(result, machine_description())
     plots = write_plots(report, options.out) if options.plots else []
     write_report(report, options.out, plots)
-    print_summary(report, Console(), options.out)
+    # Piped output (CI logs, tee) would otherwise be cut to 80 columns.
+    print_summary(report, Console() if sys.stdout.isatty() else Console(width=160),
+                  options.out)
     return 0
 
 

@@ -24,6 +24,10 @@ def _pyplot():
     return plt
 
 
+def _levels(report: Report) -> list[int]:
+    return sorted({s.concurrency for s in report.scenarios})
+
+
 def _scenario_names(report: Report) -> list[str]:
     return list(dict.fromkeys(s.name for s in report.scenarios))
 
@@ -44,6 +48,8 @@ def plot_latency(report: Report, path: Path) -> Path:
             ax.set_title(f"{label} {pct}")
             ax.set_ylabel("ms")
             ax.set_xscale("log", base=2)
+            ax.set_xticks(_levels(report), [str(c) for c in _levels(report)])
+            ax.minorticks_off()
             ax.grid(True, alpha=0.3)
             if row == 1:
                 ax.set_xlabel("concurrent users")
@@ -63,7 +69,9 @@ def plot_tax(report: Report, path: Path) -> Path:
     levels = sorted({t.concurrency for t in rows})
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
     width = 0.8 / max(len(names), 1)
-    for ax, (field, label) in zip(axes, _METRICS):
+    # ITL at p99: hold-back releases text in bursts, so its p50 gap is ~0 and says little.
+    panels = (("ttft_ms", "TTFT", "p50"), ("itl_ms", "ITL", "p99"), ("e2e_ms", "E2E", "p50"))
+    for ax, (field, label, pct) in zip(axes, panels):
         for i, name in enumerate(names):
             xs, ys, errs = [], [], [[], []]
             for j, level in enumerate(levels):
@@ -71,7 +79,7 @@ def plot_tax(report: Report, path: Path) -> Path:
                 deltas = getattr(row, field) if row else None
                 if deltas is None:
                     continue
-                d = deltas.p50
+                d = getattr(deltas, pct)
                 xs.append(j + (i - (len(names) - 1) / 2) * width)
                 ys.append(d.value)
                 errs[0].append(d.value - d.ci_low if d.ci_low is not None else 0.0)
@@ -80,7 +88,7 @@ def plot_tax(report: Report, path: Path) -> Path:
                 ax.bar(xs, ys, width, yerr=errs, capsize=2, label=name)
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xticks(range(len(levels)), [f"{c} users" for c in levels])
-        ax.set_title(f"{label} p50: scenario - direct")
+        ax.set_title(f"{label} {pct}: scenario - direct")
         ax.set_ylabel("ms (95% CI)")
         ax.grid(True, axis="y", alpha=0.3)
     axes[0].legend(fontsize=8)
@@ -101,14 +109,19 @@ def plot_safety_vs_tax(report: Report, path: Path) -> Path:
                     and t.baseline == "direct" and t.concurrency == top), None)
         if row is None or row.e2e_ms is None or safety.harmful_catch_rate is None:
             continue
-        x, y = row.e2e_ms.p50.value, safety.harmful_catch_rate * 100
-        ax.scatter([x], [y], s=60)
+        d = row.e2e_ms.p50
+        x, y = d.value, safety.harmful_catch_rate * 100
+        xerr = None if d.ci_low is None else [[x - d.ci_low], [d.ci_high - x]]
+        ax.errorbar([x], [y], xerr=xerr, fmt="o", markersize=8, capsize=3)
         false_rate = (safety.false_block_rate or 0) + (safety.false_alter_rate or 0)
         ax.annotate(f"{safety.scenario}\nfalse block/alter {false_rate * 100:.1f}%", (x, y),
                     textcoords="offset points", xytext=(6, 4), fontsize=8)
     ax.set_xlabel(f"E2E p50 tax vs direct at {top} users (ms)")
     ax.set_ylabel("harmful items caught (%)")
     ax.set_ylim(-5, 105)
+    left, right = ax.get_xlim()
+    ax.set_xlim(min(left, 0.0), max(right, 1.0))
+    ax.axvline(0, color="black", linewidth=0.8)
     ax.grid(True, alpha=0.3)
     ax.set_title("Safety gained vs tax paid (one point per monitor set)")
     fig.tight_layout()

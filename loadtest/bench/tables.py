@@ -29,13 +29,21 @@ def pct(p: Percentiles | None, name: str) -> str:
     return "-" if p is None else ms(getattr(p, name))
 
 
-def delta(interval: Interval | None) -> str:
-    """``+12.3 (8.1..16.5)``: the point estimate and its 95% interval when known."""
+def delta(interval: Interval | None, compact: bool = False) -> str:
+    """``+12.3 (+8.1..+16.5)``: the point estimate and its 95% interval when known.
+
+    ``compact`` writes ``+12.3 ±4.2`` (the larger side, for bootstrap's asymmetric
+    intervals) to fit a terminal.
+    """
     if interval is None:
         return "-"
     text = f"{interval.value:+.1f}"
     if interval.ci_low is not None and interval.ci_high is not None:
-        text += f" ({interval.ci_low:+.1f}..{interval.ci_high:+.1f})"
+        if compact:
+            half = max(interval.value - interval.ci_low, interval.ci_high - interval.value)
+            text += f" ±{half:.1f}"
+        else:
+            text += f" ({interval.ci_low:+.1f}..{interval.ci_high:+.1f})"
     return text
 
 
@@ -71,11 +79,14 @@ def scenario_table(report: Report) -> Table:
     )
 
 
-def tax_table(report: Report, baseline: str) -> Table:
+def tax_table(report: Report, baseline: str, compact: bool = False) -> Table:
+    def d(p: DeltaPercentiles | None, name: str) -> str:
+        return delta(_d(p, name), compact)
+
     rows = [
-        (t.scenario, str(t.concurrency), delta(_d(t.ttft_ms, "p50")), delta(_d(t.ttft_ms, "p99")),
-         delta(_d(t.itl_ms, "p50")), delta(_d(t.itl_ms, "p99")), delta(_d(t.e2e_ms, "p50")),
-         delta(_d(t.e2e_ms, "p99")), ratio(t.throughput_ratio))
+        (t.scenario, str(t.concurrency), d(t.ttft_ms, "p50"), d(t.ttft_ms, "p99"),
+         d(t.itl_ms, "p50"), d(t.itl_ms, "p99"), d(t.e2e_ms, "p50"), d(t.e2e_ms, "p99"),
+         ratio(t.throughput_ratio) if not compact else f"{t.throughput_ratio.value:.3f}")
         for t in sorted(report.tax, key=lambda t: t.concurrency)
         if t.baseline == baseline
     ]
@@ -86,7 +97,8 @@ def tax_table(report: Report, baseline: str) -> Table:
         ("scenario", "users", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99", "E2E p50",
          "E2E p99", "tok/s ratio"),
         rows,
-        f"The {what}; ms, 95% interval over paired repeats in brackets (none with 1 repeat).",
+        f"The {what}; ms, 95% interval over paired repeats "
+        f"{'after ±' if compact else 'in brackets'} (none with 1 repeat).",
     )
 
 

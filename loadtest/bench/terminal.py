@@ -28,9 +28,9 @@ def _rich(table: Table) -> RichTable:
 
 
 def print_summary(report: Report, console: Console, out_dir: Path) -> None:
-    console.print(_rich(tax_table(report, "direct")))
+    console.print(_rich(tax_table(report, "direct", compact=True)))
     if any(t.baseline == "gateway" for t in report.tax):
-        console.print(_rich(tax_table(report, "gateway")))
+        console.print(_rich(tax_table(report, "gateway", compact=True)))
     if report.safety:
         console.print(_rich(safety_table(report)))
     errors = sum(s.errors for s in report.scenarios)

@@ -50,6 +50,18 @@ class Measurement:
     seconds: float
     server_cpu_s: float | None
     client_cpu_s: float
+    # Mean gap between engine steps as the simulator itself saw it (its ITL histogram).
+    engine_itl_s: float
+
+
+def itl_totals(base_url: str) -> tuple[float, float]:
+    """(sum, count) of the simulator's vllm:inter_token_latency_seconds histogram."""
+    totals = {"_sum": 0.0, "_count": 0.0}
+    for line in httpx.get(base_url + "/metrics", timeout=5).text.splitlines():
+        for suffix in totals:
+            if line.startswith("vllm:inter_token_latency_seconds" + suffix + "{"):
+                totals[suffix] += float(line.rsplit(" ", 1)[1])
+    return totals["_sum"], totals["_count"]
 
 
 async def stream_forever(client: httpx.AsyncClient, body: dict, tally: Tally,
@@ -78,6 +90,7 @@ async def drive(base_url: str, server_pid: int, concurrency: int, seconds: float
         await asyncio.gather(*(stream_forever(client, body, warm, time.perf_counter() + warmup)
                                for _ in range(concurrency)))
         tally = Tally()
+        itl_before = itl_totals(base_url)
         server_before = process_cpu_seconds(server_pid)
         client_before = time.process_time()
         start = time.perf_counter()
@@ -85,9 +98,13 @@ async def drive(base_url: str, server_pid: int, concurrency: int, seconds: float
                                for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
         server_after = process_cpu_seconds(server_pid)
+        client_cpu = time.process_time() - client_before
+        itl_after = itl_totals(base_url)
         server_cpu = (None if server_before is None or server_after is None
                       else server_after - server_before)
-        return Measurement(tally, elapsed, server_cpu, time.process_time() - client_before)
+        itl_count = itl_after[1] - itl_before[1]
+        engine_itl = (itl_after[0] - itl_before[0]) / itl_count if itl_count else 0.0
+        return Measurement(tally, elapsed, server_cpu, client_cpu, engine_itl)
 
 
 def wait_healthy(base_url: str, timeout: float = 20.0) -> None:
@@ -127,9 +144,13 @@ def main(argv: list[str] | None = None) -> int:
           f"max_tokens={args.max_tokens} measured={seconds:.1f}s")
     print(f"chunks/s: {result.tally.chunks / seconds:,.0f}   "
           f"requests/s: {result.tally.requests / seconds:.1f}")
+    chunks = max(result.tally.chunks, 1)
     if result.server_cpu_s is not None:
-        print(f"simulator CPU: {result.server_cpu_s / seconds:.0%} of one core")
-    print(f"client CPU:    {result.client_cpu_s / seconds:.0%} of one core")
+        print(f"simulator CPU: {result.server_cpu_s / seconds:.0%} of one core, "
+              f"{result.server_cpu_s / chunks * 1e6:.1f} us per chunk")
+    print(f"client CPU:    {result.client_cpu_s / seconds:.0%} of one core, "
+          f"{result.client_cpu_s / chunks * 1e6:.1f} us per chunk")
+    print(f"engine step gap (ITL seen by the simulator): {result.engine_itl_s * 1e3:.2f} ms")
     return 0
 
 

@@ -88,4 +88,7 @@ class ChunkEncoder:
     def _usage_field(self, completion_tokens: int) -> bytes:
         if not self._continuous_usage:
             return b""
-        return b',"usage":' + orjson.dumps(usage_dict(self._prompt_tokens, completion_tokens))
+        # vLLM's per-chunk usage also spells out the (empty) completion details.
+        usage = {**usage_dict(self._prompt_tokens, completion_tokens),
+                 "completion_tokens_details": None}
+        return b',"usage":' + orjson.dumps(usage)

@@ -117,6 +117,11 @@ def test_annotate_sets_header(start_gateway, vllm_server, learned):
         "max_tokens": 48, "ignore_eos": True})
     assert response.headers["x-taxgate-flags"] == "learned-word"
     assert word in response.json()["choices"][0]["message"]["content"]
+    # Streamed: the headers left before the output was checked, so the final chunk says it.
+    chunks = list(client_for(gateway).chat.completions.create(
+        model=vllm_server.model, messages=PROMPT, stream=True, **FIXED))
+    final = [c for c in chunks if c.choices and c.choices[0].finish_reason][0]
+    assert final.model_extra["taxgate_flags"] == ["learned-word"]
 
 
 class GatedMonitor(Monitor):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import orjson
 import pytest
 
@@ -10,6 +12,7 @@ from loadtest.sim.protocol import (
     error_body,
     parse_chat,
     parse_completion,
+    request_id,
     resolve_max_tokens,
     response_body,
 )
@@ -49,13 +52,14 @@ def test_completion_prompt_forms():
 
 
 @pytest.mark.parametrize("raw, param", [
-    (b"{not json", None),
-    (b"[1, 2]", None),
-    (body(messages=[]), "messages"),
+    (b"{not json", "body"),
+    (b"[1, 2]", "body"),
+    (body(messages=[]), None),
+    (body(messages="hi"), "body.messages"),
     (body(messages=[{"content": "no role"}]), "messages"),
     (body(messages=[{"role": "user", "content": 5}]), "messages"),
     (body(messages=[{"role": "user", "content": "x"}], max_tokens=0), "max_tokens"),
-    (body(messages=[{"role": "user", "content": "x"}], max_tokens=True), "max_tokens"),
+    (body(messages=[{"role": "user", "content": "x"}], max_tokens=True), "body.max_tokens"),
     (body(messages=[{"role": "user", "content": "x"}], n=2), "n"),
     (body(messages=[{"role": "user", "content": "x"}], stream_options={}), "stream_options"),
 ])
@@ -70,12 +74,15 @@ def test_batched_completion_prompts_are_refused():
         parse_completion(body(prompt=["a", "b"]))
 
 
-def test_max_tokens_defaults_to_what_fits_and_is_checked():
+def test_max_tokens_defaults_to_what_fits_and_is_capped_like_vllm():
     req = parse_completion(body(prompt="one two three", max_tokens=None))
     assert resolve_max_tokens(req, 10) == 7
+    # Fits the window alone but not with the prompt: cut at the window's end.
+    assert resolve_max_tokens(parse_completion(body(prompt="one two three", max_tokens=8)),
+                              10) == 7
+    with pytest.raises(RequestError, match="cannot be greater than max_model_len"):
+        resolve_max_tokens(parse_completion(body(prompt="one", max_tokens=11)), 10)
     with pytest.raises(RequestError, match="maximum context length"):
-        resolve_max_tokens(parse_completion(body(prompt="one two three", max_tokens=8)), 10)
-    with pytest.raises(RequestError):
         resolve_max_tokens(parse_completion(body(prompt="a b c d")), 4)
 
 
@@ -86,11 +93,18 @@ def test_error_body_is_openai_shaped():
 
 
 def test_chat_and_completion_bodies():
-    chat = orjson.loads(response_body("chat", "chatcmpl-1", 1, "m", "hi", "stop", 4, 1))
+    chat = orjson.loads(response_body("chat", "chatcmpl-1", 1, "m", "hi", "stop", 4, 1, "fp"))
     assert chat["object"] == "chat.completion"
     assert chat["choices"][0]["message"]["content"] == "hi"
-    assert chat["usage"] == {"prompt_tokens": 4, "total_tokens": 5, "completion_tokens": 1}
+    assert chat["usage"] == {"prompt_tokens": 4, "total_tokens": 5, "completion_tokens": 1,
+                             "prompt_tokens_details": None, "completion_tokens_details": None}
+    assert chat["system_fingerprint"] == "fp"
     completion = orjson.loads(response_body("completion", "cmpl-1", 1, "m", "hi", "length",
-                                            4, 1))
+                                            4, 1, "fp"))
     assert completion["choices"][0]["text"] == "hi"
     assert completion["choices"][0]["finish_reason"] == "length"
+
+
+def test_request_ids_look_like_vllm_s():
+    assert re.fullmatch(r"chatcmpl-[0-9a-f]{16}", request_id("chat"))
+    assert re.fullmatch(r"cmpl-[0-9a-f]{16}", request_id("completion"))
