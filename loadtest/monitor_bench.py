@@ -179,27 +179,28 @@ def _rate(value: float) -> str:
     return f"{value:.1f}" if value < 100 else f"{value:.0f}"
 
 
-def _span(values: Sequence[float], fmt: Callable[[float], str]) -> str:
-    if not values:
-        return "-"
-    low, high = min(values), max(values)
-    return fmt(low) if len(values) == 1 else f"{fmt(low)}..{fmt(high)}"
+def _with_span(value: str, values: Sequence[float], fmt: Callable[[float], str]) -> str:
+    """``"12.3 (11.9..12.8)"``: the pooled value and the spread of the per-repeat values."""
+    if len(values) < 2:
+        return value
+    return f"{value} ({fmt(min(values))}..{fmt(max(values))})"
 
 
 def rows_table(rows: Sequence[Row], *, title: str, caption: str) -> Table:
     cells = [
         (
-            str(row.max_batch), str(row.texts), _rate(row.texts_per_s),
-            _span(row.round_texts_per_s, _rate), f"{row.p50_ms:.0f}", f"{row.p99_ms:.0f}",
+            str(row.max_batch), str(row.texts),
+            _with_span(_rate(row.texts_per_s), row.round_texts_per_s, _rate),
+            f"{row.p50_ms:.0f}", f"{row.p99_ms:.0f}",
             "-" if row.mean_batch is None else f"{row.mean_batch:.1f}",
-            f"{row.speedup:.2f}x", _span(row.round_speedups, lambda v: f"{v:.2f}"),
+            _with_span(f"{row.speedup:.2f}x", row.round_speedups, lambda v: f"{v:.2f}"),
         )
         for row in rows
     ]
     table = Table(title=title, caption=caption, title_justify="left", caption_justify="left",
                   box=box.SIMPLE_HEAD)
-    headers = ("max batch", "texts", "texts/s", "by repeat", "p50 ms", "p99 ms",
-               "mean batch", "speed up", "by repeat")
+    headers = ("max batch", "texts", "texts/s (by repeat)", "p50 ms", "p99 ms", "mean batch",
+               "speed-up (by repeat)")
     # Numbers keep their width; the headers wrap instead, so the table fits 80 columns.
     for i, header in enumerate(headers):
         table.add_column(header, justify="right", min_width=max((len(c[i]) for c in cells), default=1))
