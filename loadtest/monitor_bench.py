@@ -13,7 +13,9 @@ cost is the real model's.
 Throughput is texts completed / (last completion - round start); latency is one
 text's submit-to-verdict time (queue wait included); the mean batch size comes from
 the batcher's own ``taxgate_monitor_batch_size`` histogram, on a fresh registry per
-round.
+round. "pad %" is the share of the tokens the model computed that were padding:
+Detoxify pads a batch to its longest text, so on a CPU batching trades per-call
+overhead for wasted FLOPs.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,7 +41,7 @@ from loadtest.bench.localmodel import CHECKPOINT, COMPLETE, CONFIG_DIR
 from loadtest.bench.stats import percentile
 from loadtest.datasets import load_dataset
 from loadtest.tiny_detoxify import BERT_BASE, TINY, BertShape
-from monitors.base import Finding
+from monitors.base import Finding, Monitor
 from monitors.batcher import MicroBatcher
 from monitors.config import BatchSpec, MonitorSpec
 from monitors.metrics import MonitorMetrics
@@ -105,6 +107,8 @@ class RoundResult:
     wall_s: float
     batches: int  # calls of the model
     batched_texts: int  # texts in those calls (the histogram's sum)
+    tokens: int = 0  # tokens of the texts scored
+    padded_tokens: int = 0  # tokens the model computed: each batch is padded to its longest text
 
     @property
     def texts(self) -> int:
@@ -127,12 +131,22 @@ class Row:
     p50_ms: float
     p99_ms: float
     mean_batch: float | None
+    padding: float | None  # share of the computed tokens that were padding
     speedup: float  # pooled throughput / the baseline's
     round_speedups: tuple[float, ...]  # paired by repeat: same repeat, seconds apart
 
 
 def mean_batch(batched_texts: float, batches: float) -> float | None:
     return batched_texts / batches if batches else None
+
+
+def padding_share(tokens: int, padded_tokens: int) -> float | None:
+    return 1 - tokens / padded_tokens if padded_tokens else None
+
+
+def padded(lengths: Sequence[int]) -> int:
+    """Tokens one batch costs: every text padded to the longest (Detoxify pads with padding=True)."""
+    return len(lengths) * max(lengths, default=0)
 
 
 def speedup(value: float, baseline: float) -> float:
@@ -162,6 +176,7 @@ def summarize(results: Sequence[RoundResult]) -> list[Row]:
             p50_ms=percentile(latencies, 50) * 1000 if latencies else math.nan,
             p99_ms=percentile(latencies, 99) * 1000 if latencies else math.nan,
             mean_batch=mean_batch(sum(r.batched_texts for r in rounds), sum(r.batches for r in rounds)),
+            padding=padding_share(sum(r.tokens for r in rounds), sum(r.padded_tokens for r in rounds)),
             speedup=speedup(rate, base_rate),
             round_speedups=tuple(
                 speedup(r.texts_per_s, base_by_repeat[r.repeat]) for r in rounds if r.repeat in base_by_repeat
@@ -179,6 +194,10 @@ def _rate(value: float) -> str:
     return f"{value:.1f}" if value < 100 else f"{value:.0f}"
 
 
+def _ratio(value: float) -> str:
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}"
+
+
 def _with_span(value: str, values: Sequence[float], fmt: Callable[[float], str]) -> str:
     """``"12.3 (11.9..12.8)"``: the pooled value and the spread of the per-repeat values."""
     if len(values) < 2:
@@ -193,17 +212,17 @@ def rows_table(rows: Sequence[Row], *, title: str, caption: str) -> Table:
             _with_span(_rate(row.texts_per_s), row.round_texts_per_s, _rate),
             f"{row.p50_ms:.0f}", f"{row.p99_ms:.0f}",
             "-" if row.mean_batch is None else f"{row.mean_batch:.1f}",
-            _with_span(f"{row.speedup:.2f}x", row.round_speedups, lambda v: f"{v:.2f}"),
+            "-" if row.padding is None else f"{row.padding * 100:.0f}",
+            _with_span(f"{_ratio(row.speedup)}x", row.round_speedups, _ratio),
         )
         for row in rows
     ]
     table = Table(title=title, caption=caption, title_justify="left", caption_justify="left",
-                  box=box.SIMPLE_HEAD)
-    headers = ("max batch", "texts", "texts/s (by repeat)", "p50 ms", "p99 ms", "mean batch",
-               "speed-up (by repeat)")
-    # Numbers keep their width; the headers wrap instead, so the table fits 80 columns.
-    for i, header in enumerate(headers):
-        table.add_column(header, justify="right", min_width=max((len(c[i]) for c in cells), default=1))
+                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    # Two-line headers keep the table within 80 columns without squeezing the numbers.
+    for header in ("max\nbatch", "\ntexts", "texts/s\n(by repeat)", "p50\nms", "p99\nms",
+                   "mean\nbatch", "pad\n%", "speed-up\n(by repeat)"):
+        table.add_column(header, justify="right")
     for row_cells in cells:
         table.add_row(*row_cells)
     return table
@@ -221,15 +240,26 @@ async def run_round(
     duration_s: float | None,
     requests: int | None,
     repeat: int = 0,
+    token_count: Mapping[str, int] | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> RoundResult:
     """Closed loop: ``concurrency`` users, each submitting its next text as soon as the last is scored.
 
     Stops issuing after ``duration_s`` or once ``requests`` texts were issued; texts
-    already in flight are waited for and counted.
+    already in flight are waited for and counted. With ``token_count`` (text -> tokens)
+    the tokens scored and the padded tokens computed are tallied too.
     """
+    tally = [0, 0]
+
+    def counted(batch: list[str]) -> list[Finding]:
+        if token_count is not None:
+            lengths = [token_count[text] for text in batch]
+            tally[0] += sum(lengths)
+            tally[1] += padded(lengths)
+        return check(batch)
+
     registry = CollectorRegistry()
-    batcher = MicroBatcher(check, spec, name=MONITOR, metrics=MonitorMetrics(registry), clock=clock)
+    batcher = MicroBatcher(counted, spec, name=MONITOR, metrics=MonitorMetrics(registry), clock=clock)
     issued = itertools.count()
     latencies: list[float] = []
     start = clock()
@@ -260,11 +290,13 @@ async def run_round(
         wall_s=last_done - start,
         batches=int(registry.get_sample_value("taxgate_monitor_batch_size_count", labels) or 0),
         batched_texts=int(registry.get_sample_value("taxgate_monitor_batch_size_sum", labels) or 0),
+        tokens=tally[0],
+        padded_tokens=tally[1],
     )
 
 
-async def run_rounds(check: CheckFn, texts: Sequence[str], settings: BenchSettings,
-                     console: Console) -> list[RoundResult]:
+async def run_rounds(check: CheckFn, texts: Sequence[str], token_count: Mapping[str, int],
+                     settings: BenchSettings, console: Console) -> list[RoundResult]:
     plan = round_plan(settings.batches, settings.repeats)
     results = []
     for n, (repeat, size) in enumerate(plan, start=1):
@@ -272,10 +304,11 @@ async def run_rounds(check: CheckFn, texts: Sequence[str], settings: BenchSettin
                          max_queue=max(1024, settings.concurrency))
         result = await run_round(check, texts, spec, concurrency=settings.concurrency,
                                  duration_s=settings.duration_s, requests=settings.requests,
-                                 repeat=repeat)
+                                 repeat=repeat, token_count=token_count)
         console.print(f"round {n}/{len(plan)} max_batch={size} repeat={repeat + 1}: "
                       f"{result.texts} texts / {result.wall_s:.1f} s = {_rate(result.texts_per_s)}/s, "
-                      f"mean batch {mean_batch(result.batched_texts, result.batches) or 0:.1f}")
+                      f"mean batch {mean_batch(result.batched_texts, result.batches) or 0:.1f}, "
+                      f"padding {(padding_share(result.tokens, result.padded_tokens) or 0) * 100:.0f}%")
         results.append(result)
     return results
 
@@ -305,7 +338,7 @@ def ensure_model(settings: BenchSettings) -> tuple[Path, Path, dict]:
     return checkpoint, config_dir, hf_config
 
 
-def build_monitor(checkpoint: Path, config_dir: Path):
+def build_monitor(checkpoint: Path, config_dir: Path) -> Monitor:
     from monitors.registry import MonitorRegistry
 
     spec = MonitorSpec(name=MONITOR, checkpoint=str(checkpoint), config_path=str(config_dir), device="cpu")
@@ -382,6 +415,53 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings:
     )
 
 
+@dataclass(frozen=True)
+class Conditions:
+    """What the numbers depend on besides the settings; printed and saved with them."""
+
+    model: str
+    texts: int
+    tokens_mean: float
+    tokens_max: int
+    cpu_count: int
+    torch: str
+    torch_threads: int
+    load_avg_before: tuple[float, float, float]
+    load_avg_after: tuple[float, float, float]
+    cores_used: float  # our process's CPU seconds per wall second during the rounds
+    wall_s: float
+
+
+def caption(settings: BenchSettings, c: Conditions) -> str:
+    per_round = f"{settings.duration_s:g} s" if settings.requests is None else f"{settings.requests} texts"
+    return (
+        f"{c.model} ({settings.model_dir}); {settings.concurrency} concurrent single-text requests, "
+        f"{per_round} per round, max_wait {settings.max_wait_ms:g} ms; {c.texts} texts, "
+        f"{c.tokens_mean:.0f} tokens mean ({c.tokens_max} max), padded to the longest in a batch; "
+        f"{c.cpu_count} cores, torch {c.torch} with {c.torch_threads} threads; this process used "
+        f"{c.cores_used:.2f} cores during the rounds; load avg 1 min {c.load_avg_before[0]:.2f} "
+        f"before, {c.load_avg_after[0]:.2f} after"
+    )
+
+
+def json_payload(settings: BenchSettings, conditions: Conditions, rows: Sequence[Row],
+                 results: Sequence[RoundResult]) -> dict:
+    return {
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
+        "conditions": asdict(conditions),
+        "rows": [asdict(row) for row in rows],
+        "rounds": [
+            {"max_batch": r.max_batch, "repeat": r.repeat, "texts": r.texts, "wall_s": r.wall_s,
+             "texts_per_s": r.texts_per_s, "batches": r.batches,
+             "mean_batch": mean_batch(r.batched_texts, r.batches), "tokens": r.tokens,
+             "padded_tokens": r.padded_tokens, "padding": padding_share(r.tokens, r.padded_tokens),
+             "p50_ms": percentile(r.latencies_s, 50) * 1000 if r.texts else None,
+             "p99_ms": percentile(r.latencies_s, 99) * 1000 if r.texts else None}
+            for r in results
+        ],
+    }
+
+
 def run(settings: BenchSettings, console: Console) -> list[Row]:
     import torch
 
@@ -397,51 +477,30 @@ def run(settings: BenchSettings, console: Console) -> list[Row]:
     for size in settings.batches:
         for _ in range(settings.warmup):
             monitor.check(texts[:size])
+    rounds_started, cpu_started = time.perf_counter(), time.process_time()
     try:
-        results = asyncio.run(run_rounds(monitor.check, texts, settings, console))
+        results = asyncio.run(run_rounds(monitor.check, texts, dict(zip(texts, tokens)), settings, console))
     finally:
         monitor.close()
-    load_after = os.getloadavg()
-    rows = summarize(results)
-
-    model = f"{hf_config['hidden_size']}x{hf_config['num_hidden_layers']} BERT, random weights"
-    per_round = (f"{settings.duration_s:g} s" if settings.requests is None
-                 else f"{settings.requests} texts")
-    caption = (
-        f"{model} ({settings.model_dir}); {settings.concurrency} concurrent single-text requests, "
-        f"{per_round} per round, max_wait {settings.max_wait_ms:g} ms; {len(texts)} texts, "
-        f"{sum(tokens) / len(tokens):.0f} tokens mean ({max(tokens)} max), padded to the longest in a batch; "
-        f"{os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads; "
-        f"load avg 1 min {load_before[0]:.2f} before, {load_after[0]:.2f} after"
+    cores_used = (time.process_time() - cpu_started) / (time.perf_counter() - rounds_started)
+    conditions = Conditions(
+        model=f"{hf_config['hidden_size']}x{hf_config['num_hidden_layers']} BERT, random weights",
+        texts=len(texts), tokens_mean=sum(tokens) / len(tokens), tokens_max=max(tokens),
+        cpu_count=os.cpu_count() or 1, torch=torch.__version__, torch_threads=torch.get_num_threads(),
+        load_avg_before=load_before, load_avg_after=os.getloadavg(), cores_used=cores_used,
+        wall_s=time.perf_counter() - started,
     )
+    rows = summarize(results)
     title = f"Detoxify monitor: micro-batched vs unbatched ({settings.repeats} repeats each)"
-    console.print(rows_table(rows, title=title, caption=caption))
+    console.print(rows_table(rows, title=title, caption=caption(settings, conditions)))
     # Only the load before says much: after the run it includes our own torch threads.
-    if load_before[0] > (os.cpu_count() or 1) * 0.5:
+    if load_before[0] > conditions.cpu_count * 0.5:
         console.print("[yellow]the load average was already high before the run: another process "
                       "was using the CPU, so the numbers are noisy; compare the by-repeat spreads[/]")
     if settings.json_path is not None:
-        payload = {
-            "meta": {
-                "model": model, "model_dir": str(settings.model_dir), "texts": len(texts),
-                "tokens_mean": sum(tokens) / len(tokens), "tokens_max": max(tokens),
-                "cpu_count": os.cpu_count(), "torch": torch.__version__,
-                "torch_threads": torch.get_num_threads(), "load_avg_before": load_before,
-                "load_avg_after": load_after, "wall_s": time.perf_counter() - started,
-                "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
-            },
-            "rows": [asdict(row) for row in rows],
-            "rounds": [
-                {"max_batch": r.max_batch, "repeat": r.repeat, "texts": r.texts, "wall_s": r.wall_s,
-                 "texts_per_s": r.texts_per_s, "batches": r.batches,
-                 "mean_batch": mean_batch(r.batched_texts, r.batches),
-                 "p50_ms": percentile(r.latencies_s, 50) * 1000 if r.texts else None,
-                 "p99_ms": percentile(r.latencies_s, 99) * 1000 if r.texts else None}
-                for r in results
-            ],
-        }
         settings.json_path.parent.mkdir(parents=True, exist_ok=True)
-        settings.json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+        payload = json_payload(settings, conditions, rows, results)
+        settings.json_path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         console.print(f"json: {settings.json_path}")
     return rows
 

@@ -128,6 +128,7 @@ def build_report(result: BenchResult, machine: dict) -> schema.Report:
         seed=options.seed,
         ci_method=options.ci_method,
         wall_s=result.wall_s,
+        phases_s=result.phases_s,
         notes=notes,
     )
     return schema.Report(meta=meta, scenarios=scenario_rows, tax=tax, safety=safety,
@@ -158,7 +159,8 @@ def _meta_lines(report: schema.Report) -> list[str]:
         f"- profile {m.profile}: users {', '.join(map(str, m.concurrency))}; "
         f"{m.duration_s} s rounds x {m.repeats} repeats, interleaved; warm-up {m.warmup_s:g} s; "
         f"max_tokens {m.max_tokens}; interval: {m.ci_method}",
-        f"- wall time: {m.wall_s:.0f} s",
+        f"- wall time: {m.wall_s:.0f} s ("
+        + ", ".join(f"{name} {secs:.0f} s" for name, secs in m.phases_s.items()) + ")",
     ] + [f"- note: {note}" for note in m.notes]
 
 

@@ -10,6 +10,7 @@ so none is always the first after a level change.
 from __future__ import annotations
 
 import asyncio
+import os
 import platform
 import sys
 import time
@@ -53,6 +54,7 @@ class BenchResult:
     upstream_kind: str
     started_at: datetime
     wall_s: float
+    phases_s: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
@@ -71,17 +73,23 @@ class BenchRunner:
             raise ValueError(f"the dataset has no items labelled {options.load_labels!r} "
                              "to send as load (see --load-labels)")
         options.work_dir.mkdir(parents=True, exist_ok=True)
+        phases = PhaseClock()
         detoxify_files = self._local_models(scenarios)
+        phases.lap("local models")
         notes: list[str] = []
         with ProcessGroup() as group:
             urls = self._start(group, scenarios, matrix, detoxify_files)
             model = options.model or discover_model(urls[DIRECT])
+            phases.lap("start servers")
             self._warm_up(urls, model, load_prompts)
+            phases.lap("warm-up")
             gateways = {name: url for name, url in urls.items() if name != DIRECT}
             before = self._scrape(gateways)
             samples = self._rounds(scenarios, urls, model, group)
             timings = self._timings(before, self._scrape(gateways))
+            phases.lap("rounds")
             safety = self._safety(scenarios, urls, model) if options.safety else {}
+            phases.lap("safety pass")
         if not options.safety:
             notes.append("safety pass skipped (--no-safety)")
         cells = {
@@ -91,7 +99,7 @@ class BenchRunner:
         return BenchResult(
             options=options, scenarios=scenarios, cells=cells, safety=safety, timings=timings,
             model=model, upstream_kind=self._upstream_kind(), started_at=started_at,
-            wall_s=time.monotonic() - t0, notes=notes,
+            wall_s=time.monotonic() - t0, phases_s=phases.laps, notes=notes,
         )
 
     def _labels(self) -> list[str] | None:
@@ -213,6 +221,19 @@ class BenchRunner:
             ))
 
 
+class PhaseClock:
+    """Wall time per phase of the run, for the report (where did the minutes go)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps[name] = round(now - self._last, 2)
+        self._last = now
+
+
 def round_plan(names: list[str], levels: tuple[int, ...], repeats: int) -> list[tuple[int, int, str]]:
     """``(repeat, concurrency, scenario)`` in run order: interleaved, rotating the start."""
     plan = []
@@ -252,8 +273,6 @@ def _wait_external(base_url: str, timeout_s: float) -> None:
 
 
 def machine_description() -> dict[str, object]:
-    import os
-
     return {
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),

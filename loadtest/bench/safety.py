@@ -16,6 +16,7 @@ on benign items the same three shares are the false block / alter / flag rates.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from loadtest.bench.stats import rate
-from loadtest.bench.traffic import Outcome, chat, chat_body
+from loadtest.bench.traffic import Outcome, chat, chat_body, pool_limits
 
 REDACTION_MARK = "[REDACTED:"
 VERDICTS = ("blocked", "altered", "flagged", "passed", "error")
@@ -52,6 +53,7 @@ class SafetyResult:
     scenario: str
     counts: dict[str, Counter] = field(default_factory=dict)
     error_examples: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
 
     def add(self, label: str, verdict: str) -> None:
         self.counts.setdefault(label, Counter())[verdict] += 1
@@ -104,8 +106,8 @@ async def safety_pass(
     ignore EOS: in echo mode the answer ends with the prompt, so max_tokens only caps it.
     """
     results = {name: SafetyResult(name) for name in targets}
-    limits = httpx.Limits(max_connections=concurrency * max(len(targets), 1))
-    async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_s), limits=limits) as client:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_s),
+                                 limits=pool_limits(concurrency * max(len(targets), 1))) as client:
 
         async def one(name: str, url: str, text: str, label: str,
                       gate: asyncio.Semaphore) -> None:
@@ -118,9 +120,11 @@ async def safety_pass(
             if verdict == "error" and len(result.error_examples) < 3 and outcome.error:
                 result.error_examples.append(outcome.error)
 
-        tasks = []
-        for name, url in targets.items():
+        async def target(name: str, url: str) -> None:
             gate = asyncio.Semaphore(concurrency)
-            tasks += [one(name, url, text, label, gate) for text, label in items]
-        await asyncio.gather(*tasks)
+            started = time.monotonic()
+            await asyncio.gather(*(one(name, url, text, label, gate) for text, label in items))
+            results[name].elapsed_s = time.monotonic() - started
+
+        await asyncio.gather(*(target(name, url) for name, url in targets.items()))
     return results

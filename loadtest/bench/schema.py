@@ -119,6 +119,7 @@ class Meta(_Model):
     seed: int
     ci_method: str
     wall_s: float
+    phases_s: dict[str, float] = Field(description="wall seconds per phase of the run")
     notes: list[str]
 
 

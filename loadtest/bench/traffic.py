@@ -45,16 +45,39 @@ def chat_body(model: str, prompt: str, max_tokens: int, *, stream: bool,
     return body
 
 
+def pool_limits(connections: int) -> httpx.Limits:
+    """Keep every connection alive, and drop idle ones well before servers do.
+
+    uvicorn closes a keep-alive connection after 5 s idle, httpx's default expiry is
+    also 5 s: a request sent on a connection at that moment dies with a ReadError.
+    """
+    return httpx.Limits(max_connections=connections, max_keepalive_connections=connections,
+                        keepalive_expiry=2.0)
+
+
+# A reused connection the server closed at the same instant fails before any byte of
+# the request was read; such a request was not served and is safe to send again.
+_RETRYABLE = (httpx.ReadError, httpx.RemoteProtocolError, httpx.ConnectError)
+
+
 async def chat(client: httpx.AsyncClient, base_url: str, body: dict) -> Outcome:
     """Send one chat request (streamed or not, as ``body`` says) and read it to the end."""
-    url = base_url + CHAT_PATH
-    try:
-        if body.get("stream"):
-            return await _streamed(client, url, body)
-        response = await client.post(url, content=orjson.dumps(body),
-                                     headers={"content-type": "application/json"})
-    except httpx.HTTPError as exc:
-        return Outcome(status=0, error=f"{type(exc).__name__}: {exc}")
+    for attempt in (1, 2):
+        try:
+            return await _chat_once(client, base_url + CHAT_PATH, body)
+        except _RETRYABLE as exc:
+            if attempt == 2:
+                return Outcome(status=0, error=f"{type(exc).__name__} (after a retry): {exc}")
+        except httpx.HTTPError as exc:
+            return Outcome(status=0, error=f"{type(exc).__name__}: {exc}")
+    raise AssertionError("unreachable: the second attempt returns")
+
+
+async def _chat_once(client: httpx.AsyncClient, url: str, body: dict) -> Outcome:
+    if body.get("stream"):
+        return await _streamed(client, url, body)
+    response = await client.post(url, content=orjson.dumps(body),
+                                 headers={"content-type": "application/json"})
     flags = response.headers.get(FLAGS_HEADER, "")
     try:
         data = orjson.loads(response.content)
@@ -108,7 +131,7 @@ async def warm_up(base_urls: list[str], model: str, prompts: list[str], max_toke
         return failures
     rng = random.Random(seed)
     deadline = time.monotonic() + seconds
-    limits = httpx.Limits(max_connections=concurrency * len(base_urls))
+    limits = pool_limits(concurrency * len(base_urls))
     async with httpx.AsyncClient(timeout=httpx.Timeout(60.0), limits=limits) as client:
 
         async def loop(url: str) -> None:

@@ -14,6 +14,10 @@ def main(argv: list[str] | None = None) -> int:
         description="An OpenAI-compatible server that behaves like vLLM under load, "
                     "without a GPU.")
     configure_parser(parser)
+    # taxgate's own parser has this flag globally; standalone, the simulator adds it.
+    parser.add_argument("--log-level", default="info",
+                        choices=["critical", "error", "warning", "info", "debug"],
+                        help="log level (default info)")
     return run(parser.parse_args(argv))
 
 

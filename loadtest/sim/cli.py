@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import sys
 from pathlib import Path
 
+from loadtest.datasets import load_dataset
 from loadtest.sim.output import OUTPUT_MODES
 from loadtest.sim.settings import SimSettings
 from loadtest.sim.timing import PROFILES
@@ -42,9 +44,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         metavar="TOKENS",
                         help="context window: prompt plus output tokens "
                              f"(default {DEFAULTS.max_model_len})")
-    parser.add_argument("--log-level", default="info",
-                        choices=["critical", "error", "warning", "info", "debug"],
-                        help="uvicorn log level (default info)")
 
 
 def settings_from_args(args: argparse.Namespace) -> SimSettings:
@@ -56,21 +55,28 @@ def settings_from_args(args: argparse.Namespace) -> SimSettings:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve until interrupted; returns the process exit code."""
+    """Serve until interrupted; returns the process exit code.
+
+    ``args.log_level``, where present, comes from the caller's own parser (``taxgate``
+    has a global ``--log-level``); defining it here too would shadow that one.
+    """
     import uvicorn
 
     from loadtest.sim.server import create_sim_app
 
     try:
         settings = settings_from_args(args)
+        if settings.output_mode == "corpus":
+            # Read once here so a bad file fails before the server claims its port.
+            load_dataset(settings.corpus_path)
     except ValueError as exc:
-        print(f"taxgate sim: {exc}")
+        print(f"taxgate sim: {exc}", file=sys.stderr)
         return 2
     # uvloop and httptools are the fast paths; fall back where they are not installed.
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     uvicorn.run(create_sim_app(settings), host=settings.host, port=settings.port, loop=loop,
-                http=http, access_log=False, log_level=args.log_level,
+                http=http, access_log=False, log_level=getattr(args, "log_level", "info"),
                 # Long streams must not hold a Ctrl+C hostage.
                 timeout_graceful_shutdown=5)
     return 0

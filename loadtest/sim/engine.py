@@ -101,6 +101,7 @@ class SimEngine:
         self._scheduler = BatchScheduler(self.profile, self.rng)
         self._has_work = asyncio.Event()
         self._last_delivery = self.clock()
+        self._stopped = False
 
     @property
     def num_running(self) -> int:
@@ -132,11 +133,23 @@ class SimEngine:
         return True
 
     def _enqueue(self, gen: Generation) -> None:
+        if self._stopped:
+            self.abort(gen)
+            return
         gen.queued_at = self.clock()
         self._scheduler.add(gen.seq)
         self._has_work.set()
 
     async def run(self) -> None:
+        """Step until cancelled. However it ends, no request is left waiting forever."""
+        try:
+            await self._step_forever()
+        finally:
+            self._stopped = True
+            for seq in self._scheduler.live():
+                self.abort(seq.payload)
+
+    async def _step_forever(self) -> None:
         target = self.clock()
         while True:
             if not self._scheduler.has_work:

@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 from loadtest.sim.engine import SimEngine
 from loadtest.sim.stats import BatchHistogram
 
-LABELS = ["model_name", "engine"]
+LABELS = ("model_name", "engine")
 FINISH_REASONS = ("stop", "length", "abort")
 
 
@@ -74,17 +74,17 @@ class SimCollector(Collector):
             yield self._histogram(name, doc, hist)
 
     def _gauge(self, name: str, doc: str, value: float) -> Metric:
-        family = GaugeMetricFamily(name, doc, labels=LABELS)
+        family = GaugeMetricFamily(name, doc, labels=list(LABELS))
         family.add_metric(self._labels, value)
         return family
 
     def _counter(self, name: str, doc: str, value: float) -> Metric:
-        family = CounterMetricFamily(name, doc, labels=LABELS)
+        family = CounterMetricFamily(name, doc, labels=list(LABELS))
         family.add_metric(self._labels, value)
         return family
 
     def _histogram(self, name: str, doc: str, hist: BatchHistogram) -> Metric:
-        family = HistogramMetricFamily(name, doc, labels=LABELS)
+        family = HistogramMetricFamily(name, doc, labels=list(LABELS))
         buckets = [(_bound(bound), count) for bound, count in hist.cumulative()]
         family.add_metric(self._labels, buckets, hist.sum)
         return family

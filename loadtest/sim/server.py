@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from loadtest.datasets import load_dataset
 from loadtest.sim.engine import SimEngine
 from loadtest.sim.metrics import SimCollector
 from loadtest.sim.output import CorpusSource, EchoSource, OutputSource, RandomSource
@@ -48,9 +49,6 @@ def build_output_source(settings: SimSettings, rng: random.Random) -> OutputSour
         return EchoSource()
     if settings.output_mode == "random":
         return RandomSource(rng)
-    # Imported here: only corpus mode reads a dataset file.
-    from loadtest.datasets import load_dataset
-
     return CorpusSource([item.text for item in load_dataset(settings.corpus_path)], rng)
 
 

@@ -104,3 +104,15 @@ async def test_non_streamed_queue_wakes_only_when_closed():
     assert not reader.done()
     queue.close("stop")
     assert await reader == ["a"]
+
+
+async def test_stopping_the_engine_ends_every_request():
+    engine = SimEngine(FAST, random.Random(0))
+    task = asyncio.create_task(engine.run())
+    gens = [engine.submit(1, output(10_000)) for _ in range(3)]  # two run, one waits
+    await gens[0].queue.get()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert [gen.queue.finish_reason for gen in gens] == ["abort"] * 3
+    late = engine.submit(1, output(3))
+    assert late.queue.finish_reason == "abort"

@@ -111,6 +111,16 @@ def test_scheduler_admits_fifo_up_to_the_limit_and_emits_one_token_each():
     assert b.emitted == 3
 
 
+def test_live_lists_running_then_waiting():
+    scheduler = BatchScheduler(FLAT, random.Random(0))
+    seqs = [Sequence(1, 9) for _ in range(4)]
+    for seq in seqs:
+        scheduler.add(seq)
+    scheduler.step()
+    scheduler.abort(seqs[2])
+    assert scheduler.live() == [seqs[0], seqs[1], seqs[3]]
+
+
 def test_abort_frees_the_slot_for_the_next_waiting_sequence():
     scheduler = BatchScheduler(FLAT, random.Random(0))
     running, other, waiting = Sequence(1, 100), Sequence(1, 100), Sequence(1, 100)

@@ -1,0 +1,223 @@
+"""Kubernetes manifests: every kustomization renders, validates offline, and hangs together.
+
+Rendering uses ``kubectl kustomize`` (kubectl ships kustomize). Validation uses
+kubernetes-validate's bundled OpenAPI schemas, strict (unknown fields fail), for the
+oldest and newest Kubernetes we claim. ServiceMonitor is a CRD of the Prometheus
+Operator with no schema in that bundle: it is checked structurally instead (kind,
+selector and endpoint port resolve to a Service in the same render).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from functools import cache
+from urllib.parse import urlsplit
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.unit.deploy import deployfiles as files
+
+K8S = files.DEPLOY / "k8s"
+# What a user applies; base, vllm and sim are parts of these.
+APPLIED = ("overlays/cpu", "overlays/gpu", "loadtest")
+ALL_KUSTOMIZATIONS = ("base", "vllm", "sim", *APPLIED)
+K8S_VERSIONS = ("1.29.0", kubernetes_validate.utils.latest_version())
+CRD_GROUPS = ("monitoring.coreos.com/",)
+GATEWAY_UID = 10001  # USER in deploy/Dockerfile
+# Referenced but created by hand, as each kustomization's header explains.
+EXTERNAL = {
+    "overlays/gpu": {("Secret", "taxgate-api-keys")},
+    "loadtest": {("Secret", "taxgate-api-keys")},
+    "base": {("Secret", "taxgate-api-keys")},
+}
+
+
+@cache
+def render(path: str) -> tuple[dict, ...]:
+    kubectl = files.tool("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl not installed: it renders the kustomizations (kubectl kustomize)")
+    result = subprocess.run([kubectl, "kustomize", str(K8S / path)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, f"kubectl kustomize {path} failed:\n{result.stderr}"
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def find(docs, kind: str, name: str | None = None) -> list[dict]:
+    return [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+
+
+def pod_specs(docs) -> list[tuple[str, dict]]:
+    """(workload name, pod template) of every Deployment and Job."""
+    return [(d["metadata"]["name"], d["spec"]["template"]) for d in docs
+            if d["kind"] in {"Deployment", "Job", "StatefulSet"}]
+
+
+def is_crd(doc: dict) -> bool:
+    return doc["apiVersion"].startswith(CRD_GROUPS)
+
+
+@pytest.mark.parametrize("path", ALL_KUSTOMIZATIONS)
+def test_kustomization_renders(path):
+    assert render(path)
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("path", APPLIED)
+def test_resources_validate_strictly(path, version):
+    checked = 0
+    for doc in render(path):
+        if is_crd(doc):
+            continue  # no schema offline: see test_service_monitors_select_a_service
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{path}: {doc['kind']}/{doc['metadata']['name']} is invalid for "
+                        f"Kubernetes {version}: {exc.message} at {list(exc.path)}")
+        checked += 1
+    assert checked
+
+
+@pytest.mark.parametrize("path", APPLIED)
+def test_service_monitors_select_a_service_and_port(path):
+    docs = render(path)
+    for monitor in find(docs, "ServiceMonitor"):
+        assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+        wanted = monitor["spec"]["selector"]["matchLabels"]
+        services = [s for s in find(docs, "Service")
+                    if wanted.items() <= s["metadata"].get("labels", {}).items()]
+        assert len(services) == 1, f"ServiceMonitor {monitor['metadata']['name']} selects " \
+                                   f"{len(services)} Services"
+        ports = {p["name"] for p in services[0]["spec"]["ports"]}
+        for endpoint in monitor["spec"]["endpoints"]:
+            assert endpoint["port"] in ports
+            assert endpoint["path"] == "/metrics"
+
+
+@pytest.mark.parametrize("path", APPLIED)
+def test_services_select_pods_and_named_ports(path):
+    docs = render(path)
+    pods = pod_specs(docs)
+    for service in find(docs, "Service"):
+        selector = service["spec"]["selector"]
+        matching = [t for _, t in pods if selector.items() <= t["metadata"]["labels"].items()]
+        assert matching, f"Service {service['metadata']['name']} selects no pod"
+        names = {p["name"] for t in matching for c in t["spec"]["containers"]
+                 for p in c.get("ports", [])}
+        for port in service["spec"]["ports"]:
+            assert port["targetPort"] in names, (service["metadata"]["name"], port)
+
+
+@pytest.mark.parametrize("path", APPLIED)
+def test_workload_selectors_match_their_templates(path):
+    for doc in render(path):
+        if doc["kind"] == "Deployment":
+            labels = doc["spec"]["template"]["metadata"]["labels"]
+            assert doc["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+@pytest.mark.parametrize("path", APPLIED)
+def test_referenced_configmaps_and_secrets_exist(path):
+    docs = render(path)
+    present = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    external = EXTERNAL.get(path, set())
+    for workload, template in pod_specs(docs):
+        for ref in _references(template["spec"]):
+            assert ref in present or ref in external, f"{workload} needs {ref}, not in {path}"
+
+
+def _references(spec: dict):
+    for volume in spec.get("volumes", []):
+        if "configMap" in volume:
+            yield "ConfigMap", volume["configMap"]["name"]
+        if "secret" in volume:
+            yield "Secret", volume["secret"]["secretName"]
+    for container in spec["containers"]:
+        for source in container.get("envFrom", []):
+            for kind, key in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
+                if key in source and not source[key].get("optional"):
+                    yield kind, source[key]["name"]
+        for env in container.get("env", []):
+            value_from = env.get("valueFrom", {})
+            for kind, key in (("ConfigMap", "configMapKeyRef"), ("Secret", "secretKeyRef")):
+                if key in value_from and not value_from[key].get("optional"):
+                    yield kind, value_from[key]["name"]
+
+
+@pytest.mark.parametrize("path", ("overlays/cpu", "overlays/gpu"))
+def test_gateway_pod_is_hardened_and_probed(path):
+    (deployment,) = find(render(path), "Deployment", "taxgate")
+    spec = deployment["spec"]["template"]["spec"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["runAsUser"] == GATEWAY_UID
+    assert spec["automountServiceAccountToken"] is False
+    (container,) = spec["containers"]
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert container["resources"]["requests"]["cpu"]
+    # With a read-only root, everything the gateway writes needs a volume.
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {"/etc/taxgate", "/var/lib/taxgate", "/tmp"} <= mounts
+
+
+@pytest.mark.parametrize("path", APPLIED)
+def test_non_vllm_pods_run_as_non_root(path):
+    for workload, template in pod_specs(render(path)):
+        if workload == "vllm":
+            continue  # vLLM's own image runs as root (documented in its manifest)
+        assert template["spec"]["securityContext"]["runAsNonRoot"] is True, workload
+        for container in template["spec"]["containers"]:
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True, workload
+
+
+@pytest.mark.parametrize("path", ("overlays/cpu", "overlays/gpu"))
+def test_gateway_upstream_is_a_service_in_the_same_render(path):
+    docs = render(path)
+    (deployment,) = find(docs, "Deployment", "taxgate")
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    for url in env["TAXGATE_UPSTREAMS"]["value"].split(","):
+        parts = urlsplit(url)
+        (service,) = find(docs, "Service", parts.hostname)
+        assert parts.port in {p["port"] for p in service["spec"]["ports"]}
+
+
+def test_scaling_objects_target_the_gateway():
+    docs = render("overlays/gpu")
+    (hpa,) = find(docs, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                             "name": "taxgate"}
+    (pdb,) = find(docs, "PodDisruptionBudget")
+    (deployment,) = find(docs, "Deployment", "taxgate")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_in_flight_autoscaling_uses_the_gateway_gauge_through_the_adapter():
+    (hpa,) = find(render("overlays/gpu"), "HorizontalPodAutoscaler")
+    pods_metrics = [m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"]
+                    if m["type"] == "Pods"]
+    assert pods_metrics == ["taxgate_in_flight_requests"]
+    assert "taxgate_in_flight_requests" in files.exported_names()
+    values = yaml.safe_load((K8S / "prometheus-adapter" / "values.yaml").read_text())
+    (rule,) = values["rules"]["custom"]
+    assert rule["name"]["as"] == pods_metrics[0]
+    assert files.raw_metrics(rule["seriesQuery"]) == {"taxgate_in_flight_requests"}
+
+
+def test_cpu_overlay_scales_down_for_small_clusters():
+    (hpa,) = find(render("overlays/cpu"), "HorizontalPodAutoscaler")
+    assert hpa["spec"]["minReplicas"] == 1
+
+
+def test_load_test_drives_the_gateway_service():
+    (service,) = find(render("base"), "Service", "taxgate")
+    port = service["spec"]["ports"][0]["port"]
+    (master,) = find(render("loadtest"), "Job", "locust-master")
+    args = master["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert f"--host=http://taxgate:{port}" in args
