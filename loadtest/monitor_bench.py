@@ -149,6 +149,23 @@ def padded(lengths: Sequence[int]) -> int:
     return len(lengths) * max(lengths, default=0)
 
 
+def split_encodable(texts: Sequence[str], encoded: Sequence[Sequence[int]],
+                    vocab_size: int) -> tuple[dict[str, int], list[str]]:
+    """``({text: tokens} of the texts the model can embed, [texts it cannot])``.
+
+    A vocab.txt with duplicate lines gives ids past the embedding table, and such a
+    text fails the whole batch it lands in; a benchmark must not stop on it.
+    """
+    usable: dict[str, int] = {}
+    dropped = []
+    for text, ids in zip(texts, encoded):
+        if max(ids, default=0) < vocab_size:
+            usable[text] = len(ids)
+        else:
+            dropped.append(text)
+    return usable, dropped
+
+
 def speedup(value: float, baseline: float) -> float:
     return value / baseline if baseline > 0 else math.nan
 
@@ -345,11 +362,12 @@ def build_monitor(checkpoint: Path, config_dir: Path) -> Monitor:
     return MonitorRegistry.from_entry_points().build(spec)
 
 
-def token_counts(config_dir: Path, texts: Sequence[str]) -> list[int]:
+def encode(config_dir: Path, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each text, as the monitor's tokenizer (same folder) produces them."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(config_dir))
-    return [len(ids) for ids in tokenizer(list(texts), truncation=True)["input_ids"]]
+    return tokenizer(list(texts), truncation=True)["input_ids"]
 
 
 # --- the command ------------------------------------------------------------------
@@ -473,13 +491,19 @@ def run(settings: BenchSettings, console: Console) -> list[Row]:
     monitor = build_monitor(checkpoint, config_dir)
     texts = [item.text for item in load_dataset(settings.dataset)]
     random.Random(settings.seed).shuffle(texts)
-    tokens = token_counts(config_dir, texts)
+    token_count, dropped = split_encodable(texts, encode(config_dir, texts), hf_config["vocab_size"])
+    if dropped:
+        console.print(f"[yellow]left out {len(dropped)} of {len(texts)} texts: their token ids are "
+                      f"past the model's vocab_size {hf_config['vocab_size']} (duplicate lines in "
+                      f"{config_dir / 'vocab.txt'}?), e.g. {dropped[0]!r}[/]")
+    texts = list(token_count)
+    tokens = list(token_count.values())
     for size in settings.batches:
         for _ in range(settings.warmup):
             monitor.check(texts[:size])
     rounds_started, cpu_started = time.perf_counter(), time.process_time()
     try:
-        results = asyncio.run(run_rounds(monitor.check, texts, dict(zip(texts, tokens)), settings, console))
+        results = asyncio.run(run_rounds(monitor.check, texts, token_count, settings, console))
     finally:
         monitor.close()
     cores_used = (time.process_time() - cpu_started) / (time.perf_counter() - rounds_started)

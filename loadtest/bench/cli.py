@@ -76,6 +76,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="requests in flight per monitor set (default 32)")
     safety.add_argument("--safety-stream", action="store_true",
                         help="stream the safety requests (default: plain JSON, cheaper)")
+    safety.add_argument("--safety-max-tokens", type=int, default=256, metavar="N",
+                        help="cap on each safety answer (default 256; the simulator's echo "
+                             "stops at the prompt's end anyway)")
+    safety.add_argument("--safety-sample", type=int, default=0, metavar="N",
+                        help="send at most N items per label (default 0: every item); for "
+                             "slow upstreams such as vLLM on CPU")
     out = parser.add_argument_group("output")
     out.add_argument("--out", type=Path, default=Path("taxgate-report"), metavar="DIR",
                      help="report folder (default ./taxgate-report)")
@@ -112,6 +118,8 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         safety=args.safety,
         safety_concurrency=args.safety_concurrency,
         safety_stream=args.safety_stream,
+        safety_max_tokens=args.safety_max_tokens,
+        safety_sample=args.safety_sample,
         cache_dir=args.cache_dir,
         ready_timeout_s=args.ready_timeout,
         plots=args.plots,

@@ -55,6 +55,7 @@ class BenchOptions:
     safety_concurrency: int = 32
     safety_max_tokens: int = 256
     safety_stream: bool = False
+    safety_sample: int = 0  # items per label; 0 = every item
     cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "taxgate")
     ready_timeout_s: float = 180.0
     plots: bool = True
@@ -69,6 +70,9 @@ class BenchOptions:
             raise ValueError("--repeats must be at least 1")
         if self.max_tokens < 2:
             raise ValueError("--max-tokens must be at least 2 (ITL needs two tokens)")
+        if self.safety_sample < 0 or self.safety_max_tokens < 1 or self.safety_concurrency < 1:
+            raise ValueError("--safety-sample must be >= 0, --safety-max-tokens and "
+                             "--safety-concurrency >= 1")
         if self.ci_method not in ("t", "bootstrap"):
             raise ValueError("--ci must be 't' or 'bootstrap'")
 

@@ -60,7 +60,8 @@ def _safety_row(result: SafetyResult, notes: list[str]) -> schema.SafetyRow:
         false_flag_rate=result.share("benign", ("flagged",)),
         counts={label: dict(counts) for label, counts in sorted(result.counts.items())},
         error_examples=result.error_examples,
-        notes=notes,
+        elapsed_s=result.elapsed_s,
+        notes=[*notes, *result.notes],
     )
 
 

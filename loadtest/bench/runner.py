@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
+import random
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from loadtest.bench.matrix import Matrix, load_matrix
 from loadtest.bench.options import BenchOptions
 from loadtest.bench.procs import ManagedProcess, ProcessError, ProcessGroup, free_port
 from loadtest.bench.rounds import RoundSpec, Workload, run_round
-from loadtest.bench.safety import SafetyResult, safety_pass
+from loadtest.bench.safety import SafetyJob, SafetyResult, safety_pass, stratified_sample
 from loadtest.bench.samples import Sample
 from loadtest.bench.scenarios import Scenario, build_scenarios, gateway_config
 from loadtest.bench.tax import DIRECT
@@ -39,6 +40,7 @@ from loadtest.datasets import load_dataset
 
 LOOPBACK = "127.0.0.1"
 SIM_MODEL = "sim-llama-8b"
+RANDOM_WEIGHTS_SAMPLE = 25  # items per label through a random-weight model's set
 
 
 @dataclass
@@ -209,14 +211,29 @@ class BenchRunner:
     def _safety(self, scenarios: list[Scenario], urls: dict[str, str],
                 model: str) -> dict[str, SafetyResult]:
         options = self.options
-        targets = {s.name: urls[s.name] for s in scenarios if s.is_monitor_set}
         items = [(i.text, i.label) for i in load_dataset(options.dataset)]
-        if not targets:
+        jobs = []
+        for scenario in scenarios:
+            if not scenario.is_monitor_set:
+                continue
+            chosen, note = items, ""
+            if options.safety_sample:
+                chosen = stratified_sample(items, options.safety_sample,
+                                           random.Random(options.seed))
+                note = f"stratified sample of up to {options.safety_sample} items per label"
+            if scenario.local_detoxify and len(chosen) > RANDOM_WEIGHTS_SAMPLE * 4:
+                # Random weights make its catch rates meaningless; a sample shows the
+                # plumbing works without spending the run's longest minute on noise.
+                chosen = stratified_sample(items, RANDOM_WEIGHTS_SAMPLE,
+                                           random.Random(options.seed))
+                note = f"stratified sample of up to {RANDOM_WEIGHTS_SAMPLE} items per label"
+            jobs.append(SafetyJob(scenario.name, urls[scenario.name], chosen, note))
+        if not jobs:
             return {}
         with self.console.status(f"safety pass: {len(items)} items through "
-                                 f"{len(targets)} monitor set(s)..."):
+                                 f"{len(jobs)} monitor set(s)..."):
             return asyncio.run(safety_pass(
-                targets, items, model, max_tokens=options.safety_max_tokens,
+                jobs, model, max_tokens=options.safety_max_tokens,
                 concurrency=options.safety_concurrency, stream=options.safety_stream,
             ))
 

@@ -16,6 +16,7 @@ on benign items the same three shares are the false block / alter / flag rates.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -54,6 +55,7 @@ class SafetyResult:
     counts: dict[str, Counter] = field(default_factory=dict)
     error_examples: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
 
     def add(self, label: str, verdict: str) -> None:
         self.counts.setdefault(label, Counter())[verdict] += 1
@@ -90,9 +92,33 @@ class SafetyResult:
         return rate(caught, answered) if answered else None
 
 
+Item = tuple[str, str]  # (text, label)
+
+
+@dataclass(frozen=True)
+class SafetyJob:
+    """The items to send through one monitor set's gateway."""
+
+    scenario: str
+    base_url: str
+    items: Sequence[Item]
+    note: str = ""  # e.g. why only a sample is sent; carried into the result
+
+
+def stratified_sample(items: Sequence[Item], per_label: int, rng: random.Random) -> list[Item]:
+    """Up to ``per_label`` items of each label, drawn with ``rng`` (repeatable)."""
+    by_label: dict[str, list[Item]] = {}
+    for item in items:
+        by_label.setdefault(item[1], []).append(item)
+    sample: list[Item] = []
+    for label in sorted(by_label):
+        group = by_label[label]
+        sample += rng.sample(group, min(per_label, len(group)))
+    return sample
+
+
 async def safety_pass(
-    targets: dict[str, str],
-    items: Sequence[tuple[str, str]],
+    jobs: Sequence[SafetyJob],
     model: str,
     *,
     max_tokens: int,
@@ -100,14 +126,15 @@ async def safety_pass(
     stream: bool = False,
     timeout_s: float = 120.0,
 ) -> dict[str, SafetyResult]:
-    """Send every ``(text, label)`` item once to each target (scenario -> base URL).
+    """Send each job's ``(text, label)`` items once through its gateway.
 
-    All targets run at once, each with its own concurrency limit. Requests do not
+    All jobs run at once, each with its own concurrency limit. Requests do not
     ignore EOS: in echo mode the answer ends with the prompt, so max_tokens only caps it.
     """
-    results = {name: SafetyResult(name) for name in targets}
+    results = {job.scenario: SafetyResult(job.scenario, notes=[job.note] if job.note else [])
+               for job in jobs}
     async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_s),
-                                 limits=pool_limits(concurrency * max(len(targets), 1))) as client:
+                                 limits=pool_limits(concurrency * max(len(jobs), 1))) as client:
 
         async def one(name: str, url: str, text: str, label: str,
                       gate: asyncio.Semaphore) -> None:
@@ -120,11 +147,12 @@ async def safety_pass(
             if verdict == "error" and len(result.error_examples) < 3 and outcome.error:
                 result.error_examples.append(outcome.error)
 
-        async def target(name: str, url: str) -> None:
+        async def run_job(job: SafetyJob) -> None:
             gate = asyncio.Semaphore(concurrency)
             started = time.monotonic()
-            await asyncio.gather(*(one(name, url, text, label, gate) for text, label in items))
-            results[name].elapsed_s = time.monotonic() - started
+            await asyncio.gather(*(one(job.scenario, job.base_url, text, label, gate)
+                                   for text, label in job.items))
+            results[job.scenario].elapsed_s = time.monotonic() - started
 
-        await asyncio.gather(*(target(name, url) for name, url in targets.items()))
+        await asyncio.gather(*(run_job(job) for job in jobs))
     return results

@@ -81,6 +81,7 @@ class SafetyRow(_Model):
     false_alter_rate: float | None
     false_flag_rate: float | None
     counts: dict[str, dict[str, int]] = Field(description="label -> verdict -> items")
+    elapsed_s: float = Field(ge=0, description="wall time of this set's pass")
     error_examples: list[str]
     notes: list[str]
 

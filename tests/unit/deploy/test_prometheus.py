@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -86,3 +87,19 @@ def test_compose_config_loads_the_rule_files_it_mounts():
     jobs = {job["job_name"] for job in config["scrape_configs"]}
     # The alerts find gateways by job name.
     assert "taxgate" in jobs and "vllm" in jobs
+
+
+def test_prometheus_rule_for_the_operator_wraps_the_same_rules(promtool, tmp_path):
+    result = subprocess.run([sys.executable, str(PROMETHEUS_DIR / "prometheusrule.py"),
+                             "--release", "kps"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    resource = yaml.safe_load(result.stdout)
+    assert resource["kind"] == "PrometheusRule"
+    assert resource["metadata"]["labels"]["release"] == "kps"
+    names = [rule.get("record") or rule["alert"] for group in resource["spec"]["groups"]
+             for rule in group["rules"]]
+    assert sorted(names) == sorted(rule.get("record") or rule["alert"] for rule in files.rules())
+    # What the operator hands Prometheus must still pass promtool.
+    unwrapped = tmp_path / "unwrapped.yml"
+    unwrapped.write_text(yaml.safe_dump(resource["spec"]))
+    run(promtool, "check", "rules", str(unwrapped))

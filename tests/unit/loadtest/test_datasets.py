@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
+import random
 import re
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from loadtest.datasets import HARMFUL_LABELS, DatasetError, Item, load_dataset
+from loadtest.datasets import DATA_DIR, HARMFUL_LABELS, DatasetError, Item, load_dataset
 
 MINIMUMS = {"benign": 300, "toxic": 150, "pii": 100, "jailbreak": 50}
 
@@ -40,8 +42,8 @@ def find_pii(text: str) -> list[str]:
               if iban_ok(m.replace(" ", ""))]
     found += re.findall(r"\b\d{3}-\d{2}-\d{4}\b", text)
     found += re.findall(r"\b(?:\d{1,3}\.){3}\d{1,3}\b", text)
-    found += re.findall(r"\bAKIA[0-9A-Z]{16}\b|\bghp_[A-Za-z0-9]{36}\b|\bsk-(?:proj-)?[A-Za-z0-9]{32,}",
-                        text)
+    found += re.findall(r"\bAKIA[0-9A-Z]{16}\b|\bghp_[A-Za-z0-9]{36}\b"
+                        r"|\bsk-(?:proj-)?[A-Za-z0-9]{32,}", text)
     return found
 
 
@@ -113,3 +115,14 @@ def test_missing_path(tmp_path: Path):
         load_dataset(tmp_path / "absent.jsonl")
     with pytest.raises(DatasetError, match="no \\*.jsonl"):
         load_dataset(tmp_path)
+
+
+def test_checked_in_files_are_what_the_generator_writes(items):
+    # generate.py is a script beside the data, not a module of the package.
+    path = DATA_DIR / "generate.py"
+    spec = importlib.util.spec_from_file_location("taxgate_dataset_generate", path)
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    built = generate.build(random.Random(generate.SEED))
+    for label, texts in built.items():
+        assert [item.text for item in items if item.label == label] == texts, label

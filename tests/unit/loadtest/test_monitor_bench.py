@@ -66,6 +66,12 @@ def test_a_batch_costs_its_longest_text_times_its_size():
     assert mb.padding_share(0, 0) is None
 
 
+def test_texts_with_ids_past_the_vocabulary_are_left_out():
+    usable, dropped = mb.split_encodable(["ok", "bad", "empty"], [[2, 5, 3], [2, 9, 3], []], vocab_size=9)
+    assert usable == {"ok": 3, "empty": 0}
+    assert dropped == ["bad"]
+
+
 def test_summarize_edge_cases():
     assert mb.summarize([]) == []
     assert mb.mean_batch(0, 0) is None

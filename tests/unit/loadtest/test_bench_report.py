@@ -1,0 +1,137 @@
+"""The report: schema-valid JSON from a synthetic run, Markdown/HTML/plots, terminal summary."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import orjson
+import pytest
+from rich.console import Console
+
+from loadtest.bench.aggregate import cell_stats
+from loadtest.bench.matrix import load_matrix
+from loadtest.bench.options import BenchOptions
+from loadtest.bench.plots import PLOT_FILES, write_plots
+from loadtest.bench.promscrape import Timing
+from loadtest.bench.report import REPORT_FILES, build_report, write_report
+from loadtest.bench.runner import BenchResult, machine_description
+from loadtest.bench.safety import SafetyResult
+from loadtest.bench.samples import Sample
+from loadtest.bench.scenarios import build_scenarios
+from loadtest.bench.schema import Report, report_json_schema
+from loadtest.bench.tables import delta, tax_table
+from loadtest.bench.terminal import print_summary
+
+LEVELS = (1, 4)
+
+
+def closed_loop(ttft: float, e2e: float, n: int = 6, tokens: int = 8) -> list[Sample]:
+    gap = (e2e - ttft) / (tokens - 1)
+    return [Sample(100.0 + i * e2e, 200, ttft, e2e, (gap,) * (tokens - 1), tokens)
+            for i in range(n)]
+
+
+def synthetic_result(tmp_path: Path) -> BenchResult:
+    matrix = load_matrix()
+    scenarios = build_scenarios(matrix, ["pii", "detoxify"])
+    extra = {"direct": 0.0, "gateway": 0.001, "pii": 0.5, "detoxify": 0.03}
+    cells = {}
+    for scenario in scenarios:
+        for level in LEVELS:
+            rounds = [closed_loop(0.1 + extra[scenario.name] + r * 0.002, 1.0 + level * 0.01)
+                      for r in range(2)]
+            cells[(scenario.name, level)] = cell_stats(scenario.name, level, rounds)
+    pii = SafetyResult("pii")
+    for label, verdict, count in [("benign", "passed", 9), ("benign", "altered", 1),
+                                  ("pii", "altered", 5), ("toxic", "passed", 5),
+                                  ("toxic", "error", 1)]:
+        for _ in range(count):
+            pii.add(label, verdict)
+    options = BenchOptions(out=tmp_path, concurrency=LEVELS, duration_s=2, repeats=2,
+                           warmup_s=1, max_tokens=8, command="taxgate bench --quick")
+    return BenchResult(
+        options=options, scenarios=scenarios, cells=cells, safety={"pii": pii},
+        timings={"pii": [Timing("taxgate_monitor_duration_seconds",
+                                {"monitor": "pii", "stage": "input"}, 10, 0.25)]},
+        model="sim-llama-8b", upstream_kind="simulator", wall_s=12.0,
+        started_at=datetime(2026, 1, 2, tzinfo=timezone.utc), phases_s={"rounds": 10.0},
+    )
+
+
+@pytest.fixture
+def report(tmp_path) -> Report:
+    return build_report(synthetic_result(tmp_path), machine_description())
+
+
+def test_report_json_matches_its_json_schema(report, tmp_path):
+    # jsonschema: an independent check that the exported schema describes the file.
+    jsonschema = pytest.importorskip("jsonschema")
+    paths = write_report(report, tmp_path, [])
+    assert [p.name for p in paths] == list(REPORT_FILES)
+    data = orjson.loads((tmp_path / "report.json").read_bytes())
+    jsonschema.validate(data, report_json_schema())
+    assert Report.model_validate(data) == report
+
+
+def test_report_has_every_scenario_at_every_level(report):
+    cells = {(s.name, s.concurrency) for s in report.scenarios}
+    assert cells == {(n, c) for n in ("direct", "gateway", "pii", "detoxify") for c in LEVELS}
+    pii = next(s for s in report.scenarios if s.name == "pii" and s.concurrency == 1)
+    assert pii.ttft_ms.p50 == pytest.approx(601.0)
+    assert pii.rounds == 2 and pii.requests == 12 and pii.errors == 0
+
+
+def test_tax_rows_against_both_baselines(report):
+    pairs = {(t.scenario, t.baseline, t.concurrency) for t in report.tax}
+    assert ("gateway", "direct", 1) in pairs
+    assert ("pii", "gateway", 4) in pairs
+    assert ("gateway", "gateway", 1) not in pairs
+    row = next(t for t in report.tax if (t.scenario, t.baseline, t.concurrency) == ("pii", "direct", 1))
+    assert row.ttft_ms.p50.value == pytest.approx(500.0)
+    # Both repeats add exactly 500 ms: a zero-width interval.
+    assert row.ttft_ms.p50.ci_low == pytest.approx(500.0)
+    assert row.throughput_ratio.value == pytest.approx(1.0, abs=0.01)
+
+
+def test_safety_rows_and_notes(report):
+    (pii,) = report.safety
+    assert pii.catch_rate == {"pii": 1.0, "toxic": 0.0}
+    assert pii.false_alter_rate == pytest.approx(0.1)
+    assert pii.false_block_rate == 0.0
+    assert pii.errors == 1 and pii.n == 21
+    assert pii.harmful_catch_rate == pytest.approx(0.5)
+    assert any("random weights" in note for note in report.meta.notes)
+    assert report.meta.machine.cpu_count
+
+
+def test_markdown_and_html_show_the_tables_and_embed_plots(report, tmp_path):
+    plots = write_plots(report, tmp_path)
+    assert [p.name for p in plots] == list(PLOT_FILES)
+    assert all(p.stat().st_size > 5000 for p in plots)
+    write_report(report, tmp_path, plots)
+    md = (tmp_path / "report.md").read_text()
+    assert "## Safety tax vs direct" in md and "## Safety tax vs gateway" in md
+    assert "| pii | 1 |" in md and "![safety_vs_tax](safety_vs_tax.png)" in md
+    html = (tmp_path / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3
+    assert "<table>" in html and "monitor_duration" in html
+
+
+def test_delta_formats():
+    from loadtest.bench.schema import Interval
+
+    assert delta(None) == "-"
+    assert delta(Interval(value=5, ci_low=None, ci_high=None, n=1)) == "+5.0"
+    full = Interval(value=5, ci_low=3, ci_high=8, n=3)
+    assert delta(full) == "+5.0 (+3.0..+8.0)"
+    assert delta(full, compact=True) == "+5.0 ±3.0"
+
+
+def test_terminal_summary_prints_the_tax_table(report, tmp_path):
+    console = Console(record=True, width=200)
+    print_summary(report, console, tmp_path)
+    text = console.export_text()
+    assert "Safety tax vs direct" in text and "Safety effect" in text
+    assert str(tmp_path / "report.html") in text
+    assert len(tax_table(report, "direct").rows) == 3 * len(LEVELS)
