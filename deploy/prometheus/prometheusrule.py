@@ -1,6 +1,7 @@
 """Prints deploy/prometheus/rules/*.yml as one PrometheusRule for the Prometheus Operator.
 
-    python deploy/prometheus/prometheusrule.py [--release prometheus] | kubectl apply -n monitoring -f -
+    python deploy/prometheus/prometheusrule.py --release prometheus \
+        | kubectl apply -n monitoring -f -
 
 The rule files stay the one source (plain Prometheus and compose load them as they
 are); the operator only accepts rules wrapped in this custom resource.

@@ -216,17 +216,15 @@ class BenchRunner:
         for scenario in scenarios:
             if not scenario.is_monitor_set:
                 continue
-            chosen, note = items, ""
-            if options.safety_sample:
-                chosen = stratified_sample(items, options.safety_sample,
-                                           random.Random(options.seed))
-                note = f"stratified sample of up to {options.safety_sample} items per label"
-            if scenario.local_detoxify and len(chosen) > RANDOM_WEIGHTS_SAMPLE * 4:
+            per_label = options.safety_sample or None
+            if scenario.local_detoxify:
                 # Random weights make its catch rates meaningless; a sample shows the
                 # plumbing works without spending the run's longest minute on noise.
-                chosen = stratified_sample(items, RANDOM_WEIGHTS_SAMPLE,
-                                           random.Random(options.seed))
-                note = f"stratified sample of up to {RANDOM_WEIGHTS_SAMPLE} items per label"
+                per_label = min(per_label or RANDOM_WEIGHTS_SAMPLE, RANDOM_WEIGHTS_SAMPLE)
+            chosen, note = items, ""
+            if per_label is not None:
+                chosen = stratified_sample(items, per_label, random.Random(options.seed))
+                note = f"stratified sample of up to {per_label} items per label"
             jobs.append(SafetyJob(scenario.name, urls[scenario.name], chosen, note))
         if not jobs:
             return {}

@@ -222,7 +222,7 @@ def test_every_dashboard_and_rule_expression_returns_data(start_gateway, sim, tm
     })
     try:
         # Two waves a few scrapes apart: a rate needs the counter to move between samples.
-        for wave in range(2):
+        for _wave in range(2):
             for gateway in gateways:
                 send_traffic(gateway.base_url)
             time.sleep(3)

@@ -48,7 +48,7 @@ def test_every_query_panel_uses_the_datasource_variable():
 def test_template_variables_are_the_ones_the_tests_substitute():
     variables = {v["name"] for v in files.dashboard()["templating"]["list"]}
     assert variables == {"datasource", "model"}
-    for title, expr in files.dashboard_queries():
+    for _title, expr in files.dashboard_queries():
         files.to_promql(expr)  # raises on a variable the real-Prometheus test cannot fill
 
 

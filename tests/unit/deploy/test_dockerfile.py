@@ -107,7 +107,7 @@ def test_build_stage_installs_a_complete_package(tmp_path):
             shutil.copy2(src, dst)
     out = tmp_path / "wheels"
     result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
-                             "--no-build-isolation", "--quiet", "-w", str(out), str(context)],
+                             "--quiet", "-w", str(out), str(context)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     (wheel,) = out.glob("taxgate-*.whl")

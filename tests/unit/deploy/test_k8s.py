@@ -46,7 +46,8 @@ def render(path: str) -> tuple[dict, ...]:
 
 
 def find(docs, kind: str, name: str | None = None) -> list[dict]:
-    return [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    return [d for d in docs
+            if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
 
 
 def pod_specs(docs) -> list[tuple[str, dict]]:

@@ -106,3 +106,38 @@ async def test_output_block_replaces_choices(tmp_path):
         assert client.registry.get_sample_value(
             "taxgate_monitor_verdicts_total",
             {"monitor": "blocklist", "stage": "output", "action": "block"}) == 1
+
+
+def sse(*texts: str, finish: str = "stop") -> bytes:
+    events = []
+    for index, text in enumerate(texts):
+        last = index == len(texts) - 1
+        choice = {"index": 0, "delta": {"content": text},
+                  "finish_reason": finish if last else None}
+        events.append(b"data: " + orjson.dumps({"id": "s", "object": "chat.completion.chunk",
+                                                "model": "m", "choices": [choice]}) + b"\n\n")
+    return b"".join(events) + b"data: [DONE]\n\n"
+
+
+@pytest.mark.parametrize("mode", ["holdback", "stream_first"])
+async def test_word_in_the_finishing_chunk_is_still_blocked(tmp_path, mode):
+    stream = sse("all ", "fine ", "until ", "forbidden")
+
+    async def body():
+        for line in stream.split(b"\n\n")[:-1]:
+            yield line + b"\n\n"  # one network read per event, as from a real server
+
+    def chat(request):
+        return httpx.Response(200, content=body(), headers={"content-type": "text/event-stream"})
+
+    monitors = [{"name": "blocklist", "stages": ["output"], "keywords": ["forbidden"]}]
+    async with gateway(serving(chat), tmp_path, monitors=monitors,
+                       streaming={"mode": mode, "window_chars": 8, "overlap_chars": 2}) as client:
+        response = await client.post("/v1/chat/completions", json={
+            "model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    chunks = [orjson.loads(line[6:]) for line in response.text.splitlines()
+              if line.startswith("data: {")]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "content_filter"
+    assert "forbidden" not in "".join(c["choices"][0].get("delta", {}).get("content") or ""
+                                      for c in chunks)
+    assert response.text.endswith("data: [DONE]\n\n")
