@@ -12,7 +12,8 @@ def write(tmp_path, text):
 def test_yaml_env_and_flags_merge_in_order(tmp_path):
     path = write(tmp_path, "upstreams: [http://a:8000]\nport: 9000\naudit: {path: x.db}\n")
     settings = load_settings(path, env={"TAXGATE_PORT": "9100", "TAXGATE_AUDIT__SYNC": "always",
-                                        "TAXGATE_API_KEYS": "k1, k2", "OTHER": "ignored"},
+                                        "TAXGATE_API_KEYS": "k1, k2", "OTHER": "ignored",
+                                        "TAXGATE_LOG_LEVEL": "debug"},
                              overrides={"port": 9200, "host": None})
     assert settings.port == 9200
     assert settings.audit.path == "x.db" and settings.audit.sync == "always"
