@@ -69,7 +69,8 @@ CHAT_PATH = "/v1/chat/completions"
 def _add_arguments(parser) -> None:
     # On the parser itself, not a group: Locust's web UI options (is_secret) only work there.
     group = parser
-    group.add_argument("--dataset", default="", help="JSONL dataset (text, label); default: bundled")
+    group.add_argument("--dataset", default="",
+                       help="JSONL file or folder (text, label); default: the bundled one")
     group.add_argument("--labels", default="benign", help="comma-separated labels, or 'all'")
     group.add_argument("--model", default="", help="model name; default: first of GET /v1/models")
     group.add_argument("--max-tokens", type=int, default=128, help="max_tokens per request")

@@ -13,7 +13,8 @@ cost is the real model's.
 Throughput is texts completed / (last completion - round start); latency is one
 text's submit-to-verdict time (queue wait included); the mean batch size comes from
 the batcher's own ``taxgate_monitor_batch_size`` histogram, on a fresh registry per
-round. "pad %" is the share of the tokens the model computed that were padding:
+round. "texts/CPU-s" divides by this process's CPU time instead of wall time, which
+other processes on a shared machine disturb less. "pad %" is the share of the tokens the model computed that were padding:
 Detoxify pads a batch to its longest text, so on a CPU batching trades per-call
 overhead for wasted FLOPs.
 """
@@ -133,6 +134,7 @@ class Row:
     texts: int
     texts_per_s: float  # pooled: all texts / all wall time
     round_texts_per_s: tuple[float, ...]  # by repeat
+    texts_per_cpu_s: float  # texts per CPU-second of this process: less sensitive to CPU theft
     p50_ms: float
     p99_ms: float
     mean_batch: float | None
@@ -195,6 +197,7 @@ def summarize(results: Sequence[RoundResult]) -> list[Row]:
             texts=len(latencies),
             texts_per_s=rate,
             round_texts_per_s=tuple(r.texts_per_s for r in rounds),
+            texts_per_cpu_s=_per_cpu_s(rounds),
             p50_ms=percentile(latencies, 50) * 1000 if latencies else math.nan,
             p99_ms=percentile(latencies, 99) * 1000 if latencies else math.nan,
             mean_batch=mean_batch(sum(r.batched_texts for r in rounds), sum(r.batches for r in rounds)),
@@ -205,6 +208,11 @@ def summarize(results: Sequence[RoundResult]) -> list[Row]:
             ),
         ))
     return rows
+
+
+def _per_cpu_s(rounds: Sequence[RoundResult]) -> float:
+    cpu = sum(r.cpu_s for r in rounds)
+    return sum(r.texts for r in rounds) / cpu if cpu > 0 else math.nan
 
 
 def _pooled_rate(rounds: Sequence[RoundResult]) -> float:
@@ -230,8 +238,8 @@ def _with_span(value: str, values: Sequence[float], fmt: Callable[[float], str])
 def rows_table(rows: Sequence[Row], *, title: str, caption: str) -> Table:
     cells = [
         (
-            str(row.max_batch), str(row.texts),
-            _with_span(_rate(row.texts_per_s), row.round_texts_per_s, _rate),
+            str(row.max_batch),
+            _with_span(_rate(row.texts_per_s), row.round_texts_per_s, _rate), _rate(row.texts_per_cpu_s),
             f"{row.p50_ms:.0f}", f"{row.p99_ms:.0f}",
             "-" if row.mean_batch is None else f"{row.mean_batch:.1f}",
             "-" if row.padding is None else f"{row.padding * 100:.0f}",
@@ -240,9 +248,9 @@ def rows_table(rows: Sequence[Row], *, title: str, caption: str) -> Table:
         for row in rows
     ]
     table = Table(title=title, caption=caption, title_justify="left", caption_justify="left",
-                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     # Two-line headers keep the table within 80 columns without squeezing the numbers.
-    for header in ("max\nbatch", "\ntexts", "texts/s\n(by repeat)", "p50\nms", "p99\nms",
+    for header in ("max\nbatch", "texts/s\n(by repeat)", "texts/\nCPU-s", "p50\nms", "p99\nms",
                    "mean\nbatch", "pad\n%", "speed-up\n(by repeat)"):
         table.add_column(header, justify="right")
     for row_cells in cells:

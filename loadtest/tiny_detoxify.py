@@ -46,8 +46,10 @@ BERT_BASE = BertShape(hidden_size=768, layers=12, heads=12, intermediate=3072)
 
 def _vocabulary() -> list[str]:
     chars = string.ascii_lowercase + string.digits + string.punctuation
-    words = list(dict.fromkeys(_COMMON_WORDS))
-    return [*_SPECIAL_TOKENS, *chars, *(f"##{c}" for c in chars), *words]
+    # Every entry once: a duplicate makes the file longer than the tokenizer's vocabulary,
+    # and the ids past it crash the embedding lookup.
+    return list(dict.fromkeys([*_SPECIAL_TOKENS, *chars, *(f"##{c}" for c in chars),
+                               *_COMMON_WORDS]))
 
 
 def build_detoxify_checkpoint(
@@ -80,7 +82,7 @@ def build_detoxify_checkpoint(
     tokenizer.save_pretrained(str(config_dir))
 
     config = BertConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=len(_vocabulary()),
         hidden_size=hidden_size,
         num_hidden_layers=layers,
         num_attention_heads=heads,

@@ -129,8 +129,9 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
 
 def _command_line() -> str:
     program = Path(sys.argv[0]).name
-    if program == "__main__.py":
-        program = "python -m loadtest.bench"
+    if program == "__main__.py":  # python -m gateway bench / python -m loadtest.bench
+        package = Path(sys.argv[0]).resolve().parent
+        program = "python -m " + (package.name if package.name == "gateway" else "loadtest.bench")
     return " ".join([program, *(shlex.quote(a) for a in sys.argv[1:])])
 
 

@@ -44,7 +44,7 @@ def plot_latency(report: Report, path: Path) -> Path:
                     for s in report.scenarios if s.name == name and getattr(s, field)
                 )
                 if points:
-                    ax.plot(*zip(*points), marker="o", label=name)
+                    ax.plot(*zip(*points, strict=True), marker="o", label=name)
             ax.set_title(f"{label} {pct}")
             ax.set_ylabel("ms")
             ax.set_xscale("log", base=2)
@@ -71,7 +71,7 @@ def plot_tax(report: Report, path: Path) -> Path:
     width = 0.8 / max(len(names), 1)
     # ITL at p99: hold-back releases text in bursts, so its p50 gap is ~0 and says little.
     panels = (("ttft_ms", "TTFT", "p50"), ("itl_ms", "ITL", "p99"), ("e2e_ms", "E2E", "p50"))
-    for ax, (field, label, pct) in zip(axes, panels):
+    for ax, (field, label, pct) in zip(axes, panels, strict=True):
         for i, name in enumerate(names):
             xs, ys, errs = [], [], [[], []]
             for j, level in enumerate(levels):

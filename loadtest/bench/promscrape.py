@@ -64,7 +64,7 @@ def timings_between(
         if delta_count <= 0:
             continue
         name, values = key
-        labels = dict(zip(HISTOGRAMS[name], values))
+        labels = dict(zip(HISTOGRAMS[name], values, strict=True))
         timings.append(Timing(name, labels, delta_count,
                               (total - base_total) / delta_count * 1000.0))
     return timings

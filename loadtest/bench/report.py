@@ -48,6 +48,10 @@ def _latency_fields(lat: Latencies) -> dict:
             "tpot_ms": _ms(lat.tpot)}
 
 
+def _examples(cell) -> list[str]:
+    return list(dict.fromkeys(e for r in cell.rounds for e in r.error_examples))[:3]
+
+
 def _safety_row(result: SafetyResult, notes: list[str]) -> schema.SafetyRow:
     return schema.SafetyRow(
         scenario=result.scenario,
@@ -81,7 +85,7 @@ def build_report(result: BenchResult, machine: dict) -> schema.Report:
             errors=cell.errors,
             blocked=cell.blocked,
             rounds=len(cell.rounds),
-            error_examples=list(dict.fromkeys(e for r in cell.rounds for e in r.error_examples))[:3],
+            error_examples=_examples(cell),
             notes=list(by_name[cell.scenario].notes),
         )
         for level in options.concurrency for name in names

@@ -16,7 +16,7 @@ import random
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -67,7 +67,7 @@ class BenchRunner:
 
     def run(self) -> BenchResult:
         options = self.options
-        started_at, t0 = datetime.now(timezone.utc), time.monotonic()
+        started_at, t0 = datetime.now(UTC), time.monotonic()
         matrix = load_matrix(options.matrix)
         scenarios = build_scenarios(matrix, matrix.select(list(options.sets or ())))
         load_prompts = [i.text for i in load_dataset(options.dataset, labels=self._labels())]
@@ -249,7 +249,8 @@ class PhaseClock:
         self._last = now
 
 
-def round_plan(names: list[str], levels: tuple[int, ...], repeats: int) -> list[tuple[int, int, str]]:
+def round_plan(names: list[str], levels: tuple[int, ...],
+               repeats: int) -> list[tuple[int, int, str]]:
     """``(repeat, concurrency, scenario)`` in run order: interleaved, rotating the start."""
     plan = []
     for repeat in range(repeats):

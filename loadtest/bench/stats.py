@@ -161,14 +161,17 @@ def interval(values: Sequence[float], method: str, rng: random.Random) -> Estima
     raise ValueError(f"unknown interval method {method!r}: use 't' or 'bootstrap'")
 
 
-def paired_deltas(scenario: Sequence[float | None], baseline: Sequence[float | None]) -> list[float]:
+def paired_deltas(
+    scenario: Sequence[float | None], baseline: Sequence[float | None]
+) -> list[float]:
     """Per-repeat scenario - baseline, skipping repeats where either side has no value."""
     if len(scenario) != len(baseline):
         raise ValueError(
             f"paired deltas need one value per repeat on both sides, "
             f"got {len(scenario)} and {len(baseline)}"
         )
-    return [s - b for s, b in zip(scenario, baseline) if s is not None and b is not None]
+    pairs = zip(scenario, baseline, strict=True)
+    return [s - b for s, b in pairs if s is not None and b is not None]
 
 
 def paired_ratios(scenario: Sequence[float], baseline: Sequence[float]) -> list[float]:
@@ -178,7 +181,7 @@ def paired_ratios(scenario: Sequence[float], baseline: Sequence[float]) -> list[
             f"paired ratios need one value per repeat on both sides, "
             f"got {len(scenario)} and {len(baseline)}"
         )
-    return [s / b for s, b in zip(scenario, baseline) if b > 0]
+    return [s / b for s, b in zip(scenario, baseline, strict=True) if b > 0]
 
 
 def recentred(estimate: Estimate, centre: float) -> Estimate:

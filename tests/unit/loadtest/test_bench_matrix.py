@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gateway.settings import Settings
 from loadtest.bench.matrix import DEFAULT_MATRIX, MatrixError, load_matrix, parse_matrix
 from loadtest.bench.runner import round_plan
 from loadtest.bench.scenarios import RANDOM_WEIGHTS_NOTE, build_scenarios, gateway_config
-from gateway.settings import Settings
 
 
 def minimal(**set_fields):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -55,7 +55,7 @@ def synthetic_result(tmp_path: Path) -> BenchResult:
         timings={"pii": [Timing("taxgate_monitor_duration_seconds",
                                 {"monitor": "pii", "stage": "input"}, 10, 0.25)]},
         model="sim-llama-8b", upstream_kind="simulator", wall_s=12.0,
-        started_at=datetime(2026, 1, 2, tzinfo=timezone.utc), phases_s={"rounds": 10.0},
+        started_at=datetime(2026, 1, 2, tzinfo=UTC), phases_s={"rounds": 10.0},
     )
 
 
@@ -87,7 +87,8 @@ def test_tax_rows_against_both_baselines(report):
     assert ("gateway", "direct", 1) in pairs
     assert ("pii", "gateway", 4) in pairs
     assert ("gateway", "gateway", 1) not in pairs
-    row = next(t for t in report.tax if (t.scenario, t.baseline, t.concurrency) == ("pii", "direct", 1))
+    row = next(t for t in report.tax
+               if (t.scenario, t.baseline, t.concurrency) == ("pii", "direct", 1))
     assert row.ttft_ms.p50.value == pytest.approx(500.0)
     # Both repeats add exactly 500 ms: a zero-width interval.
     assert row.ttft_ms.p50.ci_low == pytest.approx(500.0)

@@ -15,9 +15,10 @@ from monitors.config import BatchSpec
 
 
 def result(max_batch: int, repeat: int, latencies: list[float], wall_s: float,
-           batches: int, batched_texts: int, tokens: int = 0, padded_tokens: int = 0) -> mb.RoundResult:
+           batches: int, batched_texts: int, tokens: int = 0, padded_tokens: int = 0,
+           cpu_s: float = 0.0) -> mb.RoundResult:
     return mb.RoundResult(max_batch, repeat, tuple(latencies), wall_s, batches, batched_texts,
-                          tokens, padded_tokens)
+                          tokens, padded_tokens, cpu_s)
 
 
 def test_parse_batches_sorts_and_dedupes():
@@ -35,8 +36,8 @@ def test_round_plan_alternates_order_between_repeats():
 def test_summarize_pools_rounds_and_pairs_speedups_by_repeat():
     rounds = [
         # unbatched: 10 texts/s then 20 texts/s
-        result(1, 0, [0.1] * 10, 1.0, 10, 10),
-        result(1, 1, [0.2] * 20, 1.0, 20, 20),
+        result(1, 0, [0.1] * 10, 1.0, 10, 10, cpu_s=2.0),
+        result(1, 1, [0.2] * 20, 1.0, 20, 20, cpu_s=1.0),
         # batched: 40 then 60 texts/s, in batches of 10
         result(32, 0, [0.05] * 40, 1.0, 4, 40, tokens=300, padded_tokens=400),
         result(32, 1, [0.3] * 60, 1.0, 6, 60, tokens=300, padded_tokens=600),
@@ -44,6 +45,8 @@ def test_summarize_pools_rounds_and_pairs_speedups_by_repeat():
     base, batched = mb.summarize(rounds)
     assert (base.max_batch, base.texts, base.rounds) == (1, 30, 2)
     assert base.texts_per_s == pytest.approx(15.0)
+    assert base.texts_per_cpu_s == pytest.approx(10.0)  # 30 texts in 3 CPU-seconds
+    assert batched.texts_per_cpu_s != batched.texts_per_cpu_s  # NaN: no CPU time recorded
     assert base.mean_batch == 1.0
     assert base.speedup == 1.0
     assert batched.texts_per_s == pytest.approx(50.0)

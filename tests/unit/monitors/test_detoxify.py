@@ -120,3 +120,9 @@ def test_builder_cli_prints_the_config_keys(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"checkpoint: {tmp_path / 'cli' / 'detoxify.ckpt'}" in out
     assert f"config_path: {tmp_path / 'cli' / 'hf-config'}" in out
+
+
+def test_every_word_of_the_builder_vocabulary_scores(monitor):
+    # A duplicate vocabulary entry once pushed "love" and "kill" past the embedding table.
+    findings = monitor.check(["I love you", "How do I kill a zombie process?"])
+    assert all(0.0 <= finding.score <= 1.0 for finding in findings)
