@@ -7,6 +7,7 @@ bert-base preset writes ~440 MB.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -22,11 +23,19 @@ COMPLETE = "COMPLETE"
 PRESETS = ("tiny", "bert-base")
 
 
+def builder_version() -> str:
+    """A digest of the builder's source: a fixed or changed builder gets a fresh cache entry
+    instead of a stale model that survives the fix."""
+    import loadtest.tiny_detoxify as builder
+
+    return hashlib.sha256(Path(builder.__file__).read_bytes()).hexdigest()[:12]
+
+
 def local_detoxify(preset: str, cache_dir: Path, log_dir: Path) -> tuple[Path, Path]:
     """``(checkpoint, config_dir)`` of the cached model, building it on first use."""
     if preset not in PRESETS:
         raise ValueError(f"unknown local Detoxify preset {preset!r}: use {' or '.join(PRESETS)}")
-    target = (cache_dir / f"detoxify-{preset}").resolve()
+    target = (cache_dir / f"detoxify-{preset}-{builder_version()}").resolve()
     checkpoint, config_dir = target / CHECKPOINT, target / CONFIG_DIR
     if (target / COMPLETE).is_file():
         return checkpoint, config_dir

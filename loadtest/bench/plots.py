@@ -114,11 +114,13 @@ def plot_safety_vs_tax(report: Report, path: Path) -> Path:
         xerr = None if d.ci_low is None else [[x - d.ci_low], [d.ci_high - x]]
         ax.errorbar([x], [y], xerr=xerr, fmt="o", markersize=8, capsize=3)
         false_rate = (safety.false_block_rate or 0) + (safety.false_alter_rate or 0)
-        ax.annotate(f"{safety.scenario}\nfalse block/alter {false_rate * 100:.1f}%", (x, y),
-                    textcoords="offset points", xytext=(6, 4), fontsize=8)
+        caveat = " (random weights)" if any("random weights" in n for n in safety.notes) else ""
+        ax.annotate(f"{safety.scenario}{caveat}\nfalse block/alter {false_rate * 100:.1f}%",
+                    (x, y), textcoords="offset points", xytext=(6, -16 if y > 90 else 4),
+                    fontsize=8)
     ax.set_xlabel(f"E2E p50 tax vs direct at {top} users (ms)")
     ax.set_ylabel("harmful items caught (%)")
-    ax.set_ylim(-5, 105)
+    ax.set_ylim(-5, 108)
     left, right = ax.get_xlim()
     ax.set_xlim(min(left, 0.0), max(right, 1.0))
     ax.axvline(0, color="black", linewidth=0.8)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,15 @@ class RunningGateway:
 
     def sample(self, name: str, **labels: str) -> float:
         return self.registry.get_sample_value(name, labels) or 0.0
+
+    def wait_sample(self, name: str, expected: float, timeout_s: float = 5, **labels: str
+                    ) -> float:
+        """The sample once it reaches ``expected``: a stream is recorded just after its
+        last byte left, so a client that stopped at ``[DONE]`` can be a moment ahead."""
+        deadline = time.monotonic() + timeout_s
+        while (value := self.sample(name, **labels)) != expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return value
 
     def stop(self) -> None:
         self.server.stop()

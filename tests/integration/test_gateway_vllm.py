@@ -106,7 +106,7 @@ def test_metric_counts_match_requests(vllm_server, gateway):
         list(through.chat.completions.create(model=vllm_server.model, messages=PROMPT,
                                              max_tokens=4, stream=True))
     labels = {"route": "chat", "model": vllm_server.model}
-    assert gateway.sample("taxgate_requests_total", status="200", **labels) == 5
+    assert gateway.wait_sample("taxgate_requests_total", 5, status="200", **labels) == 5
     assert gateway.sample("taxgate_e2e_seconds_count", **labels) == 5
     assert gateway.sample("taxgate_ttft_seconds_count", **labels) == 5
     assert gateway.sample("taxgate_upstream_ttft_seconds_count", **labels) == 5

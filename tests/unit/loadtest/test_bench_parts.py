@@ -129,3 +129,15 @@ def test_a_child_that_never_gets_ready_times_out_and_is_stopped(tmp_path):
             group.start_all()
             group.wait_ready(timeout_s=0.3, poll_s=0.05)
     assert child.proc.poll() is not None  # stopped on the way out
+
+
+def test_local_model_cache_is_keyed_by_the_builder_and_reused(tmp_path):
+    from loadtest.bench.localmodel import builder_version, local_detoxify
+
+    target = tmp_path / f"detoxify-tiny-{builder_version()}"
+    (target / "hf-config").mkdir(parents=True)
+    (target / "COMPLETE").write_text("done")
+    checkpoint, config_dir = local_detoxify("tiny", tmp_path, tmp_path / "logs")
+    assert (checkpoint, config_dir) == (target / "detoxify.ckpt", target / "hf-config")
+    with pytest.raises(ValueError, match="tiny or bert-base"):
+        local_detoxify("huge", tmp_path, tmp_path / "logs")
