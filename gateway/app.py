@@ -118,7 +118,7 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
 def _make_client(settings: Settings) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=settings.max_connections,
                           max_keepalive_connections=settings.max_connections,
-                          keepalive_expiry=30)
+                          keepalive_expiry=settings.keepalive_s)
     return httpx.AsyncClient(limits=limits, timeout=settings.timeouts.first_byte_s,
                              trust_env=False)
 

@@ -50,6 +50,9 @@ class Settings(BaseModel):
     connect_retries: int = Field(1, ge=0,
                                  description="other replicas tried when a connect fails")
     max_connections: int = Field(1024, ge=1)
+    # Below the 5 s after which uvicorn (and so vLLM) closes an idle connection: reusing one
+    # the server is closing at that moment fails the request with a ReadError (502).
+    keepalive_s: float = Field(4.0, ge=0)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     health: Health = Field(default_factory=Health)
     monitors: list[MonitorSpec] = Field(default_factory=list)
