@@ -259,15 +259,19 @@ class Proxy:
 
     def _finish(self, ctx: RequestContext) -> None:
         metrics = self._metrics
-        metrics.in_flight.dec()
-        self._in_flight -= 1
         now = self._clock()
-        labels = (ctx.route, ctx.model)
-        metrics.requests.labels(ctx.route, ctx.model, str(ctx.status)).inc()
         for phase, seconds in ctx.phases.items():
             metrics.overhead.labels(phase).observe(seconds)
-        if ctx.status != 200:
-            return
+        if ctx.status == 200:
+            self._observe_timings(ctx, now)
+        # Counted last, so whoever sees the request counted also sees its timings.
+        metrics.requests.labels(ctx.route, ctx.model, str(ctx.status)).inc()
+        metrics.in_flight.dec()
+        self._in_flight -= 1
+
+    def _observe_timings(self, ctx: RequestContext, now: float) -> None:
+        metrics = self._metrics
+        labels = (ctx.route, ctx.model)
         metrics.e2e.labels(*labels).observe(now - ctx.started)
         if ctx.first_sent is not None:
             metrics.ttft.labels(*labels).observe(ctx.first_sent - ctx.started)

@@ -100,18 +100,21 @@ def test_bad_requests_get_openai_errors(vllm_server, gateway):
 
 def test_metric_counts_match_requests(vllm_server, gateway):
     _, through = clients(vllm_server, gateway)
+    exact = {"max_tokens": 4, "extra_body": {"ignore_eos": True}}
     for _ in range(3):
-        through.chat.completions.create(model=vllm_server.model, messages=PROMPT, max_tokens=4)
+        through.chat.completions.create(model=vllm_server.model, messages=PROMPT, **exact)
     for _ in range(2):
         list(through.chat.completions.create(model=vllm_server.model, messages=PROMPT,
-                                             max_tokens=4, stream=True))
+                                             stream=True, **exact,
+                                             stream_options={"include_usage": True}))
     labels = {"route": "chat", "model": vllm_server.model}
     assert gateway.wait_sample("taxgate_requests_total", 5, status="200", **labels) == 5
     assert gateway.sample("taxgate_e2e_seconds_count", **labels) == 5
     assert gateway.sample("taxgate_ttft_seconds_count", **labels) == 5
     assert gateway.sample("taxgate_upstream_ttft_seconds_count", **labels) == 5
     assert gateway.sample("taxgate_itl_seconds_count", **labels) > 0
-    assert gateway.sample("taxgate_completion_tokens_total", model=vllm_server.model) >= 5 * 4
+    assert gateway.sample("taxgate_completion_tokens_total", model=vllm_server.model) == 5 * 4
+    assert gateway.sample("taxgate_prompt_tokens_total", model=vllm_server.model) > 0
     assert gateway.sample("taxgate_in_flight_requests") == 0
     text = httpx.get(gateway.base_url + "/metrics").text
     assert "taxgate_ttft_seconds_bucket" in text
