@@ -264,10 +264,10 @@ class Proxy:
             metrics.overhead.labels(phase).observe(seconds)
         if ctx.status == 200:
             self._observe_timings(ctx, now)
-        # Counted last, so whoever sees the request counted also sees its timings.
-        metrics.requests.labels(ctx.route, ctx.model, str(ctx.status)).inc()
         metrics.in_flight.dec()
         self._in_flight -= 1
+        # Counted last, so whoever sees the request counted also sees the rest of it.
+        metrics.requests.labels(ctx.route, ctx.model, str(ctx.status)).inc()
 
     def _observe_timings(self, ctx: RequestContext, now: float) -> None:
         metrics = self._metrics
