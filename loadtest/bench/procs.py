@@ -24,12 +24,22 @@ class ProcessError(RuntimeError):
     """A child that failed to start or died; the message names it and shows its log tail."""
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    # The port is released before the child binds it; another process could take it in
-    # between, in which case the child fails to bind and says so in its log.
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+def free_port(host: str = "127.0.0.1", *, taken: set[int] | None = None) -> int:
+    """A port nothing listens on, not in ``taken`` (which it joins).
+
+    The port is released before the child binds it; another process could take it in
+    between, in which case the child fails to bind and says so in its log. ``taken``
+    keeps the children started together from being handed the same port: the kernel
+    may return a port again once its probe socket closed.
+    """
+    taken = taken if taken is not None else set()
+    while True:
+        with socket.socket() as sock:
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
+        if port not in taken:
+            taken.add(port)
+            return port
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -127,10 +127,11 @@ class BenchRunner:
                detoxify_files: dict[str, tuple[Path, Path]]) -> dict[str, str]:
         """Start the simulator (unless --upstream) and one gateway per gateway scenario."""
         options, work = self.options, self.options.work_dir
+        taken: set[int] = set()
         if options.upstream:
             upstream = options.upstream.rstrip("/").removesuffix("/v1")
         else:
-            port = free_port()
+            port = free_port(taken=taken)
             upstream = f"http://{LOOPBACK}:{port}"
             group.add(ManagedProcess(
                 "simulator",
@@ -144,7 +145,7 @@ class BenchRunner:
         for scenario in scenarios:
             if not scenario.has_gateway:
                 continue
-            port = free_port()
+            port = free_port(taken=taken)
             config = gateway_config(
                 scenario, matrix, upstream=upstream, host=LOOPBACK, port=port, work_dir=work,
                 detoxify_files=detoxify_files.get(scenario.local_detoxify or ""),
