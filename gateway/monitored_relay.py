@@ -146,7 +146,10 @@ class MonitoredRelay:
         delay = now - release.items[0].arrived_at
         self._metrics.stream_holdback.observe(delay)
         self._metrics.stream_held_tokens.observe(len(release.items))
-        self._ctx.add_phase("holdback", delay)
+        if self._ctx.first_sent is None:
+            # What hold-back adds to the request is the wait before its first release;
+            # later releases overlap with generation (each is in stream_holdback_seconds).
+            self._ctx.add_phase("holdback", delay)
         if not release.redaction_spans:
             return [self._sent(self._with_flags(item.payload)) for item in release.items]
         # Redacted text goes out as one chunk in place of the text chunks it came from.
