@@ -67,7 +67,14 @@ class Finding:
 
 
 class Monitor(ABC):
-    """Scores texts. Subclasses implement ``check`` (sync or async, see module doc)."""
+    """Scores texts. Subclasses implement ``check`` (sync or async, see module doc).
+
+    ``inline = True`` marks a sync ``check`` cheap enough to run on the event loop
+    (regexes over a few hundred characters: microseconds). It then skips the
+    micro-batcher, whose thread hop and batching wait would cost more than the check.
+    """
+
+    inline: bool = False
 
     @abstractmethod
     def check(self, texts: Sequence[str]) -> list[Finding]:

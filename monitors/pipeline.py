@@ -85,6 +85,13 @@ def apply_result(result: StageResult, texts: Sequence[str]) -> list[str]:
     ]
 
 
+def _inline(monitor: Monitor) -> Callable[[Sequence[str]], Awaitable[list[Finding]]]:
+    async def score(texts: Sequence[str]) -> list[Finding]:
+        return monitor.check(texts)
+
+    return score
+
+
 @dataclass
 class _Entry:
     spec: MonitorSpec
@@ -165,6 +172,8 @@ class MonitorPipeline:
     async def _wire(self, spec: MonitorSpec, monitor: Monitor) -> _Entry:
         if inspect.iscoroutinefunction(monitor.check):
             return _Entry(spec, monitor, monitor.check)
+        if monitor.inline:
+            return _Entry(spec, monitor, _inline(monitor))
         batcher = MicroBatcher(monitor.check, spec.batch, name=spec.id, metrics=self._metrics, clock=self._clock)
         await batcher.start()
         return _Entry(spec, monitor, batcher.submit, batcher)

@@ -58,8 +58,11 @@ def keyword_regex(keywords: Sequence[str]) -> re.Pattern[str] | None:
 
 
 class BlocklistMonitor(Monitor):
-    def __init__(self, regexes: Sequence[re.Pattern[str]]) -> None:
+    def __init__(self, regexes: Sequence[re.Pattern[str]], *, inline: bool = False) -> None:
         self._regexes = list(regexes)
+        # Keywords alone compile to escaped alternations, safe on the event loop; a
+        # user's own regex could backtrack badly, so it runs in the worker thread.
+        self.inline = inline
 
     def find(self, text: str) -> list[Span]:
         spans: list[Span] = []
@@ -100,4 +103,4 @@ def create(spec: MonitorSpec) -> BlocklistMonitor:
         raise MonitorLoadError(
             f"monitor {spec.id!r}: blocklist is empty; give `keywords`, `patterns` or `file`"
         )
-    return BlocklistMonitor(regexes)
+    return BlocklistMonitor(regexes, inline=not patterns)

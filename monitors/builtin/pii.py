@@ -143,6 +143,8 @@ class PiiDetector:
 
 
 class PiiMonitor(Monitor):
+    inline = True  # our own linear regexes: microseconds, cheaper than a thread hop
+
     def __init__(self, detector: PiiDetector) -> None:
         self._detector = detector
 

@@ -399,3 +399,29 @@ async def test_builtins_through_the_default_registry(metrics):
         assert pipeline.apply(result, texts)[0] == "mail me: [REDACTED:EMAIL]"
     finally:
         await pipeline.close()
+
+
+async def test_inline_monitors_skip_the_batcher_and_still_count():
+    from prometheus_client import CollectorRegistry
+
+    from monitors.builtin.blocklist import create as blocklist
+    from monitors.config import MonitorSpec
+    from monitors.metrics import MonitorMetrics
+    from monitors.pipeline import MonitorPipeline
+    from monitors.registry import MonitorRegistry
+
+    keywords = MonitorSpec(name="blocklist", id="words", keywords=["zap"])
+    regexes = MonitorSpec(name="blocklist", id="regexes", patterns=[r"z[a]p"])
+    assert blocklist(keywords).inline and not blocklist(regexes).inline
+    prom = CollectorRegistry()
+    pipeline = MonitorPipeline([keywords, regexes], metrics=MonitorMetrics(prom),
+                               registry=MonitorRegistry.from_entry_points())
+    await pipeline.start()
+    try:
+        result = await pipeline.check("input", ["a zap here"], request_id="r")
+    finally:
+        await pipeline.close()
+    assert result.blocked_by is not None and result.blocked_by.monitor_id == "words"
+    # Only the regex monitor went through a micro-batcher.
+    assert prom.get_sample_value("taxgate_monitor_batch_size_count", {"monitor": "words"}) is None
+    assert prom.get_sample_value("taxgate_monitor_batch_size_count", {"monitor": "regexes"}) == 1
