@@ -69,7 +69,7 @@ async def relay_raw(call: UpstreamCall, obs: StreamObserver, idle_s: float) -> A
     observe_itl = obs.itl.observe
     route = ctx.route
     last = 0.0
-    tail = b""
+    usage_chunk = b""
     try:
         async for chunk in call.response.aiter_raw():
             now = clock()
@@ -79,12 +79,13 @@ async def relay_raw(call: UpstreamCall, obs: StreamObserver, idle_s: float) -> A
                 observe_itl(now - last)
             last = now
             ctx.completion_tokens += count_text_chunks(route, chunk)
-            tail = chunk
+            if b'"usage":{' in chunk:
+                usage_chunk = chunk  # the usage event and [DONE] may arrive in different reads
             yield chunk
             if ctx.first_sent is None:
                 ctx.first_sent = clock()
         ctx.upstream_last = ctx.last_sent = clock()
-        usage = usage_from(tail) if b'"usage"' in tail else None
+        usage = usage_from(usage_chunk) if usage_chunk else None
         if usage:
             ctx.prompt_tokens = usage.get("prompt_tokens") or 0
             ctx.completion_tokens = usage.get("completion_tokens") or ctx.completion_tokens

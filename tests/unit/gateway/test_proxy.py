@@ -141,3 +141,26 @@ async def test_word_in_the_finishing_chunk_is_still_blocked(tmp_path, mode):
     assert "forbidden" not in "".join(c["choices"][0].get("delta", {}).get("content") or ""
                                       for c in chunks)
     assert response.text.endswith("data: [DONE]\n\n")
+
+
+async def test_pass_through_takes_tokens_from_usage_in_its_own_read(tmp_path):
+    usage = {"id": "s", "object": "chat.completion.chunk", "model": "m", "choices": [],
+             "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}}
+    events = sse("a", "", "b").split(b"data: [DONE]")[0].split(b"\n\n")[:-1]
+    reads = [event + b"\n\n" for event in events]
+    reads += [b"data: " + orjson.dumps(usage) + b"\n\n", b"data: [DONE]\n\n"]
+
+    async def body():
+        for read in reads:
+            yield read
+
+    def chat(request):
+        return httpx.Response(200, content=body(), headers={"content-type": "text/event-stream"})
+
+    async with gateway(serving(chat), tmp_path) as client:
+        response = await client.post("/v1/chat/completions", json={
+            "model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+        assert response.content == b"".join(reads)  # forwarded byte for byte
+        sample = client.registry.get_sample_value
+        assert sample("taxgate_completion_tokens_total", {"model": "m"}) == 7
+        assert sample("taxgate_prompt_tokens_total", {"model": "m"}) == 5
