@@ -35,9 +35,10 @@ class Release:
 
 
 class HoldbackWindow:
-    def __init__(self, window_chars: int, overlap_chars: int) -> None:
+    def __init__(self, window_chars: int, overlap_chars: int, max_hold_s: float = 0.0) -> None:
         self.window_chars = window_chars
         self.overlap_chars = overlap_chars
+        self.max_hold_s = max_hold_s
         self._items: list[HeldItem] = []
         self._pending_text = ""
         self._released_tail = ""  # context for the next check; already sent
@@ -47,10 +48,15 @@ class HoldbackWindow:
         return bool(self._items)
 
     def add(self, text: str, payload: Any, now: float) -> bool:
-        """Hold an item; True when enough text is held to run a check."""
+        """Hold an item; True when a check is due: a full window is held, or (with
+        ``max_hold_s``) the oldest item waited that long and there is text beyond the
+        overlap to release."""
         self._items.append(HeldItem(text, payload, now))
         self._pending_text += text
-        return len(self._pending_text) >= self.window_chars
+        if len(self._pending_text) >= self.window_chars:
+            return True
+        return (self.max_hold_s > 0 and now - self._items[0].arrived_at >= self.max_hold_s
+                and len(self._pending_text) > self.overlap_chars)
 
     def check_text(self) -> tuple[str, int]:
         """The text to check and the offset where the held (unreleased) part starts."""

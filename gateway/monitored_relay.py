@@ -122,8 +122,8 @@ class MonitoredRelay:
     async def _holdback(self, index: int, text: str, event: _Event, finished: bool) -> list[bytes]:
         window = self._windows.get(index)
         if window is None:
-            window = self._windows[index] = HoldbackWindow(self._spec.window_chars,
-                                                           self._spec.overlap_chars)
+            window = self._windows[index] = HoldbackWindow(
+                self._spec.window_chars, self._spec.overlap_chars, self._spec.max_hold_ms / 1000)
         ready = window.add(text, event, self._obs.clock())
         if finished or ready:
             return await self._check_window(index, window, final=finished)

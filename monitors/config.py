@@ -68,6 +68,10 @@ class StreamingSpec(BaseModel):
     mode: Literal["holdback", "stream_first"] = "holdback"
     window_chars: int = Field(200, ge=1)
     overlap_chars: int = Field(50, ge=0)
+    # holdback: also check and release once the oldest held text has waited this long
+    # (the overlap stays held). Bounds the TTFT hold-back adds, at the price of more
+    # monitor calls. 0 = only full windows are checked.
+    max_hold_ms: float = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _overlap_below_window(self) -> StreamingSpec:

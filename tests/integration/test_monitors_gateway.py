@@ -93,12 +93,15 @@ def test_output_block_non_streamed_and_both_stream_modes(start_gateway, vllm_ser
         assert gateway.sample("taxgate_stream_blocks_total", mode=mode) == 1
 
 
-def test_output_redaction_streamed_and_not(start_gateway, vllm_server, learned):
+@pytest.mark.parametrize("max_hold_ms", [0, 1])
+def test_output_redaction_streamed_and_not(start_gateway, vllm_server, learned, max_hold_ms):
     text, word = learned
+    # max_hold_ms 1: a check at nearly every chunk; the held overlap still sees the word whole.
     gateway = start_gateway(upstreams=[vllm_server.base_url],
                             monitors=[blocklist(word, "redact")],
                             streaming={"mode": "holdback", "window_chars": 30,
-                                       "overlap_chars": len(word) + 2})
+                                       "overlap_chars": len(word) + 2,
+                                       "max_hold_ms": max_hold_ms})
     client = client_for(gateway)
     expected = text.replace(word, "[REDACTED:BLOCKLIST]")
     whole = client.chat.completions.create(model=vllm_server.model, messages=PROMPT, **FIXED)

@@ -82,3 +82,20 @@ def test_stream_first_due_and_leak_count():
     text, start = tracker.next_check()
     assert (text, start) == ("ghij", 6)
     assert not tracker.unchecked
+
+
+def test_max_hold_releases_early_but_keeps_the_overlap():
+    window = HoldbackWindow(window_chars=200, overlap_chars=4, max_hold_s=0.1)
+    assert not window.add("ab", "p1", 0.00)
+    assert not window.add("cd", "p2", 0.05)   # not waited long enough
+    assert not window.add("", "p3", 0.20)     # waited, but nothing beyond the overlap
+    assert window.add("efgh", "p4", 0.21)     # waited, and text beyond the overlap
+    release = window.release([], final=False)
+    assert [item.payload for item in release.items] == ["p1", "p2", "p3"]
+    assert release.text == "abcd"  # "efgh" (the overlap) stays held
+
+
+def test_max_hold_off_waits_for_a_full_window():
+    window = HoldbackWindow(window_chars=200, overlap_chars=4)
+    assert not window.add("abcdefgh", "p1", 0.0)
+    assert not window.add("ijkl", "p2", 60.0)
