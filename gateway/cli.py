@@ -10,7 +10,6 @@ import importlib
 import logging
 import os
 import sys
-from pathlib import Path
 
 # Subcommand -> module exposing configure_parser(parser) and run(args) -> int.
 SUBCOMMANDS = {
@@ -45,10 +44,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return int(args._module.run(args) or 0)
-
-
-def path_arg(value: str) -> Path:
-    return Path(value).expanduser()
 
 
 if __name__ == "__main__":
