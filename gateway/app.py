@@ -21,6 +21,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.proxy import Proxy
 from gateway.settings import Settings
 from gateway.upstream import UpstreamPool
+from monitors.base import MonitorLoadError
 from monitors.pipeline import Decision, MonitorPipeline
 from monitors.registry import MonitorRegistry
 
@@ -48,7 +49,11 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
                                    on_event=_audit_sink(audit, settings))
         pool = UpstreamPool(settings, http, metrics, clock=clock)
         try:
-            await pipeline.start()
+            try:
+                await pipeline.start()
+            except MonitorLoadError as exc:
+                app.state.startup_error = exc  # for the CLI's last word: what to fix
+                raise
             await pool.start()
             sync_audit = settings.audit.enabled and settings.audit.sync == "always"
             app.state.pool = pool
@@ -67,6 +72,7 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
     app = FastAPI(title="taxgate", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.state.metrics = metrics
+    app.state.startup_error = None
 
     async def chat(request: Request) -> Response:
         return await request.app.state.proxy.handle(request, "chat")

@@ -37,7 +37,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"taxgate serve: {exc}", file=sys.stderr)
         return 2
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
-                access_log=False, log_level="warning", timeout_graceful_shutdown=10,
-                server_header=False)
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, loop="uvloop",
+                    http="httptools", access_log=False, log_level="warning",
+                    timeout_graceful_shutdown=10, server_header=False)
+    except SystemExit as exc:
+        if app.state.startup_error is None:
+            raise
+        # uvicorn printed the traceback; end on what to fix.
+        print(f"taxgate serve: cannot start: {app.state.startup_error}", file=sys.stderr)
+        return 2 if exc.code else 0
     return 0

@@ -165,7 +165,9 @@ class MonitorPipeline:
                 monitor = registry.build(spec)
             except MonitorLoadError as exc:
                 await self._close_entries()
-                raise MonitorLoadError(f"monitor {spec.id!r}: {exc}") from exc
+                prefix = f"monitor {spec.id!r}: "
+                message = str(exc) if str(exc).startswith(prefix) else prefix + str(exc)
+                raise MonitorLoadError(message) from exc
             self._entries.append(await self._wire(spec, monitor))
         self._started = True
 

@@ -23,3 +23,12 @@ def test_serve_with_a_bad_config_names_the_key(tmp_path, capsys):
     config.write_text("upstreams: [http://127.0.0.1:9]\ntimeouts: {conect_s: 1}\n")
     assert main(["serve", "--config", str(config)]) == 2
     assert "timeouts.conect_s" in capsys.readouterr().err
+
+
+def test_serve_ends_on_what_to_fix_when_a_monitor_cannot_load(tmp_path, capsys):
+    config = tmp_path / "monitors.yaml"
+    config.write_text("upstreams: [http://127.0.0.1:9]\nport: 0\naudit: {enabled: false}\n"
+                      "monitors: [{name: blocklist, id: words}]\n")
+    assert main(["serve", "--config", str(config)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("taxgate serve: cannot start: monitor 'words': blocklist is empty")
