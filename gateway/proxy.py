@@ -7,8 +7,9 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
+import httpx
 import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
@@ -24,7 +25,7 @@ from gateway.protocol import (
     ParsedRequest, Route, choice_text, input_texts, parse_request, replace_input_texts,
     set_choice_text,
 )
-from gateway.relay import StreamObserver, relay_raw
+from gateway.relay import StreamObserver, midstream_error, relay_raw
 from gateway.settings import Settings
 from gateway.upstream import UpstreamCall, UpstreamPool
 from monitors.pipeline import MonitorOverloaded, MonitorPipeline
@@ -34,6 +35,12 @@ log = logging.getLogger("taxgate.proxy")
 
 PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
 FLAGS_HEADER = "x-taxgate-flags"
+
+
+async def _client_gone(request: Request) -> None:
+    # The body was read already, so the next ASGI message can only be the disconnect.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 class Proxy:
@@ -71,6 +78,12 @@ class Proxy:
             self._metrics.client_disconnects.labels(route).inc()
             ctx.status = 499
             response = Response(status_code=499)
+        except Exception:
+            # A bug, not a client or upstream fault: say so in the OpenAI shape, log it
+            # whole, and still release the in-flight slot.
+            log.exception("request %s failed inside the gateway", ctx.request_id)
+            response = self._error(GatewayError("internal gateway error; see the gateway "
+                                                "log for this x-request-id"), ctx)
         if isinstance(response, StreamingResponse):
             return response  # the stream's own finally records the request
         self._finish(ctx)
@@ -95,21 +108,46 @@ class Proxy:
         if self._check_input:
             raw = await self._input_monitors(parsed, raw, ctx)
         headers = {"content-type": "application/json", "x-request-id": ctx.request_id}
+        if not parsed.stream:
+            return await self._unless_client_leaves(request, ctx,
+                                                    self._whole(raw, headers, parsed, ctx))
+        call = await self._open(raw, headers, parsed, ctx)
+        return self._stream(call, ctx)
+
+    async def _open(self, raw: bytes, headers: dict[str, str], parsed: ParsedRequest,
+                    ctx: RequestContext) -> UpstreamCall:
+        """Send upstream; an upstream HTTP error is passed on as it is."""
         call = await self._pool.open(PATHS[ctx.route], raw, headers, model=parsed.model,
                                      stream=parsed.stream)
         ctx.upstream_sent = call.sent_at
+        if call.response.status_code == 200:
+            return call
         try:
-            if call.response.status_code != 200:
-                body = await call.response.aread()
-                raise UpstreamStatus(call.response.status_code, body,
-                                     call.response.headers.get("content-type",
-                                                               "application/json"))
-            if parsed.stream:
-                return self._stream(call, ctx)
-            return await self._whole(call, ctx)
-        except BaseException:
+            body = await call.response.aread()
+        finally:
             await call.aclose()
-            raise
+        raise UpstreamStatus(call.response.status_code, body,
+                             call.response.headers.get("content-type", "application/json"))
+
+    async def _unless_client_leaves(self, request: Request, ctx: RequestContext,
+                                    work: Awaitable[Response]) -> Response:
+        """Run ``work``, cancelling it when the client disconnects. A non-streamed request
+        waits for vLLM's whole answer with no stream whose cancellation would notice the
+        client leaving; cancelling closes the upstream request, so vLLM aborts it."""
+        task = asyncio.ensure_future(work)
+        gone = asyncio.ensure_future(_client_gone(request))
+        try:
+            await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not task.done():
+                task.cancel()
+            await asyncio.gather(task, gone, return_exceptions=True)
+        if task.cancelled():
+            self._metrics.client_disconnects.labels(ctx.route).inc()
+            ctx.status = 499
+            return Response(status_code=499)
+        return task.result()
 
     def _authenticate(self, request: Request) -> None:
         if not self._keys:
@@ -158,9 +196,15 @@ class Proxy:
         return raw
 
     # -- non-streamed -------------------------------------------------------------------
-    async def _whole(self, call: UpstreamCall, ctx: RequestContext) -> Response:
+    async def _whole(self, raw: bytes, headers: dict[str, str], parsed: ParsedRequest,
+                     ctx: RequestContext) -> Response:
+        call = await self._open(raw, headers, parsed, ctx)
         try:
             body = await call.response.aread()
+        except httpx.HTTPError as exc:
+            self._metrics.upstream_errors.labels(call.replica.url, "midstream").inc()
+            raise midstream_error(exc, call.replica.url,
+                                  self._settings.timeouts.first_byte_s) from exc
         finally:
             await call.aclose()
         ctx.upstream_first = ctx.upstream_last = self._clock()

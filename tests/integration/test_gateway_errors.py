@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import openai
@@ -35,6 +36,13 @@ def scripted_upstream(hits: list[str]) -> Starlette:
         hits.append(behaviour)
         if behaviour == "slow":
             await asyncio.sleep(3)
+        if behaviour == "watch-disconnect":
+            # Like vLLM's non-streamed path: no byte until the answer is complete.
+            for _ in range(100):
+                if await request.is_disconnected():
+                    hits.append("client-gone")
+                    return Response(status_code=499)
+                await asyncio.sleep(0.05)
         if behaviour == "garbled":
             return Response(b"<html>not json</html>", media_type="text/html")
         if behaviour == "refuse":
@@ -108,6 +116,22 @@ def test_midstream_failure_ends_with_sse_error_event(start_gateway, upstream, be
     assert f'"code":"{code}"' in events[-1]
     assert gateway.sample("taxgate_upstream_errors_total", upstream=upstream.base_url,
                           kind="midstream") == 1
+
+
+def test_client_leaving_a_non_streamed_request_cancels_it_upstream(start_gateway, upstream):
+    gateway = start_gateway(upstreams=[upstream.base_url])
+    with pytest.raises(httpx.ReadTimeout):
+        ask_with_timeout(gateway, "watch-disconnect", 0.5)
+    deadline = time.monotonic() + 3  # the upstream would otherwise hold it for 5 s
+    while "client-gone" not in upstream.hits:
+        assert time.monotonic() < deadline, "the upstream request outlived the client"
+        time.sleep(0.05)
+    assert gateway.wait_sample("taxgate_client_disconnects_total", 1, route="chat") == 1
+
+
+def ask_with_timeout(gateway, content: str, timeout_s: float) -> httpx.Response:
+    return httpx.post(gateway.v1 + "/chat/completions", timeout=timeout_s,
+                      json={**CHAT, "messages": [{"role": "user", "content": content}]})
 
 
 def test_body_limit_is_413(start_gateway, upstream):

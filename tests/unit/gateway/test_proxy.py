@@ -164,3 +164,18 @@ async def test_pass_through_takes_tokens_from_usage_in_its_own_read(tmp_path):
         sample = client.registry.get_sample_value
         assert sample("taxgate_completion_tokens_total", {"model": "m"}) == 7
         assert sample("taxgate_prompt_tokens_total", {"model": "m"}) == 5
+
+
+async def test_non_streamed_body_failure_is_502_not_500(tmp_path):
+    async def broken():
+        yield b'{"id": "x", "choices": ['
+        raise httpx.RemoteProtocolError("peer closed connection")
+
+    def chat(request):
+        return httpx.Response(200, content=broken(), headers={"content-type": "application/json"})
+
+    async with gateway(serving(chat), tmp_path) as client:
+        response = await client.post("/v1/chat/completions", json={
+            "model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    assert response.status_code == 502
+    assert response.json()["error"]["type"] == "upstream_error"
