@@ -54,7 +54,8 @@ class MonitoredRelay:
         self._behind: dict[int, tuple[asyncio.Task, int]] = {}
         self._template: dict[str, Any] = {}
         self._last_emit = 0.0
-        self._finished = False
+        self._finished = False  # [DONE] (or a cut) was sent to the client
+        self._cut = False  # ended early by a block or a failure
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         parser = SSEParser()
@@ -63,13 +64,17 @@ class MonitoredRelay:
                 now = self._obs.clock()
                 if self._ctx.upstream_first is None:
                     self._ctx.upstream_first = now
+                if self._finished:
+                    continue  # after [DONE]: read to the end so the connection is reused
                 for event in parser.feed(raw):
                     for out in await self._on_event(event.data, event.raw):
                         yield out
                     if self._finished:
-                        return
+                        break
+                if self._cut:
+                    return  # blocked or failed: the upstream request was closed on purpose
             self._ctx.upstream_last = self._obs.clock()
-            for event in parser.flush():
+            for event in parser.flush() if not self._finished else ():
                 for out in await self._on_event(event.data, event.raw):
                     yield out
             if not self._finished:
@@ -152,18 +157,19 @@ class MonitoredRelay:
             self._ctx.add_phase("holdback", delay)
         if not release.redaction_spans:
             return [self._sent(self._with_flags(item.payload)) for item in release.items]
-        # Redacted text goes out as one chunk in place of the text chunks it came from.
+        # Redacted text goes out as one chunk in place of the text chunks it came from: the
+        # last of them, which may be the one carrying finish_reason.
         redacted = apply_redactions(release.text, release.redaction_spans)
+        last_text = [item for item in release.items if item.text][-1]
         out: list[bytes] = []
-        merged_sent = False
         for item in release.items:
             if not item.text:
                 out.append(self._sent(self._with_flags(item.payload)))
-            elif not merged_sent:
+            elif item is last_text:
                 chunk = item.payload.chunk
                 set_choice_text(self._ctx.route, chunk["choices"][0], redacted, streamed=True)
-                out.append(self._sent(encode_event(orjson.dumps(chunk))))
-                merged_sent = True
+                out.append(self._sent(self._with_flags(
+                    _Event(chunk, encode_event(orjson.dumps(chunk))))))
         return out
 
     async def _flush_all(self) -> list[bytes]:
@@ -254,7 +260,7 @@ class MonitoredRelay:
             choice["text"] = ""
         chunk = {key: self._template.get(key) for key in ("id", "object", "created", "model")}
         chunk["choices"] = [choice]
-        self._finished = True
+        self._finished = self._cut = True
         await self._call.aclose()
         return [self._sent(encode_event(orjson.dumps(chunk))), DONE_EVENT]
 
@@ -268,7 +274,7 @@ class MonitoredRelay:
 
     async def _fail(self, error) -> list[bytes]:
         self._ctx.status = error.status
-        self._finished = True
+        self._finished = self._cut = True
         log.warning("request %s: %s", self._ctx.request_id, error.message)
         return [sse_error_event(error)]
 

@@ -179,3 +179,27 @@ async def test_non_streamed_body_failure_is_502_not_500(tmp_path):
             "model": "m", "messages": [{"role": "user", "content": "hi"}]})
     assert response.status_code == 502
     assert response.json()["error"]["type"] == "upstream_error"
+
+
+async def test_redaction_keeps_the_finish_reason_of_the_last_chunk(tmp_path):
+    stream = sse("mail me at ", "bob@example.com", " thanks", finish="length")
+
+    async def body():
+        for line in stream.split(b"\n\n")[:-1]:
+            yield line + b"\n\n"
+
+    def chat(request):
+        return httpx.Response(200, content=body(), headers={"content-type": "text/event-stream"})
+
+    monitors = [{"name": "pii", "stages": ["output"], "action": "redact"}]
+    async with gateway(serving(chat), tmp_path, monitors=monitors) as client:
+        response = await client.post("/v1/chat/completions", json={
+            "model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+        chunks = [orjson.loads(line[6:]) for line in response.text.splitlines()
+                  if line.startswith("data: {")]
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+        assert text == "mail me at [REDACTED:EMAIL] thanks"
+        assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+        # The stream was read to its end: the model's own time is on record.
+        assert client.registry.get_sample_value(
+            "taxgate_upstream_e2e_seconds_count", {"route": "chat", "model": "m"}) == 1
