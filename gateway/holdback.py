@@ -102,30 +102,42 @@ class HoldbackWindow:
 
 
 class StreamFirstTracker:
-    """Counts text released unchecked and says when the next behind-check is due."""
+    """Counts text released unchecked and says when the next behind-check is due.
+
+    Only the text a later check can still need (from the last check's overlap on) is
+    kept, so a long completion costs the same per chunk as a short one.
+    """
 
     def __init__(self, window_chars: int, overlap_chars: int) -> None:
         self.window_chars = window_chars
         self.overlap_chars = overlap_chars
-        self._text = ""
+        self._parts: list[str] = []
+        self._base = 0  # absolute offset of the first kept character
+        self._length = 0  # absolute length of all text released
         self._checked_upto = 0
-        self._item_ends: list[int] = []  # text offset at the end of each released item
+        self._item_ends: list[int] = []  # absolute end offset of each released item
 
     def add(self, text: str) -> bool:
         """Record a released item; True when a check of the trailing window is due."""
-        self._text += text
-        self._item_ends.append(len(self._text))
-        return len(self._text) - self._checked_upto >= self.window_chars - self.overlap_chars
+        self._parts.append(text)
+        self._length += len(text)
+        self._item_ends.append(self._length)
+        return self._length - self._checked_upto >= self.window_chars - self.overlap_chars
 
     @property
     def unchecked(self) -> bool:
-        return len(self._text) > self._checked_upto
+        return self._length > self._checked_upto
 
     def next_check(self) -> tuple[str, int]:
         """The window to check (with overlap before it) and its start offset; marks it taken."""
-        start = max(0, self._checked_upto - self.overlap_chars)
-        self._checked_upto = len(self._text)
-        return self._text[start:], start
+        kept = "".join(self._parts)
+        start = max(self._base, self._checked_upto - self.overlap_chars)
+        window = kept[start - self._base:]
+        self._checked_upto = self._length
+        keep_from = max(self._base, self._length - self.overlap_chars)
+        self._parts = [kept[keep_from - self._base:]]
+        self._base = keep_from
+        return window, start
 
     def leaked_items(self, window_start: int) -> int:
         """Items already released that carry text from the flagged window."""

@@ -16,13 +16,15 @@ from dataclasses import dataclass, field
 import httpx
 import orjson
 
-from gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gateway.errors import Overloaded, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from gateway.metrics import GatewayMetrics
 from gateway.settings import Settings
 
 log = logging.getLogger("taxgate.upstream")
 
-_CONNECT_FAILURES = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# The replica did not take the connection. (A PoolTimeout is the gateway's own pool being
+# full: no fault of the replica, so it must not count towards ejecting it.)
+_CONNECT_FAILURES = (httpx.ConnectError, httpx.ConnectTimeout)
 
 
 @dataclass(slots=True)
@@ -174,6 +176,11 @@ class UpstreamPool:
                 self._metrics.upstream_errors.labels(replica.url, "connect").inc()
                 self._record_failure(replica, f"connect failed: {type(exc).__name__}")
                 continue
+            except httpx.PoolTimeout as exc:
+                replica.outstanding -= 1
+                raise Overloaded(f"all {self._settings.max_connections} upstream connections "
+                                 "are busy (max_connections); retry later",
+                                 retry_after_s=1) from exc
             except httpx.TimeoutException as exc:
                 replica.outstanding -= 1
                 self._metrics.upstream_errors.labels(replica.url, "timeout").inc()

@@ -99,3 +99,12 @@ def test_max_hold_off_waits_for_a_full_window():
     window = HoldbackWindow(window_chars=200, overlap_chars=4)
     assert not window.add("abcdefgh", "p1", 0.0)
     assert not window.add("ijkl", "p2", 60.0)
+
+
+def test_stream_first_keeps_only_what_a_later_check_needs():
+    tracker = StreamFirstTracker(window_chars=10, overlap_chars=3)
+    for _ in range(1000):
+        if tracker.add("abcd"):
+            text, start = tracker.next_check()
+            assert len(text) <= 4 * 3 + 3  # a window plus the overlap, never the whole text
+    assert tracker.leaked_items(4 * 999) == 1
