@@ -81,6 +81,11 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
         return await request.app.state.proxy.handle(request, "completions")
 
     async def models(request: Request) -> Response:
+        try:
+            request.app.state.proxy.authenticate(request)  # vLLM asks for its key here too
+        except GatewayError as error:
+            return Response(error.body_bytes(), status_code=error.status,
+                            media_type="application/json")
         body = {"object": "list", "data": request.app.state.pool.models()}
         return Response(orjson.dumps(body), media_type="application/json")
 

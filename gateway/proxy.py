@@ -91,7 +91,7 @@ class Proxy:
 
     # -- the request path ---------------------------------------------------------------
     async def _serve(self, request: Request, ctx: RequestContext) -> Response:
-        self._authenticate(request)
+        self.authenticate(request)
         raw = await self._read_body(request)
         parse_started = self._clock()
         parsed = parse_request(ctx.route, raw)
@@ -149,7 +149,7 @@ class Proxy:
             return Response(status_code=499)
         return task.result()
 
-    def _authenticate(self, request: Request) -> None:
+    def authenticate(self, request: Request) -> None:
         if not self._keys:
             return
         header = request.headers.get("authorization", "")

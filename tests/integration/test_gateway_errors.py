@@ -150,6 +150,9 @@ def test_api_keys(start_gateway, upstream):
     assert httpx.post(gateway.v1 + "/chat/completions", json=CHAT).status_code == 401
     allowed = openai.OpenAI(base_url=gateway.v1, api_key="k-two", max_retries=0)
     assert allowed.chat.completions.create(**CHAT).choices[0].message.content == "ok"
+    assert [m.id for m in allowed.models.list().data] == [MODEL]
+    with pytest.raises(openai.AuthenticationError):
+        denied.models.list()
 
 
 def test_connect_failure_retries_on_another_replica(start_gateway, upstream):
