@@ -282,8 +282,9 @@ class AuditStore:
         try:
             with conn:  # one transaction: commit on success, rollback on error
                 conn.executemany(INSERT, rows)
-        except sqlite3.Error as exc:
-            self._dropped(len(rows), f"write to {self.settings.path!r} failed: {exc}")
+        except Exception as exc:  # noqa: BLE001 - any failure: count and log, keep writing
+            self._dropped(len(rows), f"write to {self.settings.path!r} failed: "
+                                     f"{type(exc).__name__}: {exc}")
             return
         self._notify(self._on_written, len(rows))
 

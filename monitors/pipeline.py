@@ -85,8 +85,15 @@ def apply_result(result: StageResult, texts: Sequence[str]) -> list[str]:
     ]
 
 
+# Inline checks run on the event loop, where no timeout can interrupt them: past this
+# much text a check goes to a worker thread, so timeout_ms bounds it again.
+INLINE_MAX_CHARS = 16_384
+
+
 def _inline(monitor: Monitor) -> Callable[[Sequence[str]], Awaitable[list[Finding]]]:
     async def score(texts: Sequence[str]) -> list[Finding]:
+        if sum(len(text) for text in texts) > INLINE_MAX_CHARS:
+            return await asyncio.to_thread(monitor.check, texts)
         return monitor.check(texts)
 
     return score

@@ -160,3 +160,15 @@ def test_fast_on_long_adversarial_text():
     started = time.perf_counter()
     monitor.check(texts)
     assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.parametrize("text, secret", [
+    ("pwd=(555) 867-5309", "867"),
+    ("password:(212) 555-0199 call me", "0199"),
+])
+def test_partly_overlapping_kinds_leak_nothing(text, secret):
+    from monitors.builtin.pii import PiiDetector
+    from monitors.redact import apply_redactions
+
+    redacted = apply_redactions(text, PiiDetector().find(text))
+    assert secret not in redacted

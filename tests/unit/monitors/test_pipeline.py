@@ -425,3 +425,34 @@ async def test_inline_monitors_skip_the_batcher_and_still_count():
     # Only the regex monitor went through a micro-batcher.
     assert prom.get_sample_value("taxgate_monitor_batch_size_count", {"monitor": "words"}) is None
     assert prom.get_sample_value("taxgate_monitor_batch_size_count", {"monitor": "regexes"}) == 1
+
+
+async def test_a_long_inline_check_still_obeys_its_timeout():
+    import time as time_module
+
+    from prometheus_client import CollectorRegistry
+
+    from monitors.base import Finding, Monitor
+    from monitors.config import MonitorSpec
+    from monitors.metrics import MonitorMetrics
+    from monitors.pipeline import INLINE_MAX_CHARS, MonitorPipeline
+    from monitors.registry import MonitorRegistry
+
+    class SlowInline(Monitor):
+        inline = True
+
+        def check(self, texts):
+            time_module.sleep(0.5)  # stands for a regex that backtracks on a huge prompt
+            return [Finding(score=0.0) for _ in texts]
+
+    registry = MonitorRegistry()
+    registry.register("slow", lambda spec: SlowInline())
+    prom = CollectorRegistry()
+    spec = MonitorSpec(name="slow", timeout_ms=50, on_error="closed")
+    pipeline = MonitorPipeline([spec], metrics=MonitorMetrics(prom), registry=registry)
+    await pipeline.start()
+    try:
+        result = await pipeline.check("input", ["x" * (INLINE_MAX_CHARS + 1)], request_id="r")
+    finally:
+        await pipeline.close()
+    assert result.blocked_by is not None and result.blocked_by.error == "timeout"
