@@ -62,12 +62,15 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
                                     clock=clock)
             yield
         finally:
-            await pool.close()
-            await pipeline.close()
-            if settings.audit.enabled:
-                await audit.close()
-            if client is None:
-                await http.aclose()
+            try:
+                await pool.close()
+                await pipeline.close()  # waits for shadow checks, whose verdicts are audited
+            finally:
+                # Whatever failed above, queued audit events are still written.
+                if settings.audit.enabled:
+                    await audit.close()
+                if client is None:
+                    await http.aclose()
 
     app = FastAPI(title="taxgate", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
