@@ -11,7 +11,6 @@ class RequestContext:
     route: str
     started: float
     model: str = "unknown"
-    stream: bool = False
     status: int = 200
     flags: list[str] = field(default_factory=list)
     # Seconds spent per gateway phase (parse, input_monitors, output_monitors, holdback).

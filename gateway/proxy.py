@@ -28,7 +28,7 @@ from gateway.protocol import (
 from gateway.relay import StreamObserver, midstream_error, relay_raw
 from gateway.settings import Settings
 from gateway.upstream import UpstreamCall, UpstreamPool
-from monitors.pipeline import MonitorOverloaded, MonitorPipeline
+from monitors.pipeline import MonitorOverloaded, MonitorPipeline, apply_result
 from monitors.redact import apply_redactions
 
 log = logging.getLogger("taxgate.proxy")
@@ -95,7 +95,7 @@ class Proxy:
         raw = await self._read_body(request)
         parse_started = self._clock()
         parsed = parse_request(ctx.route, raw)
-        ctx.model, ctx.stream = parsed.model, parsed.stream
+        ctx.model = parsed.model
         known = self._pool.knows_model(parsed.model)
         if known is False:
             ctx.model = "unknown"
@@ -189,10 +189,8 @@ class Proxy:
             raise ContentBlocked(f"the request was blocked by the {result.blocked_by.monitor_id}"
                                  " safety monitor", param="messages" if ctx.route == "chat"
                                  else "prompt")
-        if any(result.redactions):
-            redacted = [apply_redactions(text, spans) if spans else text
-                        for text, spans in zip(texts, result.redactions, strict=True)]
-            return replace_input_texts(parsed, redacted)
+        if result.redacted:
+            return replace_input_texts(parsed, apply_result(result, texts))
         return raw
 
     # -- non-streamed -------------------------------------------------------------------
