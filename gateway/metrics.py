@@ -81,10 +81,24 @@ class GatewayMetrics:
             "Delay a hold-back window added to released text (first chunk held -> released).",
             buckets=LATENCY_BUCKETS_WIDE, registry=registry,
         )
-        self.stream_held_tokens = Histogram(
-            "taxgate_stream_held_tokens", "Content chunks held back per release.",
+        self.stream_held_chars = Histogram(
+            "taxgate_stream_held_chars",
+            "Characters a hold-back release let out (how much text had waited for it).",
             buckets=TOKEN_BUCKETS, registry=registry,
         )
+        self.stream_checks = Histogram(
+            "taxgate_stream_checks",
+            "Output-monitor checks per monitored stream (falls per token under load).",
+            buckets=TOKEN_BUCKETS, registry=registry,
+        )
+        self.stream_hold_cap = Counter(
+            "taxgate_stream_hold_cap_total",
+            "Fields whose held text reached streaming.max_hold_chars, by what was done "
+            "(at_max_hold: release or block).",
+            ["outcome"], registry=registry,
+        )
+        for outcome in ("release", "block"):
+            self.stream_hold_cap.labels(outcome)  # exported as 0 until it happens
         self.stream_leaked_tokens = Counter(
             "taxgate_stream_leaked_tokens_total",
             "stream_first: content chunks sent to the client from a window later blocked.",

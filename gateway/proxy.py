@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,11 +22,15 @@ from gateway.errors import (
 )
 from gateway.metrics import GatewayMetrics
 from gateway.monitored_relay import MonitoredRelay
-from gateway.protocol import (
-    ParsedRequest, Route, choice_text, input_texts, parse_request, replace_input_texts,
-    set_choice_text,
+from gateway.answer import (
+    ProtocolViolation, choice_fields, choices_of, clear_choice, redact_logprobs, set_field,
+    usage_counts,
 )
-from gateway.relay import StreamObserver, midstream_error, relay_raw
+from gateway.protocol import (
+    ParsedRequest, Route, input_texts, parse_request, replace_input_texts,
+)
+from gateway.recorder import StreamRecorder
+from gateway.relay import midstream_error, relay_raw
 from gateway.settings import Settings
 from gateway.upstream import UpstreamCall, UpstreamPool
 from monitors.pipeline import MonitorOverloaded, MonitorPipeline, apply_result
@@ -35,6 +40,16 @@ log = logging.getLogger("taxgate.proxy")
 
 PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
 FLAGS_HEADER = "x-taxgate-flags"
+# A client's x-request-id is forwarded upstream and written to logs: printable ASCII
+# only, bounded; anything else is replaced by a fresh id.
+_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
+
+
+def request_id_of(request: Request) -> str:
+    given = request.headers.get("x-request-id")
+    if given and _REQUEST_ID.fullmatch(given):
+        return given
+    return uuid.uuid4().hex
 
 
 async def _client_gone(request: Request) -> None:
@@ -59,8 +74,8 @@ class Proxy:
         self._in_flight = 0
 
     async def handle(self, request: Request, route: Route) -> Response:
-        ctx = RequestContext(request_id=request.headers.get("x-request-id") or uuid.uuid4().hex,
-                             route=route, started=self._clock())
+        ctx = RequestContext(request_id=request_id_of(request), route=route,
+                             started=self._clock())
         self._metrics.in_flight.inc()
         self._in_flight += 1
         try:
@@ -120,14 +135,24 @@ class Proxy:
         call = await self._pool.open(PATHS[ctx.route], raw, headers, model=parsed.model,
                                      stream=parsed.stream)
         ctx.upstream_sent = call.sent_at
-        if call.response.status_code == 200:
+        status = call.response.status_code
+        content_type = call.response.headers.get("content-type", "")
+        if status == 200 and (not parsed.stream or content_type.startswith("text/event-stream")):
             return call
         try:
             body = await call.response.aread()
+        except httpx.HTTPError as exc:
+            self._metrics.upstream_errors.labels(call.replica.url, "midstream").inc()
+            raise midstream_error(exc, call.replica.url, self._settings.timeouts.idle_s) from exc
         finally:
             await call.aclose()
-        raise UpstreamStatus(call.response.status_code, body,
-                             call.response.headers.get("content-type", "application/json"))
+        if status == 200:
+            # A streamed request answered with a whole body (HTML, JSON): not the
+            # protocol, and nothing was sent to the client yet, so a plain 502.
+            self._metrics.upstream_errors.labels(call.replica.url, "protocol").inc()
+            raise UpstreamError(f"upstream {call.replica.url} answered a streamed request with "
+                                f"{content_type or 'no content type'}, not an event stream")
+        raise UpstreamStatus(status, body, content_type or "application/json")
 
     async def _unless_client_leaves(self, request: Request, ctx: RequestContext,
                                     work: Awaitable[Response]) -> Response:
@@ -208,15 +233,18 @@ class Proxy:
         ctx.upstream_first = ctx.upstream_last = self._clock()
         try:
             payload = orjson.loads(body)
-            choices = payload["choices"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
+            choices = choices_of(payload, streamed=False)
+            counts = usage_counts(payload.get("usage"))
+            fields = [(choice, field) for choice in choices
+                      for field in choice_fields(ctx.route, choice, streamed=False)] \
+                if self._check_output else []
+        except (orjson.JSONDecodeError, ProtocolViolation) as exc:
             self._metrics.upstream_errors.labels(call.replica.url, "protocol").inc()
             raise UpstreamError(f"upstream {call.replica.url} answered a body that is not a "
-                                "completion") from None
-        usage = payload.get("usage") or {}
-        ctx.prompt_tokens = usage.get("prompt_tokens") or 0
-        ctx.completion_tokens = usage.get("completion_tokens") or 0
-        if self._check_output and await self._output_monitors(payload, choices, ctx):
+                                f"completion ({exc})") from None
+        if counts is not None:
+            ctx.prompt_tokens, ctx.completion_tokens = counts
+        if fields and await self._output_monitors(choices, fields, ctx):
             body = orjson.dumps(payload)
         await self._flush_audit()
         ctx.first_sent = ctx.last_sent = self._clock()
@@ -226,40 +254,45 @@ class Proxy:
             headers[FLAGS_HEADER] = ",".join(ctx.flags)
         return Response(body, media_type="application/json", headers=headers)
 
-    async def _output_monitors(self, payload: dict, choices: list, ctx: RequestContext) -> bool:
-        """Check every choice's text; True when the payload was changed."""
-        texts = [choice_text(ctx.route, choice, streamed=False) or "" for choice in choices]
+    async def _output_monitors(self, choices: list[dict], fields: list, ctx: RequestContext
+                               ) -> bool:
+        """Check every text of every choice (content, reasoning, tool calls, logprobs);
+        True when the payload was changed."""
         started = self._clock()
-        result = await self._pipeline.check("output", texts, request_id=ctx.request_id)
+        result = await self._pipeline.check("output", [field.text for _, field in fields],
+                                            request_id=ctx.request_id,
+                                            kinds=[field.kind for _, field in fields])
         ctx.add_phase("output_monitors", self._clock() - started)
         self._note_flags(result, ctx)
         if result.blocked_by is not None:
             for choice in choices:
-                set_choice_text(ctx.route, choice, self._settings.refusal_message,
-                                streamed=False)
-                choice["finish_reason"] = "content_filter"
+                clear_choice(ctx.route, choice, self._settings.refusal_message, streamed=False)
             return True
         changed = False
-        for choice, text, spans in zip(choices, texts, result.redactions, strict=False):
-            if spans:
-                set_choice_text(ctx.route, choice, apply_redactions(text, spans),
-                                streamed=False)
-                changed = True
+        for (choice, field), spans in zip(fields, result.redactions, strict=True):
+            if not spans:
+                continue
+            changed = True
+            if field.key == "logprobs":
+                redact_logprobs(ctx.route, choice, spans)
+            else:
+                set_field(ctx.route, choice, field.key, apply_redactions(field.text, spans),
+                          streamed=False)
         return changed
 
     # -- streamed -----------------------------------------------------------------------
     def _stream(self, call: UpstreamCall, ctx: RequestContext) -> StreamingResponse:
         labels = (ctx.route, ctx.model)
         errors = self._metrics.upstream_errors
-        obs = StreamObserver(ctx, self._metrics.itl.labels(*labels),
+        rec = StreamRecorder(ctx, self._metrics.itl.labels(*labels),
                              lambda kind: errors.labels(call.replica.url, kind).inc(), self._clock)
         idle_s = self._settings.timeouts.idle_s
         if self._check_output:
             body: AsyncIterator[bytes] = MonitoredRelay(
-                call, obs, pipeline=self._pipeline, streaming=self._settings.streaming,
+                call, rec, pipeline=self._pipeline, streaming=self._settings.streaming,
                 metrics=self._metrics, idle_s=idle_s).__aiter__()
         else:
-            body = relay_raw(call, obs, idle_s)
+            body = relay_raw(call, rec, idle_s)
         headers = {"x-request-id": ctx.request_id, "cache-control": "no-cache"}
         if ctx.flags:
             headers[FLAGS_HEADER] = ",".join(ctx.flags)
@@ -301,15 +334,18 @@ class Proxy:
 
     def _finish(self, ctx: RequestContext) -> None:
         metrics = self._metrics
-        now = self._clock()
-        for phase, seconds in ctx.phases.items():
-            metrics.overhead.labels(phase).observe(seconds)
-        if ctx.status == 200:
-            self._observe_timings(ctx, now)
-        metrics.in_flight.dec()
-        self._in_flight -= 1
-        # Counted last, so whoever sees the request counted also sees the rest of it.
-        metrics.requests.labels(ctx.route, ctx.model, str(ctx.status)).inc()
+        try:
+            now = self._clock()
+            for phase, seconds in ctx.phases.items():
+                metrics.overhead.labels(phase).observe(seconds)
+            if ctx.status == 200:
+                self._observe_timings(ctx, now)
+        finally:
+            # Whatever the bookkeeping above met, the slot is freed and the request counted.
+            metrics.in_flight.dec()
+            self._in_flight -= 1
+            # Counted last, so whoever sees the request counted also sees the rest of it.
+            metrics.requests.labels(ctx.route, ctx.model, str(ctx.status)).inc()
 
     def _observe_timings(self, ctx: RequestContext, now: float) -> None:
         metrics = self._metrics

@@ -1,58 +1,51 @@
-"""Stream relays: upstream SSE bytes in, client SSE bytes out.
-
-``relay_raw`` is the hot path when no output monitor applies: upstream bytes go to
-the client untouched; only their arrival is timed. ``MonitoredRelay`` parses the
-events, passes their text through output-monitor windows and re-encodes only what
-it had to change.
+"""The raw stream relay: upstream SSE bytes to the client untouched, when no output
+monitor applies. It is the hot path, so it parses nothing it need not: it times each
+read, counts text-carrying events with one regex, parses only the ``usage`` event,
+and checks that the stream ended with ``[DONE]`` (a stream cut short ends with an SSE
+error event, never a silent 200). ``MonitoredRelay`` is the other relay.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+import re
+from collections.abc import AsyncIterator
 
 import httpx
 import orjson
 
-from gateway.context import RequestContext
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout, sse_error_event
+from gateway.recorder import StreamRecorder
 from gateway.upstream import UpstreamCall
 
 log = logging.getLogger("taxgate.relay")
 
-
-class StreamObserver:
-    """Per-request metric children, resolved once so the per-chunk path is one call."""
-
-    __slots__ = ("itl", "upstream_errors", "ctx", "clock")
-
-    def __init__(self, ctx: RequestContext, itl, upstream_errors: Callable[[str], None],
-                 clock: Callable[[], float]) -> None:
-        self.ctx = ctx
-        self.itl = itl
-        self.upstream_errors = upstream_errors
-        self.clock = clock
+# A field that carries text a client reads, non-empty; any JSON spacing.
+_TEXT_FIELD = re.compile(
+    rb'"(?:content|text|reasoning_content|reasoning|arguments|refusal)"\s*:\s*"(?!")')
+_USAGE = re.compile(rb'"usage"\s*:\s*(?!null)')
+_DONE = b"data: [DONE]"
 
 
-def count_text_chunks(route: str, data: bytes) -> int:
-    """Content-carrying events in raw SSE bytes, without parsing JSON."""
-    key = b'"content":"' if route == "chat" else b'"text":"'
-    empty = b'"content":""' if route == "chat" else b'"text":""'
-    return data.count(key) - data.count(empty)
+def _event_break(tail: bytes) -> bytes:
+    """A blank line, unless the bytes forwarded last already ended an event."""
+    return b"" if tail.endswith(b"\n\n") else b"\n\n"
 
 
-def usage_from(data: bytes) -> dict | None:
+def count_text_events(data: bytes) -> int:
+    """Text-carrying fields in raw SSE bytes, without parsing JSON."""
+    return len(_TEXT_FIELD.findall(data))
+
+
+def usage_from(data: bytes) -> object | None:
     """The ``usage`` object of the last event in ``data`` that carries one."""
-    index = data.rfind(b"data: {")
-    while index >= 0:
-        end = data.find(b"\n", index)
-        line = data[index + 6: end if end >= 0 else len(data)]
-        if b'"usage":{' in line:
+    for line in reversed(data.split(b"\n")):
+        if line.startswith(b"data:") and _USAGE.search(line):
             try:
-                return orjson.loads(line).get("usage")
+                event = orjson.loads(line[5:])
             except orjson.JSONDecodeError:
                 return None
-        index = data.rfind(b"data: {", 0, index)
+            return event.get("usage") if isinstance(event, dict) else None
     return None
 
 
@@ -62,38 +55,40 @@ def midstream_error(exc: Exception, url: str, idle_s: float) -> GatewayError:
     return UpstreamError(f"upstream {url} broke the stream: {type(exc).__name__}")
 
 
-async def relay_raw(call: UpstreamCall, obs: StreamObserver, idle_s: float) -> AsyncIterator[bytes]:
-    """Forward upstream bytes unchanged, timing each read (TTFT, ITL)."""
-    ctx = obs.ctx
-    clock = obs.clock
-    observe_itl = obs.itl.observe
-    route = ctx.route
-    last = 0.0
-    usage_chunk = b""
+def end_of_stream_error(rec: StreamRecorder, error: GatewayError, kind: str) -> bytes:
+    """Count, log and encode a fault that ends a stream already started."""
+    rec.upstream_error(kind)
+    rec.ctx.status = error.status
+    log.warning("request %s: %s", rec.ctx.request_id, error.message)
+    return sse_error_event(error)
+
+
+async def relay_raw(call: UpstreamCall, rec: StreamRecorder, idle_s: float
+                    ) -> AsyncIterator[bytes]:
+    done = False
+    tail = b""  # the end of the previous read: [DONE] may straddle two reads
+    usage_read = b""
     try:
         async for chunk in call.response.aiter_raw():
-            now = clock()
-            if ctx.upstream_first is None:
-                ctx.upstream_first = now
-            else:
-                observe_itl(now - last)
-            last = now
-            ctx.completion_tokens += count_text_chunks(route, chunk)
-            if b'"usage":{' in chunk:
-                usage_chunk = chunk  # the usage event and [DONE] may arrive in different reads
+            rec.read()
+            if not done:
+                done = _DONE in tail + chunk[:len(_DONE)] or _DONE in chunk
+                tail = chunk[-len(_DONE):]
+            if b'"usage"' in chunk:
+                usage_read = chunk  # the usage event and [DONE] may arrive in different reads
             yield chunk
-            if ctx.first_sent is None:
-                ctx.first_sent = clock()
-        ctx.upstream_last = ctx.last_sent = clock()
-        usage = usage_from(usage_chunk) if usage_chunk else None
-        if usage:
-            ctx.prompt_tokens = usage.get("prompt_tokens") or 0
-            ctx.completion_tokens = usage.get("completion_tokens") or ctx.completion_tokens
+            rec.sent(count_text_events(chunk))
+        rec.upstream_done()
+        if usage_read:
+            rec.usage(usage_from(usage_read))
+        if not done:
+            # A blank line first ends any partial event the upstream left, so the client's
+            # parser reads the error event as an event of its own.
+            yield _event_break(tail) + end_of_stream_error(rec, UpstreamError(
+                f"upstream {call.replica.url} ended the stream without [DONE]"), "protocol")
     except httpx.HTTPError as exc:
-        error = midstream_error(exc, call.replica.url, idle_s)
-        obs.upstream_errors("midstream")
-        ctx.status = error.status
-        log.warning("request %s: %s", ctx.request_id, error.message)
-        yield sse_error_event(error)
+        yield _event_break(tail) + end_of_stream_error(
+            rec, midstream_error(exc, call.replica.url, idle_s), "midstream")
     finally:
+        rec.close()
         await call.aclose()

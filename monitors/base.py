@@ -42,6 +42,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from monitors.holds import word_hold
+
 
 @dataclass(frozen=True, slots=True)
 class Span:
@@ -79,6 +81,19 @@ class Monitor(ABC):
     @abstractmethod
     def check(self, texts: Sequence[str]) -> list[Finding]:
         """Return one Finding per text, in order."""
+
+    def hold(self, text: str) -> int:
+        """Streaming: the index in ``text`` (the part of a streamed answer checked so far)
+        from which the rest must stay held, because more text could still change this
+        monitor's verdict on it; ``len(text)`` when nothing need be held.
+
+        The default, for classifiers, holds the trailing partial word: a word is judged
+        once it is complete, with the text before it as context. Pattern monitors hold
+        exactly a possible partial match (see ``monitors.holds.pattern_hold``). Holding
+        less than a monitor needs lets text out before it is judged; holding more only
+        adds latency. Per monitor, ``stream_hold: word | sentence | chars`` overrides it.
+        """
+        return word_hold(text)
 
     def close(self) -> None:  # noqa: B027 - optional hook, most monitors hold nothing
         """Release resources (models, HTTP clients). Called once at shutdown."""

@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Stage = Literal["input", "output"]
 Action = Literal["block", "redact", "annotate", "shadow"]
+# The texts of an answer a client reads (see gateway/answer.py); input texts are "content".
+FieldKind = Literal["content", "refusal", "reasoning", "tool_calls", "logprobs"]
 
 
 class BatchSpec(BaseModel):
@@ -39,6 +41,15 @@ class MonitorSpec(BaseModel):
     timeout_ms: float = Field(1000, gt=0)
     on_error: Literal["open", "closed"] = "closed"
     batch: BatchSpec = Field(default_factory=BatchSpec)
+    # Which texts of an answer this monitor reads (output stage); None = all of them.
+    # E.g. leave reasoning to a judge: ``fields: [content, tool_calls]``.
+    fields: list[FieldKind] | None = None
+    # Streaming: how much trailing text this monitor needs held before it can judge it.
+    # ``monitor``: the monitor's own rule (pattern monitors: a possible partial match;
+    # classifiers: the partial word); ``word``, ``sentence``, or ``chars`` (fixed blocks of
+    # ``stream_hold_chars``).
+    stream_hold: Literal["monitor", "word", "sentence", "chars"] = "monitor"
+    stream_hold_chars: int = Field(200, ge=1)
 
     @model_validator(mode="after")
     def _default_id(self) -> MonitorSpec:
@@ -55,26 +66,21 @@ class MonitorSpec(BaseModel):
 
 
 class StreamingSpec(BaseModel):
-    """How output monitors see a streamed completion.
+    """How output monitors see a streamed answer.
 
-    ``holdback``: text is released only after the window containing it passed the
-    output monitors; the last ``overlap_chars`` stay held so a string split across
-    windows is still seen whole. ``stream_first``: text is released at once and
-    checked behind; a hit cuts the stream.
+    ``holdback``: a character is released as soon as every enforcing output monitor has
+    checked a text containing it and none can still change its verdict on it (each
+    monitor's ``stream_hold``); a check covers the new text plus ``overlap_chars`` of
+    text before it, as context. ``stream_first``: text is released at once and checked
+    behind; a hit cuts the stream.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     mode: Literal["holdback", "stream_first"] = "holdback"
-    window_chars: int = Field(200, ge=1)
     overlap_chars: int = Field(50, ge=0)
-    # holdback: also check and release once the oldest held text has waited this long
-    # (the overlap stays held). Bounds the TTFT hold-back adds, at the price of more
-    # monitor calls. 0 = only full windows are checked.
-    max_hold_ms: float = Field(0, ge=0)
-
-    @model_validator(mode="after")
-    def _overlap_below_window(self) -> StreamingSpec:
-        if self.overlap_chars >= self.window_chars:
-            raise ValueError("streaming.overlap_chars must be smaller than streaming.window_chars")
-        return self
+    # The most text one field may hold; what happens there is ``at_max_hold`` (counted in
+    # taxgate_stream_hold_cap_total): ``release`` lets it out checked but undecided,
+    # ``block`` ends the stream.
+    max_hold_chars: int = Field(4096, ge=1)
+    at_max_hold: Literal["release", "block"] = "release"

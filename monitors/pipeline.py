@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from monitors.base import Finding, Monitor, MonitorLoadError, MonitorOverloaded, Span
 from monitors.batcher import MicroBatcher
 from monitors.config import MonitorSpec
+from monitors.holds import chars_hold, sentence_hold, word_hold
 from monitors.metrics import MonitorMetrics
 from monitors.redact import apply_redactions, excerpt
 from monitors.registry import MonitorRegistry
@@ -112,6 +113,13 @@ class _Outcome:
     decision: Decision
     spans: dict[int, list[Span]] = field(default_factory=dict)
     overloaded: MonitorOverloaded | None = None
+
+
+def _watched(spec: MonitorSpec, kinds: Sequence[str] | None, count: int) -> tuple[int, ...]:
+    """Indices of the texts this monitor looks at."""
+    if kinds is None or spec.fields is None:
+        return tuple(range(count))
+    return tuple(i for i, kind in enumerate(kinds) if kind in spec.fields)
 
 
 def is_hit(spec: MonitorSpec, finding: Finding) -> bool:
@@ -219,14 +227,53 @@ class MonitorPipeline:
         """Whether any monitor at ``stage`` can change the outcome (not shadow)."""
         return any(stage in spec.stages and spec.action != "shadow" for spec in self._specs)
 
+    def hold(self, stage: str, text: str, start: int, kind: str = "content") -> int:
+        """Streaming: where in ``text`` the part that must stay held begins — the earliest
+        any enforcing monitor that reads ``kind`` asks for — never before ``start`` (the
+        first character not released yet)."""
+        hold = len(text)
+        for entry in self._entries:
+            spec = entry.spec
+            if stage not in spec.stages or spec.action == "shadow":
+                continue
+            if spec.fields is not None and kind not in spec.fields:
+                continue
+            if spec.stream_hold == "monitor":
+                try:
+                    at = entry.monitor.hold(text)
+                except Exception as exc:  # holding everything is safe: said, counted, never silent
+                    logger.warning("monitor %r hold() failed: %s; holding the text", spec.id,
+                                   type(exc).__name__)
+                    self._metrics.errors.labels(monitor=spec.id, stage=stage, kind="error").inc()
+                    at = start
+            elif spec.stream_hold == "word":
+                at = word_hold(text)
+            elif spec.stream_hold == "sentence":
+                at = sentence_hold(text)
+            else:
+                at = chars_hold(text, start, spec.stream_hold_chars)
+            hold = min(hold, at)
+        return max(start, hold)
+
     @property
     def specs(self) -> list[MonitorSpec]:
         return list(self._specs)
 
     # -- checking ----------------------------------------------------------
 
-    async def check(self, stage: str, texts: Sequence[str], *, request_id: str) -> StageResult:
+    async def check(self, stage: str, texts: Sequence[str], *, request_id: str,
+                    kinds: Sequence[str] | None = None,
+                    whole: Sequence[str] | None = None) -> StageResult:
         """Run the stage's monitors on ``texts``.
+
+        ``kinds`` names the field each text comes from (``content``, ``reasoning``,
+        ``tool_calls``, ...): a monitor whose ``fields`` option leaves a kind out does
+        not see those texts. Without ``kinds`` every monitor sees every text.
+
+        ``whole`` (streaming) gives, per text, the longer text it is a prefix of: what
+        arrived so far, where ``texts`` stop where the monitors' holds begin. Monitors
+        that redact read ``whole`` (a span near the cut is then found as the whole
+        answer will have it, and held whole); the others judge ``texts``.
 
         Raises MonitorOverloaded when the first blocking verdict is a fail-closed
         monitor whose queue is full (the gateway answers 503 with Retry-After).
@@ -238,15 +285,21 @@ class MonitorPipeline:
         result = StageResult(None, [[] for _ in texts], [], [], 0.0)
         if not texts:
             return result
-        enforced: list[_Entry] = []
+        enforced: list[tuple[_Entry, tuple[int, ...]]] = []
         for entry in self._entries:
             if stage not in entry.spec.stages:
                 continue
+            watched = _watched(entry.spec, kinds, len(texts))
+            if not watched:
+                continue
             if entry.spec.action == "shadow":
-                self._spawn_shadow(entry, stage, texts, request_id)
+                self._spawn_shadow(entry, stage, texts, request_id, watched)
             else:
-                enforced.append(entry)
-        outcomes = await asyncio.gather(*(self._evaluate(e, stage, texts, request_id) for e in enforced))
+                enforced.append((entry, watched))
+        outcomes = await asyncio.gather(*(
+            self._evaluate(e, stage, tuple(whole) if whole is not None and e.spec.action == "redact"
+                           else texts, request_id, watched)
+            for e, watched in enforced))
         overloaded: MonitorOverloaded | None = None
         for outcome in outcomes:
             decision = outcome.decision
@@ -270,17 +323,31 @@ class MonitorPipeline:
         """``texts`` with the stage's redactions applied."""
         return apply_result(result, texts)
 
-    def _spawn_shadow(self, entry: _Entry, stage: str, texts: tuple[str, ...], request_id: str) -> None:
-        task = asyncio.create_task(self._shadow(entry, stage, texts, request_id), name=f"shadow-{entry.spec.id}")
+    def _spawn_shadow(self, entry: _Entry, stage: str, texts: tuple[str, ...], request_id: str,
+                      watched: tuple[int, ...]) -> None:
+        task = asyncio.create_task(self._shadow(entry, stage, texts, request_id, watched),
+                                   name=f"shadow-{entry.spec.id}")
         # Keep a reference: the loop holds tasks weakly, and close() waits for these.
         self._shadow_tasks.add(task)
         task.add_done_callback(self._shadow_tasks.discard)
 
-    async def _shadow(self, entry: _Entry, stage: str, texts: tuple[str, ...], request_id: str) -> None:
-        outcome = await self._evaluate(entry, stage, texts, request_id)
+    async def _shadow(self, entry: _Entry, stage: str, texts: tuple[str, ...], request_id: str,
+                      watched: tuple[int, ...]) -> None:
+        outcome = await self._evaluate(entry, stage, texts, request_id, watched)
         self._record(outcome.decision, request_id)
 
-    async def _evaluate(self, entry: _Entry, stage: str, texts: tuple[str, ...], request_id: str) -> _Outcome:
+    async def _evaluate(self, entry: _Entry, stage: str, all_texts: tuple[str, ...], request_id: str,
+                        watched: tuple[int, ...]) -> _Outcome:
+        outcome = await self._evaluate_texts(entry, stage, tuple(all_texts[i] for i in watched), request_id)
+        if len(watched) == len(all_texts):
+            return outcome
+        # Back to the caller's numbering of the texts.
+        outcome.spans = {watched[i]: spans for i, spans in outcome.spans.items()}
+        if outcome.decision.text_index is not None:
+            outcome.decision.text_index = watched[outcome.decision.text_index]
+        return outcome
+
+    async def _evaluate_texts(self, entry: _Entry, stage: str, texts: tuple[str, ...], request_id: str) -> _Outcome:
         spec = entry.spec
         started = self._clock()
         error: str | None = None

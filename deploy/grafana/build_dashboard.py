@@ -223,18 +223,22 @@ def monitors() -> list[dict]:
 
 def streaming() -> list[dict]:
     return [
-        timeseries("Hold-back delay", "Delay a hold-back window added to released text "
-                   "(first chunk held -> released).", "s",
-                   quantile_targets("taxgate_stream_holdback_seconds", "", "delay"), width=8),
-        timeseries("Chunks held per release", "Content chunks released together after a "
-                   "window passed.", "short",
-                   quantile_targets("taxgate_stream_held_tokens", "", "held"), width=8),
+        timeseries("Hold-back delay", "Delay hold-back added to released text (text "
+                   "arrived -> released).", "s",
+                   quantile_targets("taxgate_stream_holdback_seconds", "", "delay"), width=6),
+        timeseries("Characters per release", "Characters a hold-back release let out: "
+                   "small at low load, larger as checks wait for the monitors.", "short",
+                   quantile_targets("taxgate_stream_held_chars", "", "chars"), width=6),
+        timeseries("Checks per stream", "Output-monitor checks per monitored stream.",
+                   "short", quantile_targets("taxgate_stream_checks", "", "checks"), width=6),
         timeseries("Streams cut and tokens leaked", "Streams cut by an output monitor, by "
                    "mode; chunks sent before a stream_first block (the cost of not holding "
-                   "back).", "ops", [
+                   "back); fields that reached streaming.max_hold_chars.", "ops", [
                        target(rate("taxgate_stream_blocks_total", by="mode"), "cut {{mode}}"),
                        target(rate("taxgate_stream_leaked_tokens_total"), "leaked chunks"),
-                   ], width=8),
+                       target(rate("taxgate_stream_hold_cap_total", by="outcome"),
+                              "hold cap {{outcome}}"),
+                   ], width=6),
     ]
 
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from monitors.base import Finding, Monitor, MonitorLoadError, Span
 from monitors.config import MonitorSpec
+from monitors.holds import compile_partial, pattern_hold
 from monitors.registry import parse_options
 
 LABEL = "BLOCKLIST"
@@ -60,6 +61,7 @@ def keyword_regex(keywords: Sequence[str]) -> re.Pattern[str] | None:
 class BlocklistMonitor(Monitor):
     def __init__(self, regexes: Sequence[re.Pattern[str]], *, inline: bool = False) -> None:
         self._regexes = list(regexes)
+        self._partial = [compile_partial(r.pattern, r.flags) for r in self._regexes]
         # Keywords alone compile to escaped alternations, safe on the event loop; a
         # user's own regex could backtrack badly, so it runs in the worker thread.
         self.inline = inline
@@ -69,6 +71,10 @@ class BlocklistMonitor(Monitor):
         for regex in self._regexes:
             spans.extend(Span(m.start(), m.end(), LABEL) for m in regex.finditer(text) if m.end() > m.start())
         return sorted(spans, key=lambda s: s.start)
+
+    def hold(self, text: str) -> int:
+        """Streaming: hold exactly a possible partial match at the end of the text."""
+        return pattern_hold(self._partial, text)
 
     def check(self, texts: Sequence[str]) -> list[Finding]:
         findings = []

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from monitors.base import Finding, Monitor, Span
 from monitors.config import MonitorSpec
+from monitors.holds import compile_partial, pattern_hold
 from monitors.registry import parse_options
 
 Kind = Literal["API_KEY", "IBAN", "CREDIT_CARD", "US_SSN", "EMAIL", "IPV4", "PHONE"]
@@ -131,6 +132,11 @@ class PiiDetector:
             for kind in KINDS if kind in wanted
             for rule in RULES if rule.kind == kind
         ]
+        self._partial = [compile_partial(rule.pattern, rule.flags) for rule, _ in self._rules]
+
+    def hold(self, text: str) -> int:
+        """Where a candidate that more text could complete or extend starts (streaming)."""
+        return pattern_hold(self._partial, text)
 
     def find(self, text: str) -> list[Span]:
         accepted: list[Span] = []
@@ -152,6 +158,9 @@ class PiiMonitor(Monitor):
 
     def __init__(self, detector: PiiDetector) -> None:
         self._detector = detector
+
+    def hold(self, text: str) -> int:
+        return self._detector.hold(text)
 
     def check(self, texts: Sequence[str]) -> list[Finding]:
         findings = []

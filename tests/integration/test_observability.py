@@ -210,10 +210,8 @@ def test_every_dashboard_and_rule_expression_returns_data(start_gateway, sim, tm
     dead_upstream = f"http://127.0.0.1:{free_port()}"  # first in line: connect errors
     common = {"upstreams": [dead_upstream, sim.base_url], "monitors": MONITORS,
               "ready_path": "/ready"}
-    holdback = start_gateway(**common, streaming={"mode": "holdback", "window_chars": 64,
-                                                  "overlap_chars": 16})
+    holdback = start_gateway(**common, streaming={"mode": "holdback", "overlap_chars": 16})
     stream_first = start_gateway(**common, streaming={"mode": "stream_first",
-                                                      "window_chars": 64,
                                                       "overlap_chars": 16})
     gateways = [holdback, stream_first]
     prometheus = start_prometheus(tmp_path, {

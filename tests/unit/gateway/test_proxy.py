@@ -132,7 +132,7 @@ async def test_word_in_the_finishing_chunk_is_still_blocked(tmp_path, mode):
 
     monitors = [{"name": "blocklist", "stages": ["output"], "keywords": ["forbidden"]}]
     async with gateway(serving(chat), tmp_path, monitors=monitors,
-                       streaming={"mode": mode, "window_chars": 8, "overlap_chars": 2}) as client:
+                       streaming={"mode": mode, "overlap_chars": 2}) as client:
         response = await client.post("/v1/chat/completions", json={
             "model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
     chunks = [orjson.loads(line[6:]) for line in response.text.splitlines()

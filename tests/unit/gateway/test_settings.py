@@ -31,7 +31,7 @@ def test_upstream_urls_normalised():
     ("upstreams: [http://a]\ntimeouts: {conect_s: 1}\n", "timeouts.conect_s"),
     ("upstreams: [ftp://a]\n", "upstreams"),
     ("upstreams: [http://a]\nmonitors: [{name: pii, action: nuke}]\n", "monitors.0.action"),
-    ("upstreams: [http://a]\nstreaming: {window_chars: 10, overlap_chars: 20}\n", "streaming"),
+    ("upstreams: [http://a]\nstreaming: {window_chars: 10}\n", "streaming"),
     ("upstreams: [http://a]\nmonitors: [{name: pii}, {name: pii}]\n", "monitors"),
     ("port: 1\n", "upstreams"),
 ])

@@ -1,0 +1,260 @@
+"""The streaming policies with a fake check: no HTTP, no pipeline.
+
+The guarantees of hold-back, for any split of a text into chunks and any grouping of
+the chunks into upstream reads (the arrival timing):
+(a) no character of a pii/blocklist match reaches the client unmasked;
+(b) the client's text equals redacting the whole completion at once;
+(c) a stream a classifier blocks never sends the word that tipped the verdict, and the
+    text before it does arrive.
+"""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.stream_policy import HoldBack, Item, StreamFirst
+from monitors.base import Span
+from monitors.builtin.blocklist import BlocklistMonitor, keyword_regex
+from monitors.builtin.pii import PiiDetector
+from monitors.holds import word_hold
+from monitors.pipeline import Decision, StageResult
+from monitors.redact import apply_redactions, merge_spans
+
+PII = PiiDetector()
+BLOCKLIST = BlocklistMonitor([keyword_regex(["project zeus", "forbidden"])])
+
+
+def _decision(text_index: int) -> Decision:
+    return Decision("fake", "fake", "output", "block", True, 1.0, {}, None, False, text_index,
+                    "", 0.0)
+
+
+def redacting(find):
+    """A check that redacts what ``find`` finds, and counts its calls."""
+    calls = []
+
+    async def check(texts, kinds, whole):
+        calls.append(list(texts))
+        return StageResult(None, [find(text) for text in whole or texts], [], [], 0.0)
+
+    check.calls = calls
+    return check
+
+
+def blocking(flagged):
+    async def check(texts, kinds, whole):
+        for index, text in enumerate(texts):
+            if flagged(text):
+                return StageResult(_decision(index), [[] for _ in texts], [], [], 0.0)
+        return StageResult(None, [[] for _ in texts], [], [], 0.0)
+    return check
+
+
+def chunk(text: str, finish: str | None) -> dict:
+    return {"id": "c", "object": "chat.completion.chunk", "model": "m",
+            "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]}
+
+
+def items_of(pieces: list[str]) -> list[Item]:
+    items = []
+    for position, piece in enumerate(pieces):
+        finish = "stop" if position == len(pieces) - 1 else None
+        data = chunk(piece, finish)
+        items.append(Item(0, data, b"data: " + orjson.dumps(data) + b"\n\n",
+                          [("content", piece)] if piece else [], finish is not None, 0.0))
+    return items
+
+
+def sent_text(outs) -> str:
+    text = []
+    for out in outs:
+        data = out.chunk if out.chunk is not None else orjson.loads(out.item.raw[6:])
+        text.append(data["choices"][0]["delta"].get("content") or "")
+    return "".join(text)
+
+
+async def run(policy, pieces: list[str], reads: list[int]):
+    """Feed ``pieces`` grouped into reads of the given sizes; the sent items and the stop."""
+    items = items_of(pieces)
+    outs, position = [], 0
+    for size in reads + [len(items)]:
+        group, position = items[position:position + size], position + size
+        if not group:
+            continue
+        step = await policy.feed(group)
+        outs += step.out
+        if step.stop is not None:
+            return outs, step.stop
+    step = await policy.drain()
+    return outs + step.out, step.stop
+
+
+def holdback(check, hold, overlap=50):
+    return HoldBack("chat", check, lambda text, start, kind: max(start, hold(text)),
+                    overlap=overlap, max_hold_chars=4096, at_max_hold="release",
+                    clock=lambda: 0.0)
+
+
+fragments = st.sampled_from([
+    "hello ", "world", " ", ", ", "call me at ", "555-867-5309", "+44 20 7946 0958",
+    "bob@example.com", "4111 1111 1111 1111", "sk-abcdefghijklmnopqrstuvwx", "12", ".",
+    "project zeus", "project", " zeus", "forbidden", "\n", "192.168.0.1", "x",
+])
+
+
+@st.composite
+def split_text(draw):
+    text = "".join(draw(st.lists(fragments, min_size=1, max_size=14)))
+    cuts = sorted(set(draw(st.lists(st.integers(0, len(text)), max_size=12))))
+    bounds = [0, *cuts, len(text)]
+    pieces = [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    reads = draw(st.lists(st.integers(1, 4), max_size=len(pieces)))
+    return text, pieces, reads
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(split_text())
+async def test_redaction_streamed_equals_redacting_the_whole(case):
+    text, pieces, reads = case
+    check = redacting(PII.find)
+    outs, stop = await run(holdback(check, PII.hold), pieces, reads)
+    assert stop is None
+    client = sent_text(outs)
+    spans = PII.find(text)
+    assert client == apply_redactions(text, spans)  # (b), and so (a):
+    assert client.count("[REDACTED:") == len(merge_spans(spans, len(text)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(split_text())
+async def test_blocklist_match_never_leaves(case):
+    text, pieces, reads = case
+    outs, stop = await run(holdback(blocking(lambda t: bool(BLOCKLIST.find(t))),
+                                    BLOCKLIST.hold), pieces, reads)
+    client = sent_text(outs)
+    matches = BLOCKLIST.find(text)
+    if not matches:
+        assert stop is None and client == text
+        return
+    assert stop is not None
+    first = matches[0]
+    assert text.startswith(client)
+    assert len(client) <= first.start  # not one character of the match left
+
+
+BAD = re.compile(r"\bzeus\b")
+
+
+@settings(max_examples=200, deadline=None)
+@given(split_text())
+async def test_classifier_block_sends_the_text_before_the_word_only(case):
+    text, pieces, reads = case
+    outs, stop = await run(holdback(blocking(lambda t: bool(BAD.search(t))), word_hold),
+                           pieces, reads)
+    client = sent_text(outs)
+    match = BAD.search(text)
+    if match is None:
+        assert stop is None and client == text
+        return
+    assert stop is not None
+    assert text.startswith(client) and len(client) <= match.start()  # (c): the word never left
+    before = text[:match.start()]
+    # (c): every complete word before it arrived (the one in front of it, if glued to
+    # other text by no space, is the classifier's to judge with it).
+    boundary = max(before.rfind(" "), before.rfind("\n")) + 1
+    assert len(client) >= len(before[:boundary].rstrip(" \n")) or \
+        before[:boundary].strip() == ""
+
+
+async def test_pii_leaves_as_soon_as_it_cannot_grow():
+    check = redacting(PII.find)
+    policy = holdback(check, PII.hold)
+    items = items_of(["Hello", " world, ", "call me at 555-86", "7-5309", " ok"])
+    sent = []
+    for item in items:
+        step = await policy.feed([item])
+        sent.append(sent_text(step.out))
+    sent.append(sent_text((await policy.drain()).out))
+    # "Hello" waits for its word to end; the partial phone number waits for its end.
+    assert sent == ["", "Hello world, ", "call me at ", "",
+                    "[REDACTED:PHONE] ok", ""]
+    # At most one check per read; none while only a partial word waits.
+    assert len(check.calls) == 3
+
+
+async def test_untouched_items_go_out_as_the_upstreams_bytes():
+    policy = holdback(redacting(PII.find), PII.hold)
+    items = items_of(["one ", "two ", "three"])
+    step = await policy.feed(items)
+    assert [out.chunk for out in step.out] == [None, None, None]  # raw bytes, all of them
+
+
+async def test_a_split_item_is_sent_in_parts_and_its_finish_reason_only_once():
+    policy = holdback(redacting(PII.find), PII.hold)
+    items = items_of(["mail bob@exa", "mple.com now", " done"])
+    outs = []
+    for item in items:
+        outs += (await policy.feed([item])).out
+    finishes = [(o.chunk or orjson.loads(o.item.raw[6:]))["choices"][0]["finish_reason"]
+                for o in outs]
+    assert sent_text(outs) == "mail [REDACTED:EMAIL] now done"
+    assert finishes.count("stop") == 1 and finishes[-1] == "stop"
+
+
+async def test_hold_cap_releases_and_counts():
+    policy = HoldBack("chat", redacting(lambda t: []), lambda text, start, kind: start,
+                      overlap=10, max_hold_chars=8, at_max_hold="release", clock=lambda: 0.0)
+    step = await policy.feed(items_of(["abcdefghijkl", "m"])[:1])
+    assert sent_text(step.out) == "abcdefghijkl"
+    assert policy.stats.hold_cap_released == 1
+
+
+async def test_hold_cap_block_stops_the_stream():
+    policy = HoldBack("chat", redacting(lambda t: []), lambda text, start, kind: start,
+                      overlap=10, max_hold_chars=8, at_max_hold="block", clock=lambda: 0.0)
+    step = await policy.feed(items_of(["abcdefghijkl", "m"])[:1])
+    assert step.stop is not None and step.stop.reason == "hold_cap" and not step.out
+
+
+async def test_overloaded_check_stops_holdback():
+    async def overloaded(texts, kinds, whole):
+        return None
+
+    policy = holdback(overloaded, PII.hold)
+    step = await policy.feed(items_of(["hi ", "there"]))
+    assert step.stop is not None and step.stop.reason == "overloaded"
+
+
+async def test_stream_first_sends_at_once_and_counts_what_leaked():
+    policy = StreamFirst("chat", blocking(lambda t: "forbidden" in t), lambda t, s, k: len(t),
+                         overlap=10)
+    items = items_of(["a ", "b ", "forbidden ", "c ", "d"])
+    outs = []
+    for item in items[:3]:
+        step = await policy.feed([item])
+        outs += step.out
+    assert sent_text(outs) == "a b forbidden "  # nothing held
+    step = await policy.feed(items[3:])
+    assert step.stop is not None and step.stop.leaked >= 1
+    await policy.close()
+
+
+async def test_stream_first_checks_the_last_token_before_the_finish():
+    policy = StreamFirst("chat", blocking(lambda t: "forbidden" in t), lambda t, s, k: len(t),
+                         overlap=10)
+    step = await policy.feed(items_of(["all ", "fine ", "forbidden"]))
+    assert step.stop is not None
+    assert "forbidden" not in sent_text(step.out)
+
+
+def test_spans_helper_is_relative():
+    from gateway.textstream import FieldText
+    stream = FieldText(4)
+    stream.add("my mail bob@example.com")
+    stream.accept(0, 23, [Span(8, 23, "EMAIL")])
+    assert stream.piece(0, 23) == "my mail [REDACTED:EMAIL]"
+    assert stream.spans_within(8, 23) == [Span(0, 15, "EMAIL")]
