@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitors.base import Span
-from monitors.redact import marker, merge_spans
+from monitors.redact import marker
 
 # What a monitor's ``fields`` option may name.
 FIELD_KINDS = ("content", "refusal", "reasoning", "tool_calls", "logprobs")
@@ -203,22 +203,22 @@ def logprob_tokens(route: str, choice: dict) -> list[str]:
 
 
 def redact_logprobs(route: str, choice: dict, spans: list[Span]) -> None:
-    """Mask the tokens a span covers (``spans`` index the joined tokens): the first
-    covered token becomes the marker, the others empty; their alternatives and bytes go."""
+    """Mask the tokens a span covers (``spans`` index the joined tokens; in a stream a
+    span may begin before this chunk's first token, at a negative offset): the token
+    where a span begins becomes its marker, the others empty; their alternatives go."""
     entries = _logprob_entries(route, choice)
     if not entries or not spans:
         return
     tokens = logprob_tokens(route, choice)
-    merged = merge_spans(spans, sum(len(token) for token in tokens))
     position = 0
     for at, token in enumerate(tokens):
         start, end = position, position + len(token)
         position = end
-        hit = next((s for s in merged if s.start < end and start < s.end), None)
+        hit = next((s for s in spans if s.start < end and start < s.end
+                    or s.start == start and not token), None)
         if hit is None:
             continue
-        text = marker(hit.label) if start <= hit.start < end or at == 0 else ""
-        _mask_entry(route, choice, at, text)
+        _mask_entry(route, choice, at, marker(hit.label) if start <= hit.start < end else "")
 
 
 def _mask_entry(route: str, choice: dict, at: int, text: str) -> None:

@@ -109,8 +109,9 @@ class FieldText:
         return "".join(out)
 
     def spans_within(self, start: int, stop: int) -> list[Span]:
-        """The spans to mask in ``[start, stop)``, relative to ``start``."""
-        return [Span(max(start, span.start) - start, min(stop, span.end) - start, span.label)
+        """The spans that mask part of ``[start, stop)``, relative to ``start`` (one that
+        began earlier has a negative start)."""
+        return [Span(span.start - start, span.end - start, span.label)
                 for span in self._spans if span.start < stop and start < span.end]
 
     def touches_span(self, start: int, stop: int) -> bool:

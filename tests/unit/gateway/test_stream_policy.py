@@ -258,3 +258,4 @@ def test_spans_helper_is_relative():
     stream.accept(0, 23, [Span(8, 23, "EMAIL")])
     assert stream.piece(0, 23) == "my mail [REDACTED:EMAIL]"
     assert stream.spans_within(8, 23) == [Span(0, 15, "EMAIL")]
+    assert stream.spans_within(10, 23) == [Span(-2, 13, "EMAIL")]
