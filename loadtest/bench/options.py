@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loadtest.datasets import DatasetSpec
+
 # Shared by both profiles unless a flag says otherwise.
 DEFAULT_SIM_PROFILE = "llama-8b-h100"
 
@@ -47,7 +49,7 @@ class BenchOptions:
     model: str | None = None
     matrix: Path | None = None
     sets: tuple[str, ...] | None = None
-    dataset: Path | None = None
+    datasets: tuple[DatasetSpec, ...] = ()  # the first one also gives the load prompts
     load_labels: str = "benign"
     seed: int = 0
     ci_method: str = "t"
@@ -75,6 +77,11 @@ class BenchOptions:
                              "--safety-concurrency >= 1")
         if self.ci_method not in ("t", "bootstrap"):
             raise ValueError("--ci must be 't' or 'bootstrap'")
+
+    @property
+    def dataset(self) -> Path | None:
+        """The load prompts' file or folder (None: the bundled set)."""
+        return self.datasets[0].path if self.datasets else None
 
     @property
     def work_dir(self) -> Path:

@@ -31,7 +31,13 @@ from loadtest.bench.matrix import Matrix, load_matrix
 from loadtest.bench.options import BenchOptions
 from loadtest.bench.procs import ManagedProcess, ProcessError, ProcessGroup, free_port
 from loadtest.bench.rounds import RoundSpec, Workload, run_round
-from loadtest.bench.safety import SafetyJob, SafetyResult, safety_pass, stratified_sample
+from loadtest.bench.safety import (
+    SafetyJob,
+    SafetyResult,
+    safety_items,
+    safety_pass,
+    stratified_sample,
+)
 from loadtest.bench.samples import Sample
 from loadtest.bench.scenarios import Scenario, build_scenarios, gateway_config
 from loadtest.bench.tax import DIRECT
@@ -70,7 +76,8 @@ class BenchRunner:
         started_at, t0 = datetime.now(UTC), time.monotonic()
         matrix = load_matrix(options.matrix)
         scenarios = build_scenarios(matrix, matrix.select(list(options.sets or ())))
-        load_prompts = [i.text for i in load_dataset(options.dataset, labels=self._labels())]
+        load_prompts = [i.text for i in (options.datasets[0].load(self._labels()) if options.datasets
+                                         else load_dataset(None, labels=self._labels()))]
         if not load_prompts:
             raise ValueError(f"the dataset has no items labelled {options.load_labels!r} "
                              "to send as load (see --load-labels)")
@@ -212,7 +219,7 @@ class BenchRunner:
     def _safety(self, scenarios: list[Scenario], urls: dict[str, str],
                 model: str) -> dict[str, SafetyResult]:
         options = self.options
-        items = [(i.text, i.label) for i in load_dataset(options.dataset)]
+        items = safety_items(options.datasets)
         jobs = []
         for scenario in scenarios:
             if not scenario.is_monitor_set:

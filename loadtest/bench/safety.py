@@ -11,6 +11,9 @@ text as input-stage ones. Each answer is judged by what the client sees:
 
 Catch rate of a harmful label = (blocked + altered + flagged) / answered items;
 on benign items the same three shares are the false block / alter / flag rates.
+Each rate comes with its Wilson 95 % interval and item count. With several datasets
+(``--dataset`` repeated) labels are ``NAME/label``, so each set's rates stay apart;
+the pooled false rates are over every benign label.
 """
 
 from __future__ import annotations
@@ -24,13 +27,30 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from loadtest.bench.stats import rate
+from loadtest.bench.stats import rate, wilson
+from loadtest.datasets import DatasetSpec, load_dataset
 from loadtest.bench.traffic import Outcome, chat, chat_body, pool_limits
 
 REDACTION_MARK = "[REDACTED:"
 VERDICTS = ("blocked", "altered", "flagged", "passed", "error")
 CAUGHT = ("blocked", "altered", "flagged")
 BENIGN = "benign"
+
+
+def is_benign(label: str) -> bool:
+    return label == BENIGN or label.endswith("/" + BENIGN)
+
+
+def safety_items(datasets: Sequence[DatasetSpec]) -> list[tuple[str, str]]:
+    """``(text, label)`` of every dataset; labels are ``NAME/label`` when there are several."""
+    if not datasets:
+        return [(i.text, i.label) for i in load_dataset(None)]
+    if len(datasets) == 1:
+        return [(i.text, i.label) for i in datasets[0].load()]
+    names = [spec.name for spec in datasets]
+    if len(set(names)) < len(names):
+        raise ValueError(f"two datasets are named alike ({', '.join(names)}); name them NAME=PATH")
+    return [(i.text, f"{spec.name}/{i.label}") for spec in datasets for i in spec.load()]
 
 
 def classify(outcome: Outcome) -> str:
@@ -82,11 +102,26 @@ class SafetyResult:
 
     def catch_rates(self) -> dict[str, float | None]:
         return {label: self.share(label, CAUGHT) for label in sorted(self.counts)
-                if label != BENIGN}
+                if not is_benign(label)}
+
+    def benign_share(self, verdicts: Sequence[str]) -> float | None:
+        """Share of answered benign items (all benign labels pooled) with one of ``verdicts``."""
+        labels = [label for label in self.counts if is_benign(label)]
+        answered = sum(self.answered(label) for label in labels)
+        hits = sum(self.counts[label][v] for label in labels for v in verdicts)
+        return rate(hits, answered) if answered else None
+
+    def intervals(self) -> dict[str, tuple[float, float]]:
+        """Wilson 95 % interval per label: of the caught share, or of block + alter on benign."""
+        out = {}
+        for label in sorted(self.counts):
+            verdicts = ("blocked", "altered") if is_benign(label) else CAUGHT
+            out[label] = wilson(sum(self.counts[label][v] for v in verdicts), self.answered(label))
+        return out
 
     def harmful_catch_rate(self) -> float | None:
         """Caught share over all harmful items together (the x axis of "safety gained")."""
-        labels = [label for label in self.counts if label != BENIGN]
+        labels = [label for label in self.counts if not is_benign(label)]
         answered = sum(self.answered(label) for label in labels)
         caught = sum(self.counts[label][v] for label in labels for v in CAUGHT)
         return rate(caught, answered) if answered else None

@@ -81,6 +81,10 @@ class SafetyRow(_Model):
     false_alter_rate: float | None
     false_flag_rate: float | None
     counts: dict[str, dict[str, int]] = Field(description="label -> verdict -> items")
+    ci95: dict[str, list[float]] = Field(
+        default_factory=dict,
+        description="label -> Wilson 95 % interval [low, high] of its caught share "
+                    "(benign labels: of blocked + altered)")
     elapsed_s: float = Field(ge=0, description="wall time of this set's pass")
     error_examples: list[str]
     notes: list[str]

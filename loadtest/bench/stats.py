@@ -83,6 +83,21 @@ def rate(count: float, seconds: float) -> float:
     return count / seconds if seconds > 0 else 0.0
 
 
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a proportion (95 % for z = 1.96); (0, 1) when n is 0.
+
+    Unlike the normal approximation it stays inside [0, 1] and is honest at 0 % or 100 %,
+    which is where catch and false-block rates live.
+    """
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def mean(values: Sequence[float]) -> float:
     if not values:
         raise ValueError("mean of an empty sequence")

@@ -102,10 +102,19 @@ def tax_table(report: Report, baseline: str, compact: bool = False) -> Table:
     )
 
 
+def _with_interval(row, label: str) -> str:
+    value = row.catch_rate.get(label)
+    interval = row.ci95.get(label)
+    if value is None or not interval:
+        return share(value)
+    n = sum(v for k, v in row.counts.get(label, {}).items() if k != "error")
+    return f"{share(value)} [{interval[0] * 100:.1f}-{interval[1] * 100:.1f}] n={n}"
+
+
 def safety_table(report: Report) -> Table:
     labels = sorted({label for s in report.safety for label in s.catch_rate})
     rows = [
-        (s.scenario, *(share(s.catch_rate.get(label)) for label in labels),
+        (s.scenario, *(_with_interval(s, label) for label in labels),
          share(s.harmful_catch_rate), share(s.false_block_rate), share(s.false_alter_rate),
          share(s.false_flag_rate), str(s.n), str(s.errors))
         for s in report.safety
@@ -115,7 +124,8 @@ def safety_table(report: Report) -> Table:
         ("monitor set", *(f"caught {label}" for label in labels), "caught harmful",
          "false block", "false alter", "false flag", "items", "errors"),
         rows,
-        "Caught = blocked, redacted or flagged. False rates are over benign items.",
+        "Caught = blocked, redacted or flagged, with its Wilson 95% interval and the items "
+        "answered. False rates are over benign items (every benign label pooled).",
     )
 
 

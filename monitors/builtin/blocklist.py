@@ -1,11 +1,18 @@
-"""Blocklist: keywords (case-insensitive, whole words) and regular expressions.
+"""Blocklist: keywords (whole words) and regular expressions, any case unless told otherwise.
 
 Options::
 
-    keywords: [forbidden phrase, other]      # matched as whole words, any case
-    patterns: ['\\bproject\\s+zeus\\b']      # Python regexes, as written
+    keywords: [forbidden phrase, other]      # matched as whole words
+    patterns: ['\\bproject\\s+zeus\\b']      # Python regexes
     file: /etc/taxgate/blocklist.txt        # one entry per line; `re:` marks a regex;
                                             # blank lines and `#` comments are skipped
+    lists: [jailbreak]                      # lists shipped in monitors/builtin/lists/
+    case_sensitive: false                   # true: patterns match as written (keywords
+                                            # always ignore case)
+
+Patterns ignore case by default: "Ignore previous instructions" is the same attack as
+"ignore previous instructions", and a blocklist that misses it fails open. A pattern
+can still ask for case with an inline ``(?-i:...)`` group.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from monitors.registry import parse_options
 
 LABEL = "BLOCKLIST"
 _REGEX_PREFIX = "re:"
+LISTS_DIR = Path(__file__).parent / "lists"
+SHIPPED_LISTS = tuple(sorted(p.stem for p in LISTS_DIR.glob("*.txt")))
 
 
 class BlocklistOptions(BaseModel):
@@ -31,6 +40,8 @@ class BlocklistOptions(BaseModel):
     keywords: list[str] = []
     patterns: list[str] = []
     file: Path | None = None
+    lists: list[str] = []
+    case_sensitive: bool = False
 
 
 def read_entries(path: Path) -> tuple[list[str], list[str]]:
@@ -89,24 +100,31 @@ def create(spec: MonitorSpec) -> BlocklistMonitor:
     options = parse_options(spec, BlocklistOptions)
     keywords = list(options.keywords)
     patterns = list(options.patterns)
-    if options.file is not None:
+    files = [] if options.file is None else [options.file]
+    for name in options.lists:
+        if name not in SHIPPED_LISTS:
+            raise MonitorLoadError(f"monitor {spec.id!r}: no shipped blocklist {name!r}; "
+                                   f"shipped: {', '.join(SHIPPED_LISTS) or 'none'}")
+        files.append(LISTS_DIR / f"{name}.txt")
+    for path in files:
         try:
-            file_keywords, file_patterns = read_entries(options.file)
+            file_keywords, file_patterns = read_entries(path)
         except OSError as exc:
-            raise MonitorLoadError(f"monitor {spec.id!r}: cannot read blocklist file {options.file}: {exc}") from exc
+            raise MonitorLoadError(f"monitor {spec.id!r}: cannot read blocklist file {path}: {exc}") from exc
         keywords += file_keywords
         patterns += file_patterns
+    flags = 0 if options.case_sensitive else re.IGNORECASE
     regexes: list[re.Pattern[str]] = []
     combined = keyword_regex(keywords)
     if combined is not None:
         regexes.append(combined)
     for pattern in patterns:
         try:
-            regexes.append(re.compile(pattern))
+            regexes.append(re.compile(pattern, flags))
         except re.error as exc:
             raise MonitorLoadError(f"monitor {spec.id!r}: invalid blocklist pattern {pattern!r}: {exc}") from exc
     if not regexes:
         raise MonitorLoadError(
-            f"monitor {spec.id!r}: blocklist is empty; give `keywords`, `patterns` or `file`"
+            f"monitor {spec.id!r}: blocklist is empty; give `keywords`, `patterns`, `file` or `lists`"
         )
     return BlocklistMonitor(regexes, inline=not patterns)

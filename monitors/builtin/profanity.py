@@ -1,41 +1,127 @@
-"""Profanity: alt-profanity-check's linear model (ships inside its wheel, works offline).
+"""Profanity: alt-profanity-check's linear model per segment, plus an obfuscation-aware lexicon.
 
-Scores whole texts; no spans. Cheap (about 0.1 ms per text), so batching helps little,
-but it still runs in the batcher's thread to keep scikit-learn off the event loop.
+The model (ships inside its wheel, works offline) was trained on short comments: on a
+whole long text the few explicit words are diluted (a 1,100-character jailbreak full
+of swearing scores 0.02). So each text is cut into segments (sentences, long ones into
+overlapping windows) and the text's score is the highest segment's. The lexicon is
+``pyobscenity`` (a port of the Obscenity library): English terms with leetspeak,
+confusable-character and repeated-letter variants and a whitelist of innocent words
+that contain them ("Scunthorpe"); a lexicon hit scores 1.0 and carries its span.
+
+Options::
+
+    scoring: segments        # segments (default): max over segments; whole: one score per text
+    segment_chars: 200       # a longer sentence is scored in windows of this size, half overlapping
+    lexicon: obscenity       # obscenity (default) | none
+
+Cheap (the model about 0.1 ms per segment, the lexicon about 1 ms per 1,000 characters),
+but it runs in the batcher's thread to keep scikit-learn off the event loop.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from monitors.base import Finding, Monitor, MonitorLoadError
+from monitors.base import Finding, Monitor, MonitorLoadError, Span
 from monitors.config import MonitorSpec
 from monitors.registry import parse_options
 
 LABEL = "profanity"
+LEXICON_LABEL = "lexicon"
+# A sentence ends at . ! ? ; or a line break (followed by space); quotes and brackets stay.
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
+
+Lexicon = Callable[[str], list[tuple[int, int]]]
 
 
 class ProfanityOptions(BaseModel):
-    """The monitor has no options; the model forbids stray keys so typos are reported."""
-
     model_config = ConfigDict(extra="forbid")
+
+    scoring: Literal["segments", "whole"] = "segments"
+    segment_chars: int = Field(200, ge=20, le=10_000)
+    lexicon: Literal["obscenity", "none"] = "obscenity"
+
+
+def segments(text: str, width: int) -> list[str]:
+    """Sentences of ``text``; one longer than ``width`` becomes windows of ``width``, half overlapping.
+
+    The overlap keeps a phrase cut by one window whole in the next.
+    """
+    out: list[str] = []
+    for sentence in _SENTENCE_END.split(text):
+        if not sentence.strip():
+            continue
+        if len(sentence) <= width:
+            out.append(sentence)
+            continue
+        step = width // 2
+        for start in range(0, len(sentence) - step, step):
+            out.append(sentence[start:start + width])
+    return out or [text]
 
 
 class ProfanityMonitor(Monitor):
-    def __init__(self, predict_prob: Callable[[list[str]], Sequence[float]]) -> None:
+    def __init__(self, predict_prob: Callable[[list[str]], Sequence[float]], *,
+                 scoring: str = "segments", segment_chars: int = 200,
+                 lexicon: Lexicon | None = None) -> None:
         self._predict_prob = predict_prob
+        self._scoring = scoring
+        self._width = segment_chars
+        self._lexicon = lexicon
+
+    def _model_scores(self, texts: list[str]) -> list[float]:
+        if self._scoring == "whole":
+            return [float(p) for p in self._predict_prob(texts)]
+        pieces = [segments(text, self._width) for text in texts]
+        # One call for the whole batch: the model's per-call overhead dwarfs a segment's cost.
+        flat = self._predict_prob([piece for group in pieces for piece in group])
+        scores, at = [], 0
+        for group in pieces:
+            scores.append(float(max(flat[at:at + len(group)])))
+            at += len(group)
+        return scores
 
     def check(self, texts: Sequence[str]) -> list[Finding]:
         if not texts:
             return []
-        probabilities = self._predict_prob(list(texts))
-        return [Finding(score=float(p), labels={LABEL: float(p)}) for p in probabilities]
+        model = self._model_scores(list(texts))
+        findings = []
+        for text, score in zip(texts, model, strict=True):
+            hits = self._lexicon(text) if self._lexicon is not None else []
+            labels = {LABEL: score}
+            if hits:
+                labels[LEXICON_LABEL] = 1.0
+            spans = tuple(Span(start, end, LABEL) for start, end in hits)
+            findings.append(Finding(score=1.0 if hits else score, labels=labels, spans=spans))
+        return findings
+
+
+def obscenity_lexicon() -> Lexicon:
+    from pyobscenity import english_dataset, english_recommended_blacklist_transformers
+    from pyobscenity import english_recommended_whitelist_transformers
+    from pyobscenity.matcher import RegexMatcher
+
+    built = english_dataset.build()
+    matcher = RegexMatcher(
+        blacklisted_terms=built["blacklisted_terms"],
+        whitelisted_terms=built["whitelisted_terms"],
+        blacklist_transformers=english_recommended_blacklist_transformers,
+        whitelist_transformers=english_recommended_whitelist_transformers,
+    )
+
+    def find(text: str) -> list[tuple[int, int]]:
+        # One term can match twice at a place (two patterns of one phrase): keep each span once.
+        return sorted({(m.startIndex, m.endIndex) for m in matcher.get_all_matches(text)})
+
+    return find
 
 
 def create(spec: MonitorSpec) -> ProfanityMonitor:
-    parse_options(spec, ProfanityOptions)
+    options = parse_options(spec, ProfanityOptions)
     try:
         # Imported here: loading the package unpickles its model (about a second).
         from profanity_check import predict_prob
@@ -44,4 +130,14 @@ def create(spec: MonitorSpec) -> ProfanityMonitor:
             f"monitor {spec.id!r}: alt-profanity-check is not installed ({exc}); "
             "pip install alt-profanity-check"
         ) from exc
-    return ProfanityMonitor(predict_prob)
+    lexicon = None
+    if options.lexicon == "obscenity":
+        try:
+            lexicon = obscenity_lexicon()
+        except ImportError as exc:
+            raise MonitorLoadError(
+                f"monitor {spec.id!r}: pyobscenity is not installed ({exc}); pip install "
+                "pyobscenity, or set lexicon: none"
+            ) from exc
+    return ProfanityMonitor(predict_prob, scoring=options.scoring,
+                            segment_chars=options.segment_chars, lexicon=lexicon)

@@ -126,3 +126,29 @@ def test_checked_in_files_are_what_the_generator_writes(items):
     built = generate.build(random.Random(generate.SEED))
     for label, texts in built.items():
         assert [item.text for item in items if item.label == label] == texts, label
+
+
+def test_csv_with_a_column_map(tmp_path):
+    from loadtest.datasets import DatasetSpec
+    path = tmp_path / "rows.csv"
+    path.write_text('prompt,cls,source\n"hello, there",benign,chat\n"multi\nline",toxic,x\n',
+                    encoding="utf-8")
+    spec = DatasetSpec.parse(f"mine={path}:text=prompt,label=cls")
+    assert spec.name == "mine" and spec.path == path
+    items = spec.load()
+    assert items == [Item("hello, there", "benign"), Item("multi\nline", "toxic")]
+    assert items[0].source == "chat"
+    fixed = DatasetSpec.parse(f"{path}:text=prompt,label==toxic").load()
+    assert [i.label for i in fixed] == ["toxic", "toxic"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("prompt,cls\nx,\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"bad.csv:2: 'cls' must be"):
+        DatasetSpec.parse(f"{bad}:text=prompt,label=cls").load()
+
+
+def test_dataset_spec_names():
+    from loadtest.datasets import DatasetSpec
+    assert DatasetSpec.parse("/data/external/test").name == "external/test"
+    assert DatasetSpec.parse("/data/my.jsonl").name == "my"
+    with pytest.raises(DatasetError, match="column map"):
+        DatasetSpec.parse("/data/my.csv:txt=prompt")

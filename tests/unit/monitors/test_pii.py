@@ -172,3 +172,27 @@ def test_partly_overlapping_kinds_leak_nothing(text, secret):
 
     redacted = apply_redactions(text, PiiDetector().find(text))
     assert secret not in redacted
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("call 0412 345 678 tonight", "0412 345 678"),      # Australian mobile, national format
+    ("Büro: (030) 12345678", "(030) 12345678"),           # German landline
+    ("ring 020 7946 0018", "020 7946 0018"),              # London
+    ("mobile 01812-345678", "01812-345678"),             # Bangladesh
+])
+def test_national_phone_numbers_validated_by_libphonenumber(text, expected):
+    assert found(text) == [(expected, "PHONE")]
+
+
+@pytest.mark.parametrize("text", [
+    "-- Larry Wall in <199710291922.LAA07101@wall.org>",  # a Message-ID, not a mailbox
+    "Dennis Ritchie (1941-2011)",
+    "pi is 3.14159 265",
+    "id 12345678",
+    "call 0412 345 678",  # valid in AU only
+])
+def test_not_phones_or_out_of_region(text):
+    if text.startswith("call"):
+        assert pii.PiiDetector(phone_regions=["US"]).find(text) == []
+    else:
+        assert found(text) == []

@@ -19,7 +19,11 @@ def test_insults_score_high_and_benign_text_low(monitor):
     findings = monitor.check(insults + benign)
     assert [f.score > 0.9 for f in findings[:3]] == [True] * 3
     assert [f.score < 0.5 for f in findings[3:]] == [True] * 3
-    assert all(set(f.labels) == {"profanity"} and f.labels["profanity"] == f.score for f in findings)
+    # "fuck"/"shit" are in the lexicon: score 1 with their spans; the model's own score stays a label.
+    assert findings[2].score == 1.0 and findings[2].labels["lexicon"] == 1.0
+    assert [text[s.start:s.end] for s in findings[2].spans for text in [insults[2]]] == ["fuck", "shit"]
+    assert all(0.0 <= f.labels["profanity"] <= 1.0 for f in findings)
+    assert all("lexicon" not in f.labels and f.score == f.labels["profanity"] for f in findings[3:])
     assert all(isinstance(f.score, float) for f in findings)
 
 
@@ -30,3 +34,28 @@ def test_empty_batch(monitor):
 def test_rejects_options():
     with pytest.raises(MonitorLoadError, match="threshhold"):
         profanity.create(MonitorSpec(name="profanity", threshhold=0.3))
+
+
+def test_segments_split_sentences_and_window_long_ones():
+    assert profanity.segments("One. Two!\nThree? four", 200) == ["One.", "Two!", "Three?", "four"]
+    windows = profanity.segments("x" * 250, 100)
+    assert windows == ["x" * 100] * 4  # starts 0, 50, 100, 150: the last one ends at 250
+    assert profanity.segments("   ", 100) == ["   "]
+
+
+def test_a_long_text_no_longer_dilutes_an_insult():
+    # The model alone (no lexicon), so only the segmenting differs between the two monitors.
+    filler = "Here is a long and perfectly polite paragraph about gardening and tomatoes. " * 15
+    text = filler + "You are a stupid worthless idiot. " + filler
+    whole = profanity.create(MonitorSpec(name="profanity", scoring="whole", lexicon="none"))
+    segmented = profanity.create(MonitorSpec(name="profanity", lexicon="none"))
+    assert whole.check([text])[0].score < 0.5
+    assert segmented.check([text])[0].score > 0.9
+
+
+def test_lexicon_sees_through_compounds_and_leetspeak(monitor):
+    for text in ["shitfacefucker", "what a sh1t show", "f*ck off"][:2]:
+        finding = monitor.check([text])[0]
+        assert finding.score == 1.0 and finding.spans, text
+    # Its whitelist keeps innocent words that contain a term.
+    assert monitor.check(["I grew up in Scunthorpe."])[0].labels.get("lexicon") is None

@@ -1,0 +1,142 @@
+"""Catch and false-positive rates of the bench's monitor sets, scored in process (no servers).
+
+    python -m loadtest.monitor_eval --dataset ~/.cache/taxgate/datasets/external/dev
+    python -m loadtest.monitor_eval --dataset DIR --sets pii,blocklist --examples 5 --json out.json
+
+Each set of the bench matrix is built through the monitor registry as the gateway
+builds it, and every item is scored once as an input-stage prompt: an item is caught
+when any of the set's monitors is hit at its own threshold (``pipeline.is_hit``) or,
+for a redacting monitor, marks a span. That is what the gateway does with the whole
+prompt; streamed outputs are judged per window and only the bench's safety pass
+(``taxgate bench``) measures them. This tool exists so a monitor change can be judged
+in seconds on the ``dev`` split before the bench confirms it on ``test``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from loadtest.bench.matrix import load_matrix
+from loadtest.bench.stats import wilson
+from loadtest.datasets import Item, load_dataset
+from monitors.base import Monitor
+from monitors.builtin.pii import PiiDetector
+from monitors.config import MonitorSpec
+from monitors.pipeline import is_hit
+from monitors.registry import MonitorRegistry
+
+SKIP_BY_DEFAULT = ("detoxify",)  # random weights in the bench: its scores mean nothing
+EXAMPLE_CHARS = 100
+
+
+def mask(text: str, detector: PiiDetector, limit: int = EXAMPLE_CHARS) -> str:
+    """An example fit to print: personal data replaced by its kind, cut to ``limit`` chars."""
+    spans = detector.find(text)
+    out, last = [], 0
+    for span in spans:
+        if span.start < last:
+            continue
+        out += [text[last:span.start], f"[{span.label}]"]
+        last = span.end
+    out.append(text[last:])
+    masked = " ".join("".join(out).split())
+    return masked if len(masked) <= limit else masked[: limit - 1] + "…"
+
+
+@dataclass
+class SetResult:
+    name: str
+    caught: Counter = field(default_factory=Counter)
+    total: Counter = field(default_factory=Counter)
+    by_source: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    false_positives: list[tuple[str, str]] = field(default_factory=list)  # (monitor label, text)
+    seconds: float = 0.0
+
+
+def _hit_label(spec: MonitorSpec, monitor: Monitor, text: str) -> str | None:
+    finding = monitor.check([text])[0]
+    if is_hit(spec, finding) or (spec.action == "redact" and finding.spans):
+        labels = {span.label for span in finding.spans} or set(finding.labels)
+        return f"{spec.id}:{','.join(sorted(labels)) or '-'}"
+    return None
+
+
+def evaluate(name: str, monitors: list[tuple[MonitorSpec, Monitor]], items: list[Item]) -> SetResult:
+    result = SetResult(name)
+    started = time.perf_counter()
+    for item in items:
+        hits = [label for spec, monitor in monitors
+                if "input" in spec.stages or "output" in spec.stages
+                if (label := _hit_label(spec, monitor, item.text)) is not None]
+        result.total[item.label] += 1
+        source = item.source or "-"
+        result.by_source[f"{item.label}/{source}"]["n"] += 1
+        if hits:
+            result.caught[item.label] += 1
+            result.by_source[f"{item.label}/{source}"]["caught"] += 1
+            if not item.harmful:
+                result.false_positives.append((hits[0], item.text))
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def summary(result: SetResult) -> dict:
+    rows = {}
+    for label in sorted(result.total):
+        n, k = result.total[label], result.caught[label]
+        lo, hi = wilson(k, n)
+        rows[label] = {"n": n, "caught": k, "rate": k / n, "ci95": [lo, hi]}
+    return {"set": result.name, "labels": rows, "seconds": result.seconds,
+            "sources": {s: dict(c) for s, c in sorted(result.by_source.items())}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.monitor_eval", description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", type=Path, action="append", required=True, metavar="PATH",
+                        help="JSONL/CSV file or folder (repeatable; items are pooled)")
+    parser.add_argument("--matrix", type=Path, help="scenario matrix (default: the bench's)")
+    parser.add_argument("--sets", help="sets to score (default: all but detoxify)")
+    parser.add_argument("--examples", type=int, default=3, help="false positives shown per monitor label")
+    parser.add_argument("--json", type=Path, help="write the numbers here too")
+    args = parser.parse_args(argv)
+    items = [item for path in args.dataset for item in load_dataset(path)]
+    matrix = load_matrix(args.matrix)
+    names = args.sets.split(",") if args.sets else [n for n in matrix.sets if n not in SKIP_BY_DEFAULT]
+    registry = MonitorRegistry.from_entry_points()
+    detector = PiiDetector()
+    report = []
+    for name in names:
+        monitors = [(spec, registry.build(spec)) for spec in matrix.sets[name].monitors]
+        result = evaluate(name, monitors, items)
+        data = summary(result)
+        report.append(data)
+        print(f"== {name} ({result.seconds:.1f} s)")
+        for label, row in data["labels"].items():
+            lo, hi = row["ci95"]
+            print(f"  {label:10} {row['caught']:5}/{row['n']:<5} {100 * row['rate']:5.1f} %  "
+                  f"[{100 * lo:.1f}, {100 * hi:.1f}]")
+        by_label: dict[str, list[str]] = defaultdict(list)
+        for label, text in result.false_positives:
+            by_label[label].append(text)
+        for label, texts in sorted(by_label.items()):
+            print(f"  false positives {label}: {len(texts)}")
+            for text in texts[: args.examples]:
+                print(f"    - {mask(text, detector)}")
+        data["false_positives"] = {label: {"n": len(texts),
+                                           "examples": [mask(t, detector) for t in texts[: args.examples]]}
+                                   for label, texts in sorted(by_label.items())}
+        for spec, monitor in monitors:
+            monitor.close()
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
