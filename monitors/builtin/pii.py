@@ -202,7 +202,7 @@ class PiiDetector:
             for rule in RULES if rule.kind == kind
             if rule.check is None or rule.check in checks
         ]
-        self._partial = [compile_partial(rule.pattern, rule.flags) for rule, _ in self._rules]
+        self._partial = [compile_partial(rule.pattern, rule.flags) for rule, _, _ in self._rules]
 
     def hold(self, text: str) -> int:
         """Where a candidate that more text could complete or extend starts (streaming)."""
