@@ -378,6 +378,12 @@ class AuditStore:
         with self._cond:
             first, self._unavailable = not self._unavailable, True
             waiting = len(self._pending)
+            # Responses already waiting on a commit go out now, as later ones will.
+            released, self._waiters = (self._waiters, []) if first else ([], self._waiters)
+        for waiter in released:
+            self._wake(waiter)
+        if released:
+            self._sync_log.warn(len(released), f"{backend.name} is unavailable")
         if first:
             logger.warning("audit: %s is unavailable (%s); retrying with backoff, up to "
                            "%d events wait in the queue, later ones are dropped",
@@ -449,11 +455,15 @@ class AuditStore:
             ready = [w for w in self._waiters if w.target <= self._done]
             self._waiters = [w for w in self._waiters if w.target > self._done]
         for waiter in ready:
-            try:
-                waiter.loop.call_soon_threadsafe(_resolve, waiter.future)
-            except RuntimeError:
-                # The waiting loop is already closed: nobody is left to wake.
-                logger.debug("audit: flush waiter's event loop is closed")
+            self._wake(waiter)
+
+    @staticmethod
+    def _wake(waiter: _Waiter) -> None:
+        try:
+            waiter.loop.call_soon_threadsafe(_resolve, waiter.future)
+        except RuntimeError:
+            # The waiting loop is already closed: nobody is left to wake.
+            logger.debug("audit: flush waiter's event loop is closed")
 
     def _dropped(self, count: int, reason: str) -> None:
         self._drop_log.warn(count, reason)

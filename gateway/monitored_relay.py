@@ -236,7 +236,9 @@ class MonitoredRelay:
         started = self._obs.clock()
         try:
             result = await self._pipeline.check("output", [text],
-                                                request_id=self._ctx.request_id)
+                                                request_id=self._ctx.request_id,
+                                                context={"route": self._ctx.route,
+                                                         "model": self._ctx.model})
         except MonitorOverloaded as exc:
             # A fail-closed monitor could not take the window: cut rather than leak.
             log.warning("request %s: monitor %s overloaded, stream cut", self._ctx.request_id,

@@ -181,7 +181,8 @@ class Proxy:
                               ctx: RequestContext) -> bytes:
         texts = input_texts(parsed)
         started = self._clock()
-        result = await self._pipeline.check("input", texts, request_id=ctx.request_id)
+        result = await self._pipeline.check("input", texts, request_id=ctx.request_id,
+                                            context={"route": ctx.route, "model": ctx.model})
         ctx.add_phase("input_monitors", self._clock() - started)
         self._note_flags(result, ctx)
         if result.blocked_by is not None:
@@ -230,7 +231,8 @@ class Proxy:
         """Check every choice's text; True when the payload was changed."""
         texts = [choice_text(ctx.route, choice, streamed=False) or "" for choice in choices]
         started = self._clock()
-        result = await self._pipeline.check("output", texts, request_id=ctx.request_id)
+        result = await self._pipeline.check("output", texts, request_id=ctx.request_id,
+                                            context={"route": ctx.route, "model": ctx.model})
         ctx.add_phase("output_monitors", self._clock() - started)
         self._note_flags(result, ctx)
         if result.blocked_by is not None:

@@ -15,8 +15,9 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from monitors.base import Finding, Monitor, MonitorLoadError, MonitorOverloaded, Span
 from monitors.batcher import MicroBatcher
@@ -30,6 +31,7 @@ __all__ = ["Decision", "MonitorOverloaded", "MonitorPipeline", "StageResult", "a
 logger = logging.getLogger(__name__)
 
 EventSink = Callable[["Decision", str], None]
+NO_CONTEXT: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass
@@ -40,6 +42,8 @@ class Decision:
     a failed monitor set ``on_error: closed`` reports ``block``. ``error`` is None,
     ``error``, ``timeout`` or ``overload``. ``text_index`` is the first text that hit
     and ``excerpt`` a masked excerpt of it (never the raw flagged characters).
+    ``context`` is what the caller of ``check`` said about the request (the gateway:
+    ``route`` and ``model``), passed through untouched for the event sink.
     """
 
     monitor_id: str
@@ -54,6 +58,7 @@ class Decision:
     text_index: int | None
     excerpt: str
     duration_s: float
+    context: Mapping[str, str] = field(default_factory=lambda: NO_CONTEXT)
 
 
 @dataclass
@@ -225,8 +230,9 @@ class MonitorPipeline:
 
     # -- checking ----------------------------------------------------------
 
-    async def check(self, stage: str, texts: Sequence[str], *, request_id: str) -> StageResult:
-        """Run the stage's monitors on ``texts``.
+    async def check(self, stage: str, texts: Sequence[str], *, request_id: str,
+                    context: Mapping[str, str] = NO_CONTEXT) -> StageResult:
+        """Run the stage's monitors on ``texts``; ``context`` goes on every Decision.
 
         Raises MonitorOverloaded when the first blocking verdict is a fail-closed
         monitor whose queue is full (the gateway answers 503 with Retry-After).
@@ -243,13 +249,14 @@ class MonitorPipeline:
             if stage not in entry.spec.stages:
                 continue
             if entry.spec.action == "shadow":
-                self._spawn_shadow(entry, stage, texts, request_id)
+                self._spawn_shadow(entry, stage, texts, request_id, context)
             else:
                 enforced.append(entry)
         outcomes = await asyncio.gather(*(self._evaluate(e, stage, texts, request_id) for e in enforced))
         overloaded: MonitorOverloaded | None = None
         for outcome in outcomes:
             decision = outcome.decision
+            decision.context = context
             self._record(decision, request_id)
             result.decisions.append(decision)
             if decision.action == "block":
@@ -270,14 +277,18 @@ class MonitorPipeline:
         """``texts`` with the stage's redactions applied."""
         return apply_result(result, texts)
 
-    def _spawn_shadow(self, entry: _Entry, stage: str, texts: tuple[str, ...], request_id: str) -> None:
-        task = asyncio.create_task(self._shadow(entry, stage, texts, request_id), name=f"shadow-{entry.spec.id}")
+    def _spawn_shadow(self, entry: _Entry, stage: str, texts: tuple[str, ...], request_id: str,
+                      context: Mapping[str, str]) -> None:
+        task = asyncio.create_task(self._shadow(entry, stage, texts, request_id, context),
+                                   name=f"shadow-{entry.spec.id}")
         # Keep a reference: the loop holds tasks weakly, and close() waits for these.
         self._shadow_tasks.add(task)
         task.add_done_callback(self._shadow_tasks.discard)
 
-    async def _shadow(self, entry: _Entry, stage: str, texts: tuple[str, ...], request_id: str) -> None:
+    async def _shadow(self, entry: _Entry, stage: str, texts: tuple[str, ...], request_id: str,
+                      context: Mapping[str, str]) -> None:
         outcome = await self._evaluate(entry, stage, texts, request_id)
+        outcome.decision.context = context
         self._record(outcome.decision, request_id)
 
     async def _evaluate(self, entry: _Entry, stage: str, texts: tuple[str, ...], request_id: str) -> _Outcome:
