@@ -168,9 +168,11 @@ class SQLiteReader:
         if by not in GROUPS:
             raise ValueError(f"cannot group audit events by {by!r}")
         where, params = filters.clauses("?")
-        sql = (f"SELECT {by}, COUNT(*) FROM audit_events{where} "
-               f"GROUP BY {by} ORDER BY COUNT(*) DESC, {by}")
         conn = self._open()
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(audit_events)")]
+        group = by if by in columns else f"'' AS {by}"  # a v1 file has no replica column
+        sql = (f"SELECT {group}, COUNT(*) FROM audit_events{where} "
+               f"GROUP BY {by} ORDER BY COUNT(*) DESC, {by}")
         try:
             return {value: count for value, count in conn.execute(sql, params)}
         except sqlite3.Error as exc:

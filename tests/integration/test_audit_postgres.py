@@ -9,6 +9,7 @@ where a test kills them; the upstream is a small inline ASGI app, never vLLM.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import signal
@@ -28,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway import audit_migrations
+from gateway import audit_cli, audit_migrations
 from gateway.audit import AuditSettings, AuditStore, count_events, query_events
 from gateway.audit_postgres import PostgresBackend
 from gateway.audit_store import AuditEvent
@@ -390,3 +391,26 @@ def test_database_stopped_and_restarted_gateway_keeps_answering(start_gateway, u
         assert sum(rid.startswith("during-") for rid in ids) == 60 - dropped
     finally:
         server.remove()
+
+
+async def test_the_cli_reads_the_shared_log(dsn, capsys, monkeypatch, tmp_path):
+    store = AuditStore(AuditSettings(dsn=dsn))
+    await store.start()
+    for n, replica in enumerate(("gw-a", "gw-b", "gw-b")):
+        store.record(event(n, replica=replica, ts=time.time() - 60 + n))
+    await store.close()
+    assert audit_cli.main(["stats", "--dsn", dsn]) == 0
+    out = capsys.readouterr().out
+    assert "3 audit event(s)" in out and "gw-b" in out and "by replica" in out
+    assert audit_cli.main(["list", "--dsn", dsn, "--replica", "gw-a", "--since", "1h"]) == 0
+    out = capsys.readouterr().out
+    assert "req-0" in out and "req-1" not in out
+    monkeypatch.setenv("TAXGATE_AUDIT__DSN", dsn)  # as the gateway reads it
+    exported = tmp_path / "events.jsonl"
+    assert audit_cli.main(["export", "--out", str(exported)]) == 0
+    lines = exported.read_text().splitlines()
+    assert [json.loads(line)["replica"] for line in lines] == ["gw-a", "gw-b", "gw-b"]
+    bad = f"postgresql://postgres:pw@127.0.0.1:{free_port()}/nope"
+    assert audit_cli.main(["stats", "--dsn", bad]) == 2
+    err = capsys.readouterr().err
+    assert "cannot connect" in err and ":pw@" not in err
