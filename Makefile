@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q --upgrade pip
 	# torch first, pinned: detoxify would otherwise pull a multi-GB CUDA build.
 	$(VENV)/bin/pip install -q $(PIP_TORCH_ARGS) "$(TORCH_SPEC)"
-	$(VENV)/bin/pip install -q -e ".[detoxify,bench,test]"
+	$(VENV)/bin/pip install -q -e ".[detoxify,bench,test,postgres]"
 	touch $@
 
 # vLLM lives in its own environment, as in production where it is a separate server.
@@ -34,13 +34,20 @@ $(VLLM_VENV)/.installed:
 	touch $@
 
 # The observability tests start a real Prometheus (Debian ships it with promtool); the
-# deploy tests render the kustomize overlays with kubectl.
+# deploy tests render the kustomize overlays with kubectl; the PostgreSQL audit tests start
+# a throwaway server from Debian's postgresql package (initdb, pg_ctl; no service needed).
 setup-tools:
 	@if ! command -v promtool >/dev/null 2>&1 || ! command -v kubectl >/dev/null 2>&1; then \
 	  if command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	      --no-install-recommends prometheus kubectl; \
 	  else echo "install prometheus, promtool and kubectl for the deploy/observability tests"; fi; \
+	fi
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends postgresql; \
+	  else echo "install PostgreSQL (initdb, pg_ctl) for the audit store tests"; fi; \
 	fi
 
 bench: setup-project

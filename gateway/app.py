@@ -146,6 +146,7 @@ def _audit_sink(audit: AuditStore, settings: Settings) -> Callable[[Decision, st
             request_id=request_id, ts=time.time(), stage=decision.stage,
             monitor=decision.monitor_id, action=decision.action, hit=decision.hit,
             score=decision.score, labels=dict(decision.labels), error=decision.error,
-            excerpt=decision.excerpt))
+            excerpt=decision.excerpt, route=decision.context.get("route", ""),
+            model=decision.context.get("model", ""), replica=audit.replica))
 
     return record

@@ -1,10 +1,14 @@
-"""The audit log: every non-pass monitor verdict, written to SQLite off the request path.
+"""The audit log: every non-pass monitor verdict, written off the request path.
 
 The request path only appends to an in-memory queue (``AuditStore.record``); one writer
-thread owns the SQLite connection and commits events in batches. ``flush()`` lets the
-gateway wait for a commit (``sync: always``) and ``close()`` drains the queue, so a clean
-shutdown loses nothing. ``query_events`` / ``count_events`` read the log back (the
-``taxgate audit`` command uses them).
+thread owns the database connection (an ``AuditBackend``: SQLite by default, PostgreSQL with
+``audit.dsn``) and commits events in batches. ``flush()`` lets the gateway wait for a commit
+(``sync: always``) and ``close()`` drains the queue, so a clean shutdown loses nothing.
+
+A database that cannot be reached is retried with backoff while events queue up to
+``queue_max``; beyond it they are counted dropped and logged, and the gateway keeps serving
+(during such an outage ``flush`` does not wait). ``query_events`` / ``count_events`` read
+the log back, from a file path or a DSN (the ``taxgate audit`` command uses them).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import collections
 import concurrent.futures
 import logging
 import math
-import sqlite3
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,39 +26,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from gateway.audit_store import (
+    COLUMNS,
+    DSN_SCHEMES,
+    AuditBackend,
+    AuditError,
+    AuditEvent,
+    AuditReader,
+    AuditUnavailable,
+    Filters,
+    Group,
+    is_dsn,
+)
+
+__all__ = ["COLUMNS", "AuditError", "AuditEvent", "AuditSettings", "AuditStore", "Backoff",
+           "count_events", "iter_events", "make_backend", "open_reader", "query_events"]
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit_events (
-    id         INTEGER PRIMARY KEY,
-    request_id TEXT    NOT NULL,
-    ts         REAL    NOT NULL,
-    stage      TEXT    NOT NULL,
-    monitor    TEXT    NOT NULL,
-    action     TEXT    NOT NULL,
-    hit        INTEGER NOT NULL,
-    score      REAL,
-    labels     TEXT    NOT NULL,
-    error      TEXT,
-    excerpt    TEXT    NOT NULL,
-    route      TEXT    NOT NULL DEFAULT '',
-    model      TEXT    NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS audit_events_ts ON audit_events (ts);
-CREATE INDEX IF NOT EXISTS audit_events_monitor ON audit_events (monitor);
-CREATE INDEX IF NOT EXISTS audit_events_request_id ON audit_events (request_id);
-"""
-COLUMNS = ("request_id", "ts", "stage", "monitor", "action", "hit", "score", "labels",
-           "error", "excerpt", "route", "model")
-INSERT = f"INSERT INTO audit_events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-# A second writer (another gateway on the same file, a VACUUM) should delay us, not drop events.
-BUSY_TIMEOUT_MS = 5000
 # Under a flood of drops, one warning per interval (with the count) instead of one per event.
 DROP_LOG_INTERVAL_S = 10.0
+# Retention deletes this many rows per transaction, between write batches, so a large
+# backlog never holds the writer (or a table lock) for long.
+PRUNE_CHUNK = 5000
 
 
 class AuditSettings(BaseModel):
@@ -64,34 +60,50 @@ class AuditSettings(BaseModel):
 
     enabled: bool = True
     path: str = "taxgate-audit.db"
+    # postgresql://user@host:port/db: one database shared by every replica (instead of the
+    # SQLite file). Put the password in PGPASSWORD or ~/.pgpass, or in the DSN from a Secret.
+    dsn: SecretStr | None = None
+    # Written with every event; empty means the host name (the pod name on Kubernetes).
+    replica: str = ""
     # batch: commit every batch_max events or flush_interval_ms; always: the gateway awaits
     # the commit of a request's events before releasing its response.
     sync: Literal["batch", "always"] = "batch"
     batch_max: int = Field(256, ge=1)
     flush_interval_ms: float = Field(200, ge=0)
     queue_max: int = Field(100_000, ge=1)
+    # sync: always on a slow database: the longest a response waits for its commit (0: no
+    # limit). Past it the response goes out and the events stay queued.
+    sync_timeout_s: float = Field(5.0, ge=0)
+    # A clean shutdown with the database down keeps retrying this long, then counts the rest.
+    drain_timeout_s: float = Field(10.0, ge=0)
+    retry_max_s: float = Field(5.0, gt=0, description="longest wait between reconnects")
+    retention_days: float | None = Field(None, gt=0, description="delete older events")
+    retention_interval_s: float = Field(3600.0, gt=0)
+
+    @field_validator("dsn")
+    @classmethod
+    def _postgres_url(cls, dsn: SecretStr | None) -> SecretStr | None:
+        if dsn is not None and not is_dsn(dsn.get_secret_value()):
+            raise ValueError(f"must be a PostgreSQL URL starting with {' or '.join(DSN_SCHEMES)}"
+                             " (e.g. postgresql://taxgate@db:5432/taxgate)")
+        return dsn
 
 
-@dataclass(frozen=True, slots=True)
-class AuditEvent:
-    """One monitor verdict. ``excerpt`` must already be masked by the caller."""
+@dataclass(slots=True)
+class Backoff:
+    """Reconnect delays: ``initial_s`` doubling up to ``maximum_s``; ``reset`` on success."""
 
-    request_id: str
-    ts: float  # unix time, seconds
-    stage: str
-    monitor: str  # the configured monitor id
-    action: str  # the configured action: block | redact | annotate | shadow
-    hit: bool
-    score: float
-    labels: dict[str, float]
-    error: str | None
-    excerpt: str
-    route: str = ""
-    model: str = ""
+    initial_s: float = 0.05
+    maximum_s: float = 5.0
+    _next: float = 0.0
 
+    def delay(self) -> float:
+        current = self._next or self.initial_s
+        self._next = min(current * 2, self.maximum_s)
+        return min(current, self.maximum_s)
 
-class AuditError(RuntimeError):
-    """The audit database cannot be opened or read."""
+    def reset(self) -> None:
+        self._next = 0.0
 
 
 @dataclass(slots=True)
@@ -101,10 +113,11 @@ class _Waiter:
     future: asyncio.Future[None]
 
 
-class _DropLog:
-    """Rate-limited warnings for dropped events; always carries the reason and the count."""
+class _RateLimitedLog:
+    """Warnings at most once per interval; each carries the count since the last one."""
 
-    def __init__(self) -> None:
+    def __init__(self, template: str) -> None:
+        self._template = template
         self._lock = threading.Lock()
         self._last = -math.inf
         self._suppressed = 0
@@ -116,26 +129,40 @@ class _DropLog:
             if now - self._last < DROP_LOG_INTERVAL_S:
                 return
             total, self._suppressed, self._last = self._suppressed, 0, now
-        logger.warning("audit: dropped %d event(s) since the last warning; latest reason: %s",
-                       total, reason)
+        logger.warning(self._template, total, reason)
+
+
+def make_backend(settings: AuditSettings, replica: str) -> AuditBackend:
+    """PostgreSQL when ``audit.dsn`` is set, else the SQLite file at ``audit.path``."""
+    if settings.dsn is not None:
+        from gateway.audit_postgres import PostgresBackend
+
+        return PostgresBackend(settings.dsn.get_secret_value(),
+                               application_name=f"taxgate {replica}"[:63])
+    from gateway.audit_sqlite import SQLiteBackend
+
+    return SQLiteBackend(settings.path)
 
 
 class AuditStore:
-    """Queue + one writer thread + SQLite (WAL). Build it in the app's lifespan.
+    """Queue + one writer thread + a backend. Build it in the app's lifespan.
 
     ``on_written(n)`` and ``on_dropped(n, reason)`` let the caller count metrics; they run
     on the writer thread (or on the caller's thread for a full queue), so keep them cheap
-    and thread-safe (prometheus counters are).
+    and thread-safe (prometheus counters are). ``backend`` is injectable (tests).
     """
 
     def __init__(
         self,
         settings: AuditSettings,
         *,
+        backend: AuditBackend | None = None,
         on_written: Callable[[int], None] | None = None,
         on_dropped: Callable[[int, str], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.replica = settings.replica or socket.gethostname()
+        self._backend = backend
         self._on_written = on_written
         self._on_dropped = on_dropped
         self._cond = threading.Condition()
@@ -146,14 +173,24 @@ class AuditStore:
         self._accepted = 0
         self._done = 0
         self._stopping = False
+        self._stop_requested = threading.Event()
+        self._stop_at = math.inf
+        self._unavailable = False  # the writer is retrying a database it cannot reach
+        self._next_prune = 0.0
         self._thread: threading.Thread | None = None
         self._stopped: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._drop_log = _DropLog()
+        self._drop_log = _RateLimitedLog(
+            "audit: dropped %d event(s) since the last warning; latest reason: %s")
+        self._sync_log = _RateLimitedLog(
+            "audit: %d response(s) released before their events were committed: %s")
 
     async def start(self) -> None:
-        """Open the database and start the writer; raises AuditError if it cannot be opened."""
+        """Open the database (migrating it) and start the writer; raises AuditError if the
+        database cannot be opened or reached."""
         if not self.settings.enabled or self._thread is not None:
             return
+        if self._backend is None:
+            self._backend = make_backend(self.settings, self.replica)
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(
             target=self._run, args=(ready,), name="taxgate-audit-writer", daemon=True
@@ -185,7 +222,8 @@ class AuditStore:
             self._dropped(1, reason)
 
     async def flush(self) -> None:
-        """Return once every event recorded before this call is committed (or counted dropped)."""
+        """Return once every event recorded before this call is committed (or counted
+        dropped); at once while the database is unreachable, and after ``sync_timeout_s``."""
         if not self._running():
             return
         loop = asyncio.get_running_loop()
@@ -193,15 +231,30 @@ class AuditStore:
         with self._cond:
             if self._done >= self._accepted:
                 return
-            self._waiters.append(_Waiter(self._accepted, loop, future))
+            if self._unavailable:
+                self._sync_log.warn(1, f"{self._name()} is unavailable")
+                return
+            waiter = _Waiter(self._accepted, loop, future)
+            self._waiters.append(waiter)
             self._cond.notify()
-        await future
+        timeout = self.settings.sync_timeout_s or None
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            with self._cond:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+            self._sync_log.warn(1, f"no commit within audit.sync_timeout_s="
+                                   f"{self.settings.sync_timeout_s:g}")
 
     async def close(self) -> None:
         """Drain and commit everything queued, stop the writer and close the database."""
         with self._cond:
+            if not self._stopping:
+                self._stop_at = time.monotonic() + self.settings.drain_timeout_s
             self._stopping = True
             self._cond.notify()
+        self._stop_requested.set()
         if self._thread is None:
             with self._cond:
                 lost, self._pending = len(self._pending), collections.deque()
@@ -213,15 +266,22 @@ class AuditStore:
     def _running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def _name(self) -> str:
+        return self._backend.name if self._backend is not None else "the audit database"
+
     # --- writer thread -------------------------------------------------------------------
 
     def _run(self, ready: concurrent.futures.Future[None]) -> None:
+        backend = self._backend
+        assert backend is not None
         try:
-            conn = _open_for_writing(self.settings.path)
-        except (sqlite3.Error, OSError) as exc:
+            backend.open()
+        except AuditError as exc:
+            backend.close()
+            key = "audit.dsn" if self.settings.dsn is not None else "audit.path"
             ready.set_exception(AuditError(
-                f"cannot open the audit database {self.settings.path!r}: {exc}. "
-                "Set audit.path to a writable file, or audit.enabled: false to run without it."
+                f"{exc}. Set {key} to a database the gateway can open, or "
+                "audit.enabled: false to run without the audit log."
             ))
             self._abandon()
             self._stopped.set_result(None)
@@ -231,12 +291,16 @@ class AuditStore:
             while True:
                 batch, last = self._next_batch()
                 if batch:
-                    self._write(conn, batch)
+                    self._write(batch)
                 self._finished(len(batch))
                 if last:
                     break
+                self._maybe_prune()
+        except BaseException:
+            logger.exception("audit: the writer stopped on an unexpected error")
+            raise
         finally:
-            conn.close()
+            backend.close()
             self._abandon()
             self._stopped.set_result(None)
 
@@ -250,11 +314,20 @@ class AuditStore:
         self._finished(lost)
 
     def _next_batch(self) -> tuple[list[AuditEvent], bool]:
-        """Wait for work; return up to batch_max events and whether the writer should stop."""
+        """Wait for work; return up to batch_max events and whether the writer should stop.
+
+        An empty batch means "nothing yet, but retention is due".
+        """
         limit = self.settings.batch_max
         with self._cond:
             while not self._pending and not self._stopping:
-                self._cond.wait()
+                if self.settings.retention_days is None:
+                    self._cond.wait()
+                    continue
+                left = self._next_prune - time.monotonic()
+                if left <= 0:
+                    return [], False
+                self._cond.wait(left)
             if self.settings.sync == "batch":
                 # Let a batch fill up, but no longer than the interval, and not at all
                 # when someone waits on flush() or the store is closing.
@@ -270,23 +343,111 @@ class AuditStore:
             last = self._stopping and not self._pending
         return batch, last
 
-    def _write(self, conn: sqlite3.Connection, batch: list[AuditEvent]) -> None:
+    def _write(self, batch: list[AuditEvent]) -> None:
+        backend = self._backend
+        assert backend is not None
         rows = []
         for event in batch:
             try:
-                rows.append(_to_row(event))
-            except (TypeError, ValueError, orjson.JSONEncodeError) as exc:
+                rows.append(backend.encode(event))
+            except (TypeError, ValueError) as exc:
                 self._dropped(1, f"cannot encode event from monitor {event.monitor!r}: {exc}")
         if not rows:
             return
-        try:
-            with conn:  # one transaction: commit on success, rollback on error
-                conn.executemany(INSERT, rows)
-        except Exception as exc:  # noqa: BLE001 - any failure: count and log, keep writing
-            self._dropped(len(rows), f"write to {self.settings.path!r} failed: "
-                                     f"{type(exc).__name__}: {exc}")
+        backoff = Backoff(maximum_s=self.settings.retry_max_s)
+        while True:
+            try:
+                backend.write(rows)
+            except AuditUnavailable as exc:
+                if not self._wait_for_database(exc, backoff):
+                    self._dropped(len(rows), f"{backend.name} still unavailable after "
+                                             f"drain_timeout_s at shutdown: {exc}")
+                    return
+                continue
+            except AuditError as exc:
+                self._salvage(rows, exc)
+                return
+            self._available()
+            self._notify(self._on_written, len(rows))
             return
-        self._notify(self._on_written, len(rows))
+
+    def _wait_for_database(self, exc: AuditError, backoff: Backoff) -> bool:
+        """Back off, then reconnect; False once a shutdown has waited ``drain_timeout_s``."""
+        backend = self._backend
+        assert backend is not None
+        with self._cond:
+            first, self._unavailable = not self._unavailable, True
+            waiting = len(self._pending)
+            # Responses already waiting on a commit go out now, as later ones will.
+            released, self._waiters = (self._waiters, []) if first else ([], self._waiters)
+        for waiter in released:
+            self._wake(waiter)
+        if released:
+            self._sync_log.warn(len(released), f"{backend.name} is unavailable")
+        if first:
+            logger.warning("audit: %s is unavailable (%s); retrying with backoff, up to "
+                           "%d events wait in the queue, later ones are dropped",
+                           backend.name, exc, self.settings.queue_max)
+        while True:
+            delay = backoff.delay()
+            if self._stop_requested.is_set():
+                left = self._stop_at - time.monotonic()
+                if left <= 0:
+                    return False
+                time.sleep(min(delay, left))
+            else:
+                self._stop_requested.wait(delay)  # a shutdown cuts the wait short
+            backend.close()
+            try:
+                backend.open()
+            except AuditError as again:
+                logger.debug("audit: reconnect to %s failed (%d events queued): %s",
+                             backend.name, waiting, again)
+                continue
+            return True
+
+    def _available(self) -> None:
+        if self._unavailable:
+            with self._cond:
+                self._unavailable = False
+            logger.warning("audit: %s is reachable again; writing resumes", self._name())
+
+    def _salvage(self, rows: list[tuple[object, ...]], exc: AuditError) -> None:
+        """A batch failed for good: write its rows one by one so one bad row costs one."""
+        backend = self._backend
+        assert backend is not None
+        if len(rows) == 1:
+            self._dropped(1, str(exc))
+            return
+        written = 0
+        for row in rows:
+            try:
+                backend.write([row])
+            except AuditError as single:
+                self._dropped(1, str(single))
+            else:
+                written += 1
+        if written:
+            self._notify(self._on_written, written)
+
+    def _maybe_prune(self) -> None:
+        days = self.settings.retention_days
+        if days is None or time.monotonic() < self._next_prune:
+            return
+        backend = self._backend
+        assert backend is not None
+        interval = self.settings.retention_interval_s
+        try:
+            deleted = backend.prune(time.time() - days * 86400, PRUNE_CHUNK)
+        except AuditError as exc:
+            logger.warning("audit: retention (delete events older than %g days) failed: %s",
+                           days, exc)
+            self._next_prune = time.monotonic() + min(interval, 60.0)
+            return
+        if deleted:
+            logger.info("audit: retention deleted %d event(s) older than %g days", deleted, days)
+        # A full chunk means more are due: continue after the next batch, not in an hour.
+        self._next_prune = time.monotonic() + (0.0 if deleted >= PRUNE_CHUNK else interval)
 
     def _finished(self, count: int) -> None:
         with self._cond:
@@ -294,11 +455,15 @@ class AuditStore:
             ready = [w for w in self._waiters if w.target <= self._done]
             self._waiters = [w for w in self._waiters if w.target > self._done]
         for waiter in ready:
-            try:
-                waiter.loop.call_soon_threadsafe(_resolve, waiter.future)
-            except RuntimeError:
-                # The waiting loop is already closed: nobody is left to wake.
-                logger.debug("audit: flush waiter's event loop is closed")
+            self._wake(waiter)
+
+    @staticmethod
+    def _wake(waiter: _Waiter) -> None:
+        try:
+            waiter.loop.call_soon_threadsafe(_resolve, waiter.future)
+        except RuntimeError:
+            # The waiting loop is already closed: nobody is left to wake.
+            logger.debug("audit: flush waiter's event loop is closed")
 
     def _dropped(self, count: int, reason: str) -> None:
         self._drop_log.warn(count, reason)
@@ -319,68 +484,28 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _open_for_writing(path: str) -> sqlite3.Connection:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if mode.lower() != "wal":
-            logger.warning("audit: %s does not support WAL (journal_mode=%s)", path, mode)
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.executescript(SCHEMA)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    except sqlite3.Error:
-        conn.close()
-        raise
-    conn.isolation_level = "DEFERRED"  # so `with conn:` wraps each batch in a transaction
-    return conn
-
-
-def _to_row(event: AuditEvent) -> tuple[object, ...]:
-    labels = orjson.dumps(event.labels).decode()
-    return (event.request_id, float(event.ts), event.stage, event.monitor, event.action,
-            int(bool(event.hit)), float(event.score), labels, event.error, event.excerpt,
-            event.route, event.model)
-
-
 # --- reading ------------------------------------------------------------------------------
 
 
-def _filters(**values: object) -> tuple[str, list[object]]:
-    clauses, params = [], []
-    for column in ("monitor", "stage", "action", "request_id"):
-        if values[column] is not None:
-            clauses.append(f"{column} = ?")
-            params.append(values[column])
-    if values["since"] is not None:
-        clauses.append("ts >= ?")
-        params.append(values["since"])
-    if values["until"] is not None:
-        clauses.append("ts < ?")
-        params.append(values["until"])
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+def open_reader(source: str | Path) -> AuditReader:
+    """A reader for a SQLite file path or a ``postgresql://`` DSN."""
+    if is_dsn(str(source)):
+        from gateway.audit_postgres import PostgresReader
 
+        return PostgresReader(str(source))
+    from gateway.audit_sqlite import SQLiteReader
 
-def _open_for_reading(path: str | Path) -> sqlite3.Connection:
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"no audit database at {str(file)!r}")
-    try:
-        conn = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True)
-        conn.execute("SELECT 1 FROM audit_events LIMIT 1")
-    except sqlite3.Error as exc:
-        raise AuditError(f"{str(file)!r} is not a readable taxgate audit database: {exc}") from exc
-    return conn
+    return SQLiteReader(source)
 
 
 def iter_events(
-    path: str | Path,
+    source: str | Path,
     *,
     monitor: str | None = None,
     stage: str | None = None,
     action: str | None = None,
     request_id: str | None = None,
+    replica: str | None = None,
     since: float | None = None,
     until: float | None = None,
     limit: int | None = None,
@@ -388,81 +513,31 @@ def iter_events(
     """Events matching every given filter, oldest first; ``since`` <= ts < ``until``.
 
     With ``limit``, the newest ``limit`` matches (still oldest first), like ``tail``.
+    The query runs at the call, so a missing or foreign database fails here.
     """
-    where, params = _filters(monitor=monitor, stage=stage, action=action,
-                             request_id=request_id, since=since, until=until)
-    sql = f"SELECT {', '.join(COLUMNS)}, id FROM audit_events{where}"
-    if limit is not None:
-        sql = f"SELECT * FROM ({sql} ORDER BY ts DESC, id DESC LIMIT ?)"
-        params.append(limit)
-    sql += " ORDER BY ts, id"
-    # Open and run the query now, so a missing or foreign file fails at the call, not
-    # halfway through a caller's output.
-    conn = _open_for_reading(path)
-    try:
-        cursor = conn.execute(sql, params)
-    except sqlite3.Error as exc:
-        conn.close()
-        raise AuditError(f"cannot query {str(path)!r}: {exc}") from exc
-    return _rows(conn, cursor)
+    filters = Filters(monitor, stage, action, request_id, replica, since, until)
+    return open_reader(source).iter_events(filters, limit)
 
 
-def _rows(conn: sqlite3.Connection, cursor: sqlite3.Cursor) -> Iterator[AuditEvent]:
-    try:
-        for row in cursor:
-            yield _from_row(row)
-    finally:
-        conn.close()
-
-
-def query_events(
-    path: str | Path,
-    *,
-    monitor: str | None = None,
-    stage: str | None = None,
-    action: str | None = None,
-    request_id: str | None = None,
-    since: float | None = None,
-    until: float | None = None,
-    limit: int | None = None,
-) -> list[AuditEvent]:
+def query_events(source: str | Path, **filters: object) -> list[AuditEvent]:
     """``iter_events`` as a list."""
-    return list(iter_events(path, monitor=monitor, stage=stage, action=action,
-                            request_id=request_id, since=since, until=until, limit=limit))
+    return list(iter_events(source, **filters))  # type: ignore[arg-type]
 
 
 def count_events(
-    path: str | Path,
-    by: Literal["monitor", "stage", "action"],
+    source: str | Path,
+    by: Group,
     *,
     monitor: str | None = None,
     stage: str | None = None,
     action: str | None = None,
     request_id: str | None = None,
+    replica: str | None = None,
     since: float | None = None,
     until: float | None = None,
 ) -> dict[str, int]:
     """Matching events counted per value of column ``by``, largest count first."""
-    if by not in ("monitor", "stage", "action"):
-        raise ValueError(f"cannot group audit events by {by!r}")
-    where, params = _filters(monitor=monitor, stage=stage, action=action,
-                             request_id=request_id, since=since, until=until)
-    sql = (f"SELECT {by}, COUNT(*) FROM audit_events{where} "
-           f"GROUP BY {by} ORDER BY COUNT(*) DESC, {by}")
-    conn = _open_for_reading(path)
-    try:
-        return {value: count for value, count in conn.execute(sql, params)}
-    except sqlite3.Error as exc:
-        raise AuditError(f"cannot query {str(path)!r}: {exc}") from exc
-    finally:
-        conn.close()
+    filters = Filters(monitor, stage, action, request_id, replica, since, until)
+    return open_reader(source).count_events(by, filters)
 
 
-def _from_row(row: tuple) -> AuditEvent:
-    (request_id, ts, stage, monitor, action, hit, score, labels, error, excerpt,
-     route, model, _id) = row
-    return AuditEvent(
-        request_id=request_id, ts=ts, stage=stage, monitor=monitor, action=action,
-        hit=bool(hit), score=math.nan if score is None else score,  # SQLite stores NaN as NULL
-        labels=orjson.loads(labels), error=error, excerpt=excerpt, route=route, model=model,
-    )

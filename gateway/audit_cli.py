@@ -1,5 +1,9 @@
 """``taxgate audit``: list, export (JSONL) and count the audit log's events.
 
+It reads a SQLite file (``--db``) or the shared PostgreSQL log (``--dsn``, default from
+``TAXGATE_AUDIT__DSN`` as the gateway reads it; a password is best left to PGPASSWORD or
+~/.pgpass, so it does not show in the process list).
+
 ``gateway/cli.py`` calls ``configure_parser`` on its ``audit`` subparser and ``run`` with
 the parsed arguments; ``python -m gateway.audit_cli`` runs it on its own.
 """
@@ -23,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gateway.audit import AuditError, AuditEvent, AuditSettings, count_events, iter_events
+from gateway.audit_store import is_dsn, redact_dsn
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -86,10 +91,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
              "per line; stats: event counts by monitor, stage and action",
     )
     parser.add_argument(
-        "--db", default=AuditSettings().path, metavar="PATH",
-        help="the audit database, as in audit.path of the gateway settings "
-             "(default: %(default)s)",
+        "--db", default=None, metavar="PATH",
+        help="the SQLite audit database, as in audit.path of the gateway settings "
+             f"(default: {AuditSettings().path})",
     )
+    parser.add_argument(
+        "--dsn", default=None, metavar="URL",
+        help="the shared PostgreSQL audit log, as in audit.dsn of the gateway settings "
+             "(postgresql://user@host:5432/db; default: $TAXGATE_AUDIT__DSN when --db is "
+             "not given)",
+    )
+    parser.add_argument("--replica", help="only events written by this gateway replica")
     parser.add_argument("--monitor", help="only events from this monitor id")
     parser.add_argument("--stage", choices=("input", "output"), help="only events of this stage")
     parser.add_argument(
@@ -120,19 +132,34 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``taxgate audit``; returns the process exit code."""
     filters = {"monitor": args.monitor, "stage": args.stage, "action": args.action,
-               "request_id": args.request_id, "since": args.since, "until": args.until}
-    if not os.path.isfile(args.db):
-        print(f"taxgate audit: no audit database at {args.db!r}. Pass --db with the file "
-              "named by audit.path in the gateway settings; the gateway creates it on start "
-              "when audit.enabled is true.", file=sys.stderr)
+               "request_id": args.request_id, "replica": args.replica, "since": args.since,
+               "until": args.until}
+    if args.db is not None and args.dsn is not None:
+        print("taxgate audit: pass --db (a SQLite file) or --dsn (PostgreSQL), not both",
+              file=sys.stderr)
         return EXIT_USAGE
+    source = _source(args)
+    if is_dsn(source):
+        label = redact_dsn(source)
+    elif source.startswith("postgres"):
+        print(f"taxgate audit: --dsn {redact_dsn(source)!r} must start with postgresql://",
+              file=sys.stderr)
+        return EXIT_USAGE
+    elif not os.path.isfile(source):
+        print(f"taxgate audit: no audit database at {source!r}. Pass --db with the file "
+              "named by audit.path in the gateway settings (the gateway creates it on start "
+              "when audit.enabled is true), or --dsn for a PostgreSQL audit log.",
+              file=sys.stderr)
+        return EXIT_USAGE
+    else:
+        label = source
     try:
         if args.audit_command == "stats":
-            _stats(args.db, filters)
+            _stats(source, label, filters)
         elif args.audit_command == "export":
-            _export(args.db, filters, args.limit, args.out)
+            _export(source, filters, args.limit, args.out)
         else:
-            _list(args.db, filters, args.limit or LIST_DEFAULT_LIMIT)
+            _list(source, label, filters, args.limit or LIST_DEFAULT_LIMIT)
     except BrokenPipeError:
         # The reader went away (`| head`): not an error. Point stdout at devnull so the
         # interpreter's final flush does not raise again (the recipe in Python's signal docs).
@@ -144,6 +171,14 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _source(args: argparse.Namespace) -> str:
+    if args.dsn is not None:
+        return args.dsn
+    if args.db is not None:
+        return args.db
+    return os.environ.get("TAXGATE_AUDIT__DSN") or AuditSettings().path
+
+
 def _console() -> Console:
     return Console(file=sys.stdout, width=None if sys.stdout.isatty() else PIPE_WIDTH)
 
@@ -152,9 +187,10 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
-def _list(db: str, filters: dict, limit: int) -> None:
-    table = Table(title=f"audit events in {escape(db)}")
-    for name in ("time (UTC)", "request", "stage", "monitor", "action", "hit", "score"):
+def _list(db: str, label: str, filters: dict, limit: int) -> None:
+    table = Table(title=f"audit events in {escape(label)}")
+    for name in ("time (UTC)", "request", "replica", "route", "model", "stage", "monitor",
+                 "action", "hit", "score"):
         table.add_column(name, no_wrap=True)
     table.add_column("labels")
     table.add_column("error")
@@ -164,7 +200,8 @@ def _list(db: str, filters: dict, limit: int) -> None:
         count += 1
         top = sorted(event.labels.items(), key=lambda item: item[1], reverse=True)[:3]
         cells = (
-            _iso(event.ts), event.request_id, event.stage, event.monitor, event.action,
+            _iso(event.ts), event.request_id, event.replica, event.route, event.model,
+            event.stage, event.monitor, event.action,
             "yes" if event.hit else "no", f"{event.score:.3f}",
             " ".join(f"{name}={score:.2f}" for name, score in top), event.error or "",
             event.excerpt,
@@ -176,7 +213,7 @@ def _list(db: str, filters: dict, limit: int) -> None:
     if count:
         console.print(table)
     else:
-        console.print(Text(f"no audit events match in {db}"))
+        console.print(Text(f"no audit events match in {label}"))
 
 
 def _export(db: str, filters: dict, limit: int | None, out: str | None) -> None:
@@ -194,14 +231,15 @@ def _write_jsonl(events: Iterable[AuditEvent], file: IO[str]) -> None:
                    .decode())
 
 
-def _stats(db: str, filters: dict) -> None:
+def _stats(db: str, label: str, filters: dict) -> None:
     console = _console()
-    counts = {by: count_events(db, by, **filters) for by in ("monitor", "stage", "action")}
+    counts = {by: count_events(db, by, **filters)
+              for by in ("monitor", "stage", "action", "replica")}
     total = sum(counts["stage"].values())
-    console.print(Text(f"{total} audit event(s) in {db}"))
+    console.print(Text(f"{total} audit event(s) in {label}"))
     for by, values in counts.items():
-        if not values:
-            continue
+        if not values or (by == "replica" and list(values) == [""]):
+            continue  # replica: nothing to say about a log no replica has signed
         table = Table(title=f"by {by}")
         table.add_column(by)
         table.add_column("events", justify="right")

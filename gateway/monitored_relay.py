@@ -53,6 +53,7 @@ class MonitoredRelay:
             self._policy = StreamFirst(route, self._check, self._hold,
                                        overlap=streaming.overlap_chars)
         self._template: dict[str, Any] = {}
+        self._context = {"route": route, "model": self._ctx.model}  # for the audit log
         self._finished = False  # [DONE], a block or a failure was sent: nothing more goes
         self._cut = False  # a block or a failure: the upstream request was closed on purpose
 
@@ -155,7 +156,7 @@ class MonitoredRelay:
         started = self._rec.clock()
         try:
             result = await self._pipeline.check("output", texts, request_id=self._ctx.request_id,
-                                                kinds=kinds, whole=whole)
+                                                kinds=kinds, whole=whole, context=self._context)
         except MonitorOverloaded as exc:
             # A fail-closed monitor could not take the check: cut rather than leak.
             log.warning("request %s: monitor %s overloaded, stream cut", self._ctx.request_id,

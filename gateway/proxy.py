@@ -206,7 +206,8 @@ class Proxy:
                               ctx: RequestContext) -> bytes:
         texts = input_texts(parsed)
         started = self._clock()
-        result = await self._pipeline.check("input", texts, request_id=ctx.request_id)
+        result = await self._pipeline.check("input", texts, request_id=ctx.request_id,
+                                            context={"route": ctx.route, "model": ctx.model})
         ctx.add_phase("input_monitors", self._clock() - started)
         self._note_flags(result, ctx)
         if result.blocked_by is not None:
@@ -261,7 +262,8 @@ class Proxy:
         started = self._clock()
         result = await self._pipeline.check("output", [field.text for _, field in fields],
                                             request_id=ctx.request_id,
-                                            kinds=[field.kind for _, field in fields])
+                                            kinds=[field.kind for _, field in fields],
+                                            context={"route": ctx.route, "model": ctx.model})
         ctx.add_phase("output_monitors", self._clock() - started)
         self._note_flags(result, ctx)
         if result.blocked_by is not None:

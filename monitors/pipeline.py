@@ -15,8 +15,9 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from monitors.base import Finding, Monitor, MonitorLoadError, MonitorOverloaded, Span
 from monitors.batcher import MicroBatcher
@@ -31,6 +32,7 @@ __all__ = ["Decision", "MonitorOverloaded", "MonitorPipeline", "StageResult", "a
 logger = logging.getLogger(__name__)
 
 EventSink = Callable[["Decision", str], None]
+NO_CONTEXT: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass
@@ -41,6 +43,8 @@ class Decision:
     a failed monitor set ``on_error: closed`` reports ``block``. ``error`` is None,
     ``error``, ``timeout`` or ``overload``. ``text_index`` is the first text that hit
     and ``excerpt`` a masked excerpt of it (never the raw flagged characters).
+    ``context`` is what the caller of ``check`` said about the request (the gateway:
+    ``route`` and ``model``), passed through untouched for the event sink.
     """
 
     monitor_id: str
@@ -55,6 +59,7 @@ class Decision:
     text_index: int | None
     excerpt: str
     duration_s: float
+    context: Mapping[str, str] = field(default_factory=lambda: NO_CONTEXT)
 
 
 @dataclass
@@ -263,8 +268,9 @@ class MonitorPipeline:
 
     async def check(self, stage: str, texts: Sequence[str], *, request_id: str,
                     kinds: Sequence[str] | None = None,
-                    whole: Sequence[str] | None = None) -> StageResult:
-        """Run the stage's monitors on ``texts``.
+                    whole: Sequence[str] | None = None,
+                    context: Mapping[str, str] = NO_CONTEXT) -> StageResult:
+        """Run the stage's monitors on ``texts``; ``context`` goes on every Decision.
 
         ``kinds`` names the field each text comes from (``content``, ``reasoning``,
         ``tool_calls``, ...): a monitor whose ``fields`` option leaves a kind out does
@@ -293,7 +299,7 @@ class MonitorPipeline:
             if not watched:
                 continue
             if entry.spec.action == "shadow":
-                self._spawn_shadow(entry, stage, texts, request_id, watched)
+                self._spawn_shadow(entry, stage, texts, request_id, watched, context)
             else:
                 enforced.append((entry, watched))
         outcomes = await asyncio.gather(*(
@@ -303,6 +309,7 @@ class MonitorPipeline:
         overloaded: MonitorOverloaded | None = None
         for outcome in outcomes:
             decision = outcome.decision
+            decision.context = context
             self._record(decision, request_id)
             result.decisions.append(decision)
             if decision.action == "block":
@@ -324,16 +331,17 @@ class MonitorPipeline:
         return apply_result(result, texts)
 
     def _spawn_shadow(self, entry: _Entry, stage: str, texts: tuple[str, ...], request_id: str,
-                      watched: tuple[int, ...]) -> None:
-        task = asyncio.create_task(self._shadow(entry, stage, texts, request_id, watched),
+                      watched: tuple[int, ...], context: Mapping[str, str]) -> None:
+        task = asyncio.create_task(self._shadow(entry, stage, texts, request_id, watched, context),
                                    name=f"shadow-{entry.spec.id}")
         # Keep a reference: the loop holds tasks weakly, and close() waits for these.
         self._shadow_tasks.add(task)
         task.add_done_callback(self._shadow_tasks.discard)
 
     async def _shadow(self, entry: _Entry, stage: str, texts: tuple[str, ...], request_id: str,
-                      watched: tuple[int, ...]) -> None:
+                      watched: tuple[int, ...], context: Mapping[str, str]) -> None:
         outcome = await self._evaluate(entry, stage, texts, request_id, watched)
+        outcome.decision.context = context
         self._record(outcome.decision, request_id)
 
     async def _evaluate(self, entry: _Entry, stage: str, all_texts: tuple[str, ...], request_id: str,

@@ -1,4 +1,5 @@
-"""Real servers on loopback for integration tests: vLLM (CPU build), the gateway, any ASGI app.
+"""Real servers on loopback for integration tests: vLLM (CPU build), the gateway, any ASGI app,
+PostgreSQL.
 
 One fixture factory for all: tests ask for a server, get its base URL, and the
 session tears it down.
@@ -7,8 +8,10 @@ session tears it down.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -136,3 +139,86 @@ class VLLMServer:
             if line.startswith(name + "{") or line.startswith(name + " "):
                 total += float(line.rsplit(" ", 1)[1])
         return total
+
+
+def postgres_bin() -> Path | None:
+    """The directory of ``initdb`` / ``pg_ctl``: TAXGATE_PG_BIN, Debian's newest, or PATH."""
+    if os.environ.get("TAXGATE_PG_BIN"):
+        return Path(os.environ["TAXGATE_PG_BIN"])
+    debian = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                    key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    if debian:
+        return debian[-1].parent
+    found = shutil.which("initdb")
+    return Path(found).parent if found else None
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL: own data directory in a temp dir, loopback, a free port.
+
+    PostgreSQL refuses to run as root, so under root the server commands run as the
+    ``postgres`` user (Debian's package creates it) through ``runuser``. Trust auth on
+    127.0.0.1 only; the superuser is ``postgres``. ``fsync`` is off by default: the tests
+    kill gateways, not the database, and a commit still has to reach the server.
+    """
+
+    def __init__(self, *, port: int | None = None, fsync: bool = False,
+                 bin_dir: Path | None = None) -> None:
+        self.bin_dir = bin_dir or postgres_bin()
+        self.port = port or free_port()
+        self.fsync = fsync
+        # Not pytest's tmp_path: that is root-only (0700), and the server runs as postgres.
+        self.workdir = Path(tempfile.mkdtemp(prefix="taxgate-pg-"))
+        self.data = self.workdir / "data"
+        self.log_path = self.workdir / "postgres.log"
+        self._as_postgres = os.geteuid() == 0
+
+    def available(self) -> bool:
+        return self.bin_dir is not None and (self.bin_dir / "pg_ctl").exists()
+
+    def dsn(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _run(self, tool: str, *args: str, timeout_s: float = 60) -> None:
+        assert self.bin_dir is not None
+        cmd = [str(self.bin_dir / tool), *args]
+        if self._as_postgres:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+        if done.returncode != 0:
+            raise RuntimeError(f"{tool} {' '.join(args)} failed ({done.returncode}): "
+                               f"{done.stderr.strip() or done.stdout.strip()}"
+                               + _log_tail(self.log_path))
+
+    def init(self) -> PostgresServer:
+        if self._as_postgres:
+            shutil.chown(self.workdir, "postgres")
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres",
+                  "-E", "UTF8", "--no-sync", "--no-instructions")
+        return self
+
+    def start(self) -> PostgresServer:
+        options = (f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1 "
+                   f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=100")
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log_path), "-w",
+                  "-t", "60", "-o", options, "start")
+        return self
+
+    def stop(self, mode: str = "fast") -> None:
+        """``fast``: disconnect clients, clean shutdown; ``immediate``: like a crash."""
+        if (self.data / "postmaster.pid").exists():
+            self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def create_database(self, name: str) -> str:
+        """A fresh empty database; its DSN."""
+        import psycopg
+
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.dsn(name)
+
+    def remove(self) -> None:
+        try:
+            self.stop("immediate")
+        finally:
+            shutil.rmtree(self.workdir, ignore_errors=True)

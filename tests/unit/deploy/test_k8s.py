@@ -28,7 +28,7 @@ CRD_GROUPS = ("monitoring.coreos.com/",)
 GATEWAY_UID = 10001  # USER in deploy/Dockerfile
 # Referenced but created by hand, as each kustomization's header explains.
 EXTERNAL = {
-    "overlays/gpu": {("Secret", "taxgate-api-keys")},
+    "overlays/gpu": {("Secret", "taxgate-api-keys"), ("Secret", "taxgate-audit-db")},
     "loadtest": {("Secret", "taxgate-api-keys")},
     "base": {("Secret", "taxgate-api-keys")},
 }
@@ -222,3 +222,15 @@ def test_load_test_drives_the_gateway_service():
     (master,) = find(render("loadtest"), "Job", "locust-master")
     args = master["spec"]["template"]["spec"]["containers"][0]["args"]
     assert f"--host=http://taxgate:{port}" in args
+
+
+def test_gpu_overlay_takes_the_audit_dsn_from_a_secret_and_names_each_pod():
+    [deployment] = find(render("overlays/gpu"), "Deployment", "taxgate")
+    [gateway] = [c for c in deployment["spec"]["template"]["spec"]["containers"]
+                 if c["name"] == "gateway"]
+    env = {e["name"]: e for e in gateway["env"]}
+    assert env["TAXGATE_AUDIT__DSN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "taxgate-audit-db", "key": "dsn"}
+    assert env["TAXGATE_AUDIT__REPLICA"]["valueFrom"]["fieldRef"]["fieldPath"] == \
+        "metadata.name"
+    assert "TAXGATE_UPSTREAMS" in env and "TAXGATE_API_KEYS" in env  # merged, not replaced

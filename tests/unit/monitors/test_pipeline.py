@@ -456,3 +456,20 @@ async def test_a_long_inline_check_still_obeys_its_timeout():
     finally:
         await pipeline.close()
     assert result.blocked_by is not None and result.blocked_by.error == "timeout"
+
+
+async def test_the_callers_context_reaches_every_recorded_decision(registry, make_pipeline):
+    events = []
+    pipeline = await make_pipeline({"name": "keyword"}, {"name": "gated", "action": "shadow"},
+                                   on_event=lambda d, rid: events.append((d.monitor_id, d.context)))
+    context = {"route": "chat", "model": "tiny"}
+    await pipeline.check("input", ["bad"], request_id="r", context=context)
+    registry.instances["gated"].gate.set()
+    for _ in range(100):
+        if len(events) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert events == [("keyword", context), ("gated", context)]
+    # Callers that say nothing get an empty context.
+    await pipeline.check("input", ["bad"], request_id="r2")
+    assert events[-1] == ("keyword", {})

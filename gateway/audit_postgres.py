@@ -1,0 +1,237 @@
+"""The shared audit log: one PostgreSQL database that every gateway replica writes to.
+
+psycopg 3 (the ``postgres`` extra), blocking API: it runs on the audit writer thread, never
+on the event loop. Batches go in with ``COPY``, one transaction each.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+from gateway import audit_migrations
+from gateway.audit_store import (
+    COLUMNS,
+    GROUPS,
+    AuditError,
+    AuditEvent,
+    AuditUnavailable,
+    Filters,
+    Group,
+    redact_dsn,
+)
+
+logger = logging.getLogger("gateway.audit")
+
+COPY = f"COPY audit_events ({', '.join(COLUMNS)}) FROM STDIN"
+# Advisory lock keys (any fixed bigint): one migrating replica, one pruning replica at a time.
+MIGRATE_LOCK = 0x7A78_6761_7465_0001
+PRUNE_LOCK = 0x7A78_6761_7465_0002
+SCHEMA_TABLE = """CREATE TABLE IF NOT EXISTS taxgate_audit_schema (
+    version     INTEGER     PRIMARY KEY,
+    description TEXT        NOT NULL,
+    applied_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+)"""
+# Defaults for what the DSN does not say: fail fast on connect, and notice a dead peer
+# (no RST after a network partition) in seconds, not after the kernel's 15-minute timeout.
+CONNECT_DEFAULTS = {"connect_timeout": "5", "keepalives": "1", "keepalives_idle": "10",
+                    "keepalives_interval": "5", "keepalives_count": "3",
+                    "tcp_user_timeout": "30000"}
+READ_CHUNK = 2000
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError as exc:
+        raise AuditError("audit.dsn needs the PostgreSQL driver: pip install "
+                         "'taxgate[postgres]' (psycopg 3)") from exc
+    return psycopg
+
+
+def connect(dsn: str, *, application_name: str = "taxgate") -> Any:
+    """An autocommit connection; AuditUnavailable when the server cannot be reached."""
+    psycopg = _psycopg()
+    try:
+        given = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise AuditError(f"audit.dsn {redact_dsn(dsn)!r} is not a valid PostgreSQL "
+                         f"connection string: {exc}") from None
+    extra = {k: v for k, v in CONNECT_DEFAULTS.items() if k not in given}
+    extra.setdefault("application_name", application_name)
+    try:
+        return psycopg.connect(dsn, autocommit=True, **extra)
+    except psycopg.OperationalError as exc:
+        raise AuditUnavailable(f"cannot connect to {redact_dsn(dsn)}: "
+                               f"{_first_line(exc)}") from None
+
+
+def migrate(conn: Any) -> int:
+    """Apply the pending PostgreSQL migrations under an advisory lock; the new version."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+        conn.execute(SCHEMA_TABLE)
+        current = conn.execute(
+            "SELECT COALESCE(MAX(version), 0) FROM taxgate_audit_schema").fetchone()[0]
+        for migration in audit_migrations.pending(audit_migrations.POSTGRES, current):
+            for statement in migration.statements:
+                conn.execute(statement)
+            conn.execute("INSERT INTO taxgate_audit_schema (version, description) "
+                         "VALUES (%s, %s)", (migration.version, migration.description))
+            current = migration.version
+    known = audit_migrations.latest(audit_migrations.POSTGRES)
+    if current > known:
+        logger.warning("audit: schema version %d is newer than this taxgate knows (%d); "
+                       "writing the columns it knows", current, known)
+    return current
+
+
+class PostgresBackend:
+    def __init__(self, dsn: str, *, application_name: str = "taxgate") -> None:
+        self._dsn = dsn
+        self._application_name = application_name
+        self.name = redact_dsn(dsn)
+        self._conn: Any = None
+
+    def open(self) -> None:
+        psycopg = _psycopg()
+        conn = connect(self._dsn, application_name=self._application_name)
+        try:
+            migrate(conn)
+        except psycopg.Error as exc:
+            conn.close()
+            raise self._classify(exc, "migrate") from None
+        self._conn = conn
+
+    def encode(self, event: AuditEvent) -> tuple[object, ...]:
+        labels = orjson.dumps({_text(str(k)) if isinstance(k, str) else k: v
+                               for k, v in event.labels.items()}).decode()
+        return (_text(event.request_id), datetime.fromtimestamp(float(event.ts), timezone.utc),
+                _text(event.stage), _text(event.monitor), _text(event.action), bool(event.hit),
+                float(event.score), labels, None if event.error is None else _text(event.error),
+                _text(event.excerpt), _text(event.route), _text(event.model),
+                _text(event.replica))
+
+    def write(self, rows: Sequence[tuple[object, ...]]) -> None:
+        psycopg = _psycopg()
+        conn = self._connection()
+        try:
+            with conn.transaction(), conn.cursor() as cursor, cursor.copy(COPY) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except psycopg.Error as exc:
+            raise self._classify(exc, "write") from None
+
+    def prune(self, before: float, limit: int) -> int:
+        psycopg = _psycopg()
+        conn = self._connection()
+        try:
+            with conn.transaction():
+                # One replica prunes at a time; the others find the lock taken and skip.
+                if not conn.execute("SELECT pg_try_advisory_xact_lock(%s)",
+                                    (PRUNE_LOCK,)).fetchone()[0]:
+                    return 0
+                cursor = conn.execute(
+                    "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events "
+                    "WHERE ts < to_timestamp(%s) ORDER BY ts LIMIT %s)", (before, limit))
+                return cursor.rowcount
+        except psycopg.Error as exc:
+            raise self._classify(exc, "prune") from None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def _connection(self) -> Any:
+        if self._conn is None or self._conn.closed:
+            raise AuditUnavailable(f"not connected to {self.name}")
+        return self._conn
+
+    def _classify(self, exc: Exception, what: str) -> AuditError:
+        psycopg = _psycopg()
+        message = f"{what} on {self.name} failed: {type(exc).__name__}: {_first_line(exc)}"
+        # Lost connection, server shutting down or restarting, too many clients: retry.
+        # Anything else (bad data, a missing table, permissions) will not heal by retrying.
+        if (isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
+                or (self._conn is not None and self._conn.closed)):
+            return AuditUnavailable(message)
+        return AuditError(message)
+
+
+def _text(value: str) -> str:
+    # PostgreSQL text (and jsonb) cannot hold NUL; one such event must not sink its batch.
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [""])[0]
+
+
+class PostgresReader:
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+
+    def _open(self) -> Any:
+        conn = connect(self._dsn, application_name="taxgate-audit-cli")
+        conn.autocommit = False  # a server-side cursor lives in a transaction
+        return conn
+
+    def iter_events(self, filters: Filters, limit: int | None) -> Iterator[AuditEvent]:
+        psycopg = _psycopg()
+        where, params = filters.clauses("%s", "to_timestamp(%s)")
+        sql = f"SELECT {', '.join(COLUMNS)}, id FROM audit_events{where}"
+        if limit is not None:
+            sql = f"SELECT * FROM ({sql} ORDER BY ts DESC, id DESC LIMIT %s) AS newest"
+            params.append(limit)
+        sql += " ORDER BY ts, id"
+        conn = self._open()
+        # Server-side: an export of millions of rows streams instead of filling memory.
+        cursor = conn.cursor(name="taxgate_audit_read")
+        cursor.itersize = READ_CHUNK
+        try:
+            cursor.execute(sql, params)
+        except psycopg.Error as exc:
+            conn.close()
+            raise AuditError(f"cannot query {redact_dsn(self._dsn)}: {_first_line(exc)}") from None
+        return _rows(conn, cursor)
+
+    def count_events(self, by: Group, filters: Filters) -> dict[str, int]:
+        if by not in GROUPS:
+            raise ValueError(f"cannot group audit events by {by!r}")
+        psycopg = _psycopg()
+        where, params = filters.clauses("%s", "to_timestamp(%s)")
+        sql = (f"SELECT {by}, COUNT(*) FROM audit_events{where} "
+               f"GROUP BY {by} ORDER BY COUNT(*) DESC, {by}")
+        conn = self._open()
+        try:
+            return {value: count for value, count in conn.execute(sql, params).fetchall()}
+        except psycopg.Error as exc:
+            raise AuditError(f"cannot query {redact_dsn(self._dsn)}: {_first_line(exc)}") from None
+        finally:
+            conn.close()
+
+
+def _rows(conn: Any, cursor: Any) -> Iterator[AuditEvent]:
+    try:
+        for row in cursor:
+            yield from_row(row)
+    finally:
+        conn.close()
+
+
+def from_row(row: Sequence) -> AuditEvent:
+    (request_id, ts, stage, monitor, action, hit, score, labels, error, excerpt,
+     route, model, replica, _id) = row
+    return AuditEvent(
+        request_id=request_id, ts=ts.timestamp(), stage=stage, monitor=monitor,
+        action=action, hit=bool(hit), score=math.nan if score is None else score,
+        labels=labels, error=error, excerpt=excerpt, route=route, model=model, replica=replica,
+    )

@@ -1,0 +1,200 @@
+"""The embedded default: one SQLite file (WAL) per gateway replica."""
+
+from __future__ import annotations
+
+import logging
+import math
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import orjson
+
+from gateway import audit_migrations
+from gateway.audit_store import (
+    COLUMNS,
+    GROUPS,
+    AuditError,
+    AuditEvent,
+    AuditUnavailable,
+    Filters,
+    Group,
+)
+
+logger = logging.getLogger("gateway.audit")
+
+INSERT = (f"INSERT INTO audit_events ({', '.join(COLUMNS)}) "
+          f"VALUES ({', '.join('?' * len(COLUMNS))})")
+# A second writer (another gateway on the same file, a VACUUM) should delay us, not drop events.
+BUSY_TIMEOUT_MS = 5000
+
+
+class SQLiteBackend:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.name = repr(path)
+        self._conn: sqlite3.Connection | None = None
+
+    def open(self) -> None:
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except (sqlite3.Error, OSError) as exc:
+            raise AuditError(f"cannot open the audit database {self.path!r}: {exc}") from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                logger.warning("audit: %s does not support WAL (journal_mode=%s)", self.path, mode)
+            conn.execute("PRAGMA synchronous = NORMAL")
+            migrate(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise AuditError(f"cannot open the audit database {self.path!r}: {exc}") from exc
+        self._conn = conn
+
+    def encode(self, event: AuditEvent) -> tuple[object, ...]:
+        labels = orjson.dumps(event.labels).decode()
+        return (event.request_id, float(event.ts), event.stage, event.monitor, event.action,
+                int(bool(event.hit)), float(event.score), labels, event.error, event.excerpt,
+                event.route, event.model, event.replica)
+
+    def write(self, rows: Sequence[tuple[object, ...]]) -> None:
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN")
+            conn.executemany(INSERT, rows)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            _rollback(conn)
+            raise _classify(exc, self.path) from exc
+
+    def prune(self, before: float, limit: int) -> int:
+        conn = self._connection()
+        try:
+            cursor = conn.execute(
+                "DELETE FROM audit_events WHERE id IN "
+                "(SELECT id FROM audit_events WHERE ts < ? ORDER BY ts LIMIT ?)", (before, limit))
+        except sqlite3.Error as exc:
+            raise _classify(exc, self.path) from exc
+        return cursor.rowcount
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise AuditUnavailable(f"{self.path!r} is not open")
+        return self._conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply the pending SQLite migrations in one IMMEDIATE transaction; the new version."""
+    conn.execute("BEGIN IMMEDIATE")  # the write lock first: two processes migrate in turn
+    try:
+        current = conn.execute("PRAGMA user_version").fetchone()[0]
+        for migration in audit_migrations.pending(audit_migrations.SQLITE, current):
+            for statement in migration.statements:
+                conn.execute(statement)
+            # PRAGMA takes no parameters; the version is our own integer.
+            conn.execute(f"PRAGMA user_version = {int(migration.version)}")
+            current = migration.version
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+    if current > audit_migrations.latest(audit_migrations.SQLITE):
+        logger.warning("audit: schema version %d is newer than this taxgate knows (%d); "
+                       "writing the columns it knows", current,
+                       audit_migrations.latest(audit_migrations.SQLITE))
+    return current
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            logger.debug("audit: rollback failed", exc_info=True)
+
+
+def _classify(exc: sqlite3.Error, path: str) -> AuditError:
+    # busy_timeout already waited for the lock: a lock still held, or I/O, may clear later;
+    # anything else (a dropped table, a corrupt file) will not by retrying.
+    message = f"write to {path!r} failed: {type(exc).__name__}: {exc}"
+    text = str(exc).lower()
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return AuditUnavailable(message)
+    return AuditError(message)
+
+
+class SQLiteReader:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def _open(self) -> sqlite3.Connection:
+        if not self.path.is_file():
+            raise FileNotFoundError(f"no audit database at {str(self.path)!r}")
+        try:
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+            conn.execute("SELECT 1 FROM audit_events LIMIT 1")
+        except sqlite3.Error as exc:
+            raise AuditError(f"{str(self.path)!r} is not a readable taxgate audit database: "
+                             f"{exc}") from exc
+        return conn
+
+    def iter_events(self, filters: Filters, limit: int | None) -> Iterator[AuditEvent]:
+        where, params = filters.clauses("?")
+        conn = self._open()
+        # A file written before the replica column (schema v1, read-only here) reads as ''.
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(audit_events)")]
+        select = ", ".join(c if c in columns else f"'' AS {c}" for c in COLUMNS)
+        sql = f"SELECT {select}, id FROM audit_events{where}"
+        if limit is not None:
+            sql = f"SELECT * FROM ({sql} ORDER BY ts DESC, id DESC LIMIT ?)"
+            params.append(limit)
+        sql += " ORDER BY ts, id"
+        # Run the query now, so a foreign file fails at the call, not halfway through output.
+        try:
+            cursor = conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise AuditError(f"cannot query {str(self.path)!r}: {exc}") from exc
+        return _rows(conn, cursor)
+
+    def count_events(self, by: Group, filters: Filters) -> dict[str, int]:
+        if by not in GROUPS:
+            raise ValueError(f"cannot group audit events by {by!r}")
+        where, params = filters.clauses("?")
+        conn = self._open()
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(audit_events)")]
+        group = by if by in columns else f"'' AS {by}"  # a v1 file has no replica column
+        sql = (f"SELECT {group}, COUNT(*) FROM audit_events{where} "
+               f"GROUP BY {by} ORDER BY COUNT(*) DESC, {by}")
+        try:
+            return {value: count for value, count in conn.execute(sql, params)}
+        except sqlite3.Error as exc:
+            raise AuditError(f"cannot query {str(self.path)!r}: {exc}") from exc
+        finally:
+            conn.close()
+
+
+def _rows(conn: sqlite3.Connection, cursor: sqlite3.Cursor) -> Iterator[AuditEvent]:
+    try:
+        for row in cursor:
+            yield from_row(row)
+    finally:
+        conn.close()
+
+
+def from_row(row: Sequence) -> AuditEvent:
+    (request_id, ts, stage, monitor, action, hit, score, labels, error, excerpt,
+     route, model, replica, _id) = row
+    return AuditEvent(
+        request_id=request_id, ts=ts, stage=stage, monitor=monitor, action=action,
+        hit=bool(hit), score=math.nan if score is None else score,  # SQLite stores NaN as NULL
+        labels=orjson.loads(labels), error=error, excerpt=excerpt, route=route, model=model,
+        replica=replica,
+    )
