@@ -15,20 +15,20 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
 from gateway.context import RequestContext
+from gateway.detokenize import Detokenizer, pool_post
 from gateway.errors import (
     BadRequest, ContentBlocked, GatewayError, ModelNotFound, Overloaded, PayloadTooLarge,
     Unauthorized, UpstreamError, UpstreamStatus,
 )
 from gateway.metrics import GatewayMetrics
 from gateway.monitored_relay import MonitoredRelay
-from gateway.protocol import (
-    ParsedRequest, Route, choice_text, input_texts, parse_request, replace_input_texts,
-    set_choice_text,
-)
+from gateway.input_text import read_input
+from gateway.protocol import ParsedRequest, Route, choice_text, parse_request, set_choice_text
 from gateway.relay import StreamObserver, midstream_error, relay_raw
 from gateway.settings import Settings
+from gateway.uncheckable import settle
 from gateway.upstream import UpstreamCall, UpstreamPool
-from monitors.pipeline import MonitorOverloaded, MonitorPipeline, apply_result
+from monitors.pipeline import MonitorOverloaded, MonitorPipeline
 from monitors.redact import apply_redactions
 
 log = logging.getLogger("taxgate.proxy")
@@ -56,6 +56,9 @@ class Proxy:
         self._keys = [key.get_secret_value().encode() for key in settings.api_keys]
         self._check_input = pipeline.has_stage("input")
         self._check_output = pipeline.has_stage("output")
+        # Input no monitor can read is settled only when a monitor could act on it.
+        self._enforce_input = pipeline.enforces("input")
+        self._detokenizer = Detokenizer(pool_post(pool))
         self._in_flight = 0
 
     async def handle(self, request: Request, route: Route) -> Response:
@@ -104,7 +107,7 @@ class Proxy:
         ctx.add_phase("parse", self._clock() - parse_started)
         if self._settings.log_prompts:
             log.info("request %s model %s prompt %r", ctx.request_id, parsed.model,
-                     input_texts(parsed))
+                     read_input(parsed, check_tools=False).texts)
         if self._check_input:
             raw = await self._input_monitors(parsed, raw, ctx)
         headers = {"content-type": "application/json", "x-request-id": ctx.request_id}
@@ -179,9 +182,19 @@ class Proxy:
 
     async def _input_monitors(self, parsed: ParsedRequest, raw: bytes,
                               ctx: RequestContext) -> bytes:
-        texts = input_texts(parsed)
+        view = read_input(parsed, check_tools=self._settings.check_tools)
+        if self._enforce_input and view.uncheckable:
+            started = self._clock()
+
+            async def detokenize(prompts):
+                return await self._detokenizer.texts(prompts, model=parsed.model,
+                                                     request_id=ctx.request_id)
+
+            await settle(view, self._settings.uncheckable_input, detokenize, self._metrics)
+            if view.token_prompts:
+                ctx.add_phase("detokenize", self._clock() - started)
         started = self._clock()
-        result = await self._pipeline.check("input", texts, request_id=ctx.request_id)
+        result = await self._pipeline.check("input", view.texts, request_id=ctx.request_id)
         ctx.add_phase("input_monitors", self._clock() - started)
         self._note_flags(result, ctx)
         if result.blocked_by is not None:
@@ -190,7 +203,7 @@ class Proxy:
                                  " safety monitor", param="messages" if ctx.route == "chat"
                                  else "prompt")
         if result.redacted:
-            return replace_input_texts(parsed, apply_result(result, texts))
+            return view.redacted_body(parsed.body, result.redactions)
         return raw
 
     # -- non-streamed -------------------------------------------------------------------
