@@ -161,3 +161,18 @@ async def test_a_transport_fault_keeps_its_own_error():
     view = view_of("completions", {"prompt": [1, 2]})
     with pytest.raises(UpstreamError):
         await Detokenizer(down).texts(view.token_prompts, model="m", request_id="r")
+
+
+def test_the_setting_from_yaml_and_env():
+    from gateway.settings import SettingsError, load_settings
+
+    env = {"TAXGATE_UPSTREAMS": "http://u:8000", "TAXGATE_UNCHECKABLE_INPUT": "allow"}
+    assert load_settings(env=env).uncheckable_input.media == "allow"
+    env["TAXGATE_UNCHECKABLE_INPUT__MEDIA"] = "allow"
+    del env["TAXGATE_UNCHECKABLE_INPUT"]
+    settings = load_settings(env=env)
+    assert (settings.uncheckable_input.token_ids, settings.uncheckable_input.media) == (
+        "detokenize", "allow")
+    assert settings.check_tools is True
+    with pytest.raises(SettingsError, match="uncheckable_input"):
+        load_settings(env={**env, "TAXGATE_UNCHECKABLE_INPUT__MEDIA": "detokenize"})
