@@ -175,6 +175,8 @@ def _message_fields(message: dict[str, Any], where: Path, view: InputView
 def _part_fields(part: dict[str, Any], where: Path, view: InputView
                  ) -> Iterator[tuple[Path, str]]:
     kind = part.get("type")
+    if not isinstance(kind, str):
+        kind = None  # vLLM then infers the type from the part's keys, as below
     media = [MEDIA_PARTS[key] for key in part if key in MEDIA_PARTS]
     if kind in MEDIA_PARTS:
         media.insert(0, MEDIA_PARTS[kind])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.errors import BadRequest
 from gateway.input_text import read_input
@@ -169,3 +171,54 @@ def test_an_unredacted_detokenized_prompt_keeps_its_tokens():
     parsed.body["other"] = "x"
     body = orjson.loads(view.redacted_body(parsed.body, mask(view, 0, "x")))
     assert body["prompt"] == [1, 2] and body["other"] == "[REDACTED:X]"
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-2 ** 63, 2 ** 63 - 1) | st.floats(allow_nan=False)
+                    | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3)
+                    | st.dictionaries(st.sampled_from(["type", "text", "image_url", "function",
+                                                       "name", "arguments", "uuid", "x"]),
+                                      inner, max_size=4),
+                    max_leaves=12)
+PARTS = st.lists(st.dictionaries(st.sampled_from(["type", "text", "image_url", "uuid",
+                                                  "refusal", "input_audio"]),
+                                 JSON | st.sampled_from(["text", "image_url", "refusal"]),
+                                 max_size=3), max_size=3)
+
+
+@settings(max_examples=150, deadline=None)
+@given(content=st.one_of(st.none(), st.text(max_size=5), PARTS), extra=JSON,
+       tools=JSON, calls=JSON)
+def test_any_request_shape_is_read_or_refused_never_crashes(content, extra, tools, calls):
+    body = {"model": "m", "tools": tools, "documents": extra,
+            "messages": [{"role": "user", "content": content},
+                         {"role": "assistant", "tool_calls": calls, "reasoning": extra}]}
+    try:
+        parsed = parse_request("chat", orjson.dumps(body))
+        view = read_input(parsed, check_tools=True)
+    except BadRequest:
+        return
+    spans = [[Span(0, len(text), "x")] if text else [] for text in view.texts]
+    orjson.loads(view.redacted_body(parsed.body, spans))
+
+
+@settings(max_examples=100, deadline=None)
+@given(texts=st.lists(st.text(alphabet="ab \n", max_size=6), min_size=1, max_size=4),
+       data=st.data())
+def test_redaction_lands_where_the_span_was(texts, data):
+    parts = [{"type": "text", "text": text} for text in texts]
+    parsed, view = chat({"messages": [{"role": "user", "content": parts}]})
+    joined = view.texts[0]
+    start = data.draw(st.integers(0, len(joined)))
+    end = data.draw(st.integers(start, len(joined)))
+    spans = [[Span(start, end, "x")]]
+    body = orjson.loads(view.redacted_body(parsed.body, spans))
+    out = [part["text"] for part in body["messages"][0]["content"]]
+    assert len(out) == len(texts)
+    for segment, text, new in zip(view.segments[0], texts, out, strict=True):
+        seg_end = segment.start + len(text)
+        if end <= segment.start or start >= seg_end or start == end or not text:
+            assert new == text  # untouched parts stay byte for byte
+        else:
+            lo, hi = max(start, segment.start) - segment.start, min(end, seg_end) - segment.start
+            assert new == text[:lo] + "[REDACTED:X]" + text[hi:]
