@@ -20,9 +20,9 @@ from gateway.errors import (
     BadRequest, ContentBlocked, GatewayError, ModelNotFound, Overloaded, PayloadTooLarge,
     Unauthorized, UpstreamError, UpstreamStatus,
 )
+from gateway.input_text import read_input
 from gateway.metrics import GatewayMetrics
 from gateway.monitored_relay import MonitoredRelay
-from gateway.input_text import read_input
 from gateway.protocol import ParsedRequest, Route, choice_text, parse_request, set_choice_text
 from gateway.relay import StreamObserver, midstream_error, relay_raw
 from gateway.settings import Settings

@@ -173,8 +173,9 @@ def test_an_unredacted_detokenized_prompt_keeps_its_tokens():
     assert body["prompt"] == [1, 2] and body["other"] == "[REDACTED:X]"
 
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers(-2 ** 63, 2 ** 63 - 1) | st.floats(allow_nan=False)
-                    | st.text(max_size=8),
+SCALARS = (st.none() | st.booleans() | st.integers(-2 ** 63, 2 ** 63 - 1)
+           | st.floats(allow_nan=False) | st.text(max_size=8))
+JSON = st.recursive(SCALARS,
                     lambda inner: st.lists(inner, max_size=3)
                     | st.dictionaries(st.sampled_from(["type", "text", "image_url", "function",
                                                        "name", "arguments", "uuid", "x"]),
