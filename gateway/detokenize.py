@@ -18,6 +18,7 @@ import orjson
 
 from gateway.errors import UpstreamError
 from gateway.input_text import TokenPrompt
+from gateway.metrics import GatewayMetrics
 from gateway.uncheckable import detokenize_failed
 from gateway.upstream import UpstreamPool
 
@@ -30,8 +31,8 @@ CONCURRENCY = 8
 Post = Callable[[str, bytes, dict[str, str], str], Awaitable[tuple[int, bytes]]]
 
 
-def pool_post(pool: UpstreamPool) -> Post:
-    """A ``Post`` over the upstream pool."""
+def pool_post(pool: UpstreamPool, metrics: GatewayMetrics) -> Post:
+    """A ``Post`` over the upstream pool (which counts its own connect/timeout faults)."""
 
     async def post(path: str, body: bytes, headers: dict[str, str],
                    model: str) -> tuple[int, bytes]:
@@ -39,6 +40,7 @@ def pool_post(pool: UpstreamPool) -> Post:
         try:
             return call.response.status_code, await call.response.aread()
         except httpx.HTTPError as exc:
+            metrics.upstream_errors.labels(call.replica.url, "midstream").inc()
             raise UpstreamError(f"upstream {call.replica.url} failed while detokenizing: "
                                 f"{type(exc).__name__}") from exc
         finally:

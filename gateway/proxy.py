@@ -58,7 +58,7 @@ class Proxy:
         self._check_output = pipeline.has_stage("output")
         # Input no monitor can read is settled only when a monitor could act on it.
         self._enforce_input = pipeline.enforces("input")
-        self._detokenizer = Detokenizer(pool_post(pool))
+        self._detokenizer = Detokenizer(pool_post(pool, metrics))
         self._in_flight = 0
 
     async def handle(self, request: Request, route: Route) -> Response:

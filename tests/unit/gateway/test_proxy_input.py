@@ -183,3 +183,23 @@ async def test_a_redacted_detokenized_prompt_is_sent_as_redacted_text(tmp_path):
         response = await post_prompt(client, [0, 1, 2])
     assert response.status_code == 200
     assert upstream.seen[-1][1]["prompt"] == "<s>say [REDACTED:BLOCKLIST]"
+
+
+async def test_a_detokenize_call_cut_midway_is_502_counted_never_passed(tmp_path):
+    async def cut():
+        yield b'{"prom'
+        raise httpx.RemoteProtocolError("peer closed connection")
+
+    upstream = Upstream()
+
+    def handler(request):
+        if request.url.path == "/detokenize":
+            return httpx.Response(200, content=cut())
+        return upstream(request)
+
+    async with gateway(handler, tmp_path, monitors=BLOCK) as client:
+        response = await post_prompt(client, [0, 1, 3])
+        assert sample(client, "taxgate_upstream_errors_total", upstream="http://upstream.test",
+                      kind="midstream") == 1
+    assert response.status_code == 502 and response.json()["error"]["type"] == "upstream_error"
+    assert upstream.seen == []
