@@ -50,7 +50,7 @@ class GatewayMetrics:
         self.overhead = Histogram(
             "taxgate_overhead_seconds",
             "Time the gateway added to a request, by phase "
-            "(parse, input_monitors, output_monitors, holdback).",
+            "(parse, detokenize, input_monitors, output_monitors, holdback).",
             ["phase"], buckets=LATENCY_BUCKETS_WIDE, registry=registry,
         )
         self.prompt_tokens = Counter(
@@ -115,5 +115,22 @@ class GatewayMetrics:
         self.audit_dropped = Counter(
             "taxgate_audit_dropped_total",
             "Audit events that could not be written (store error); logged with the reason.",
+            registry=registry,
+        )
+        self.unchecked_inputs = Counter(
+            "taxgate_unchecked_inputs_total",
+            "Input parts forwarded that no input monitor could read (uncheckable_input: "
+            "allow), by kind: token_ids, embeddings, image, audio, video, file, other.",
+            ["kind"], registry=registry,
+        )
+        self.uncheckable_rejected = Counter(
+            "taxgate_uncheckable_rejected_total",
+            "Requests refused because input monitors could not read part of them, by kind "
+            "and reason (setting: uncheckable_input says reject; detokenize_failed).",
+            ["kind", "reason"], registry=registry,
+        )
+        self.detokenized_prompts = Counter(
+            "taxgate_detokenized_prompts_total",
+            "Token-id prompts turned into text through the upstream for the input monitors.",
             registry=registry,
         )

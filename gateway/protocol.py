@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
 from gateway.errors import BadRequest
 
@@ -37,8 +37,19 @@ class CompletionRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1)
-    prompt: str | list[str] | list[int] | list[list[int]]
+    # Token ids strictly: a lax ``[1.0, true]`` would be checked as one thing and read by
+    # the upstream as another.
+    prompt: str | list[str] | list[StrictInt] | list[list[StrictInt]] | None = None
+    # vLLM's base64 prompt embeddings (``--enable-prompt-embeds``): kept to be refused
+    # or counted by the input check (gateway.uncheckable), never read.
+    prompt_embeds: Any = None
     stream: bool = False
+
+    @model_validator(mode="after")
+    def _prompt_or_embeds(self) -> CompletionRequest:
+        if self.prompt is None and self.prompt_embeds in (None, [], ""):
+            raise ValueError("either prompt or prompt_embeds must be given")
+        return self
 
 
 _MODELS = {"chat": ChatRequest, "completions": CompletionRequest}
@@ -67,60 +78,3 @@ def parse_request(route: Route, raw: bytes) -> ParsedRequest:
         param = ".".join(str(part) for part in first["loc"]) or None
         raise BadRequest(f"invalid request: {param}: {first['msg']}", param=param) from None
     return ParsedRequest(route, body, validated.model, validated.stream)
-
-
-def input_texts(request: ParsedRequest) -> list[str]:
-    """What input monitors see: each message's text (chat) or each text prompt."""
-    if request.route == "chat":
-        return [_message_text(message.get("content")) for message in request.body["messages"]]
-    prompt = request.body["prompt"]
-    if isinstance(prompt, str):
-        return [prompt]
-    # Token-id prompts carry no text a monitor could read.
-    return [item for item in prompt if isinstance(item, str)]
-
-
-def replace_input_texts(request: ParsedRequest, texts: list[str]) -> bytes:
-    """The request re-encoded with ``texts`` (same order as ``input_texts``)."""
-    body = request.body
-    if request.route == "chat":
-        for message, text in zip(body["messages"], texts, strict=True):
-            content = message.get("content")
-            if isinstance(content, list):
-                # Multi-part content: the redacted text replaces the text parts.
-                parts = [part for part in content if part.get("type") != "text"]
-                message["content"] = [{"type": "text", "text": text}, *parts]
-            elif content is not None:
-                message["content"] = text
-    elif isinstance(body["prompt"], str):
-        body["prompt"] = texts[0]
-    else:
-        replacements = iter(texts)
-        body["prompt"] = [next(replacements) if isinstance(item, str) else item
-                          for item in body["prompt"]]
-    return orjson.dumps(body)
-
-
-def _message_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(part.get("text", "") for part in content
-                         if isinstance(part, dict) and part.get("type") == "text")
-    return ""
-
-
-def choice_text(route: Route, choice: dict[str, Any], *, streamed: bool) -> str | None:
-    """The text a choice (or a stream chunk's choice) carries, if any."""
-    if route == "completions":
-        return choice.get("text")
-    holder = choice.get("delta" if streamed else "message") or {}
-    content = holder.get("content")
-    return content if isinstance(content, str) else None
-
-
-def set_choice_text(route: Route, choice: dict[str, Any], text: str, *, streamed: bool) -> None:
-    if route == "completions":
-        choice["text"] = text
-    else:
-        choice.setdefault("delta" if streamed else "message", {})["content"] = text

@@ -16,24 +16,25 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
 from gateway.context import RequestContext
+from gateway.detokenize import Detokenizer, pool_post
 from gateway.errors import (
     BadRequest, ContentBlocked, GatewayError, ModelNotFound, Overloaded, PayloadTooLarge,
     Unauthorized, UpstreamError, UpstreamStatus,
 )
+from gateway.input_text import read_input
 from gateway.metrics import GatewayMetrics
 from gateway.monitored_relay import MonitoredRelay
 from gateway.answer import (
     ProtocolViolation, choice_fields, choices_of, clear_choice, redact_logprobs, set_field,
     usage_counts,
 )
-from gateway.protocol import (
-    ParsedRequest, Route, input_texts, parse_request, replace_input_texts,
-)
+from gateway.protocol import ParsedRequest, Route, parse_request
 from gateway.recorder import StreamRecorder
 from gateway.relay import midstream_error, relay_raw
 from gateway.settings import Settings
+from gateway.uncheckable import settle
 from gateway.upstream import UpstreamCall, UpstreamPool
-from monitors.pipeline import MonitorOverloaded, MonitorPipeline, apply_result
+from monitors.pipeline import MonitorOverloaded, MonitorPipeline
 from monitors.redact import apply_redactions
 
 log = logging.getLogger("taxgate.proxy")
@@ -71,6 +72,9 @@ class Proxy:
         self._keys = [key.get_secret_value().encode() for key in settings.api_keys]
         self._check_input = pipeline.has_stage("input")
         self._check_output = pipeline.has_stage("output")
+        # Input no monitor can read is settled only when a monitor could act on it.
+        self._enforce_input = pipeline.enforces("input")
+        self._detokenizer = Detokenizer(pool_post(pool, metrics))
         self._in_flight = 0
 
     async def handle(self, request: Request, route: Route) -> Response:
@@ -119,7 +123,7 @@ class Proxy:
         ctx.add_phase("parse", self._clock() - parse_started)
         if self._settings.log_prompts:
             log.info("request %s model %s prompt %r", ctx.request_id, parsed.model,
-                     input_texts(parsed))
+                     read_input(parsed, check_tools=False).texts)
         if self._check_input:
             raw = await self._input_monitors(parsed, raw, ctx)
         headers = {"content-type": "application/json", "x-request-id": ctx.request_id}
@@ -204,9 +208,19 @@ class Proxy:
 
     async def _input_monitors(self, parsed: ParsedRequest, raw: bytes,
                               ctx: RequestContext) -> bytes:
-        texts = input_texts(parsed)
+        view = read_input(parsed, check_tools=self._settings.check_tools)
+        if self._enforce_input and view.uncheckable:
+            started = self._clock()
+
+            async def detokenize(prompts):
+                return await self._detokenizer.texts(prompts, model=parsed.model,
+                                                     request_id=ctx.request_id)
+
+            await settle(view, self._settings.uncheckable_input, detokenize, self._metrics)
+            if view.token_prompts:
+                ctx.add_phase("detokenize", self._clock() - started)
         started = self._clock()
-        result = await self._pipeline.check("input", texts, request_id=ctx.request_id,
+        result = await self._pipeline.check("input", view.texts, request_id=ctx.request_id,
                                             context={"route": ctx.route, "model": ctx.model})
         ctx.add_phase("input_monitors", self._clock() - started)
         self._note_flags(result, ctx)
@@ -216,7 +230,7 @@ class Proxy:
                                  " safety monitor", param="messages" if ctx.route == "chat"
                                  else "prompt")
         if result.redacted:
-            return replace_input_texts(parsed, apply_result(result, texts))
+            return view.redacted_body(parsed.body, result.redactions)
         return raw
 
     # -- non-streamed -------------------------------------------------------------------

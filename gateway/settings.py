@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from gateway.audit import AuditSettings
+from gateway.uncheckable import UncheckablePolicy
 from monitors.config import MonitorSpec, StreamingSpec
 
 ENV_PREFIX = "TAXGATE_"
@@ -58,6 +59,11 @@ class Settings(BaseModel):
     monitors: list[MonitorSpec] = Field(default_factory=list)
     streaming: StreamingSpec = Field(default_factory=StreamingSpec)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    # Input the monitors cannot read as text (gateway/uncheckable.py); applies when an
+    # enforcing input monitor is configured.
+    uncheckable_input: UncheckablePolicy = Field(default_factory=UncheckablePolicy)
+    # Tool definitions (names, descriptions, parameter schemas) are prompt text too.
+    check_tools: bool = True
     refusal_message: str = "I can't help with that: the response was blocked by a safety policy."
     log_prompts: bool = False
 

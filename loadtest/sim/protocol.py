@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from loadtest.sim.sse import CHAT, COMPLETION, usage_dict
-from loadtest.sim.tokens import count_chat_tokens, count_tokens
+from loadtest.sim.tokens import count_chat_tokens, count_tokens, decode, encode
 
 
 COMPLETION_DEFAULT_MAX_TOKENS = 16
@@ -78,8 +78,8 @@ def parse_completion(body: bytes) -> GenerationRequest:
         text, prompt_tokens = prompt, count_tokens(prompt)
     elif (isinstance(prompt, list) and prompt
           and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt)):
-        # Token ids: there is no text to echo, only a length.
-        text, prompt_tokens = "", len(prompt)
+        # Token ids: echo says back their text when they are the simulator's own ids.
+        text, prompt_tokens = _decoded_or_empty(prompt), len(prompt)
     else:
         raise RequestError(400, "`prompt` must be a string, a list of one string, or a list "
                                 "of token ids (batched prompts are not simulated)",
@@ -87,6 +87,53 @@ def parse_completion(body: bytes) -> GenerationRequest:
     # The legacy completions API (and vLLM) default to 16 tokens when the field is absent.
     return _build(COMPLETION, data, text, prompt_tokens,
                   data.get("max_tokens", COMPLETION_DEFAULT_MAX_TOKENS))
+
+
+def _decoded_or_empty(ids: list[int]) -> str:
+    try:
+        return decode(ids)
+    except ValueError:
+        return ""
+
+
+def parse_tokenize(body: bytes) -> tuple[str | None, list[int]]:
+    """vLLM's ``POST /tokenize`` for a prompt: (model, token ids)."""
+    data = _load(body)
+    prompt = data.get("prompt")
+    if not isinstance(prompt, str):
+        raise RequestError(400, "`prompt` must be a string (the simulator tokenizes prompts, "
+                                "not messages)", "Bad Request", "body.prompt")
+    return _model(data), encode(prompt)
+
+
+def parse_detokenize(body: bytes) -> tuple[str | None, str]:
+    """vLLM's ``POST /detokenize``: (model, text); 400 for ids that are no token."""
+    data = _load(body)
+    tokens = data.get("tokens")
+    if not isinstance(tokens, list) or not all(
+            isinstance(t, int) and not isinstance(t, bool) for t in tokens):
+        raise RequestError(400, "`tokens` must be a list of integers", "Bad Request",
+                           "body.tokens")
+    try:
+        return _model(data), decode(tokens)
+    except ValueError as exc:
+        raise RequestError(400, str(exc), param="tokens") from None
+
+
+def tokenize_body(tokens: list[int], max_model_len: int) -> bytes:
+    return orjson.dumps({"count": len(tokens), "max_model_len": max_model_len,
+                         "tokens": tokens, "token_strs": None})
+
+
+def detokenize_body(text: str) -> bytes:
+    return orjson.dumps({"prompt": text})
+
+
+def _model(data: dict[str, Any]) -> str | None:
+    model = data.get("model")
+    if model is not None and not isinstance(model, str):
+        raise RequestError(400, "`model` must be a string", param="model")
+    return model
 
 
 def _load(body: bytes) -> dict[str, Any]:
@@ -127,9 +174,7 @@ def _build(kind: str, data: dict[str, Any], echo_text: str, prompt_tokens: int,
     n = data.get("n", 1)
     if n not in (None, 1):
         raise RequestError(400, "the simulator only generates n=1", param="n")
-    model = data.get("model")
-    if model is not None and not isinstance(model, str):
-        raise RequestError(400, "`model` must be a string", param="model")
+    model = _model(data)
     stream = data.get("stream") is True
     options = data.get("stream_options")
     if options is not None and not stream:

@@ -30,12 +30,16 @@ from loadtest.sim.protocol import (
     SYSTEM_FINGERPRINT,
     GenerationRequest,
     RequestError,
+    detokenize_body,
     error_body,
     models_body,
     parse_chat,
     parse_completion,
+    parse_detokenize,
+    parse_tokenize,
     request_id,
     resolve_max_tokens,
+    tokenize_body,
 )
 from loadtest.sim.responses import StreamedGeneration, WholeGeneration
 from loadtest.sim.settings import SimSettings
@@ -77,11 +81,7 @@ class SimService:
         settings = self.settings
         try:
             req = parse(await request.body())
-            if req.model is not None and req.model != settings.model:
-                raise RequestError(
-                    404, f"The model `{req.model}` does not exist. "
-                         f"Valid aliases: {settings.model}.",
-                    err_type="NotFoundError", param="model")
+            self._check_model(req.model)
             max_tokens = resolve_max_tokens(req, settings.max_model_len)
         except RequestError as error:
             return error_response(error)
@@ -99,6 +99,29 @@ class SimService:
             # stand in for Response objects.
             return StreamedGeneration(self.engine, gen, encoder, req.include_usage)
         return WholeGeneration(self.engine, gen, req.kind, rid, created, settings.model)
+
+    def _check_model(self, model: str | None) -> None:
+        if model is not None and model != self.settings.model:
+            raise RequestError(404, f"The model `{model}` does not exist. "
+                                    f"Valid aliases: {self.settings.model}.",
+                               err_type="NotFoundError", param="model")
+
+    async def tokenize(self, request: Request) -> Response:
+        try:
+            model, tokens = parse_tokenize(await request.body())
+            self._check_model(model)
+        except RequestError as error:
+            return error_response(error)
+        return Response(tokenize_body(tokens, self.settings.max_model_len),
+                        media_type="application/json")
+
+    async def detokenize(self, request: Request) -> Response:
+        try:
+            model, text = parse_detokenize(await request.body())
+            self._check_model(model)
+        except RequestError as error:
+            return error_response(error)
+        return Response(detokenize_body(text), media_type="application/json")
 
     async def models(self, request: Request) -> Response:
         return Response(models_body(self.settings.model, self.started,
@@ -120,6 +143,14 @@ async def completions(request: Request) -> ASGIApp:
 
 async def models(request: Request) -> Response:
     return await _service(request).models(request)
+
+
+async def tokenize(request: Request) -> Response:
+    return await _service(request).tokenize(request)
+
+
+async def detokenize(request: Request) -> Response:
+    return await _service(request).detokenize(request)
 
 
 async def health(request: Request) -> Response:
@@ -170,6 +201,8 @@ def create_sim_app(settings: SimSettings, registry: CollectorRegistry | None = N
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
+        Route("/tokenize", tokenize, methods=["POST"]),
+        Route("/detokenize", detokenize, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]

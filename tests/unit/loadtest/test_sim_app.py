@@ -128,3 +128,23 @@ async def test_random_mode_is_reproducible_per_seed():
         async with client_for(output_mode="random", seed=4) as client:
             said.append((await client.post(CHAT, json=chat("x", max_tokens=12))).json())
     assert said[0]["choices"][0]["message"] == said[1]["choices"][0]["message"]
+
+
+async def test_tokenize_and_detokenize_like_vllm():
+    async with client_for() as client:
+        tokens = (await client.post("/tokenize", json={"model": "sim", "prompt": "Hi there"}))
+        body = tokens.json()
+        assert body["count"] == len(body["tokens"]) == 2 and body["max_model_len"] > 0
+        back = await client.post("/detokenize", json={"model": "sim", "tokens": body["tokens"]})
+        assert back.json() == {"prompt": "Hi there"}
+        # A token-id prompt in echo mode says its text back, and counts its ids.
+        echoed = (await client.post("/v1/completions", json={
+            "model": "sim", "prompt": body["tokens"], "max_tokens": 5})).json()
+        assert echoed["choices"][0]["text"] == "Hi there"
+        assert echoed["usage"]["prompt_tokens"] == 2
+        bad = await client.post("/detokenize", json={"model": "sim", "tokens": [7]})
+        assert bad.status_code == 400 and "out of vocabulary" in bad.json()["error"]["message"]
+        wrong = await client.post("/detokenize", json={"model": "other", "tokens": []})
+        assert wrong.status_code == 404
+        shape = await client.post("/tokenize", json={"messages": []})
+        assert shape.status_code == 400

@@ -1,0 +1,249 @@
+"""What input monitors read of a request, where each piece lives, and what they cannot read.
+
+A request is read as the model will see it: one text per chat message (its text content
+parts, reasoning and tool calls joined by newlines, as vLLM joins text parts), one per
+tool definition (``check_tools``), one per document, one per text prompt. Monitors score
+whole messages, so a phrase split across two content parts is still scored as one.
+Each text remembers the body fields (``Segment``) it was joined from; a redaction is
+mapped back onto those fields, so every part is rewritten in place and multi-part
+content keeps its order (text parts stay where they were among the image parts).
+
+What no text monitor can read is listed as ``Uncheckable`` by kind: token-id prompts
+(``token_ids``, which the gateway can detokenize), prompt or media embeddings
+(``embeddings``) and media content parts (``image``, ``audio``, ``video``, ``file``,
+and ``other`` for a part type this module does not know). ``gateway.uncheckable``
+decides what happens to them. Everything here is pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from gateway.errors import BadRequest
+from gateway.protocol import ParsedRequest
+from monitors.base import Span
+from monitors.redact import apply_redactions
+
+SEPARATOR = "\n"
+Path = tuple[str | int, ...]
+
+# Part type -> the key holding its text (vLLM's text part types).
+TEXT_PARTS = {"text": "text", "input_text": "text", "output_text": "text",
+              "refusal": "refusal", "thinking": "thinking", "tool_reference": "name"}
+# Part type -> uncheckable kind. A part with one of these keys is media whatever its
+# ``type`` says: vLLM infers the type from them when ``type`` is missing or a ``uuid``
+# is given, so a text-typed part must not smuggle an image past the check.
+MEDIA_PARTS = {"image_url": "image", "input_image": "image", "image_pil": "image",
+               "audio_url": "audio", "input_audio": "audio", "video_url": "video",
+               "file": "file", "input_file": "file", "image_embeds": "embeddings",
+               "audio_embeds": "embeddings", "video_embeds": "embeddings",
+               "prompt_embeds": "embeddings"}
+KINDS = ("token_ids", "embeddings", "image", "audio", "video", "file", "other")
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A body field a text was joined from: ``text[start:start + len(value)]``."""
+
+    path: Path
+    start: int
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Uncheckable:
+    kind: str
+    param: str  # the field, dotted, for the client's error message
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPrompt:
+    """A token-id prompt at ``path``; once detokenized its text joins ``texts``."""
+
+    path: Path
+    tokens: list[int]
+
+
+@dataclass(slots=True)
+class InputView:
+    texts: list[str] = field(default_factory=list)
+    segments: list[list[Segment]] = field(default_factory=list)
+    uncheckable: list[Uncheckable] = field(default_factory=list)
+    token_prompts: list[TokenPrompt] = field(default_factory=list)
+
+    def add(self, fields: Sequence[tuple[Path, str]]) -> None:
+        """One text joined from ``fields`` (skipped when there are none)."""
+        if not fields:
+            return
+        segments, position = [], 0
+        for path, value in fields:
+            segments.append(Segment(path, position, value))
+            position += len(value) + len(SEPARATOR)
+        self.texts.append(SEPARATOR.join(value for _, value in fields))
+        self.segments.append(segments)
+
+    def add_detokenized(self, prompt: TokenPrompt, text: str) -> None:
+        self.add([(prompt.path, text)])
+
+    def redacted_body(self, body: dict[str, Any], redactions: Sequence[Sequence[Span]]
+                      ) -> bytes:
+        """``body`` re-encoded with each text's spans masked in the fields they fall in.
+
+        A detokenized prompt that was redacted is sent as its redacted text; then every
+        token prompt of the request goes as text, since vLLM takes a batch of strings or
+        a batch of token lists, not a mix.
+        """
+        token_paths = {prompt.path for prompt in self.token_prompts}
+        rewrote_tokens = False
+        for segments, spans in zip(self.segments, redactions, strict=True):
+            if not spans:
+                continue
+            for segment in segments:
+                local = _clip(spans, segment.start, len(segment.value))
+                if local:
+                    _set(body, segment.path, apply_redactions(segment.value, local))
+                    rewrote_tokens |= segment.path in token_paths
+        if rewrote_tokens:
+            for segments in self.segments:
+                for segment in segments:
+                    if segment.path in token_paths and isinstance(_get(body, segment.path), list):
+                        _set(body, segment.path, segment.value)
+        return orjson.dumps(body)
+
+
+def read_input(request: ParsedRequest, *, check_tools: bool) -> InputView:
+    """The texts input monitors see; BadRequest for a text field that is not a string."""
+    view = InputView()
+    body = request.body
+    if body.get("prompt_embeds") not in (None, [], ""):
+        view.uncheckable.append(Uncheckable("embeddings", "prompt_embeds"))
+    if request.route == "chat":
+        for index, message in enumerate(body["messages"]):
+            view.add(list(_message_fields(message, ("messages", index), view)))
+        if check_tools:
+            for index, tool in enumerate(_list(body.get("tools"))):
+                # The function (name, description, parameter schema) is what the chat
+                # template renders; the tool's ``type`` is not worth a monitor's time.
+                if isinstance(tool, dict) and isinstance(tool.get("function"), dict):
+                    view.add(list(_strings(tool["function"], ("tools", index, "function"))))
+                else:
+                    view.add(list(_strings(tool, ("tools", index))))
+        for index, document in enumerate(_list(body.get("documents"))):
+            view.add(list(_strings(document, ("documents", index))))
+        return view
+    prompt = body.get("prompt")
+    if isinstance(prompt, str):
+        view.add([(("prompt",), prompt)])
+    elif isinstance(prompt, list) and prompt and all(isinstance(p, list) for p in prompt):
+        for index, tokens in enumerate(prompt):
+            view.token_prompts.append(TokenPrompt(("prompt", index), tokens))
+    elif isinstance(prompt, list) and prompt and not isinstance(prompt[0], str):
+        view.token_prompts.append(TokenPrompt(("prompt",), prompt))
+    elif isinstance(prompt, list):
+        for index, item in enumerate(prompt):
+            view.add([(("prompt", index), item)])
+    view.uncheckable.extend(Uncheckable("token_ids", _dotted(p.path))
+                            for p in view.token_prompts)
+    return view
+
+
+def _message_fields(message: dict[str, Any], where: Path, view: InputView
+                    ) -> Iterator[tuple[Path, str]]:
+    content = message.get("content")
+    if isinstance(content, str):
+        yield (*where, "content"), content
+    elif isinstance(content, list):
+        for index, part in enumerate(content):
+            yield from _part_fields(part, (*where, "content", index), view)
+    for key in ("reasoning_content", "reasoning"):
+        if message.get(key) is not None:
+            yield (*where, key), _text(message[key], (*where, key))
+    for index, call in enumerate(_list(message.get("tool_calls"))):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict):
+            continue
+        for key in ("name", "arguments"):
+            if function.get(key) is not None:
+                path = (*where, "tool_calls", index, "function", key)
+                yield path, _text(function[key], path)
+
+
+def _part_fields(part: dict[str, Any], where: Path, view: InputView
+                 ) -> Iterator[tuple[Path, str]]:
+    kind = part.get("type")
+    if not isinstance(kind, str):
+        kind = None  # vLLM then infers the type from the part's keys, as below
+    media = [MEDIA_PARTS[key] for key in part if key in MEDIA_PARTS]
+    if kind in MEDIA_PARTS:
+        media.insert(0, MEDIA_PARTS[kind])
+    if media:
+        view.uncheckable.append(Uncheckable(media[0], _dotted(where)))
+        return
+    if kind not in TEXT_PARTS:
+        view.uncheckable.append(Uncheckable("other", _dotted(where)))
+        return
+    key = TEXT_PARTS[kind]
+    yield (*where, key), _text(part.get(key), (*where, key))
+
+
+def _strings(node: Any, where: Path) -> Iterator[tuple[Path, str]]:
+    """Every string value under ``node`` (a tool's name, descriptions, enums...)."""
+    if isinstance(node, str):
+        yield where, node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _strings(value, (*where, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _strings(value, (*where, index))
+
+
+def _text(value: Any, path: Path) -> str:
+    if isinstance(value, str):
+        return value
+    param = _dotted(path)
+    raise BadRequest(f"invalid request: {param}: must be a string, not "
+                     f"{_json_type(value)}", param=param)
+
+
+def _clip(spans: Sequence[Span], start: int, length: int) -> list[Span]:
+    """The spans that fall in ``[start, start + length)``, relative to ``start``."""
+    end = start + length
+    return [Span(max(span.start, start) - start, min(span.end, end) - start, span.label)
+            for span in spans if span.start < end and span.end > start]
+
+
+def _get(body: Any, path: Path) -> Any:
+    for key in path:
+        body = body[key]
+    return body
+
+
+def _set(body: Any, path: Path, value: str) -> None:
+    _get(body, path[:-1])[path[-1]] = value
+
+
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _dotted(path: Path) -> str:
+    return ".".join(str(key) for key in path)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
