@@ -18,6 +18,9 @@ SUBCOMMANDS = {
                                 "vLLM under load, no GPU)"),
     "bench": ("loadtest.bench.cli", "measure the safety tax: direct vs gateway vs monitor sets "
                                     "under load, interleaved, with a report"),
+    "soak": ("loadtest.soak", "soak the gateway for minutes under mixed load with injected "
+                              "upstream faults and client disconnects: every answer "
+                              "defined, no slot leaked, RSS flat"),
     "audit": ("gateway.audit_cli", "list, filter and export the audit log of monitor verdicts"),
 }
 
