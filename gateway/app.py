@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from gateway.audit import AuditEvent, AuditStore
 from gateway.client_timeouts import BodyTimeout
-from gateway.drain import StreamDrain
+from gateway.drain import DrainMiddleware, StreamDrain
 from gateway.errors import GatewayError, NotFound
 from gateway.listeners import ListenerSplit
 from gateway.metrics import GatewayMetrics
@@ -145,6 +145,9 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
     app.add_exception_handler(HTTPException, http_error)
     # Added last runs first: a request on the wrong listener is refused before anything.
     app.add_middleware(BodyTimeout, timeout_s=settings.timeouts.client_body_s)
+    routes = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
+    app.add_middleware(DrainMiddleware, drain=drain, on_stopped=lambda path: metrics.requests
+                       .labels(routes.get(path, "other"), "unknown", "503").inc())
     if settings.metrics.address is not None:
         app.add_middleware(ListenerSplit, ops_port=settings.metrics.address[1],
                            on_refused=metrics.requests.labels("other", "unknown", "404").inc)

@@ -6,7 +6,8 @@ output and a blocklist on input), and concurrent clients sending streamed and wh
 requests, a share of which leave early. At the end: every answer by outcome (each
 must be defined: see ``soak_outcomes``), in-flight requests left on each gateway
 (its ``taxgate_in_flight_requests``, must be 0), requests counted against requests
-sent, the gateway's RSS growth after the warm-up, upstream and monitor error counts.
+sent (a client that leaves within milliseconds may not have been read: those may be
+missing), the gateway's RSS growth after the warm-up, upstream and monitor error counts.
 Exit status 1 when anything failed; ``soak.json`` in ``--out`` keeps the numbers.
 """
 
@@ -31,7 +32,7 @@ from rich.table import Table
 
 from loadtest.bench.procs import ManagedProcess, ProcessGroup, free_port
 from loadtest.soak_outcomes import (
-    CLIENT_LEFT, UNDEFINED, GatewayResult, classify_stream, classify_whole, parse_counters,
+    CLIENT_LEFT, CLIENT_LEFT_EARLY, UNDEFINED, GatewayResult, classify_stream, classify_whole, parse_counters,
     rss_bytes, stream_finished, verdict,
 )
 
@@ -168,7 +169,7 @@ async def one_request(client: httpx.AsyncClient, url: str, rng: random.Random,
                 response = await asyncio.wait_for(client.post(url, json=body),
                                                   rng.uniform(0.02, 0.3))
             except TimeoutError:
-                return CLIENT_LEFT
+                return CLIENT_LEFT_EARLY
         else:
             response = await client.post(url, json=body)
         return classify_whole(response.status_code, response.content)

@@ -38,13 +38,20 @@ def sse(text: str) -> bytes:
 
 
 def slow_upstream() -> Starlette:
-    """Streams ``max_tokens`` chunks, one every 50 ms, then [DONE]."""
+    """Streams ``max_tokens`` chunks, one every 50 ms, then [DONE]; not streamed, answers
+    after as long."""
 
     async def models(_request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [{"id": MODEL, "object": "model"}]})
 
     async def chat(request: Request) -> Response:
         body = await request.json()
+        if not body.get("stream"):
+            await asyncio.sleep(body.get("max_tokens", 5) * 0.05)
+            return JSONResponse({"id": "c", "object": "chat.completion", "model": MODEL,
+                                 "choices": [{"index": 0, "finish_reason": "stop",
+                                              "message": {"role": "assistant",
+                                                          "content": "ok"}}]})
 
         async def tokens():
             for i in range(body.get("max_tokens", 5)):
@@ -240,6 +247,28 @@ def test_streams_open_at_the_end_of_the_grace_period_get_shutting_down(edge):
     assert gateway.sample("taxgate_requests_total", route="chat", model=MODEL,
                           status="503") == 1
     assert gateway.sample("taxgate_in_flight_requests") == 0
+
+
+def test_requests_waiting_at_the_end_of_the_grace_period_get_503_shutting_down(edge):
+    gateway = edge(shutdown_grace_s=0.5)
+    answers: list[httpx.Response] = []
+
+    def ask() -> None:
+        answers.append(httpx.post(gateway.base_url + "/v1/chat/completions", timeout=30,
+                                  json={"model": MODEL, "max_tokens": 400,
+                                        "messages": [{"role": "user", "content": "hi"}]}))
+
+    thread = threading.Thread(target=ask)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while gateway.app.state.drain.open_requests == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    gateway.stop()
+    thread.join(10)
+    assert answers[0].status_code == 503
+    assert answers[0].json()["error"]["code"] == "shutting_down"
+    assert gateway.sample("taxgate_requests_total", route="chat", model="unknown",
+                          status="503") == 1
 
 
 def test_sigterm_reaches_the_streams(upstream, tmp_path):

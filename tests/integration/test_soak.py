@@ -23,6 +23,7 @@ def test_a_short_soak_holds_and_reports(tmp_path, capsys):
     for gateway in report["gateways"]:
         assert gateway["requests"] > 0 and gateway["undefined"] == 0
         assert gateway["in_flight_end"] == 0
-        assert gateway["requests_counted"] == gateway["requests"]
+        early = gateway["outcomes"].get("client disconnect before a whole answer (on purpose)", 0)
+        assert gateway["requests"] - early <= gateway["requests_counted"] <= gateway["requests"]
         assert gateway["rss_start_mb"] > 0
     assert "gateway raw" in out and "gateway monitored" in out and "held" in out

@@ -1,7 +1,7 @@
 import pytest
 
 from loadtest.soak_outcomes import (
-    OK, UNFINISHED, GatewayCounters, GatewayResult, classify_stream, classify_whole,
+    CLIENT_LEFT_EARLY, OK, UNFINISHED, GatewayCounters, GatewayResult, classify_stream, classify_whole,
     parse_counters, rss_bytes, stream_finished, verdict,
 )
 
@@ -94,5 +94,16 @@ def test_verdict_holds_and_names_every_failure():
     assert len(failures) == 5
     text = "\n".join(failures)
     for part in ("1 in-flight slot(s) leaked", "2 undefined", "RSS grew 100.0 MB",
-                 "counted 10 requests, the clients sent 11", "1 request(s) counted as 500"):
+                 "counted 10 requests, the clients sent 11 (0 left", "1 request(s) counted as 500"):
         assert part in text
+
+
+def test_requests_that_left_within_milliseconds_may_be_missing_from_the_count():
+    outcomes = {OK: 8, CLIENT_LEFT_EARLY: 2}
+    for counted in (8, 9, 10):
+        counters = GatewayCounters(requests={"200": counted})
+        assert verdict(result(outcomes=outcomes, counters=counters), 50) == []
+    for counted in (7, 11):
+        counters = GatewayCounters(requests={"200": counted})
+        assert "the gateway counted" in verdict(result(outcomes=outcomes,
+                                                       counters=counters), 50)[0]
