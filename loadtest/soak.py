@@ -32,8 +32,8 @@ from rich.table import Table
 
 from loadtest.bench.procs import ManagedProcess, ProcessGroup, free_port
 from loadtest.soak_outcomes import (
-    CLIENT_LEFT, CLIENT_LEFT_EARLY, UNDEFINED, GatewayResult, classify_stream, classify_whole, parse_counters,
-    rss_bytes, stream_finished, verdict,
+    CLIENT_LEFT, CLIENT_LEFT_EARLY, UNDEFINED, GatewayResult, classify_stream, classify_whole,
+    parse_counters, rss_bytes, stream_finished, verdict,
 )
 
 LOOPBACK = "127.0.0.1"
@@ -102,12 +102,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         metavar="SHARE", help="share of requests whose client leaves early: "
                         "after the first chunk, or before a whole answer "
                         f"(default {d.disconnect_share:g})")
-    for kind, what in (("reset", "connection drops part-way"),
-                       ("stall", f"answer stops for {STALL_S:g} s"),
-                       ("garbage", "answer turns into bytes that are not the protocol")):
+    for kind, what in (("reset", "whose connection drops part-way"),
+                       ("stall", f"that stop for {STALL_S:g} s (past the gateway's timeouts)"),
+                       ("garbage", "that turn into bytes that are not the protocol")):
         parser.add_argument(f"--fault-{kind}", type=float, metavar="SHARE",
                             default=getattr(d, f"fault_{kind}"),
-                            help=f"share of upstream answers whose {what} (default "
+                            help=f"share of upstream answers {what} (default "
                                  f"{getattr(d, f'fault_{kind}'):g})")
     parser.add_argument("--max-tokens", type=int, default=d.max_tokens, metavar="N",
                         help=f"longest answer asked for (default {d.max_tokens})")

@@ -1,12 +1,13 @@
 import pytest
 
 from loadtest.soak_outcomes import (
-    CLIENT_LEFT_EARLY, OK, UNFINISHED, GatewayCounters, GatewayResult, classify_stream, classify_whole,
-    parse_counters, rss_bytes, stream_finished, verdict,
+    CLIENT_LEFT_EARLY, OK, UNFINISHED, GatewayCounters, GatewayResult, classify_stream,
+    classify_whole, parse_counters, rss_bytes, stream_finished, verdict,
 )
 
 CHUNK = b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
-ERROR = b'data: {"error":{"message":"m","type":"upstream_error","param":null,"code":"bad_gateway"}}\n\n'
+ERROR = (b'data: {"error":{"message":"m","type":"upstream_error","param":null,'
+         b'"code":"bad_gateway"}}\n\n')
 DONE = b"data: [DONE]\n\n"
 
 
