@@ -39,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         server, sockets = build_server(app, settings)
     except OSError as exc:
-        print(f"taxgate serve: cannot listen: {exc.strerror} (metrics.listen "
-              f"{settings.metrics.listen})", file=sys.stderr)
+        print(f"taxgate serve: cannot listen on {settings.host}:{settings.port} and "
+              f"metrics.listen {settings.metrics.listen}: {exc.strerror}", file=sys.stderr)
         return 2
     try:
         server.run(sockets=sockets)
