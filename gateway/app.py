@@ -16,7 +16,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.audit import AuditEvent, AuditStore
+from gateway.client_timeouts import BodyTimeout
+from gateway.drain import DrainMiddleware, StreamDrain
 from gateway.errors import GatewayError, NotFound
+from gateway.listeners import ListenerSplit
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import Proxy
 from gateway.settings import Settings
@@ -36,6 +39,7 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
     are injectable; shared objects are created in the lifespan, nothing at import."""
     registry = registry if registry is not None else CollectorRegistry()
     metrics = GatewayMetrics(registry)
+    drain = StreamDrain()  # the server ends open streams through it at shutdown
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,7 +63,7 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
             app.state.pool = pool
             app.state.proxy = Proxy(settings, pool, pipeline, metrics,
                                     audit_flush=audit.flush if sync_audit else None,
-                                    clock=clock)
+                                    clock=clock, drain=drain)
             yield
         finally:
             try:
@@ -72,10 +76,22 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
                 if client is None:
                     await http.aclose()
 
+    # No slash redirects: a 307 would build its Location from the client's Host header.
     app = FastAPI(title="taxgate", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url=None)
+                  openapi_url=None, redirect_slashes=False)
     app.state.metrics = metrics
+    app.state.drain = drain
     app.state.startup_error = None
+
+    def refused(request: Request) -> Response | None:
+        """The 401 when the API key is required here and missing or wrong."""
+        try:
+            request.app.state.proxy.authenticate(request)
+        except GatewayError as error:
+            metrics.requests.labels("other", "unknown", str(error.status)).inc()
+            return Response(error.body_bytes(), status_code=error.status,
+                            media_type="application/json")
+        return None
 
     async def chat(request: Request) -> Response:
         return await request.app.state.proxy.handle(request, "chat")
@@ -84,11 +100,8 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
         return await request.app.state.proxy.handle(request, "completions")
 
     async def models(request: Request) -> Response:
-        try:
-            request.app.state.proxy.authenticate(request)  # vLLM asks for its key here too
-        except GatewayError as error:
-            return Response(error.body_bytes(), status_code=error.status,
-                            media_type="application/json")
+        if (denied := refused(request)) is not None:  # vLLM asks for its key here too
+            return denied
         body = {"object": "list", "data": request.app.state.pool.models()}
         return Response(orjson.dumps(body), media_type="application/json")
 
@@ -96,6 +109,8 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
         return Response(b'{"status":"ok"}', media_type="application/json")
 
     async def ready(request: Request) -> Response:
+        if settings.metrics.auth and (denied := refused(request)) is not None:
+            return denied
         pool: UpstreamPool = request.app.state.pool
         upstreams = {r.url: {"healthy": r.healthy, "models": len(r.models),
                              "outstanding": r.outstanding} for r in pool.replicas}
@@ -103,7 +118,9 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
         return Response(orjson.dumps({"ready": pool.ready, "upstreams": upstreams}),
                         status_code=status, media_type="application/json")
 
-    async def prometheus(_request: Request) -> Response:
+    async def prometheus(request: Request) -> Response:
+        if settings.metrics.auth and (denied := refused(request)) is not None:
+            return denied
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     app.add_route("/v1/chat/completions", chat, methods=["POST"])
@@ -126,6 +143,14 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
                         media_type="application/json")
 
     app.add_exception_handler(HTTPException, http_error)
+    # Added last runs first: a request on the wrong listener is refused before anything.
+    app.add_middleware(BodyTimeout, timeout_s=settings.timeouts.client_body_s)
+    routes = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
+    app.add_middleware(DrainMiddleware, drain=drain, on_stopped=lambda path: metrics.requests
+                       .labels(routes.get(path, "other"), "unknown", "503").inc())
+    if settings.metrics.address is not None:
+        app.add_middleware(ListenerSplit, ops_port=settings.metrics.address[1],
+                           on_refused=metrics.requests.labels("other", "unknown", "404").inc)
     return app
 
 

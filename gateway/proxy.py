@@ -17,6 +17,7 @@ from starlette.responses import Response, StreamingResponse
 
 from gateway.context import RequestContext
 from gateway.detokenize import Detokenizer, pool_post
+from gateway.drain import StreamDrain
 from gateway.errors import (
     BadRequest, ContentBlocked, GatewayError, ModelNotFound, Overloaded, PayloadTooLarge,
     Unauthorized, UpstreamError, UpstreamStatus,
@@ -62,8 +63,10 @@ async def _client_gone(request: Request) -> None:
 class Proxy:
     def __init__(self, settings: Settings, pool: UpstreamPool, pipeline: MonitorPipeline,
                  metrics: GatewayMetrics, *, audit_flush: Callable | None = None,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter,
+                 drain: StreamDrain | None = None) -> None:
         self._settings = settings
+        self._drain = drain if drain is not None else StreamDrain()
         self._pool = pool
         self._pipeline = pipeline
         self._metrics = metrics
@@ -309,6 +312,7 @@ class Proxy:
                 metrics=self._metrics, idle_s=idle_s).__aiter__()
         else:
             body = relay_raw(call, rec, idle_s)
+        body = self._drain.guard(body, ctx)  # at shutdown: a shutting_down event, not a cut
         headers = {"x-request-id": ctx.request_id, "cache-control": "no-cache"}
         if ctx.flags:
             headers[FLAGS_HEADER] = ",".join(ctx.flags)

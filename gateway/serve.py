@@ -25,9 +25,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from gateway.app import create_app
+    from gateway.http_server import build_server
 
     try:
         settings = load_settings(args.config, env=os.environ,
@@ -38,9 +37,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     app = create_app(settings)
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, loop="uvloop",
-                    http="httptools", access_log=False, log_level="warning",
-                    timeout_graceful_shutdown=10, server_header=False)
+        server, sockets = build_server(app, settings)
+    except OSError as exc:
+        print(f"taxgate serve: cannot listen on {settings.host}:{settings.port} and "
+              f"metrics.listen {settings.metrics.listen}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        server.run(sockets=sockets)
     except SystemExit as exc:
         if app.state.startup_error is None:
             raise

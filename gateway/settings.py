@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator,
+)
 
 from gateway.audit import AuditSettings
 from gateway.uncheckable import UncheckablePolicy
@@ -29,6 +31,14 @@ class Timeouts(BaseModel):
     first_byte_s: float = Field(300.0, gt=0,
                                 description="request sent -> response headers / first chunk")
     idle_s: float = Field(120.0, gt=0, description="longest gap between two streamed chunks")
+    # Client side: a connection that trickles its request must not hold a socket and a
+    # task forever (slowloris). uvicorn bounds only the idle keep-alive gap.
+    client_header_s: float = Field(10.0, gt=0,
+                                   description="connection open / request started -> all "
+                                               "request headers received, else 408 and close")
+    client_body_s: float = Field(30.0, gt=0,
+                                 description="request headers received -> whole body "
+                                             "received, else 408 and close")
 
 
 class Health(BaseModel):
@@ -39,6 +49,39 @@ class Health(BaseModel):
                              description="consecutive failures before an upstream is ejected")
 
 
+class MetricsEndpoint(BaseModel):
+    """Who may read ``/metrics`` and ``/ready`` (they name upstreams and models)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    listen: str | None = Field(None, description="'host:port' of a second listener that "
+                               "alone serves /metrics and /ready (none: the main port)")
+    auth: bool = Field(False, description="/metrics and /ready need an API key from "
+                                          "api_keys, like the completion routes")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, listen: str | None) -> str | None:
+        if listen is not None:
+            split_listen(listen)
+        return listen
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        return split_listen(self.listen) if self.listen is not None else None
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """``"127.0.0.1:9464"`` / ``"[::1]:9464"`` -> (host, port); ValueError saying what is
+    expected otherwise."""
+    host, sep, port = listen.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{listen!r} is not 'host:port' with a port 1-65535 "
+                         "(e.g. 127.0.0.1:9464)")
+    return host, int(port)
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -47,6 +90,8 @@ class Settings(BaseModel):
     upstreams: list[str] = Field(min_length=1)
     api_keys: list[SecretStr] = Field(default_factory=list)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_header_bytes: int = Field(64 * 1024, ge=1024,
+                                  description="request line plus headers; above it 431")
     max_in_flight: int = Field(0, ge=0, description="0 = unlimited; beyond it answer 503")
     connect_retries: int = Field(1, ge=0,
                                  description="other replicas tried when a connect fails")
@@ -64,6 +109,10 @@ class Settings(BaseModel):
     uncheckable_input: UncheckablePolicy = Field(default_factory=UncheckablePolicy)
     # Tool definitions (names, descriptions, parameter schemas) are prompt text too.
     check_tools: bool = True
+    metrics: MetricsEndpoint = Field(default_factory=MetricsEndpoint)
+    # SIGTERM: stop accepting, let requests finish this long, then end open streams with
+    # an SSE error event (code shutting_down) instead of cutting them.
+    shutdown_grace_s: float = Field(10.0, ge=0)
     refusal_message: str = "I can't help with that: the response was blocked by a safety policy."
     log_prompts: bool = False
 
@@ -76,6 +125,17 @@ class Settings(BaseModel):
                 raise ValueError(f"{url!r} is not an http(s) URL (e.g. http://127.0.0.1:8000)")
             cleaned.append(url.rstrip("/").removesuffix("/v1"))
         return cleaned
+
+    @model_validator(mode="after")
+    def _metrics_port_free(self) -> Settings:
+        address = self.metrics.address
+        if address is not None and address[1] == self.port:
+            raise ValueError(f"metrics.listen {self.metrics.listen!r} uses the main port "
+                             f"{self.port}; give the metrics listener its own port")
+        if self.metrics.auth and not self.api_keys:
+            raise ValueError("metrics.auth is true but api_keys is empty: there is no key "
+                             "to ask for")
+        return self
 
     @field_validator("monitors")
     @classmethod

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from loadtest.datasets import load_dataset
+from loadtest.sim.faults import FaultRates
 from loadtest.sim.output import OUTPUT_MODES
 from loadtest.sim.settings import SimSettings
 from loadtest.sim.timing import PROFILES
@@ -44,6 +45,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         metavar="TOKENS",
                         help="context window: prompt plus output tokens "
                              f"(default {DEFAULTS.max_model_len})")
+    faults = parser.add_argument_group("fault injection (for soaks and tests; none by default)")
+    faults.add_argument("--fault-reset", type=float, default=0.0, metavar="SHARE",
+                        help="share of answers (0-1) whose connection drops part-way")
+    faults.add_argument("--fault-stall", type=float, default=0.0, metavar="SHARE",
+                        help="share of answers that stop for --fault-stall-s, then go on")
+    faults.add_argument("--fault-garbage", type=float, default=0.0, metavar="SHARE",
+                        help="share of answers that turn into bytes that are not the "
+                             "protocol (streamed: a broken event, no [DONE]; else: HTML)")
+    faults.add_argument("--fault-stall-s", type=float, default=DEFAULTS.faults.stall_s,
+                        metavar="SECONDS",
+                        help="how long a stall lasts unless the client leaves first "
+                             f"(default {DEFAULTS.faults.stall_s:g})")
 
 
 def settings_from_args(args: argparse.Namespace) -> SimSettings:
@@ -51,6 +64,8 @@ def settings_from_args(args: argparse.Namespace) -> SimSettings:
         host=args.host, port=args.port, profile=args.profile, output_mode=args.output_mode,
         corpus_path=args.corpus, max_num_seqs=args.max_num_seqs, seed=args.seed,
         model=args.model, max_model_len=args.max_model_len,
+        faults=FaultRates(reset=args.fault_reset, stall=args.fault_stall,
+                          garbage=args.fault_garbage, stall_s=args.fault_stall_s),
     )
 
 
@@ -60,8 +75,11 @@ def run(args: argparse.Namespace) -> int:
     ``args.log_level``, where present, comes from the caller's own parser (``taxgate``
     has a global ``--log-level``); defining it here too would shadow that one.
     """
+    import logging
+
     import uvicorn
 
+    from loadtest.sim.faults import DropInjectedTracebacks
     from loadtest.sim.server import create_sim_app
 
     try:
@@ -72,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"taxgate sim: {exc}", file=sys.stderr)
         return 2
+    if settings.faults.total:
+        logging.getLogger("uvicorn.error").addFilter(DropInjectedTracebacks())
     # uvloop and httptools are the fast paths; fall back where they are not installed.
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"

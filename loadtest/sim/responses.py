@@ -4,6 +4,8 @@ Both watch the connection while they wait for tokens: uvicorn drops writes to a
 closed connection silently, so a request still queued in the engine would never
 notice its client left. On ``http.disconnect`` the generation is aborted, which
 frees its batch slot at once, as vLLM does.
+
+A drawn ``Fault`` (``faults``) makes the answer fail on purpose at its point.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from starlette.types import Receive, Scope, Send
 
 from loadtest.sim.engine import Generation, SimEngine
+from loadtest.sim.faults import GARBAGE_BODY, GARBAGE_EVENT, Fault, InjectedFault
 from loadtest.sim.protocol import SYSTEM_FINGERPRINT, response_body
 from loadtest.sim.sse import CHAT, DONE, ChunkEncoder
 
@@ -30,13 +33,25 @@ async def _abort_on_disconnect(receive: Receive, abort: Callable[[], object]) ->
 
 
 class _GenerationResponse:
-    def __init__(self, engine: SimEngine, gen: Generation) -> None:
+    def __init__(self, engine: SimEngine, gen: Generation, fault: Fault | None = None) -> None:
         self.engine = engine
         self.gen = gen
+        self.fault = fault
+        self.gone = asyncio.Event()
+
+    def _on_disconnect(self) -> None:
+        self.gone.set()
+        self.engine.abort(self.gen)
+
+    async def stall(self, fault: Fault) -> None:
+        """Send nothing for ``stall_s``, or until the client gives up and leaves."""
+        try:
+            await asyncio.wait_for(self.gone.wait(), fault.stall_s)
+        except TimeoutError:
+            pass
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        watcher = asyncio.create_task(
-            _abort_on_disconnect(receive, lambda: self.engine.abort(self.gen)))
+        watcher = asyncio.create_task(_abort_on_disconnect(receive, self._on_disconnect))
         try:
             await self.respond(send)
         finally:
@@ -53,8 +68,8 @@ class StreamedGeneration(_GenerationResponse):
     """``text/event-stream`` with vLLM's chunk sequence, then ``[DONE]``."""
 
     def __init__(self, engine: SimEngine, gen: Generation, encoder: ChunkEncoder,
-                 include_usage: bool) -> None:
-        super().__init__(engine, gen)
+                 include_usage: bool, fault: Fault | None = None) -> None:
+        super().__init__(engine, gen, fault)
         self.encoder = encoder
         self.include_usage = include_usage
 
@@ -64,10 +79,17 @@ class StreamedGeneration(_GenerationResponse):
         # vLLM sends the chat role chunk with the first output, not before it.
         pending_role = encoder.kind == CHAT
         sent = 0
+        chunks = 0
+        fault = self.fault
         while True:
             tokens = await queue.get()
             if not tokens:
                 break
+            if fault is not None and chunks >= fault.after_chunks:
+                if await self._strike(fault, send):
+                    return
+                fault = None
+            chunks += 1
             sent += len(tokens)
             text = tokens[0] if len(tokens) == 1 else "".join(tokens)
             reason = queue.finish_reason
@@ -81,18 +103,32 @@ class StreamedGeneration(_GenerationResponse):
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             if reason is not None:
                 break
+        if fault is not None and await self._strike(fault, send):
+            return  # fewer chunks came than the fault waited for: it strikes at the end
         tail = b""
         if queue.finish_reason != "abort":
             tail = (encoder.usage(sent) if self.include_usage else b"") + DONE
         await send({"type": "http.response.body", "body": tail, "more_body": False})
 
 
+    async def _strike(self, fault: Fault, send: Send) -> bool:
+        """Act out ``fault``; True when the answer ends here."""
+        if fault.kind == "stall":
+            await self.stall(fault)
+            return False
+        if fault.kind == "garbage":
+            await send({"type": "http.response.body", "body": GARBAGE_EVENT, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return True
+        raise InjectedFault("reset mid-stream")
+
+
 class WholeGeneration(_GenerationResponse):
     """The non-streamed JSON body, sent once the generation finished."""
 
     def __init__(self, engine: SimEngine, gen: Generation, kind: str, request_id: str,
-                 created: int, model: str) -> None:
-        super().__init__(engine, gen)
+                 created: int, model: str, fault: Fault | None = None) -> None:
+        super().__init__(engine, gen, fault)
         self.kind = kind
         self.request_id = request_id
         self.created = created
@@ -113,6 +149,16 @@ class WholeGeneration(_GenerationResponse):
                              "".join(parts), queue.finish_reason or "stop",
                              self.gen.prompt_tokens, self.gen.completion_tokens,
                              SYSTEM_FINGERPRINT)
+        fault = self.fault
+        if fault is not None and fault.kind == "stall":
+            await self.stall(fault)
+        if fault is not None and fault.kind == "garbage":
+            body = GARBAGE_BODY
         headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
+        if fault is not None and fault.kind == "reset":
+            # Half of what Content-Length promised, then the connection drops.
+            await send({"type": "http.response.body", "body": body[:len(body) // 2],
+                        "more_body": True})
+            raise InjectedFault("reset mid-body")
         await send({"type": "http.response.body", "body": body, "more_body": False})

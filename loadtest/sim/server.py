@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -24,6 +24,7 @@ from starlette.types import ASGIApp
 
 from loadtest.datasets import load_dataset
 from loadtest.sim.engine import SimEngine
+from loadtest.sim.faults import FAULT_KINDS, FaultPlan
 from loadtest.sim.metrics import SimCollector
 from loadtest.sim.output import CorpusSource, EchoSource, OutputSource, RandomSource
 from loadtest.sim.protocol import (
@@ -64,10 +65,14 @@ def error_response(error: RequestError) -> Response:
 class SimService:
     """The request handlers, bound to one engine and output source."""
 
-    def __init__(self, settings: SimSettings, engine: SimEngine, source: OutputSource) -> None:
+    def __init__(self, settings: SimSettings, engine: SimEngine, source: OutputSource,
+                 faults: FaultPlan | None = None, on_fault: Callable[[str], None] | None = None
+                 ) -> None:
         self.settings = settings
         self.engine = engine
         self.source = source
+        self.faults = faults
+        self.on_fault = on_fault
         self.started = int(time.time())
 
     async def chat_completions(self, request: Request) -> ASGIApp:
@@ -87,6 +92,9 @@ class SimService:
             return error_response(error)
         output = self.source.generate(req.echo_text, max_tokens, req.ignore_eos)
         gen = self.engine.submit(req.prompt_tokens, output, stream=req.stream)
+        fault = self.faults.draw(len(output.tokens)) if self.faults is not None else None
+        if fault is not None and self.on_fault is not None:
+            self.on_fault(fault.kind)
         rid = request_id(req.kind)
         created = int(time.time())
         if req.stream:
@@ -97,8 +105,8 @@ class SimService:
                                    system_fingerprint=SYSTEM_FINGERPRINT)
             # Starlette calls whatever ASGI callable an endpoint returns, so these
             # stand in for Response objects.
-            return StreamedGeneration(self.engine, gen, encoder, req.include_usage)
-        return WholeGeneration(self.engine, gen, req.kind, rid, created, settings.model)
+            return StreamedGeneration(self.engine, gen, encoder, req.include_usage, fault)
+        return WholeGeneration(self.engine, gen, req.kind, rid, created, settings.model, fault)
 
     def _check_model(self, model: str | None) -> None:
         if model is not None and model != self.settings.model:
@@ -176,6 +184,10 @@ def create_sim_app(settings: SimSettings, registry: CollectorRegistry | None = N
     ``registry`` receives the vLLM-named metrics (a fresh one when not given).
     """
     registry = registry if registry is not None else CollectorRegistry()
+    injected = Counter("sim_injected_faults", "Answers that failed on purpose (--fault-*), "
+                       "by kind.", ["kind"], registry=registry)
+    for kind in FAULT_KINDS:
+        injected.labels(kind)
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
@@ -187,7 +199,9 @@ def create_sim_app(settings: SimSettings, registry: CollectorRegistry | None = N
         source = build_output_source(settings, random.Random(f"{settings.seed}:output"))
         collector = SimCollector(engine, settings.model)
         registry.register(collector)
-        app.state.service = SimService(settings, engine, source)
+        faults = FaultPlan(settings.faults, random.Random(f"{settings.seed}:faults"))
+        app.state.service = SimService(settings, engine, source, faults,
+                                       on_fault=lambda kind: injected.labels(kind).inc())
         task = asyncio.create_task(engine.run(), name="sim-engine")
         task.add_done_callback(_log_engine_exit)
         try:

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from loadtest.sim.faults import FaultRates
 from loadtest.sim.output import OUTPUT_MODES
 from loadtest.sim.timing import LatencyProfile, get_profile
 
@@ -15,7 +16,8 @@ class SimSettings:
     """How the simulated vLLM server behaves.
 
     ``max_num_seqs`` overrides the profile's; ``corpus_path`` is only read in
-    ``corpus`` mode (default: the bundled labelled dataset).
+    ``corpus`` mode (default: the bundled labelled dataset); ``faults`` makes a share
+    of the answers fail on purpose (none by default).
     """
 
     host: str = "127.0.0.1"
@@ -27,6 +29,7 @@ class SimSettings:
     seed: int = 0
     model: str = "sim-llama-8b"
     max_model_len: int = 8192
+    faults: FaultRates = FaultRates()
 
     def __post_init__(self) -> None:
         get_profile(self.profile)  # fail early on an unknown name

@@ -60,3 +60,27 @@ def test_monitor_specific_options_kept():
 def test_api_keys_are_not_printed():
     settings = load_settings(overrides={"upstreams": ["http://a"], "api_keys": ["s3cret"]})
     assert "s3cret" not in repr(settings) and "s3cret" not in str(settings.model_dump())
+
+
+def test_edge_defaults_bound_every_client_read():
+    settings = load_settings(overrides={"upstreams": ["http://a"]})
+    assert settings.timeouts.client_header_s == 10 and settings.timeouts.client_body_s == 30
+    assert settings.shutdown_grace_s == 10 and settings.max_header_bytes == 65536
+    assert settings.metrics.listen is None and settings.metrics.auth is False
+
+
+def test_metrics_listen_is_host_and_port():
+    settings = load_settings(overrides={"upstreams": ["http://a"],
+                                        "metrics": {"listen": "[::1]:9464"}})
+    assert settings.metrics.address == ("::1", 9464)
+
+
+@pytest.mark.parametrize("metrics, message", [
+    ({"listen": "9464"}, "metrics.listen"),
+    ({"listen": "host:0"}, "metrics.listen"),
+    ({"listen": "127.0.0.1:8080"}, "metrics.listen '127.0.0.1:8080' uses the main port"),
+    ({"auth": True}, "metrics.auth is true but api_keys is empty"),
+])
+def test_bad_metrics_endpoint_settings(metrics, message):
+    with pytest.raises(SettingsError, match=message):
+        load_settings(overrides={"upstreams": ["http://a"], "metrics": metrics})
