@@ -146,8 +146,10 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
     # Added last runs first: a request on the wrong listener is refused before anything.
     app.add_middleware(BodyTimeout, timeout_s=settings.timeouts.client_body_s)
     routes = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
-    app.add_middleware(DrainMiddleware, drain=drain, on_stopped=lambda path: metrics.requests
-                       .labels(routes.get(path, "other"), "unknown", "503").inc())
+    # The completion routes count their own stopped requests (Proxy.handle).
+    app.add_middleware(DrainMiddleware, drain=drain, on_stopped=lambda path: None
+                       if path in routes else metrics.requests.labels("other", "unknown",
+                                                                      "503").inc())
     if settings.metrics.address is not None:
         app.add_middleware(ListenerSplit, ops_port=settings.metrics.address[1],
                            on_refused=metrics.requests.labels("other", "unknown", "404").inc)

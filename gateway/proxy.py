@@ -100,6 +100,12 @@ class Proxy:
             self._metrics.client_disconnects.labels(route).inc()
             ctx.status = 499
             response = Response(status_code=499)
+        except asyncio.CancelledError:
+            # The server cancelled the request (shutdown): the slot is freed and the
+            # request counted here; DrainMiddleware sends its 503 answer.
+            ctx.status = 503
+            self._finish(ctx)
+            raise
         except Exception:
             # A bug, not a client or upstream fault: say so in the OpenAI shape, log it
             # whole, and still release the in-flight slot.

@@ -267,8 +267,9 @@ def test_requests_waiting_at_the_end_of_the_grace_period_get_503_shutting_down(e
     thread.join(10)
     assert answers[0].status_code == 503
     assert answers[0].json()["error"]["code"] == "shutting_down"
-    assert gateway.sample("taxgate_requests_total", route="chat", model="unknown",
+    assert gateway.sample("taxgate_requests_total", route="chat", model=MODEL,
                           status="503") == 1
+    assert gateway.sample("taxgate_in_flight_requests") == 0  # the slot was freed
 
 
 def test_sigterm_reaches_the_streams(upstream, tmp_path):
