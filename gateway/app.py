@@ -23,7 +23,8 @@ from gateway.listeners import ListenerSplit
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import Proxy
 from gateway.settings import Settings
-from gateway.upstream import UpstreamPool
+from gateway.http1 import Http1Client
+from gateway.upstream import HttpxTransport, UpstreamPool
 from monitors.base import MonitorLoadError
 from monitors.pipeline import Decision, MonitorPipeline
 from monitors.registry import MonitorRegistry
@@ -43,7 +44,8 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        http = client or _make_client(settings)
+        http = HttpxTransport(client) if client is not None else Http1Client(
+            max_connections=settings.max_connections, keepalive_s=settings.keepalive_s)
         audit = AuditStore(settings.audit, on_written=metrics.audit_events.inc,
                            on_dropped=lambda count, _reason: metrics.audit_dropped.inc(count))
         if settings.audit.enabled:
@@ -73,8 +75,7 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
                 # Whatever failed above, queued audit events are still written.
                 if settings.audit.enabled:
                     await audit.close()
-                if client is None:
-                    await http.aclose()
+                await http.aclose()
 
     # No slash redirects: a 307 would build its Location from the client's Host header.
     app = FastAPI(title="taxgate", lifespan=lifespan, docs_url=None, redoc_url=None,
@@ -154,14 +155,6 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
         app.add_middleware(ListenerSplit, ops_port=settings.metrics.address[1],
                            on_refused=metrics.requests.labels("other", "unknown", "404").inc)
     return app
-
-
-def _make_client(settings: Settings) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=settings.max_connections,
-                          max_keepalive_connections=settings.max_connections,
-                          keepalive_expiry=settings.keepalive_s)
-    return httpx.AsyncClient(limits=limits, timeout=settings.timeouts.first_byte_s,
-                             trust_env=False)
 
 
 def _audit_sink(audit: AuditStore, settings: Settings) -> Callable[[Decision, str], None] | None:

@@ -17,6 +17,7 @@ import httpx
 import orjson
 
 from gateway.errors import Overloaded, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gateway.http1 import Http1Client
 from gateway.metrics import GatewayMetrics
 from gateway.settings import Settings
 
@@ -62,9 +63,32 @@ class UpstreamCall:
         await self.response.aclose()
 
 
+class HttpxTransport:
+    """An injected ``httpx.AsyncClient`` (tests: over ``httpx.MockTransport``) behind the
+    interface of ``gateway.http1.Http1Client``, the transport the gateway runs on."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    async def request(self, method: str, url: str, *, content: bytes = b"",
+                      headers: dict[str, str] | None = None,
+                      timeout: httpx.Timeout) -> httpx.Response:
+        request = self._client.build_request(method, url, content=content, headers=headers,
+                                             timeout=timeout)
+        return await self._client.send(request, stream=True)
+
+    async def get(self, url: str, *, timeout: float) -> tuple[int, bytes]:
+        response = await self._client.get(url, timeout=timeout)
+        return response.status_code, response.content
+
+    async def aclose(self) -> None:
+        return None  # the injected client is its owner's to close
+
+
 class UpstreamPool:
-    def __init__(self, settings: Settings, client: httpx.AsyncClient, metrics: GatewayMetrics,
-                 *, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(self, settings: Settings, client: Http1Client | HttpxTransport,
+                 metrics: GatewayMetrics, *,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self._settings = settings
         self._client = client
         self._metrics = metrics
@@ -99,11 +123,13 @@ class UpstreamPool:
     async def _probe(self, replica: Replica) -> None:
         """``GET /v1/models`` proves the API answers and refreshes the model list."""
         try:
-            response = await self._client.get(f"{replica.url}/v1/models",
-                                              timeout=self._settings.timeouts.connect_s)
-            response.raise_for_status()
-            replica.models = list(orjson.loads(response.content).get("data", []))
-        except (httpx.HTTPError, orjson.JSONDecodeError, AttributeError) as exc:
+            status, body = await self._client.get(f"{replica.url}/v1/models",
+                                                  timeout=self._settings.timeouts.connect_s)
+            if status != 200:
+                raise ValueError(f"status {status}")
+            replica.models = list(orjson.loads(body).get("data", []))
+        except (httpx.HTTPError, orjson.JSONDecodeError, AttributeError, ValueError,
+                TypeError) as exc:
             self._record_failure(replica, f"health probe failed: {type(exc).__name__}")
             return
         self._record_success(replica)
@@ -164,12 +190,11 @@ class UpstreamPool:
             if replica is None:
                 break
             tried.add(replica.url)
-            request = self._client.build_request("POST", replica.url + path, content=body,
-                                                 headers=headers, timeout=timeout)
             replica.outstanding += 1
             sent_at = self._clock()
             try:
-                response = await self._client.send(request, stream=True)
+                response = await self._client.request("POST", replica.url + path, content=body,
+                                                      headers=headers, timeout=timeout)
             except _CONNECT_FAILURES as exc:
                 replica.outstanding -= 1
                 last_error = exc

@@ -5,7 +5,7 @@ from prometheus_client import CollectorRegistry
 from gateway.errors import UpstreamError
 from gateway.metrics import GatewayMetrics
 from gateway.settings import Settings
-from gateway.upstream import UpstreamPool
+from gateway.upstream import HttpxTransport, UpstreamPool
 
 A, B = "http://a.test", "http://b.test"
 
@@ -14,7 +14,7 @@ def make_pool(handler, **overrides):
     settings = Settings.model_validate({"upstreams": [A, B], **overrides})
     client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
     registry = CollectorRegistry()
-    return UpstreamPool(settings, client, GatewayMetrics(registry)), registry
+    return UpstreamPool(settings, HttpxTransport(client), GatewayMetrics(registry)), registry
 
 
 def models_of(request):
