@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import orjson
 from fastapi import FastAPI
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -35,7 +35,8 @@ log = logging.getLogger("taxgate")
 def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
                registry: CollectorRegistry | None = None,
                monitor_registry: MonitorRegistry | None = None,
-               clock: Callable[[], float] = time.perf_counter) -> FastAPI:
+               clock: Callable[[], float] = time.perf_counter,
+               metrics_dir: str | None = None) -> FastAPI:
     """Build the gateway. ``client`` (e.g. over ``httpx.MockTransport``) and ``registry``
     are injectable; shared objects are created in the lifespan, nothing at import."""
     registry = registry if registry is not None else CollectorRegistry()
@@ -122,7 +123,12 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
     async def prometheus(request: Request) -> Response:
         if settings.metrics.auth and (denied := refused(request)) is not None:
             return denied
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        if metrics_dir is None:
+            return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        # Several workers (gateway.workers): every worker's values, summed.
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged, path=metrics_dir)
+        return Response(generate_latest(merged), media_type=CONTENT_TYPE_LATEST)
 
     app.add_route("/v1/chat/completions", chat, methods=["POST"])
     app.add_route("/v1/completions", completions, methods=["POST"])

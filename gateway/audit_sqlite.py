@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -41,16 +42,28 @@ class SQLiteBackend:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except (sqlite3.Error, OSError) as exc:
             raise AuditError(f"cannot open the audit database {self.path!r}: {exc}") from exc
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                logger.warning("audit: %s does not support WAL (journal_mode=%s)", self.path, mode)
-            conn.execute("PRAGMA synchronous = NORMAL")
-            migrate(conn)
-        except sqlite3.Error as exc:
-            conn.close()
-            raise AuditError(f"cannot open the audit database {self.path!r}: {exc}") from exc
+        # Several workers open one file at once (serve --workers): switching to WAL and
+        # migrating may meet a lock the busy handler does not wait for; try again.
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if mode.lower() != "wal":
+                    logger.warning("audit: %s does not support WAL (journal_mode=%s)",
+                                   self.path, mode)
+                conn.execute("PRAGMA synchronous = NORMAL")
+                migrate(conn)
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                conn.close()
+                raise AuditError(f"cannot open the audit database {self.path!r}: {exc}") from exc
+            except sqlite3.Error as exc:
+                conn.close()
+                raise AuditError(f"cannot open the audit database {self.path!r}: {exc}") from exc
         self._conn = conn
 
     def encode(self, event: AuditEvent) -> tuple[object, ...]:

@@ -23,7 +23,7 @@ class GatewayMetrics:
         )
         self.in_flight = Gauge(
             "taxgate_in_flight_requests", "Requests being served now (streams included).",
-            registry=registry,
+            registry=registry, multiprocess_mode="livesum",
         )
         self.ttft = Histogram(
             "taxgate_ttft_seconds",
@@ -69,7 +69,7 @@ class GatewayMetrics:
         )
         self.upstream_healthy = Gauge(
             "taxgate_upstream_healthy", "1 when the upstream passes health checks, else 0.",
-            ["upstream"], registry=registry,
+            ["upstream"], registry=registry, multiprocess_mode="max",
         )
         self.client_disconnects = Counter(
             "taxgate_client_disconnects_total",
