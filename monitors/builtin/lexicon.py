@@ -12,10 +12,10 @@ text) for a fraction of that:
   The collapse-repeats transformer is left out: ``RegexMatcher`` feeds it one character
   per call and it resets itself on each call, so it never drops a character ("fuuuck" is
   no hit there either) -- a test holds that.
-- A term's pattern can only match where its longest required literal occurs, so a plain
-  substring test per term picks the few candidates (none, in most text); only those run
-  their own regex, with the non-overlapping ``finditer`` pyobscenity runs, and only a
-  text with a hit pays for the whitelist.
+- A term's pattern can only match where its longest required literal occurs, so a
+  prefilter on the literal's rarest two-character piece, then a substring test, picks
+  the few candidates; only those run their own regex, with the non-overlapping
+  ``finditer`` pyobscenity runs, and only a text with a hit pays for the whitelist.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 import regex
+
+from monitors.base import MonitorLoadError
 
 Table = dict[int, str]
 _META = regex.compile(r"[.^$*+?{}\[\]\\|()]")
@@ -47,6 +49,15 @@ def char_table(transforms: Sequence[Transform], candidates: Iterable[str]) -> Ta
     return table
 
 
+_ENGLISH_ORDER = "etaoinsrhldcumfpgwybvkxjqz"
+
+
+def _rarity(pair: str) -> int:
+    # Rarer letters pick fewer texts: file a term under its least common pair (a space or
+    # a digit counts as common).
+    return sum(max(_ENGLISH_ORDER.find(c), 0) for c in pair)
+
+
 def _surrogate_end(text: str, end: int) -> int:
     # As pyobscenity does: a match ending inside a UTF-16 surrogate pair takes the pair whole.
     if end < len(text) and 0xD800 <= ord(text[end - 1]) <= 0xDBFF \
@@ -62,7 +73,18 @@ class LexiconMatcher:
 
     def __init__(self, blacklist: Sequence[tuple[str, str]], whitelist: Sequence[str],
                  blacklist_table: Table, whitelist_table: Table) -> None:
-        self._black = [(literal, regex.compile(source)) for source, literal in blacklist]
+        # Each term filed under one two-character piece of its literal: a text lacking that
+        # piece cannot match it, and a text's pieces are one set built per call, so the
+        # prefilter costs a set and a few dict lookups, not a substring test per term.
+        self._by_pair: dict[str, list[tuple[str, regex.Pattern]]] = {}
+        self._always: list[tuple[str, regex.Pattern]] = []
+        for source, literal in blacklist:
+            entry = (literal, regex.compile(source))
+            if len(literal) < 2:
+                self._always.append(entry)
+            else:
+                pair = max((literal[i:i + 2] for i in range(len(literal) - 1)), key=_rarity)
+                self._by_pair.setdefault(pair, []).append(entry)
         # A whitelisted term without metacharacters matches only where it occurs verbatim.
         self._white = [("" if _META.search(p) else p, regex.compile(p)) for p in whitelist]
         self._black_table = blacklist_table
@@ -70,8 +92,11 @@ class LexiconMatcher:
 
     def __call__(self, text: str) -> list[tuple[int, int]]:
         transformed = text.translate(self._black_table)
+        by_pair = self._by_pair
+        pairs = {transformed[i:i + 2] for i in range(len(transformed) - 1)}
+        candidates = [entry for pair in pairs if pair in by_pair for entry in by_pair[pair]]
         hits = {(m.start(), _surrogate_end(text, m.end()))
-                for literal, pattern in self._black if literal in transformed
+                for literal, pattern in self._always + candidates if literal in transformed
                 for m in pattern.finditer(transformed)}
         if not hits:
             return []
@@ -92,8 +117,11 @@ def _overlaps(span: tuple[int, int], intervals: list[tuple[int, int]]) -> bool:
 
 def obscenity() -> LexiconMatcher:
     """The English preset of pyobscenity: its dataset, confusables, leetspeak and lowercase."""
-    from pyobscenity import english_dataset, english_recommended_blacklist_transformers
-    from pyobscenity import english_recommended_whitelist_transformers
+    from pyobscenity import (
+        english_dataset,
+        english_recommended_blacklist_transformers,
+        english_recommended_whitelist_transformers,
+    )
     from pyobscenity.transformers import (
         CollapseDuplicateTransformer,
         LowercaseTransformer,
@@ -111,18 +139,23 @@ def obscenity() -> LexiconMatcher:
             if isinstance(transformer, RemapCharacterTransformer):
                 mapped.update(transformer.mapping)
             elif not isinstance(transformer, LowercaseTransformer):
-                raise ValueError(f"unsupported transformer {type(transformer).__name__}")
+                raise MonitorLoadError(f"pyobscenity's preset changed: transformer "
+                                       f"{type(transformer).__name__} is not supported")
             out.append(transformer.transform_func)
         return out
 
     black = per_char(english_recommended_blacklist_transformers)
     white = per_char(english_recommended_whitelist_transformers)
     candidates = mapped | lowercase_changes()
+    try:
+        tables = char_table(black, candidates), char_table(white, candidates)
+    except ValueError as exc:
+        raise MonitorLoadError(f"pyobscenity's preset changed: {exc}") from exc
     return LexiconMatcher(
         [(_source(term["pattern"]), required_literal(term["pattern"]))
          for term in built["blacklisted_terms"]],
         [_source(term["pattern"]) for term in built["whitelisted_terms"]],
-        char_table(black, candidates), char_table(white, candidates),
+        *tables,
     )
 
 
@@ -139,8 +172,10 @@ def required_literal(pattern) -> str:
     """
     from pyobscenity.pattern import LiteralNode
 
+    # as_regex writes a code point as two hex digits: one above 0xff would not read back
+    # as itself, so such a literal is no safe filter.
     literals = ["".join(map(chr, node.chars)) for node in pattern.nodes
-                if isinstance(node, LiteralNode)]
+                if isinstance(node, LiteralNode) and max(node.chars, default=0) <= 0xFF]
     return max(literals, key=len, default="")
 
 

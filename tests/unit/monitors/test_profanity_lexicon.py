@@ -17,8 +17,11 @@ DATA = Path(__file__).resolve().parents[3] / "loadtest" / "data"
 @pytest.fixture(scope="module")
 def reference():
     """pyobscenity's own matcher, as the monitor used it before: each span once, sorted."""
-    from pyobscenity import english_dataset, english_recommended_blacklist_transformers
-    from pyobscenity import english_recommended_whitelist_transformers
+    from pyobscenity import (
+        english_dataset,
+        english_recommended_blacklist_transformers,
+        english_recommended_whitelist_transformers,
+    )
     from pyobscenity.matcher import RegexMatcher
 
     built = english_dataset.build()
