@@ -16,13 +16,14 @@ Options::
     segment_chars: 200       # a longer sentence is scored in windows of this size, half overlapping
     lexicon: obscenity       # obscenity (default) | none
 
-Cheap enough to check a stream word by word: about 25 µs of CPU for one 60-character
-text, 0.4 ms for 16 (was 5-7 ms and 21 ms). The model is alt-profanity-check's fitted
-numbers scored in plain Python (``profanity_model``: about 8 µs a text, where
-``predict_prob`` pays 4-6 ms a call in scikit-learn's validation), the lexicon a
-translate table and a two-character prefilter (``lexicon``: about 13 µs a text, where
-pyobscenity's matcher pays 0.4-0.8 ms); unit tests hold both to the packages' own
-results. It still runs in the batcher's thread, off the event loop.
+Cheap enough to check a stream word by word: 25-45 µs of CPU for one 60-character
+text, 0.4-0.6 ms for 16 (was 7-8 ms and 19-21 ms; measured on a shared 2-core machine).
+The model is alt-profanity-check's fitted numbers scored in plain Python
+(``profanity_model``: 8-12 µs a text, where ``predict_prob`` pays 4-6 ms a call in
+scikit-learn's validation), the lexicon a translate table and a two-character
+prefilter (``lexicon``: 13-15 µs a text, where pyobscenity's matcher pays 0.4-0.7 ms);
+unit tests hold both to the packages' own results. A long text costs about 0.5 µs a
+character, so it still runs in the batcher's thread, off the event loop.
 """
 
 from __future__ import annotations
