@@ -74,18 +74,22 @@ class Monitor(ABC):
     ``inline = True`` marks a sync ``check`` cheap enough to run on the event loop
     (regexes over a few hundred characters: microseconds). It then skips the
     micro-batcher, whose thread hop and batching wait would cost more than the check.
+    Past ``inline_max_chars`` of text in one call it runs in a worker thread instead,
+    where ``timeout_ms`` can bound it (nothing interrupts a call on the event loop).
     """
 
     inline: bool = False
+    inline_max_chars: int = 16_384
 
     @abstractmethod
     def check(self, texts: Sequence[str]) -> list[Finding]:
         """Return one Finding per text, in order."""
 
-    def hold(self, text: str) -> int:
-        """Streaming: the index in ``text`` (the part of a streamed answer checked so far)
+    def hold(self, text: str, start: int = 0) -> int:
+        """Streaming: the index in ``text`` (the part of a streamed answer seen so far)
         from which the rest must stay held, because more text could still change this
-        monitor's verdict on it; ``len(text)`` when nothing need be held.
+        monitor's verdict on it; ``len(text)`` when nothing need be held. ``text[:start]``
+        was released already (it is context): the answer is never below ``start``.
 
         The default, for classifiers, holds the trailing partial word: a word is judged
         once it is complete, with the text before it as context. Pattern monitors hold
@@ -93,7 +97,7 @@ class Monitor(ABC):
         less than a monitor needs lets text out before it is judged; holding more only
         adds latency. Per monitor, ``stream_hold: word | sentence | chars`` overrides it.
         """
-        return word_hold(text)
+        return max(start, word_hold(text))
 
     def close(self) -> None:  # noqa: B027 - optional hook, most monitors hold nothing
         """Release resources (models, HTTP clients). Called once at shutdown."""

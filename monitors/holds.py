@@ -63,13 +63,18 @@ def compile_partial(pattern: str, flags: int = 0) -> regex.Pattern:
     return regex.compile(pattern, converted | regex.VERSION0)
 
 
-def pattern_hold(patterns: Sequence[regex.Pattern], text: str) -> int:
-    """Start of the earliest match (complete or partial) of any pattern that ends at the
-    end of ``text``; ``len(text)`` when none does."""
+def pattern_hold(patterns: Sequence[regex.Pattern], text: str, start: int = 0) -> int:
+    """Start of the earliest match (complete or partial) of any pattern, beginning at or
+    after ``start``, that more text could still change; ``len(text)`` when none.
+
+    A stream asks from where its text was last released: a match could begin earlier only
+    if the text from there was a possible match's prefix at that release, and then it
+    would have been held. (Lookbehinds still read the text before ``start``.)
+    """
     end = len(text)
     hold = end
     for pattern in patterns:
-        position = 0
+        position = start
         while position < hold:
             match = pattern.search(text, position, partial=True)
             if match is None or match.start() >= hold:

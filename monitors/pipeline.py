@@ -91,14 +91,14 @@ def apply_result(result: StageResult, texts: Sequence[str]) -> list[str]:
     ]
 
 
-# Inline checks run on the event loop, where no timeout can interrupt them: past this
-# much text a check goes to a worker thread, so timeout_ms bounds it again.
-INLINE_MAX_CHARS = 16_384
+# Inline checks run on the event loop, where no timeout can interrupt them: past the
+# monitor's inline_max_chars a check goes to a worker thread, so timeout_ms bounds it.
+INLINE_MAX_CHARS = Monitor.inline_max_chars
 
 
 def _inline(monitor: Monitor) -> Callable[[Sequence[str]], Awaitable[list[Finding]]]:
     async def score(texts: Sequence[str]) -> list[Finding]:
-        if sum(len(text) for text in texts) > INLINE_MAX_CHARS:
+        if sum(len(text) for text in texts) > monitor.inline_max_chars:
             return await asyncio.to_thread(monitor.check, texts)
         return monitor.check(texts)
 
@@ -111,6 +111,7 @@ class _Entry:
     monitor: Monitor
     score: Callable[[Sequence[str]], Awaitable[list[Finding]]]
     batcher: MicroBatcher | None = None
+    inline: bool = False  # a cheap sync check, called on the event loop
 
 
 @dataclass
@@ -171,6 +172,7 @@ class MonitorPipeline:
         self._clock = clock
         self._entries: list[_Entry] = []
         self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self._children: dict[tuple, object] = {}
         self._started = False
 
     # -- lifecycle ---------------------------------------------------------
@@ -195,7 +197,7 @@ class MonitorPipeline:
         if inspect.iscoroutinefunction(monitor.check):
             return _Entry(spec, monitor, monitor.check)
         if monitor.inline:
-            return _Entry(spec, monitor, _inline(monitor))
+            return _Entry(spec, monitor, _inline(monitor), inline=True)
         batcher = MicroBatcher(monitor.check, spec.batch, name=spec.id, metrics=self._metrics, clock=self._clock)
         await batcher.start()
         return _Entry(spec, monitor, batcher.submit, batcher)
@@ -245,7 +247,7 @@ class MonitorPipeline:
                 continue
             if spec.stream_hold == "monitor":
                 try:
-                    at = entry.monitor.hold(text)
+                    at = entry.monitor.hold(text, start)
                 except Exception as exc:  # holding everything is safe: said, counted, never silent
                     logger.warning("monitor %r hold() failed: %s; holding the text", spec.id,
                                    type(exc).__name__)
@@ -302,10 +304,25 @@ class MonitorPipeline:
                 self._spawn_shadow(entry, stage, texts, request_id, watched, context)
             else:
                 enforced.append((entry, watched))
-        outcomes = await asyncio.gather(*(
-            self._evaluate(e, stage, tuple(whole) if whole is not None and e.spec.action == "redact"
-                           else texts, request_id, watched)
-            for e, watched in enforced))
+        def evaluate(entry: _Entry, watched: tuple[int, ...]) -> Awaitable[_Outcome]:
+            read = tuple(whole) if whole is not None and entry.spec.action == "redact" else texts
+            return self._evaluate(entry, stage, read, request_id, watched)
+
+        # Streams check at nearly every token: inline monitors are called directly and a
+        # task per monitor is made only where two or more can wait at once.
+        outcomes: list[_Outcome | None] = [None] * len(enforced)
+        waiting = []
+        for position, (entry, watched) in enumerate(enforced):
+            if entry.inline:
+                outcomes[position] = await evaluate(entry, watched)
+            else:
+                waiting.append(position)
+        if len(waiting) == 1:
+            outcomes[waiting[0]] = await evaluate(*enforced[waiting[0]])
+        elif waiting:
+            for position, outcome in zip(waiting, await asyncio.gather(
+                    *(evaluate(*enforced[position]) for position in waiting)), strict=True):
+                outcomes[position] = outcome
         overloaded: MonitorOverloaded | None = None
         for outcome in outcomes:
             decision = outcome.decision
@@ -362,7 +379,10 @@ class MonitorPipeline:
         overloaded: MonitorOverloaded | None = None
         findings: list[Finding] = []
         try:
-            findings = await asyncio.wait_for(entry.score(texts), spec.timeout_ms / 1000.0)
+            if entry.inline and sum(len(text) for text in texts) <= entry.monitor.inline_max_chars:
+                findings = entry.monitor.check(texts)  # microseconds: no timer, no task
+            else:
+                findings = await asyncio.wait_for(entry.score(texts), spec.timeout_ms / 1000.0)
             if len(findings) != len(texts):
                 raise ValueError(f"returned {len(findings)} findings for {len(texts)} texts")
         except TimeoutError:
@@ -379,7 +399,7 @@ class MonitorPipeline:
             # The message may quote the text being checked; keep it out of normal logs.
             logger.debug("monitor %r failure detail", spec.id, exc_info=exc)
         duration = self._clock() - started
-        self._metrics.duration.labels(monitor=spec.id, stage=stage).observe(duration)
+        self._child(self._metrics.duration, monitor=spec.id, stage=stage).observe(duration)
         if error is not None:
             if error != "error":
                 logger.warning(
@@ -428,9 +448,17 @@ class MonitorPipeline:
         )
         return _Outcome(decision, spans=spans if spec.action == "redact" else {})
 
+    def _child(self, metric, **labels: str):
+        """A metric's labelled child, resolved once: streams record a check per token."""
+        key = (id(metric), *labels.values())
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(**labels)
+        return child
+
     def _record(self, decision: Decision, request_id: str) -> None:
         labels = {"monitor": decision.monitor_id, "stage": decision.stage}
-        self._metrics.verdicts.labels(action=decision.action, **labels).inc()
+        self._child(self._metrics.verdicts, action=decision.action, **labels).inc()
         if decision.error is not None:
             self._metrics.errors.labels(kind=decision.error, **labels).inc()
         if decision.failed_open:

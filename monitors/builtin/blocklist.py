@@ -83,9 +83,9 @@ class BlocklistMonitor(Monitor):
             spans.extend(Span(m.start(), m.end(), LABEL) for m in regex.finditer(text) if m.end() > m.start())
         return sorted(spans, key=lambda s: s.start)
 
-    def hold(self, text: str) -> int:
+    def hold(self, text: str, start: int = 0) -> int:
         """Streaming: hold exactly a possible partial match at the end of the text."""
-        return pattern_hold(self._partial, text)
+        return pattern_hold(self._partial, text, start)
 
     def check(self, texts: Sequence[str]) -> list[Finding]:
         findings = []

@@ -204,9 +204,9 @@ class PiiDetector:
         ]
         self._partial = [compile_partial(rule.pattern, rule.flags) for rule, _, _ in self._rules]
 
-    def hold(self, text: str) -> int:
+    def hold(self, text: str, start: int = 0) -> int:
         """Where a candidate that more text could complete or extend starts (streaming)."""
-        return pattern_hold(self._partial, text)
+        return pattern_hold(self._partial, text, start)
 
     def find(self, text: str) -> list[Span]:
         accepted: list[Span] = []
@@ -231,8 +231,8 @@ class PiiMonitor(Monitor):
     def __init__(self, detector: PiiDetector) -> None:
         self._detector = detector
 
-    def hold(self, text: str) -> int:
-        return self._detector.hold(text)
+    def hold(self, text: str, start: int = 0) -> int:
+        return self._detector.hold(text, start)
 
     def check(self, texts: Sequence[str]) -> list[Finding]:
         findings = []

@@ -94,7 +94,7 @@ async def run(policy, pieces: list[str], reads: list[int]):
 
 
 def holdback(check, hold, overlap=50):
-    return HoldBack("chat", check, lambda text, start, kind: max(start, hold(text)),
+    return HoldBack("chat", check, lambda text, start, kind: max(start, hold(text, start)),
                     overlap=overlap, max_hold_chars=4096, at_max_hold="release",
                     clock=lambda: 0.0)
 
@@ -153,8 +153,9 @@ BAD = re.compile(r"\bzeus\b")
 @given(split_text())
 async def test_classifier_block_sends_the_text_before_the_word_only(case):
     text, pieces, reads = case
-    outs, stop = await run(holdback(blocking(lambda t: bool(BAD.search(t))), word_hold),
-                           pieces, reads)
+    classifier = holdback(blocking(lambda t: bool(BAD.search(t))),
+                          lambda text, start: word_hold(text))
+    outs, stop = await run(classifier, pieces, reads)
     client = sent_text(outs)
     match = BAD.search(text)
     if match is None:
