@@ -126,7 +126,7 @@ def choice_fields(route: str, choice: dict, *, streamed: bool) -> list[Field]:
             text = _str_or_none(holder.get(key), f"message.{key}")
             if text:
                 fields.append(Field(key, text))
-        for position, call, function in _tool_calls(holder):
+        for position, _call, function in _tool_calls(holder):
             for part in ("name", "arguments"):
                 text = _str_or_none(function.get(part), f"tool_calls.{part}")
                 if text:

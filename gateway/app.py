@@ -19,11 +19,11 @@ from gateway.audit import AuditEvent, AuditStore
 from gateway.client_timeouts import BodyTimeout
 from gateway.drain import DrainMiddleware, StreamDrain
 from gateway.errors import GatewayError, NotFound
+from gateway.http1 import Http1Client
 from gateway.listeners import ListenerSplit
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import Proxy
 from gateway.settings import Settings
-from gateway.http1 import Http1Client
 from gateway.upstream import HttpxTransport, UpstreamPool
 from monitors.base import MonitorLoadError
 from monitors.pipeline import Decision, MonitorPipeline

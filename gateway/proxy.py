@@ -15,20 +15,32 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
+from gateway.answer import (
+    ProtocolViolation,
+    choice_fields,
+    choices_of,
+    clear_choice,
+    redact_logprobs,
+    set_field,
+    usage_counts,
+)
 from gateway.context import RequestContext
 from gateway.detokenize import Detokenizer, pool_post
 from gateway.drain import StreamDrain
 from gateway.errors import (
-    BadRequest, ContentBlocked, GatewayError, ModelNotFound, Overloaded, PayloadTooLarge,
-    Unauthorized, UpstreamError, UpstreamStatus,
+    BadRequest,
+    ContentBlocked,
+    GatewayError,
+    ModelNotFound,
+    Overloaded,
+    PayloadTooLarge,
+    Unauthorized,
+    UpstreamError,
+    UpstreamStatus,
 )
 from gateway.input_text import read_input
 from gateway.metrics import GatewayMetrics
 from gateway.monitored_relay import MonitoredRelay
-from gateway.answer import (
-    ProtocolViolation, choice_fields, choices_of, clear_choice, redact_logprobs, set_field,
-    usage_counts,
-)
 from gateway.protocol import ParsedRequest, Route, parse_request
 from gateway.recorder import StreamRecorder
 from gateway.relay import midstream_error, relay_raw

@@ -8,7 +8,13 @@ from typing import Any
 
 import yaml
 from pydantic import (
-    BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
 )
 
 from gateway.audit import AuditSettings

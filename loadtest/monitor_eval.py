@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         data["false_positives"] = {label: {"n": len(texts),
                                            "examples": [mask(t, detector) for t in texts[: args.examples]]}
                                    for label, texts in sorted(by_label.items())}
-        for spec, monitor in monitors:
+        for _spec, monitor in monitors:
             monitor.close()
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -32,8 +32,16 @@ from rich.table import Table
 
 from loadtest.bench.procs import ManagedProcess, ProcessGroup, free_port
 from loadtest.soak_outcomes import (
-    CLIENT_LEFT, CLIENT_LEFT_EARLY, UNDEFINED, GatewayResult, classify_stream, classify_whole,
-    parse_counters, rss_bytes, stream_finished, verdict,
+    CLIENT_LEFT,
+    CLIENT_LEFT_EARLY,
+    UNDEFINED,
+    GatewayResult,
+    classify_stream,
+    classify_whole,
+    parse_counters,
+    rss_bytes,
+    stream_finished,
+    verdict,
 )
 
 LOOPBACK = "127.0.0.1"

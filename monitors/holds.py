@@ -38,10 +38,8 @@ def word_hold(text: str) -> int:
 def sentence_hold(text: str) -> int:
     if text and text[-1] in ".!?\n":
         return len(text)
-    last = None
-    for last in _SENTENCE_END.finditer(text):
-        pass
-    return last.end() if last is not None else 0
+    ends = [match.end() for match in _SENTENCE_END.finditer(text)]
+    return ends[-1] if ends else 0
 
 
 def chars_hold(text: str, start: int, size: int) -> int:

@@ -381,6 +381,10 @@ class MonitorPipeline:
         try:
             if entry.inline and sum(len(text) for text in texts) <= entry.monitor.inline_max_chars:
                 findings = entry.monitor.check(texts)  # microseconds: no timer, no task
+                # Nothing interrupts a call on the event loop; one that overran its
+                # timeout_ms still counts as timed out, its verdict unused, as elsewhere.
+                if self._clock() - started > spec.timeout_ms / 1000.0:
+                    raise TimeoutError
             else:
                 findings = await asyncio.wait_for(entry.score(texts), spec.timeout_ms / 1000.0)
             if len(findings) != len(texts):

@@ -16,7 +16,6 @@ import orjson
 from loadtest.sim.sse import CHAT, COMPLETION, usage_dict
 from loadtest.sim.tokens import count_chat_tokens, count_tokens, decode, encode
 
-
 COMPLETION_DEFAULT_MAX_TOKENS = 16
 # vLLM's reads "vllm-<version>-<config hash>"; ours says what answered.
 SYSTEM_FINGERPRINT = "taxgate-sim"
@@ -63,7 +62,7 @@ def parse_chat(body: bytes) -> GenerationRequest:
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise RequestError(400, "each message needs a string `role`", param="messages")
         texts.append(_message_text(message.get("content")))
-    user_texts = [text for message, text in zip(messages, texts) if message["role"] == "user"]
+    user_texts = [text for message, text in zip(messages, texts, strict=True) if message["role"] == "user"]
     max_tokens = data.get("max_completion_tokens", data.get("max_tokens"))
     return _build(CHAT, data, user_texts[-1] if user_texts else texts[-1],
                   count_chat_tokens(texts), max_tokens)

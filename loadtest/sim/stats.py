@@ -37,7 +37,7 @@ class BatchHistogram:
         """(upper bound, events <= bound) pairs, ending with (inf, count)."""
         running = 0
         pairs = []
-        for bound, n in zip((*self.buckets, float("inf")), self._counts):
+        for bound, n in zip((*self.buckets, float("inf")), self._counts, strict=True):
             running += n
             pairs.append((bound, running))
         return pairs

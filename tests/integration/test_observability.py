@@ -43,8 +43,9 @@ BLOCKED_OUTPUT = BENIGN + OUTPUT_WORD + " and then some more words to close the 
 MONITORS = [
     {"name": "blocklist", "id": "blocklist-in", "stages": ["input"], "action": "block",
      "keywords": [INPUT_WORD]},
+    # A pattern of its own runs in the micro-batcher's thread: the batch panels need one.
     {"name": "blocklist", "id": "blocklist-out", "stages": ["output"], "action": "block",
-     "keywords": [OUTPUT_WORD]},
+     "patterns": [rf"\b{OUTPUT_WORD}\b"]},
     {"name": "pii", "stages": ["input", "output"], "action": "redact"},
     {"name": "profanity", "id": "profanity-shadow", "stages": ["input", "output"],
      "action": "shadow", "threshold": 0.5},

@@ -4,7 +4,12 @@ import random
 import pytest
 
 from loadtest.sim.faults import (
-    FAULT_KINDS, DropInjectedTracebacks, Fault, FaultPlan, FaultRates, InjectedFault,
+    FAULT_KINDS,
+    DropInjectedTracebacks,
+    Fault,
+    FaultPlan,
+    FaultRates,
+    InjectedFault,
 )
 
 

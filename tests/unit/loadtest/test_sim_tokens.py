@@ -7,7 +7,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from loadtest.sim.tokens import (
-    CHAT_TOKENS_PER_MESSAGE, count_chat_tokens, count_tokens, decode, encode, tokenize,
+    CHAT_TOKENS_PER_MESSAGE,
+    count_chat_tokens,
+    count_tokens,
+    decode,
+    encode,
+    tokenize,
 )
 
 

@@ -1,8 +1,17 @@
 import pytest
 
 from loadtest.soak_outcomes import (
-    CLIENT_LEFT_EARLY, OK, UNFINISHED, GatewayCounters, GatewayResult, classify_stream,
-    classify_whole, parse_counters, rss_bytes, stream_finished, verdict,
+    CLIENT_LEFT_EARLY,
+    OK,
+    UNFINISHED,
+    GatewayCounters,
+    GatewayResult,
+    classify_stream,
+    classify_whole,
+    parse_counters,
+    rss_bytes,
+    stream_finished,
+    verdict,
 )
 
 CHUNK = b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
