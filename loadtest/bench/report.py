@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING
 import orjson
 
 from loadtest.bench import schema
-from loadtest.bench.aggregate import Latencies
+from loadtest.bench.aggregate import CellStats, Latencies
+from loadtest.bench.cpu import GATEWAY, LOAD_GENERATOR, MACHINE, UPSTREAM, saturation_flags
+from loadtest.bench.headline import headline_level, headline_rows, level_summaries
 from loadtest.bench.safety import SafetyResult
 from loadtest.bench.stats import Estimate, Percentiles
 from loadtest.bench.tables import Table, all_tables
@@ -28,8 +30,11 @@ if TYPE_CHECKING:
 REPORT_FILES = ("report.json", "report.md", "report.html")
 
 
-def _ms(p: Percentiles | None) -> schema.Percentiles | None:
-    return None if p is None else schema.Percentiles(**p.scaled(1000.0).as_dict())
+def _ms(p: Percentiles | None, n: int) -> schema.Percentiles | None:
+    if p is None:
+        return None
+    return schema.Percentiles(**p.scaled(1000.0).as_dict(), n=n,
+                              p99_supported=n >= schema.P99_MIN_SAMPLES)
 
 
 def _interval(e: Estimate) -> schema.Interval:
@@ -40,12 +45,24 @@ def _deltas(row: TaxRow, metric: str) -> schema.DeltaPercentiles | None:
     per_pct = row.deltas_ms.get(metric)
     if not per_pct or len(per_pct) < 3:
         return None
-    return schema.DeltaPercentiles(**{k: _interval(v) for k, v in per_pct.items()})
+    n = row.counts.get(metric, 0)
+    return schema.DeltaPercentiles(**{k: _interval(v) for k, v in per_pct.items()},
+                                   n_min=n, p99_supported=n >= schema.P99_MIN_SAMPLES)
 
 
 def _latency_fields(lat: Latencies) -> dict:
-    return {"ttft_ms": _ms(lat.ttft), "itl_ms": _ms(lat.itl), "e2e_ms": _ms(lat.e2e),
-            "tpot_ms": _ms(lat.tpot)}
+    return {f"{m}_ms": _ms(lat.metric(m), lat.count(m)) for m in ("ttft", "itl", "e2e", "tpot")}
+
+
+_PARTS = (LOAD_GENERATOR, UPSTREAM, GATEWAY, MACHINE)
+
+
+def _cell_flags(cell: CellStats, cpu_count: int) -> list[str]:
+    return saturation_flags({part: cell.cores(part) for part in _PARTS}, cpu_count)
+
+
+def _cores(cell: CellStats) -> dict[str, float | None]:
+    return {part: cell.cores(part) for part in _PARTS if cell.cores(part) is not None}
 
 
 def _examples(cell) -> list[str]:
@@ -73,6 +90,8 @@ def build_report(result: BenchResult, machine: dict) -> schema.Report:
     options = result.options
     names = [s.name for s in result.scenarios]
     by_name = {s.name: s for s in result.scenarios}
+    cpu_count = int(machine.get("cpu_count") or 1)
+    flags = {key: _cell_flags(cell, cpu_count) for key, cell in result.cells.items()}
     scenario_rows = [
         schema.ScenarioRow(
             name=cell.scenario,
@@ -87,6 +106,9 @@ def build_report(result: BenchResult, machine: dict) -> schema.Report:
             rounds=len(cell.rounds),
             error_examples=_examples(cell),
             notes=list(by_name[cell.scenario].notes),
+            cpu_cores=_cores(cell),
+            gateway_cpu_s_per_1k_tokens=cell.gateway_cpu_s_per_1k_tokens,
+            flags=flags[(cell.scenario, cell.concurrency)],
         )
         for level in options.concurrency for name in names
         if (cell := result.cells.get((name, level))) is not None
@@ -99,6 +121,10 @@ def build_report(result: BenchResult, machine: dict) -> schema.Report:
             ttft_ms=_deltas(row, "ttft"), itl_ms=_deltas(row, "itl"),
             e2e_ms=_deltas(row, "e2e"), tpot_ms=_deltas(row, "tpot"),
             throughput_ratio=_interval(row.throughput_ratio),
+            cpu_s_per_1k_tokens=(_interval(row.cpu_s_per_1k_tokens)
+                                 if row.cpu_s_per_1k_tokens is not None else None),
+            flags=sorted(set(flags[(row.scenario, row.concurrency)])
+                         | set(flags[(row.baseline, row.concurrency)])),
         )
         for row in rows
     ]
@@ -125,8 +151,9 @@ def build_report(result: BenchResult, machine: dict) -> schema.Report:
         model=result.model,
         profile=options.profile_name,
         concurrency=list(options.concurrency),
-        duration_s=options.duration_s,
-        repeats=options.repeats,
+        plan=[schema.PlanLevel(users=p.users, repeats=p.repeats, requests=p.requests,
+                               duration_s=p.duration_s, stagger_s=p.stagger_s)
+              for p in options.plans],
         warmup_s=options.warmup_s,
         max_tokens=options.max_tokens,
         load_labels=options.load_labels,
@@ -136,7 +163,11 @@ def build_report(result: BenchResult, machine: dict) -> schema.Report:
         phases_s=result.phases_s,
         notes=notes,
     )
-    return schema.Report(meta=meta, scenarios=scenario_rows, tax=tax, safety=safety,
+    levels = level_summaries(scenario_rows)
+    level = headline_level(levels)
+    return schema.Report(meta=meta, headline_concurrency=level,
+                         headline=headline_rows(tax, safety, scenario_rows, level),
+                         levels=levels, scenarios=scenario_rows, tax=tax, safety=safety,
                          monitor_timings=timings)
 
 
@@ -161,12 +192,17 @@ def _meta_lines(report: schema.Report) -> list[str]:
         f"- machine: {m.machine.cpu_count} CPUs, {m.machine.platform}, Python {m.machine.python}",
         f"- command: `{m.command}`",
         f"- upstream: {m.upstream_kind}; model `{m.model}`",
-        f"- profile {m.profile}: users {', '.join(map(str, m.concurrency))}; "
-        f"{m.duration_s} s rounds x {m.repeats} repeats, interleaved; warm-up {m.warmup_s:g} s; "
-        f"max_tokens {m.max_tokens}; interval: {m.ci_method}",
+        f"- profile {m.profile}: " + "; ".join(_plan_text(p) for p in m.plan)
+        + f"; interleaved; warm-up {m.warmup_s:g} s; max_tokens {m.max_tokens}; "
+        f"interval: {m.ci_method}",
         f"- wall time: {m.wall_s:.0f} s ("
         + ", ".join(f"{name} {secs:.0f} s" for name, secs in m.phases_s.items()) + ")",
     ] + [f"- note: {note}" for note in m.notes]
+
+
+def _plan_text(p: schema.PlanLevel) -> str:
+    size = f"{p.requests} requests" if p.requests else f"{p.duration_s} s"
+    return f"{p.users} user{'s' if p.users > 1 else ''}: {p.repeats} rounds of {size}"
 
 
 def render_markdown(report: schema.Report, plots: list[Path]) -> str:

@@ -2,15 +2,19 @@
 
 Each round is a fresh ``locust`` process (the real tool, the same locustfile users
 run by hand), writing every request as a JSON line that the bench reads back.
-All users start at once; when ``--run-time`` ends Locust starts no new request and
-waits for the in-flight ones (``--stop-timeout``), so no request is cut off and the
-slowest ones are not silently dropped from the tail.
+All users are spawned at once and each waits a random part of ``stagger_s`` before
+its first request, so they do not run in lockstep. A round ends after ``requests``
+requests were answered (the locustfile's ``--max-requests``) or, as a ceiling, when
+``--run-time`` ends; then Locust starts no new request and waits for the in-flight
+ones (``--stop-timeout``), so no request is cut off and the slowest ones are not
+silently dropped from the tail.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +43,9 @@ class RoundSpec:
     concurrency: int
     repeat: int
     url: str
-    duration_s: int
+    duration_s: int  # a ceiling when ``requests`` is set
+    requests: int = 0  # 0: run for duration_s
+    stagger_s: float = 0.0
 
     @property
     def key(self) -> str:
@@ -64,6 +70,8 @@ def locust_command(spec: RoundSpec, workload: Workload, samples_path: Path) -> l
         "--prompt-seed", str(workload.seed * 1000 + spec.repeat),
         "--itl-events", "none",  # the JSONL has every gap; spare the load generator
         "--samples-out", str(samples_path),
+        "--stagger-s", f"{spec.stagger_s:g}",
+        "--max-requests", str(spec.requests),
     ]
     if workload.dataset is not None:
         argv += ["--dataset", str(workload.dataset)]
@@ -72,8 +80,12 @@ def locust_command(spec: RoundSpec, workload: Workload, samples_path: Path) -> l
     return argv
 
 
-def run_round(spec: RoundSpec, workload: Workload, work_dir: Path) -> list[Sample]:
-    """Run Locust for one round; return its samples. Raises ProcessError if Locust fails."""
+def run_round(spec: RoundSpec, workload: Workload, work_dir: Path,
+              on_start: Callable[[int], None] | None = None) -> list[Sample]:
+    """Run Locust for one round; return its samples. Raises ProcessError if Locust fails.
+
+    ``on_start`` gets the Locust process id as soon as it runs (the CPU sampler).
+    """
     samples_path = work_dir / "samples" / f"{spec.key}.jsonl"
     log_path = work_dir / "logs" / f"locust-{spec.key}.log"
     samples_path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,16 +95,23 @@ def run_round(spec: RoundSpec, workload: Workload, work_dir: Path) -> list[Sampl
     # Hard ceiling: run time, the drain, and Locust's own start-up and shutdown.
     limit_s = spec.duration_s + workload.stop_timeout_s + 60
     with log_path.open("wb") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=child_env(), cwd=PROJECT_ROOT)
         try:
-            code = subprocess.run(
-                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=child_env(), cwd=PROJECT_ROOT, timeout=limit_s,
-            ).returncode
+            if on_start is not None:
+                on_start(proc.pid)
+            code = proc.wait(timeout=limit_s)
         except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
             raise ProcessError(
                 f"locust round {spec.key} did not finish within {limit_s} s\n"
                 f"  log: {log_path}\n--- last lines ---\n{log_tail(log_path)}"
             ) from None
+        except BaseException:
+            proc.kill()  # Ctrl-C: the round's Locust must not outlive the bench
+            proc.wait()
+            raise
     if code != 0:
         raise ProcessError(
             f"locust round {spec.key} exited with status {code}\n"
