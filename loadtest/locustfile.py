@@ -114,6 +114,7 @@ class Workload:
         self.max_requests = max(options.max_requests, 0)
         self.started = 0
         self.finished = 0
+        self.sending = True
         self._user_ids = itertools.count()
 
     def next_user(self, worker_index: int) -> tuple[int, random.Random]:
@@ -122,15 +123,25 @@ class Workload:
         return user, random.Random(f"{self.seed}:{worker_index}:{user}")
 
     def may_start(self) -> bool:
-        """Whether another request fits in --max-requests (counted here, per process)."""
-        if self.max_requests and self.started >= self.max_requests:
+        """Whether another request may start (--max-requests not reached, still sending)."""
+        if not self.sending or (self.max_requests and self.started >= self.max_requests):
             return False
         self.started += 1
         return True
 
-    def all_answered(self) -> bool:
+    def answered(self) -> bool:
+        """Count an answered request; True when it was the last one the test will send."""
         self.finished += 1
-        return bool(self.max_requests) and self.finished >= self.max_requests
+        return self._done()
+
+    def stop_sending(self) -> bool:
+        """Start no new request (time is up); True when none is in flight any more."""
+        self.sending = False
+        return self.finished >= self.started
+
+    def _done(self) -> bool:
+        quota_met = bool(self.max_requests) and self.started >= self.max_requests
+        return (quota_met or not self.sending) and self.finished >= self.started
 
     def body(self, prompt: str) -> dict:
         body = {
@@ -218,7 +229,7 @@ class LLMUser(FastHttpUser):
             else:
                 response.success()
         self._report(sample)
-        if workload.all_answered():
+        if workload.answered():
             # From another greenlet: quit() kills every user, this one included.
             gevent.spawn(self.environment.runner.quit)
 

@@ -25,6 +25,7 @@ MACHINE = "machine"
 LOAD_GENERATOR = "load generator"
 UPSTREAM = "upstream"
 GATEWAY = "gateway"
+BENCH = "bench processes"  # all of the above together, every gateway included
 
 # One process is one core (Locust, the simulator and one gateway worker are single-threaded
 # event loops); past ~85% of it, or of the machine, the queueing is the CPU's, not the code's.
@@ -143,6 +144,10 @@ class CpuSampler:
         with self._lock:
             self._watched[name] = _Watched(proc, self._children_of(proc))
         self.sample()  # a first point at the start, so short rounds are covered
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return list(self._watched)
 
     def series(self, name: str) -> Series:
         with self._lock:

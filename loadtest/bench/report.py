@@ -17,10 +17,18 @@ import orjson
 
 from loadtest.bench import schema
 from loadtest.bench.aggregate import CellStats, Latencies
-from loadtest.bench.cpu import GATEWAY, LOAD_GENERATOR, MACHINE, UPSTREAM, saturation_flags
+from loadtest.bench.cpu import (
+    BENCH,
+    GATEWAY,
+    LOAD_GENERATOR,
+    MACHINE,
+    UPSTREAM,
+    saturation_flags,
+)
 from loadtest.bench.headline import headline_level, headline_rows, level_summaries
 from loadtest.bench.safety import SafetyResult
 from loadtest.bench.stats import Estimate, Percentiles
+from loadtest.bench.plots import PARETO_PLOT
 from loadtest.bench.tables import Table, all_tables
 from loadtest.bench.tax import TaxRow, tax_rows
 
@@ -54,7 +62,7 @@ def _latency_fields(lat: Latencies) -> dict:
     return {f"{m}_ms": _ms(lat.metric(m), lat.count(m)) for m in ("ttft", "itl", "e2e", "tpot")}
 
 
-_PARTS = (LOAD_GENERATOR, UPSTREAM, GATEWAY, MACHINE)
+_PARTS = (LOAD_GENERATOR, UPSTREAM, GATEWAY, BENCH, MACHINE)
 
 
 def _cell_flags(cell: CellStats, cpu_count: int) -> list[str]:
@@ -205,23 +213,38 @@ def _plan_text(p: schema.PlanLevel) -> str:
     return f"{p.users} user{'s' if p.users > 1 else ''}: {p.repeats} rounds of {size}"
 
 
+def _split(report: schema.Report, plots: list[Path]):
+    """(headline tables, the rest; the headline plot, the rest): the report opens with them."""
+    tables = all_tables(report)
+    first = [t for t in tables if t.title.startswith("Headline")]
+    pareto = [p for p in plots if p.name == PARETO_PLOT]
+    return (first, [t for t in tables if t not in first], pareto,
+            [p for p in plots if p not in pareto])
+
+
 def render_markdown(report: schema.Report, plots: list[Path]) -> str:
-    parts = ["# taxgate bench report", "", *_meta_lines(report), ""]
-    parts += [_md_table(table) for table in all_tables(report)]
-    if plots:
+    first, rest, pareto, other_plots = _split(report, plots)
+    parts = ["# taxgate bench report", ""]
+    parts += [_md_table(table) for table in first]
+    parts += [f"![{p.stem}]({p.name})\n" for p in pareto]
+    parts += ["## Run", "", *_meta_lines(report), ""]
+    parts += [_md_table(table) for table in rest]
+    if other_plots:
         parts.append("## Plots\n")
-        parts += [f"![{p.stem}]({p.name})\n" for p in plots]
+        parts += [f"![{p.stem}]({p.name})\n" for p in other_plots]
     return "\n".join(parts)
 
 
-def _html_table(table: Table) -> str:
+def _html_table(table: Table, css_id: str = "") -> str:
     esc = html.escape
     head = "".join(f"<th>{esc(h)}</th>" for h in table.headers)
     body = "".join(
         "<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>" for row in table.rows
     )
     caption = f"<p class='cap'>{esc(table.caption)}</p>" if table.caption else ""
-    return f"<h2>{esc(table.title)}</h2>{caption}<table><tr>{head}</tr>{body}</table>"
+    ident = f" id='{css_id}'" if css_id else ""
+    return (f"<h2>{esc(table.title)}</h2>{caption}<table{ident}><tr>{head}</tr>{body}"
+            "</table>")
 
 
 _STYLE = """
@@ -232,18 +255,23 @@ text-align:right}td:first-child,th:first-child{text-align:left}th{background:#f2
 """
 
 
+def _img(p: Path) -> str:
+    esc = html.escape
+    return (f"<h3>{esc(p.stem.replace('_', ' '))}</h3><img alt='{esc(p.stem)}' "
+            f"src='data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}'>")
+
+
 def render_html(report: schema.Report, plots: list[Path]) -> str:
     esc = html.escape
+    first, rest, pareto, other_plots = _split(report, plots)
     meta = "".join(f"<li>{esc(line.removeprefix('- '))}</li>" for line in _meta_lines(report))
-    tables = "".join(_html_table(t) for t in all_tables(report))
-    images = "".join(
-        f"<h3>{esc(p.stem.replace('_', ' '))}</h3><img alt='{esc(p.stem)}' "
-        f"src='data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}'>"
-        for p in plots
-    )
+    head = "".join(_html_table(t, "headline") for t in first) + "".join(map(_img, pareto))
+    tables = "".join(_html_table(t) for t in rest)
+    images = "".join(map(_img, other_plots))
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>taxgate bench report"
             f"</title><style>{_STYLE}</style></head><body><h1>taxgate bench report</h1>"
-            f"<ul>{meta}</ul>{tables}{'<h2>Plots</h2>' + images if images else ''}</body></html>")
+            f"{head}<h2>Run</h2><ul>{meta}</ul>{tables}"
+            f"{'<h2>Plots</h2>' + images if images else ''}</body></html>")
 
 
 def write_report(report: schema.Report, out_dir: Path, plots: list[Path]) -> list[Path]:

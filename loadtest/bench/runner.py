@@ -30,7 +30,7 @@ from loadtest.bench.localmodel import local_detoxify
 from loadtest.bench.matrix import Matrix, load_matrix
 from loadtest.bench.options import BenchOptions, LevelPlan
 from loadtest.bench.procs import ManagedProcess, ProcessError, ProcessGroup, free_port
-from loadtest.bench.rounds import RoundSpec, Workload, run_round
+from loadtest.bench.rounds import LoadGenerator, RoundSpec, Workload, run_round
 from loadtest.bench.safety import SafetyJob, SafetyResult, safety_pass, stratified_sample
 from loadtest.bench.samples import Sample
 from loadtest.bench.scenarios import Scenario, build_scenarios, gateway_config
@@ -198,7 +198,9 @@ class BenchRunner:
         cpu_use: dict[tuple[str, int], list[dict[str, float | None]]] = {}
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn())
-        with Progress(*columns, console=self.console, transient=False) as progress:
+        generator = LoadGenerator(options.work_dir / "logs" / "locust.log")
+        with generator, Progress(*columns, console=self.console, transient=False) as progress:
+            sampler.watch(cpu.LOAD_GENERATOR, generator.pid)
             task = progress.add_task("rounds", total=len(plan))
             for repeat, level, name in plan:
                 progress.update(task, description=(
@@ -206,8 +208,7 @@ class BenchRunner:
                 group.check_alive()  # a dead gateway would otherwise read as a slow one
                 spec = RoundSpec(name, level.users, repeat, urls[name], level.duration_s,
                                  requests=level.requests, stagger_s=level.stagger_s)
-                got = run_round(spec, workload, options.work_dir,
-                                on_start=lambda pid: sampler.watch(cpu.LOAD_GENERATOR, pid))
+                got = run_round(spec, workload, options.work_dir, generator)
                 samples.setdefault((name, level.users), []).append(got)
                 cpu_use.setdefault((name, level.users), []).append(
                     self._round_cpu(sampler, name, got))
@@ -224,8 +225,11 @@ class BenchRunner:
                  cpu.MACHINE: cpu.MACHINE}
         if scenario != DIRECT:
             parts[cpu.GATEWAY] = f"{cpu.GATEWAY}:{scenario}"
-        return {part: cpu.cores_between(sampler.series(name), begin, end)
-                for part, name in parts.items()}
+        cores = {part: cpu.cores_between(sampler.series(name), begin, end)
+                 for part, name in parts.items()}
+        ours = [cpu.cores_between(sampler.series(name), begin, end) for name in sampler.names()]
+        cores[cpu.BENCH] = sum(c for c in ours if c is not None)
+        return cores
 
     def _scrape(self, gateways: dict[str, str]) -> dict[str, dict]:
         with httpx.Client(timeout=10.0) as client:
