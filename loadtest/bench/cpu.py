@@ -31,11 +31,14 @@ BENCH = "bench processes"  # all of the above together, every gateway included
 # event loops); past ~85% of it, or of the machine, the queueing is the CPU's, not the code's.
 PROCESS_BOUND = 0.85
 MACHINE_BOUND = 0.85
+# Processes that are not the bench's (other tenants) using this share of the machine.
+OTHER_LOAD_SHARE = 0.25
 
 CLIENT_BOUND = "client-bound"
 UPSTREAM_BOUND = "upstream-bound"
 MACHINE_BOUND_FLAG = "machine-bound"
 GATEWAY_BOUND = "gateway-bound"
+OTHER_LOAD = "other-load"
 # Flags that make a level's tax a property of this machine rather than of the gateway.
 SATURATION_FLAGS = (CLIENT_BOUND, UPSTREAM_BOUND, MACHINE_BOUND_FLAG)
 
@@ -77,6 +80,9 @@ def saturation_flags(cores: Mapping[str, float | None], cpu_count: int) -> list[
         flags.append(MACHINE_BOUND_FLAG)
     if over(GATEWAY, PROCESS_BOUND):
         flags.append(GATEWAY_BOUND)
+    machine, ours = cores.get(MACHINE), cores.get(BENCH)
+    if machine is not None and ours is not None and machine - ours >= OTHER_LOAD_SHARE * cpu_count:
+        flags.append(OTHER_LOAD)  # a busy neighbour, not this bench: rerun on a quiet machine
     return flags
 
 

@@ -166,7 +166,8 @@ def saturation_table(report: Report) -> Table:
         rows,
         f"Median over the rounds of the mean cores used in each round's steady window. "
         f"client-/upstream-/gateway-bound: that process used >= 85% of its one core; "
-        f"machine-bound: the whole machine (other tenants included) >= 85% of its cores. "
+        f"machine-bound: the whole machine (other tenants included) >= 85% of its cores; "
+        f"other-load: processes not the bench's used >= 25% of the machine. "
         f"A client-, upstream- or machine-bound level's tax is partly this machine's. "
         f"Per level: {levels}.",
     )

@@ -39,6 +39,12 @@ def test_saturation_flags_name_what_bounded_the_round():
         cpu.CLIENT_BOUND, cpu.UPSTREAM_BOUND, cpu.MACHINE_BOUND_FLAG, cpu.GATEWAY_BOUND]
     # The same machine load is not bound on more cores; unsampled parts never flag.
     assert cpu.saturation_flags({cpu.MACHINE: 1.9, cpu.GATEWAY: None}, cpu_count=8) == []
+    # A machine busy with other processes than the bench's says so.
+    neighbours = {cpu.MACHINE: 1.9, cpu.BENCH: 0.3}
+    assert cpu.saturation_flags(neighbours, cpu_count=2) == [cpu.MACHINE_BOUND_FLAG,
+                                                             cpu.OTHER_LOAD]
+    assert cpu.saturation_flags({cpu.MACHINE: 1.9, cpu.BENCH: 1.6}, cpu_count=2) == [
+        cpu.MACHINE_BOUND_FLAG]
 
 
 def test_only_client_upstream_and_machine_bounds_make_a_level_saturated():
