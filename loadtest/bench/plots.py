@@ -33,11 +33,17 @@ def _scenario_names(report: Report) -> list[str]:
     return list(dict.fromkeys(s.name for s in report.scenarios))
 
 
-def _level_label(report: Report, level: int) -> str:
-    """``64 users`` plus its saturation flags, so a bounded level is not read as gateway tax."""
+def _users(level: int | None) -> str:
+    return f"{level} user{'' if level == 1 else 's'}"
+
+
+def _level_label(report: Report, level: int, short: bool = False) -> str:
+    """``64 users`` (``64`` if short) plus its saturation flags, so a bounded level is not
+    read as gateway tax."""
     summary = next((lv for lv in report.levels if lv.concurrency == level), None)
     flags = [f for f in summary.flags if f != "gateway-bound"] if summary else []
-    return f"{level} users" + (f"\n({', '.join(flags)})" if flags else "")
+    name = str(level) if short else _users(level)
+    return name + (f"\n({', '.join(flags)})" if flags else "")
 
 
 def plot_latency(report: Report, path: Path) -> Path:
@@ -56,7 +62,7 @@ def plot_latency(report: Report, path: Path) -> Path:
             ax.set_title(f"{label} {pct}")
             ax.set_ylabel("ms")
             ax.set_xscale("log", base=2)
-            ax.set_xticks(_levels(report), [_level_label(report, c).replace(" users", "")
+            ax.set_xticks(_levels(report), [_level_label(report, c, short=True)
                                             for c in _levels(report)], fontsize=8)
             ax.minorticks_off()
             ax.grid(True, alpha=0.3)
@@ -157,15 +163,15 @@ def plot_safety_vs_tax(report: Report, path: Path) -> Path:
                     f"{cost_text}", (x, y), textcoords="offset points",
                     xytext=(6, -16 if y > 90 else 4), fontsize=8)
     summary = next((lv for lv in report.levels if lv.concurrency == level), None)
-    bounded = " (every level saturated: lowest shown)" if summary and summary.saturated else ""
-    ax.set_xlabel(f"TTFT p50 tax vs direct at {level} users (ms, 95% interval){bounded}")
+    bounded = "\nevery level saturated: the lowest is shown" if summary and summary.saturated else ""
+    ax.set_xlabel(f"TTFT p50 tax vs direct, {_users(level)} (ms, 95% interval)")
     ax.set_ylabel("harmful items caught (%)")
     ax.set_ylim(-5, 108)
     left, right = ax.get_xlim()
     ax.set_xlim(min(left, 0.0), max(right, 1.0))
     ax.axvline(0, color="black", linewidth=0.8)
     ax.grid(True, alpha=0.3)
-    ax.set_title("Safety gained vs tax paid (one point per monitor set)")
+    ax.set_title(f"Safety gained vs tax paid (one point per monitor set){bounded}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -138,11 +138,11 @@ def headline_table(report: Report) -> Table:
     why = ("the highest level no saturation flag marks" if saturated and not saturated.saturated
            else "every level is marked saturated: the lowest is shown, read it with care")
     return Table(
-        f"Headline at {level} users",
+        f"Headline at {level} user{'' if level == 1 else 's'}",
         ("scenario", "vs", "TTFT p50 tax", "E2E p50 tax", "tok/s ratio", "gw CPU s/1k tok",
          "CPU over vs", "caught harmful", "false block", "flags"),
         rows,
-        f"At {level} concurrent users ({why}). Taxes in ms with a 95% interval (±) over "
+        f"At {level} concurrent user{'' if level == 1 else 's'} ({why}). Taxes in ms with a 95% interval (±) over "
         "paired repeats; the bare gateway against the upstream, each monitor set against "
         "the bare gateway. CPU: the gateway processes' CPU seconds per 1,000 output tokens, "
         "and over the baseline's. Caught: harmful dataset items blocked, redacted or "

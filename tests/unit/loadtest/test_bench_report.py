@@ -144,7 +144,7 @@ def test_terminal_summary_prints_the_tax_table(report, tmp_path):
     print_summary(report, console, tmp_path)
     text = console.export_text()
     assert "Safety tax vs direct" in text and "Safety effect" in text
-    assert "Headline at 1 users" in text and "4 users: machine-bound" in text
+    assert "Headline at 1 user" in text and "4 users: machine-bound" in text
     assert str(tmp_path / "report.html") in text
     assert len(tax_table(report, "direct").rows) == 3 * len(LEVELS)
 
@@ -176,7 +176,7 @@ def test_saturated_levels_are_flagged_and_the_headline_avoids_them(report):
     tax4 = next(t for t in report.tax if t.concurrency == 4 and t.scenario == "pii")
     assert "machine-bound" in tax4.flags
     table = headline_table(report)
-    assert table.title == "Headline at 1 users" and len(table.rows) == 3
+    assert table.title == "Headline at 1 user" and len(table.rows) == 3
 
 
 def test_p99_over_few_samples_is_marked_everywhere(report):
@@ -201,5 +201,5 @@ def test_html_and_markdown_open_with_the_headline(report, tmp_path):
     assert html.index("safety_vs_tax") < html.index("Latency and throughput")
     assert "Saturation" in html and "machine-bound" in html
     md = (tmp_path / "report.md").read_text()
-    assert md.index("## Headline at 1 users") < md.index("## Latency and throughput")
+    assert md.index("## Headline at 1 user") < md.index("## Latency and throughput")
     assert "gw CPU s/1k tok" in md
