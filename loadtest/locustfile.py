@@ -34,7 +34,14 @@ Options (also in the web UI): ``--dataset`` JSONL with ``text``/``label`` (defau
 bundled one), ``--labels`` comma list or ``all`` (default ``benign``: the tax is paid by
 legitimate traffic), ``--model`` (default: the first of ``GET /v1/models``),
 ``--max-tokens``, ``--no-ignore-eos`` (by default every request generates exactly
-max-tokens, as in vLLM's benchmarks), ``--api-key``, ``--prompt-seed``.
+max-tokens, as in vLLM's benchmarks), ``--api-key``, ``--prompt-seed``, ``--stagger-s``
+(each user starts within a random 0..S s, so users started together do not run in
+lockstep), ``--max-requests`` (end once that many requests were answered).
+
+Each sample line also names the user that sent it (``user``), so a closed loop's
+throughput can be taken from each user's request-to-request cycles.
+``taxgate bench`` runs this same user class in one long-lived process
+(``loadtest/bench/driver.py``) instead of one ``locust`` per round.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ when fewer users are active, would understate throughput at high concurrency).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -145,7 +146,7 @@ def _cycles(samples: Sequence[Sample]) -> list[tuple[float, int, int]]:
     cycles = []
     for mine in by_user.values():
         mine.sort(key=lambda s: s.start)
-        for this, after in zip(mine, mine[1:], strict=False):
+        for this, after in itertools.pairwise(mine):
             tokens = this.output_tokens if this.ok else 0
             cycles.append((after.start - this.start, tokens, int(this.ok)))
     return [c for c in cycles if c[0] > 0]

@@ -26,9 +26,9 @@ from loadtest.bench.cpu import (
     saturation_flags,
 )
 from loadtest.bench.headline import headline_level, headline_rows, level_summaries
+from loadtest.bench.plots import PARETO_PLOT
 from loadtest.bench.safety import SafetyResult
 from loadtest.bench.stats import Estimate, Percentiles
-from loadtest.bench.plots import PARETO_PLOT
 from loadtest.bench.tables import Table, all_tables
 from loadtest.bench.tax import TaxRow, tax_rows
 

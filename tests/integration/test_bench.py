@@ -14,6 +14,9 @@ from PIL import Image
 from loadtest.bench.plots import PLOT_FILES
 from loadtest.bench.report import REPORT_FILES
 from loadtest.bench.schema import Report
+from loadtest.sim.server import create_sim_app
+from loadtest.sim.settings import SimSettings
+from tests.servers import ThreadedServer
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -104,7 +107,7 @@ def headless(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     argv = [chromium(), "--headless", "--no-sandbox", "--disable-gpu",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
             "--no-first-run", f"--user-data-dir={tmp_path / 'chromium-profile'}", *args]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_html_report_renders_its_headline_and_plots_in_chromium(sim_report, tmp_path):
@@ -142,3 +145,24 @@ def test_bench_against_real_vllm(vllm_server, tmp_path):
     assert report.meta.upstream_kind.startswith("external")
     (pii,) = report.safety
     assert pii.n == 12 and pii.errors == 0
+
+
+def test_locustfile_by_hand_stops_after_max_requests(tmp_path):
+    # The locustfile as users run it (`locust -f`), not through the bench's driver.
+    settings = SimSettings(profile="instant", output_mode="echo", model="sim", seed=0)
+    server = ThreadedServer(create_sim_app(settings)).start()
+    try:
+        samples = tmp_path / "samples.jsonl"
+        argv = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtest" / "locustfile.py"),
+                "--headless", "--only-summary", "--host", server.base_url, "-u", "2",
+                "-r", "100", "--run-time", "120s", "--max-tokens", "4", "--model", "sim",
+                "--max-requests", "6", "--stagger-s", "0.1", "--samples-out", str(samples)]
+        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=100,
+                              check=False)
+    finally:
+        server.stop()
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [orjson.loads(line) for line in samples.read_bytes().splitlines()]
+    assert len(lines) == 6  # it ended on the quota, long before --run-time
+    assert {line["user"] for line in lines} == {0, 1}
+    assert all(line["error"] is None and line["output_tokens"] == 4 for line in lines)

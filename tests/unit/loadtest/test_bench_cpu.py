@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -100,4 +101,4 @@ def test_sampler_thread_samples_until_stopped():
     time.sleep(0.05)
     assert len(sampler.series("me")) == count
     machine = sampler.series(cpu.MACHINE)
-    assert all(b[1] >= a[1] for a, b in zip(machine, machine[1:], strict=False))
+    assert all(b[1] >= a[1] for a, b in itertools.pairwise(machine))
