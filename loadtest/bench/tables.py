@@ -186,12 +186,15 @@ def tax_table(report: Report, baseline: str, compact: bool = False) -> Table:
         for t in sorted(report.tax, key=lambda t: t.concurrency)
         if t.baseline == baseline
     ]
+    headers = ("scenario", "users", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99", "E2E p50",
+               "E2E p99", "tok/s ratio", "gw CPU s/1k tok", "flags")
+    if compact:  # the terminal prints each level's flags once, under the tables
+        headers, rows = headers[:-1], [row[:-1] for row in rows]
     what = ("total tax: scenario minus the upstream alone" if baseline == "direct"
             else "monitor tax: scenario minus the gateway with no monitors")
     return Table(
         f"Safety tax vs {baseline}",
-        ("scenario", "users", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99", "E2E p50",
-         "E2E p99", "tok/s ratio", "gw CPU s/1k tok", "flags"),
+        headers,
         rows,
         f"The {what}; ms, 95% interval over paired repeats "
         f"{'after ±' if compact else 'in brackets'} (none with 1 repeat). gw CPU: the "
