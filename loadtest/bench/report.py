@@ -248,8 +248,8 @@ def _html_table(table: Table, css_id: str = "") -> str:
 
 
 _STYLE = """
-body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;
+body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1500px;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:12px}td,th{border:1px solid #ccc;padding:3px 8px;
 text-align:right}td:first-child,th:first-child{text-align:left}th{background:#f2f2f2}
 .cap{color:#555;margin:.2em 0}img{max-width:100%;border:1px solid #eee;margin:.5em 0}
 """

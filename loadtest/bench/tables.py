@@ -158,7 +158,8 @@ def saturation_table(report: Report) -> Table:
            for part in parts), flags(s.flags))
         for s in sorted(report.scenarios, key=lambda s: s.concurrency)
     ]
-    levels = "; ".join(f"{lv.concurrency} users: {flags(lv.flags)}" for lv in report.levels)
+    levels = "; ".join(f"{lv.concurrency} user{'' if lv.concurrency == 1 else 's'}: "
+                       f"{flags(lv.flags)}" for lv in report.levels)
     return Table(
         "Saturation (CPU during the rounds)",
         ("scenario", "users", "load gen cores", "upstream cores", "gateway cores",

@@ -35,7 +35,8 @@ def print_summary(report: Report, console: Console, out_dir: Path) -> None:
         console.print(_rich(safety_table(report)))
     for level in report.levels:
         if level.flags:
-            console.print(f"[yellow]{level.concurrency} users: {', '.join(level.flags)}"
+            users = f"{level.concurrency} user{'' if level.concurrency == 1 else 's'}"
+            console.print(f"[yellow]{users}: {', '.join(level.flags)}"
                           f"{' (its tax is partly this machine)' if level.saturated else ''}"
                           "[/] - see the saturation table in the report")
     # Last, so it is what stays on the screen: one line per set a person can act on.
