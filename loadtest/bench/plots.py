@@ -43,7 +43,7 @@ def _level_label(report: Report, level: int, short: bool = False) -> str:
     summary = next((lv for lv in report.levels if lv.concurrency == level), None)
     flags = [f for f in summary.flags if f != "gateway-bound"] if summary else []
     name = str(level) if short else _users(level)
-    return name + (f"\n({', '.join(flags)})" if flags else "")
+    return "\n".join([name, *flags])  # one flag per line: side by side they overlap
 
 
 def plot_latency(report: Report, path: Path) -> Path:
