@@ -31,6 +31,9 @@ def run_round(spec: dict) -> dict:
                       events=locustfile.events, parsed_options=round_options(spec))
     runner = env.create_local_runner()
     users = int(spec["users"])
+    # The loop's cached clock stood still while we blocked on stdin between rounds; timers
+    # set from it would fire early by that long.
+    gevent.get_hub().loop.update_now()
     runner.start(users, spawn_rate=users * 100)
 
     def time_is_up() -> None:

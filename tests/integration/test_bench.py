@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import orjson
@@ -13,6 +14,7 @@ from PIL import Image
 
 from loadtest.bench.plots import PLOT_FILES
 from loadtest.bench.report import REPORT_FILES
+from loadtest.bench.rounds import LoadGenerator, RoundSpec, Workload, run_round
 from loadtest.bench.schema import Report
 from loadtest.sim.server import create_sim_app
 from loadtest.sim.settings import SimSettings
@@ -166,3 +168,27 @@ def test_locustfile_by_hand_stops_after_max_requests(tmp_path):
     assert len(lines) == 6  # it ended on the quota, long before --run-time
     assert {line["user"] for line in lines} == {0, 1}
     assert all(line["error"] is None and line["output_tokens"] == 4 for line in lines)
+
+
+def test_load_generator_runs_timed_and_sized_rounds_in_one_process(tmp_path):
+    settings = SimSettings(profile="instant", output_mode="echo", model="sim", seed=0)
+    server = ThreadedServer(create_sim_app(settings)).start()
+    workload = Workload(model="sim", max_tokens=4, stop_timeout_s=10)
+    try:
+        with LoadGenerator(tmp_path / "locust.log") as generator:
+            pid = generator.pid
+            timed = RoundSpec("direct", 2, 0, server.base_url, duration_s=1)
+            started = time.monotonic()
+            samples = run_round(timed, workload, tmp_path, generator)
+            took = time.monotonic() - started
+            sized = RoundSpec("direct", 3, 1, server.base_url, duration_s=60, requests=7,
+                              stagger_s=0.05)
+            again = run_round(sized, workload, tmp_path, generator)
+            assert generator.pid == pid  # the same process served both rounds
+    finally:
+        server.stop()
+    assert 1.0 <= took < 8.0  # ran for its second, then drained (no 60 s ceiling)
+    assert len(samples) > 2 and {s.user for s in samples} == {0, 1}
+    assert all(s.ok for s in samples + again)
+    assert len(again) == 7 and {s.user for s in again} == {0, 1, 2}
+    assert generator.proc.poll() == 0  # stopped cleanly at the end
