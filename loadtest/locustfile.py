@@ -95,8 +95,8 @@ def _add_arguments(parser) -> None:
                        help="each user waits a random 0..S s before its first request, so "
                             "users started together do not stay in lockstep (default 0)")
     group.add_argument("--max-requests", type=int, default=0,
-                       help="end the test once this many requests were sent and answered "
-                            "(default 0: run for --run-time)")
+                       help="end the test once this many requests were sent and answered, "
+                            "counted per Locust process (default 0: run for --run-time)")
 
 
 class Workload:
