@@ -52,14 +52,23 @@ def plot_latency(report: Report, path: Path) -> Path:
     for col, (field, label) in enumerate(_METRICS):
         for row, pct in enumerate(("p50", "p99")):
             ax = axes[row][col]
+            few = False
             for name in _scenario_names(report):
-                points = sorted(
-                    (s.concurrency, getattr(getattr(s, field), pct))
-                    for s in report.scenarios if s.name == name and getattr(s, field)
-                )
-                if points:
-                    ax.plot(*zip(*points, strict=True), marker="o", label=name)
-            ax.set_title(f"{label} {pct}")
+                rows = sorted((s for s in report.scenarios if s.name == name and getattr(s, field)),
+                              key=lambda s: s.concurrency)
+                if not rows:
+                    continue
+                xs = [s.concurrency for s in rows]
+                ys = [getattr(getattr(s, field), pct) for s in rows]
+                (line,) = ax.plot(xs, ys, marker="o", label=name)
+                # A p99 over fewer than 100 samples: an open marker (it is near the maximum).
+                thin = [(x, y) for s, x, y in zip(rows, xs, ys, strict=True)
+                        if pct == "p99" and not getattr(s, field).p99_supported]
+                if thin:
+                    few = True
+                    ax.plot(*zip(*thin, strict=True), linestyle="none", marker="o",
+                            markerfacecolor="white", color=line.get_color())
+            ax.set_title(f"{label} {pct}" + (" (open: < 100 samples)" if few else ""))
             ax.set_ylabel("ms")
             ax.set_xscale("log", base=2)
             ax.set_xticks(_levels(report), [_level_label(report, c, short=True)
