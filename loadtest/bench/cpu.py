@@ -56,8 +56,7 @@ def cores_between(series: Sequence[tuple[float, float]], begin: float, end: floa
 
 
 def _at(series: Sequence[tuple[float, float]], t: float) -> float:
-    times = [point[0] for point in series]
-    i = bisect.bisect_left(times, t)
+    i = bisect.bisect_left(series, t, key=lambda point: point[0])
     if i < len(series) and series[i][0] == t:
         return series[i][1]
     (t0, c0), (t1, c1) = series[i - 1], series[i]
