@@ -38,7 +38,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
              "2 cores)")
     profile.add_argument(
         "--full", dest="profile", action="store_const", const="full",
-        help=f"{full.describe()}: longer answers, more samples (~20 min on 2 cores)")
+        help=f"{full.describe()}: longer answers, more samples (~25 min on 2 cores)")
     parser.set_defaults(profile="quick")
     what = parser.add_argument_group("what to measure")
     what.add_argument("--upstream", metavar="URL",

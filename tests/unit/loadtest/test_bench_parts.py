@@ -160,3 +160,18 @@ def test_local_model_cache_is_keyed_by_the_builder_and_reused(tmp_path):
     assert (checkpoint, config_dir) == (target / "detoxify.ckpt", target / "hf-config")
     with pytest.raises(ValueError, match="tiny or bert-base"):
         local_detoxify("huge", tmp_path, tmp_path / "logs")
+
+
+def test_library_info_logs_are_off_unless_verbose():
+    import logging
+
+    from loadtest.bench.cli import quiet_logs
+
+    try:
+        quiet_logs(verbose=False)
+        assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+        assert logging.getLogger("httpx").isEnabledFor(logging.WARNING)
+        quiet_logs(verbose=True)
+        assert logging.getLogger("httpx").isEnabledFor(logging.INFO)
+    finally:
+        logging.getLogger("httpx").setLevel(logging.NOTSET)
