@@ -35,13 +35,15 @@ $(VLLM_VENV)/.installed:
 
 # The observability tests start a real Prometheus (Debian ships it with promtool); the
 # deploy tests render the kustomize overlays with kubectl; the PostgreSQL audit tests start
-# a throwaway server from Debian's postgresql package (initdb, pg_ctl; no service needed).
+# a throwaway server from Debian's postgresql package (initdb, pg_ctl; no service needed);
+# the bench test renders the HTML report in headless Chromium.
 setup-tools:
-	@if ! command -v promtool >/dev/null 2>&1 || ! command -v kubectl >/dev/null 2>&1; then \
+	@if ! command -v promtool >/dev/null 2>&1 || ! command -v kubectl >/dev/null 2>&1 \
+	    || ! command -v chromium >/dev/null 2>&1; then \
 	  if command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      --no-install-recommends prometheus kubectl; \
-	  else echo "install prometheus, promtool and kubectl for the deploy/observability tests"; fi; \
+	      --no-install-recommends prometheus kubectl chromium; \
+	  else echo "install prometheus, promtool, kubectl and chromium for the deploy, observability and bench tests"; fi; \
 	fi
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then \
 	  if command -v apt-get >/dev/null 2>&1; then \

@@ -34,7 +34,14 @@ Options (also in the web UI): ``--dataset`` JSONL with ``text``/``label`` (defau
 bundled one), ``--labels`` comma list or ``all`` (default ``benign``: the tax is paid by
 legitimate traffic), ``--model`` (default: the first of ``GET /v1/models``),
 ``--max-tokens``, ``--no-ignore-eos`` (by default every request generates exactly
-max-tokens, as in vLLM's benchmarks), ``--api-key``, ``--prompt-seed``.
+max-tokens, as in vLLM's benchmarks), ``--api-key``, ``--prompt-seed``, ``--stagger-s``
+(each user starts within a random 0..S s, so users started together do not run in
+lockstep), ``--max-requests`` (end once that many requests were answered).
+
+Each sample line also names the user that sent it (``user``), so a closed loop's
+throughput can be taken from each user's request-to-request cycles.
+``taxgate bench`` runs this same user class in one long-lived process
+(``loadtest/bench/driver.py``) instead of one ``locust`` per round.
 """
 
 from __future__ import annotations
@@ -48,7 +55,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+import gevent
 from locust import FastHttpUser, constant, events, task
+from locust.exception import StopUser
 from locust.runners import MasterRunner
 
 try:
@@ -82,6 +91,12 @@ def _add_arguments(parser) -> None:
                        help="ITL samples for Locust's table: per-request mean, every gap, none")
     group.add_argument("--samples-out", default="", env_var="TAXGATE_SAMPLES_OUT",
                        help="append one JSON line per request to this file")
+    group.add_argument("--stagger-s", type=float, default=0.0,
+                       help="each user waits a random 0..S s before its first request, so "
+                            "users started together do not stay in lockstep (default 0)")
+    group.add_argument("--max-requests", type=int, default=0,
+                       help="end the test once this many requests were sent and answered, "
+                            "counted per Locust process (default 0: run for --run-time)")
 
 
 class Workload:
@@ -102,11 +117,38 @@ class Workload:
         if options.api_key:
             self.headers["Authorization"] = f"Bearer {options.api_key}"
         self.writer = SampleWriter(options.samples_out) if options.samples_out else None
+        self.stagger_s = max(options.stagger_s, 0.0)
+        self.max_requests = max(options.max_requests, 0)
+        self.started = 0
+        self.finished = 0
+        self.sending = True
         self._user_ids = itertools.count()
 
-    def next_user_rng(self, worker_index: int) -> random.Random:
+    def next_user(self, worker_index: int) -> tuple[int, random.Random]:
         # Distinct, repeatable prompt orders per user (and per worker when distributed).
-        return random.Random(f"{self.seed}:{worker_index}:{next(self._user_ids)}")
+        user = next(self._user_ids)
+        return user, random.Random(f"{self.seed}:{worker_index}:{user}")
+
+    def may_start(self) -> bool:
+        """Whether another request may start (--max-requests not reached, still sending)."""
+        if not self.sending or (self.max_requests and self.started >= self.max_requests):
+            return False
+        self.started += 1
+        return True
+
+    def answered(self) -> bool:
+        """Count an answered request; True when it was the last one the test will send."""
+        self.finished += 1
+        return self._done()
+
+    def stop_sending(self) -> bool:
+        """Start no new request (time is up); True when none is in flight any more."""
+        self.sending = False
+        return self.finished >= self.started
+
+    def _done(self) -> bool:
+        quota_met = bool(self.max_requests) and self.started >= self.max_requests
+        return (quota_met or not self.sending) and self.finished >= self.started
 
     def body(self, prompt: str) -> dict:
         body = {
@@ -168,11 +210,15 @@ class LLMUser(FastHttpUser):
     def on_start(self) -> None:
         self.workload: Workload = self.environment.taxgate_workload
         worker = getattr(self.environment.runner, "worker_index", 0)
-        self.rng = self.workload.next_user_rng(worker)
+        self.user_id, self.rng = self.workload.next_user(worker)
+        if self.workload.stagger_s:
+            gevent.sleep(self.rng.uniform(0.0, self.workload.stagger_s))
 
     @task
     def chat(self) -> None:
         workload = self.workload
+        if not workload.may_start():
+            raise StopUser()
         prompt = self.rng.choice(workload.prompts)
         started_at = time.time()
         t0 = time.perf_counter()
@@ -190,6 +236,9 @@ class LLMUser(FastHttpUser):
             else:
                 response.success()
         self._report(sample)
+        if workload.answered():
+            # From another greenlet: quit() kills every user, this one included.
+            gevent.spawn(self.environment.runner.quit)
 
     def _read_stream(self, response, started_at: float, t0: float) -> Sample:
         timer = StreamTimer()
@@ -201,18 +250,19 @@ class LLMUser(FastHttpUser):
                 timer.feed(line, time.perf_counter() - t0)
         except (OSError, http.client.HTTPException) as exc:
             timer.result.error = f"stream broken: {exc!r}"
-        return Sample.from_stream(started_at, 200, timer.finish())
+        return Sample.from_stream(started_at, 200, timer.finish(), user=self.user_id)
 
     def _refused(self, response, started_at: float, t0: float) -> Sample:
         elapsed = time.perf_counter() - t0
         if response.status_code == 0:  # connection refused/reset: no HTTP answer at all
             error = f"connection error: {getattr(response, 'error', 'unknown')!r}"
-            return Sample(started_at, 0, None, elapsed, (), 0, error=error)
+            return Sample(started_at, 0, None, elapsed, (), 0, error=error, user=self.user_id)
         code, message = _error_of(response.text)
         if response.status_code == 400 and code == "content_blocked":
-            return Sample(started_at, 400, None, elapsed, (), 0, blocked=True)
+            return Sample(started_at, 400, None, elapsed, (), 0, blocked=True, user=self.user_id)
         error = f"HTTP {response.status_code}: {message or code or 'no error body'}"[:300]
-        return Sample(started_at, response.status_code, None, elapsed, (), 0, error=error)
+        return Sample(started_at, response.status_code, None, elapsed, (), 0, error=error,
+                      user=self.user_id)
 
     def _report(self, sample: Sample) -> None:
         workload = self.workload

@@ -4,10 +4,12 @@ What to run: ``options`` (settings, profiles), ``matrix`` (monitor sets from YAM
 ``scenarios`` (direct, gateway, one per set; gateway configs), ``localmodel``
 (random-weight Detoxify where no weights can be downloaded).
 Running it: ``runner`` (the whole run), ``procs`` (child servers), ``rounds`` (one
-Locust round), ``traffic`` (warm-up and safety requests), ``safety`` (catch rates),
-``promscrape`` (the gateways' own timings).
+Locust round, sent to ``driver``: the one load-generator process), ``traffic`` (warm-up
+and safety requests), ``safety`` (catch rates), ``promscrape`` (the gateways' own
+timings), ``cpu`` (CPU of every process per round: cost column, saturation flags).
 Measuring: ``streamtiming`` (per-request SSE timing), ``samples`` (the JSONL contract
 with the locustfile), ``stats``/``aggregate``/``tax`` (pure statistics).
-Writing it up: ``schema`` (report.json), ``report``/``tables``/``plots``/``terminal``.
+Writing it up: ``schema`` (report.json), ``headline`` (one line per set, at the highest
+unsaturated level), ``report``/``tables``/``plots``/``terminal``.
 Entry point: ``cli``.
 """

@@ -34,13 +34,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     profile = parser.add_mutually_exclusive_group()
     profile.add_argument(
         "--quick", dest="profile", action="store_const", const="quick",
-        help=f"the default: users {','.join(map(str, quick.concurrency))}, {quick.duration_s} s "
-             f"rounds x {quick.repeats} repeats, max_tokens {quick.max_tokens} (~2-3 min on "
+        help=f"the default: {quick.describe()} (requests per round x repeats; ~5 min on "
              "2 cores)")
     profile.add_argument(
         "--full", dest="profile", action="store_const", const="full",
-        help=f"users {','.join(map(str, full.concurrency))}, {full.duration_s} s rounds x "
-             f"{full.repeats} repeats, max_tokens {full.max_tokens}: tighter intervals")
+        help=f"{full.describe()}: longer answers, more samples (~25 min on 2 cores)")
     parser.set_defaults(profile="quick")
     what = parser.add_argument_group("what to measure")
     what.add_argument("--upstream", metavar="URL",
@@ -65,8 +63,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     how = parser.add_argument_group("how long (override the profile)")
     how.add_argument("--concurrency", type=_levels, metavar="N,N,...",
                      help="concurrent users per level, e.g. 1,16,64")
-    how.add_argument("--duration", type=int, metavar="S", help="seconds per round")
-    how.add_argument("--repeats", type=int, metavar="N", help="rounds per scenario and level")
+    how.add_argument("--requests", type=int, metavar="N", dest="requests_per_user",
+                     help="requests per user per round, every level (default: the profile's)")
+    how.add_argument("--duration", type=int, metavar="S",
+                     help="rounds of S seconds instead of a request count")
+    how.add_argument("--repeats", type=int, metavar="N",
+                     help="rounds per scenario and level (default: the profile's, per level)")
     how.add_argument("--warmup", type=float, metavar="S", help="warm-up seconds (all at once)")
     how.add_argument("--max-tokens", type=int, metavar="N", help="output tokens per request")
     how.add_argument("--seed", type=int, default=0, help="seed of prompts and simulator")
@@ -93,6 +95,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                      metavar="DIR", help="where locally built models are kept")
     out.add_argument("--ready-timeout", type=float, default=180.0, metavar="S",
                      help="how long servers may take to become ready (default 180)")
+    out.add_argument("--verbose", action="store_true",
+                     help="show the libraries' INFO logs (each HTTP request, ...) on the terminal")
 
 
 def options_from_args(args: argparse.Namespace) -> BenchOptions:
@@ -105,8 +109,9 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         out=args.out.resolve(),
         profile_name=args.profile,
         concurrency=pick(args.concurrency, profile.concurrency),
-        duration_s=pick(args.duration, profile.duration_s),
-        repeats=pick(args.repeats, profile.repeats),
+        duration_s=args.duration,
+        repeats=args.repeats,
+        requests_per_user=args.requests_per_user,
         warmup_s=pick(args.warmup, profile.warmup_s),
         max_tokens=pick(args.max_tokens, profile.max_tokens),
         upstream=args.upstream,
@@ -126,6 +131,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         cache_dir=args.cache_dir,
         ready_timeout_s=args.ready_timeout,
         plots=args.plots,
+        verbose=args.verbose,
         command=_command_line(),
     )
 
@@ -136,6 +142,18 @@ def _command_line() -> str:
         package = Path(sys.argv[0]).resolve().parent
         program = "python -m " + (package.name if package.name == "gateway" else "loadtest.bench")
     return " ".join([program, *(shlex.quote(a) for a in sys.argv[1:])])
+
+
+# Libraries that log every request at INFO (the warm-up, the scrapes and the safety
+# pass send hundreds), which would bury the progress bar.
+CHATTY_LOGGERS = ("httpx", "httpcore", "urllib3", "matplotlib", "PIL")
+
+
+def quiet_logs(verbose: bool) -> None:
+    """Warnings and errors only on the terminal unless ``--verbose``; our own INFO stays."""
+    level = logging.INFO if verbose else logging.WARNING
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(level)
 
 
 def _terminate(signum, _frame) -> None:
@@ -157,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         console.print(f"taxgate bench: {exc}")
         return 2
+    quiet_logs(options.verbose)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         result = BenchRunner(options, console).run()

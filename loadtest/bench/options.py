@@ -1,8 +1,13 @@
 """The settings of one bench run, built once from the command line and passed down.
 
-Two profiles fill what the flags leave unset: ``quick`` (the default: about 2-3
-minutes on a 2-core laptop, for a first look and CI) and ``full`` (longer rounds and
-more repeats: tighter intervals and steadier p99s, for numbers worth publishing).
+Rounds are sized by request count, not seconds: a round of one scenario at one
+level ends once ``users x requests_per_user`` requests were answered, so every
+scenario gets the same number of samples whatever its speed, and the number of
+repeats per level is what the interval over paired repeats needs (Student t with
+n - 1 degrees of freedom: 12.7 for 2 repeats, 2.57 for 6). Two profiles fill what
+the flags leave unset: ``quick`` (the default, ~5 minutes on a 2-core machine,
+sized in docs/BENCHMARKS.md so that the 1- and 16-user taxes resolve to a few ms)
+and ``full`` (longer answers, more requests: for numbers worth publishing).
 """
 
 from __future__ import annotations
@@ -14,36 +19,80 @@ from loadtest.datasets import DatasetSpec
 
 # Shared by both profiles unless a flag says otherwise.
 DEFAULT_SIM_PROFILE = "llama-8b-h100"
+# A request-sized round still ends after this many seconds (a stalled upstream).
+ROUND_CEILING_S = 120
+# Users started together would run in lockstep (their requests end together and the
+# next wave reaches the upstream in one burst); a random start within this spreads them.
+STAGGER_S = 0.25
+
+
+@dataclass(frozen=True)
+class LevelRule:
+    """For levels up to ``max_users``: requests per user per round, and repeats."""
+
+    max_users: int
+    requests_per_user: int
+    repeats: int
 
 
 @dataclass(frozen=True)
 class Profile:
     concurrency: tuple[int, ...]
-    duration_s: int
-    repeats: int
+    rules: tuple[LevelRule, ...]  # by rising max_users; the last one covers the rest
     warmup_s: float
     max_tokens: int
 
+    def rule_for(self, users: int) -> LevelRule:
+        return next((r for r in self.rules if users <= r.max_users), self.rules[-1])
 
+    def describe(self) -> str:
+        parts = []
+        for users in self.concurrency:
+            rule = self.rule_for(users)
+            parts.append(f"{users} user{'s' if users > 1 else ''}: "
+                         f"{users * rule.requests_per_user} requests x {rule.repeats}")
+        return "; ".join(parts) + f"; max_tokens {self.max_tokens}"
+
+
+_MANY = 1 << 30
 PROFILES = {
-    # 3 levels x 6 scenarios x 2 repeats x 2 s rounds: ~2.5 min with start-up and the
-    # safety pass on a 2-core machine (see docs/BENCHMARKS.md for a measured wall time).
-    "quick": Profile(concurrency=(1, 16, 64), duration_s=2, repeats=2, warmup_s=2.0,
-                     max_tokens=64),
-    "full": Profile(concurrency=(1, 16, 64), duration_s=20, repeats=3, warmup_s=5.0,
-                    max_tokens=128),
+    # Measured in docs/BENCHMARKS.md: 7 scenarios in ~5 min on 2 shared cores, >= 30
+    # requests per scenario at 1 user, 95% intervals of a few ms at 1 and 16 users.
+    "quick": Profile(
+        concurrency=(1, 16, 64),
+        rules=(LevelRule(1, 5, 6), LevelRule(16, 3, 5), LevelRule(_MANY, 2, 3)),
+        warmup_s=2.0, max_tokens=32),
+    "full": Profile(
+        concurrency=(1, 16, 64),
+        rules=(LevelRule(1, 8, 6), LevelRule(16, 5, 6), LevelRule(_MANY, 3, 5)),
+        warmup_s=5.0, max_tokens=128),
 }
+
+
+@dataclass(frozen=True)
+class LevelPlan:
+    """How one concurrency level is measured: ``repeats`` rounds per scenario, each of
+    ``requests`` requests (0: for ``duration_s`` seconds instead; else a ceiling)."""
+
+    users: int
+    repeats: int
+    requests: int
+    duration_s: int
+    stagger_s: float
 
 
 @dataclass(frozen=True)
 class BenchOptions:
     out: Path
     concurrency: tuple[int, ...]
-    duration_s: int
-    repeats: int
     warmup_s: float
     max_tokens: int
     profile_name: str = "quick"
+    # None: the profile's per-level rule. duration_s set: rounds last that long instead
+    # of being sized by requests.
+    repeats: int | None = None
+    requests_per_user: int | None = None
+    duration_s: int | None = None
     upstream: str | None = None
     sim_profile: str = DEFAULT_SIM_PROFILE
     model: str | None = None
@@ -61,15 +110,20 @@ class BenchOptions:
     cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "taxgate")
     ready_timeout_s: float = 180.0
     plots: bool = True
+    verbose: bool = False
     command: str = ""
 
     def __post_init__(self) -> None:
         if not self.concurrency or min(self.concurrency) < 1:
             raise ValueError("--concurrency needs positive levels, e.g. 1,16,64")
-        if self.duration_s < 1:
+        if self.duration_s is not None and self.duration_s < 1:
             raise ValueError("--duration must be at least 1 second (Locust's resolution)")
-        if self.repeats < 1:
+        if self.repeats is not None and self.repeats < 1:
             raise ValueError("--repeats must be at least 1")
+        if self.requests_per_user is not None and self.requests_per_user < 1:
+            raise ValueError("--requests must be at least 1")
+        if self.profile_name not in PROFILES:
+            raise ValueError(f"unknown profile {self.profile_name!r}")
         if self.max_tokens < 2:
             raise ValueError("--max-tokens must be at least 2 (ITL needs two tokens)")
         if self.safety_sample < 0 or self.safety_max_tokens < 1 or self.safety_concurrency < 1:
@@ -88,7 +142,23 @@ class BenchOptions:
         """Configs, logs and raw samples of the run (kept for inspection)."""
         return self.out / "work"
 
+    def level_plan(self, users: int) -> LevelPlan:
+        rule = PROFILES[self.profile_name].rule_for(users)
+        per_user = self.requests_per_user or rule.requests_per_user
+        timed = self.duration_s is not None
+        return LevelPlan(
+            users=users,
+            repeats=self.repeats or rule.repeats,
+            requests=0 if timed else users * per_user,
+            duration_s=self.duration_s if timed else ROUND_CEILING_S,
+            stagger_s=STAGGER_S if users > 1 else 0.0,
+        )
+
+    @property
+    def plans(self) -> tuple[LevelPlan, ...]:
+        return tuple(self.level_plan(users) for users in self.concurrency)
+
     @property
     def rounds_total(self) -> int:
-        """Measured rounds per scenario (repeats x concurrency levels)."""
-        return self.repeats * len(self.concurrency)
+        """Measured rounds per scenario (repeats summed over the concurrency levels)."""
+        return sum(plan.repeats for plan in self.plans)

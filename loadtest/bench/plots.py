@@ -1,4 +1,4 @@
-"""PNG plots of a report: latency vs concurrency, tax per monitor set, safety vs tax.
+"""PNG plots of a report: latency vs concurrency, tax and CPU per monitor set, safety vs tax.
 
 Drawn from the validated ``Report`` alone (so a saved report.json can be re-plotted)
 with matplotlib's Agg backend: no display needed.
@@ -11,6 +11,7 @@ from pathlib import Path
 from loadtest.bench.schema import Report
 
 PLOT_FILES = ("latency_vs_concurrency.png", "tax_by_scenario.png", "safety_vs_tax.png")
+PARETO_PLOT = PLOT_FILES[2]
 _METRICS = (("ttft_ms", "TTFT"), ("itl_ms", "ITL"), ("e2e_ms", "E2E"))
 
 
@@ -32,23 +33,46 @@ def _scenario_names(report: Report) -> list[str]:
     return list(dict.fromkeys(s.name for s in report.scenarios))
 
 
+def _users(level: int | None) -> str:
+    return f"{level} user{'' if level == 1 else 's'}"
+
+
+def _level_label(report: Report, level: int, short: bool = False) -> str:
+    """``64 users`` (``64`` if short) plus its saturation flags, so a bounded level is not
+    read as gateway tax."""
+    summary = next((lv for lv in report.levels if lv.concurrency == level), None)
+    flags = [f for f in summary.flags if f != "gateway-bound"] if summary else []
+    name = str(level) if short else _users(level)
+    return "\n".join([name, *flags])  # one flag per line: side by side they overlap
+
+
 def plot_latency(report: Report, path: Path) -> Path:
     plt = _pyplot()
     fig, axes = plt.subplots(2, 3, figsize=(15, 8), sharex=True)
     for col, (field, label) in enumerate(_METRICS):
         for row, pct in enumerate(("p50", "p99")):
             ax = axes[row][col]
+            few = False
             for name in _scenario_names(report):
-                points = sorted(
-                    (s.concurrency, getattr(getattr(s, field), pct))
-                    for s in report.scenarios if s.name == name and getattr(s, field)
-                )
-                if points:
-                    ax.plot(*zip(*points, strict=True), marker="o", label=name)
-            ax.set_title(f"{label} {pct}")
+                rows = sorted((s for s in report.scenarios if s.name == name and getattr(s, field)),
+                              key=lambda s: s.concurrency)
+                if not rows:
+                    continue
+                xs = [s.concurrency for s in rows]
+                ys = [getattr(getattr(s, field), pct) for s in rows]
+                (line,) = ax.plot(xs, ys, marker="o", label=name)
+                # A p99 over fewer than 100 samples: an open marker (it is near the maximum).
+                thin = [(x, y) for s, x, y in zip(rows, xs, ys, strict=True)
+                        if pct == "p99" and not getattr(s, field).p99_supported]
+                if thin:
+                    few = True
+                    ax.plot(*zip(*thin, strict=True), linestyle="none", marker="o",
+                            markerfacecolor="white", color=line.get_color())
+            ax.set_title(f"{label} {pct}" + (" (open: < 100 samples)" if few else ""))
             ax.set_ylabel("ms")
             ax.set_xscale("log", base=2)
-            ax.set_xticks(_levels(report), [str(c) for c in _levels(report)])
+            ax.set_xticks(_levels(report), [_level_label(report, c, short=True)
+                                            for c in _levels(report)], fontsize=8)
             ax.minorticks_off()
             ax.grid(True, alpha=0.3)
             if row == 1:
@@ -62,16 +86,17 @@ def plot_latency(report: Report, path: Path) -> Path:
 
 
 def plot_tax(report: Report, path: Path) -> Path:
-    """Grouped bars: tax vs direct per scenario, one group per concurrency, 95% CI whiskers."""
+    """Grouped bars per concurrency: tax vs direct per scenario (95% CI whiskers), and the
+    gateway's CPU per 1,000 output tokens: the price in latency and in cores."""
     plt = _pyplot()
     rows = [t for t in report.tax if t.baseline == "direct"]
     names = list(dict.fromkeys(t.scenario for t in rows))
     levels = sorted({t.concurrency for t in rows})
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
+    fig, axes = plt.subplots(1, 4, figsize=(19, 5.2))
     width = 0.8 / max(len(names), 1)
     # ITL at p99: hold-back releases text in bursts, so its p50 gap is ~0 and says little.
     panels = (("ttft_ms", "TTFT", "p50"), ("itl_ms", "ITL", "p99"), ("e2e_ms", "E2E", "p50"))
-    for ax, (field, label, pct) in zip(axes, panels, strict=True):
+    for ax, (field, label, pct) in zip(axes, panels, strict=False):
         for i, name in enumerate(names):
             xs, ys, errs = [], [], [[], []]
             for j, level in enumerate(levels):
@@ -87,45 +112,75 @@ def plot_tax(report: Report, path: Path) -> Path:
             if xs:
                 ax.bar(xs, ys, width, yerr=errs, capsize=2, label=name)
         ax.axhline(0, color="black", linewidth=0.8)
-        ax.set_xticks(range(len(levels)), [f"{c} users" for c in levels])
-        ax.set_title(f"{label} {pct}: scenario - direct")
+        few = pct == "p99" and any(getattr(t, field) is not None
+                                   and not getattr(t, field).p99_supported for t in rows)
+        ax.set_xticks(range(len(levels)), [_level_label(report, c) for c in levels],
+                      fontsize=8)
+        ax.set_title(f"{label} {pct}: scenario - direct"
+                     + (" († some < 100 samples)" if few else ""))
         ax.set_ylabel("ms (95% CI)")
         ax.grid(True, axis="y", alpha=0.3)
+    _plot_cpu(report, axes[3], names, levels, width)
     axes[0].legend(fontsize=8)
-    fig.suptitle("Safety tax per scenario (vs the upstream alone)")
+    fig.suptitle("Safety tax per scenario (vs the upstream alone) and the gateway's CPU cost")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
+def _plot_cpu(report: Report, ax, names: list[str], levels: list[int], width: float) -> None:
+    for i, name in enumerate(names):
+        xs, ys = [], []
+        for j, level in enumerate(levels):
+            row = next((s for s in report.scenarios
+                        if s.name == name and s.concurrency == level), None)
+            if row is None or row.gateway_cpu_s_per_1k_tokens is None:
+                continue
+            xs.append(j + (i - (len(names) - 1) / 2) * width)
+            ys.append(row.gateway_cpu_s_per_1k_tokens)
+        if xs:
+            ax.bar(xs, ys, width, label=name)
+    ax.set_xticks(range(len(levels)), [_level_label(report, c) for c in levels], fontsize=8)
+    ax.set_title("gateway CPU per 1,000 output tokens")
+    ax.set_ylabel("CPU seconds")
+    ax.grid(True, axis="y", alpha=0.3)
+
+
 def plot_safety_vs_tax(report: Report, path: Path) -> Path:
-    """One point per monitor set: harmful items caught vs E2E p50 tax at the top concurrency."""
+    """One point per monitor set: harmful items caught vs TTFT p50 tax (95% interval) at the
+    headline level, the highest one the machine did not bound."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 5.5))
-    top = max((t.concurrency for t in report.tax), default=None)
+    level = report.headline_concurrency
+    cpu = {s.name: s.gateway_cpu_s_per_1k_tokens for s in report.scenarios
+           if s.concurrency == level}
     for safety in report.safety:
         row = next((t for t in report.tax if t.scenario == safety.scenario
-                    and t.baseline == "direct" and t.concurrency == top), None)
-        if row is None or row.e2e_ms is None or safety.harmful_catch_rate is None:
+                    and t.baseline == "direct" and t.concurrency == level), None)
+        if row is None or row.ttft_ms is None or safety.harmful_catch_rate is None:
             continue
-        d = row.e2e_ms.p50
+        d = row.ttft_ms.p50
         x, y = d.value, safety.harmful_catch_rate * 100
         xerr = None if d.ci_low is None else [[x - d.ci_low], [d.ci_high - x]]
         ax.errorbar([x], [y], xerr=xerr, fmt="o", markersize=8, capsize=3)
         false_rate = (safety.false_block_rate or 0) + (safety.false_alter_rate or 0)
         caveat = " (random weights)" if any("random weights" in n for n in safety.notes) else ""
-        ax.annotate(f"{safety.scenario}{caveat}\nfalse block/alter {false_rate * 100:.1f}%",
-                    (x, y), textcoords="offset points", xytext=(6, -16 if y > 90 else 4),
-                    fontsize=8)
-    ax.set_xlabel(f"E2E p50 tax vs direct at {top} users (ms)")
+        cost = cpu.get(safety.scenario)
+        cost_text = "" if cost is None else f", {cost:.2f} CPU-s/1k tok"
+        ax.annotate(f"{safety.scenario}{caveat}\nfalse block/alter {false_rate * 100:.1f}%"
+                    f"{cost_text}", (x, y), textcoords="offset points",
+                    xytext=(6, -16 if y > 90 else 4), fontsize=8)
+    summary = next((lv for lv in report.levels if lv.concurrency == level), None)
+    bounded = "\nevery level saturated: the lowest is shown" if summary and summary.saturated else ""
+    ax.set_xlabel(f"TTFT p50 tax vs direct, {_users(level)} (ms, 95% interval)")
     ax.set_ylabel("harmful items caught (%)")
     ax.set_ylim(-5, 108)
     left, right = ax.get_xlim()
     ax.set_xlim(min(left, 0.0), max(right, 1.0))
     ax.axvline(0, color="black", linewidth=0.8)
     ax.grid(True, alpha=0.3)
-    ax.set_title("Safety gained vs tax paid (one point per monitor set)")
+    ax.set_title(f"Safety gained vs tax paid (one point per monitor set){bounded}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

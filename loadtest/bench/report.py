@@ -16,7 +16,17 @@ from typing import TYPE_CHECKING
 import orjson
 
 from loadtest.bench import schema
-from loadtest.bench.aggregate import Latencies
+from loadtest.bench.aggregate import CellStats, Latencies
+from loadtest.bench.cpu import (
+    BENCH,
+    GATEWAY,
+    LOAD_GENERATOR,
+    MACHINE,
+    UPSTREAM,
+    saturation_flags,
+)
+from loadtest.bench.headline import headline_level, headline_rows, level_summaries
+from loadtest.bench.plots import PARETO_PLOT
 from loadtest.bench.safety import SafetyResult
 from loadtest.bench.stats import Estimate, Percentiles
 from loadtest.bench.tables import Table, all_tables
@@ -28,8 +38,11 @@ if TYPE_CHECKING:
 REPORT_FILES = ("report.json", "report.md", "report.html")
 
 
-def _ms(p: Percentiles | None) -> schema.Percentiles | None:
-    return None if p is None else schema.Percentiles(**p.scaled(1000.0).as_dict())
+def _ms(p: Percentiles | None, n: int) -> schema.Percentiles | None:
+    if p is None:
+        return None
+    return schema.Percentiles(**p.scaled(1000.0).as_dict(), n=n,
+                              p99_supported=n >= schema.P99_MIN_SAMPLES)
 
 
 def _interval(e: Estimate) -> schema.Interval:
@@ -40,12 +53,24 @@ def _deltas(row: TaxRow, metric: str) -> schema.DeltaPercentiles | None:
     per_pct = row.deltas_ms.get(metric)
     if not per_pct or len(per_pct) < 3:
         return None
-    return schema.DeltaPercentiles(**{k: _interval(v) for k, v in per_pct.items()})
+    n = row.counts.get(metric, 0)
+    return schema.DeltaPercentiles(**{k: _interval(v) for k, v in per_pct.items()},
+                                   n_min=n, p99_supported=n >= schema.P99_MIN_SAMPLES)
 
 
 def _latency_fields(lat: Latencies) -> dict:
-    return {"ttft_ms": _ms(lat.ttft), "itl_ms": _ms(lat.itl), "e2e_ms": _ms(lat.e2e),
-            "tpot_ms": _ms(lat.tpot)}
+    return {f"{m}_ms": _ms(lat.metric(m), lat.count(m)) for m in ("ttft", "itl", "e2e", "tpot")}
+
+
+_PARTS = (LOAD_GENERATOR, UPSTREAM, GATEWAY, BENCH, MACHINE)
+
+
+def _cell_flags(cell: CellStats, cpu_count: int) -> list[str]:
+    return saturation_flags({part: cell.cores(part) for part in _PARTS}, cpu_count)
+
+
+def _cores(cell: CellStats) -> dict[str, float | None]:
+    return {part: cell.cores(part) for part in _PARTS if cell.cores(part) is not None}
 
 
 def _examples(cell) -> list[str]:
@@ -74,6 +99,8 @@ def build_report(result: BenchResult, machine: dict) -> schema.Report:
     options = result.options
     names = [s.name for s in result.scenarios]
     by_name = {s.name: s for s in result.scenarios}
+    cpu_count = int(machine.get("cpu_count") or 1)
+    flags = {key: _cell_flags(cell, cpu_count) for key, cell in result.cells.items()}
     scenario_rows = [
         schema.ScenarioRow(
             name=cell.scenario,
@@ -88,6 +115,9 @@ def build_report(result: BenchResult, machine: dict) -> schema.Report:
             rounds=len(cell.rounds),
             error_examples=_examples(cell),
             notes=list(by_name[cell.scenario].notes),
+            cpu_cores=_cores(cell),
+            gateway_cpu_s_per_1k_tokens=cell.gateway_cpu_s_per_1k_tokens,
+            flags=flags[(cell.scenario, cell.concurrency)],
         )
         for level in options.concurrency for name in names
         if (cell := result.cells.get((name, level))) is not None
@@ -100,6 +130,10 @@ def build_report(result: BenchResult, machine: dict) -> schema.Report:
             ttft_ms=_deltas(row, "ttft"), itl_ms=_deltas(row, "itl"),
             e2e_ms=_deltas(row, "e2e"), tpot_ms=_deltas(row, "tpot"),
             throughput_ratio=_interval(row.throughput_ratio),
+            cpu_s_per_1k_tokens=(_interval(row.cpu_s_per_1k_tokens)
+                                 if row.cpu_s_per_1k_tokens is not None else None),
+            flags=sorted(set(flags[(row.scenario, row.concurrency)])
+                         | set(flags[(row.baseline, row.concurrency)])),
         )
         for row in rows
     ]
@@ -126,8 +160,9 @@ def build_report(result: BenchResult, machine: dict) -> schema.Report:
         model=result.model,
         profile=options.profile_name,
         concurrency=list(options.concurrency),
-        duration_s=options.duration_s,
-        repeats=options.repeats,
+        plan=[schema.PlanLevel(users=p.users, repeats=p.repeats, requests=p.requests,
+                               duration_s=p.duration_s, stagger_s=p.stagger_s)
+              for p in options.plans],
         warmup_s=options.warmup_s,
         max_tokens=options.max_tokens,
         load_labels=options.load_labels,
@@ -137,7 +172,11 @@ def build_report(result: BenchResult, machine: dict) -> schema.Report:
         phases_s=result.phases_s,
         notes=notes,
     )
-    return schema.Report(meta=meta, scenarios=scenario_rows, tax=tax, safety=safety,
+    levels = level_summaries(scenario_rows)
+    level = headline_level(levels)
+    return schema.Report(meta=meta, headline_concurrency=level,
+                         headline=headline_rows(tax, safety, scenario_rows, level),
+                         levels=levels, scenarios=scenario_rows, tax=tax, safety=safety,
                          monitor_timings=timings)
 
 
@@ -162,53 +201,78 @@ def _meta_lines(report: schema.Report) -> list[str]:
         f"- machine: {m.machine.cpu_count} CPUs, {m.machine.platform}, Python {m.machine.python}",
         f"- command: `{m.command}`",
         f"- upstream: {m.upstream_kind}; model `{m.model}`",
-        f"- profile {m.profile}: users {', '.join(map(str, m.concurrency))}; "
-        f"{m.duration_s} s rounds x {m.repeats} repeats, interleaved; warm-up {m.warmup_s:g} s; "
-        f"max_tokens {m.max_tokens}; interval: {m.ci_method}",
+        f"- profile {m.profile}: " + "; ".join(_plan_text(p) for p in m.plan)
+        + f"; interleaved; warm-up {m.warmup_s:g} s; max_tokens {m.max_tokens}; "
+        f"interval: {m.ci_method}",
         f"- wall time: {m.wall_s:.0f} s ("
         + ", ".join(f"{name} {secs:.0f} s" for name, secs in m.phases_s.items()) + ")",
     ] + [f"- note: {note}" for note in m.notes]
 
 
+def _plan_text(p: schema.PlanLevel) -> str:
+    size = f"{p.requests} requests" if p.requests else f"{p.duration_s} s"
+    return f"{p.users} user{'s' if p.users > 1 else ''}: {p.repeats} rounds of {size}"
+
+
+def _split(report: schema.Report, plots: list[Path]):
+    """(headline tables, the rest; the headline plot, the rest): the report opens with them."""
+    tables = all_tables(report)
+    first = [t for t in tables if t.title.startswith("Headline")]
+    pareto = [p for p in plots if p.name == PARETO_PLOT]
+    return (first, [t for t in tables if t not in first], pareto,
+            [p for p in plots if p not in pareto])
+
+
 def render_markdown(report: schema.Report, plots: list[Path]) -> str:
-    parts = ["# taxgate bench report", "", *_meta_lines(report), ""]
-    parts += [_md_table(table) for table in all_tables(report)]
-    if plots:
+    first, rest, pareto, other_plots = _split(report, plots)
+    parts = ["# taxgate bench report", ""]
+    parts += [_md_table(table) for table in first]
+    parts += [f"![{p.stem}]({p.name})\n" for p in pareto]
+    parts += ["## Run", "", *_meta_lines(report), ""]
+    parts += [_md_table(table) for table in rest]
+    if other_plots:
         parts.append("## Plots\n")
-        parts += [f"![{p.stem}]({p.name})\n" for p in plots]
+        parts += [f"![{p.stem}]({p.name})\n" for p in other_plots]
     return "\n".join(parts)
 
 
-def _html_table(table: Table) -> str:
+def _html_table(table: Table, css_id: str = "") -> str:
     esc = html.escape
     head = "".join(f"<th>{esc(h)}</th>" for h in table.headers)
     body = "".join(
         "<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>" for row in table.rows
     )
     caption = f"<p class='cap'>{esc(table.caption)}</p>" if table.caption else ""
-    return f"<h2>{esc(table.title)}</h2>{caption}<table><tr>{head}</tr>{body}</table>"
+    ident = f" id='{css_id}'" if css_id else ""
+    return (f"<h2>{esc(table.title)}</h2>{caption}<table{ident}><tr>{head}</tr>{body}"
+            "</table>")
 
 
 _STYLE = """
-body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;
+body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1500px;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:12px}td,th{border:1px solid #ccc;padding:3px 8px;
 text-align:right}td:first-child,th:first-child{text-align:left}th{background:#f2f2f2}
 .cap{color:#555;margin:.2em 0}img{max-width:100%;border:1px solid #eee;margin:.5em 0}
 """
 
 
+def _img(p: Path) -> str:
+    esc = html.escape
+    return (f"<h3>{esc(p.stem.replace('_', ' '))}</h3><img alt='{esc(p.stem)}' "
+            f"src='data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}'>")
+
+
 def render_html(report: schema.Report, plots: list[Path]) -> str:
     esc = html.escape
+    first, rest, pareto, other_plots = _split(report, plots)
     meta = "".join(f"<li>{esc(line.removeprefix('- '))}</li>" for line in _meta_lines(report))
-    tables = "".join(_html_table(t) for t in all_tables(report))
-    images = "".join(
-        f"<h3>{esc(p.stem.replace('_', ' '))}</h3><img alt='{esc(p.stem)}' "
-        f"src='data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}'>"
-        for p in plots
-    )
+    head = "".join(_html_table(t, "headline") for t in first) + "".join(map(_img, pareto))
+    tables = "".join(_html_table(t) for t in rest)
+    images = "".join(map(_img, other_plots))
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>taxgate bench report"
             f"</title><style>{_STYLE}</style></head><body><h1>taxgate bench report</h1>"
-            f"<ul>{meta}</ul>{tables}{'<h2>Plots</h2>' + images if images else ''}</body></html>")
+            f"{head}<h2>Run</h2><ul>{meta}</ul>{tables}"
+            f"{'<h2>Plots</h2>' + images if images else ''}</body></html>")
 
 
 def write_report(report: schema.Report, out_dir: Path, plots: list[Path]) -> list[Path]:

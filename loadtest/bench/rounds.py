@@ -1,23 +1,27 @@
-"""One measured round: a headless Locust run of one scenario at one concurrency.
+"""One measured round: Locust running one scenario at one concurrency.
 
-Each round is a fresh ``locust`` process (the real tool, the same locustfile users
-run by hand), writing every request as a JSON line that the bench reads back.
-All users start at once; when ``--run-time`` ends Locust starts no new request and
-waits for the in-flight ones (``--stop-timeout``), so no request is cut off and the
-slowest ones are not silently dropped from the tail.
+Rounds run in one long-lived load-generator process (``driver``: Locust as a
+library, with the locustfile's user), so the ~100 rounds of a run do not each pay
+Locust's start-up. Every request is written as a JSON line that the bench reads
+back. All users are spawned at once and each waits a random part of ``stagger_s``
+before its first request, so they do not run in lockstep. A round ends once
+``requests`` requests were answered or, as a ceiling, after ``duration_s``; then no
+new request starts and the in-flight ones finish (``stop_timeout_s``), so no request
+is cut off and the slowest ones are not silently dropped from the tail.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from loadtest.bench.procs import PROJECT_ROOT, ProcessError, child_env, log_tail
 from loadtest.bench.samples import Sample, read_samples
-
-LOCUSTFILE = PROJECT_ROOT / "loadtest" / "locustfile.py"
 
 
 @dataclass(frozen=True)
@@ -39,70 +43,141 @@ class RoundSpec:
     concurrency: int
     repeat: int
     url: str
-    duration_s: int
+    duration_s: int  # a ceiling when ``requests`` is set
+    requests: int = 0  # 0: run for duration_s
+    stagger_s: float = 0.0
 
     @property
     def key(self) -> str:
         return f"r{self.repeat}-c{self.concurrency}-{self.scenario}"
 
 
-def locust_command(spec: RoundSpec, workload: Workload, samples_path: Path) -> list[str]:
-    argv = [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE),
-        "--headless", "--only-summary", "--loglevel", "WARNING",
-        "--host", spec.url,
-        "--users", str(spec.concurrency),
-        # Spawn everyone at once: a slow ramp would measure a lower concurrency.
-        "--spawn-rate", str(max(spec.concurrency, 1) * 100),
-        "--run-time", f"{spec.duration_s}s",
-        "--stop-timeout", str(workload.stop_timeout_s),
-        "--exit-code-on-error", "0",  # failed requests are data; a crash is the error
-        "--model", workload.model,
-        "--max-tokens", str(workload.max_tokens),
-        "--labels", workload.labels,
+def round_message(spec: RoundSpec, workload: Workload, samples_path: Path) -> dict:
+    """The driver's instructions for one round (see ``driver.round_options``)."""
+    return {
+        "host": spec.url,
+        "users": spec.concurrency,
+        "requests": spec.requests,
+        "duration_s": spec.duration_s,
+        "stop_timeout_s": workload.stop_timeout_s,
+        "stagger_s": spec.stagger_s,
+        "model": workload.model,
+        "max_tokens": workload.max_tokens,
+        "labels": workload.labels,
+        "dataset": str(workload.dataset) if workload.dataset is not None else "",
+        "ignore_eos": workload.ignore_eos,
         # The same prompt order in every scenario's round r: paired comparisons.
-        "--prompt-seed", str(workload.seed * 1000 + spec.repeat),
-        "--itl-events", "none",  # the JSONL has every gap; spare the load generator
-        "--samples-out", str(samples_path),
-    ]
-    if workload.dataset is not None:
-        argv += ["--dataset", str(workload.dataset)]
-    if not workload.ignore_eos:
-        argv.append("--no-ignore-eos")
-    return argv
+        "prompt_seed": workload.seed * 1000 + spec.repeat,
+        "samples_out": str(samples_path),
+    }
 
 
-def run_round(spec: RoundSpec, workload: Workload, work_dir: Path) -> list[Sample]:
-    """Run Locust for one round; return its samples. Raises ProcessError if Locust fails."""
-    samples_path = work_dir / "samples" / f"{spec.key}.jsonl"
-    log_path = work_dir / "logs" / f"locust-{spec.key}.log"
-    samples_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    samples_path.unlink(missing_ok=True)
-    argv = locust_command(spec, workload, samples_path)
-    # Hard ceiling: run time, the drain, and Locust's own start-up and shutdown.
-    limit_s = spec.duration_s + workload.stop_timeout_s + 60
-    with log_path.open("wb") as log:
+def round_options(message: dict) -> argparse.Namespace:
+    """The locustfile's options, as its command line would give them, for one round message."""
+    return argparse.Namespace(
+        dataset=message.get("dataset") or "",
+        labels=message.get("labels", "benign"),
+        model=message["model"],
+        max_tokens=int(message["max_tokens"]),
+        ignore_eos=bool(message.get("ignore_eos", True)),
+        api_key="",
+        prompt_seed=int(message.get("prompt_seed", 0)),
+        itl_events="none",  # the samples file has every gap; spare the load generator
+        samples_out=message["samples_out"],
+        stagger_s=float(message.get("stagger_s", 0.0)),
+        max_requests=int(message.get("requests", 0)),
+    )
+
+
+class LoadGenerator:
+    """The driver process: started once, sent one round at a time, stopped at the end."""
+
+    def __init__(self, log_path: Path, start_timeout_s: float = 120.0) -> None:
+        self.log_path = log_path
+        self.start_timeout_s = start_timeout_s
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int:
+        if self.proc is None:
+            raise RuntimeError("the load generator is not running")
+        return self.proc.pid
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "loadtest.bench.driver"], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=log, env=child_env(), cwd=PROJECT_ROOT,
+                start_new_session=True, text=True, bufsize=1,
+            )
+        if self._read_line(self.start_timeout_s) != "ready":
+            raise self._failure("did not start")
+
+    def run(self, message: dict, timeout_s: float) -> dict:
+        if self.proc is None or self.proc.poll() is not None:
+            raise self._failure("is not running")
+        self.proc.stdin.write(json.dumps(message) + "\n")
+        self.proc.stdin.flush()
+        line = self._read_line(timeout_s)
         try:
-            code = subprocess.run(
-                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=child_env(), cwd=PROJECT_ROOT, timeout=limit_s,
-            ).returncode
-        except subprocess.TimeoutExpired:
-            raise ProcessError(
-                f"locust round {spec.key} did not finish within {limit_s} s\n"
-                f"  log: {log_path}\n--- last lines ---\n{log_tail(log_path)}"
-            ) from None
-    if code != 0:
-        raise ProcessError(
-            f"locust round {spec.key} exited with status {code}\n"
-            f"  command: {' '.join(argv)}\n  log: {log_path}\n"
-            f"--- last lines of its log ---\n{log_tail(log_path)}"
-        )
+            answer = json.loads(line)
+        except ValueError:
+            raise self._failure(f"answered {line[:200]!r} instead of a round result") from None
+        if not answer.get("ok"):
+            raise self._failure(f"failed a round: {answer.get('error')}\n"
+                                f"{answer.get('traceback', '')}")
+        return answer
+
+    def _read_line(self, timeout_s: float) -> str:
+        # readline() has no timeout; a helper thread gives it one (a hung driver must not
+        # hang the bench).
+        result: list[str] = []
+        reader = threading.Thread(target=lambda: result.append(self.proc.stdout.readline()),
+                                  daemon=True)
+        reader.start()
+        reader.join(timeout_s)
+        if reader.is_alive():
+            self.stop()
+            raise self._failure(f"gave no answer within {timeout_s:.0f} s")
+        return result[0].strip() if result else ""
+
+    def _failure(self, what: str) -> ProcessError:
+        return ProcessError(f"the load generator (Locust) {what}\n  log: {self.log_path}\n"
+                            f"--- last lines of its log ---\n{log_tail(self.log_path)}")
+
+    def stop(self) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            proc.stdin.close()  # EOF: the driver's loop ends
+            proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait()
+
+    def __enter__(self) -> LoadGenerator:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def run_round(spec: RoundSpec, workload: Workload, work_dir: Path,
+              generator: LoadGenerator) -> list[Sample]:
+    """Run one round in the load generator; return its samples."""
+    samples_path = work_dir / "samples" / f"{spec.key}.jsonl"
+    samples_path.parent.mkdir(parents=True, exist_ok=True)
+    samples_path.unlink(missing_ok=True)
+    # Hard ceiling: run time, the drain, and the round's own set-up.
+    limit_s = spec.duration_s + workload.stop_timeout_s + 60
+    generator.run(round_message(spec, workload, samples_path), limit_s)
     samples = read_samples(samples_path)
     if not samples:
         raise ProcessError(
-            f"locust round {spec.key} sent no request (see {log_path})\n"
-            f"--- last lines of its log ---\n{log_tail(log_path)}"
+            f"locust round {spec.key} sent no request (see {generator.log_path})\n"
+            f"--- last lines of its log ---\n{log_tail(generator.log_path)}"
         )
     return samples

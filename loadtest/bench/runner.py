@@ -24,13 +24,13 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from loadtest.bench import promscrape
-from loadtest.bench.aggregate import CellStats, cell_stats
+from loadtest.bench import cpu, promscrape
+from loadtest.bench.aggregate import CellStats, cell_stats, steady_window
 from loadtest.bench.localmodel import local_detoxify
 from loadtest.bench.matrix import Matrix, load_matrix
-from loadtest.bench.options import BenchOptions
+from loadtest.bench.options import BenchOptions, LevelPlan
 from loadtest.bench.procs import ManagedProcess, ProcessError, ProcessGroup, free_port
-from loadtest.bench.rounds import RoundSpec, Workload, run_round
+from loadtest.bench.rounds import LoadGenerator, RoundSpec, Workload, run_round
 from loadtest.bench.safety import (
     SafetyJob,
     SafetyResult,
@@ -70,6 +70,8 @@ class BenchRunner:
     def __init__(self, options: BenchOptions, console: Console | None = None) -> None:
         self.options = options
         self.console = console or Console(stderr=True)
+        # Servers by CPU-sampler name: "upstream", "gateway:<scenario>".
+        self._servers: dict[str, ManagedProcess] = {}
 
     def run(self) -> BenchResult:
         options = self.options
@@ -86,24 +88,29 @@ class BenchRunner:
         detoxify_files = self._local_models(scenarios)
         phases.lap("local models")
         notes: list[str] = []
-        with ProcessGroup() as group:
+        with ProcessGroup() as group, cpu.CpuSampler() as sampler:
             urls = self._start(group, scenarios, matrix, detoxify_files)
+            for name, process in self._servers.items():
+                if process.proc is not None:
+                    sampler.watch(name, process.proc.pid)
             model = options.model or discover_model(urls[DIRECT])
             phases.lap("start servers")
             self._warm_up(urls, model, load_prompts)
             phases.lap("warm-up")
             gateways = {name: url for name, url in urls.items() if name != DIRECT}
             before = self._scrape(gateways)
-            samples = self._rounds(scenarios, urls, model, group)
+            samples, cpu_use = self._rounds(scenarios, urls, model, group, sampler)
             timings = self._timings(before, self._scrape(gateways))
             phases.lap("rounds")
             safety = self._safety(scenarios, urls, model) if options.safety else {}
             phases.lap("safety pass")
         if not options.safety:
             notes.append("safety pass skipped (--no-safety)")
+        if options.upstream:
+            notes.append("--upstream: the upstream's CPU is not sampled (not our process)")
         cells = {
-            (name, level): cell_stats(name, level, rounds)
-            for (name, level), rounds in samples.items()
+            key: cell_stats(key[0], key[1], rounds, cpu_use[key])
+            for key, rounds in samples.items()
         }
         return BenchResult(
             options=options, scenarios=scenarios, cells=cells, safety=safety, timings=timings,
@@ -140,7 +147,7 @@ class BenchRunner:
         else:
             port = free_port(taken=taken)
             upstream = f"http://{LOOPBACK}:{port}"
-            group.add(ManagedProcess(
+            self._servers[cpu.UPSTREAM] = group.add(ManagedProcess(
                 "simulator",
                 [sys.executable, "-m", "loadtest.sim", "--host", LOOPBACK, "--port", str(port),
                  "--profile", options.sim_profile, "--output-mode", "echo",
@@ -161,7 +168,7 @@ class BenchRunner:
             config_path.parent.mkdir(parents=True, exist_ok=True)
             config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
             base = f"http://{LOOPBACK}:{port}"
-            group.add(ManagedProcess(
+            self._servers[f"{cpu.GATEWAY}:{scenario.name}"] = group.add(ManagedProcess(
                 f"gateway for scenario {scenario.name!r}",
                 [sys.executable, "-m", "gateway", "--log-level", "warning", "serve",
                  "--config", str(config_path)],
@@ -187,26 +194,49 @@ class BenchRunner:
                                    f"{name} ({url}); its rounds will show the errors[/]")
 
     def _rounds(self, scenarios: list[Scenario], urls: dict[str, str], model: str,
-                group: ProcessGroup) -> dict[tuple[str, int], list[list[Sample]]]:
+                group: ProcessGroup, sampler: cpu.CpuSampler):
+        """Every round of the plan; returns samples and CPU (cores per part) per cell and round."""
         options = self.options
         workload = Workload(model=model, max_tokens=options.max_tokens,
                             labels=options.load_labels, dataset=options.dataset,
                             seed=options.seed)
-        plan = round_plan([s.name for s in scenarios], options.concurrency, options.repeats)
+        plan = round_plan([s.name for s in scenarios], options.plans)
         samples: dict[tuple[str, int], list[list[Sample]]] = {}
+        cpu_use: dict[tuple[str, int], list[dict[str, float | None]]] = {}
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn())
-        with Progress(*columns, console=self.console, transient=False) as progress:
+        generator = LoadGenerator(options.work_dir / "logs" / "locust.log")
+        with generator, Progress(*columns, console=self.console, transient=False) as progress:
+            sampler.watch(cpu.LOAD_GENERATOR, generator.pid)
             task = progress.add_task("rounds", total=len(plan))
             for repeat, level, name in plan:
                 progress.update(task, description=(
-                    f"repeat {repeat + 1}/{options.repeats}  {level:>3} users  {name:<12}"))
+                    f"repeat {repeat + 1}/{level.repeats}  {level.users:>3} users  {name:<14}"))
                 group.check_alive()  # a dead gateway would otherwise read as a slow one
-                spec = RoundSpec(name, level, repeat, urls[name], options.duration_s)
-                samples.setdefault((name, level), []).append(
-                    run_round(spec, workload, options.work_dir))
+                spec = RoundSpec(name, level.users, repeat, urls[name], level.duration_s,
+                                 requests=level.requests, stagger_s=level.stagger_s)
+                got = run_round(spec, workload, options.work_dir, generator)
+                samples.setdefault((name, level.users), []).append(got)
+                cpu_use.setdefault((name, level.users), []).append(
+                    self._round_cpu(sampler, name, got))
                 progress.advance(task)
-        return samples
+        return samples, cpu_use
+
+    @staticmethod
+    def _round_cpu(sampler: cpu.CpuSampler, scenario: str,
+                   samples: list[Sample]) -> dict[str, float | None]:
+        """Mean cores of each part over the round's steady window."""
+        sampler.sample()  # a point after the window's end even for the shortest rounds
+        begin, end, _ = steady_window(samples)
+        parts = {cpu.LOAD_GENERATOR: cpu.LOAD_GENERATOR, cpu.UPSTREAM: cpu.UPSTREAM,
+                 cpu.MACHINE: cpu.MACHINE}
+        if scenario != DIRECT:
+            parts[cpu.GATEWAY] = f"{cpu.GATEWAY}:{scenario}"
+        cores = {part: cpu.cores_between(sampler.series(name), begin, end)
+                 for part, name in parts.items()}
+        ours = [cpu.cores_between(sampler.series(name), begin, end) for name in sampler.names()]
+        cores[cpu.BENCH] = sum(c for c in ours if c is not None)
+        return cores
 
     def _scrape(self, gateways: dict[str, str]) -> dict[str, dict]:
         with httpx.Client(timeout=10.0) as client:
@@ -257,15 +287,19 @@ class PhaseClock:
         self._last = now
 
 
-def round_plan(names: list[str], levels: tuple[int, ...],
-               repeats: int) -> list[tuple[int, int, str]]:
-    """``(repeat, concurrency, scenario)`` in run order: interleaved, rotating the start."""
+def round_plan(names: list[str],
+               levels: tuple[LevelPlan, ...]) -> list[tuple[int, LevelPlan, str]]:
+    """``(repeat, level, scenario)`` in run order: interleaved, rotating the start.
+
+    Repeat r runs every level that has an r-th repeat, each with every scenario once.
+    """
     plan = []
-    for repeat in range(repeats):
+    for repeat in range(max((level.repeats for level in levels), default=0)):
         shift = repeat % len(names)
         order = names[shift:] + names[:shift]
         for level in levels:
-            plan += [(repeat, level, name) for name in order]
+            if repeat < level.repeats:
+                plan += [(repeat, level, name) for name in order]
     return plan
 
 

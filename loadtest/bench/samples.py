@@ -27,6 +27,7 @@ class Sample:
     output_tokens: int
     error: str | None = None
     blocked: bool = False
+    user: int = -1  # the Locust user that sent it (-1: unknown); throughput uses its cycles
 
     @property
     def ok(self) -> bool:
@@ -48,6 +49,7 @@ class Sample:
             "output_tokens": self.output_tokens,
             "error": self.error,
             "blocked": self.blocked,
+            "user": self.user,
         }) + b"\n"
 
     @classmethod
@@ -61,10 +63,12 @@ class Sample:
             output_tokens=int(data.get("output_tokens") or 0),
             error=data.get("error"),
             blocked=bool(data.get("blocked", False)),
+            user=int(data.get("user", -1)),
         )
 
     @classmethod
-    def from_stream(cls, start: float, status: int, result: StreamResult) -> Sample:
+    def from_stream(cls, start: float, status: int, result: StreamResult,
+                    user: int = -1) -> Sample:
         return cls(
             start=start,
             status=status,
@@ -74,6 +78,7 @@ class Sample:
             output_tokens=result.output_tokens,
             error=result.error,
             blocked=result.blocked,
+            user=user,
         )
 
 

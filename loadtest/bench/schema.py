@@ -2,6 +2,7 @@
 
 ``report_json_schema()`` gives the JSON Schema for consumers in other languages.
 Times are milliseconds, rates are shares in [0, 1], throughput is per second.
+CPU is in seconds per 1,000 output tokens, or in cores (mean CPU seconds per second).
 Bump ``SCHEMA_VERSION`` when a field changes meaning or goes away.
 """
 
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# A p99 over fewer values is close to the sample's maximum: reported, but marked.
+P99_MIN_SAMPLES = 100
 
 
 class _Model(BaseModel):
@@ -20,6 +23,8 @@ class Percentiles(_Model):
     p50: float
     p95: float
     p99: float
+    n: int = Field(ge=0, description="values the percentiles are taken over")
+    p99_supported: bool = Field(description=f"n >= {P99_MIN_SAMPLES}; else p99 is near the max")
 
 
 class Interval(_Model):
@@ -35,6 +40,8 @@ class DeltaPercentiles(_Model):
     p50: Interval
     p95: Interval
     p99: Interval
+    n_min: int = Field(ge=0, description="values on the side with fewer (pooled)")
+    p99_supported: bool = Field(description=f"n_min >= {P99_MIN_SAMPLES}")
 
 
 class ScenarioRow(_Model):
@@ -55,6 +62,13 @@ class ScenarioRow(_Model):
     rounds: int = Field(ge=1)
     error_examples: list[str]
     notes: list[str]
+    cpu_cores: dict[str, float | None] = Field(
+        description="median over the rounds of the mean cores each part used in the "
+                    "steady window: load generator, upstream, gateway, machine")
+    gateway_cpu_s_per_1k_tokens: float | None = Field(
+        description="the gateway processes' CPU seconds per 1,000 output tokens (None: direct)")
+    flags: list[str] = Field(description="client-bound, upstream-bound, machine-bound, "
+                                         "gateway-bound (from cpu_cores)")
 
 
 class TaxRow(_Model):
@@ -68,6 +82,35 @@ class TaxRow(_Model):
     e2e_ms: DeltaPercentiles | None
     tpot_ms: DeltaPercentiles | None
     throughput_ratio: Interval
+    cpu_s_per_1k_tokens: Interval | None = Field(
+        description="gateway CPU s per 1,000 tokens, scenario minus baseline (direct: 0)")
+    flags: list[str] = Field(description="saturation flags of either side")
+
+
+class LevelSummary(_Model):
+    """What bounded a concurrency level: the union of its scenarios' flags."""
+
+    concurrency: int = Field(ge=1)
+    flags: list[str]
+    saturated: bool = Field(description="client-, upstream- or machine-bound: its tax is "
+                                        "partly this machine's, not the gateway's")
+
+
+class HeadlineRow(_Model):
+    """One line per monitor set (and the bare gateway vs direct) at the headline level."""
+
+    scenario: str
+    baseline: str
+    concurrency: int = Field(ge=1)
+    ttft_p50_ms: Interval | None
+    e2e_p50_ms: Interval | None
+    throughput_ratio: Interval
+    gateway_cpu_s_per_1k_tokens: float | None
+    cpu_s_per_1k_tokens: Interval | None = Field(description="over the baseline")
+    harmful_catch_rate: float | None
+    false_block_rate: float | None
+    false_alter_rate: float | None
+    flags: list[str]
 
 
 class SafetyRow(_Model):
@@ -107,6 +150,14 @@ class Machine(_Model):
     processor: str
 
 
+class PlanLevel(_Model):
+    users: int = Field(ge=1)
+    repeats: int = Field(ge=1)
+    requests: int = Field(ge=0, description="requests per round (0: timed rounds)")
+    duration_s: int = Field(ge=1, description="round length, or its ceiling")
+    stagger_s: float = Field(ge=0)
+
+
 class Meta(_Model):
     schema_version: int = SCHEMA_VERSION
     date: str = Field(description="run start, ISO 8601 UTC")
@@ -116,8 +167,7 @@ class Meta(_Model):
     model: str
     profile: str
     concurrency: list[int]
-    duration_s: int
-    repeats: int
+    plan: list[PlanLevel]
     warmup_s: float
     max_tokens: int
     load_labels: str
@@ -125,11 +175,16 @@ class Meta(_Model):
     ci_method: str
     wall_s: float
     phases_s: dict[str, float] = Field(description="wall seconds per phase of the run")
+    p99_min_samples: int = P99_MIN_SAMPLES
     notes: list[str]
 
 
 class Report(_Model):
     meta: Meta
+    headline_concurrency: int | None = Field(
+        description="the highest level no saturation flag marks (else the lowest)")
+    headline: list[HeadlineRow]
+    levels: list[LevelSummary]
     scenarios: list[ScenarioRow]
     tax: list[TaxRow]
     safety: list[SafetyRow]

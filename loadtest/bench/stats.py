@@ -104,6 +104,10 @@ def mean(values: Sequence[float]) -> float:
     return math.fsum(values) / len(values)
 
 
+def median(values: Sequence[float]) -> float:
+    return percentile(values, 50)
+
+
 def stdev(values: Sequence[float]) -> float:
     """Sample standard deviation (n - 1); 0 for a single value."""
     n = len(values)

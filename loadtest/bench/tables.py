@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from loadtest.bench.schema import DeltaPercentiles, Interval, Percentiles, Report
+from loadtest.bench.cpu import BENCH, GATEWAY, LOAD_GENERATOR, MACHINE, UPSTREAM
+from loadtest.bench.schema import (
+    P99_MIN_SAMPLES,
+    DeltaPercentiles,
+    Interval,
+    Percentiles,
+    Report,
+)
+
+# After a p99 taken over fewer than P99_MIN_SAMPLES values: it is near the sample's maximum.
+FEW = "†"
+FEW_NOTE = (f"{FEW} p99 over fewer than {P99_MIN_SAMPLES} requests: close to the largest "
+            "value seen, not a percentile to rely on.")
 
 
 @dataclass(frozen=True)
@@ -26,7 +38,30 @@ def ms(value: float | None) -> str:
 
 
 def pct(p: Percentiles | None, name: str) -> str:
-    return "-" if p is None else ms(getattr(p, name))
+    if p is None:
+        return "-"
+    return ms(getattr(p, name)) + (FEW if name == "p99" and not p.p99_supported else "")
+
+
+def cpu_per_1k(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def cpu_delta(interval: Interval | None, compact: bool = False) -> str:
+    if interval is None:
+        return "-"
+    text = f"{interval.value:+.3f}"
+    if interval.ci_low is not None and interval.ci_high is not None:
+        if compact:
+            half = max(interval.value - interval.ci_low, interval.ci_high - interval.value)
+            text += f" ±{half:.3f}"
+        else:
+            text += f" ({interval.ci_low:+.3f}..{interval.ci_high:+.3f})"
+    return text
+
+
+def flags(values: list[str]) -> str:
+    return ", ".join(values) or "-"
 
 
 def delta(interval: Interval | None, compact: bool = False) -> str:
@@ -47,10 +82,14 @@ def delta(interval: Interval | None, compact: bool = False) -> str:
     return text
 
 
-def ratio(interval: Interval) -> str:
+def ratio(interval: Interval, compact: bool = False) -> str:
     text = f"{interval.value:.3f}"
     if interval.ci_low is not None and interval.ci_high is not None:
-        text += f" ({interval.ci_low:.3f}..{interval.ci_high:.3f})"
+        if compact:
+            half = max(interval.value - interval.ci_low, interval.ci_high - interval.value)
+            text += f" ±{half:.3f}"
+        else:
+            text += f" ({interval.ci_low:.3f}..{interval.ci_high:.3f})"
     return text
 
 
@@ -66,39 +105,101 @@ def scenario_table(report: Report) -> Table:
     rows = [
         (s.name, str(s.concurrency), pct(s.ttft_ms, "p50"), pct(s.ttft_ms, "p99"),
          pct(s.itl_ms, "p50"), pct(s.itl_ms, "p99"), pct(s.e2e_ms, "p50"), pct(s.e2e_ms, "p99"),
-         f"{s.output_tokens_per_s:,.0f}", f"{s.requests_per_s:.2f}", str(s.requests),
-         str(s.errors))
+         f"{s.output_tokens_per_s:,.0f}", f"{s.requests_per_s:.2f}",
+         cpu_per_1k(s.gateway_cpu_s_per_1k_tokens), str(s.requests), str(s.errors))
         for s in sorted(report.scenarios, key=lambda s: s.concurrency)
     ]
     return Table(
         "Latency and throughput",
         ("scenario", "users", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99", "E2E p50",
-         "E2E p99", "tok/s", "req/s", "requests", "errors"),
+         "E2E p99", "tok/s", "req/s", "gw CPU s/1k tok", "requests", "errors"),
         rows,
-        "Milliseconds, all repeats pooled. tok/s and req/s over the steady part of each round.",
+        "Milliseconds, all repeats pooled. tok/s and req/s: each user's request-to-request "
+        "cycles in the closed loop. gw CPU: the gateway processes' CPU seconds per 1,000 "
+        f"output tokens. {FEW_NOTE}",
+    )
+
+
+def headline_table(report: Report) -> Table:
+    rows = []
+    for h in report.headline:
+        false = "-" if h.false_block_rate is None else (
+            share(h.false_block_rate)
+            + (f" (+{share(h.false_alter_rate)} altered)" if h.false_alter_rate else ""))
+        rows.append((
+            h.scenario, h.baseline, delta(h.ttft_p50_ms, compact=True),
+            delta(h.e2e_p50_ms, compact=True), ratio(h.throughput_ratio, compact=True),
+            cpu_per_1k(h.gateway_cpu_s_per_1k_tokens),
+            cpu_delta(h.cpu_s_per_1k_tokens, compact=True),
+            share(h.harmful_catch_rate), false, flags(h.flags),
+        ))
+    level = report.headline_concurrency
+    saturated = next((lv for lv in report.levels if lv.concurrency == level), None)
+    why = ("the highest level no saturation flag marks" if saturated and not saturated.saturated
+           else "every level is marked saturated: the lowest is shown, read it with care")
+    return Table(
+        f"Headline at {level} user{'' if level == 1 else 's'}",
+        ("scenario", "vs", "TTFT p50 tax", "E2E p50 tax", "tok/s ratio", "gw CPU s/1k tok",
+         "CPU over vs", "caught harmful", "false block", "flags"),
+        rows,
+        f"At {level} concurrent user{'' if level == 1 else 's'} ({why}). Taxes in ms with a 95% interval (±) over "
+        "paired repeats; the bare gateway against the upstream, each monitor set against "
+        "the bare gateway. CPU: the gateway processes' CPU seconds per 1,000 output tokens, "
+        "and over the baseline's. Caught: harmful dataset items blocked, redacted or "
+        "flagged; false block: benign items refused.",
+    )
+
+
+def saturation_table(report: Report) -> Table:
+    parts = (LOAD_GENERATOR, UPSTREAM, GATEWAY, BENCH, MACHINE)
+    rows = [
+        (s.name, str(s.concurrency),
+         *("-" if s.cpu_cores.get(part) is None else f"{s.cpu_cores[part]:.2f}"
+           for part in parts), flags(s.flags))
+        for s in sorted(report.scenarios, key=lambda s: s.concurrency)
+    ]
+    levels = "; ".join(f"{lv.concurrency} user{'' if lv.concurrency == 1 else 's'}: "
+                       f"{flags(lv.flags)}" for lv in report.levels)
+    return Table(
+        "Saturation (CPU during the rounds)",
+        ("scenario", "users", "load gen cores", "upstream cores", "gateway cores",
+         "bench cores", "machine cores", "flags"),
+        rows,
+        f"Median over the rounds of the mean cores used in each round's steady window. "
+        f"client-/upstream-/gateway-bound: that process used >= 85% of its one core; "
+        f"machine-bound: the whole machine (other tenants included) >= 85% of its cores; "
+        f"other-load: processes not the bench's used >= 25% of the machine. "
+        f"A client-, upstream- or machine-bound level's tax is partly this machine's. "
+        f"Per level: {levels}.",
     )
 
 
 def tax_table(report: Report, baseline: str, compact: bool = False) -> Table:
     def d(p: DeltaPercentiles | None, name: str) -> str:
-        return delta(_d(p, name), compact)
+        text = delta(_d(p, name), compact)
+        return text + (FEW if p is not None and name == "p99" and not p.p99_supported else "")
 
     rows = [
         (t.scenario, str(t.concurrency), d(t.ttft_ms, "p50"), d(t.ttft_ms, "p99"),
          d(t.itl_ms, "p50"), d(t.itl_ms, "p99"), d(t.e2e_ms, "p50"), d(t.e2e_ms, "p99"),
-         ratio(t.throughput_ratio) if not compact else f"{t.throughput_ratio.value:.3f}")
+         ratio(t.throughput_ratio, compact), cpu_delta(t.cpu_s_per_1k_tokens, compact),
+         flags(t.flags))
         for t in sorted(report.tax, key=lambda t: t.concurrency)
         if t.baseline == baseline
     ]
+    headers = ("scenario", "users", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99", "E2E p50",
+               "E2E p99", "tok/s ratio", "gw CPU s/1k tok", "flags")
+    if compact:  # the terminal prints each level's flags once, under the tables
+        headers, rows = headers[:-1], [row[:-1] for row in rows]
     what = ("total tax: scenario minus the upstream alone" if baseline == "direct"
             else "monitor tax: scenario minus the gateway with no monitors")
     return Table(
         f"Safety tax vs {baseline}",
-        ("scenario", "users", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99", "E2E p50",
-         "E2E p99", "tok/s ratio"),
+        headers,
         rows,
         f"The {what}; ms, 95% interval over paired repeats "
-        f"{'after ±' if compact else 'in brackets'} (none with 1 repeat).",
+        f"{'after ±' if compact else 'in brackets'} (none with 1 repeat). gw CPU: the "
+        f"gateway's CPU seconds per 1,000 output tokens over the baseline's. {FEW_NOTE}",
     )
 
 
@@ -144,9 +245,12 @@ def timing_table(report: Report) -> Table:
 
 
 def all_tables(report: Report) -> list[Table]:
-    tables = [scenario_table(report), tax_table(report, "direct")]
+    """Every table of the report, the headline first."""
+    tables = [headline_table(report)] if report.headline else []
+    tables += [scenario_table(report), tax_table(report, "direct")]
     if any(t.baseline == "gateway" for t in report.tax):
         tables.append(tax_table(report, "gateway"))
+    tables.append(saturation_table(report))
     if report.safety:
         tables.append(safety_table(report))
     if report.monitor_timings:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from loadtest.bench.aggregate import METRICS, CellStats
 from loadtest.bench.stats import (
@@ -36,6 +36,10 @@ class TaxRow:
     concurrency: int
     deltas_ms: dict[str, dict[str, Estimate]]
     throughput_ratio: Estimate
+    # Values on the side with fewer, per metric (for the p99 sample-size mark).
+    counts: dict[str, int] = field(default_factory=dict)
+    # Gateway CPU s per 1,000 output tokens, scenario minus baseline (direct has none: 0).
+    cpu_s_per_1k_tokens: Estimate | None = None
 
 
 def metric_delta(
@@ -71,6 +75,25 @@ def throughput_ratio(cell: CellStats, base: CellStats, method: str, rng: random.
     return recentred(interval(per_repeat, method, rng), centre)
 
 
+def cpu_delta(cell: CellStats, base: CellStats, method: str,
+              rng: random.Random) -> Estimate | None:
+    """Gateway CPU s per 1,000 tokens over the baseline's; None when it was not sampled."""
+    mine = cell.gateway_cpu_s_per_1k_tokens
+    if mine is None:
+        return None
+    theirs = 0.0 if base.scenario == DIRECT else base.gateway_cpu_s_per_1k_tokens
+    if theirs is None:
+        return None
+    per_repeat = paired_deltas(
+        [r.gateway_cpu_s_per_1k_tokens for r in cell.rounds],
+        [0.0 if base.scenario == DIRECT else r.gateway_cpu_s_per_1k_tokens
+         for r in base.rounds],
+    )
+    if not per_repeat:
+        return Estimate(mine - theirs, None, None, 0)
+    return recentred(interval(per_repeat, method, rng), mine - theirs)
+
+
 def tax_row(
     cell: CellStats, base: CellStats, method: str = "t", rng: random.Random | None = None
 ) -> TaxRow:
@@ -94,6 +117,8 @@ def tax_row(
         concurrency=cell.concurrency,
         deltas_ms=deltas,
         throughput_ratio=throughput_ratio(cell, base, method, rng),
+        counts={m: min(cell.pooled.count(m), base.pooled.count(m)) for m in METRICS},
+        cpu_s_per_1k_tokens=cpu_delta(cell, base, method, rng),
     )
 
 

@@ -1,4 +1,4 @@
-"""The end-of-run summary on the terminal: the tax tables and where the report is."""
+"""The end-of-run summary on the terminal: the headline, the tax tables, where the report is."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from loadtest.bench.schema import Report
-from loadtest.bench.tables import Table, safety_table, tax_table
+from loadtest.bench.tables import Table, headline_table, safety_table, tax_table
 
 
 def _rich(table: Table) -> RichTable:
@@ -33,6 +33,15 @@ def print_summary(report: Report, console: Console, out_dir: Path) -> None:
         console.print(_rich(tax_table(report, "gateway", compact=True)))
     if report.safety:
         console.print(_rich(safety_table(report)))
+    for level in report.levels:
+        if level.flags:
+            users = f"{level.concurrency} user{'' if level.concurrency == 1 else 's'}"
+            console.print(f"[yellow]{users}: {', '.join(level.flags)}"
+                          f"{' (its tax is partly this machine)' if level.saturated else ''}"
+                          "[/] - see the saturation table in the report")
+    # Last, so it is what stays on the screen: one line per set a person can act on.
+    if report.headline:
+        console.print(_rich(headline_table(report)))
     errors = sum(s.errors for s in report.scenarios)
     if errors:
         console.print(f"[yellow]{errors} request(s) failed during the rounds; see "

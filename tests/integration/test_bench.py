@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import orjson
 import pytest
+from PIL import Image
 
 from loadtest.bench.plots import PLOT_FILES
 from loadtest.bench.report import REPORT_FILES
+from loadtest.bench.rounds import LoadGenerator, RoundSpec, Workload, run_round
 from loadtest.bench.schema import Report
+from loadtest.sim.server import create_sim_app
+from loadtest.sim.settings import SimSettings
+from tests.servers import ThreadedServer
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -23,8 +30,10 @@ def run_bench(out: Path, *flags: str, timeout_s: float = 600) -> Report:
             "--cache-dir", str(out / "cache"), *flags]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s)
     assert done.returncode == 0, f"bench failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
-    assert "Safety tax vs direct" in done.stdout
+    assert "Safety tax vs direct" in done.stdout and "Headline at" in done.stdout
     assert str(out / "report.html") in done.stdout.replace("\n", "")
+    # Quiet by default: no library INFO lines (one per HTTP request) on the terminal.
+    assert "HTTP Request:" not in done.stderr and " INFO " not in done.stderr
     for name in (*REPORT_FILES, *PLOT_FILES[:2]):
         assert (out / name).stat().st_size > 0, name
     return Report.model_validate(orjson.loads((out / "report.json").read_bytes()))
@@ -45,19 +54,86 @@ def assert_complete(report: Report, scenarios: list[str], levels: list[int]) -> 
             assert (name, "gateway", level) in pairs
 
 
-def test_bench_against_the_simulator(tmp_path):
-    report = run_bench(tmp_path / "report", "--concurrency", "1,4", "--duration", "2",
-                       "--repeats", "1", "--warmup", "1", "--sets", "profanity,pii")
+@pytest.fixture(scope="module")
+def sim_report(tmp_path_factory) -> tuple[Report, Path]:
+    out = tmp_path_factory.mktemp("bench") / "report"
+    report = run_bench(out, "--concurrency", "1,4", "--requests", "3", "--repeats", "2",
+                       "--warmup", "1", "--sets", "profanity,pii")
+    return report, out
+
+
+def test_bench_against_the_simulator(sim_report):
+    report, out = sim_report
     assert_complete(report, ["direct", "gateway", "profanity", "pii"], [1, 4])
+    one = next(s for s in report.scenarios if s.name == "pii" and s.concurrency == 1)
+    assert one.requests == 2 * 3  # request-sized rounds: 3 per user, 2 repeats
+    assert [(p.users, p.requests, p.repeats) for p in report.meta.plan] == [(1, 3, 2), (4, 12, 2)]
     safety = {s.scenario: s for s in report.safety}
     assert set(safety) == {"profanity", "pii"}
     # Echo mode puts the dataset text in the outputs: the regex monitor must find its PII.
     assert safety["pii"].catch_rate["pii"] > 0.9
     assert safety["profanity"].catch_rate["toxic"] > 0.5
     assert safety["pii"].false_block_rate == 0.0
-    assert (tmp_path / "report" / PLOT_FILES[2]).exists()
+    assert (out / PLOT_FILES[2]).exists()
     assert any(t.metric == "taxgate_monitor_duration_seconds" for t in report.monitor_timings)
     assert report.meta.upstream_kind.startswith("simulator")
+
+
+def test_bench_samples_the_cpu_of_its_processes(sim_report):
+    report, _ = sim_report
+    for row in report.scenarios:
+        cores = row.cpu_cores
+        assert 0 < cores["load generator"] < 1.5 and 0 < cores["upstream"] < 1.5
+        assert 0 < cores["machine"] <= (report.meta.machine.cpu_count or 1) + 0.2
+        if row.name == "direct":
+            assert row.gateway_cpu_s_per_1k_tokens is None and "gateway" not in cores
+        else:
+            # Any gateway spends some CPU per token, and far less than a second per token.
+            assert 0 < row.gateway_cpu_s_per_1k_tokens < 1000
+    assert {lv.concurrency for lv in report.levels} == {1, 4}
+    assert report.headline_concurrency in (1, 4)
+    assert {h.scenario for h in report.headline} == {"gateway", "profanity", "pii"}
+    # Few requests per cell: every p99 is marked as not supported by its sample.
+    assert not any(s.ttft_ms.p99_supported for s in report.scenarios)
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        pytest.fail("headless Chromium is needed to check the HTML report: `make setup-tools` "
+                    "installs Debian's chromium")
+    return found
+
+
+def headless(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    argv = [chromium(), "--headless", "--no-sandbox", "--disable-gpu",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--no-first-run", f"--user-data-dir={tmp_path / 'chromium-profile'}", *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_html_report_renders_its_headline_and_plots_in_chromium(sim_report, tmp_path):
+    _, out = sim_report
+    page = (out / "report.html").as_uri()
+    dom = headless(tmp_path, "--dump-dom", page)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert "<table id=\"headline\">" in dom.stdout and "Headline at" in dom.stdout
+    assert dom.stdout.index("Headline at") < dom.stdout.index("Latency and throughput")
+    assert dom.stdout.count("data:image/png;base64,") == len(PLOT_FILES)
+    shot = tmp_path / "report.png"
+    done = headless(tmp_path, f"--screenshot={shot}", "--window-size=1280,1400",
+                    "--hide-scrollbars", page)
+    assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
+    with Image.open(shot) as image:
+        rgb = image.convert("RGB")
+        colors = rgb.getcolors(maxcolors=rgb.width * rgb.height)
+        total = rgb.width * rgb.height
+    # The top of the page: headline table (black on white) and the safety-vs-tax plot
+    # just below it (coloured points): not blank, and some colour that no table has.
+    ink = sum(n for n, (r, g, b) in colors if max(r, g, b) < 160)
+    colour = sum(n for n, (r, g, b) in colors if max(r, g, b) - min(r, g, b) > 80)
+    assert ink > 0.002 * total, "the screenshot is blank"
+    assert colour > 50, "no plot rendered near the top of the report"
 
 
 def test_bench_against_real_vllm(vllm_server, tmp_path):
@@ -71,3 +147,48 @@ def test_bench_against_real_vllm(vllm_server, tmp_path):
     assert report.meta.upstream_kind.startswith("external")
     (pii,) = report.safety
     assert pii.n == 12 and pii.errors == 0
+
+
+def test_locustfile_by_hand_stops_after_max_requests(tmp_path):
+    # The locustfile as users run it (`locust -f`), not through the bench's driver.
+    settings = SimSettings(profile="instant", output_mode="echo", model="sim", seed=0)
+    server = ThreadedServer(create_sim_app(settings)).start()
+    try:
+        samples = tmp_path / "samples.jsonl"
+        argv = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtest" / "locustfile.py"),
+                "--headless", "--only-summary", "--host", server.base_url, "-u", "2",
+                "-r", "100", "--run-time", "120s", "--max-tokens", "4", "--model", "sim",
+                "--max-requests", "6", "--stagger-s", "0.1", "--samples-out", str(samples)]
+        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=100,
+                              check=False)
+    finally:
+        server.stop()
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [orjson.loads(line) for line in samples.read_bytes().splitlines()]
+    assert len(lines) == 6  # it ended on the quota, long before --run-time
+    assert {line["user"] for line in lines} == {0, 1}
+    assert all(line["error"] is None and line["output_tokens"] == 4 for line in lines)
+
+
+def test_load_generator_runs_timed_and_sized_rounds_in_one_process(tmp_path):
+    settings = SimSettings(profile="instant", output_mode="echo", model="sim", seed=0)
+    server = ThreadedServer(create_sim_app(settings)).start()
+    workload = Workload(model="sim", max_tokens=4, stop_timeout_s=10)
+    try:
+        with LoadGenerator(tmp_path / "locust.log") as generator:
+            pid = generator.pid
+            timed = RoundSpec("direct", 2, 0, server.base_url, duration_s=1)
+            started = time.monotonic()
+            samples = run_round(timed, workload, tmp_path, generator)
+            took = time.monotonic() - started
+            sized = RoundSpec("direct", 3, 1, server.base_url, duration_s=60, requests=7,
+                              stagger_s=0.05)
+            again = run_round(sized, workload, tmp_path, generator)
+            assert generator.pid == pid  # the same process served both rounds
+    finally:
+        server.stop()
+    assert 1.0 <= took < 8.0  # ran for its second, then drained (no 60 s ceiling)
+    assert len(samples) > 2 and {s.user for s in samples} == {0, 1}
+    assert all(s.ok for s in samples + again)
+    assert len(again) == 7 and {s.user for s in again} == {0, 1, 2}
+    assert generator.proc.poll() == 0  # stopped cleanly at the end

@@ -9,6 +9,7 @@ import yaml
 
 from gateway.settings import Settings
 from loadtest.bench.matrix import DEFAULT_MATRIX, MatrixError, load_matrix, parse_matrix
+from loadtest.bench.options import LevelPlan
 from loadtest.bench.runner import round_plan
 from loadtest.bench.scenarios import RANDOM_WEIGHTS_NOTE, build_scenarios, gateway_config
 
@@ -120,11 +121,15 @@ def test_a_local_model_set_needs_the_built_files(tmp_path):
 
 
 def test_rounds_are_interleaved_and_rotate_per_repeat():
-    plan = round_plan(["direct", "gateway", "pii"], (1, 8), repeats=2)
+    one, eight = LevelPlan(1, 3, 5, 120, 0.0), LevelPlan(8, 2, 24, 120, 0.25)
+    plan = [(r, level.users, name) for r, level, name
+            in round_plan(["direct", "gateway", "pii"], (one, eight))]
     assert plan[:6] == [(0, 1, "direct"), (0, 1, "gateway"), (0, 1, "pii"),
                         (0, 8, "direct"), (0, 8, "gateway"), (0, 8, "pii")]
     assert [name for _, _, name in plan[6:9]] == ["gateway", "pii", "direct"]
-    assert len(plan) == 12
+    # Level 8 has 2 repeats, level 1 three: the third repeat runs level 1 alone.
+    assert plan[12:] == [(2, 1, "pii"), (2, 1, "direct"), (2, 1, "gateway")]
+    assert len(plan) == 15
 
 
 def test_default_matrix_path_is_in_the_package():

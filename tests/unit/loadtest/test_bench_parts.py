@@ -13,7 +13,7 @@ from gateway.metrics import GatewayMetrics
 from loadtest.bench import promscrape
 from loadtest.bench.options import BenchOptions
 from loadtest.bench.procs import ManagedProcess, ProcessError, ProcessGroup, child_env, free_port
-from loadtest.bench.rounds import RoundSpec, Workload, locust_command
+from loadtest.bench.rounds import RoundSpec, Workload, round_message, round_options
 from loadtest.bench.safety import SafetyResult, classify, stratified_sample
 from loadtest.bench.traffic import Outcome
 
@@ -73,16 +73,34 @@ def test_metrics_difference_gives_means_over_the_interval():
     assert ("taxgate_stream_holdback_seconds", ()) not in timings
 
 
-def test_locust_command_is_headless_and_paired_by_repeat(tmp_path):
-    spec = RoundSpec("pii", 16, 2, "http://127.0.0.1:1", 3)
+def test_round_message_is_paired_by_repeat_and_read_as_locustfile_options(tmp_path):
+    spec = RoundSpec("pii", 16, 2, "http://127.0.0.1:1", 120, requests=48, stagger_s=0.25)
     workload = Workload(model="m", max_tokens=32, dataset=Path("d.jsonl"), seed=5)
-    argv = locust_command(spec, workload, tmp_path / "s.jsonl")
-    joined = " ".join(argv)
-    assert "--headless" in argv and "--users 16" in joined and "--run-time 3s" in joined
-    assert "--prompt-seed 5002" in joined  # the same for every scenario in repeat 2
-    assert "--samples-out " + str(tmp_path / "s.jsonl") in joined
-    assert "--dataset d.jsonl" in joined and "--exit-code-on-error 0" in joined
+    message = round_message(spec, workload, tmp_path / "s.jsonl")
+    assert message["prompt_seed"] == 5002  # the same for every scenario in repeat 2
+    assert (message["users"], message["requests"], message["host"]) == (16, 48, spec.url)
+    options = round_options(message)
+    assert (options.max_requests, options.stagger_s, options.max_tokens) == (48, 0.25, 32)
+    assert options.samples_out == str(tmp_path / "s.jsonl") and options.dataset == "d.jsonl"
+    assert options.itl_events == "none" and options.ignore_eos
     assert spec.key == "r2-c16-pii"
+
+
+def test_the_plan_sizes_rounds_by_requests_per_level(tmp_path):
+    options = BenchOptions(out=tmp_path, concurrency=(1, 16, 64), warmup_s=0, max_tokens=32)
+    one, sixteen, many = options.plans
+    assert (one.requests, one.repeats, one.stagger_s) == (5, 6, 0.0)
+    assert (sixteen.requests, sixteen.repeats) == (48, 5) and sixteen.stagger_s > 0
+    assert (many.requests, many.repeats) == (128, 3)
+    assert one.requests * one.repeats >= 30  # the floor at 1 user
+    assert options.rounds_total == 14
+    timed = BenchOptions(out=tmp_path, concurrency=(4,), warmup_s=0, max_tokens=8,
+                         duration_s=3, repeats=2, requests_per_user=9)
+    (plan,) = timed.plans
+    assert (plan.requests, plan.duration_s, plan.repeats) == (0, 3, 2)
+    sized = BenchOptions(out=tmp_path, concurrency=(4,), warmup_s=0, max_tokens=8,
+                         requests_per_user=9)
+    assert sized.plans[0].requests == 36
 
 
 def test_options_validate_their_ranges(tmp_path):
@@ -90,7 +108,8 @@ def test_options_validate_their_ranges(tmp_path):
     BenchOptions(**base)
     for bad, match in [({"concurrency": ()}, "concurrency"), ({"duration_s": 0}, "duration"),
                        ({"repeats": 0}, "repeats"), ({"max_tokens": 1}, "max-tokens"),
-                       ({"ci_method": "z"}, "--ci")]:
+                       ({"ci_method": "z"}, "--ci"), ({"requests_per_user": 0}, "requests"),
+                       ({"profile_name": "huge"}, "profile")]:
         with pytest.raises(ValueError, match=match):
             BenchOptions(**{**base, **bad})
 
@@ -141,3 +160,18 @@ def test_local_model_cache_is_keyed_by_the_builder_and_reused(tmp_path):
     assert (checkpoint, config_dir) == (target / "detoxify.ckpt", target / "hf-config")
     with pytest.raises(ValueError, match="tiny or bert-base"):
         local_detoxify("huge", tmp_path, tmp_path / "logs")
+
+
+def test_library_info_logs_are_off_unless_verbose():
+    import logging
+
+    from loadtest.bench.cli import quiet_logs
+
+    try:
+        quiet_logs(verbose=False)
+        assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+        assert logging.getLogger("httpx").isEnabledFor(logging.WARNING)
+        quiet_logs(verbose=True)
+        assert logging.getLogger("httpx").isEnabledFor(logging.INFO)
+    finally:
+        logging.getLogger("httpx").setLevel(logging.NOTSET)

@@ -9,6 +9,7 @@ import orjson
 import pytest
 from rich.console import Console
 
+from loadtest.bench import cpu
 from loadtest.bench.aggregate import cell_stats
 from loadtest.bench.matrix import load_matrix
 from loadtest.bench.options import BenchOptions
@@ -20,7 +21,7 @@ from loadtest.bench.safety import SafetyResult
 from loadtest.bench.samples import Sample
 from loadtest.bench.scenarios import build_scenarios
 from loadtest.bench.schema import Report, report_json_schema
-from loadtest.bench.tables import delta, tax_table
+from loadtest.bench.tables import FEW, delta, headline_table, scenario_table, tax_table
 from loadtest.bench.terminal import print_summary
 
 LEVELS = (1, 4)
@@ -28,8 +29,16 @@ LEVELS = (1, 4)
 
 def closed_loop(ttft: float, e2e: float, n: int = 6, tokens: int = 8) -> list[Sample]:
     gap = (e2e - ttft) / (tokens - 1)
-    return [Sample(100.0 + i * e2e, 200, ttft, e2e, (gap,) * (tokens - 1), tokens)
+    return [Sample(100.0 + i * e2e, 200, ttft, e2e, (gap,) * (tokens - 1), tokens, user=0)
             for i in range(n)]
+
+
+# Cores per part in every round; at 4 users the machine (2 cores here) is saturated.
+def round_cpu(name: str, level: int) -> dict:
+    cores = {cpu.LOAD_GENERATOR: 0.1, cpu.UPSTREAM: 0.1, cpu.MACHINE: 0.5 if level == 1 else 1.9}
+    if name != "direct":
+        cores[cpu.GATEWAY] = {"gateway": 0.008, "pii": 0.016}.get(name, 0.012)
+    return cores
 
 
 def synthetic_result(tmp_path: Path) -> BenchResult:
@@ -41,14 +50,15 @@ def synthetic_result(tmp_path: Path) -> BenchResult:
         for level in LEVELS:
             rounds = [closed_loop(0.1 + extra[scenario.name] + r * 0.002, 1.0 + level * 0.01)
                       for r in range(2)]
-            cells[(scenario.name, level)] = cell_stats(scenario.name, level, rounds)
+            cells[(scenario.name, level)] = cell_stats(
+                scenario.name, level, rounds, [round_cpu(scenario.name, level)] * 2)
     pii = SafetyResult("pii")
     for label, verdict, count in [("benign", "passed", 9), ("benign", "altered", 1),
                                   ("pii", "altered", 5), ("toxic", "passed", 5),
                                   ("toxic", "error", 1)]:
         for _ in range(count):
             pii.add(label, verdict)
-    options = BenchOptions(out=tmp_path, concurrency=LEVELS, duration_s=2, repeats=2,
+    options = BenchOptions(out=tmp_path, concurrency=LEVELS, repeats=2,
                            warmup_s=1, max_tokens=8, command="taxgate bench --quick")
     return BenchResult(
         options=options, scenarios=scenarios, cells=cells, safety={"pii": pii},
@@ -61,7 +71,7 @@ def synthetic_result(tmp_path: Path) -> BenchResult:
 
 @pytest.fixture
 def report(tmp_path) -> Report:
-    return build_report(synthetic_result(tmp_path), machine_description())
+    return build_report(synthetic_result(tmp_path), {**machine_description(), "cpu_count": 2})
 
 
 def test_report_json_matches_its_json_schema(report, tmp_path):
@@ -134,5 +144,62 @@ def test_terminal_summary_prints_the_tax_table(report, tmp_path):
     print_summary(report, console, tmp_path)
     text = console.export_text()
     assert "Safety tax vs direct" in text and "Safety effect" in text
+    assert "Headline at 1 user" in text and "4 users: machine-bound" in text
     assert str(tmp_path / "report.html") in text
     assert len(tax_table(report, "direct").rows) == 3 * len(LEVELS)
+
+
+def test_gateway_cpu_per_1k_tokens_and_its_tax(report):
+    # 8 tokens per 1.01 s cycle: 7.92 tok/s; 0.016 cores of pii: ~2.02 CPU-s per 1k tokens.
+    pii = next(s for s in report.scenarios if s.name == "pii" and s.concurrency == 1)
+    assert pii.gateway_cpu_s_per_1k_tokens == pytest.approx(0.016 / (8 / 1.01) * 1000)
+    direct = next(s for s in report.scenarios if s.name == "direct" and s.concurrency == 1)
+    assert direct.gateway_cpu_s_per_1k_tokens is None
+    over = next(t for t in report.tax
+                if (t.scenario, t.baseline, t.concurrency) == ("pii", "gateway", 1))
+    assert over.cpu_s_per_1k_tokens.value == pytest.approx(0.008 / (8 / 1.01) * 1000)
+    total = next(t for t in report.tax
+                 if (t.scenario, t.baseline, t.concurrency) == ("gateway", "direct", 1))
+    assert total.cpu_s_per_1k_tokens.value == pytest.approx(0.008 / (8 / 1.01) * 1000)
+
+
+def test_saturated_levels_are_flagged_and_the_headline_avoids_them(report):
+    levels = {lv.concurrency: lv for lv in report.levels}
+    assert levels[4].flags == ["machine-bound"] and levels[4].saturated
+    assert not levels[1].saturated
+    assert report.headline_concurrency == 1
+    rows = {(h.scenario, h.baseline) for h in report.headline}
+    assert rows == {("gateway", "direct"), ("pii", "gateway"), ("detoxify", "gateway")}
+    pii = next(h for h in report.headline if h.scenario == "pii")
+    assert pii.ttft_p50_ms.value == pytest.approx(499.0)
+    assert pii.harmful_catch_rate == pytest.approx(0.5) and pii.false_block_rate == 0.0
+    tax4 = next(t for t in report.tax if t.concurrency == 4 and t.scenario == "pii")
+    assert "machine-bound" in tax4.flags
+    table = headline_table(report)
+    assert table.title == "Headline at 1 user" and len(table.rows) == 3
+
+
+def test_p99_over_few_samples_is_marked_everywhere(report):
+    pii = next(s for s in report.scenarios if s.name == "pii")
+    assert pii.ttft_ms.n == 12 and not pii.ttft_ms.p99_supported
+    assert pii.itl_ms.n == 84 and not pii.itl_ms.p99_supported
+    row = next(t for t in report.tax if t.scenario == "pii")
+    assert row.ttft_ms.n_min == 12 and not row.ttft_ms.p99_supported
+    for table in (scenario_table(report), tax_table(report, "direct")):
+        p99 = table.headers.index("TTFT p99")
+        assert all(r[p99].endswith(FEW) for r in table.rows)
+        assert FEW in table.caption
+        p50 = table.headers.index("TTFT p50")
+        assert not any(r[p50].endswith(FEW) for r in table.rows)
+
+
+def test_html_and_markdown_open_with_the_headline(report, tmp_path):
+    plots = write_plots(report, tmp_path)
+    write_report(report, tmp_path, plots)
+    html = (tmp_path / "report.html").read_text()
+    assert html.index("id='headline'") < html.index("Latency and throughput")
+    assert html.index("safety_vs_tax") < html.index("Latency and throughput")
+    assert "Saturation" in html and "machine-bound" in html
+    md = (tmp_path / "report.md").read_text()
+    assert md.index("## Headline at 1 user") < md.index("## Latency and throughput")
+    assert "gw CPU s/1k tok" in md

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -103,3 +104,17 @@ def test_tax_skips_metrics_nobody_measured():
     row = tax_row(cell, base)
     assert row.deltas_ms == {}
     assert row.throughput_ratio.value == 0.0
+
+
+def test_throughput_from_each_users_cycles():
+    # Two users, 1 s per request, 5 tokens each: 10 tok/s and 2 req/s whatever the offset.
+    # Counting completions inside [first start, last start] would give 3 in 2.5 s here.
+    a = [replace(s, user=0) for s in closed_loop(0.1, 1.0, n=3)]
+    b = [replace(s, user=1, start=s.start + 0.5) for s in closed_loop(0.1, 1.0, n=3)]
+    tp = throughput(a + b)
+    assert tp.output_tokens_per_s == pytest.approx(10.0)
+    assert tp.requests_per_s == pytest.approx(2.0)
+    # A blocked or failed request is a cycle that delivered nothing.
+    c = [replace(s, user=0) for s in closed_loop(0.1, 1.0, n=3)]
+    c[0] = replace(c[0], blocked=True)
+    assert throughput(c).output_tokens_per_s == pytest.approx(2.5)

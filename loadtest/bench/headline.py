@@ -1,0 +1,63 @@
+"""The headline of a report: one line per monitor set, at the level the machine did not bound.
+
+Pure, over the validated report parts. The level is the highest concurrency that no
+scenario marked client-, upstream- or machine-bound: above it the tax is partly the
+load generator's or the machine's, not the gateway's. If every level is bounded, the
+lowest is used (and its flags are shown on every line).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from loadtest.bench import schema
+from loadtest.bench.cpu import is_saturated
+from loadtest.bench.tax import DIRECT, GATEWAY
+
+
+def level_summaries(rows: Sequence[schema.ScenarioRow]) -> list[schema.LevelSummary]:
+    levels: dict[int, list[str]] = {}
+    for row in rows:
+        flags = levels.setdefault(row.concurrency, [])
+        flags += [f for f in row.flags if f not in flags]
+    return [schema.LevelSummary(concurrency=level, flags=sorted(flags),
+                                saturated=is_saturated(flags))
+            for level, flags in sorted(levels.items())]
+
+
+def headline_level(levels: Sequence[schema.LevelSummary]) -> int | None:
+    free = [s.concurrency for s in levels if not s.saturated]
+    if free:
+        return max(free)
+    return min((s.concurrency for s in levels), default=None)
+
+
+def headline_rows(tax: Sequence[schema.TaxRow], safety: Sequence[schema.SafetyRow],
+                  scenarios: Sequence[schema.ScenarioRow],
+                  level: int | None) -> list[schema.HeadlineRow]:
+    """The bare gateway against direct, then each monitor set against the bare gateway."""
+    if level is None:
+        return []
+    by_safety = {s.scenario: s for s in safety}
+    cpu = {s.name: s.gateway_cpu_s_per_1k_tokens for s in scenarios if s.concurrency == level}
+    rows = []
+    for t in tax:
+        if t.concurrency != level:
+            continue
+        wanted = DIRECT if t.scenario == GATEWAY else GATEWAY
+        if t.baseline != wanted:
+            continue
+        s = by_safety.get(t.scenario)
+        rows.append(schema.HeadlineRow(
+            scenario=t.scenario, baseline=t.baseline, concurrency=level,
+            ttft_p50_ms=t.ttft_ms.p50 if t.ttft_ms else None,
+            e2e_p50_ms=t.e2e_ms.p50 if t.e2e_ms else None,
+            throughput_ratio=t.throughput_ratio,
+            gateway_cpu_s_per_1k_tokens=cpu.get(t.scenario),
+            cpu_s_per_1k_tokens=t.cpu_s_per_1k_tokens,
+            harmful_catch_rate=s.harmful_catch_rate if s else None,
+            false_block_rate=s.false_block_rate if s else None,
+            false_alter_rate=s.false_alter_rate if s else None,
+            flags=t.flags,
+        ))
+    return rows
