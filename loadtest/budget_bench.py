@@ -235,9 +235,9 @@ def run(args: argparse.Namespace) -> list[Round]:
 
 
 def table(rows: list[Round]) -> str:
-    lines = ["| scenario | clients | req/s | TTFT p50 | TTFT p95 | TTFT tax p50 | TTFT tax p95 "
-             "| E2E p95 | judge checks/s | judge busy | in time | skipped predicted | skipped late "
-             "| monitor errors | coverage | accounted |",
+    lines = [("| scenario | clients | req/s | TTFT p50 | TTFT p95 | TTFT tax p50 | TTFT tax p95 "
+              "| E2E p95 | judge checks/s | judge busy | in time | skipped predicted | skipped late "
+              "| monitor errors | coverage | accounted |"),
              "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for r in sorted(rows, key=lambda r: (r.clients, SCENARIOS.index(r.scenario))):
         gateway = r.scenario != "direct"

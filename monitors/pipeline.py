@@ -25,7 +25,13 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from monitors.admission import Deadline, ServiceEstimate, admits, batch_wait, retry_after
+from monitors.admission import (
+    Deadline,
+    ServiceEstimate,
+    admits,
+    batch_wait,
+    retry_after,
+)
 from monitors.base import Finding, Monitor, MonitorLoadError, MonitorOverloaded, Span
 from monitors.batcher import MicroBatcher
 from monitors.config import BudgetSpec, MonitorSpec

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from monitors.admission import Deadline, ServiceEstimate, admits, batch_wait, retry_after
+from monitors.admission import (
+    Deadline,
+    ServiceEstimate,
+    admits,
+    batch_wait,
+    retry_after,
+)
 
 
 class Clock:
