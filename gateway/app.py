@@ -52,7 +52,7 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
         if settings.audit.enabled:
             await audit.start()
         pipeline = MonitorPipeline(settings.monitors, metrics=metrics.monitors,
-                                   registry=monitor_registry,
+                                   registry=monitor_registry, budgets=settings.budgets,
                                    on_event=_audit_sink(audit, settings))
         pool = UpstreamPool(settings, http, metrics, clock=clock)
         try:

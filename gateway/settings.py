@@ -19,7 +19,7 @@ from pydantic import (
 
 from gateway.audit import AuditSettings
 from gateway.uncheckable import UncheckablePolicy
-from monitors.config import MonitorSpec, StreamingSpec
+from monitors.config import BudgetSpec, MonitorSpec, StreamingSpec
 
 ENV_PREFIX = "TAXGATE_"
 # Env values for these keys are comma-separated lists.
@@ -109,6 +109,8 @@ class Settings(BaseModel):
     health: Health = Field(default_factory=Health)
     monitors: list[MonitorSpec] = Field(default_factory=list)
     streaming: StreamingSpec = Field(default_factory=StreamingSpec)
+    # The most safety may add per stage check, in ms; degrade: skip monitors give way to it.
+    budgets: BudgetSpec = Field(default_factory=BudgetSpec)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     # Input the monitors cannot read as text (gateway/uncheckable.py); applies when an
     # enforcing input monitor is configured.

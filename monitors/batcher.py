@@ -108,6 +108,7 @@ class MicroBatcher:
         self._executor: ThreadPoolExecutor | None = None
         self._worker: asyncio.Task[None] | None = None
         self._batch_seconds = spec.max_wait_ms / 1000.0
+        self._busy = False
         self._closed = False
 
     @property
@@ -117,6 +118,16 @@ class MicroBatcher:
     @property
     def queued(self) -> int:
         return len(self._queue)
+
+    @property
+    def busy(self) -> bool:
+        """Whether a batch is being scored now (admission counts it ahead of new texts)."""
+        return self._busy
+
+    @property
+    def batch_seconds(self) -> float:
+        """The running estimate of one batch's duration."""
+        return self._batch_seconds
 
     async def start(self) -> None:
         if self._worker is not None:
@@ -177,6 +188,7 @@ class MicroBatcher:
                 self._queue_wait.observe(started - item.enqueued_at)
             self._batch_size.observe(len(batch))
             texts = [item.text for item in batch]
+            self._busy = True
             try:
                 findings = await loop.run_in_executor(self._executor, self._fn, texts)
                 if len(findings) != len(texts):
@@ -190,6 +202,7 @@ class MicroBatcher:
                 self._fail(batch, exc)
                 continue
             finally:
+                self._busy = False
                 elapsed = self._clock() - started
                 self._batch_seconds += _EWMA_WEIGHT * (elapsed - self._batch_seconds)
             for item, finding in zip(batch, findings):

@@ -50,6 +50,12 @@ class MonitorSpec(BaseModel):
     # ``stream_hold_chars``).
     stream_hold: Literal["monitor", "word", "sentence", "chars"] = "monitor"
     stream_hold_chars: int = Field(200, ge=1)
+    # Under a stage budget (``budgets``): ``skip`` lets this monitor be skipped for a
+    # request when its predicted wait does not fit the budget, or released from when it
+    # runs past it (its verdict then recorded like a shadow one); ``never`` waits for it
+    # (a fail-closed one sheds the request with 503 instead). Skipping is failing open, so
+    # ``on_error: closed`` and ``degrade: skip`` are refused together.
+    degrade: Literal["skip", "never"] = "never"
 
     @model_validator(mode="after")
     def _default_id(self) -> MonitorSpec:
@@ -57,6 +63,11 @@ class MonitorSpec(BaseModel):
             self.id = self.name
         if not self.stages:
             raise ValueError("stages must name at least one of: input, output")
+        if self.degrade == "skip" and self.on_error == "closed" and self.action != "shadow":
+            raise ValueError(
+                f"monitor {self.id!r}: degrade: skip lets checks through unchecked, which "
+                "on_error: closed forbids (on_error defaults to closed); set on_error: open "
+                "or degrade: never")
         return self
 
     @property
@@ -84,3 +95,21 @@ class StreamingSpec(BaseModel):
     # ``block`` ends the stream.
     max_hold_chars: int = Field(4096, ge=1)
     at_max_hold: Literal["release", "block"] = "release"
+
+
+class BudgetSpec(BaseModel):
+    """How long one check of a stage may take before ``degrade: skip`` monitors give way.
+
+    ``input``: the most the input monitors may add to a request. ``output``: the most one
+    window check may hold a stream. None: no budget (every check is waited for, up to
+    each monitor's ``timeout_ms``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: float | None = Field(None, gt=0, description="ms")
+    output: float | None = Field(None, gt=0, description="ms")
+
+    def seconds(self, stage: str) -> float | None:
+        ms = getattr(self, stage)
+        return None if ms is None else ms / 1000.0

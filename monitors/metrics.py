@@ -46,3 +46,15 @@ class MonitorMetrics:
             "Requests let through because a monitor failed and on_error is open.",
             ["monitor", "stage"], registry=registry,
         )
+        # Coverage under a stage budget: in_time / (in_time + skipped) per monitor and stage.
+        self.in_time = Counter(
+            "taxgate_monitor_checks_in_time_total",
+            "Enforcing checks whose verdict arrived within the stage budget (or with none set).",
+            ["monitor", "stage"], registry=registry,
+        )
+        self.skipped = Counter(
+            "taxgate_monitor_skipped_total",
+            "Checks a degrade: skip monitor gave up under the stage budget: predicted (not "
+            "queued, its predicted wait did not fit) or late (admitted, released at the budget).",
+            ["monitor", "stage", "reason"], registry=registry,
+        )

@@ -5,6 +5,12 @@ that fails is never ignored: it blocks when configured ``on_error: closed`` and 
 counted as a fail-open pass when ``open``. Shadow monitors run off the critical
 path; their verdicts are recorded when they finish.
 
+Under a stage budget (``budgets``, see monitors/admission.py) a ``degrade: skip``
+monitor whose predicted wait does not fit what is left of the budget is not queued
+(skipped, counted), and one that runs past it is let go of: the request moves on and
+the verdict, when it comes, is recorded like a shadow one. A fail-closed monitor is
+never skipped: predicted over budget, it sheds the request (MonitorOverloaded: 503).
+
 Metrics are labelled with the monitor's *id* (the same monitor name may be
 configured twice, e.g. with different thresholds per stage).
 """
@@ -15,13 +21,20 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from monitors.admission import (
+    Deadline,
+    ServiceEstimate,
+    admits,
+    batch_wait,
+    retry_after,
+)
 from monitors.base import Finding, Monitor, MonitorLoadError, MonitorOverloaded, Span
 from monitors.batcher import MicroBatcher
-from monitors.config import MonitorSpec
+from monitors.config import BudgetSpec, MonitorSpec
 from monitors.holds import chars_hold, sentence_hold, word_hold
 from monitors.metrics import MonitorMetrics
 from monitors.redact import apply_redactions, excerpt
@@ -71,6 +84,8 @@ class StageResult:
     annotations: list[Decision]
     decisions: list[Decision]
     elapsed_s: float
+    # Ids of degrade: skip monitors that gave way to the stage budget on this check.
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def blocked(self) -> bool:
@@ -112,6 +127,19 @@ class _Entry:
     score: Callable[[Sequence[str]], Awaitable[list[Finding]]]
     batcher: MicroBatcher | None = None
     inline: bool = False  # a cheap sync check, called on the event loop
+    # Async monitors: what admission under a budget predicts from (batchers know their own).
+    estimate: ServiceEstimate | None = None
+
+    def predicted(self, incoming: int) -> tuple[float, int]:
+        """(seconds a check of ``incoming`` texts started now would take, texts ahead of it)."""
+        if self.batcher is not None:
+            batcher = self.batcher
+            ahead = batcher.queued + (1 if batcher.busy else 0)
+            return batch_wait(batcher.queued, incoming, batcher.policy.max_batch,
+                              batcher.batch_seconds, batcher.busy), ahead
+        if self.estimate is not None:
+            return self.estimate.predict(), self.estimate.in_flight
+        return 0.0, 0
 
 
 @dataclass
@@ -158,6 +186,7 @@ class MonitorPipeline:
         registry: MonitorRegistry | None = None,
         on_event: EventSink | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        budgets: BudgetSpec | None = None,
     ) -> None:
         ids = [spec.id for spec in specs]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
@@ -170,6 +199,7 @@ class MonitorPipeline:
         self._registry = registry
         self._on_event = on_event
         self._clock = clock
+        self._budgets = budgets if budgets is not None else BudgetSpec()
         self._entries: list[_Entry] = []
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._children: dict[tuple, object] = {}
@@ -191,11 +221,19 @@ class MonitorPipeline:
                 message = str(exc) if str(exc).startswith(prefix) else prefix + str(exc)
                 raise MonitorLoadError(message) from exc
             self._entries.append(await self._wire(spec, monitor))
+        for spec in self._specs:
+            if spec.action == "shadow":
+                continue
+            for stage in spec.stages:
+                # Created up front so coverage reads 1 (not "no data") before any skip.
+                self._child(self._metrics.in_time, monitor=spec.id, stage=stage)
+                for reason in ("predicted", "late"):
+                    self._child(self._metrics.skipped, monitor=spec.id, stage=stage, reason=reason)
         self._started = True
 
     async def _wire(self, spec: MonitorSpec, monitor: Monitor) -> _Entry:
         if inspect.iscoroutinefunction(monitor.check):
-            return _Entry(spec, monitor, monitor.check)
+            return _Entry(spec, monitor, monitor.check, estimate=ServiceEstimate())
         if monitor.inline:
             return _Entry(spec, monitor, _inline(monitor), inline=True)
         batcher = MicroBatcher(monitor.check, spec.batch, name=spec.id, metrics=self._metrics, clock=self._clock)
@@ -304,14 +342,20 @@ class MonitorPipeline:
                 self._spawn_shadow(entry, stage, texts, request_id, watched, context)
             else:
                 enforced.append((entry, watched))
-        def evaluate(entry: _Entry, watched: tuple[int, ...]) -> Awaitable[_Outcome]:
+        budget_s = self._budgets.seconds(stage)
+        deadline = Deadline(started, budget_s) if budget_s is not None else None
+
+        def evaluate(entry: _Entry, watched: tuple[int, ...]) -> Awaitable[_Outcome | None]:
             read = tuple(whole) if whole is not None and entry.spec.action == "redact" else texts
-            return self._evaluate(entry, stage, read, request_id, watched)
+            run = self._evaluate(entry, stage, read, request_id, watched)
+            if deadline is None or entry.inline:
+                return run  # inline checks take microseconds: nothing to predict
+            return self._budgeted(entry, stage, run, len(watched), deadline, request_id, context)
 
         # Streams check at nearly every token: inline monitors are called directly and a
         # task per monitor is made only where two or more can wait at once.
         outcomes: list[_Outcome | None] = [None] * len(enforced)
-        waiting = []
+        waiting: list[int] = []
         for position, (entry, watched) in enumerate(enforced):
             if entry.inline:
                 outcomes[position] = await evaluate(entry, watched)
@@ -324,8 +368,13 @@ class MonitorPipeline:
                     *(evaluate(*enforced[position]) for position in waiting)), strict=True):
                 outcomes[position] = outcome
         overloaded: MonitorOverloaded | None = None
-        for outcome in outcomes:
+        for (entry, _), outcome in zip(enforced, outcomes, strict=True):
+            if outcome is None:  # gave way to the budget: counted where it was decided
+                result.skipped.append(entry.spec.id)
+                continue
             decision = outcome.decision
+            if decision.error is None:
+                self._child(self._metrics.in_time, monitor=decision.monitor_id, stage=stage).inc()
             decision.context = context
             self._record(decision, request_id)
             result.decisions.append(decision)
@@ -346,6 +395,63 @@ class MonitorPipeline:
     def apply(self, result: StageResult, texts: Sequence[str]) -> list[str]:
         """``texts`` with the stage's redactions applied."""
         return apply_result(result, texts)
+
+    async def _budgeted(self, entry: _Entry, stage: str, run: Coroutine[None, None, _Outcome], incoming: int,
+                        deadline: Deadline, request_id: str, context: Mapping[str, str]
+                        ) -> _Outcome | None:
+        """``run`` under the stage budget; None when a ``degrade: skip`` monitor gave way."""
+        spec = entry.spec
+        remaining = deadline.remaining(self._clock())
+        predicted, ahead = entry.predicted(incoming)
+        if not admits(predicted, remaining, ahead):
+            if spec.degrade == "skip":
+                run.close()  # never started: nothing queued, nothing to wait for
+                self._child(self._metrics.skipped, monitor=spec.id, stage=stage,
+                            reason="predicted").inc()
+                return None
+            if spec.on_error == "closed":
+                run.close()
+                # Queueing would only make the request wait past its budget and then block:
+                # shed it now, with a Retry-After from the prediction.
+                logger.warning("monitor %r predicted %.0f ms at stage %s, request %s: shed",
+                               spec.id, predicted * 1000, stage, request_id)
+                return self._failure(spec, stage, "overload", 0.0,
+                                     MonitorOverloaded(spec.id, retry_after(predicted)))
+        if spec.degrade != "skip":
+            return await run
+        task = asyncio.ensure_future(run)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=max(0.0, remaining))
+        except BaseException:
+            task.cancel()  # the request went away: so does its check
+            raise
+        if task in done:
+            return task.result()
+        self._child(self._metrics.skipped, monitor=spec.id, stage=stage, reason="late").inc()
+        # Still bounded by timeout_ms; close() waits for it like a shadow check.
+        self._shadow_tasks.add(task)
+        task.add_done_callback(self._shadow_tasks.discard)
+        task.add_done_callback(lambda finished: self._late_verdict(finished, request_id, context))
+        return None
+
+    def _late_verdict(self, task: asyncio.Task[_Outcome], request_id: str,
+                      context: Mapping[str, str]) -> None:
+        """Record a check that finished after the request moved on, as a shadow verdict:
+        audited and counted, enforcing nothing (its action reads ``shadow`` on a hit)."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            logger.error("late monitor check failed: %r", exc)
+            return
+        decision = task.result().decision
+        if decision.hit:
+            decision.action = "shadow"
+        elif decision.action == "block":  # a fail-closed error: it blocked nothing
+            decision.action = "pass"
+        decision.failed_open = False  # already counted as skipped (late)
+        decision.context = context
+        self._record(decision, request_id)
 
     def _spawn_shadow(self, entry: _Entry, stage: str, texts: tuple[str, ...], request_id: str,
                       watched: tuple[int, ...], context: Mapping[str, str]) -> None:
@@ -378,6 +484,7 @@ class MonitorPipeline:
         error: str | None = None
         overloaded: MonitorOverloaded | None = None
         findings: list[Finding] = []
+        ticket = entry.estimate.begin(started, len(texts)) if entry.estimate is not None else None
         try:
             if entry.inline and sum(len(text) for text in texts) <= entry.monitor.inline_max_chars:
                 findings = entry.monitor.check(texts)  # microseconds: no timer, no task
@@ -402,6 +509,9 @@ class MonitorPipeline:
             )
             # The message may quote the text being checked; keep it out of normal logs.
             logger.debug("monitor %r failure detail", spec.id, exc_info=exc)
+        finally:
+            if ticket is not None:
+                entry.estimate.end(ticket, self._clock())
         duration = self._clock() - started
         self._child(self._metrics.duration, monitor=spec.id, stage=stage).observe(duration)
         if error is not None:

@@ -165,6 +165,19 @@ def latency() -> list[dict]:
                        target(f"route_model:taxgate_e2e_tax_seconds:quantile1m{{{GW}}}",
                               "E2E {{route}} {{model}} q{{quantile}}"),
                    ]),
+        # What the tax budget buys is read beside what it costs: coverage lost.
+        timeseries("Monitor coverage under the budget", "Share of each monitor's checks whose "
+                   "verdict came within the stage budget (budgets); the rest were skipped "
+                   "(degrade: skip). 1 = every request checked in time.", "percentunit",
+                   [target("monitor_stage:taxgate_monitor_coverage:ratio_rate5m",
+                           "{{monitor}}/{{stage}}")]),
+        timeseries("Checks skipped under the budget", "degrade: skip checks given up per "
+                   "second: predicted (not queued: the predicted wait did not fit) and late "
+                   "(released at the budget; the verdict is audited as shadow).", "ops",
+                   [target(rate("taxgate_monitor_skipped_total", "", "monitor, stage, reason"),
+                           "{{monitor}}/{{stage}} {{reason}}"),
+                    target(rate("taxgate_monitor_checks_in_time_total", "", "monitor, stage"),
+                           "{{monitor}}/{{stage}} in time")]),
     ]
 
 
