@@ -14,7 +14,8 @@ Throughput is texts completed / (last completion - round start); latency is one
 text's submit-to-verdict time (queue wait included); the mean batch size comes from
 the batcher's own ``taxgate_monitor_batch_size`` histogram, on a fresh registry per
 round. "texts/CPU-s" divides by this process's CPU time instead of wall time, which
-other processes on a shared machine disturb less. "pad %" is the share of the tokens the model computed that were padding:
+other processes on a shared machine disturb less. "pad %" is the share of the tokens the model
+computed that were padding:
 Detoxify pads a batch to its longest text, so on a CPU batching trades per-call
 overhead for wasted FLOPs.
 """
@@ -165,7 +166,7 @@ def split_encodable(texts: Sequence[str], encoded: Sequence[Sequence[int]],
     """
     usable: dict[str, int] = {}
     dropped = []
-    for text, ids in zip(texts, encoded):
+    for text, ids in zip(texts, encoded, strict=True):
         if max(ids, default=0) < vocab_size:
             usable[text] = len(ids)
         else:

@@ -168,7 +168,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         now = self._clock()
         futures = [loop.create_future() for _ in texts]
-        self._queue.extend(_Pending(text, now, future) for text, future in zip(texts, futures))
+        self._queue.extend(_Pending(text, now, future) for text, future in zip(texts, futures, strict=True))
         self._arrived.set()
         try:
             return list(await asyncio.gather(*futures))
@@ -205,7 +205,11 @@ class MicroBatcher:
                 self._busy = False
                 elapsed = self._clock() - started
                 self._batch_seconds += _EWMA_WEIGHT * (elapsed - self._batch_seconds)
-            for item, finding in zip(batch, findings):
+            if len(findings) != len(batch):
+                self._fail(batch, ValueError(f"monitor {self._name!r} returned {len(findings)} "
+                                             f"findings for {len(batch)} texts"))
+                continue
+            for item, finding in zip(batch, findings, strict=True):
                 if not item.future.done():
                     item.future.set_result(finding)
 

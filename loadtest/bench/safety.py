@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 import httpx
 
 from loadtest.bench.stats import rate, wilson
-from loadtest.datasets import DatasetSpec, load_dataset
 from loadtest.bench.traffic import Outcome, chat, chat_body, pool_limits
+from loadtest.datasets import DatasetSpec, load_dataset
 
 REDACTION_MARK = "[REDACTED:"
 VERDICTS = ("blocked", "altered", "flagged", "passed", "error")
