@@ -190,5 +190,8 @@ def test_load_generator_runs_timed_and_sized_rounds_in_one_process(tmp_path):
     assert 1.0 <= took < 8.0  # ran for its second, then drained (no 60 s ceiling)
     assert len(samples) > 2 and {s.user for s in samples} == {0, 1}
     assert all(s.ok for s in samples + again)
-    assert len(again) == 7 and {s.user for s in again} == {0, 1, 2}
+    # Exactly the requests asked for, shared by the users (a user staggered last may find
+    # none left on an instant upstream).
+    users = {s.user for s in again}
+    assert len(again) == 7 and users <= {0, 1, 2} and len(users) >= 2
     assert generator.proc.poll() == 0  # stopped cleanly at the end

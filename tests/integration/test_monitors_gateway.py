@@ -215,3 +215,46 @@ def test_audit_complete_after_blocks_and_clean_shutdown(start_gateway, vllm_serv
                                                                          "block", True)
         assert event.score == 1.0 and event.ts > 0
         assert "harbour" not in event.excerpt  # the flagged text is masked in the excerpt
+
+
+def test_pii_redact_and_profanity_block_together_streamed_and_not(start_gateway, vllm_server,
+                                                                   learned):
+    """The typical deployment on the real server: a pattern monitor that redacts (the
+    learned word stands in for a secret: random weights write no e-mail addresses), pii
+    redact and the profanity classifier holding each word until it is complete."""
+    text, word = learned
+    gateway = start_gateway(upstreams=[vllm_server.base_url], monitors=[
+        blocklist(word, "redact"),
+        {"name": "pii", "stages": ["output"], "action": "redact"},
+        {"name": "profanity", "stages": ["output"], "action": "block", "threshold": 0.95}])
+    client = client_for(gateway)
+    expected = text.replace(word, "[REDACTED:BLOCKLIST]")
+    whole = client.chat.completions.create(model=vllm_server.model, messages=PROMPT, **FIXED)
+    assert whole.choices[0].message.content == expected
+    streamed, finish = stream_text(client, vllm_server.model)
+    assert streamed == expected and finish == ["length"]
+    assert gateway.sample("taxgate_stream_checks_count") >= 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_logprobs_carry_no_flagged_text(start_gateway, vllm_server, learned, stream):
+    text, word = learned
+    gateway = start_gateway(upstreams=[vllm_server.base_url],
+                            monitors=[blocklist(word, "redact")])
+    client = client_for(gateway)
+    extra = {"logprobs": True, "top_logprobs": 2}
+    if stream:
+        chunks = list(client.chat.completions.create(
+            model=vllm_server.model, messages=PROMPT, stream=True, **FIXED, **extra))
+        content = "".join((c.choices[0].delta.content or "") for c in chunks if c.choices)
+        entries = [e for c in chunks if c.choices and c.choices[0].logprobs
+                   for e in c.choices[0].logprobs.content or ()]
+    else:
+        choice = client.chat.completions.create(model=vllm_server.model, messages=PROMPT,
+                                                **FIXED, **extra).choices[0]
+        content, entries = choice.message.content, choice.logprobs.content
+    assert content == text.replace(word, "[REDACTED:BLOCKLIST]")
+    tokens = "".join(entry.token for entry in entries)
+    assert word not in tokens and "[REDACTED:BLOCKLIST]" in tokens
+    masked = [entry for entry in entries if entry.token == "[REDACTED:BLOCKLIST]"]
+    assert masked and all(not entry.top_logprobs for entry in masked)  # alternatives gone too
