@@ -117,7 +117,7 @@ class ResponsesRelay:
             self._policy: HoldBack | StreamFirst = HoldBack(
                 ROUTE, self._check, self._hold, overlap=streaming.overlap_chars,
                 max_hold_chars=streaming.max_hold_chars, at_max_hold=streaming.at_max_hold,
-                clock=rec.clock)
+                clock=rec.clock, on_release=self._released)
         else:
             self._policy = StreamFirst(ROUTE, self._check, self._hold,
                                        overlap=streaming.overlap_chars)
@@ -155,7 +155,10 @@ class ResponsesRelay:
             yield self._write(self._fail(midstream_error(exc, self._call.replica.url,
                                                          self._idle_s), "midstream"))
         finally:
-            self._metrics.stream_checks.observe(self._policy.stats.checks)
+            stats = self._policy.stats
+            self._metrics.stream_checks.observe(stats.checks)
+            if stats.hold_cap_released:
+                self._metrics.stream_hold_cap.labels("release").inc(stats.hold_cap_released)
             self._rec.close()
             await self._policy.close()
             await self._call.aclose()
@@ -281,6 +284,12 @@ class ResponsesRelay:
     def _hold(self, text: str, start: int, kind: str) -> int:
         return self._pipeline.hold("output", text, start, kind)
 
+    def _released(self, delay: float, chars: int) -> None:
+        self._metrics.stream_holdback.observe(delay)
+        self._metrics.stream_held_chars.observe(chars)
+        if self._ctx.first_sent is None:
+            self._ctx.add_phase("holdback", delay)  # as MonitoredRelay counts it
+
     # -- encode ---------------------------------------------------------------------
     def _encode(self, out: Out) -> tuple[bytes, bool]:
         item = out.item
@@ -301,6 +310,8 @@ class ResponsesRelay:
         self._metrics.stream_blocks.labels(self._mode).inc()
         if stop.leaked:
             self._metrics.stream_leaked_tokens.inc(stop.leaked)
+        if stop.reason == "hold_cap":
+            self._metrics.stream_hold_cap.labels("block").inc()
         response = orjson.loads(orjson.dumps(self._response)) if self._response else {}
         block_response(response, self._refusal)
         if self._ctx.flags:

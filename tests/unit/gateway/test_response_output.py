@@ -121,3 +121,26 @@ async def test_reasoning_and_function_call_arguments_are_redacted_streamed(tmp_p
     assert last[0]["content"][0]["text"] == reasoning
     assert last[1]["arguments"] == arguments
     assert [e["type"] for e in events][-1] == "response.completed"
+
+
+@pytest.mark.parametrize("mode", ["holdback", "stream_first"])
+async def test_a_text_never_streamed_is_checked_where_it_appears(tmp_path, mode):
+    """A function call's name comes whole in ``output_item.added``: checked there."""
+    call = {"type": "function_call", "id": "fc", "call_id": "c", "name": "forbiddenword",
+            "arguments": ""}
+    reads = [event("response.created", response={"id": "r", "status": "in_progress",
+                                                  "output": []}, sequence_number=0),
+             event("response.output_item.added", output_index=0, item=call,
+                   sequence_number=1),
+             event("response.completed", response={"id": "r", "status": "completed",
+                                                   "output": [call]}, sequence_number=2)]
+    monitors = [{"name": "blocklist", "stages": ["output"], "keywords": ["forbiddenword"]}]
+    async with gateway(upstream(reads), tmp_path, monitors=monitors,
+                       streaming={"mode": mode}) as client:
+        response = await client.post("/v1/responses", json={"model": "m", "input": "hi",
+                                                            "stream": True})
+    assert "forbiddenword" not in response.text
+    events = typed(response.text)
+    assert [e["type"] for e in events] == ["response.created", "response.incomplete"]
+    assert events[-1]["sequence_number"] == 2
+    assert events[-1]["response"]["incomplete_details"] == {"reason": "content_filter"}
