@@ -198,6 +198,11 @@ class ResponsesRelay:
                 self._rec.usage(data["response"].get("usage"))
                 self._finished = True
                 return out
+            if data["type"] == "error":
+                # The upstream ended a failed stream itself: passed on, as chat passes
+                # vLLM's error chunk; nothing may follow it.
+                self._finished = True
+                return out
         out += await self._run(self._policy.feed(items))
         return out
 

@@ -168,3 +168,15 @@ async def test_stream_blocked_ends_incomplete_with_the_refusal(tmp_path):
     assert final["type"] == "response.incomplete"
     assert final["response"]["incomplete_details"] == {"reason": "content_filter"}
     assert final["response"]["status"] == "incomplete"
+
+
+async def test_the_upstreams_error_event_ends_the_stream(tmp_path):
+    reads = stream_reads(["one"])[:2] + [
+        b'event: error\ndata: {"type":"error","code":"server_error","message":"boom",'
+        b'"param":null,"sequence_number":5}\n\n']
+    async with gateway(upstream(reads), tmp_path, monitors=PII_OUT) as client:
+        response = await client.post("/v1/responses", json={"model": "m", "input": "hi",
+                                                            "stream": True})
+    events = typed(response.text)
+    assert [e["type"] for e in events][-2:] == ["response.output_text.delta", "error"]
+    assert events[-1]["message"] == "boom"
