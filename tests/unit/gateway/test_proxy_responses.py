@@ -64,6 +64,7 @@ async def test_request_forwarded_byte_for_byte_and_answer_untouched(tmp_path):
         assert client.registry.get_sample_value(
             "taxgate_completion_tokens_total", {"model": "m"}) == 4
     assert response.status_code == 200 and response.content == answer
+    assert "upstream;dur=" in response.headers["server-timing"]
     assert seen == [raw]
 
 
