@@ -58,8 +58,9 @@ def usage_counts(usage: Any) -> tuple[int, int] | None:
     if not isinstance(usage, dict):
         raise ProtocolViolation(f"usage is {type(usage).__name__}, not an object")
     counts = []
-    for key in ("prompt_tokens", "completion_tokens"):
-        value = usage.get(key, 0)
+    # The Responses API names them input_tokens and output_tokens.
+    for key, alias in (("prompt_tokens", "input_tokens"), ("completion_tokens", "output_tokens")):
+        value = usage.get(key, usage.get(alias, 0))
         if value is None:
             value = 0
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -159,6 +160,9 @@ def set_field(route: str, choice: dict, key: str, text: str, *, streamed: bool) 
     """Write ``text`` into the field ``key`` of ``choice`` (the inverse of choice_fields)."""
     if key == "logprobs":
         raise ValueError("logprobs are rewritten with redact_logprobs")
+    if route == "responses":  # a Responses stream's delta event (gateway.responses_relay)
+        choice["delta"] = text
+        return
     if route == "completions":
         choice["text"] = text
         return

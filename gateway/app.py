@@ -101,6 +101,9 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
     async def completions(request: Request) -> Response:
         return await request.app.state.proxy.handle(request, "completions")
 
+    async def responses(request: Request) -> Response:
+        return await request.app.state.proxy.handle(request, "responses")
+
     async def models(request: Request) -> Response:
         if (denied := refused(request)) is not None:  # vLLM asks for its key here too
             return denied
@@ -132,6 +135,7 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
 
     app.add_route("/v1/chat/completions", chat, methods=["POST"])
     app.add_route("/v1/completions", completions, methods=["POST"])
+    app.add_route("/v1/responses", responses, methods=["POST"])
     app.add_route("/v1/models", models, methods=["GET"])
     app.add_route("/health", health, methods=["GET"])
     app.add_route("/ready", ready, methods=["GET"])
@@ -144,7 +148,8 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
         error.code = "not_found" if exc.status_code == 404 else "method_not_allowed"
         if exc.status_code == 404:
             error = NotFound(f"no route {request.method} {request.url.path}; the gateway serves "
-                             "/v1/chat/completions, /v1/completions and /v1/models")
+                             "/v1/chat/completions, /v1/completions, /v1/responses and "
+                             "/v1/models")
         metrics.requests.labels("other", "unknown", str(error.status)).inc()
         return Response(error.body_bytes(), status_code=error.status,
                         media_type="application/json")
@@ -152,7 +157,8 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
     app.add_exception_handler(HTTPException, http_error)
     # Added last runs first: a request on the wrong listener is refused before anything.
     app.add_middleware(BodyTimeout, timeout_s=settings.timeouts.client_body_s)
-    routes = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
+    routes = {"/v1/chat/completions": "chat", "/v1/completions": "completions",
+              "/v1/responses": "responses"}
     # The completion routes count their own stopped requests (Proxy.handle).
     app.add_middleware(DrainMiddleware, drain=drain, on_stopped=lambda path: None
                        if path in routes else metrics.requests.labels("other", "unknown",

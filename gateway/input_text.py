@@ -121,6 +121,9 @@ def read_input(request: ParsedRequest, *, check_tools: bool) -> InputView:
     body = request.body
     if body.get("prompt_embeds") not in (None, [], ""):
         view.uncheckable.append(Uncheckable("embeddings", "prompt_embeds"))
+    if request.route == "responses":
+        _read_responses(body, view, check_tools=check_tools)
+        return view
     if request.route == "chat":
         for index, message in enumerate(body["messages"]):
             view.add(list(_message_fields(message, ("messages", index), view)))
@@ -151,6 +154,58 @@ def read_input(request: ParsedRequest, *, check_tools: bool) -> InputView:
     return view
 
 
+def _read_responses(body: dict[str, Any], view: InputView, *, check_tools: bool) -> None:
+    """The Responses API: ``instructions``, then ``input`` (a string, or one text per
+    item), then the tool definitions."""
+    if body.get("instructions") is not None:
+        view.add([(("instructions",), _text(body["instructions"], ("instructions",)))])
+    given = body["input"]
+    if isinstance(given, str):
+        view.add([(("input",), given)])
+    else:
+        for index, item in enumerate(given):
+            view.add(list(_item_fields(item, ("input", index), view)))
+    if check_tools:
+        for index, tool in enumerate(_list(body.get("tools"))):
+            view.add(list(_strings(tool, ("tools", index))))
+
+
+def _item_fields(item: Any, where: Path, view: InputView) -> Iterator[tuple[Path, str]]:
+    """One input item: a message (``type`` ``message`` or absent), a function call or its
+    output, a reasoning item. Any other item (an ``item_reference`` to stored state, a
+    built-in tool's call) is input no monitor here reads: listed as ``other``."""
+    if not isinstance(item, dict):
+        param = _dotted(where)
+        raise BadRequest(f"invalid request: {param}: must be an object", param=param)
+    kind = item.get("type", "message")
+    if kind == "message":
+        content = item.get("content")
+        if not isinstance(content, (str, list)):
+            param = _dotted((*where, "content"))
+            raise BadRequest(f"invalid request: {param}: must be a string or a list of "
+                             f"content parts, not {_json_type(content)}", param=param)
+        yield from _message_fields(item, where, view)
+    elif kind == "function_call":
+        for key in ("name", "arguments"):
+            if item.get(key) is not None:
+                yield (*where, key), _text(item[key], (*where, key))
+    elif kind == "function_call_output":
+        output = item.get("output")
+        if isinstance(output, list):
+            for index, part in enumerate(output):
+                yield from _part_fields(part, (*where, "output", index), view)
+        else:
+            yield (*where, "output"), _text(output, (*where, "output"))
+    elif kind == "reasoning":
+        for key in ("summary", "content"):
+            for index, part in enumerate(_list(item.get(key))):
+                if isinstance(part, dict) and part.get("text") is not None:
+                    path = (*where, key, index, "text")
+                    yield path, _text(part["text"], path)
+    else:
+        view.uncheckable.append(Uncheckable("other", _dotted(where)))
+
+
 def _message_fields(message: dict[str, Any], where: Path, view: InputView
                     ) -> Iterator[tuple[Path, str]]:
     content = message.get("content")
@@ -174,6 +229,10 @@ def _message_fields(message: dict[str, Any], where: Path, view: InputView
 
 def _part_fields(part: dict[str, Any], where: Path, view: InputView
                  ) -> Iterator[tuple[Path, str]]:
+    if not isinstance(part, dict):  # validated for chat; a Responses item's parts are not
+        param = _dotted(where)
+        raise BadRequest(f"invalid request: {param}: a content part must be an object",
+                         param=param)
     kind = part.get("type")
     if not isinstance(kind, str):
         kind = None  # vLLM then infers the type from the part's keys, as below

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, m
 
 from gateway.errors import BadRequest
 
-Route = Literal["chat", "completions"]
+Route = Literal["chat", "completions", "responses"]
 
 
 class ChatMessage(BaseModel):
@@ -52,7 +52,20 @@ class CompletionRequest(BaseModel):
         return self
 
 
-_MODELS = {"chat": ChatRequest, "completions": CompletionRequest}
+class ResponsesRequest(BaseModel):
+    """The Responses API request: ``input`` is a string or a list of items (messages,
+    function call outputs, ...), read by ``gateway.input_text``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    input: str | list[Any]
+    instructions: str | None = None
+    stream: bool = False
+
+
+_MODELS = {"chat": ChatRequest, "completions": CompletionRequest,
+           "responses": ResponsesRequest}
 
 
 @dataclass(slots=True)

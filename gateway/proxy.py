@@ -43,7 +43,9 @@ from gateway.metrics import GatewayMetrics
 from gateway.monitored_relay import MonitoredRelay
 from gateway.protocol import ParsedRequest, Route, parse_request
 from gateway.recorder import StreamRecorder
-from gateway.relay import midstream_error, relay_raw
+from gateway.relay import RESPONSES_ENDS, midstream_error, relay_raw
+from gateway.response_output import block_response, response_texts, set_text
+from gateway.responses_relay import ResponsesRelay
 from gateway.settings import Settings
 from gateway.uncheckable import settle
 from gateway.upstream import UpstreamCall, UpstreamPool
@@ -52,7 +54,10 @@ from monitors.redact import apply_redactions
 
 log = logging.getLogger("taxgate.proxy")
 
-PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
+PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions",
+         "responses": "/v1/responses"}
+# The request field a blocked input is reported on, by route.
+INPUT_PARAM = {"chat": "messages", "completions": "prompt", "responses": "input"}
 FLAGS_HEADER = "x-taxgate-flags"
 # A client's x-request-id is forwarded upstream and written to logs: printable ASCII
 # only, bounded; anything else is replaced by a fresh id.
@@ -248,8 +253,7 @@ class Proxy:
         if result.blocked_by is not None:
             await self._flush_audit()
             raise ContentBlocked(f"the request was blocked by the {result.blocked_by.monitor_id}"
-                                 " safety monitor", param="messages" if ctx.route == "chat"
-                                 else "prompt")
+                                 " safety monitor", param=INPUT_PARAM[ctx.route])
         if result.redacted:
             return view.redacted_body(parsed.body, result.redactions)
         return raw
@@ -267,6 +271,8 @@ class Proxy:
         finally:
             await call.aclose()
         ctx.upstream_first = ctx.upstream_last = self._clock()
+        if ctx.route == "responses":
+            return await self._whole_response(body, call.replica.url, ctx)
         try:
             payload = orjson.loads(body)
             choices = choices_of(payload, streamed=False)
@@ -282,6 +288,41 @@ class Proxy:
             ctx.prompt_tokens, ctx.completion_tokens = counts
         if fields and await self._output_monitors(choices, fields, ctx):
             body = orjson.dumps(payload)
+        return await self._reply(body, ctx)
+
+    async def _whole_response(self, body: bytes, url: str, ctx: RequestContext) -> Response:
+        """A Responses API object: every output text checked, redacted in place; a block
+        replaces the output with the refusal (status ``incomplete``, ``content_filter``)."""
+        try:
+            payload = orjson.loads(body)
+            if not isinstance(payload, dict):
+                raise ProtocolViolation("the answer is not a JSON object")
+            texts = response_texts(payload) if self._check_output else []
+            counts = usage_counts(payload.get("usage"))
+        except (orjson.JSONDecodeError, ProtocolViolation) as exc:
+            self._metrics.upstream_errors.labels(url, "protocol").inc()
+            raise UpstreamError(f"upstream {url} answered a body that is not a Response "
+                                f"({exc})") from None
+        if counts is not None:
+            ctx.prompt_tokens, ctx.completion_tokens = counts
+        if texts:
+            started = self._clock()
+            result = await self._pipeline.check(
+                "output", [t.text for t in texts], request_id=ctx.request_id,
+                kinds=[t.kind for t in texts], context={"route": ctx.route, "model": ctx.model})
+            ctx.add_phase("output_monitors", self._clock() - started)
+            self._note_flags(result, ctx)
+            if result.blocked_by is not None:
+                block_response(payload, self._settings.refusal_message)
+                body = orjson.dumps(payload)
+            elif result.redacted:
+                for text, spans in zip(texts, result.redactions, strict=True):
+                    if spans:
+                        set_text(payload, text.path, apply_redactions(text.text, spans))
+                body = orjson.dumps(payload)
+        return await self._reply(body, ctx)
+
+    async def _reply(self, body: bytes, ctx: RequestContext) -> Response:
         await self._flush_audit()
         ctx.first_sent = ctx.last_sent = self._clock()
         headers = {"x-request-id": ctx.request_id,
@@ -324,10 +365,17 @@ class Proxy:
         rec = StreamRecorder(ctx, self._metrics.itl.labels(*labels),
                              lambda kind: errors.labels(call.replica.url, kind).inc(), self._clock)
         idle_s = self._settings.timeouts.idle_s
-        if self._check_output:
-            body: AsyncIterator[bytes] = MonitoredRelay(
+        if self._check_output and ctx.route == "responses":
+            body: AsyncIterator[bytes] = ResponsesRelay(
+                call, rec, pipeline=self._pipeline, streaming=self._settings.streaming,
+                metrics=self._metrics, idle_s=idle_s,
+                refusal=self._settings.refusal_message).__aiter__()
+        elif self._check_output:
+            body = MonitoredRelay(
                 call, rec, pipeline=self._pipeline, streaming=self._settings.streaming,
                 metrics=self._metrics, idle_s=idle_s).__aiter__()
+        elif ctx.route == "responses":
+            body = relay_raw(call, rec, idle_s, RESPONSES_ENDS)
         else:
             body = relay_raw(call, rec, idle_s)
         body = self._drain.guard(body, ctx)  # at shutdown: a shutting_down event, not a cut

@@ -22,7 +22,7 @@ log = logging.getLogger("taxgate.relay")
 
 # A field that carries text a client reads, non-empty; any JSON spacing.
 _TEXT_FIELD = re.compile(
-    rb'"(?:content|text|reasoning_content|reasoning|arguments|refusal)"\s*:\s*"(?!")')
+    rb'"(?:content|text|reasoning_content|reasoning|arguments|refusal|delta)"\s*:\s*"(?!")')
 _USAGE = re.compile(rb'"usage"\s*:\s*(?!null)')
 _DONE = b"data: [DONE]"
 
@@ -45,7 +45,11 @@ def usage_from(data: bytes) -> object | None:
                 event = orjson.loads(line[5:])
             except orjson.JSONDecodeError:
                 return None
-            return event.get("usage") if isinstance(event, dict) else None
+            if not isinstance(event, dict):
+                return None
+            # A Responses stream reports it in its final event's Response object.
+            inner = event.get("response")
+            return event.get("usage", inner.get("usage") if isinstance(inner, dict) else None)
     return None
 
 
@@ -63,17 +67,25 @@ def end_of_stream_error(rec: StreamRecorder, error: GatewayError, kind: str) -> 
     return sse_error_event(error)
 
 
-async def relay_raw(call: UpstreamCall, rec: StreamRecorder, idle_s: float
-                    ) -> AsyncIterator[bytes]:
+# The events that end a Responses API stream (it sends no [DONE]).
+RESPONSES_ENDS = (b"event: response.completed", b"event: response.incomplete",
+                  b"event: response.failed")
+
+
+async def relay_raw(call: UpstreamCall, rec: StreamRecorder, idle_s: float,
+                    ends: tuple[bytes, ...] = (_DONE,)) -> AsyncIterator[bytes]:
+    """``ends``: the markers of a complete stream (``[DONE]``, or RESPONSES_ENDS)."""
     done = False
-    tail = b""  # the end of the previous read: [DONE] may straddle two reads
+    longest = max(len(end) for end in ends)
+    tail = b""  # the end of the previous read: the end marker may straddle two reads
     usage_read = b""
     try:
         async for chunk in call.response.aiter_raw():
             rec.read()
             if not done:
-                done = _DONE in tail + chunk[:len(_DONE)] or _DONE in chunk
-                tail = chunk[-len(_DONE):]
+                window = tail + chunk
+                done = any(end in window for end in ends)
+                tail = window[-longest:]
             if b'"usage"' in chunk:
                 usage_read = chunk  # the usage event and [DONE] may arrive in different reads
             yield chunk
@@ -85,7 +97,8 @@ async def relay_raw(call: UpstreamCall, rec: StreamRecorder, idle_s: float
             # A blank line first ends any partial event the upstream left, so the client's
             # parser reads the error event as an event of its own.
             yield _event_break(tail) + end_of_stream_error(rec, UpstreamError(
-                f"upstream {call.replica.url} ended the stream without [DONE]"), "protocol")
+                f"upstream {call.replica.url} ended the stream without "
+                f"{ends[0].decode().removeprefix('event: ')}"), "protocol")
     except httpx.HTTPError as exc:
         yield _event_break(tail) + end_of_stream_error(
             rec, midstream_error(exc, call.replica.url, idle_s), "midstream")

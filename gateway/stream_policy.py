@@ -262,7 +262,8 @@ class HoldBack:
     def _part(self, item: Item, streams, whole: bool) -> dict[str, Any]:
         """The item's chunk carrying its text from what was sent up to what may leave."""
         chunk = orjson.loads(orjson.dumps(item.chunk))
-        choice = chunk["choices"][0]
+        # A Responses stream's item is one delta event, not a choice of a chunk.
+        choice = chunk if self._route == "responses" else chunk["choices"][0]
         for key, start, end, stream in streams:
             upto = end if whole else min(end, stream.cleared)
             if key == "logprobs":
@@ -272,7 +273,7 @@ class HoldBack:
                 set_field(self._route, choice, key, stream.piece(item.sent[key], upto),
                           streamed=True)
             item.sent[key] = upto
-        if not whole:
+        if not whole and self._route != "responses":
             choice["finish_reason"] = None
             if "logprobs" in choice:
                 choice["logprobs"] = None  # they leave with the item's last part

@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 from loadtest.sim.engine import Generation, SimEngine
 from loadtest.sim.faults import GARBAGE_BODY, GARBAGE_EVENT, Fault, InjectedFault
 from loadtest.sim.protocol import SYSTEM_FINGERPRINT, response_body
+from loadtest.sim.responses_api import EventEncoder, whole_body
 from loadtest.sim.sse import CHAT, DONE, ChunkEncoder
 
 SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8")]
@@ -161,4 +162,56 @@ class WholeGeneration(_GenerationResponse):
             await send({"type": "http.response.body", "body": body[:len(body) // 2],
                         "more_body": True})
             raise InjectedFault("reset mid-body")
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class ResponsesStream(_GenerationResponse):
+    """The Responses API's typed event stream (``loadtest.sim.responses_api``); it ends
+    with ``response.completed``, no ``[DONE]``."""
+
+    def __init__(self, engine: SimEngine, gen: Generation, encoder: EventEncoder) -> None:
+        super().__init__(engine, gen)
+        self.encoder = encoder
+
+    async def respond(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        queue, encoder = self.gen.queue, self.encoder
+        await send({"type": "http.response.body", "body": encoder.start(), "more_body": True})
+        sent = 0
+        while True:
+            tokens = await queue.get()
+            if not tokens:
+                break
+            sent += len(tokens)
+            await send({"type": "http.response.body", "body": encoder.delta("".join(tokens)),
+                        "more_body": True})
+            if queue.finish_reason is not None:
+                break
+        tail = b""
+        if queue.finish_reason != "abort":
+            tail = encoder.finish(sent, queue.finish_reason or "stop")
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+class ResponsesWhole(_GenerationResponse):
+    """The non-streamed Response object, sent once the generation finished."""
+
+    def __init__(self, engine: SimEngine, gen: Generation, rid: str, model: str) -> None:
+        super().__init__(engine, gen)
+        self.rid = rid
+        self.model = model
+
+    async def respond(self, send: Send) -> None:
+        queue = self.gen.queue
+        parts: list[str] = []
+        while not queue.closed:
+            parts.extend(await queue.get())
+        if queue.finish_reason == "abort":
+            await send({"type": "http.response.start", "status": 499, "headers": []})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        body = whole_body(self.rid, self.model, "".join(parts), queue.finish_reason or "stop",
+                          self.gen.prompt_tokens, self.gen.completion_tokens)
+        headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -42,7 +42,13 @@ from loadtest.sim.protocol import (
     resolve_max_tokens,
     tokenize_body,
 )
-from loadtest.sim.responses import StreamedGeneration, WholeGeneration
+from loadtest.sim.responses import (
+    ResponsesStream,
+    ResponsesWhole,
+    StreamedGeneration,
+    WholeGeneration,
+)
+from loadtest.sim.responses_api import EventEncoder, parse_responses, response_id
 from loadtest.sim.settings import SimSettings
 from loadtest.sim.sse import ChunkEncoder
 
@@ -108,6 +114,21 @@ class SimService:
             return StreamedGeneration(self.engine, gen, encoder, req.include_usage, fault)
         return WholeGeneration(self.engine, gen, req.kind, rid, created, settings.model, fault)
 
+    async def responses(self, request: Request) -> ASGIApp:
+        try:
+            req = parse_responses(await request.body())
+            self._check_model(req.model)
+            max_tokens = resolve_max_tokens(req, self.settings.max_model_len)
+        except RequestError as error:
+            return error_response(error)
+        output = self.source.generate(req.echo_text, max_tokens, req.ignore_eos)
+        gen = self.engine.submit(req.prompt_tokens, output, stream=req.stream)
+        rid = response_id()
+        if req.stream:
+            return ResponsesStream(self.engine, gen,
+                                   EventEncoder(rid, self.settings.model, req.prompt_tokens))
+        return ResponsesWhole(self.engine, gen, rid, self.settings.model)
+
     def _check_model(self, model: str | None) -> None:
         if model is not None and model != self.settings.model:
             raise RequestError(404, f"The model `{model}` does not exist. "
@@ -147,6 +168,10 @@ async def chat_completions(request: Request) -> ASGIApp:
 
 async def completions(request: Request) -> ASGIApp:
     return await _service(request).completions(request)
+
+
+async def responses(request: Request) -> ASGIApp:
+    return await _service(request).responses(request)
 
 
 async def models(request: Request) -> Response:
@@ -214,6 +239,7 @@ def create_sim_app(settings: SimSettings, registry: CollectorRegistry | None = N
     routes = [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/completions", completions, methods=["POST"]),
+        Route("/v1/responses", responses, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/tokenize", tokenize, methods=["POST"]),
         Route("/detokenize", detokenize, methods=["POST"]),
