@@ -231,8 +231,11 @@ class HoldBack:
                 streams = [(key, start, end, self._fields.by_key[(index, key)])
                            for key, start, end in item.ranges]
                 whole = all(stream.cleared >= end for _, _, end, stream in streams)
-                if not whole and not any(stream.cleared > item.sent[key]
-                                         for key, _, _, stream in streams):
+                # A part of an event goes out only if it shows something: sending the space
+                # before a held word on its own would double the events for nothing.
+                if not whole and not any(stream.piece(item.sent[key], min(end, stream.cleared)).strip()
+                                         for key, _, end, stream in streams
+                                         if stream.cleared > item.sent[key]):
                     break
                 before = sum(item.sent.values())
                 untouched = whole and not item.parted and item.raw is not None and not any(
