@@ -53,6 +53,21 @@ def usage_from(data: bytes) -> object | None:
     return None
 
 
+# A data line whose value cannot begin a JSON object ("{") or [DONE] ("["): one regex
+# per read, no parsing; a cheap guard that garbage never reaches a client as an event.
+_BAD_DATA = re.compile(rb"(?:^|\n)data:(?! ?[{\[])")
+
+
+def _not_json_event(chunk: bytes, line_start: bool) -> int:
+    """Where the first data line that is not JSON starts in ``chunk``; -1 when none."""
+    match = _BAD_DATA.search(chunk)
+    if match is not None and match.start() == 0 and chunk.startswith(b"data") and not line_start:
+        match = _BAD_DATA.search(chunk, 1)  # the read began mid-line: not a data line
+    if match is None:
+        return -1
+    return match.start() + (chunk[match.start():match.start() + 1] == b"\n")
+
+
 def midstream_error(exc: Exception, url: str, idle_s: float) -> GatewayError:
     if isinstance(exc, httpx.TimeoutException):
         return UpstreamTimeout(f"upstream {url} sent nothing for {idle_s:g} s mid-stream")
@@ -80,8 +95,25 @@ async def relay_raw(call: UpstreamCall, rec: StreamRecorder, idle_s: float,
     tail = b""  # the end of the previous read: the end marker may straddle two reads
     usage_read = b""
     try:
+        line_start, carry = True, b""  # a short line begun in the previous read
         async for chunk in call.response.aiter_raw():
             rec.read()
+            bad = _not_json_event(carry + chunk, line_start or bool(carry)) - len(carry)
+            if bad > -len(carry) - 1:
+                # Not the protocol: what came before leaves, then one error event, counted.
+                if bad > 0:
+                    yield chunk[:bad]
+                yield _event_break(chunk[:max(bad, 0)] or tail) + end_of_stream_error(
+                    rec, UpstreamError(f"upstream {call.replica.url} sent an event that is "
+                                       "not JSON"), "protocol")
+                return
+            line_end = chunk.rfind(b"\n")
+            partial = chunk[line_end + 1:]
+            if line_end >= 0 or line_start:
+                line_start, carry = len(partial) == 0, partial if len(partial) <= 8 else b""
+            else:  # still inside the line the previous read began (if it began it at all)
+                line_start = False
+                carry = carry + chunk if carry and len(carry) + len(chunk) <= 8 else b""
             if not done:
                 window = tail + chunk
                 done = any(end in window for end in ends)

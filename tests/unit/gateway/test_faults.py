@@ -190,3 +190,17 @@ async def test_any_whole_answer_is_200_or_502(tmp_path, payload):
         if response.status_code == 502:
             assert response.json()["error"]["code"] == "bad_gateway"
         assert sample(client, "taxgate_in_flight_requests") == 0
+
+
+@pytest.mark.parametrize("split", [False, True])
+async def test_raw_relay_cuts_a_stream_at_an_event_that_is_not_json(tmp_path, split):
+    good = sse("one ", "two").split(b"data: [DONE]")[0]
+    reads = [good, b"data: <html>oops</html>\n\n", sse("three")]
+    if split:  # the garbage line begins a read that continues a line: still found
+        reads = [good + b"da", b"ta: garbage\n\n", sse("three")]
+    async with gateway(answering(b"", reads=reads), tmp_path) as client:
+        response = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+        text = response.text
+        assert text.startswith(good.decode()) and "three" not in text
+        assert events(text)[-1]["error"]["code"] == "bad_gateway"
+        assert upstream_errors(client, "protocol") == 1
