@@ -1,8 +1,10 @@
-"""The raw stream relay: upstream SSE bytes to the client untouched, when no output
-monitor applies. It is the hot path, so it parses nothing it need not: it times each
-read, counts text-carrying events with one regex, parses only the ``usage`` event,
-and checks that the stream ended with ``[DONE]`` (a stream cut short ends with an SSE
-error event, never a silent 200). ``MonitoredRelay`` is the other relay.
+"""The raw stream relay: upstream SSE events to the client untouched, when no output
+monitor applies. It is the hot path, so it does little per event: it splits the reads
+into complete events (sent as received), checks that each is JSON (garbage ends the
+stream with an error event instead of reaching the client), counts text-carrying events
+with one regex, reads only the ``usage`` event, and checks that the stream ended with
+``[DONE]`` (a stream cut short ends with an SSE error event, never a silent 200).
+``MonitoredRelay`` is the other relay.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import orjson
 
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout, sse_error_event
 from gateway.recorder import StreamRecorder
+from gateway.sse import SSEParser
 from gateway.upstream import UpstreamCall
 
 log = logging.getLogger("taxgate.relay")
@@ -53,19 +56,50 @@ def usage_from(data: bytes) -> object | None:
     return None
 
 
-# A data line whose value cannot begin a JSON object ("{") or [DONE] ("["): one regex
-# per read, no parsing; a cheap guard that garbage never reaches a client as an event.
-_BAD_DATA = re.compile(rb"(?:^|\n)data:(?! ?[{\[])")
+class _EventSplitter:
+    """Complete SSE events of a stream as ``(raw bytes, data)``. vLLM writes each event
+    as one ``data:`` line and a blank line (LF), which is split here with two bytes
+    methods; any other framing (CRLF, several fields) goes through the full SSEParser."""
+
+    def __init__(self) -> None:
+        self._rest = b""
+        self._parser: SSEParser | None = None
+
+    def feed(self, read: bytes) -> list[tuple[bytes, bytes]]:
+        if self._parser is None and b"\r" not in read:
+            buffer = self._rest + read
+            end = buffer.rfind(b"\n\n")
+            if end < 0:
+                self._rest = buffer
+                return []
+            self._rest = buffer[end + 2:]
+            events = []
+            for block in buffer[:end].split(b"\n\n"):
+                if block.startswith(b"data: ") and b"\n" not in block:
+                    events.append((block + b"\n\n", block[6:]))
+                elif block.strip():
+                    events += [(e.raw, e.data) for e in SSEParser().feed(block + b"\n\n")]
+            return events
+        if self._parser is None:
+            self._parser = SSEParser()
+            read, self._rest = self._rest + read, b""
+        return [(e.raw, e.data) for e in self._parser.feed(read)]
+
+    def flush(self) -> list[tuple[bytes, bytes]]:
+        if self._parser is None:
+            self._parser = SSEParser()
+            self._parser.feed(self._rest)
+        return [(e.raw, e.data) for e in self._parser.flush()]
 
 
-def _not_json_event(chunk: bytes, line_start: bool) -> int:
-    """Where the first data line that is not JSON starts in ``chunk``; -1 when none."""
-    match = _BAD_DATA.search(chunk)
-    if match is not None and match.start() == 0 and chunk.startswith(b"data") and not line_start:
-        match = _BAD_DATA.search(chunk, 1)  # the read began mid-line: not a data line
-    if match is None:
-        return -1
-    return match.start() + (chunk[match.start():match.start() + 1] == b"\n")
+def _is_json(data: bytes) -> bool:
+    if data == b"[DONE]":
+        return True
+    try:
+        orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 def midstream_error(exc: Exception, url: str, idle_s: float) -> GatewayError:
@@ -94,26 +128,25 @@ async def relay_raw(call: UpstreamCall, rec: StreamRecorder, idle_s: float,
     longest = max(len(end) for end in ends)
     tail = b""  # the end of the previous read: the end marker may straddle two reads
     usage_read = b""
+    parser = _EventSplitter()
     try:
-        line_start, carry = True, b""  # a short line begun in the previous read
-        async for chunk in call.response.aiter_raw():
+        async for read in call.response.aiter_raw():
             rec.read()
-            bad = _not_json_event(carry + chunk, line_start or bool(carry)) - len(carry)
-            if bad > -len(carry) - 1:
-                # Not the protocol: what came before leaves, then one error event, counted.
-                if bad > 0:
-                    yield chunk[:bad]
-                yield _event_break(chunk[:max(bad, 0)] or tail) + end_of_stream_error(
-                    rec, UpstreamError(f"upstream {call.replica.url} sent an event that is "
-                                       "not JSON"), "protocol")
+            # Complete events only, as received: each must be JSON (or [DONE]); orjson
+            # checks a token's event in about a microsecond, and garbage never reaches a
+            # client looking like an event.
+            events = parser.feed(read)
+            chunk = b"".join(raw for raw, _ in events)
+            bad = next((at for at, (_, data) in enumerate(events) if not _is_json(data)), -1)
+            if bad >= 0:
+                good = b"".join(raw for raw, _ in events[:bad])
+                if good:
+                    yield good
+                yield _event_break(good or tail) + end_of_stream_error(rec, UpstreamError(
+                    f"upstream {call.replica.url} sent an event that is not JSON"), "protocol")
                 return
-            line_end = chunk.rfind(b"\n")
-            partial = chunk[line_end + 1:]
-            if line_end >= 0 or line_start:
-                line_start, carry = len(partial) == 0, partial if len(partial) <= 8 else b""
-            else:  # still inside the line the previous read began (if it began it at all)
-                line_start = False
-                carry = carry + chunk if carry and len(carry) + len(chunk) <= 8 else b""
+            if not chunk:
+                continue
             if not done:
                 window = tail + chunk
                 done = any(end in window for end in ends)
@@ -123,6 +156,12 @@ async def relay_raw(call: UpstreamCall, rec: StreamRecorder, idle_s: float,
             yield chunk
             rec.sent(count_text_events(chunk))
         rec.upstream_done()
+        rest = parser.flush()
+        if rest and all(_is_json(data) for _, data in rest):
+            tail_bytes = b"".join(raw for raw, _ in rest)
+            done = done or any(end in tail + tail_bytes for end in ends)
+            tail = (tail + tail_bytes)[-longest:]
+            yield tail_bytes
         if usage_read:
             rec.usage(usage_from(usage_read))
         if not done:
