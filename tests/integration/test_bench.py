@@ -150,8 +150,9 @@ def test_bench_against_real_vllm(vllm_server, tmp_path):
 
 
 def test_locustfile_by_hand_stops_after_max_requests(tmp_path):
-    # The locustfile as users run it (`locust -f`), not through the bench's driver.
-    settings = SimSettings(profile="instant", output_mode="echo", model="sim", seed=0)
+    # The locustfile as users run it (`locust -f`), not through the bench's driver. Answers
+    # take ~0.2 s, so neither user can take the whole quota within the other's 0.1 s stagger.
+    settings = SimSettings(profile="llama-8b-h100", output_mode="echo", model="sim", seed=0)
     server = ThreadedServer(create_sim_app(settings)).start()
     try:
         samples = tmp_path / "samples.jsonl"

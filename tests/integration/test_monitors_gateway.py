@@ -233,7 +233,8 @@ def test_pii_redact_and_profanity_block_together_streamed_and_not(start_gateway,
     assert whole.choices[0].message.content == expected
     streamed, finish = stream_text(client, vllm_server.model)
     assert streamed == expected and finish == ["length"]
-    assert gateway.sample("taxgate_stream_checks_count") >= 1
+    assert gateway.wait_sample("taxgate_stream_checks_count", 1) == 1  # the one stream
+    assert gateway.sample("taxgate_stream_checks_sum") >= 1  # it was checked as it went
 
 
 @pytest.mark.parametrize("stream", [False, True])
