@@ -14,15 +14,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from gateway.audit import AuditEvent, AuditStore
+from gateway.auth import ApiKeyAuth
 from gateway.client_timeouts import BodyTimeout
 from gateway.drain import DrainMiddleware, StreamDrain
-from gateway.errors import GatewayError, NotFound
+from gateway.errors import GatewayError, MethodNotAllowed, NotFound, error_response
 from gateway.http1 import Http1Client
 from gateway.listeners import ListenerSplit
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import Proxy
+from gateway.request_id import RequestId
 from gateway.settings import Settings
 from gateway.upstream import HttpxTransport, UpstreamPool
 from monitors.base import MonitorLoadError
@@ -85,16 +88,6 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
     app.state.drain = drain
     app.state.startup_error = None
 
-    def refused(request: Request) -> Response | None:
-        """The 401 when the API key is required here and missing or wrong."""
-        try:
-            request.app.state.proxy.authenticate(request)
-        except GatewayError as error:
-            metrics.requests.labels("other", "unknown", str(error.status)).inc()
-            return Response(error.body_bytes(), status_code=error.status,
-                            media_type="application/json")
-        return None
-
     async def chat(request: Request) -> Response:
         return await request.app.state.proxy.handle(request, "chat")
 
@@ -105,8 +98,6 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
         return await request.app.state.proxy.handle(request, "responses")
 
     async def models(request: Request) -> Response:
-        if (denied := refused(request)) is not None:  # vLLM asks for its key here too
-            return denied
         body = {"object": "list", "data": request.app.state.pool.models()}
         return Response(orjson.dumps(body), media_type="application/json")
 
@@ -114,8 +105,6 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
         return Response(b'{"status":"ok"}', media_type="application/json")
 
     async def ready(request: Request) -> Response:
-        if settings.metrics.auth and (denied := refused(request)) is not None:
-            return denied
         pool: UpstreamPool = request.app.state.pool
         upstreams = {r.url: {"healthy": r.healthy, "models": len(r.models),
                              "outstanding": r.outstanding} for r in pool.replicas}
@@ -123,9 +112,7 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
         return Response(orjson.dumps({"ready": pool.ready, "upstreams": upstreams}),
                         status_code=status, media_type="application/json")
 
-    async def prometheus(request: Request) -> Response:
-        if settings.metrics.auth and (denied := refused(request)) is not None:
-            return denied
+    async def prometheus(_request: Request) -> Response:
         if metrics_dir is None:
             return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
         # Several workers (gateway.workers): every worker's values, summed.
@@ -142,23 +129,33 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
     app.add_route("/metrics", prometheus, methods=["GET"])
 
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        error = GatewayError(f"{request.method} {request.url.path}: {exc.detail}")
-        error.status = exc.status_code
-        error.type = "invalid_request_error"
-        error.code = "not_found" if exc.status_code == 404 else "method_not_allowed"
+        # The router raises these two only: an unknown path, or a known one and another method.
         if exc.status_code == 404:
-            error = NotFound(f"no route {request.method} {request.url.path}; the gateway serves "
-                             "/v1/chat/completions, /v1/completions, /v1/responses and "
-                             "/v1/models")
+            error: GatewayError = NotFound(
+                f"no route {request.method} {request.url.path}; the gateway serves "
+                "/v1/chat/completions, /v1/completions, /v1/responses and /v1/models")
+        elif exc.status_code == 405:
+            error = MethodNotAllowed(f"{request.method} {request.url.path}: {exc.detail}")
+        else:
+            error = GatewayError(f"{request.method} {request.url.path}: {exc.detail}")
         metrics.requests.labels("other", "unknown", str(error.status)).inc()
-        return Response(error.body_bytes(), status_code=error.status,
-                        media_type="application/json")
+        return error_response(error)
 
     app.add_exception_handler(HTTPException, http_error)
-    # Added last runs first: a request on the wrong listener is refused before anything.
-    app.add_middleware(BodyTimeout, timeout_s=settings.timeouts.client_body_s)
+    # Added last runs first: a request on the wrong listener is refused before anything
+    # but its request id, and an API key is asked for before the body is read.
     routes = {"/v1/chat/completions": "chat", "/v1/completions": "completions",
               "/v1/responses": "responses"}
+
+    app.add_middleware(BodyTimeout, timeout_s=settings.timeouts.client_body_s)
+    if settings.api_keys:
+        # vLLM asks for its key on /v1/models too; /health never asks.
+        keyed = {*routes, "/v1/models", *(("/ready", "/metrics") if settings.metrics.auth else ())}
+        app.add_middleware(ApiKeyAuth, keys=[key.get_secret_value() for key in settings.api_keys],
+                           protected={route.path: route.methods for route in app.router.routes
+                                      if isinstance(route, Route) and route.path in keyed},
+                           on_refused=lambda path: metrics.requests.labels(
+                               routes.get(path, "other"), "unknown", "401").inc())
     # The completion routes count their own stopped requests (Proxy.handle).
     app.add_middleware(DrainMiddleware, drain=drain, on_stopped=lambda path: None
                        if path in routes else metrics.requests.labels("other", "unknown",
@@ -166,6 +163,7 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
     if settings.metrics.address is not None:
         app.add_middleware(ListenerSplit, ops_port=settings.metrics.address[1],
                            on_refused=metrics.requests.labels("other", "unknown", "404").inc)
+    app.add_middleware(RequestId)
     return app
 
 

@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Callable
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.context import RequestContext
-from gateway.errors import GatewayError, sse_error_event
+from gateway.errors import GatewayError, error_event, error_response
 
 log = logging.getLogger("taxgate.drain")
 
@@ -39,6 +39,10 @@ class ShuttingDown(GatewayError):
     status = 503
     type = "server_error"
     code = "shutting_down"
+
+    def headers(self) -> dict[str, str]:
+        # The server is going away: the client should not reuse this connection.
+        return {**super().headers(), "connection": "close"}
 
 
 def _ours(exc: asyncio.CancelledError) -> bool:
@@ -100,7 +104,7 @@ class StreamDrain:
                                  "before it was complete: retry the request")
             ctx.status = error.status
             log.warning("request %s: stream ended at shutdown", ctx.request_id)
-            yield sse_error_event(error)
+            yield error_event(error)
         finally:
             if served is not None:
                 served.stream = None
@@ -134,23 +138,19 @@ class DrainMiddleware:
             if not (drain.stopping and _ours(exc)):
                 raise
             task.uncancel()
-            await self._answer(scope, send)
+            await self._answer(scope, receive, send)
         finally:
             drain._served.discard(served)
             drain._current.reset(token)
 
-    async def _answer(self, scope: Scope, send: Send) -> None:
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.on_stopped(scope["path"])
-        body = ShuttingDown("the gateway is shutting down; the request was not completed: "
-                            "retry it").body_bytes()
+        error = ShuttingDown("the gateway is shutting down; the request was not completed: "
+                             "retry it", retry_after_s=1)
         log.warning("%s %s: ended at shutdown before an answer", scope["method"],
                     scope["path"])
         try:
-            await send({"type": "http.response.start", "status": 503,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(body)).encode()),
-                                    (b"retry-after", b"1"), (b"connection", b"close")]})
-            await send({"type": "http.response.body", "body": body})
+            await error_response(error)(scope, receive, send)
         except RuntimeError:
             # A response had started after all (the stop landed in the instant between a
             # response's start and its stream): nothing more can be said on it.

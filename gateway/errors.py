@@ -1,8 +1,12 @@
-"""Typed gateway errors and their one mapping to HTTP: the OpenAI error shape."""
+"""Typed gateway errors and their one mapping to what the client sees: ``error_response``
+(an HTTP answer, OpenAI shape) before a response started, ``error_event`` (one SSE event)
+after a stream started. Nothing else turns an error into bytes for a client; a different
+status is a different error class, never a handler's edit of an error object."""
 
 from __future__ import annotations
 
 import orjson
+from starlette.responses import Response
 
 
 class GatewayError(Exception):
@@ -11,6 +15,7 @@ class GatewayError(Exception):
     status = 500
     type = "internal_error"
     code: str | None = None
+    content_type = "application/json"
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
                  retry_after_s: float | None = None) -> None:
@@ -56,6 +61,12 @@ class NotFound(GatewayError):
     status = 404
     type = "invalid_request_error"
     code = "not_found"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
 
 
 class ModelNotFound(NotFound):
@@ -108,6 +119,22 @@ class UpstreamStatus(GatewayError):
         return self.raw_body
 
 
-def sse_error_event(error: GatewayError) -> bytes:
-    """The SSE event that ends a stream which failed after it started."""
-    return b"data: " + error.body_bytes() + b"\n\n"
+def error_response(error: GatewayError) -> Response:
+    """The HTTP answer to ``error``, on every route: its status, body and headers
+    (``x-request-id`` is added by ``gateway.request_id``, as on every response)."""
+    return Response(error.body_bytes(), status_code=error.status, media_type=error.content_type,
+                    headers=error.headers())
+
+
+def error_event(error: GatewayError, sequence_number: int | None = None) -> bytes:
+    """The one SSE event that ends a stream which failed after it started.
+
+    Without ``sequence_number``: ``data: {"error": {...}}``, the event of the chat and
+    completion streams, and of a Responses stream relayed raw (no output monitor: the
+    relay reads no event types, so it numbers none). With it: the Responses API's own
+    typed ``event: error``, numbered after the last event the client was sent."""
+    if sequence_number is None:
+        return b"data: " + error.body_bytes() + b"\n\n"
+    event = {"type": "error", "code": error.code, "message": error.message,
+             "param": error.param, "sequence_number": sequence_number}
+    return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"

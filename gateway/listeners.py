@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.errors import NotFound
+from gateway.errors import NotFound, error_response
 
 OPS_PATHS = frozenset({"/metrics", "/ready"})
 BOTH = frozenset({"/health"})
@@ -41,11 +41,7 @@ class ListenerSplit:
             if wrong_listener(scope["path"], on_ops):
                 self.on_refused()
                 where = "the metrics listener" if on_ops else "this port"
-                body = NotFound(f"no route {scope['method']} {scope['path']} on {where}"
-                                ).body_bytes()
-                await send({"type": "http.response.start", "status": 404,
-                            "headers": [(b"content-type", b"application/json"),
-                                        (b"content-length", str(len(body)).encode())]})
-                await send({"type": "http.response.body", "body": body})
+                error = NotFound(f"no route {scope['method']} {scope['path']} on {where}")
+                await error_response(error)(scope, receive, send)
                 return
         await self.app(scope, receive, send)

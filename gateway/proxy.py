@@ -1,13 +1,12 @@
-"""The completion routes: auth, parse, input monitors, upstream, output monitors, reply."""
+"""The completion routes: parse, input monitors, upstream, output monitors, reply.
+(API keys and request ids are checked and made before, by ``gateway.auth`` and
+``gateway.request_id``.)"""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
-import re
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
@@ -34,9 +33,9 @@ from gateway.errors import (
     ModelNotFound,
     Overloaded,
     PayloadTooLarge,
-    Unauthorized,
     UpstreamError,
     UpstreamStatus,
+    error_response,
 )
 from gateway.input_text import read_input
 from gateway.metrics import GatewayMetrics
@@ -59,16 +58,6 @@ PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions",
 # The request field a blocked input is reported on, by route.
 INPUT_PARAM = {"chat": "messages", "completions": "prompt", "responses": "input"}
 FLAGS_HEADER = "x-taxgate-flags"
-# A client's x-request-id is forwarded upstream and written to logs: printable ASCII
-# only, bounded; anything else is replaced by a fresh id.
-_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
-
-
-def request_id_of(request: Request) -> str:
-    given = request.headers.get("x-request-id")
-    if given and _REQUEST_ID.fullmatch(given):
-        return given
-    return uuid.uuid4().hex
 
 
 async def _client_gone(request: Request) -> None:
@@ -89,7 +78,6 @@ class Proxy:
         self._metrics = metrics
         self._audit_flush = audit_flush
         self._clock = clock
-        self._keys = [key.get_secret_value().encode() for key in settings.api_keys]
         self._check_input = pipeline.has_stage("input")
         self._check_output = pipeline.has_stage("output")
         # Input no monitor can read is settled only when a monitor could act on it.
@@ -98,7 +86,7 @@ class Proxy:
         self._in_flight = 0
 
     async def handle(self, request: Request, route: Route) -> Response:
-        ctx = RequestContext(request_id=request_id_of(request), route=route,
+        ctx = RequestContext(request_id=request.state.request_id, route=route,
                              started=self._clock())
         self._metrics.in_flight.inc()
         self._in_flight += 1
@@ -136,7 +124,6 @@ class Proxy:
 
     # -- the request path ---------------------------------------------------------------
     async def _serve(self, request: Request, ctx: RequestContext) -> Response:
-        self.authenticate(request)
         raw = await self._read_body(request)
         parse_started = self._clock()
         parsed = parse_request(ctx.route, raw)
@@ -203,18 +190,6 @@ class Proxy:
             ctx.status = 499
             return Response(status_code=499)
         return task.result()
-
-    def authenticate(self, request: Request) -> None:
-        if not self._keys:
-            return
-        header = request.headers.get("authorization", "")
-        presented = header[7:].encode() if header.lower().startswith("bearer ") else b""
-        # Compare against every key, always, so timing reveals neither match nor position.
-        matched = False
-        for key in self._keys:
-            matched |= hmac.compare_digest(presented, key)
-        if not matched:
-            raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>'")
 
     async def _read_body(self, request: Request) -> bytes:
         limit = self._settings.max_body_bytes
@@ -325,8 +300,7 @@ class Proxy:
     async def _reply(self, body: bytes, ctx: RequestContext) -> Response:
         await self._flush_audit()
         ctx.first_sent = ctx.last_sent = self._clock()
-        headers = {"x-request-id": ctx.request_id,
-                   "server-timing": ctx.server_timing(self._clock())}
+        headers = {"server-timing": ctx.server_timing(self._clock())}
         if ctx.flags:
             headers[FLAGS_HEADER] = ",".join(ctx.flags)
         return Response(body, media_type="application/json", headers=headers)
@@ -379,7 +353,7 @@ class Proxy:
         else:
             body = relay_raw(call, rec, idle_s)
         body = self._drain.guard(body, ctx)  # at shutdown: a shutting_down event, not a cut
-        headers = {"x-request-id": ctx.request_id, "cache-control": "no-cache"}
+        headers = {"cache-control": "no-cache"}
         if ctx.flags:
             headers[FLAGS_HEADER] = ",".join(ctx.flags)
         return StreamingResponse(self._tracked(body, ctx), media_type="text/event-stream",
@@ -411,12 +385,9 @@ class Proxy:
 
     def _error(self, error: GatewayError, ctx: RequestContext) -> Response:
         ctx.status = error.status
-        headers = {"x-request-id": ctx.request_id, **error.headers()}
-        media_type = getattr(error, "content_type", "application/json")
         if error.status >= 500:
             log.warning("request %s: %s %s", ctx.request_id, error.status, error.message)
-        return Response(error.body_bytes(), status_code=error.status, media_type=media_type,
-                        headers=headers)
+        return error_response(error)
 
     def _finish(self, ctx: RequestContext) -> None:
         metrics = self._metrics

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import httpx
 import orjson
 
-from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout, sse_error_event
+from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout, error_event
 from gateway.recorder import StreamRecorder
 from gateway.sse import SSEParser
 from gateway.upstream import UpstreamCall
@@ -108,12 +108,13 @@ def midstream_error(exc: Exception, url: str, idle_s: float) -> GatewayError:
     return UpstreamError(f"upstream {url} broke the stream: {type(exc).__name__}")
 
 
-def end_of_stream_error(rec: StreamRecorder, error: GatewayError, kind: str) -> bytes:
-    """Count, log and encode a fault that ends a stream already started."""
+def end_of_stream_error(rec: StreamRecorder, error: GatewayError, kind: str,
+                        sequence_number: int | None = None) -> bytes:
+    """Count, log and encode (``error_event``) a fault that ends a stream already started."""
     rec.upstream_error(kind)
     rec.ctx.status = error.status
     log.warning("request %s: %s", rec.ctx.request_id, error.message)
-    return sse_error_event(error)
+    return error_event(error, sequence_number)
 
 
 # The events that end a Responses API stream (it sends no [DONE]).

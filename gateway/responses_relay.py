@@ -328,8 +328,5 @@ class ResponsesRelay:
         return [(encode(event), False)]
 
     def _fail(self, error: GatewayError, kind: str) -> list[tuple[bytes, bool]]:
-        end_of_stream_error(self._rec, error, kind)  # counted and logged; shaped below
         self._finished = self._cut = True
-        event = {"type": "error", "code": error.code, "message": error.message,
-                 "param": None, "sequence_number": self._sequence}
-        return [(encode(event), False)]
+        return [(end_of_stream_error(self._rec, error, kind, self._sequence), False)]
