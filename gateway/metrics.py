@@ -27,11 +27,12 @@ class GatewayMetrics:
         )
         self.ttft = Histogram(
             "taxgate_ttft_seconds",
-            "Gateway time to first token: request received -> first content chunk sent.",
+            "Gateway time to first token: request received -> first write carrying text "
+            "(content, reasoning, tool-call arguments, refusal) sent; the whole body when not streamed.",
             ["route", "model"], buckets=LATENCY_BUCKETS_WIDE, registry=registry,
         )
         self.itl = Histogram(
-            "taxgate_itl_seconds", "Gap between content chunks sent to the client.",
+            "taxgate_itl_seconds", "Gap between writes carrying text sent to a streaming client.",
             ["route", "model"], buckets=LATENCY_BUCKETS_WIDE, registry=registry,
         )
         self.e2e = Histogram(
@@ -59,12 +60,13 @@ class GatewayMetrics:
         )
         self.completion_tokens = Counter(
             "taxgate_completion_tokens_total",
-            "Completion tokens sent (usage when reported, else content chunks).",
+            "Completion tokens: the upstream's usage when reported, else text-carrying events sent.",
             ["model"], registry=registry,
         )
         self.upstream_errors = Counter(
             "taxgate_upstream_errors_total",
-            "Upstream failures by kind: connect, timeout, status, protocol, midstream.",
+            "Upstream failures by kind: connect, timeout, protocol, midstream (an upstream's "
+            "HTTP error answer is passed on, not counted here).",
             ["upstream", "kind"], registry=registry,
         )
         self.upstream_healthy = Gauge(
@@ -73,7 +75,8 @@ class GatewayMetrics:
         )
         self.client_disconnects = Counter(
             "taxgate_client_disconnects_total",
-            "Streams the client left before the end (the upstream request is cancelled).",
+            "Requests the client left before the whole answer was sent, streamed or not "
+            "(the upstream request is cancelled).",
             ["route"], registry=registry,
         )
         self.stream_holdback = Histogram(

@@ -21,10 +21,10 @@ from gateway.errors import UpstreamError
 from gateway.metrics import GatewayMetrics
 from gateway.recorder import StreamRecorder
 from gateway.relay import end_of_stream_error, midstream_error
+from gateway.settings import StreamingSpec
 from gateway.sse import SSEEvent, SSEParser, encode_event
 from gateway.stream_policy import HoldBack, Item, Out, Step, Stop, StreamFirst
 from gateway.upstream import UpstreamCall
-from monitors.config import StreamingSpec
 from monitors.pipeline import MonitorOverloaded, MonitorPipeline, StageResult
 
 log = logging.getLogger("taxgate.relay")

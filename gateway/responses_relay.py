@@ -39,10 +39,10 @@ from gateway.response_output import (
     response_texts,
     set_text,
 )
+from gateway.settings import StreamingSpec
 from gateway.sse import SSEEvent, SSEParser
 from gateway.stream_policy import HoldBack, Item, Out, Step, Stop, StreamFirst
 from gateway.upstream import UpstreamCall
-from monitors.config import StreamingSpec
 from monitors.pipeline import MonitorOverloaded, MonitorPipeline, StageResult
 from monitors.redact import apply_redactions
 

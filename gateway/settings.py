@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -19,7 +19,7 @@ from pydantic import (
 
 from gateway.audit import AuditSettings
 from gateway.uncheckable import UncheckablePolicy
-from monitors.config import BudgetSpec, MonitorSpec, StreamingSpec
+from monitors.config import BudgetSpec, MonitorSpec
 
 ENV_PREFIX = "TAXGATE_"
 # Env values for these keys are comma-separated lists.
@@ -53,6 +53,27 @@ class Health(BaseModel):
     interval_s: float = Field(5.0, gt=0, description="how often each upstream is probed")
     eject_after: int = Field(3, ge=1,
                              description="consecutive failures before an upstream is ejected")
+
+
+class StreamingSpec(BaseModel):
+    """How output monitors see a streamed answer.
+
+    ``holdback``: a character is released as soon as every enforcing output monitor has
+    checked a text containing it and none can still change its verdict on it (each
+    monitor's ``stream_hold``); a check covers the new text plus ``overlap_chars`` of
+    text before it, as context. ``stream_first``: text is released at once and checked
+    behind; a hit cuts the stream.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["holdback", "stream_first"] = "holdback"
+    overlap_chars: int = Field(50, ge=0)
+    # The most text one field may hold; what happens there is ``at_max_hold`` (counted in
+    # taxgate_stream_hold_cap_total): ``release`` lets it out checked but undecided,
+    # ``block`` ends the stream.
+    max_hold_chars: int = Field(4096, ge=1)
+    at_max_hold: Literal["release", "block"] = "release"
 
 
 class MetricsEndpoint(BaseModel):
@@ -144,16 +165,6 @@ class Settings(BaseModel):
             raise ValueError("metrics.auth is true but api_keys is empty: there is no key "
                              "to ask for")
         return self
-
-    @field_validator("monitors")
-    @classmethod
-    def _unique_ids(cls, specs: list[MonitorSpec]) -> list[MonitorSpec]:
-        seen: set[str] = set()
-        for spec in specs:
-            if spec.id in seen:
-                raise ValueError(f"monitor id {spec.id!r} appears twice; give each an 'id'")
-            seen.add(spec.id)
-        return specs
 
 
 def load_settings(config_file: Path | None = None, *, env: Mapping[str, str] | None = None,

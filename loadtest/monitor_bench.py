@@ -2,7 +2,7 @@
 
     python -m loadtest.monitor_bench --duration 20 --repeats 2 --json out.json
 
-Answers issue 3: what micro-batching buys a BERT-sized monitor. C asyncio "requests"
+Measures what micro-batching buys a BERT-sized monitor. C asyncio "requests"
 each submit one dataset text at a time through a ``MicroBatcher`` in front of the
 real ``detoxify`` monitor, built through the monitor registry as the gateway builds
 it. There is one round per ``max_batch`` setting and repeat; repeats run the settings

@@ -1,6 +1,21 @@
-"""Safety monitors: a library that scores texts. It knows nothing of HTTP or the gateway."""
+"""Safety monitors: a library that scores texts. It knows nothing of HTTP or the gateway.
 
-from monitors.base import Finding, Monitor, Span
-from monitors.config import BatchSpec, MonitorSpec, StreamingSpec
+What a monitor plugin needs is importable from here (``tests/unit/monitors/
+test_exported_members.py`` pins the list); see ``monitors/base.py`` for the contract.
+"""
 
-__all__ = ["Finding", "Monitor", "Span", "MonitorSpec", "BatchSpec", "StreamingSpec"]
+from monitors.base import AsyncMonitor, Finding, Monitor, MonitorLoadError, MonitorOverloaded, Span
+from monitors.config import BatchSpec, MonitorSpec
+from monitors.registry import parse_options
+
+__all__ = [
+    "AsyncMonitor",
+    "BatchSpec",
+    "Finding",
+    "Monitor",
+    "MonitorLoadError",
+    "MonitorOverloaded",
+    "MonitorSpec",
+    "Span",
+    "parse_options",
+]

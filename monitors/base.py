@@ -1,4 +1,4 @@
-"""The Monitor extension point.
+"""The monitor extension points: ``Monitor`` (sync) and ``AsyncMonitor`` (async).
 
 A monitor scores a batch of texts. It does not decide what happens to a request:
 the pipeline compares its scores with the configured threshold and applies the
@@ -6,7 +6,7 @@ configured action (block, redact, annotate, shadow).
 
 Writing a monitor::
 
-    from monitors.base import Finding, Monitor, Span
+    from monitors import Finding, Monitor
 
     class ShoutingMonitor(Monitor):
         '''Flags texts written mostly in capitals.'''
@@ -19,7 +19,7 @@ Writing a monitor::
                 findings.append(Finding(score=share, labels={"shouting": share}))
             return findings
 
-    def create(spec):          # spec is a monitors.config.MonitorSpec
+    def create(spec):          # spec is a monitors.MonitorSpec
         return ShoutingMonitor()
 
 Register the factory under the entry-point group ``taxgate.monitors`` in your
@@ -30,14 +30,25 @@ package's ``pyproject.toml``::
 
 and name it in the gateway config: ``monitors: [{name: shouting, action: block}]``.
 
-A plain ``def check`` is treated as CPU-bound: the pipeline runs it in a worker
-thread through a micro-batcher, so texts from concurrent requests arrive together
-in one call. An ``async def check`` (an I/O-bound monitor such as an LLM judge
-behind an HTTP API) is awaited on the event loop and does its own batching.
+Pick the base class by how the check spends its time, as httpx has ``BaseTransport``
+and ``AsyncBaseTransport``:
+
+- ``Monitor``: ``def check``, CPU-bound. The pipeline runs it in a worker thread
+  through a micro-batcher, so texts from concurrent requests arrive together in one
+  call; or, when the instance says it is ``inline``, on the event loop (see there).
+- ``AsyncMonitor``: ``async def check``, I/O-bound (an LLM judge behind an HTTP API).
+  It is awaited on the event loop and does its own batching; its ``close`` is async.
+
+The pipeline dispatches on the class. A ``Monitor`` subclass whose ``check`` or ``close``
+is a coroutine function (or an ``AsyncMonitor`` whose are not) is refused when the class
+is defined, since it would be called the wrong way: its import fails with a TypeError
+that names the base class to derive from, and the registry reports it as a
+MonitorLoadError.
 """
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -68,22 +79,8 @@ class Finding:
     spans: tuple[Span, ...] = ()
 
 
-class Monitor(ABC):
-    """Scores texts. Subclasses implement ``check`` (sync or async, see module doc).
-
-    ``inline = True`` marks a sync ``check`` cheap enough to run on the event loop
-    (regexes over a few hundred characters: microseconds). It then skips the
-    micro-batcher, whose thread hop and batching wait would cost more than the check.
-    Past ``inline_max_chars`` of text in one call it runs in a worker thread instead,
-    where ``timeout_ms`` can bound it (nothing interrupts a call on the event loop).
-    """
-
-    inline: bool = False
-    inline_max_chars: int = 16_384
-
-    @abstractmethod
-    def check(self, texts: Sequence[str]) -> list[Finding]:
-        """Return one Finding per text, in order."""
+class _Hooks:
+    """What the pipeline asks of every monitor, sync or async, besides ``check``."""
 
     def hold(self, text: str, start: int = 0) -> int:
         """Streaming: the index in ``text`` (the part of a streamed answer seen so far)
@@ -99,8 +96,66 @@ class Monitor(ABC):
         """
         return max(start, word_hold(text))
 
+
+def _require(cls: type, names: tuple[str, ...], want_async: bool, other: str) -> None:
+    """Refuse, when the class is defined, a ``check``/``close`` of the wrong colour."""
+    for name in names:
+        method = cls.__dict__.get(name)
+        if method is not None and inspect.iscoroutinefunction(method) != want_async:
+            kind = "a plain def" if want_async else "async"
+            raise TypeError(f"{cls.__qualname__}.{name} is {kind}: derive from monitors.{other} "
+                            f"for {'a sync' if want_async else 'an async'} {name}")
+
+
+class Monitor(_Hooks, ABC):
+    """A monitor whose ``check`` is a plain function (CPU-bound); see the module doc.
+
+    ``inline`` (a property, False here) says that this instance's ``check`` is cheap
+    enough to call on the event loop (regexes over a few hundred characters:
+    microseconds), skipping the micro-batcher, whose thread hop and batching wait would
+    cost more than the check. Override the property to say so; it is read once, when
+    the pipeline starts, so an instance decides it from how it was built (as
+    ``BlocklistMonitor`` does: its keywords are safe inline, a user's regex is not).
+    Past ``inline_max_chars`` of text in one call an inline check runs in a worker
+    thread instead, where ``timeout_ms`` can bound it (nothing interrupts a call on the
+    event loop).
+    """
+
+    inline_max_chars: int = 16_384
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        _require(cls, ("check", "close"), False, "AsyncMonitor")
+        if "inline" in cls.__dict__ and not isinstance(cls.__dict__["inline"], property):
+            raise TypeError(f"{cls.__qualname__}.inline must be a property "
+                            "(@property def inline(self) -> bool), not an attribute")
+
+    @property
+    def inline(self) -> bool:
+        """Whether ``check`` runs on the event loop (see the class doc)."""
+        return False
+
+    @abstractmethod
+    def check(self, texts: Sequence[str]) -> list[Finding]:
+        """Return one Finding per text, in order."""
+
     def close(self) -> None:  # noqa: B027 - optional hook, most monitors hold nothing
-        """Release resources (models, HTTP clients). Called once at shutdown."""
+        """Release resources (models, files). Called once at shutdown."""
+
+
+class AsyncMonitor(_Hooks, ABC):
+    """A monitor whose ``check`` is a coroutine (I/O-bound); see the module doc."""
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        _require(cls, ("check", "close"), True, "Monitor")
+
+    @abstractmethod
+    async def check(self, texts: Sequence[str]) -> list[Finding]:
+        """Return one Finding per text, in order."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, most monitors hold nothing
+        """Release resources (HTTP clients). Awaited once at shutdown."""
 
 
 class MonitorLoadError(RuntimeError):

@@ -76,27 +76,6 @@ class MonitorSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
-class StreamingSpec(BaseModel):
-    """How output monitors see a streamed answer.
-
-    ``holdback``: a character is released as soon as every enforcing output monitor has
-    checked a text containing it and none can still change its verdict on it (each
-    monitor's ``stream_hold``); a check covers the new text plus ``overlap_chars`` of
-    text before it, as context. ``stream_first``: text is released at once and checked
-    behind; a hit cuts the stream.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    mode: Literal["holdback", "stream_first"] = "holdback"
-    overlap_chars: int = Field(50, ge=0)
-    # The most text one field may hold; what happens there is ``at_max_hold`` (counted in
-    # taxgate_stream_hold_cap_total): ``release`` lets it out checked but undecided,
-    # ``block`` ends the stream.
-    max_hold_chars: int = Field(4096, ge=1)
-    at_max_hold: Literal["release", "block"] = "release"
-
-
 class BudgetSpec(BaseModel):
     """How long one check of a stage may take before ``degrade: skip`` monitors give way.
 

@@ -18,7 +18,8 @@ class MonitorMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.duration = Histogram(
             "taxgate_monitor_duration_seconds",
-            "Time a stage waited for one monitor's verdict (queue wait included).",
+            "Time one monitor's check took, queue wait included; shadow and late checks too, "
+            "which no stage waits for.",
             ["monitor", "stage"], buckets=LATENCY_BUCKETS, registry=registry,
         )
         self.queue_wait = Histogram(
@@ -33,17 +34,20 @@ class MonitorMetrics:
         )
         self.verdicts = Counter(
             "taxgate_monitor_verdicts_total",
-            "Monitor verdicts by action taken (pass when under threshold).",
+            "Monitor verdicts by action taken: the configured action on a hit (shadow for shadow "
+            "and late checks), else pass; a failed check waited for with on_error: closed is block.",
             ["monitor", "stage", "action"], registry=registry,
         )
         self.errors = Counter(
             "taxgate_monitor_errors_total",
-            "Monitor failures by kind: error (raised), timeout, overload (queue full).",
+            "Monitor failures by kind: error (check or hold raised), timeout, overload (queue "
+            "full, or a fail-closed check shed as predicted past the stage budget).",
             ["monitor", "stage", "kind"], registry=registry,
         )
         self.fail_open = Counter(
             "taxgate_monitor_fail_open_total",
-            "Requests let through because a monitor failed and on_error is open.",
+            "Checks let through because the monitor failed and on_error is open (a stream is "
+            "checked many times, so one request can count more than once).",
             ["monitor", "stage"], registry=registry,
         )
         # Coverage under a stage budget: in_time / (in_time + skipped) per monitor and stage.

@@ -18,7 +18,6 @@ configured twice, e.g. with different thresholds per stage).
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
@@ -32,15 +31,15 @@ from monitors.admission import (
     batch_wait,
     retry_after,
 )
-from monitors.base import Finding, Monitor, MonitorLoadError, MonitorOverloaded, Span
+from monitors.base import AsyncMonitor, Finding, Monitor, MonitorLoadError, MonitorOverloaded, Span
 from monitors.batcher import MicroBatcher
 from monitors.config import BudgetSpec, MonitorSpec
 from monitors.holds import chars_hold, sentence_hold, word_hold
 from monitors.metrics import MonitorMetrics
-from monitors.redact import apply_redactions, excerpt
+from monitors.redact import excerpt
 from monitors.registry import MonitorRegistry
 
-__all__ = ["Decision", "MonitorOverloaded", "MonitorPipeline", "StageResult", "apply_result"]
+__all__ = ["Decision", "MonitorOverloaded", "MonitorPipeline", "StageResult"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,26 +95,11 @@ class StageResult:
         return any(self.redactions)
 
 
-def apply_result(result: StageResult, texts: Sequence[str]) -> list[str]:
-    """``texts`` with the stage's redactions applied (unchanged where there are none)."""
-    if not result.redactions:
-        return list(texts)
-    return [
-        apply_redactions(text, spans) if spans else text
-        for text, spans in zip(texts, result.redactions, strict=True)
-    ]
-
-
-# Inline checks run on the event loop, where no timeout can interrupt them: past the
-# monitor's inline_max_chars a check goes to a worker thread, so timeout_ms bounds it.
-INLINE_MAX_CHARS = Monitor.inline_max_chars
-
-
-def _inline(monitor: Monitor) -> Callable[[Sequence[str]], Awaitable[list[Finding]]]:
+def _in_thread(monitor: Monitor) -> Callable[[Sequence[str]], Awaitable[list[Finding]]]:
+    """An inline monitor's check past its ``inline_max_chars``: nothing interrupts a call on
+    the event loop, so a long one goes to a worker thread, where ``timeout_ms`` bounds it."""
     async def score(texts: Sequence[str]) -> list[Finding]:
-        if sum(len(text) for text in texts) > monitor.inline_max_chars:
-            return await asyncio.to_thread(monitor.check, texts)
-        return monitor.check(texts)
+        return await asyncio.to_thread(monitor.check, texts)
 
     return score
 
@@ -123,12 +107,22 @@ def _inline(monitor: Monitor) -> Callable[[Sequence[str]], Awaitable[list[Findin
 @dataclass
 class _Entry:
     spec: MonitorSpec
-    monitor: Monitor
+    monitor: Monitor | AsyncMonitor
     score: Callable[[Sequence[str]], Awaitable[list[Finding]]]
     batcher: MicroBatcher | None = None
-    inline: bool = False  # a cheap sync check, called on the event loop
+    # A Monitor whose instance said ``inline`` at start: its short checks are called on
+    # the event loop (``inline_max_chars``); ``score`` then takes the long ones.
+    inline_max_chars: int | None = None
     # Async monitors: what admission under a budget predicts from (batchers know their own).
     estimate: ServiceEstimate | None = None
+
+    @property
+    def inline(self) -> bool:
+        return self.inline_max_chars is not None
+
+    def runs_inline(self, texts: Sequence[str]) -> bool:
+        """Whether this check of ``texts`` is called directly on the event loop."""
+        return self.inline_max_chars is not None and sum(len(text) for text in texts) <= self.inline_max_chars
 
     def predicted(self, incoming: int) -> tuple[float, int]:
         """(seconds a check of ``incoming`` texts started now would take, texts ahead of it)."""
@@ -188,12 +182,6 @@ class MonitorPipeline:
         clock: Callable[[], float] = time.perf_counter,
         budgets: BudgetSpec | None = None,
     ) -> None:
-        ids = [spec.id for spec in specs]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
-        if duplicates:
-            raise MonitorLoadError(
-                f"monitor ids must be unique; repeated: {', '.join(duplicates)} (set `id:` to tell them apart)"
-            )
         self._specs = list(specs)
         self._metrics = metrics
         self._registry = registry
@@ -208,9 +196,16 @@ class MonitorPipeline:
     # -- lifecycle ---------------------------------------------------------
 
     async def start(self) -> None:
-        """Build every monitor; start a micro-batcher for each sync one."""
+        """Build every monitor; start a micro-batcher for each sync one that is not inline."""
         if self._started:
             return
+        # Metrics, audit events and budgets tell monitors apart by id.
+        ids = [spec.id for spec in self._specs]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise MonitorLoadError(
+                f"monitor ids must be unique; repeated: {', '.join(duplicates)} (set `id:` to tell them apart)"
+            )
         registry = self._registry if self._registry is not None else MonitorRegistry.from_entry_points()
         for spec in self._specs:
             try:
@@ -231,11 +226,11 @@ class MonitorPipeline:
                     self._child(self._metrics.skipped, monitor=spec.id, stage=stage, reason=reason)
         self._started = True
 
-    async def _wire(self, spec: MonitorSpec, monitor: Monitor) -> _Entry:
-        if inspect.iscoroutinefunction(monitor.check):
+    async def _wire(self, spec: MonitorSpec, monitor: Monitor | AsyncMonitor) -> _Entry:
+        if isinstance(monitor, AsyncMonitor):
             return _Entry(spec, monitor, monitor.check, estimate=ServiceEstimate())
         if monitor.inline:
-            return _Entry(spec, monitor, _inline(monitor), inline=True)
+            return _Entry(spec, monitor, _in_thread(monitor), inline_max_chars=monitor.inline_max_chars)
         batcher = MicroBatcher(monitor.check, spec.batch, name=spec.id, metrics=self._metrics, clock=self._clock)
         await batcher.start()
         return _Entry(spec, monitor, batcher.submit, batcher)
@@ -255,9 +250,10 @@ class MonitorPipeline:
             if entry.batcher is not None:
                 await entry.batcher.close()
             try:
-                closed = entry.monitor.close()
-                if inspect.isawaitable(closed):
-                    await closed
+                if isinstance(entry.monitor, AsyncMonitor):
+                    await entry.monitor.close()
+                else:
+                    entry.monitor.close()
             except Exception:  # one monitor's close must not keep the others open
                 logger.exception("monitor %r failed to close", entry.spec.id)
         self._entries = []
@@ -392,10 +388,6 @@ class MonitorPipeline:
             raise overloaded
         return result
 
-    def apply(self, result: StageResult, texts: Sequence[str]) -> list[str]:
-        """``texts`` with the stage's redactions applied."""
-        return apply_result(result, texts)
-
     async def _budgeted(self, entry: _Entry, stage: str, run: Coroutine[None, None, _Outcome], incoming: int,
                         deadline: Deadline, request_id: str, context: Mapping[str, str]
                         ) -> _Outcome | None:
@@ -486,7 +478,7 @@ class MonitorPipeline:
         findings: list[Finding] = []
         ticket = entry.estimate.begin(started, len(texts)) if entry.estimate is not None else None
         try:
-            if entry.inline and sum(len(text) for text in texts) <= entry.monitor.inline_max_chars:
+            if entry.runs_inline(texts):
                 findings = entry.monitor.check(texts)  # microseconds: no timer, no task
                 # Nothing interrupts a call on the event loop; one that overran its
                 # timeout_ms still counts as timed out, its verdict unused, as elsewhere.

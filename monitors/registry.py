@@ -1,6 +1,6 @@
 """Monitor factories by name: the built-ins and third-party packages' entry points.
 
-A factory is any ``Callable[[MonitorSpec], Monitor]``. Entry points are resolved only
+A factory is any ``Callable[[MonitorSpec], Monitor | AsyncMonitor]``. Entry points are resolved only
 when a monitor of that name is built, so configuring ``pii`` never imports torch.
 """
 
@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from monitors.base import Monitor, MonitorLoadError
+from monitors.base import AsyncMonitor, Monitor, MonitorLoadError
 from monitors.config import MonitorSpec
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ BUILTIN_FACTORIES = {
 # Extras that bring a monitor's heavy dependencies, named in import-error messages.
 _EXTRAS_HINT = {"detoxify": "pip install 'taxgate[detoxify]'"}
 
-Factory = Callable[[MonitorSpec], Monitor]
+Factory = Callable[[MonitorSpec], Monitor | AsyncMonitor]
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
 
 
@@ -59,6 +59,11 @@ class _LazyFactory:
             ) from exc
         except AttributeError as exc:
             raise MonitorLoadError(f"monitor {self.name!r}: {self.target} not found ({exc})") from exc
+        except Exception as exc:  # a plugin module can fail any way on import, e.g. a monitor
+            # class that derives from the wrong base (monitors/base.py refuses it): say which
+            raise MonitorLoadError(
+                f"monitor {self.name!r}: importing {self.target} failed: {type(exc).__name__}: {exc}"
+            ) from exc
         return obj  # type: ignore[return-value]
 
 
@@ -101,7 +106,7 @@ class MonitorRegistry:
     def __contains__(self, name: object) -> bool:
         return name in self._factories
 
-    def build(self, spec: MonitorSpec) -> Monitor:
+    def build(self, spec: MonitorSpec) -> Monitor | AsyncMonitor:
         """Build the monitor ``spec.name``; every failure is a MonitorLoadError saying why."""
         entry = self._factories.get(spec.name)
         if entry is None:
@@ -116,9 +121,9 @@ class MonitorRegistry:
             raise MonitorLoadError(
                 f"monitor {spec.name!r} failed to build: {type(exc).__name__}: {exc}"
             ) from exc
-        if not isinstance(monitor, Monitor):
+        if not isinstance(monitor, Monitor | AsyncMonitor):
             raise MonitorLoadError(
-                f"monitor {spec.name!r}: factory returned {type(monitor).__name__}, not a Monitor"
+                f"monitor {spec.name!r}: factory returned {type(monitor).__name__}, not a Monitor or AsyncMonitor"
             )
         return monitor
 

@@ -142,12 +142,12 @@ def latency() -> list[dict]:
     gap = "The gap between the gateway's lines and the upstream's is the safety tax."
     return [
         timeseries("TTFT: gateway vs upstream vs vLLM",
-                   "Time to first token at the gateway (request received -> first chunk "
+                   "Time to first token at the gateway (request received -> first text "
                    "sent), the upstream as timed by the gateway, and vLLM's own. " + gap, "s",
                    quantile_targets("taxgate_ttft_seconds", GW, "gateway")
                    + quantile_targets("taxgate_upstream_ttft_seconds", GW, "upstream")
                    + quantile_targets("vllm:time_to_first_token_seconds", VLLM, "vLLM")),
-        timeseries("ITL: gateway vs vLLM", "Gap between content chunks sent to the client, "
+        timeseries("ITL: gateway vs vLLM", "Gap between writes carrying text sent to the client, "
                    "and vLLM's inter-token latency. Hold-back windows raise the gateway's "
                    "tail.", "s",
                    quantile_targets("taxgate_itl_seconds", GW, "gateway")
@@ -197,8 +197,8 @@ def phases() -> list[dict]:
 def monitors() -> list[dict]:
     by = "monitor, stage"
     return [
-        timeseries("Monitor latency", "Time a stage waited for each monitor's verdict "
-                   "(queue wait included).", "s",
+        timeseries("Monitor latency", "Time each monitor's check took, queue wait "
+                   "included (shadow and late checks too).", "s",
                    quantile_targets("taxgate_monitor_duration_seconds", "", "{{monitor}}/{{stage}}",
                                     by), width=8),
         timeseries("Monitor queue wait (p99)", "Time a text waited in a monitor's "
@@ -224,11 +224,12 @@ def monitors() -> list[dict]:
                            + rate("taxgate_monitor_verdicts_total", "", by),
                            "{{monitor}}/{{stage}}")], width=12),
         timeseries("Monitor errors and timeouts", "Monitor failures by kind: error, "
-                   "timeout, overload (queue full).", "ops",
+                   "timeout, overload (queue full, or shed under a stage budget).", "ops",
                    [target(rate("taxgate_monitor_errors_total", "", "monitor, stage, kind"),
                            "{{monitor}}/{{stage}} {{kind}}")], width=12),
-        timeseries("Fail-open passes", "Requests let through unchecked because a monitor "
-                   "failed with on_error: open. Non-zero means unscreened traffic.", "ops",
+        timeseries("Fail-open passes", "Checks let through unchecked because a monitor "
+                   "failed with on_error: open (a stream is checked many times per request). "
+                   "Non-zero means unscreened traffic.", "ops",
                    [target(rate("taxgate_monitor_fail_open_total", "", by),
                            "{{monitor}}/{{stage}}")], width=12),
     ]

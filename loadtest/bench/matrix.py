@@ -32,7 +32,8 @@ from pydantic import (
     model_validator,
 )
 
-from monitors.config import MonitorSpec, StreamingSpec
+from gateway.settings import StreamingSpec
+from monitors.config import MonitorSpec
 
 DEFAULT_MATRIX = Path(__file__).resolve().parent.parent / "bench_matrix.yaml"
 RESERVED_NAMES = ("direct", "gateway")

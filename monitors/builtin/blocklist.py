@@ -73,9 +73,14 @@ class BlocklistMonitor(Monitor):
     def __init__(self, regexes: Sequence[re.Pattern[str]], *, inline: bool = False) -> None:
         self._regexes = list(regexes)
         self._partial = [compile_partial(r.pattern, r.flags) for r in self._regexes]
-        # Keywords alone compile to escaped alternations, safe on the event loop; a
-        # user's own regex could backtrack badly, so it runs in the worker thread.
-        self.inline = inline
+        self._inline = inline
+
+    @property
+    def inline(self) -> bool:
+        """Keywords alone compile to escaped alternations, safe on the event loop; a
+        user's own regex could backtrack badly, so with one the check runs in a worker
+        thread (``create`` passes ``inline`` accordingly)."""
+        return self._inline
 
     def find(self, text: str) -> list[Span]:
         spans: list[Span] = []

@@ -13,7 +13,7 @@ it in the classification prompt. The answer must read ``safe``, or ``unsafe``
 with an optional line of categories (``S1,S10``). Anything else raises
 JudgeParseError, so the monitor's ``on_error`` decides, never a guess.
 
-I/O-bound, so ``check`` is async: texts are sent concurrently on one pooled client.
+I/O-bound, so an AsyncMonitor: texts are sent concurrently on one pooled client.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from monitors.base import Finding, Monitor
+from monitors.base import AsyncMonitor, Finding
 from monitors.config import MonitorSpec
 from monitors.registry import parse_options
 
@@ -81,13 +81,13 @@ def completions_url(base_url: str) -> str:
     return base + "/chat/completions"
 
 
-class JudgeMonitor(Monitor):
+class JudgeMonitor(AsyncMonitor):
     def __init__(self, options: JudgeOptions, client: httpx.AsyncClient) -> None:
         self._options = options
         self._client = client
         self._url = completions_url(options.base_url)
 
-    async def check(self, texts: Sequence[str]) -> list[Finding]:  # type: ignore[override]
+    async def check(self, texts: Sequence[str]) -> list[Finding]:
         return list(await asyncio.gather(*(self._judge(text) for text in texts)))
 
     async def _judge(self, text: str) -> Finding:
@@ -107,7 +107,7 @@ class JudgeMonitor(Monitor):
             raise JudgeParseError(f"judge response is not a chat completion: {exc!r}") from exc
         return parse_verdict(answer or "")
 
-    async def close(self) -> None:  # type: ignore[override]
+    async def close(self) -> None:
         await self._client.aclose()
 
 

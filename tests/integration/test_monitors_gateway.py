@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from gateway.audit import query_events
-from monitors.base import Finding, Monitor
+from monitors.base import AsyncMonitor, Finding, Monitor
 from monitors.registry import MonitorRegistry
 
 pytestmark = pytest.mark.integration
@@ -161,7 +161,7 @@ class RaisingMonitor(Monitor):
         raise RuntimeError("model crashed")
 
 
-class HangingMonitor(Monitor):
+class HangingMonitor(AsyncMonitor):
     async def check(self, texts):
         import asyncio
         await asyncio.sleep(30)

@@ -32,3 +32,14 @@ def test_serve_ends_on_what_to_fix_when_a_monitor_cannot_load(tmp_path, capsys):
     assert main(["serve", "--config", str(config)]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("taxgate serve: cannot start: monitor 'words': blocklist is empty")
+
+
+def test_serve_refuses_two_monitors_with_one_id(tmp_path, capsys):
+    # The pipeline owns the rule (metrics and audit events tell monitors apart by id).
+    config = tmp_path / "twice.yaml"
+    config.write_text("upstreams: [http://127.0.0.1:9]\nport: 0\naudit: {enabled: false}\n"
+                      "monitors: [{name: pii}, {name: pii, action: redact}]\n")
+    assert main(["serve", "--config", str(config)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == ("taxgate serve: cannot start: monitor ids must be unique; repeated: pii "
+                    "(set `id:` to tell them apart)")

@@ -32,7 +32,6 @@ def test_upstream_urls_normalised():
     ("upstreams: [ftp://a]\n", "upstreams"),
     ("upstreams: [http://a]\nmonitors: [{name: pii, action: nuke}]\n", "monitors.0.action"),
     ("upstreams: [http://a]\nstreaming: {window_chars: 10}\n", "streaming"),
-    ("upstreams: [http://a]\nmonitors: [{name: pii}, {name: pii}]\n", "monitors"),
     ("port: 1\n", "upstreams"),
 ])
 def test_errors_name_the_bad_key(tmp_path, text, key):

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from pydantic import ValidationError
 
-from monitors.base import Finding, Monitor, MonitorOverloaded
+from monitors.base import AsyncMonitor, Finding, MonitorOverloaded
 from monitors.config import BudgetSpec, MonitorSpec
 from monitors.pipeline import MonitorPipeline
 from monitors.registry import MonitorRegistry
@@ -16,7 +16,7 @@ SLOW_S = 0.12
 BUDGET_MS = 30.0
 
 
-class Slow(Monitor):
+class Slow(AsyncMonitor):
     """Async: flags texts containing 'x', after SLOW_S (a judge at its capacity)."""
 
     def __init__(self) -> None:
@@ -109,7 +109,7 @@ async def test_predicted_over_budget_is_not_queued_and_counted(budgeted, prom):
 
 
 async def test_checks_that_fit_are_waited_for_and_counted_in_time(metrics, prom):
-    class Quick(Monitor):
+    class Quick(AsyncMonitor):
         async def check(self, texts):
             return [Finding(score=1.0 if "x" in t else 0.0) for t in texts]
 

@@ -8,9 +8,10 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry
 
-from monitors.base import Finding, Monitor, MonitorLoadError, MonitorOverloaded, Span
+from monitors.base import AsyncMonitor, Finding, Monitor, MonitorLoadError, MonitorOverloaded, Span
 from monitors.config import MonitorSpec
-from monitors.pipeline import Decision, MonitorPipeline, apply_result
+from monitors.pipeline import Decision, MonitorPipeline
+from monitors.redact import apply_redactions
 from monitors.registry import MonitorRegistry
 
 
@@ -29,7 +30,7 @@ class Keyword(Monitor):
         return findings
 
 
-class Classifier(Monitor):
+class Classifier(AsyncMonitor):
     """Async, whole-text: scores the share of 'x' characters; sleeps `delay` first."""
 
     def __init__(self, delay: float = 0.0) -> None:
@@ -50,12 +51,12 @@ class Raising(Monitor):
         raise RuntimeError("secret text must not be logged: " + texts[0])
 
 
-class Hanging(Monitor):
+class Hanging(AsyncMonitor):
     async def check(self, texts):
         await asyncio.Event().wait()
 
 
-class Gated(Monitor):
+class Gated(AsyncMonitor):
     """Async; waits for the test to open the gate (a shadow that has not finished yet)."""
 
     def __init__(self) -> None:
@@ -66,7 +67,7 @@ class Gated(Monitor):
         return [Finding(score=1.0, labels={"gated": 1.0}) for _ in texts]
 
 
-class Overloaded(Monitor):
+class Overloaded(AsyncMonitor):
     async def check(self, texts):
         raise MonitorOverloaded("inner-name", 2.5)
 
@@ -129,6 +130,11 @@ def sample(prom: CollectorRegistry, name: str, **labels) -> float:
     return prom.get_sample_value(name, labels) or 0.0
 
 
+def redacted(result, texts: list[str]) -> list[str]:
+    """``texts`` masked as the gateway masks them: each with its own spans."""
+    return [apply_redactions(text, spans) for text, spans in zip(texts, result.redactions, strict=True)]
+
+
 async def test_block_hits_and_passes(make_pipeline, prom):
     pipeline = await make_pipeline({"name": "keyword", "action": "block"})
     passed = await pipeline.check("input", ["all good"], request_id="r")
@@ -161,16 +167,14 @@ async def test_redact_collects_spans_per_text(make_pipeline):
     result = await pipeline.check("output", texts, request_id="r")
     assert result.blocked_by is None and result.redacted
     assert [len(spans) for spans in result.redactions] == [0, 2, 1]
-    assert pipeline.apply(result, texts) == ["nothing", "[REDACTED:WORD] and [REDACTED:WORD]",
-                                             "also [REDACTED:WORD]"]
-    assert apply_result(result, texts) == pipeline.apply(result, texts)
+    assert redacted(result, texts) == ["nothing", "[REDACTED:WORD] and [REDACTED:WORD]", "also [REDACTED:WORD]"]
 
 
 async def test_redact_without_spans_masks_the_whole_text_with_the_top_label(make_pipeline):
     pipeline = await make_pipeline({"name": "classifier", "action": "redact", "threshold": 0.5})
     texts = ["xxxx", "calm"]
     result = await pipeline.check("input", texts, request_id="r")
-    assert pipeline.apply(result, texts) == ["[REDACTED:XNESS]", "calm"]
+    assert redacted(result, texts) == ["[REDACTED:XNESS]", "calm"]
     assert result.decisions[0].excerpt == "[REDACTED:XNESS]"
 
 
@@ -223,9 +227,11 @@ async def test_same_monitor_twice_with_different_ids(make_pipeline, prom):
     assert sample(prom, "taxgate_monitor_verdicts_total", monitor="lenient", stage="input", action="annotate") == 1
 
 
-def test_duplicate_ids_are_refused(registry, metrics):
+async def test_duplicate_ids_are_refused(registry, metrics):
+    pipeline = MonitorPipeline([MonitorSpec(name="keyword"), MonitorSpec(name="keyword")], metrics=metrics,
+                               registry=registry)
     with pytest.raises(MonitorLoadError, match="repeated: keyword"):
-        MonitorPipeline([MonitorSpec(name="keyword"), MonitorSpec(name="keyword")], metrics=metrics)
+        await pipeline.start()
 
 
 @pytest.mark.parametrize("on_error, blocked, fail_open", [("closed", True, 0), ("open", False, 1)])
@@ -396,7 +402,7 @@ async def test_builtins_through_the_default_registry(metrics):
         texts = ["mail me: a@b.io", "project zeus"]
         result = await pipeline.check("input", texts, request_id="r")
         assert result.blocked_by.monitor_id == "blocklist"
-        assert pipeline.apply(result, texts)[0] == "mail me: [REDACTED:EMAIL]"
+        assert redacted(result, texts)[0] == "mail me: [REDACTED:EMAIL]"
     finally:
         await pipeline.close()
 
@@ -435,11 +441,13 @@ async def test_a_long_inline_check_still_obeys_its_timeout():
     from monitors.base import Finding, Monitor
     from monitors.config import MonitorSpec
     from monitors.metrics import MonitorMetrics
-    from monitors.pipeline import INLINE_MAX_CHARS, MonitorPipeline
+    from monitors.pipeline import MonitorPipeline
     from monitors.registry import MonitorRegistry
 
     class SlowInline(Monitor):
-        inline = True
+        @property
+        def inline(self) -> bool:
+            return True
 
         def check(self, texts):
             time_module.sleep(0.5)  # stands for a regex that backtracks on a huge prompt
@@ -452,7 +460,7 @@ async def test_a_long_inline_check_still_obeys_its_timeout():
     pipeline = MonitorPipeline([spec], metrics=MonitorMetrics(prom), registry=registry)
     await pipeline.start()
     try:
-        result = await pipeline.check("input", ["x" * (INLINE_MAX_CHARS + 1)], request_id="r")
+        result = await pipeline.check("input", ["x" * (Monitor.inline_max_chars + 1)], request_id="r")
     finally:
         await pipeline.close()
     assert result.blocked_by is not None and result.blocked_by.error == "timeout"
