@@ -13,8 +13,8 @@ from rich.console import Console
 
 from loadtest.bench.matrix import DEFAULT_MATRIX, MatrixError
 from loadtest.bench.options import DEFAULT_SIM_PROFILE, PROFILES, BenchOptions
-from loadtest.bench.procs import ProcessError
 from loadtest.datasets import DatasetError, DatasetSpec
+from loadtest.harness import ProcessError
 
 logger = logging.getLogger(__name__)
 
