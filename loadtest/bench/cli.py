@@ -103,7 +103,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                      help="show the libraries' INFO logs (each HTTP request, ...) on the terminal")
     # Optional: plain `taxgate bench [flags]` is the safety-tax run.
     sub = parser.add_subparsers(dest="bench_command", title="other measurements",
-                                metavar="{monitors}")
+                                metavar="{monitors}", help="instead of the safety-tax run")
     help_text = ("each monitor's check latency and throughput in process, at several "
                  "micro-batch sizes (no HTTP, no upstream); see `taxgate bench monitors --help`")
     monitors = sub.add_parser("monitors", help=help_text, description=monitorcli.__doc__.split("\n\n")[1]

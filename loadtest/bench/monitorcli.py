@@ -74,7 +74,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                      help="untimed calls per monitor and batch size before the rounds (default 2)")
     how.add_argument("--torch-threads", dest="m_torch_threads", type=int, metavar="N",
                      help="torch intra-op threads (default: torch's own, usually the core count)")
-    how.add_argument("--seed", dest="m_seed", type=int, default=0, metavar="N", help="seed of the text order (default 0)")
+    how.add_argument("--seed", dest="m_seed", type=int, default=0, metavar="N",
+                     help="seed of the text order (default 0)")
     how.add_argument("--ci", dest="m_ci_method", choices=["t", "bootstrap"], default="t",
                      help="interval over repeats: Student t (default) or bootstrap")
     out = parser.add_argument_group("output")
@@ -112,21 +113,24 @@ def run(args: argparse.Namespace, *, registry=None) -> int:
     from monitors.base import MonitorLoadError
 
     console = Console(stderr=True)
+
+    def error(message: str) -> None:  # paths and names may hold [brackets]: no markup
+        console.print(f"taxgate bench monitors: {message}", style="red", markup=False, highlight=False)
+
     try:
         options = options_from_args(args)
     except ValueError as exc:
-        console.print(f"taxgate bench monitors: {exc}")
+        error(str(exc))
         return 2
     quiet_logs(verbose=False)
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
         result = MonitorBenchRunner(options, console, registry).run()
     except (ValueError, DatasetError, MonitorLoadError) as exc:
-        console.print(f"[red]taxgate bench monitors: {exc}[/]")
+        error(str(exc))
         return 2
-    except ProcessError as exc:
-        console.print("[red]taxgate bench monitors failed:[/]", end=" ")
-        console.print(str(exc), markup=False, highlight=False)
+    except ProcessError as exc:  # the local model's build failed; the message has its log
+        error(f"failed: {exc}")
         return 1
     except KeyboardInterrupt:
         console.print("taxgate bench monitors: interrupted")
