@@ -19,7 +19,7 @@ from loadtest.bench import schema
 from loadtest.bench.monitorstats import VariantStats, headline, mean_batch, variant_stats
 from loadtest.bench.report import html_page, html_table, md_table, write_files
 from loadtest.bench.stats import Estimate, Percentiles
-from loadtest.bench.tables import FEW_NOTE, Table, pct, ratio, share
+from loadtest.bench.tables import FEW, FEW_NOTE, Table, pct, ratio, share
 
 if TYPE_CHECKING:
     from loadtest.bench.monitorrun import MonitorBenchResult
@@ -139,12 +139,26 @@ def _setting(row: VariantRow) -> str:
     return "inline" if row.max_batch is None else str(row.max_batch)
 
 
+def _per_s(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+
+
 def _rate(e: schema.Interval) -> str:
-    text = f"{e.value:,.1f}" if e.value < 100 else f"{e.value:,.0f}"
+    text = _per_s(e.value)
     if e.ci_low is not None and e.ci_high is not None:
         half = max(e.value - e.ci_low, e.ci_high - e.value)
         text += f" ±{half:,.1f}" if half < 100 else f" ±{half:,.0f}"
     return text
+
+
+def _latency(p: schema.Percentiles | None, name: str) -> str:
+    """Like the bench's ``pct``, with the digits a microsecond check needs."""
+    value = None if p is None else getattr(p, name)
+    if value is None or abs(value) >= 1:
+        return pct(p, name)
+    return f"{value:.3f}" + (FEW if name == "p99" and not p.p99_supported else "")
 
 
 def _speedup(row: VariantRow) -> str:
@@ -157,7 +171,7 @@ def _number(value: float | None, fmt: str = ".1f") -> str:
 
 def headline_table(report: MonitorReport) -> Table:
     rows = [
-        (h.monitor, _setting(h), _rate(h.texts_per_s), pct(h.latency_ms, "p50"),
+        (h.monitor, _setting(h), _rate(h.texts_per_s), _latency(h.latency_ms, "p50"),
          _speedup(h), h.baseline.rsplit(" ", 1)[-1] if h.baseline else "-")
         for h in report.headline
     ]
@@ -174,9 +188,9 @@ def headline_table(report: MonitorReport) -> Table:
 
 def variants_table(report: MonitorReport) -> Table:
     rows = [
-        (v.monitor, _setting(v), _rate(v.texts_per_s), _number(v.texts_per_cpu_s),
-         pct(v.latency_ms, "p50"), pct(v.latency_ms, "p99"), _number(v.mean_batch),
-         share(v.padding), _speedup(v), str(v.texts))
+        (v.monitor, _setting(v), _rate(v.texts_per_s), _per_s(v.texts_per_cpu_s),
+         _latency(v.latency_ms, "p50"), _latency(v.latency_ms, "p99"), _number(v.mean_batch),
+         share(v.padding), _speedup(v), f"{v.texts:,}")
         for v in report.variants
     ]
     m = report.meta
