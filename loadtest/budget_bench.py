@@ -33,7 +33,8 @@ from pathlib import Path
 import httpx
 import yaml
 
-from loadtest.bench.procs import ManagedProcess, ProcessGroup, free_port
+from loadtest.bench.procs import ManagedProcess, ProcessGroup
+from loadtest.harness import free_port
 
 LOOPBACK = "127.0.0.1"
 MODEL = "sim"

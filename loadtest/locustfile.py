@@ -52,7 +52,6 @@ import json
 import random
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import gevent
@@ -70,6 +69,7 @@ except ModuleNotFoundError:
 from loadtest.bench.samples import Sample, SampleWriter  # noqa: E402
 from loadtest.bench.streamtiming import StreamTimer  # noqa: E402
 from loadtest.datasets import load_dataset  # noqa: E402
+from loadtest.harness import discover_model  # noqa: E402
 
 CHAT_PATH = "/v1/chat/completions"
 
@@ -108,7 +108,7 @@ class Workload:
         if not items:
             raise ValueError(f"no dataset items with labels {options.labels!r}")
         self.prompts = [item.text for item in items]
-        self.model = options.model or discover_model(host, options.api_key)
+        self.model = options.model or discover_model(host, api_key=options.api_key)
         self.max_tokens = options.max_tokens
         self.ignore_eos = options.ignore_eos
         self.itl_events = options.itl_events
@@ -165,17 +165,6 @@ class Workload:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
-
-
-def discover_model(host: str, api_key: str = "") -> str:
-    request = urllib.request.Request(host.rstrip("/") + "/v1/models")
-    if api_key:
-        request.add_header("Authorization", f"Bearer {api_key}")
-    with urllib.request.urlopen(request, timeout=30) as response:
-        models = json.load(response).get("data") or []
-    if not models:
-        raise ValueError(f"{host}/v1/models lists no model; pass --model")
-    return models[0]["id"]
 
 
 @events.test_start.add_listener

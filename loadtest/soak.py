@@ -30,7 +30,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from loadtest.bench.procs import ManagedProcess, ProcessGroup, free_port
+from loadtest.bench.procs import ManagedProcess, ProcessGroup
+from loadtest.harness import free_port
 from loadtest.soak_outcomes import (
     CLIENT_LEFT,
     CLIENT_LEFT_EARLY,

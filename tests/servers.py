@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -20,37 +19,20 @@ from pathlib import Path
 import httpx
 import uvicorn
 
+from loadtest.harness import Server, free_port, log_tail, wait_ready
+
 ROOT = Path(__file__).resolve().parents[1]
 VLLM_MODEL_NAME = "tiny-llama"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def wait_http(url: str, timeout_s: float, *, proc: subprocess.Popen | None = None,
               log_path: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} before {url} answered"
-                               + _log_tail(log_path))
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} did not answer 200 within {timeout_s:.0f} s" + _log_tail(log_path))
+    """Wait until ``url`` answers 200; fail at once, with the log tail, if ``proc`` exits."""
+    wait_ready(Server(f"the server at {url}", url, proc, log_path), timeout_s, poll_s=0.2)
 
 
-def _log_tail(path: Path | None, lines: int = 30) -> str:
-    if path is None or not path.exists():
-        return ""
-    tail = path.read_text(errors="replace").splitlines()[-lines:]
-    return "\n--- server log tail ---\n" + "\n".join(tail)
+def _log_tail(path: Path | None) -> str:
+    return "" if path is None else "\n--- server log tail ---\n" + log_tail(path, 30)
 
 
 class ThreadedServer:

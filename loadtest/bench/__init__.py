@@ -11,5 +11,8 @@ Measuring: ``streamtiming`` (per-request SSE timing), ``samples`` (the JSONL con
 with the locustfile), ``stats``/``aggregate``/``tax`` (pure statistics).
 Writing it up: ``schema`` (report.json), ``headline`` (one line per set, at the highest
 unsaturated level), ``report``/``tables``/``plots``/``terminal``.
+Monitors alone (``taxgate bench monitors``): ``monitorcli`` (flags), ``monitorrun`` (the
+run, in process), ``monitorload`` (one round through the micro-batcher), ``monitorstats``
+(pure), ``monitorreport`` (its report, with the tables and writers above).
 Entry point: ``cli``.
 """

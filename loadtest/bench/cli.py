@@ -1,4 +1,7 @@
-"""``taxgate bench`` (also ``python -m loadtest.bench``): flags, then run, report, summary."""
+"""``taxgate bench`` (also ``python -m loadtest.bench``): flags, then run, report, summary.
+
+``taxgate bench monitors`` (``monitorcli``) measures the monitors alone, in process.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +14,11 @@ from pathlib import Path
 
 from rich.console import Console
 
+from loadtest.bench import monitorcli
 from loadtest.bench.matrix import DEFAULT_MATRIX, MatrixError
 from loadtest.bench.options import DEFAULT_SIM_PROFILE, PROFILES, BenchOptions
-from loadtest.bench.procs import ProcessError
 from loadtest.datasets import DatasetError, DatasetSpec
+from loadtest.harness import ProcessError
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +101,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                      help="how long servers may take to become ready (default 180)")
     out.add_argument("--verbose", action="store_true",
                      help="show the libraries' INFO logs (each HTTP request, ...) on the terminal")
+    # Optional: plain `taxgate bench [flags]` is the safety-tax run.
+    sub = parser.add_subparsers(dest="bench_command", title="other measurements",
+                                metavar="{monitors}", help="instead of the safety-tax run")
+    help_text = ("each monitor's check latency and throughput in process, at several "
+                 "micro-batch sizes (no HTTP, no upstream); see `taxgate bench monitors --help`")
+    monitors = sub.add_parser("monitors", help=help_text, description=monitorcli.__doc__.split("\n\n")[1]
+                              .replace("\n", " "))
+    monitorcli.configure_parser(monitors)
 
 
 def options_from_args(args: argparse.Namespace) -> BenchOptions:
@@ -132,11 +144,11 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         ready_timeout_s=args.ready_timeout,
         plots=args.plots,
         verbose=args.verbose,
-        command=_command_line(),
+        command=command_line(),
     )
 
 
-def _command_line() -> str:
+def command_line() -> str:
     program = Path(sys.argv[0]).name
     if program == "__main__.py":  # python -m gateway bench / python -m loadtest.bench
         package = Path(sys.argv[0]).resolve().parent
@@ -156,12 +168,14 @@ def quiet_logs(verbose: bool) -> None:
         logging.getLogger(name).setLevel(level)
 
 
-def _terminate(signum, _frame) -> None:
+def terminate(signum, _frame) -> None:
     # SIGTERM (docker stop, CI timeouts) unwinds like Ctrl-C so the servers get stopped.
     raise KeyboardInterrupt(f"signal {signum}")
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "bench_command", None) == "monitors":
+        return monitorcli.run(args)
     # Imported here: the runner pulls httpx/rich/yaml, the report matplotlib; `taxgate --help`
     # and the other subcommands should not pay for that.
     from loadtest.bench.plots import write_plots
@@ -176,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"taxgate bench: {exc}")
         return 2
     quiet_logs(options.verbose)
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
         result = BenchRunner(options, console).run()
     except (MatrixError, DatasetError) as exc:

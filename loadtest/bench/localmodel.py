@@ -13,7 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from loadtest.bench.procs import PROJECT_ROOT, ProcessError, child_env, log_tail
+from loadtest.bench.procs import PROJECT_ROOT, child_env
+from loadtest.harness import ProcessError, log_tail
 
 CHECKPOINT = "detoxify.ckpt"
 CONFIG_DIR = "hf-config"

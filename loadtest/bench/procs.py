@@ -9,37 +9,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import httpx
+from loadtest.harness import ProcessError, log_tail, wait_ready
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-class ProcessError(RuntimeError):
-    """A child that failed to start or died; the message names it and shows its log tail."""
-
-
-def free_port(host: str = "127.0.0.1", *, taken: set[int] | None = None) -> int:
-    """A port nothing listens on, not in ``taken`` (which it joins).
-
-    The port is released before the child binds it; another process could take it in
-    between, in which case the child fails to bind and says so in its log. ``taken``
-    keeps the children started together from being handed the same port: the kernel
-    may return a port again once its probe socket closed.
-    """
-    taken = taken if taken is not None else set()
-    while True:
-        with socket.socket() as sock:
-            sock.bind((host, 0))
-            port = sock.getsockname()[1]
-        if port not in taken:
-            taken.add(port)
-            return port
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -54,13 +30,6 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
     return env
-
-
-def log_tail(path: Path, lines: int = 25) -> str:
-    if not path.exists():
-        return "(no log written)"
-    text = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    return "\n".join(text[-lines:]) or "(log is empty)"
 
 
 class ManagedProcess:
@@ -85,25 +54,22 @@ class ManagedProcess:
                 env=child_env(), cwd=PROJECT_ROOT, start_new_session=True,
             )
 
-    def failure(self, what: str) -> ProcessError:
-        return ProcessError(
-            f"{self.name} {what}\n  command: {' '.join(self.argv)}\n  log: {self.log_path}\n"
-            f"--- last lines of its log ---\n{log_tail(self.log_path)}"
-        )
+    def details(self) -> str:
+        return (f"\n  command: {' '.join(self.argv)}\n  log: {self.log_path}\n"
+                f"--- last lines of its log ---\n{log_tail(self.log_path)}")
 
-    def check_alive(self) -> None:
+    def failure(self, what: str) -> ProcessError:
+        return ProcessError(f"{self.name} {what}{self.details()}")
+
+    def exit_code(self) -> int | None:
         if self.proc is None:
             raise self.failure("was never started")
-        code = self.proc.poll()
+        return self.proc.poll()
+
+    def check_alive(self) -> None:
+        code = self.exit_code()
         if code is not None:
             raise self.failure(f"exited with status {code}")
-
-    def is_ready(self, client: httpx.Client) -> bool:
-        self.check_alive()
-        try:
-            return client.get(self.ready_url).status_code == 200
-        except httpx.TransportError:
-            return False  # not listening yet
 
     def stop(self, timeout_s: float = 10.0) -> None:
         proc = self.proc
@@ -134,20 +100,7 @@ class ProcessGroup:
     def wait_ready(self, timeout_s: float, poll_s: float = 0.2) -> None:
         """Wait until every child answers 200 at its ready URL; raise naming the first that
         died or the ones still not ready at the deadline."""
-        waiting = list(self.processes)
-        deadline = time.monotonic() + timeout_s
-        with httpx.Client(timeout=2.0) as client:
-            while waiting:
-                waiting = [p for p in waiting if not p.is_ready(client)]
-                if not waiting:
-                    return
-                if time.monotonic() > deadline:
-                    raise waiting[0].failure(
-                        f"was not ready at {waiting[0].ready_url} within {timeout_s:.0f} s"
-                        + (f" (also not ready: {', '.join(p.name for p in waiting[1:])})"
-                           if len(waiting) > 1 else "")
-                    )
-                time.sleep(poll_s)
+        wait_ready(self.processes, timeout_s, poll_s=poll_s)
 
     def check_alive(self) -> None:
         for process in self.processes:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import orjson
+from pydantic import BaseModel
 
 from loadtest.bench import schema
 from loadtest.bench.aggregate import CellStats, Latencies
@@ -180,11 +181,11 @@ def build_report(result: BenchResult, machine: dict) -> schema.Report:
                          monitor_timings=timings)
 
 
-def write_json(report: schema.Report, path: Path) -> None:
+def write_json(report: BaseModel, path: Path) -> None:
     path.write_bytes(orjson.dumps(report.model_dump(mode="json"), option=orjson.OPT_INDENT_2))
 
 
-def _md_table(table: Table) -> str:
+def md_table(table: Table) -> str:
     lines = [f"## {table.title}", ""]
     if table.caption:
         lines += [table.caption, ""]
@@ -226,17 +227,17 @@ def _split(report: schema.Report, plots: list[Path]):
 def render_markdown(report: schema.Report, plots: list[Path]) -> str:
     first, rest, pareto, other_plots = _split(report, plots)
     parts = ["# taxgate bench report", ""]
-    parts += [_md_table(table) for table in first]
+    parts += [md_table(table) for table in first]
     parts += [f"![{p.stem}]({p.name})\n" for p in pareto]
     parts += ["## Run", "", *_meta_lines(report), ""]
-    parts += [_md_table(table) for table in rest]
+    parts += [md_table(table) for table in rest]
     if other_plots:
         parts.append("## Plots\n")
         parts += [f"![{p.stem}]({p.name})\n" for p in other_plots]
     return "\n".join(parts)
 
 
-def _html_table(table: Table, css_id: str = "") -> str:
+def html_table(table: Table, css_id: str = "") -> str:
     esc = html.escape
     head = "".join(f"<th>{esc(h)}</th>" for h in table.headers)
     body = "".join(
@@ -266,20 +267,31 @@ def render_html(report: schema.Report, plots: list[Path]) -> str:
     esc = html.escape
     first, rest, pareto, other_plots = _split(report, plots)
     meta = "".join(f"<li>{esc(line.removeprefix('- '))}</li>" for line in _meta_lines(report))
-    head = "".join(_html_table(t, "headline") for t in first) + "".join(map(_img, pareto))
-    tables = "".join(_html_table(t) for t in rest)
+    head = "".join(html_table(t, "headline") for t in first) + "".join(map(_img, pareto))
+    tables = "".join(html_table(t) for t in rest)
     images = "".join(map(_img, other_plots))
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>taxgate bench report"
-            f"</title><style>{_STYLE}</style></head><body><h1>taxgate bench report</h1>"
-            f"{head}<h2>Run</h2><ul>{meta}</ul>{tables}"
-            f"{'<h2>Plots</h2>' + images if images else ''}</body></html>")
+    return html_page("taxgate bench report",
+                     f"{head}<h2>Run</h2><ul>{meta}</ul>{tables}"
+                     f"{'<h2>Plots</h2>' + images if images else ''}")
+
+
+def html_page(title: str, body: str) -> str:
+    """A self-contained page: ``body`` under an ``<h1>`` of ``title``, with the report's style."""
+    esc = html.escape
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
+            f"<style>{_STYLE}</style></head><body><h1>{esc(title)}</h1>{body}</body></html>")
+
+
+def write_files(out_dir: Path, report: BaseModel, markdown: str, html_text: str) -> list[Path]:
+    """report.json (the validated model), report.md and report.html into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path, html_path = (out_dir / name for name in REPORT_FILES)
+    write_json(report, json_path)
+    md_path.write_text(markdown, encoding="utf-8")
+    html_path.write_text(html_text, encoding="utf-8")
+    return [json_path, md_path, html_path]
 
 
 def write_report(report: schema.Report, out_dir: Path, plots: list[Path]) -> list[Path]:
     """Write report.json, report.md and report.html into ``out_dir``; return their paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, md_path, html_path = (out_dir / name for name in REPORT_FILES)
-    write_json(report, json_path)
-    md_path.write_text(render_markdown(report, plots), encoding="utf-8")
-    html_path.write_text(render_html(report, plots), encoding="utf-8")
-    return [json_path, md_path, html_path]
+    return write_files(out_dir, report, render_markdown(report, plots), render_html(report, plots))

@@ -20,8 +20,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from loadtest.bench.procs import PROJECT_ROOT, ProcessError, child_env, log_tail
+from loadtest.bench.procs import PROJECT_ROOT, child_env
 from loadtest.bench.samples import Sample, read_samples
+from loadtest.harness import ProcessError, log_tail
 
 
 @dataclass(frozen=True)

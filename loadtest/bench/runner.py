@@ -29,7 +29,7 @@ from loadtest.bench.aggregate import CellStats, cell_stats, steady_window
 from loadtest.bench.localmodel import local_detoxify
 from loadtest.bench.matrix import Matrix, load_matrix
 from loadtest.bench.options import BenchOptions, LevelPlan
-from loadtest.bench.procs import ManagedProcess, ProcessError, ProcessGroup, free_port
+from loadtest.bench.procs import ManagedProcess, ProcessGroup
 from loadtest.bench.rounds import LoadGenerator, RoundSpec, Workload, run_round
 from loadtest.bench.safety import (
     SafetyJob,
@@ -43,6 +43,7 @@ from loadtest.bench.scenarios import Scenario, build_scenarios, gateway_config
 from loadtest.bench.tax import DIRECT
 from loadtest.bench.traffic import warm_up
 from loadtest.datasets import load_dataset
+from loadtest.harness import Server, discover_model, free_port, wait_ready
 
 LOOPBACK = "127.0.0.1"
 SIM_MODEL = "sim-llama-8b"
@@ -178,7 +179,10 @@ class BenchRunner:
         with self.console.status(f"starting {len(group.processes)} server(s)..."):
             group.start_all()
             if options.upstream:
-                _wait_external(upstream, options.ready_timeout_s)
+                # Not our process: only its URL can be watched. /v1/models, not /health: a
+                # proxy in front of vLLM may not forward /health.
+                wait_ready(Server(f"the upstream {upstream}", upstream + "/v1/models"),
+                           options.ready_timeout_s, poll_s=1.0)
             group.wait_ready(options.ready_timeout_s)
         return urls
 
@@ -301,33 +305,6 @@ def round_plan(names: list[str],
             if repeat < level.repeats:
                 plan += [(repeat, level, name) for name in order]
     return plan
-
-
-def discover_model(base_url: str) -> str:
-    response = httpx.get(base_url + "/v1/models", timeout=30.0)
-    response.raise_for_status()
-    models = response.json().get("data") or []
-    if not models:
-        raise ProcessError(f"{base_url}/v1/models lists no model; pass --model")
-    return models[0]["id"]
-
-
-def _wait_external(base_url: str, timeout_s: float) -> None:
-    """An --upstream we did not start: it must answer /v1/models (vLLM's /health may be
-    behind a proxy that does not forward it)."""
-    deadline = time.monotonic() + timeout_s
-    last = "no answer"
-    while time.monotonic() < deadline:
-        try:
-            response = httpx.get(base_url + "/v1/models", timeout=5.0)
-            if response.status_code == 200:
-                return
-            last = f"HTTP {response.status_code}"
-        except httpx.TransportError as exc:
-            last = f"{type(exc).__name__}: {exc}"
-        time.sleep(1.0)
-    raise ProcessError(f"the upstream {base_url} did not answer GET /v1/models with 200 "
-                       f"within {timeout_s:.0f} s (last: {last})")
 
 
 def machine_description() -> dict[str, object]:

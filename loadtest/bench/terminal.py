@@ -11,7 +11,7 @@ from loadtest.bench.schema import Report
 from loadtest.bench.tables import Table, headline_table, safety_table, tax_table
 
 
-def _rich(table: Table) -> RichTable:
+def rich_table(table: Table) -> RichTable:
     rich_table = RichTable(title=table.title, caption=table.caption, title_justify="left")
     for i, header in enumerate(table.headers):
         rich_table.add_column(header, justify="left" if i == 0 else "right",
@@ -28,11 +28,11 @@ def _rich(table: Table) -> RichTable:
 
 
 def print_summary(report: Report, console: Console, out_dir: Path) -> None:
-    console.print(_rich(tax_table(report, "direct", compact=True)))
+    console.print(rich_table(tax_table(report, "direct", compact=True)))
     if any(t.baseline == "gateway" for t in report.tax):
-        console.print(_rich(tax_table(report, "gateway", compact=True)))
+        console.print(rich_table(tax_table(report, "gateway", compact=True)))
     if report.safety:
-        console.print(_rich(safety_table(report)))
+        console.print(rich_table(safety_table(report)))
     for level in report.levels:
         if level.flags:
             users = f"{level.concurrency} user{'' if level.concurrency == 1 else 's'}"
@@ -41,7 +41,7 @@ def print_summary(report: Report, console: Console, out_dir: Path) -> None:
                           "[/] - see the saturation table in the report")
     # Last, so it is what stays on the screen: one line per set a person can act on.
     if report.headline:
-        console.print(_rich(headline_table(report)))
+        console.print(rich_table(headline_table(report)))
     errors = sum(s.errors for s in report.scenarios)
     if errors:
         console.print(f"[yellow]{errors} request(s) failed during the rounds; see "

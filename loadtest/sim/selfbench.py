@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,8 @@ from pathlib import Path
 
 import httpx
 import orjson
+
+from loadtest.harness import Server, free_port, wait_ready
 
 MODEL = "sim-llama-8b"
 # Role chunk and [DONE] are events but not content chunks.
@@ -49,12 +50,6 @@ class Measurement:
     client_cpu_s: float
     # Mean gap between engine steps as the simulator itself saw it (its ITL histogram).
     engine_itl_s: float
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def process_cpu_seconds(pid: int) -> float | None:
@@ -171,17 +166,6 @@ async def drive(base_url: str, port: int, server_pid: int, args: argparse.Namesp
     return Measurement(tally, elapsed, server_cpu, client_cpu, engine_itl)
 
 
-def wait_healthy(base_url: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(base_url + "/health", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError(f"simulator at {base_url} did not become healthy in {timeout}s")
-
-
 def report(result: Measurement, args: argparse.Namespace) -> None:
     seconds = result.seconds
     chunks = max(result.tally.chunks, 1)
@@ -216,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     server = subprocess.Popen([sys.executable, "-m", "loadtest.sim", "--profile", args.profile,
                                "--port", str(port), "--model", MODEL, "--log-level", "warning"])
     try:
-        wait_healthy(base_url)
+        wait_ready(Server("the simulator", base_url + "/health", server), timeout_s=20)
         result = asyncio.run(drive(base_url, port, server.pid, args))
     finally:
         server.terminate()

@@ -11,11 +11,24 @@ def test_every_subcommand_explains_its_flags(command, capsys):
         build_parser().parse_args([command, "--help"])
     assert exit_.value.code == 0
     assert "usage: taxgate " + command in capsys.readouterr().out
-    subparsers = next(action for action in build_parser()._actions
-                      if isinstance(action, argparse._SubParsersAction))
-    undocumented = [action.dest for action in subparsers.choices[command]._actions
-                    if action.help is None]
-    assert undocumented == []
+    assert _undocumented(_subcommands(build_parser())[command]) == []
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return next((action.choices for action in parser._actions
+                 if isinstance(action, argparse._SubParsersAction)), {})
+
+
+def _undocumented(parser: argparse.ArgumentParser) -> list[str]:
+    """Flags without help, in the parser and its own subcommands (``bench monitors``)."""
+    missing = [action.dest for action in parser._actions if action.help is None]
+    for name, child in _subcommands(parser).items():
+        missing += [f"{name} {dest}" for dest in _undocumented(child)]
+    return missing
+
+
+def test_nested_subcommands_are_checked_too():
+    assert "monitors" in _subcommands(_subcommands(build_parser())["bench"])
 
 
 def test_serve_with_a_bad_config_names_the_key(tmp_path, capsys):

@@ -12,10 +12,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from gateway.metrics import GatewayMetrics
 from loadtest.bench import promscrape
 from loadtest.bench.options import BenchOptions
-from loadtest.bench.procs import ManagedProcess, ProcessError, ProcessGroup, child_env, free_port
+from loadtest.bench.procs import ManagedProcess, ProcessGroup, child_env
 from loadtest.bench.rounds import RoundSpec, Workload, round_message, round_options
 from loadtest.bench.safety import SafetyResult, classify, stratified_sample
 from loadtest.bench.traffic import Outcome
+from loadtest.harness import ProcessError, free_port
 
 
 @pytest.mark.parametrize(
