@@ -10,7 +10,6 @@ rotating, so drift in machine load hits every setting alike.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import os
 import random
@@ -27,7 +26,7 @@ from loadtest.bench.monitorload import RoundResult, Variant, run_round, split_en
 from loadtest.bench.options import LevelPlan
 from loadtest.bench.runner import round_plan
 from loadtest.datasets import load_dataset
-from monitors.base import Monitor
+from monitors.base import AsyncMonitor, Monitor
 from monitors.config import BatchSpec, MonitorSpec
 from monitors.registry import MonitorRegistry
 
@@ -149,10 +148,12 @@ class MonitorBenchRunner:
                     token_count, texts = self._tokens(config_dir, texts, result)
                     hf = json.loads((config_dir / "config.json").read_text(encoding="utf-8"))
                     result.model = f"{hf['hidden_size']}x{hf['num_hidden_layers']} BERT, {where}"
-                built[name] = monitor = self.registry.build(spec)
-                if inspect.iscoroutinefunction(monitor.check):
+                monitor = self.registry.build(spec)
+                if isinstance(monitor, AsyncMonitor):
+                    asyncio.run(monitor.close())
                     raise ValueError(f"monitor {name!r} has an async check: it does its own batching "
                                      "over I/O, and this bench measures CPU-bound checks")
+                built[name] = monitor
             self._torch(result)
             variants = [v for name, m in built.items() for v in self._variants(name, m)]
             self._warm_up(built, texts)

@@ -20,7 +20,7 @@ from loadtest.bench.monitorrun import MonitorBenchOptions
 from loadtest.bench.monitorstats import headline, mean_batch, padding_share, variant_stats
 from loadtest.bench.options import LevelPlan
 from loadtest.bench.runner import round_plan
-from monitors.base import Finding, Monitor
+from monitors.base import AsyncMonitor, Finding, Monitor
 from monitors.registry import MonitorRegistry
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -166,10 +166,17 @@ class SleepyMonitor(Monitor):
 
 
 class InlineMonitor(Monitor):
-    inline = True
+    @property
+    def inline(self) -> bool:
+        return True
 
     def check(self, texts):
         return [Finding(score=float("x" in t)) for t in texts]
+
+
+class RemoteMonitor(AsyncMonitor):
+    async def check(self, texts):
+        return [Finding(score=0.0) for _ in texts]
 
 
 def _run(argv: list[str], registry: MonitorRegistry | None = None) -> int:
@@ -215,6 +222,9 @@ def test_bad_input_exits_2_with_the_reason(tmp_path, capsys):
     assert "unknown monitor 'nope'" in err()
     assert _run(["--model-dir", str(tmp_path), "--out", str(tmp_path)]) == 2
     assert "holds no detoxify.ckpt" in err()
+    remote = MonitorRegistry({"remote": lambda spec: RemoteMonitor()})
+    assert _run(["--monitors", "remote", "--out", str(tmp_path)], remote) == 2
+    assert "'remote' has an async check" in err()
     assert not (tmp_path / "report.json").exists()
 
 
