@@ -111,3 +111,11 @@ class UpstreamStatus(GatewayError):
 def sse_error_event(error: GatewayError) -> bytes:
     """The SSE event that ends a stream which failed after it started."""
     return b"data: " + error.body_bytes() + b"\n\n"
+
+
+def responses_error_event(error: GatewayError, sequence: int) -> bytes:
+    """The Responses API's typed ``error`` event that ends a stream which failed after it
+    started; ``sequence``: its ``sequence_number``, one past the last event sent."""
+    data = {"type": "error", "code": error.code, "message": error.message,
+            "param": error.param, "sequence_number": sequence}
+    return b"event: error\ndata: " + orjson.dumps(data) + b"\n\n"
