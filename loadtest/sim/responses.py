@@ -75,6 +75,20 @@ class _GenerationResponse:
             return True
         raise InjectedFault("reset mid-stream")
 
+    async def whole_text(self, send: Send) -> str | None:
+        """The whole generated text; None when the client left (answered 499 here)."""
+        queue = self.gen.queue
+        parts: list[str] = []
+        # get() drains everything, so once closed nothing is left behind.
+        while not queue.closed:
+            parts.extend(await queue.get())
+        if queue.finish_reason == "abort":
+            # The client is gone; close the exchange without building a body nobody reads.
+            await send({"type": "http.response.start", "status": 499, "headers": []})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return None
+        return "".join(parts)
+
     async def send_whole(self, send: Send, body: bytes) -> None:
         """A whole JSON body, as the drawn fault (if any) spoils it."""
         fault = self.fault
@@ -151,18 +165,11 @@ class WholeGeneration(_GenerationResponse):
         self.model = model
 
     async def respond(self, send: Send) -> None:
-        queue = self.gen.queue
-        parts: list[str] = []
-        # get() drains everything, so once closed nothing is left behind.
-        while not queue.closed:
-            parts.extend(await queue.get())
-        if queue.finish_reason == "abort":
-            # The client is gone; close the exchange without building a body nobody reads.
-            await send({"type": "http.response.start", "status": 499, "headers": []})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        text = await self.whole_text(send)
+        if text is None:
             return
         body = response_body(self.kind, self.request_id, self.created, self.model,
-                             "".join(parts), queue.finish_reason or "stop",
+                             text, self.gen.queue.finish_reason or "stop",
                              self.gen.prompt_tokens, self.gen.completion_tokens,
                              SYSTEM_FINGERPRINT)
         await self.send_whole(send, body)
@@ -216,14 +223,9 @@ class ResponsesWhole(_GenerationResponse):
         self.model = model
 
     async def respond(self, send: Send) -> None:
-        queue = self.gen.queue
-        parts: list[str] = []
-        while not queue.closed:
-            parts.extend(await queue.get())
-        if queue.finish_reason == "abort":
-            await send({"type": "http.response.start", "status": 499, "headers": []})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        text = await self.whole_text(send)
+        if text is None:
             return
-        body = whole_body(self.rid, self.model, "".join(parts), queue.finish_reason or "stop",
+        body = whole_body(self.rid, self.model, text, self.gen.queue.finish_reason or "stop",
                           self.gen.prompt_tokens, self.gen.completion_tokens)
         await self.send_whole(send, body)
