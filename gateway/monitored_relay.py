@@ -1,4 +1,5 @@
-"""The stream relay used when output monitors apply: parse -> policy -> encode.
+"""The chat and completions stream relay used when output monitors apply (the loop they
+share with the Responses API is ``gateway.policy_relay``).
 
 Each upstream read is parsed into items (one event's share of one choice, with every
 text a client reads: content, reasoning, tool-call arguments, logprobs), handed to the
@@ -9,94 +10,40 @@ untouched, a re-encoded chunk where it leaves in parts or masked.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import orjson
 
 from gateway.answer import ProtocolViolation, choice_fields, choices_of
-from gateway.errors import UpstreamError
+from gateway.errors import GatewayError, UpstreamError
 from gateway.metrics import GatewayMetrics
+from gateway.policy_relay import PolicyRelay, Written
 from gateway.recorder import StreamRecorder
-from gateway.relay import end_of_stream_error, midstream_error
+from gateway.relay import end_of_stream_error
 from gateway.settings import StreamingSpec
-from gateway.sse import SSEEvent, SSEParser, encode_event
-from gateway.stream_policy import HoldBack, Item, Out, Step, Stop, StreamFirst
+from gateway.sse import SSEEvent, encode_event
+from gateway.stream_policy import Item, Out, Stop
 from gateway.upstream import UpstreamCall
-from monitors.pipeline import MonitorOverloaded, MonitorPipeline, StageResult
-
-log = logging.getLogger("taxgate.relay")
+from monitors.pipeline import MonitorPipeline
 
 DONE_EVENT = b"data: [DONE]\n\n"
 
 
-class MonitoredRelay:
+class MonitoredRelay(PolicyRelay):
     def __init__(self, call: UpstreamCall, rec: StreamRecorder, *, pipeline: MonitorPipeline,
                  streaming: StreamingSpec, metrics: GatewayMetrics, idle_s: float) -> None:
-        self._call = call
-        self._rec = rec
-        self._ctx = rec.ctx
-        self._pipeline = pipeline
-        self._metrics = metrics
-        self._idle_s = idle_s
-        # Shadow-only output monitors never hold text back: they only watch.
-        self._mode = streaming.mode if pipeline.enforces("output") else "stream_first"
-        route = self._ctx.route
-        if self._mode == "holdback":
-            self._policy: HoldBack | StreamFirst = HoldBack(
-                route, self._check, self._hold, overlap=streaming.overlap_chars,
-                max_hold_chars=streaming.max_hold_chars, at_max_hold=streaming.at_max_hold,
-                clock=rec.clock, on_release=self._released)
-        else:
-            self._policy = StreamFirst(route, self._check, self._hold,
-                                       overlap=streaming.overlap_chars)
+        super().__init__(call, rec, route=rec.ctx.route, pipeline=pipeline,
+                         streaming=streaming, metrics=metrics, idle_s=idle_s)
         self._template: dict[str, Any] = {}
-        self._context = {"route": route, "model": self._ctx.model}  # for the audit log
-        self._finished = False  # [DONE], a block or a failure was sent: nothing more goes
-        self._cut = False  # a block or a failure: the upstream request was closed on purpose
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        parser = SSEParser()
-        try:
-            async for raw in self._call.response.aiter_raw():
-                self._rec.read()
-                if self._finished:
-                    continue  # after [DONE]: read to the end so the connection is reused
-                out = await self._on_read(parser.feed(raw))
-                if out:
-                    yield self._write(out)
-                if self._cut:
-                    return
-            self._rec.upstream_done()
-            if not self._finished:
-                out = await self._on_read(parser.flush())
-                if not self._finished:
-                    out += self._fail(UpstreamError(f"upstream {self._call.replica.url} ended "
-                                                    "the stream without [DONE]"), "protocol")
-                yield self._write(out)
-        except httpx.HTTPError as exc:
-            error = midstream_error(exc, self._call.replica.url, self._idle_s)
-            yield self._write(self._fail(error, "midstream"))
-        finally:
-            stats = self._policy.stats
-            self._metrics.stream_checks.observe(stats.checks)
-            if stats.hold_cap_released:
-                self._metrics.stream_hold_cap.labels("release").inc(stats.hold_cap_released)
-            self._rec.close()
-            await self._policy.close()
-            await self._call.aclose()
 
     # -- parse ----------------------------------------------------------------------
-    async def _on_read(self, events: list[SSEEvent]) -> list[tuple[bytes, bool]]:
+    async def _on_read(self, events: list[SSEEvent]) -> Written:
         """What one upstream read lets out: (bytes, carries text) pairs."""
-        out: list[tuple[bytes, bool]] = []
+        out: Written = []
         items: list[Item] = []
         for event in events:
             if event.is_done:
-                out += await self._run(self._policy.feed(items))
-                out += await self._run(self._policy.drain())
+                out += await self._let_out(items)
                 if not self._finished:
                     out.append((DONE_EVENT, False))
                     self._finished = True
@@ -113,9 +60,8 @@ class MonitoredRelay:
                 items += parsed
                 continue
             # Usage or error events: everything held before them leaves first.
-            out += await self._run(self._policy.feed(items))
+            out += await self._let_out(items)
             items = []
-            out += await self._run(self._policy.drain())
             if self._finished:
                 return out
             if "usage" in chunk:
@@ -140,46 +86,6 @@ class MonitoredRelay:
                               choice.get("finish_reason") is not None, now))
         return items
 
-    # -- policy ---------------------------------------------------------------------
-    async def _run(self, step_awaitable) -> list[tuple[bytes, bool]]:
-        if self._finished:
-            step_awaitable.close()
-            return []
-        step: Step = await step_awaitable
-        out = [self._encode(o) for o in step.out]
-        if step.stop is not None:
-            out += await self._block(step.stop)
-        return out
-
-    async def _check(self, texts: list[str], kinds: list[str],
-                     whole: list[str] | None) -> StageResult | None:
-        started = self._rec.clock()
-        try:
-            result = await self._pipeline.check("output", texts, request_id=self._ctx.request_id,
-                                                kinds=kinds, whole=whole, context=self._context)
-        except MonitorOverloaded as exc:
-            # A fail-closed monitor could not take the check: cut rather than leak.
-            log.warning("request %s: monitor %s overloaded, stream cut", self._ctx.request_id,
-                        exc.monitor_id)
-            return None
-        finally:
-            self._ctx.add_phase("output_monitors", self._rec.clock() - started)
-        for decision in result.annotations:
-            if decision.monitor_id not in self._ctx.flags:
-                self._ctx.flags.append(decision.monitor_id)
-        return result
-
-    def _hold(self, text: str, start: int, kind: str) -> int:
-        return self._pipeline.hold("output", text, start, kind)
-
-    def _released(self, delay: float, chars: int) -> None:
-        self._metrics.stream_holdback.observe(delay)
-        self._metrics.stream_held_chars.observe(chars)
-        if self._ctx.first_sent is None:
-            # What hold-back adds to the request is the wait before its first release;
-            # later releases overlap with generation (each is in stream_holdback_seconds).
-            self._ctx.add_phase("holdback", delay)
-
     # -- encode ---------------------------------------------------------------------
     def _encode(self, out: Out) -> tuple[bytes, bool]:
         item = out.item
@@ -193,17 +99,8 @@ class MonitoredRelay:
             return item.raw, item.has_text
         return encode_event(orjson.dumps(chunk)), item.has_text
 
-    def _write(self, out: list[tuple[bytes, bool]]) -> bytes:
-        self._rec.sent(sum(1 for _, text in out if text))
-        return b"".join(data for data, _ in out)
-
-    async def _block(self, stop: Stop) -> list[tuple[bytes, bool]]:
-        """End the stream with finish_reason content_filter and cancel the upstream."""
-        self._metrics.stream_blocks.labels(self._mode).inc()
-        if stop.leaked:
-            self._metrics.stream_leaked_tokens.inc(stop.leaked)
-        if stop.reason == "hold_cap":
-            self._metrics.stream_hold_cap.labels("block").inc()
+    def _block_events(self, stop: Stop) -> Written:
+        """End the stream with finish_reason content_filter."""
         choice: dict[str, Any] = {"index": stop.index, "finish_reason": "content_filter",
                                   "logprobs": None}
         if self._ctx.route == "chat":
@@ -214,10 +111,7 @@ class MonitoredRelay:
         chunk["choices"] = [choice]
         if self._ctx.flags:
             chunk["taxgate_flags"] = list(self._ctx.flags)
-        self._finished = self._cut = True
-        await self._call.aclose()
         return [(encode_event(orjson.dumps(chunk)), False), (DONE_EVENT, False)]
 
-    def _fail(self, error: UpstreamError, kind: str) -> list[tuple[bytes, bool]]:
-        self._finished = self._cut = True
-        return [(end_of_stream_error(self._rec, error, kind), False)]
+    def _error_event(self, error: GatewayError, kind: str) -> bytes:
+        return end_of_stream_error(self._rec, error, kind)

@@ -42,7 +42,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.monitored_relay import MonitoredRelay
 from gateway.protocol import ParsedRequest, Route, parse_request
 from gateway.recorder import StreamRecorder
-from gateway.relay import RESPONSES_ENDS, midstream_error, relay_raw
+from gateway.relay import RESPONSES, midstream_error, relay_raw
 from gateway.response_output import block_response, response_texts, set_text
 from gateway.responses_relay import ResponsesRelay
 from gateway.settings import Settings
@@ -349,7 +349,7 @@ class Proxy:
                 call, rec, pipeline=self._pipeline, streaming=self._settings.streaming,
                 metrics=self._metrics, idle_s=idle_s).__aiter__()
         elif ctx.route == "responses":
-            body = relay_raw(call, rec, idle_s, RESPONSES_ENDS)
+            body = relay_raw(call, rec, idle_s, RESPONSES)
         else:
             body = relay_raw(call, rec, idle_s)
         body = self._drain.guard(body, ctx)  # at shutdown: a shutting_down event, not a cut

@@ -4,14 +4,18 @@ into complete events (sent as received), checks that each is JSON (garbage ends 
 stream with an error event instead of reaching the client), counts text-carrying events
 with one regex, reads only the ``usage`` event, and checks that the stream ended with
 ``[DONE]`` (a stream cut short ends with an SSE error event, never a silent 200).
-``MonitoredRelay`` is the other relay.
+A Responses API stream (``RESPONSES``) ends with ``response.completed`` instead, and a
+fault ends it with that API's typed ``error`` event. ``gateway.policy_relay`` holds the
+other relays, those that apply output monitors.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from functools import partial
 
 import httpx
 import orjson
@@ -109,25 +113,52 @@ def midstream_error(exc: Exception, url: str, idle_s: float) -> GatewayError:
 
 
 def end_of_stream_error(rec: StreamRecorder, error: GatewayError, kind: str,
-                        sequence_number: int | None = None) -> bytes:
-    """Count, log and encode (``error_event``) a fault that ends a stream already started."""
+                        encode: Callable[[GatewayError], bytes] = error_event) -> bytes:
+    """Count, log and encode (``error_event``: chat's event unless ``encode`` numbers it
+    for the Responses API) a fault that ends a stream already started."""
     rec.upstream_error(kind)
     rec.ctx.status = error.status
     log.warning("request %s: %s", rec.ctx.request_id, error.message)
-    return error_event(error, sequence_number)
+    return encode(error)
 
 
-# The events that end a Responses API stream (it sends no [DONE]).
-RESPONSES_ENDS = (b"event: response.completed", b"event: response.incomplete",
-                  b"event: response.failed")
+def next_sequence(data: bytes) -> int:
+    """One past the ``sequence_number`` of a Responses event's data (0 without one)."""
+    try:
+        event = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return 0
+    sequence = event.get("sequence_number") if isinstance(event, dict) else None
+    return sequence + 1 if isinstance(sequence, int) else 0
+
+
+@dataclass(frozen=True, slots=True)
+class RawStream:
+    """What differs between the routes' raw streams: the markers of a complete stream
+    (the first one is named when it is missing), and the encoder of the event that ends a
+    failed one, given the data of the last event the client was sent."""
+
+    ends: tuple[bytes, ...]
+    error_encoder: Callable[[bytes], Callable[[GatewayError], bytes]]
+
+
+def _responses_error_encoder(last: bytes) -> Callable[[GatewayError], bytes]:
+    return partial(error_event, sequence_number=next_sequence(last))
+
+
+CHAT = RawStream((_DONE,), lambda _last: error_event)
+# A Responses API stream sends no [DONE]: one of these events ends it.
+RESPONSES = RawStream((b"event: response.completed", b"event: response.incomplete",
+                       b"event: response.failed"), _responses_error_encoder)
 
 
 async def relay_raw(call: UpstreamCall, rec: StreamRecorder, idle_s: float,
-                    ends: tuple[bytes, ...] = (_DONE,)) -> AsyncIterator[bytes]:
-    """``ends``: the markers of a complete stream (``[DONE]``, or RESPONSES_ENDS)."""
+                    stream: RawStream = CHAT) -> AsyncIterator[bytes]:
+    ends = stream.ends
     done = False
     longest = max(len(end) for end in ends)
     tail = b""  # the end of the previous read: the end marker may straddle two reads
+    last = b""  # the data of the last event sent (a Responses error event numbers after it)
     usage_read = b""
     parser = _EventSplitter()
     try:
@@ -142,12 +173,15 @@ async def relay_raw(call: UpstreamCall, rec: StreamRecorder, idle_s: float,
             if bad >= 0:
                 good = b"".join(raw for raw, _ in events[:bad])
                 if good:
+                    last = events[bad - 1][1]
                     yield good
                 yield _event_break(good or tail) + end_of_stream_error(rec, UpstreamError(
-                    f"upstream {call.replica.url} sent an event that is not JSON"), "protocol")
+                    f"upstream {call.replica.url} sent an event that is not JSON"), "protocol",
+                    stream.error_encoder(last))
                 return
             if not chunk:
                 continue
+            last = events[-1][1]
             if not done:
                 window = tail + chunk
                 done = any(end in window for end in ends)
@@ -162,6 +196,7 @@ async def relay_raw(call: UpstreamCall, rec: StreamRecorder, idle_s: float,
             tail_bytes = b"".join(raw for raw, _ in rest)
             done = done or any(end in tail + tail_bytes for end in ends)
             tail = (tail + tail_bytes)[-longest:]
+            last = rest[-1][1]
             yield tail_bytes
         if usage_read:
             rec.usage(usage_from(usage_read))
@@ -170,10 +205,12 @@ async def relay_raw(call: UpstreamCall, rec: StreamRecorder, idle_s: float,
             # parser reads the error event as an event of its own.
             yield _event_break(tail) + end_of_stream_error(rec, UpstreamError(
                 f"upstream {call.replica.url} ended the stream without "
-                f"{ends[0].decode().removeprefix('event: ')}"), "protocol")
+                f"{ends[0].decode().removeprefix('event: ')}"), "protocol",
+                stream.error_encoder(last))
     except httpx.HTTPError as exc:
         yield _event_break(tail) + end_of_stream_error(
-            rec, midstream_error(exc, call.replica.url, idle_s), "midstream")
+            rec, midstream_error(exc, call.replica.url, idle_s), "midstream",
+            stream.error_encoder(last))
     finally:
         rec.close()
         await call.aclose()

@@ -12,23 +12,23 @@ rewritten to the text the client was actually sent, so a redaction reads the sam
 the deltas and in the final Response. A text that was never streamed (a function
 call's name) is checked whole where it first appears. A block ends the stream with
 ``response.incomplete`` (``content_filter``) whose output is the refusal; a fault ends
-it with an ``error`` event. Untouched events leave as the upstream's own bytes.
+it with an ``error`` event. Untouched events leave as the upstream's own bytes. The read
+loop and the policy plumbing are ``gateway.policy_relay``'s, shared with chat.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
-import httpx
 import orjson
 
 from gateway.answer import ProtocolViolation
-from gateway.errors import GatewayError, UpstreamError
+from gateway.errors import GatewayError, UpstreamError, error_event
 from gateway.metrics import GatewayMetrics
+from gateway.policy_relay import PolicyRelay, Written
 from gateway.recorder import StreamRecorder
-from gateway.relay import end_of_stream_error, midstream_error
+from gateway.relay import end_of_stream_error
 from gateway.response_output import (
     FieldId,
     OutputText,
@@ -40,13 +40,11 @@ from gateway.response_output import (
     set_text,
 )
 from gateway.settings import StreamingSpec
-from gateway.sse import SSEEvent, SSEParser
-from gateway.stream_policy import HoldBack, Item, Out, Step, Stop, StreamFirst
+from gateway.sse import SSEEvent
+from gateway.stream_policy import Item, Out, Stop
 from gateway.upstream import UpstreamCall
-from monitors.pipeline import MonitorOverloaded, MonitorPipeline, StageResult
+from monitors.pipeline import MonitorPipeline
 from monitors.redact import apply_redactions
-
-log = logging.getLogger("taxgate.relay")
 
 ROUTE = "responses"
 # Delta event type -> (field family, field kind, the event key of its sub-index).
@@ -101,70 +99,24 @@ def event_texts(data: dict[str, Any]) -> list[OutputText]:
     return []
 
 
-class ResponsesRelay:
+class ResponsesRelay(PolicyRelay):
+    END = "response.completed"
+
     def __init__(self, call: UpstreamCall, rec: StreamRecorder, *, pipeline: MonitorPipeline,
                  streaming: StreamingSpec, metrics: GatewayMetrics, idle_s: float,
                  refusal: str) -> None:
-        self._call = call
-        self._rec = rec
-        self._ctx = rec.ctx
-        self._pipeline = pipeline
-        self._metrics = metrics
-        self._idle_s = idle_s
+        super().__init__(call, rec, route=ROUTE, pipeline=pipeline, streaming=streaming,
+                         metrics=metrics, idle_s=idle_s)
         self._refusal = refusal
-        self._mode = streaming.mode if pipeline.enforces("output") else "stream_first"
-        if self._mode == "holdback":
-            self._policy: HoldBack | StreamFirst = HoldBack(
-                ROUTE, self._check, self._hold, overlap=streaming.overlap_chars,
-                max_hold_chars=streaming.max_hold_chars, at_max_hold=streaming.at_max_hold,
-                clock=rec.clock, on_release=self._released)
-        else:
-            self._policy = StreamFirst(ROUTE, self._check, self._hold,
-                                       overlap=streaming.overlap_chars)
-        self._context = {"route": ROUTE, "model": self._ctx.model}
         self._field_ids: dict[FieldId, int] = {}  # a streamed text -> its policy index
         self._fields: list[FieldId] = []  # the policy index -> the streamed text
         self._sent: dict[FieldId, str] = {}  # what the client was sent of each streamed text
         self._settled: dict[FieldId, tuple[str, str]] = {}  # whole text -> what it became
         self._response: dict[str, Any] = {}  # the latest Response object seen, for a block
-        self._sequence = 0
-        self._finished = False
-        self._cut = False
+        self._sequence = 0  # one past the last event's sequence_number
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        parser = SSEParser()
-        try:
-            async for raw in self._call.response.aiter_raw():
-                self._rec.read()
-                if self._finished:
-                    continue
-                out = await self._on_read(parser.feed(raw))
-                if out:
-                    yield self._write(out)
-                if self._cut:
-                    return
-            self._rec.upstream_done()
-            if not self._finished:
-                out = await self._on_read(parser.flush())
-                if not self._finished:
-                    out += self._fail(UpstreamError(
-                        f"upstream {self._call.replica.url} ended the stream without "
-                        "response.completed"), "protocol")
-                yield self._write(out)
-        except httpx.HTTPError as exc:
-            yield self._write(self._fail(midstream_error(exc, self._call.replica.url,
-                                                         self._idle_s), "midstream"))
-        finally:
-            stats = self._policy.stats
-            self._metrics.stream_checks.observe(stats.checks)
-            if stats.hold_cap_released:
-                self._metrics.stream_hold_cap.labels("release").inc(stats.hold_cap_released)
-            self._rec.close()
-            await self._policy.close()
-            await self._call.aclose()
-
-    async def _on_read(self, events: list[SSEEvent]) -> list[tuple[bytes, bool]]:
-        out: list[tuple[bytes, bool]] = []
+    async def _on_read(self, events: list[SSEEvent]) -> Written:
+        out: Written = []
         items: list[Item] = []
         for event in events:
             try:
@@ -186,9 +138,8 @@ class ResponsesRelay:
                 items.append(item)
                 continue
             # Everything held before this event leaves first.
-            out += await self._run(self._policy.feed(items))
+            out += await self._let_out(items)
             items = []
-            out += await self._run(self._policy.drain())
             if self._finished:
                 return out
             out += await self._whole(data, event.raw, texts)
@@ -225,7 +176,7 @@ class ResponsesRelay:
                     self._rec.clock())
 
     async def _whole(self, data: dict[str, Any], raw: bytes, texts: list[OutputText]
-                     ) -> list[tuple[bytes, bool]]:
+                     ) -> Written:
         """An event repeating whole texts: each as the client was sent it; a text never
         streamed is checked here."""
         if isinstance(data.get("response"), dict):
@@ -258,43 +209,6 @@ class ResponsesRelay:
             changed = True
         return [(encode(data) if changed else raw, False)]
 
-    # -- policy ---------------------------------------------------------------------
-    async def _run(self, step_awaitable) -> list[tuple[bytes, bool]]:
-        if self._finished:
-            step_awaitable.close()
-            return []
-        step: Step = await step_awaitable
-        out = [self._encode(o) for o in step.out]
-        if step.stop is not None:
-            out += await self._block(step.stop)
-        return out
-
-    async def _check(self, texts: list[str], kinds: list[str],
-                     whole: list[str] | None) -> StageResult | None:
-        started = self._rec.clock()
-        try:
-            result = await self._pipeline.check("output", texts, request_id=self._ctx.request_id,
-                                                kinds=kinds, whole=whole, context=self._context)
-        except MonitorOverloaded as exc:
-            log.warning("request %s: monitor %s overloaded, stream cut", self._ctx.request_id,
-                        exc.monitor_id)
-            return None
-        finally:
-            self._ctx.add_phase("output_monitors", self._rec.clock() - started)
-        for decision in result.annotations:
-            if decision.monitor_id not in self._ctx.flags:
-                self._ctx.flags.append(decision.monitor_id)
-        return result
-
-    def _hold(self, text: str, start: int, kind: str) -> int:
-        return self._pipeline.hold("output", text, start, kind)
-
-    def _released(self, delay: float, chars: int) -> None:
-        self._metrics.stream_holdback.observe(delay)
-        self._metrics.stream_held_chars.observe(chars)
-        if self._ctx.first_sent is None:
-            self._ctx.add_phase("holdback", delay)  # as MonitoredRelay counts it
-
     # -- encode ---------------------------------------------------------------------
     def _encode(self, out: Out) -> tuple[bytes, bool]:
         item = out.item
@@ -306,27 +220,16 @@ class ResponsesRelay:
             event["logprobs"] = []  # they would spell out the text a mask replaced
         return encode(event), item.has_text
 
-    def _write(self, out: list[tuple[bytes, bool]]) -> bytes:
-        self._rec.sent(sum(1 for _, text in out if text))
-        return b"".join(data for data, _ in out)
-
-    async def _block(self, stop: Stop) -> list[tuple[bytes, bool]]:
-        """End with ``response.incomplete`` carrying the refusal; cancel the upstream."""
-        self._metrics.stream_blocks.labels(self._mode).inc()
-        if stop.leaked:
-            self._metrics.stream_leaked_tokens.inc(stop.leaked)
-        if stop.reason == "hold_cap":
-            self._metrics.stream_hold_cap.labels("block").inc()
+    def _block_events(self, stop: Stop) -> Written:
+        """End with ``response.incomplete`` carrying the refusal."""
         response = orjson.loads(orjson.dumps(self._response)) if self._response else {}
         block_response(response, self._refusal)
         if self._ctx.flags:
             response["taxgate_flags"] = list(self._ctx.flags)
         event = {"type": "response.incomplete", "sequence_number": self._sequence,
                  "response": response}
-        self._finished = self._cut = True
-        await self._call.aclose()
         return [(encode(event), False)]
 
-    def _fail(self, error: GatewayError, kind: str) -> list[tuple[bytes, bool]]:
-        self._finished = self._cut = True
-        return [(end_of_stream_error(self._rec, error, kind, self._sequence), False)]
+    def _error_event(self, error: GatewayError, kind: str) -> bytes:
+        return end_of_stream_error(self._rec, error, kind,
+                                   partial(error_event, sequence_number=self._sequence))

@@ -1,6 +1,7 @@
 """A Locust user for OpenAI-compatible LLM servers: streaming chat from a labelled dataset.
 
-Each request is a streamed ``/v1/chat/completions`` call with a prompt drawn from the
+Each request is a streamed ``/v1/chat/completions`` call (``--route responses``: a
+streamed ``/v1/responses`` call, the OpenAI Responses API) with a prompt drawn from the
 dataset; the user times every SSE chunk (definitions as `vllm bench serve`: see
 ``loadtest/bench/streamtiming.py``) and reports, besides Locust's own row for the
 HTTP request (time to response headers), these samples:
@@ -34,7 +35,9 @@ Options (also in the web UI): ``--dataset`` JSONL with ``text``/``label`` (defau
 bundled one), ``--labels`` comma list or ``all`` (default ``benign``: the tax is paid by
 legitimate traffic), ``--model`` (default: the first of ``GET /v1/models``),
 ``--max-tokens``, ``--no-ignore-eos`` (by default every request generates exactly
-max-tokens, as in vLLM's benchmarks), ``--api-key``, ``--prompt-seed``, ``--stagger-s``
+max-tokens, as in vLLM's benchmarks), ``--route`` (``chat``, the default, or
+``responses``: TTFT at the first ``response.output_text.delta``, output tokens from the
+final Response's usage), ``--api-key``, ``--prompt-seed``, ``--stagger-s``
 (each user starts within a random 0..S s, so users started together do not run in
 lockstep), ``--max-requests`` (end once that many requests were answered).
 
@@ -66,12 +69,11 @@ except ModuleNotFoundError:
     # started from elsewhere in a checkout where taxgate is not pip-installed.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from loadtest.bench.routes import CHAT, PATHS, ROUTES, request_body  # noqa: E402
 from loadtest.bench.samples import Sample, SampleWriter  # noqa: E402
 from loadtest.bench.streamtiming import StreamTimer  # noqa: E402
 from loadtest.datasets import load_dataset  # noqa: E402
 from loadtest.harness import discover_model  # noqa: E402
-
-CHAT_PATH = "/v1/chat/completions"
 
 
 @events.init_command_line_parser.add_listener
@@ -83,6 +85,9 @@ def _add_arguments(parser) -> None:
     group.add_argument("--labels", default="benign", help="comma-separated labels, or 'all'")
     group.add_argument("--model", default="", help="model name; default: first of GET /v1/models")
     group.add_argument("--max-tokens", type=int, default=128, help="max_tokens per request")
+    group.add_argument("--route", choices=list(ROUTES), default=CHAT,
+                       help="chat: streamed /v1/chat/completions (default); responses: "
+                            "streamed /v1/responses")
     group.add_argument("--no-ignore-eos", dest="ignore_eos", action="store_false", default=True,
                        help="let the model stop early (default: always generate max-tokens)")
     group.add_argument("--api-key", default="", is_secret=True, help="sent as a Bearer token")
@@ -110,6 +115,8 @@ class Workload:
         self.prompts = [item.text for item in items]
         self.model = options.model or discover_model(host, api_key=options.api_key)
         self.max_tokens = options.max_tokens
+        self.route = options.route
+        self.path = PATHS[options.route]
         self.ignore_eos = options.ignore_eos
         self.itl_events = options.itl_events
         self.seed = options.prompt_seed
@@ -151,16 +158,8 @@ class Workload:
         return (quota_met or not self.sending) and self.finished >= self.started
 
     def body(self, prompt: str) -> dict:
-        body = {
-            "model": self.model,
-            "messages": [{"role": "user", "content": prompt}],
-            "max_tokens": self.max_tokens,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-        if self.ignore_eos:
-            body["ignore_eos"] = True  # vLLM extension; the gateway passes it through
-        return body
+        return request_body(self.route, self.model, prompt, self.max_tokens, stream=True,
+                            ignore_eos=self.ignore_eos)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -186,7 +185,7 @@ def _on_test_stop(environment, **_kwargs) -> None:
 
 
 class LLMUser(FastHttpUser):
-    """One client in a closed loop: send a streamed chat request, read it to the end, repeat.
+    """One client in a closed loop: send a streamed request, read it to the end, repeat.
 
     FastHttpUser (geventhttpclient) over HttpUser (requests): same timings against a
     local SSE server, ~10% less CPU per chunk at 64 users, so the load generator
@@ -204,7 +203,7 @@ class LLMUser(FastHttpUser):
             gevent.sleep(self.rng.uniform(0.0, self.workload.stagger_s))
 
     @task
-    def chat(self) -> None:
+    def ask(self) -> None:
         workload = self.workload
         if not workload.may_start():
             raise StopUser()
@@ -212,8 +211,8 @@ class LLMUser(FastHttpUser):
         started_at = time.time()
         t0 = time.perf_counter()
         with self.client.post(
-            CHAT_PATH, json=workload.body(prompt), headers=workload.headers,
-            stream=True, catch_response=True, name="chat (headers)",
+            workload.path, json=workload.body(prompt), headers=workload.headers,
+            stream=True, catch_response=True, name=f"{workload.route} (headers)",
         ) as response:
             status = response.status_code
             if status != 200:
@@ -230,7 +229,7 @@ class LLMUser(FastHttpUser):
             gevent.spawn(self.environment.runner.quit)
 
     def _read_stream(self, response, started_at: float, t0: float) -> Sample:
-        timer = StreamTimer()
+        timer = StreamTimer(route=self.workload.route)
         # Public iter_content() blocks until a whole read buffer fills, which would delay
         # every chunk; the underlying response's readline() returns each SSE line as it lands.
         raw = response._response
@@ -263,7 +262,7 @@ class LLMUser(FastHttpUser):
                  response_length=0, exception=None, context={})
             return
         if not sample.ok:
-            return  # already a failure on the "chat (headers)" row
+            return  # already a failure on the "<route> (headers)" row
         tokens = sample.output_tokens
         fire(request_type="LLM", name="ttft", response_time=sample.ttft_s * 1000,
              response_length=tokens, exception=None, context={})

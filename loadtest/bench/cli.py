@@ -17,6 +17,7 @@ from rich.console import Console
 from loadtest.bench import monitorcli
 from loadtest.bench.matrix import DEFAULT_MATRIX, MatrixError
 from loadtest.bench.options import DEFAULT_SIM_PROFILE, PROFILES, BenchOptions
+from loadtest.bench.routes import CHAT, ROUTES
 from loadtest.datasets import DatasetError, DatasetSpec
 from loadtest.harness import ProcessError
 
@@ -48,6 +49,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--upstream", metavar="URL",
                       help="a running OpenAI-compatible server (e.g. vLLM at "
                            "http://127.0.0.1:8000) instead of the built-in simulator")
+    what.add_argument("--route", choices=ROUTES, default=CHAT,
+                      help="the API every request goes over, in the rounds, the warm-up and "
+                           "the safety pass: chat (default: streamed /v1/chat/completions) or "
+                           "responses (streamed /v1/responses, the OpenAI Responses API: TTFT "
+                           "at the first response.output_text.delta, ITL between deltas, E2E "
+                           "to the final response.completed/incomplete event, output tokens "
+                           "from its usage)")
     what.add_argument("--profile", dest="sim_profile", default=DEFAULT_SIM_PROFILE,
                       metavar="NAME", help="simulator latency profile (default "
                                            f"{DEFAULT_SIM_PROFILE}; see `taxgate sim --help`)")
@@ -127,6 +135,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         warmup_s=pick(args.warmup, profile.warmup_s),
         max_tokens=pick(args.max_tokens, profile.max_tokens),
         upstream=args.upstream,
+        route=args.route,
         sim_profile=args.sim_profile,
         model=args.model,
         matrix=args.matrix,

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loadtest.bench.routes import CHAT, ROUTES
 from loadtest.datasets import DatasetSpec
 
 # Shared by both profiles unless a flag says otherwise.
@@ -94,6 +95,7 @@ class BenchOptions:
     requests_per_user: int | None = None
     duration_s: int | None = None
     upstream: str | None = None
+    route: str = CHAT  # the API route every request of the run goes over (routes.ROUTES)
     sim_profile: str = DEFAULT_SIM_PROFILE
     model: str | None = None
     matrix: Path | None = None
@@ -129,6 +131,8 @@ class BenchOptions:
         if self.safety_sample < 0 or self.safety_max_tokens < 1 or self.safety_concurrency < 1:
             raise ValueError("--safety-sample must be >= 0, --safety-max-tokens and "
                              "--safety-concurrency >= 1")
+        if self.route not in ROUTES:
+            raise ValueError(f"--route must be one of {', '.join(ROUTES)}")
         if self.ci_method not in ("t", "bootstrap"):
             raise ValueError("--ci must be 't' or 'bootstrap'")
 

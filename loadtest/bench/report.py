@@ -28,6 +28,7 @@ from loadtest.bench.cpu import (
 )
 from loadtest.bench.headline import headline_level, headline_rows, level_summaries
 from loadtest.bench.plots import PARETO_PLOT
+from loadtest.bench.routes import PATHS as ROUTE_PATHS
 from loadtest.bench.safety import SafetyResult
 from loadtest.bench.stats import Estimate, Percentiles
 from loadtest.bench.tables import Table, all_tables
@@ -159,6 +160,7 @@ def build_report(result: BenchResult, machine: dict) -> schema.Report:
         command=options.command,
         upstream_kind=result.upstream_kind,
         model=result.model,
+        route=options.route,
         profile=options.profile_name,
         concurrency=list(options.concurrency),
         plan=[schema.PlanLevel(users=p.users, repeats=p.repeats, requests=p.requests,
@@ -201,7 +203,8 @@ def _meta_lines(report: schema.Report) -> list[str]:
         f"- date: {m.date}",
         f"- machine: {m.machine.cpu_count} CPUs, {m.machine.platform}, Python {m.machine.python}",
         f"- command: `{m.command}`",
-        f"- upstream: {m.upstream_kind}; model `{m.model}`",
+        f"- upstream: {m.upstream_kind}; model `{m.model}`; route {m.route} (streamed "
+        f"{ROUTE_PATHS.get(m.route, m.route)})",
         f"- profile {m.profile}: " + "; ".join(_plan_text(p) for p in m.plan)
         + f"; interleaved; warm-up {m.warmup_s:g} s; max_tokens {m.max_tokens}; "
         f"interval: {m.ci_method}",

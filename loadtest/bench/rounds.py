@@ -36,6 +36,7 @@ class Workload:
     seed: int = 0
     ignore_eos: bool = True
     stop_timeout_s: int = 120
+    route: str = "chat"
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ def round_message(spec: RoundSpec, workload: Workload, samples_path: Path) -> di
         "labels": workload.labels,
         "dataset": str(workload.dataset) if workload.dataset is not None else "",
         "ignore_eos": workload.ignore_eos,
+        "route": workload.route,
         # The same prompt order in every scenario's round r: paired comparisons.
         "prompt_seed": workload.seed * 1000 + spec.repeat,
         "samples_out": str(samples_path),
@@ -80,6 +82,7 @@ def round_options(message: dict) -> argparse.Namespace:
         labels=message.get("labels", "benign"),
         model=message["model"],
         max_tokens=int(message["max_tokens"]),
+        route=message.get("route", "chat"),
         ignore_eos=bool(message.get("ignore_eos", True)),
         api_key="",
         prompt_seed=int(message.get("prompt_seed", 0)),

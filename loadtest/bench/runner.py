@@ -191,7 +191,7 @@ class BenchRunner:
         with self.console.status(f"warming up every scenario for {options.warmup_s:g} s..."):
             failures = asyncio.run(warm_up(list(urls.values()), model, prompts,
                                            options.max_tokens, options.warmup_s,
-                                           seed=options.seed))
+                                           seed=options.seed, route=options.route))
         for name, url in urls.items():
             if failures[url]:
                 self.console.print(f"[yellow]warm-up: {failures[url]} failed request(s) to "
@@ -203,7 +203,7 @@ class BenchRunner:
         options = self.options
         workload = Workload(model=model, max_tokens=options.max_tokens,
                             labels=options.load_labels, dataset=options.dataset,
-                            seed=options.seed)
+                            seed=options.seed, route=options.route)
         plan = round_plan([s.name for s in scenarios], options.plans)
         samples: dict[tuple[str, int], list[list[Sample]]] = {}
         cpu_use: dict[tuple[str, int], list[dict[str, float | None]]] = {}
@@ -275,6 +275,7 @@ class BenchRunner:
             return asyncio.run(safety_pass(
                 jobs, model, max_tokens=options.safety_max_tokens,
                 concurrency=options.safety_concurrency, stream=options.safety_stream,
+                route=options.route,
             ))
 
 

@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from loadtest.bench.routes import CHAT, request_body
 from loadtest.bench.stats import rate, wilson
-from loadtest.bench.traffic import Outcome, chat, chat_body, pool_limits
+from loadtest.bench.traffic import Outcome, ask, pool_limits
 from loadtest.datasets import DatasetSpec, load_dataset
 
 REDACTION_MARK = "[REDACTED:"
@@ -160,6 +161,7 @@ async def safety_pass(
     concurrency: int,
     stream: bool = False,
     timeout_s: float = 120.0,
+    route: str = CHAT,
 ) -> dict[str, SafetyResult]:
     """Send each job's ``(text, label)`` items once through its gateway.
 
@@ -174,8 +176,9 @@ async def safety_pass(
         async def one(name: str, url: str, text: str, label: str,
                       gate: asyncio.Semaphore) -> None:
             async with gate:
-                body = chat_body(model, text, max_tokens, stream=stream, ignore_eos=False)
-                outcome = await chat(client, url, body)
+                body = request_body(route, model, text, max_tokens, stream=stream,
+                                    ignore_eos=False)
+                outcome = await ask(client, url, body, route)
             verdict = classify(outcome)
             result = results[name]
             result.add(label, verdict)

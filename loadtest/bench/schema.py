@@ -165,6 +165,7 @@ class Meta(_Model):
     command: str
     upstream_kind: str
     model: str
+    route: str = Field("chat", description="the API route of every request: chat, responses")
     profile: str
     concurrency: list[int]
     plan: list[PlanLevel]

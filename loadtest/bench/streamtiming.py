@@ -9,6 +9,12 @@ definition of TTFT, ITL, E2E and the output token count.
 - E2E: request sent -> the last line of the stream (``[DONE]`` or the final chunk).
 - Output tokens: ``usage.completion_tokens`` when the server reports it (we ask with
   ``stream_options.include_usage``), else the number of text-carrying chunks.
+
+A Responses API stream (``route="responses"``) is read by the same definitions over its
+typed events: the text-carrying ones are ``response.output_text.delta``, the last line is
+the final event (``response.completed``, or ``response.incomplete``), whose Response
+carries ``usage.output_tokens``; an ``error`` event or ``response.failed`` is an error,
+an ``incomplete`` answer with reason ``content_filter`` is a block.
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ import orjson
 DATA_PREFIX = b"data:"
 DONE = b"[DONE]"
 CONTENT_FILTER = "content_filter"
+RESPONSES = "responses"
+TEXT_DELTA = "response.output_text.delta"
+RESPONSE_ENDS = ("response.completed", "response.incomplete", "response.failed")
 
 
 @dataclass(slots=True)
@@ -45,11 +54,13 @@ class StreamTimer:
     """Feed SSE lines (bytes, with or without the trailing newline) and their arrival time.
 
     ``keep_text`` collects the generated text (the safety pass needs it; the load
-    test does not, and skipping the join saves CPU on the load generator).
+    test does not, and skipping the join saves CPU on the load generator). ``route``:
+    ``chat`` (chat or text completion chunks) or ``responses``.
     """
 
-    def __init__(self, *, keep_text: bool = False) -> None:
+    def __init__(self, *, keep_text: bool = False, route: str = "chat") -> None:
         self._keep_text = keep_text
+        self._take_event = self._take_response_event if route == RESPONSES else self._take_chunk
         self._parts: list[str] = []
         self._last_text_at: float | None = None
         self._usage_tokens: int | None = None
@@ -70,7 +81,7 @@ class StreamTimer:
             return
         self._take_event(event, at_s)
 
-    def _take_event(self, event: dict, at_s: float) -> None:
+    def _take_chunk(self, event: dict, at_s: float) -> None:
         if "error" in event:
             # vLLM and the gateway report mid-stream failures as an error event.
             err = event["error"]
@@ -86,6 +97,27 @@ class StreamTimer:
             reason = choice.get("finish_reason")
             if reason:
                 self.result.finish_reason = reason
+
+    def _take_response_event(self, event: dict, at_s: float) -> None:
+        kind = event.get("type")
+        if kind == TEXT_DELTA:
+            text = event.get("delta")
+            if text:
+                self._take_text(text, at_s)
+        elif kind in RESPONSE_ENDS:
+            response = event.get("response") or {}
+            usage = response.get("usage")
+            if usage and usage.get("output_tokens") is not None:
+                self._usage_tokens = int(usage["output_tokens"])
+            details = response.get("incomplete_details") or {}
+            self.result.finish_reason = details.get("reason") or response.get("status")
+            if kind == "response.failed":
+                error = response.get("error") or {}
+                self.result.error = str(error.get("message") or "response.failed")
+        elif kind == "error":
+            self.result.error = str(event.get("message") or event.get("code") or "error event")
+        elif kind is None and "error" in event:
+            self._take_chunk(event, at_s)  # an OpenAI error body sent as an event
 
     def _take_text(self, text: str, at_s: float) -> None:
         result = self.result

@@ -1,7 +1,8 @@
 """Requests the bench sends itself (warm-up, safety pass) with httpx, outside Locust.
 
 The measured rounds run in Locust; these helpers are for traffic whose timing is
-not reported, so one async client with many concurrent requests is enough.
+not reported, so one async client with many concurrent requests is enough. Requests go
+over the run's route (``routes``), as the rounds' do.
 """
 
 from __future__ import annotations
@@ -14,15 +15,15 @@ from dataclasses import dataclass
 import httpx
 import orjson
 
+from loadtest.bench.routes import CHAT, PATHS, request_body, whole_answer
 from loadtest.bench.streamtiming import StreamTimer
 
-CHAT_PATH = "/v1/chat/completions"
 FLAGS_HEADER = "x-taxgate-flags"
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What a chat request came back with, as the safety pass needs to judge it."""
+    """What a request came back with, as the safety pass needs to judge it."""
 
     status: int
     error_code: str = ""
@@ -30,19 +31,6 @@ class Outcome:
     finish_reason: str | None = None
     flags: str = ""
     error: str | None = None
-
-
-def chat_body(model: str, prompt: str, max_tokens: int, *, stream: bool,
-              ignore_eos: bool) -> dict:
-    body: dict = {
-        "model": model,
-        "messages": [{"role": "user", "content": prompt}],
-        "max_tokens": max_tokens,
-        "stream": stream,
-    }
-    if ignore_eos:
-        body["ignore_eos"] = True
-    return body
 
 
 def pool_limits(connections: int) -> httpx.Limits:
@@ -60,11 +48,12 @@ def pool_limits(connections: int) -> httpx.Limits:
 _RETRYABLE = (httpx.ReadError, httpx.RemoteProtocolError, httpx.ConnectError)
 
 
-async def chat(client: httpx.AsyncClient, base_url: str, body: dict) -> Outcome:
-    """Send one chat request (streamed or not, as ``body`` says) and read it to the end."""
+async def ask(client: httpx.AsyncClient, base_url: str, body: dict,
+              route: str = CHAT) -> Outcome:
+    """Send one request (streamed or not, as ``body`` says) and read it to the end."""
     for attempt in (1, 2):
         try:
-            return await _chat_once(client, base_url + CHAT_PATH, body)
+            return await _ask_once(client, base_url + PATHS[route], body, route)
         except _RETRYABLE as exc:
             if attempt == 2:
                 return Outcome(status=0, error=f"{type(exc).__name__} (after a retry): {exc}")
@@ -73,9 +62,9 @@ async def chat(client: httpx.AsyncClient, base_url: str, body: dict) -> Outcome:
     raise AssertionError("unreachable: the second attempt returns")
 
 
-async def _chat_once(client: httpx.AsyncClient, url: str, body: dict) -> Outcome:
+async def _ask_once(client: httpx.AsyncClient, url: str, body: dict, route: str) -> Outcome:
     if body.get("stream"):
-        return await _streamed(client, url, body)
+        return await _streamed(client, url, body, route)
     response = await client.post(url, content=orjson.dumps(body),
                                  headers={"content-type": "application/json"})
     flags = response.headers.get(FLAGS_HEADER, "")
@@ -86,12 +75,11 @@ async def _chat_once(client: httpx.AsyncClient, url: str, body: dict) -> Outcome
                        error=f"HTTP {response.status_code}: body is not JSON")
     if response.status_code != 200:
         return _refusal(response.status_code, data, flags)
-    choice = (data.get("choices") or [{}])[0]
-    text = (choice.get("message") or {}).get("content") or choice.get("text") or ""
-    return Outcome(200, text=text, finish_reason=choice.get("finish_reason"), flags=flags)
+    text, finish_reason = whole_answer(route, data)
+    return Outcome(200, text=text, finish_reason=finish_reason, flags=flags)
 
 
-async def _streamed(client: httpx.AsyncClient, url: str, body: dict) -> Outcome:
+async def _streamed(client: httpx.AsyncClient, url: str, body: dict, route: str) -> Outcome:
     async with client.stream("POST", url, content=orjson.dumps(body),
                              headers={"content-type": "application/json"}) as response:
         flags = response.headers.get(FLAGS_HEADER, "")
@@ -102,7 +90,7 @@ async def _streamed(client: httpx.AsyncClient, url: str, body: dict) -> Outcome:
             except orjson.JSONDecodeError:
                 data = {}
             return _refusal(response.status_code, data, flags)
-        timer = StreamTimer(keep_text=True)
+        timer = StreamTimer(keep_text=True, route=route)
         t0 = time.perf_counter()
         async for line in response.aiter_lines():
             timer.feed(line.encode(), time.perf_counter() - t0)
@@ -122,7 +110,8 @@ def _refusal(status: int, data: dict, flags: str) -> Outcome:
 
 
 async def warm_up(base_urls: list[str], model: str, prompts: list[str], max_tokens: int,
-                  seconds: float, concurrency: int = 4, seed: int = 0) -> dict[str, int]:
+                  seconds: float, concurrency: int = 4, seed: int = 0,
+                  route: str = CHAT) -> dict[str, int]:
     """Streamed requests to every URL for ``seconds`` (connection pools, caches, lazy model
     loads); returns how many failed per URL, so a broken scenario shows up before the rounds.
     """
@@ -136,9 +125,9 @@ async def warm_up(base_urls: list[str], model: str, prompts: list[str], max_toke
 
         async def loop(url: str) -> None:
             while time.monotonic() < deadline:
-                body = chat_body(model, rng.choice(prompts), max_tokens, stream=True,
-                                 ignore_eos=True)
-                outcome = await chat(client, url, body)
+                body = request_body(route, model, rng.choice(prompts), max_tokens,
+                                    stream=True, ignore_eos=True)
+                outcome = await ask(client, url, body, route)
                 if outcome.status != 200 and outcome.error_code != "content_blocked":
                     failures[url] += 1
                     await asyncio.sleep(0.05)  # do not spin on an instant error

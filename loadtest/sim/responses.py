@@ -64,6 +64,47 @@ class _GenerationResponse:
     async def respond(self, send: Send) -> None:
         raise NotImplementedError
 
+    async def _strike(self, fault: Fault, send: Send) -> bool:
+        """Act out ``fault``; True when the answer ends here."""
+        if fault.kind == "stall":
+            await self.stall(fault)
+            return False
+        if fault.kind == "garbage":
+            await send({"type": "http.response.body", "body": GARBAGE_EVENT, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return True
+        raise InjectedFault("reset mid-stream")
+
+    async def whole_text(self, send: Send) -> str | None:
+        """The whole generated text; None when the client left (answered 499 here)."""
+        queue = self.gen.queue
+        parts: list[str] = []
+        # get() drains everything, so once closed nothing is left behind.
+        while not queue.closed:
+            parts.extend(await queue.get())
+        if queue.finish_reason == "abort":
+            # The client is gone; close the exchange without building a body nobody reads.
+            await send({"type": "http.response.start", "status": 499, "headers": []})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return None
+        return "".join(parts)
+
+    async def send_whole(self, send: Send, body: bytes) -> None:
+        """A whole JSON body, as the drawn fault (if any) spoils it."""
+        fault = self.fault
+        if fault is not None and fault.kind == "stall":
+            await self.stall(fault)
+        if fault is not None and fault.kind == "garbage":
+            body = GARBAGE_BODY
+        headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        if fault is not None and fault.kind == "reset":
+            # Half of what Content-Length promised, then the connection drops.
+            await send({"type": "http.response.body", "body": body[:len(body) // 2],
+                        "more_body": True})
+            raise InjectedFault("reset mid-body")
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
 
 class StreamedGeneration(_GenerationResponse):
     """``text/event-stream`` with vLLM's chunk sequence, then ``[DONE]``."""
@@ -112,18 +153,6 @@ class StreamedGeneration(_GenerationResponse):
         await send({"type": "http.response.body", "body": tail, "more_body": False})
 
 
-    async def _strike(self, fault: Fault, send: Send) -> bool:
-        """Act out ``fault``; True when the answer ends here."""
-        if fault.kind == "stall":
-            await self.stall(fault)
-            return False
-        if fault.kind == "garbage":
-            await send({"type": "http.response.body", "body": GARBAGE_EVENT, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-            return True
-        raise InjectedFault("reset mid-stream")
-
-
 class WholeGeneration(_GenerationResponse):
     """The non-streamed JSON body, sent once the generation finished."""
 
@@ -136,41 +165,23 @@ class WholeGeneration(_GenerationResponse):
         self.model = model
 
     async def respond(self, send: Send) -> None:
-        queue = self.gen.queue
-        parts: list[str] = []
-        # get() drains everything, so once closed nothing is left behind.
-        while not queue.closed:
-            parts.extend(await queue.get())
-        if queue.finish_reason == "abort":
-            # The client is gone; close the exchange without building a body nobody reads.
-            await send({"type": "http.response.start", "status": 499, "headers": []})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        text = await self.whole_text(send)
+        if text is None:
             return
         body = response_body(self.kind, self.request_id, self.created, self.model,
-                             "".join(parts), queue.finish_reason or "stop",
+                             text, self.gen.queue.finish_reason or "stop",
                              self.gen.prompt_tokens, self.gen.completion_tokens,
                              SYSTEM_FINGERPRINT)
-        fault = self.fault
-        if fault is not None and fault.kind == "stall":
-            await self.stall(fault)
-        if fault is not None and fault.kind == "garbage":
-            body = GARBAGE_BODY
-        headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        if fault is not None and fault.kind == "reset":
-            # Half of what Content-Length promised, then the connection drops.
-            await send({"type": "http.response.body", "body": body[:len(body) // 2],
-                        "more_body": True})
-            raise InjectedFault("reset mid-body")
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+        await self.send_whole(send, body)
 
 
 class ResponsesStream(_GenerationResponse):
     """The Responses API's typed event stream (``loadtest.sim.responses_api``); it ends
     with ``response.completed``, no ``[DONE]``."""
 
-    def __init__(self, engine: SimEngine, gen: Generation, encoder: EventEncoder) -> None:
-        super().__init__(engine, gen)
+    def __init__(self, engine: SimEngine, gen: Generation, encoder: EventEncoder,
+                 fault: Fault | None = None) -> None:
+        super().__init__(engine, gen, fault)
         self.encoder = encoder
 
     async def respond(self, send: Send) -> None:
@@ -178,15 +189,24 @@ class ResponsesStream(_GenerationResponse):
         queue, encoder = self.gen.queue, self.encoder
         await send({"type": "http.response.body", "body": encoder.start(), "more_body": True})
         sent = 0
+        chunks = 0
+        fault = self.fault
         while True:
             tokens = await queue.get()
             if not tokens:
                 break
+            if fault is not None and chunks >= fault.after_chunks:
+                if await self._strike(fault, send):
+                    return
+                fault = None
+            chunks += 1
             sent += len(tokens)
             await send({"type": "http.response.body", "body": encoder.delta("".join(tokens)),
                         "more_body": True})
             if queue.finish_reason is not None:
                 break
+        if fault is not None and await self._strike(fault, send):
+            return
         tail = b""
         if queue.finish_reason != "abort":
             tail = encoder.finish(sent, queue.finish_reason or "stop")
@@ -196,22 +216,16 @@ class ResponsesStream(_GenerationResponse):
 class ResponsesWhole(_GenerationResponse):
     """The non-streamed Response object, sent once the generation finished."""
 
-    def __init__(self, engine: SimEngine, gen: Generation, rid: str, model: str) -> None:
-        super().__init__(engine, gen)
+    def __init__(self, engine: SimEngine, gen: Generation, rid: str, model: str,
+                 fault: Fault | None = None) -> None:
+        super().__init__(engine, gen, fault)
         self.rid = rid
         self.model = model
 
     async def respond(self, send: Send) -> None:
-        queue = self.gen.queue
-        parts: list[str] = []
-        while not queue.closed:
-            parts.extend(await queue.get())
-        if queue.finish_reason == "abort":
-            await send({"type": "http.response.start", "status": 499, "headers": []})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        text = await self.whole_text(send)
+        if text is None:
             return
-        body = whole_body(self.rid, self.model, "".join(parts), queue.finish_reason or "stop",
+        body = whole_body(self.rid, self.model, text, self.gen.queue.finish_reason or "stop",
                           self.gen.prompt_tokens, self.gen.completion_tokens)
-        headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+        await self.send_whole(send, body)

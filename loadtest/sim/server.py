@@ -24,7 +24,7 @@ from starlette.types import ASGIApp
 
 from loadtest.datasets import load_dataset
 from loadtest.sim.engine import SimEngine
-from loadtest.sim.faults import FAULT_KINDS, FaultPlan
+from loadtest.sim.faults import FAULT_KINDS, Fault, FaultPlan
 from loadtest.sim.metrics import SimCollector
 from loadtest.sim.output import CorpusSource, EchoSource, OutputSource, RandomSource
 from loadtest.sim.protocol import (
@@ -98,9 +98,7 @@ class SimService:
             return error_response(error)
         output = self.source.generate(req.echo_text, max_tokens, req.ignore_eos)
         gen = self.engine.submit(req.prompt_tokens, output, stream=req.stream)
-        fault = self.faults.draw(len(output.tokens)) if self.faults is not None else None
-        if fault is not None and self.on_fault is not None:
-            self.on_fault(fault.kind)
+        fault = self._draw_fault(len(output.tokens))
         rid = request_id(req.kind)
         created = int(time.time())
         if req.stream:
@@ -123,11 +121,19 @@ class SimService:
             return error_response(error)
         output = self.source.generate(req.echo_text, max_tokens, req.ignore_eos)
         gen = self.engine.submit(req.prompt_tokens, output, stream=req.stream)
+        fault = self._draw_fault(len(output.tokens))
         rid = response_id()
         if req.stream:
             return ResponsesStream(self.engine, gen,
-                                   EventEncoder(rid, self.settings.model, req.prompt_tokens))
-        return ResponsesWhole(self.engine, gen, rid, self.settings.model)
+                                   EventEncoder(rid, self.settings.model, req.prompt_tokens),
+                                   fault)
+        return ResponsesWhole(self.engine, gen, rid, self.settings.model, fault)
+
+    def _draw_fault(self, max_chunks: int) -> Fault | None:
+        fault = self.faults.draw(max_chunks) if self.faults is not None else None
+        if fault is not None and self.on_fault is not None:
+            self.on_fault(fault.kind)
+        return fault
 
     def _check_model(self, model: str | None) -> None:
         if model is not None and model != self.settings.model:

@@ -97,6 +97,27 @@ def test_bench_samples_the_cpu_of_its_processes(sim_report):
     assert not any(s.ttft_ms.p99_supported for s in report.scenarios)
 
 
+def test_bench_over_the_responses_route(tmp_path):
+    # The same interleaved rounds over streamed /v1/responses, as small as a run gets.
+    out = tmp_path / "report"
+    report = run_bench(out, "--route", "responses", "--concurrency", "1",
+                       "--requests", "2", "--repeats", "1", "--warmup", "0.5",
+                       "--max-tokens", "8", "--sets", "pii", "--safety-sample", "2")
+    assert report.meta.route == "responses"
+    assert_complete(report, ["direct", "gateway", "pii"], [1])
+    for row in report.scenarios:
+        assert row.output_tokens_per_s > 0, row.name
+        assert row.itl_ms is not None and row.ttft_ms.p50 > 0
+    samples = [orjson.loads(line) for path in sorted((out / "work" / "samples").iterdir())
+               for line in path.read_bytes().splitlines()]
+    # Output tokens from the final Response's usage: ignore_eos makes every answer 8 long.
+    assert len(samples) == 3 * 2 and {s["output_tokens"] for s in samples} == {8}
+    (pii,) = report.safety
+    assert pii.errors == 0 and pii.n > 0
+    # Echo mode: the PII items come back redacted through the Responses API too.
+    assert pii.catch_rate["pii"] > 0
+
+
 def chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:

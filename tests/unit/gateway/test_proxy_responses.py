@@ -147,15 +147,36 @@ async def test_stream_without_output_monitors_is_relayed_raw(tmp_path):
     assert response.content == b"".join(reads)
 
 
-async def test_stream_cut_short_ends_with_an_error(tmp_path):
+@pytest.mark.parametrize("monitors", [[], PII_OUT], ids=["raw", "monitored"])
+async def test_stream_cut_short_ends_with_a_typed_error_event(tmp_path, monitors):
     reads = stream_reads(["one", " two"])[:-1]
-    for monitors in ([], PII_OUT):
-        async with gateway(upstream(reads), tmp_path, monitors=monitors) as client:
-            response = await client.post("/v1/responses", json={"model": "m", "input": "hi",
-                                                                "stream": True})
-        last = [line for line in response.text.splitlines() if line][-1]
-        assert response.status_code == 200 and '"error"' in last
-        assert "event: response.completed" not in response.text
+    async with gateway(upstream(reads), tmp_path, monitors=monitors) as client:
+        response = await client.post("/v1/responses", json={"model": "m", "input": "hi",
+                                                            "stream": True})
+        assert client.registry.get_sample_value(
+            "taxgate_upstream_errors_total",
+            {"upstream": "http://upstream.test", "kind": "protocol"}) == 1
+    assert response.status_code == 200
+    events = typed(response.text)
+    # Both relays end it the same way, numbered after the last event the upstream sent
+    # (hold-back may not have let the last delta out).
+    assert events[-1] == {"type": "error", "code": "bad_gateway",
+                          "message": "upstream http://upstream.test ended the stream without "
+                                     "response.completed",
+                          "param": None, "sequence_number": 6}
+    assert "response.completed" not in [e["type"] for e in events]
+
+
+async def test_raw_stream_garbage_ends_with_a_typed_error_event(tmp_path):
+    reads = stream_reads(["one", " two"])
+    reads[2:] = [reads[2] + b'event: response.output_text.delta\ndata: {"type": <html>\n\n']
+    async with gateway(upstream(reads), tmp_path) as client:
+        response = await client.post("/v1/responses", json={"model": "m", "input": "hi",
+                                                            "stream": True})
+    events = typed(response.text)
+    assert [e["type"] for e in events][-3:] == ["response.output_text.delta"] * 2 + ["error"]
+    assert events[-1]["sequence_number"] == events[-2]["sequence_number"] + 1
+    assert "not JSON" in events[-1]["message"] and "<html>" not in response.text
 
 
 async def test_stream_blocked_ends_incomplete_with_the_refusal(tmp_path):

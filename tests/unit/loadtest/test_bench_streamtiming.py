@@ -7,6 +7,7 @@ import pytest
 
 from loadtest.bench.samples import Sample, SampleWriter, read_samples
 from loadtest.bench.streamtiming import StreamTimer
+from loadtest.sim.responses_api import EventEncoder
 
 
 def chunk(content=None, finish=None, usage=None, role=None):
@@ -74,6 +75,46 @@ def test_malformed_data_is_reported():
     timer = StreamTimer()
     timer.feed(b"data: {not json", 0.1)
     assert "malformed" in timer.finish().error
+
+
+def feed_lines(timer: StreamTimer, reads: list[tuple[bytes, float]]) -> None:
+    for read, at_s in reads:
+        for line in read.splitlines(keepends=True):
+            timer.feed(line, at_s)
+
+
+def test_responses_stream_times_its_text_deltas_and_reads_the_final_usage():
+    encoder = EventEncoder("resp_1", "m", prompt_tokens=3)
+    timer = StreamTimer(keep_text=True, route="responses")
+    feed_lines(timer, [(encoder.start(), 0.05), (encoder.delta("Hel"), 0.10),
+                       (encoder.delta("lo"), 0.12), (encoder.delta(" you"), 0.15),
+                       (encoder.finish(7, "stop"), 0.16)])
+    result = timer.finish()
+    assert result.ttft_s == 0.10  # not the response.created before it
+    assert result.itls_s == pytest.approx([0.02, 0.03])
+    assert result.e2e_s == 0.16
+    assert result.output_tokens == 7  # the final Response's usage, not the delta count
+    assert result.text == "Hello you" and result.error is None and not result.blocked
+
+
+def test_responses_stream_ends_blocked_or_failed():
+    cut = {"type": "response.incomplete", "sequence_number": 5, "response": {
+        "status": "incomplete", "incomplete_details": {"reason": "content_filter"}}}
+    timer = StreamTimer(route="responses")
+    timer.feed(b"event: response.incomplete\n", 0.1)
+    timer.feed(b"data: " + orjson.dumps(cut) + b"\n", 0.1)
+    assert timer.finish().blocked
+    error = {"type": "error", "code": "bad_gateway", "message": "upstream broke the stream",
+             "param": None, "sequence_number": 9}
+    timer = StreamTimer(route="responses")
+    feed_lines(timer, [(EventEncoder("r", "m", 1).delta("hi"), 0.1),
+                       (b"event: error\ndata: " + orjson.dumps(error) + b"\n\n", 0.2)])
+    assert timer.finish().error == "upstream broke the stream"
+    failed = {"type": "response.failed", "response": {"status": "failed",
+                                                      "error": {"message": "engine died"}}}
+    timer = StreamTimer(route="responses")
+    timer.feed(b"data: " + orjson.dumps(failed), 0.1)
+    assert timer.finish().error == "engine died"
 
 
 def test_samples_round_trip_through_a_file(tmp_path):

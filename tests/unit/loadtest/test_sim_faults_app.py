@@ -53,3 +53,31 @@ async def test_no_faults_by_default():
             assert (await client.post(CHAT, json=chat("hi", stream=True))).content.endswith(
                 b"[DONE]\n\n")
         assert await injected(client, "reset") == 0
+
+
+RESPONSES = "/v1/responses"
+
+
+def responses_body(text: str, stream: bool) -> dict:
+    return {"model": "sim", "input": text, "stream": stream}
+
+
+async def test_responses_route_acts_out_its_faults():
+    async with client_for(faults=FaultRates(garbage=1.0)) as client:
+        response = await client.post(RESPONSES, json=responses_body("one two three", True))
+        assert response.status_code == 200 and GARBAGE_EVENT in response.content
+        assert b"response.completed" not in response.content
+        whole = await client.post(RESPONSES, json=responses_body("one two", False))
+        assert whole.content == GARBAGE_BODY
+        assert await injected(client, "garbage") == 2
+    async with client_for(faults=FaultRates(reset=1.0)) as client:
+        for stream in (True, False):
+            with pytest.raises(InjectedFault):
+                await client.post(RESPONSES, json=responses_body("one two three", stream))
+        assert await injected(client, "reset") == 2
+    async with client_for(faults=FaultRates(stall=1.0, stall_s=0.05)) as client:
+        response = await client.post(RESPONSES, json=responses_body("one two", True))
+        assert response.content.rstrip().split(b"\n")[0] == b"event: response.created"
+        assert b"event: response.completed" in response.content
+        whole = await client.post(RESPONSES, json=responses_body("one two", False))
+        assert whole.json()["output"][0]["content"][0]["text"] == "one two"
