@@ -30,9 +30,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway import audit_cli, audit_migrations
-from gateway.audit import AuditSettings, AuditStore, count_events, query_events
+from gateway.audit_filter import AuditFilter
 from gateway.audit_postgres import PostgresBackend
+from gateway.audit_query import count_events, query_events
+from gateway.audit_settings import AuditSettings
 from gateway.audit_store import AuditEvent
+from gateway.audit_writer import AuditStore
 from tests.servers import ROOT, PostgresServer, ThreadedServer, free_port, wait_http
 
 pytestmark = pytest.mark.integration
@@ -99,9 +102,9 @@ async def test_events_read_back_complete(dsn):
     await store.close()
     assert query_events(dsn) == sent
     assert count_events(dsn, "replica") == {"gw-0": 2, "gw-1": 1}
-    assert query_events(dsn, replica="gw-1", since=sent[1].ts) == [sent[2]]
-    assert query_events(dsn, limit=1) == [sent[2]]
-    assert query_events(dsn, monitor="judge", stage="output") == [sent[1]]
+    assert query_events(dsn, AuditFilter(replica="gw-1", since=sent[1].ts)) == [sent[2]]
+    assert query_events(dsn, AuditFilter(limit=1)) == [sent[2]]
+    assert query_events(dsn, AuditFilter(monitor="judge", stage="output")) == [sent[1]]
 
 
 async def test_nan_score_and_nul_characters_are_stored(dsn):

@@ -14,7 +14,8 @@ import httpx
 import openai
 import pytest
 
-from gateway.audit import query_events
+from gateway.audit_filter import AuditFilter
+from gateway.audit_query import query_events
 from monitors.base import Finding, Monitor
 from monitors.registry import MonitorRegistry
 
@@ -152,7 +153,7 @@ def test_shadow_is_not_waited_on_but_recorded(start_gateway, vllm_server, tmp_pa
                           action="shadow") == 0
     monitor.gate.set()
     gateway.stop()
-    events = query_events(tmp_path / "shadow.db", monitor="gated")
+    events = query_events(tmp_path / "shadow.db", AuditFilter(monitor="gated"))
     assert len(events) == 1 and events[0].action == "shadow" and events[0].hit
 
 
