@@ -15,7 +15,7 @@ import orjson
 
 from gateway import audit_migrations
 from gateway.audit_filter import POSTGRES
-from gateway.audit_query import stream_rows
+from gateway.audit_query import run_query
 from gateway.audit_store import (
     COLUMNS,
     AuditError,
@@ -190,12 +190,8 @@ class PostgresReader:
         # Server-side: an export of millions of rows streams instead of filling memory.
         cursor = conn.cursor(name="taxgate_audit_read")
         cursor.itersize = READ_CHUNK
-        try:
-            cursor.execute(sql, params)
-        except psycopg.Error as exc:
-            conn.close()
-            raise AuditError(f"cannot query {redact_dsn(self._dsn)}: {_first_line(exc)}") from None
-        return stream_rows(conn, cursor)
+        return run_query(conn, cursor, sql, params, errors=psycopg.Error,
+                         source=redact_dsn(self._dsn))
 
     def decode(self, row: Sequence[object]) -> AuditEvent:
         values = dict(zip(COLUMNS, row, strict=False))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.audit_filter import AuditFilter, Dialect, count_query, events_query
-from gateway.audit_store import AuditEvent, Group, is_dsn
+from gateway.audit_store import AuditError, AuditEvent, Group, is_dsn
 
 EVERY = AuditFilter()  # no condition: the whole log
 
@@ -68,8 +68,23 @@ def count_events(source: str | Path, by: Group, audit_filter: AuditFilter = EVER
     return {str(value): int(count) for value, count in reader.rows(sql, params)}
 
 
-def stream_rows(conn: Any, cursor: Iterator[Sequence[object]]) -> Iterator[Sequence[object]]:
-    """``cursor``'s rows, then ``conn`` closed (also when the consumer stops early)."""
+def run_query(conn: Any, cursor: Any, sql: str, params: Sequence[object], *,
+              errors: type[Exception], source: str) -> Iterator[Sequence[object]]:
+    """Execute on a DB-API ``cursor`` now, then stream its rows and close ``conn``.
+
+    A failure (``errors``: the driver's base exception) closes ``conn`` and raises
+    AuditError naming ``source`` (no password in it).
+    """
+    try:
+        cursor.execute(sql, params)
+    except errors as exc:
+        conn.close()
+        detail = (str(exc).strip().splitlines() or [""])[0]
+        raise AuditError(f"cannot query {source}: {detail}") from None
+    return _stream(conn, cursor)
+
+
+def _stream(conn: Any, cursor: Iterator[Sequence[object]]) -> Iterator[Sequence[object]]:
     try:
         yield from cursor
     finally:

@@ -12,7 +12,7 @@ import orjson
 
 from gateway import audit_migrations
 from gateway.audit_filter import SQLITE
-from gateway.audit_query import stream_rows
+from gateway.audit_query import run_query
 from gateway.audit_store import COLUMNS, AuditError, AuditEvent, AuditUnavailable, event_from_row
 
 logger = logging.getLogger("gateway.audit")
@@ -164,12 +164,8 @@ class SQLiteReader:
 
     def rows(self, sql: str, params: Sequence[object]) -> Iterator[Sequence[object]]:
         conn = self._open()
-        try:
-            cursor = conn.execute(sql, params)
-        except sqlite3.Error as exc:
-            conn.close()
-            raise AuditError(f"cannot query {str(self.path)!r}: {exc}") from exc
-        return stream_rows(conn, cursor)
+        return run_query(conn, conn.cursor(), sql, params, errors=sqlite3.Error,
+                         source=repr(str(self.path)))
 
     def decode(self, row: Sequence[object]) -> AuditEvent:
         values = dict(zip(COLUMNS, row, strict=False))

@@ -107,6 +107,29 @@ async def test_events_read_back_complete(dsn):
     assert query_events(dsn, AuditFilter(monitor="judge", stage="output")) == [sent[1]]
 
 
+async def test_fail_open_errors_filter_and_count_as_error_old_rows_too(dsn):
+    failed = {"hit": False, "score": 0.0, "labels": {}, "excerpt": ""}
+    sent = [
+        event(1),
+        event(2, monitor="judge", action="error", error="timeout", **failed),
+        event(3, monitor="guard", action="block", error="overload", **failed),
+        event(4, monitor="judge", action="error", error="error", **failed),
+    ]
+    store = AuditStore(AuditSettings(dsn=dsn))
+    await store.start()
+    for item in sent:
+        store.record(item)
+    await store.close()
+    # What a replica from before the `error` action wrote for a fail-open.
+    sql(dsn, "UPDATE audit_events SET action = 'pass' WHERE request_id = 'req-4'")
+    assert query_events(dsn) == sent
+    assert query_events(dsn, AuditFilter(action="error")) == [sent[1], sent[3]]
+    assert query_events(dsn, AuditFilter(errors=True, limit=2)) == sent[2:]
+    assert count_events(dsn, "action") == {"error": 2, "block": 1, "redact": 1}
+    assert count_events(dsn, "monitor", AuditFilter(errors=True, until=sent[3].ts)) == {
+        "guard": 1, "judge": 1}
+
+
 async def test_nan_score_and_nul_characters_are_stored(dsn):
     store = AuditStore(AuditSettings(dsn=dsn))
     await store.start()

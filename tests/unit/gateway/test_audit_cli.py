@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import json
 import sqlite3
@@ -13,9 +12,8 @@ from datetime import datetime, timezone
 import pytest
 
 from gateway.audit_cli import configure_parser, parse_time, run
-from gateway.audit_settings import AuditSettings
 from gateway.audit_store import AuditEvent
-from gateway.audit_writer import AuditStore
+from tests.unit.gateway.audit_log import write_events
 
 
 def parser() -> argparse.ArgumentParser:
@@ -42,15 +40,7 @@ def db(tmp_path):
         AuditEvent("req-judge", now - 60, "output", "judge", "shadow", False, 0.0, {},
                    "judge answer unparseable", "", "/v1/chat/completions", "m"),
     ]
-
-    async def write() -> None:
-        store = AuditStore(AuditSettings(path=path))
-        await store.start()
-        for item in events:
-            store.record(item)
-        await store.close()
-
-    asyncio.run(write())
+    write_events(path, events)
     return path, events
 
 
@@ -66,15 +56,8 @@ def test_list_prints_a_table(db, capsys):
 def test_list_shows_brackets_literally(tmp_path, capsys):
     path = str(tmp_path / "audit.db")
     excerpt = "[bold]not markup[/bold] [/] [REDACTED:EMAIL]"
-
-    async def write() -> None:
-        store = AuditStore(AuditSettings(path=path))
-        await store.start()
-        store.record(AuditEvent("[req]", 1.0, "input", "[m]", "block", True, 1.0, {}, "[/x]",
-                                excerpt))
-        await store.close()
-
-    asyncio.run(write())
+    write_events(path, [AuditEvent("[req]", 1.0, "input", "[m]", "block", True, 1.0, {}, "[/x]",
+                                   excerpt)])
     assert cli("--db", path) == 0
     out = capsys.readouterr().out
     for text in (excerpt, "[req]", "[m]", "[/x]"):
@@ -153,15 +136,7 @@ def failures(tmp_path):
         AuditEvent("req-closed", now - 10, "output", "guard", "block", False, 0.0, {},
                    "error", "", "chat", "m"),
     ]
-
-    async def write() -> None:
-        store = AuditStore(AuditSettings(path=path))
-        await store.start()
-        for item in events:
-            store.record(item)
-        await store.close()
-
-    asyncio.run(write())
+    write_events(path, events)
     return path
 
 

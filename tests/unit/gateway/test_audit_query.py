@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import sqlite3
 
@@ -10,9 +9,8 @@ import pytest
 
 from gateway.audit_filter import AuditFilter
 from gateway.audit_query import count_events, query_events
-from gateway.audit_settings import AuditSettings
 from gateway.audit_store import AuditError, AuditEvent
-from gateway.audit_writer import AuditStore
+from tests.unit.gateway.audit_log import write_events
 
 
 def event(n: int, monitor: str, stage: str, action: str, **overrides) -> AuditEvent:
@@ -24,17 +22,6 @@ def event(n: int, monitor: str, stage: str, action: str, **overrides) -> AuditEv
     )
     fields.update(overrides)
     return AuditEvent(**fields)
-
-
-def write(path: str, events: list[AuditEvent]) -> None:
-    async def run() -> None:
-        store = AuditStore(AuditSettings(path=path))
-        await store.start()
-        for item in events:
-            store.record(item)
-        await store.close()
-
-    asyncio.run(run())
 
 
 FAILED = {"hit": False, "score": 0.0, "labels": {}, "excerpt": ""}
@@ -52,7 +39,7 @@ def filled(tmp_path):
         event(5, "judge", "input", "error", error="timeout", **FAILED),  # failed open
         event(6, "guard", "input", "block", error="overload", **FAILED),  # failed closed
     ]
-    write(path, events)
+    write_events(path, events)
     return path, events
 
 
@@ -104,7 +91,7 @@ def test_fail_open_rows_written_as_pass_read_as_error(filled):
 
 def test_nan_score_reads_back_as_nan(tmp_path):
     path = str(tmp_path / "audit.db")
-    write(path, [event(0, "pii", "input", "redact", score=math.nan)])
+    write_events(path, [event(0, "pii", "input", "redact", score=math.nan)])
     assert math.isnan(query_events(path)[0].score)
 
 
