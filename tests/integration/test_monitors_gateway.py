@@ -195,6 +195,12 @@ def test_failing_monitors_follow_on_error(start_gateway, vllm_server, on_error):
                           kind="error") == 1
     assert gateway.sample("taxgate_monitor_errors_total", monitor="hanger", stage="input",
                           kind="timeout") == 1
+    gateway.stop()
+    # The audit log says what was done: let through unchecked (error) or blocked.
+    action = "error" if on_error == "open" else "block"
+    events = query_events(gateway.settings.audit.path, AuditFilter(errors=True))
+    assert sorted((e.monitor, e.action, e.error) for e in events) == [
+        ("hanger", action, "timeout"), ("raiser", action, "error")]
 
 
 def test_audit_complete_after_blocks_and_clean_shutdown(start_gateway, vllm_server, tmp_path):
