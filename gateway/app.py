@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.audit import AuditEvent, AuditStore
+from gateway.audit_store import event_from_decision
+from gateway.audit_writer import AuditStore
 from gateway.auth import ApiKeyAuth
 from gateway.client_timeouts import BodyTimeout
 from gateway.drain import DrainMiddleware, StreamDrain
@@ -172,11 +173,7 @@ def _audit_sink(audit: AuditStore, settings: Settings) -> Callable[[Decision, st
         return None
 
     def record(decision: Decision, request_id: str) -> None:
-        audit.record(AuditEvent(
-            request_id=request_id, ts=time.time(), stage=decision.stage,
-            monitor=decision.monitor_id, action=decision.action, hit=decision.hit,
-            score=decision.score, labels=dict(decision.labels), error=decision.error,
-            excerpt=decision.excerpt, route=decision.context.get("route", ""),
-            model=decision.context.get("model", ""), replica=audit.replica))
+        audit.record(event_from_decision(decision, request_id, ts=time.time(),
+                                         replica=audit.replica))
 
     return record

@@ -26,8 +26,10 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from gateway.audit import AuditError, AuditEvent, AuditSettings, count_events, iter_events
-from gateway.audit_store import is_dsn, redact_dsn
+from gateway.audit_filter import AuditFilter
+from gateway.audit_query import count_events, iter_events
+from gateway.audit_settings import AuditSettings
+from gateway.audit_store import ACTIONS, GROUPS, STAGES, AuditError, AuditEvent, is_dsn, redact_dsn
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -101,12 +103,21 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
              "(postgresql://user@host:5432/db; default: $TAXGATE_AUDIT__DSN when --db is "
              "not given)",
     )
+    # The filter flags: each one's dest is the AuditFilter field it sets (see _filter).
     parser.add_argument("--replica", help="only events written by this gateway replica")
     parser.add_argument("--monitor", help="only events from this monitor id")
-    parser.add_argument("--stage", choices=("input", "output"), help="only events of this stage")
+    parser.add_argument("--stage", choices=STAGES, help="only events of this stage")
     parser.add_argument(
-        "--action", choices=("block", "redact", "annotate", "shadow"),
-        help="only events from monitors configured with this action",
+        "--action", choices=ACTIONS,
+        help="only events where the gateway did this: block, redact or annotate (a hit "
+             "enforced; block also for a failed on_error: closed monitor), shadow (a hit "
+             "recorded, not enforced), error (a failed monitor whose text went through "
+             "unchecked, e.g. on_error: open)",
+    )
+    parser.add_argument(
+        "--errors", action="store_true",
+        help="only verdicts of monitors that failed (error, timeout, overload), whatever "
+             "the gateway then did",
     )
     parser.add_argument("--request-id", help="only events of this request id")
     parser.add_argument(
@@ -131,9 +142,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``taxgate audit``; returns the process exit code."""
-    filters = {"monitor": args.monitor, "stage": args.stage, "action": args.action,
-               "request_id": args.request_id, "replica": args.replica, "since": args.since,
-               "until": args.until}
+    audit_filter = _filter(args)
     if args.db is not None and args.dsn is not None:
         print("taxgate audit: pass --db (a SQLite file) or --dsn (PostgreSQL), not both",
               file=sys.stderr)
@@ -155,11 +164,12 @@ def run(args: argparse.Namespace) -> int:
         label = source
     try:
         if args.audit_command == "stats":
-            _stats(source, label, filters)
+            _stats(source, label, audit_filter)
         elif args.audit_command == "export":
-            _export(source, filters, args.limit, args.out)
+            _export(source, audit_filter, args.out)
         else:
-            _list(source, label, filters, args.limit or LIST_DEFAULT_LIMIT)
+            limit = audit_filter.limit or LIST_DEFAULT_LIMIT
+            _list(source, label, dataclasses.replace(audit_filter, limit=limit))
     except BrokenPipeError:
         # The reader went away (`| head`): not an error. Point stdout at devnull so the
         # interpreter's final flush does not raise again (the recipe in Python's signal docs).
@@ -169,6 +179,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"taxgate audit: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK
+
+
+def _filter(args: argparse.Namespace) -> AuditFilter:
+    return AuditFilter(**{field.name: getattr(args, field.name)
+                          for field in dataclasses.fields(AuditFilter)})
 
 
 def _source(args: argparse.Namespace) -> str:
@@ -187,7 +202,7 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
-def _list(db: str, label: str, filters: dict, limit: int) -> None:
+def _list(db: str, label: str, audit_filter: AuditFilter) -> None:
     table = Table(title=f"audit events in {escape(label)}")
     for name in ("time (UTC)", "request", "replica", "route", "model", "stage", "monitor",
                  "action", "hit", "score"):
@@ -196,7 +211,7 @@ def _list(db: str, label: str, filters: dict, limit: int) -> None:
     table.add_column("error")
     table.add_column("excerpt", max_width=EXCERPT_WIDTH, overflow="ellipsis", no_wrap=True)
     count = 0
-    for event in iter_events(db, limit=limit, **filters):
+    for event in iter_events(db, audit_filter):
         count += 1
         top = sorted(event.labels.items(), key=lambda item: item[1], reverse=True)[:3]
         cells = (
@@ -216,8 +231,8 @@ def _list(db: str, label: str, filters: dict, limit: int) -> None:
         console.print(Text(f"no audit events match in {label}"))
 
 
-def _export(db: str, filters: dict, limit: int | None, out: str | None) -> None:
-    events = iter_events(db, limit=limit, **filters)
+def _export(db: str, audit_filter: AuditFilter, out: str | None) -> None:
+    events = iter_events(db, audit_filter)
     if out is None:
         _write_jsonl(events, sys.stdout)
         return
@@ -231,10 +246,9 @@ def _write_jsonl(events: Iterable[AuditEvent], file: IO[str]) -> None:
                    .decode())
 
 
-def _stats(db: str, label: str, filters: dict) -> None:
+def _stats(db: str, label: str, audit_filter: AuditFilter) -> None:
     console = _console()
-    counts = {by: count_events(db, by, **filters)
-              for by in ("monitor", "stage", "action", "replica")}
+    counts = {by: count_events(db, by, audit_filter) for by in GROUPS}
     total = sum(counts["stage"].values())
     console.print(Text(f"{total} audit event(s) in {label}"))
     for by, values in counts.items():

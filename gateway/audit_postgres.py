@@ -7,7 +7,6 @@ on the event loop. Batches go in with ``COPY``, one transaction each.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -15,14 +14,14 @@ from typing import Any
 import orjson
 
 from gateway import audit_migrations
+from gateway.audit_filter import POSTGRES
+from gateway.audit_query import run_query
 from gateway.audit_store import (
     COLUMNS,
-    GROUPS,
     AuditError,
     AuditEvent,
     AuditUnavailable,
-    Filters,
-    Group,
+    event_from_row,
     redact_dsn,
 )
 
@@ -176,62 +175,25 @@ def _first_line(exc: Exception) -> str:
 
 
 class PostgresReader:
+    dialect = POSTGRES
+
     def __init__(self, dsn: str) -> None:
         self._dsn = dsn
 
-    def _open(self) -> Any:
+    def missing_columns(self) -> frozenset[str]:
+        return frozenset()  # the gateway migrates the shared database before it writes
+
+    def rows(self, sql: str, params: Sequence[object]) -> Iterator[Sequence[object]]:
+        psycopg = _psycopg()
         conn = connect(self._dsn, application_name="taxgate-audit-cli")
         conn.autocommit = False  # a server-side cursor lives in a transaction
-        return conn
-
-    def iter_events(self, filters: Filters, limit: int | None) -> Iterator[AuditEvent]:
-        psycopg = _psycopg()
-        where, params = filters.clauses("%s", "to_timestamp(%s)")
-        sql = f"SELECT {', '.join(COLUMNS)}, id FROM audit_events{where}"
-        if limit is not None:
-            sql = f"SELECT * FROM ({sql} ORDER BY ts DESC, id DESC LIMIT %s) AS newest"
-            params.append(limit)
-        sql += " ORDER BY ts, id"
-        conn = self._open()
         # Server-side: an export of millions of rows streams instead of filling memory.
         cursor = conn.cursor(name="taxgate_audit_read")
         cursor.itersize = READ_CHUNK
-        try:
-            cursor.execute(sql, params)
-        except psycopg.Error as exc:
-            conn.close()
-            raise AuditError(f"cannot query {redact_dsn(self._dsn)}: {_first_line(exc)}") from None
-        return _rows(conn, cursor)
+        return run_query(conn, cursor, sql, params, errors=psycopg.Error,
+                         source=redact_dsn(self._dsn))
 
-    def count_events(self, by: Group, filters: Filters) -> dict[str, int]:
-        if by not in GROUPS:
-            raise ValueError(f"cannot group audit events by {by!r}")
-        psycopg = _psycopg()
-        where, params = filters.clauses("%s", "to_timestamp(%s)")
-        sql = (f"SELECT {by}, COUNT(*) FROM audit_events{where} "
-               f"GROUP BY {by} ORDER BY COUNT(*) DESC, {by}")
-        conn = self._open()
-        try:
-            return {value: count for value, count in conn.execute(sql, params).fetchall()}
-        except psycopg.Error as exc:
-            raise AuditError(f"cannot query {redact_dsn(self._dsn)}: {_first_line(exc)}") from None
-        finally:
-            conn.close()
-
-
-def _rows(conn: Any, cursor: Any) -> Iterator[AuditEvent]:
-    try:
-        for row in cursor:
-            yield from_row(row)
-    finally:
-        conn.close()
-
-
-def from_row(row: Sequence) -> AuditEvent:
-    (request_id, ts, stage, monitor, action, hit, score, labels, error, excerpt,
-     route, model, replica, _id) = row
-    return AuditEvent(
-        request_id=request_id, ts=ts.timestamp(), stage=stage, monitor=monitor,
-        action=action, hit=bool(hit), score=math.nan if score is None else score,
-        labels=labels, error=error, excerpt=excerpt, route=route, model=model, replica=replica,
-    )
+    def decode(self, row: Sequence[object]) -> AuditEvent:
+        values = dict(zip(COLUMNS, row, strict=False))
+        values["ts"] = values["ts"].timestamp()  # type: ignore[attr-defined]
+        return event_from_row(values)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -12,15 +11,9 @@ from pathlib import Path
 import orjson
 
 from gateway import audit_migrations
-from gateway.audit_store import (
-    COLUMNS,
-    GROUPS,
-    AuditError,
-    AuditEvent,
-    AuditUnavailable,
-    Filters,
-    Group,
-)
+from gateway.audit_filter import SQLITE
+from gateway.audit_query import run_query
+from gateway.audit_store import COLUMNS, AuditError, AuditEvent, AuditUnavailable, event_from_row
 
 logger = logging.getLogger("gateway.audit")
 
@@ -144,6 +137,8 @@ def _classify(exc: sqlite3.Error, path: str) -> AuditError:
 
 
 class SQLiteReader:
+    dialect = SQLITE
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
@@ -158,56 +153,21 @@ class SQLiteReader:
                              f"{exc}") from exc
         return conn
 
-    def iter_events(self, filters: Filters, limit: int | None) -> Iterator[AuditEvent]:
-        where, params = filters.clauses("?")
-        conn = self._open()
+    def missing_columns(self) -> frozenset[str]:
         # A file written before the replica column (schema v1, read-only here) reads as ''.
-        columns = [row[1] for row in conn.execute("PRAGMA table_info(audit_events)")]
-        select = ", ".join(c if c in columns else f"'' AS {c}" for c in COLUMNS)
-        sql = f"SELECT {select}, id FROM audit_events{where}"
-        if limit is not None:
-            sql = f"SELECT * FROM ({sql} ORDER BY ts DESC, id DESC LIMIT ?)"
-            params.append(limit)
-        sql += " ORDER BY ts, id"
-        # Run the query now, so a foreign file fails at the call, not halfway through output.
-        try:
-            cursor = conn.execute(sql, params)
-        except sqlite3.Error as exc:
-            conn.close()
-            raise AuditError(f"cannot query {str(self.path)!r}: {exc}") from exc
-        return _rows(conn, cursor)
-
-    def count_events(self, by: Group, filters: Filters) -> dict[str, int]:
-        if by not in GROUPS:
-            raise ValueError(f"cannot group audit events by {by!r}")
-        where, params = filters.clauses("?")
         conn = self._open()
-        columns = [row[1] for row in conn.execute("PRAGMA table_info(audit_events)")]
-        group = by if by in columns else f"'' AS {by}"  # a v1 file has no replica column
-        sql = (f"SELECT {group}, COUNT(*) FROM audit_events{where} "
-               f"GROUP BY {by} ORDER BY COUNT(*) DESC, {by}")
         try:
-            return {value: count for value, count in conn.execute(sql, params)}
-        except sqlite3.Error as exc:
-            raise AuditError(f"cannot query {str(self.path)!r}: {exc}") from exc
+            present = {row[1] for row in conn.execute("PRAGMA table_info(audit_events)")}
         finally:
             conn.close()
+        return frozenset(column for column in COLUMNS if column not in present)
 
+    def rows(self, sql: str, params: Sequence[object]) -> Iterator[Sequence[object]]:
+        conn = self._open()
+        return run_query(conn, conn.cursor(), sql, params, errors=sqlite3.Error,
+                         source=repr(str(self.path)))
 
-def _rows(conn: sqlite3.Connection, cursor: sqlite3.Cursor) -> Iterator[AuditEvent]:
-    try:
-        for row in cursor:
-            yield from_row(row)
-    finally:
-        conn.close()
-
-
-def from_row(row: Sequence) -> AuditEvent:
-    (request_id, ts, stage, monitor, action, hit, score, labels, error, excerpt,
-     route, model, replica, _id) = row
-    return AuditEvent(
-        request_id=request_id, ts=ts, stage=stage, monitor=monitor, action=action,
-        hit=bool(hit), score=math.nan if score is None else score,  # SQLite stores NaN as NULL
-        labels=orjson.loads(labels), error=error, excerpt=excerpt, route=route, model=model,
-        replica=replica,
-    )
+    def decode(self, row: Sequence[object]) -> AuditEvent:
+        values = dict(zip(COLUMNS, row, strict=False))
+        values["labels"] = orjson.loads(values["labels"])  # type: ignore[arg-type]
+        return event_from_row(values)

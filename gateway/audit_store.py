@@ -1,23 +1,31 @@
-"""What every audit backend provides: the event, the filters, and the backend protocols.
+"""What every audit backend shares: the event, its columns, errors, the writer protocol.
 
-``gateway/audit.py`` owns the queue and the writer thread and talks to one ``AuditBackend``
-(SQLite in ``audit_sqlite.py``, PostgreSQL in ``audit_postgres.py``); the ``taxgate audit``
-command reads through an ``AuditReader``. Neither the pipeline nor the proxy knows which
-backend runs. A backend's methods are blocking: they run on the writer thread (or in the CLI),
-never on the event loop.
+``gateway/audit_writer.py`` owns the queue and the writer thread and talks to one
+``AuditBackend`` (SQLite in ``audit_sqlite.py``, PostgreSQL in ``audit_postgres.py``);
+``gateway/audit_query.py`` reads the log back (the ``taxgate audit`` command) through the
+filter of ``audit_filter.py``. Neither the pipeline nor the proxy knows which backend runs.
+A backend's methods are blocking: they run on the writer thread (or in the CLI), never on
+the event loop.
 """
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from monitors.pipeline import Decision
 
 COLUMNS = ("request_id", "ts", "stage", "monitor", "action", "hit", "score", "labels",
            "error", "excerpt", "route", "model", "replica")
 GROUPS = ("monitor", "stage", "action", "replica")
 Group = Literal["monitor", "stage", "action", "replica"]
+# What an event's ``action`` says was done; see ``AuditEvent``.
+ACTIONS = ("block", "redact", "annotate", "shadow", "error")
+STAGES = ("input", "output")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,13 +35,20 @@ class AuditEvent:
     ``route`` is the gateway route (``chat`` / ``completions``), ``model`` the requested
     model, ``replica`` the gateway replica that wrote it (``audit.replica``, default the
     host name, which is the pod name on Kubernetes).
+
+    ``action`` is what the gateway did because of this verdict: ``block``, ``redact`` or
+    ``annotate`` on a hit (the monitor's configured action), ``shadow`` on a hit that was
+    recorded and not enforced (a shadow monitor, or a check that finished after its request
+    moved on), and ``error`` when the monitor failed (``error`` says how) and its text went
+    through unchecked by it (``on_error: open``, a shadow or late check). A failed
+    ``on_error: closed`` monitor blocked the request: ``block``, with ``error`` set.
     """
 
     request_id: str
     ts: float  # unix time, seconds
     stage: str
     monitor: str  # the configured monitor id
-    action: str  # the configured action: block | redact | annotate | shadow
+    action: str  # what was done: one of ACTIONS
     hit: bool
     score: float
     labels: dict[str, float]
@@ -52,39 +67,35 @@ class AuditUnavailable(AuditError):
     """The database cannot be reached right now (down, restarting, network): worth a retry."""
 
 
-@dataclass(frozen=True, slots=True)
-class Filters:
-    """Every given value must match; ``since`` <= ts < ``until``."""
+def recorded_action(action: str, error: str | None) -> str:
+    """The event's ``action`` for a verdict whose pipeline ``action`` is ``action``.
 
-    monitor: str | None = None
-    stage: str | None = None
-    action: str | None = None
-    request_id: str | None = None
-    replica: str | None = None
-    since: float | None = None
-    until: float | None = None
+    The pipeline says ``pass`` for a failed monitor that let the text through; in the audit
+    log (which holds no clean passes) that reads as ``error``, so an operator can find
+    every fail-open with one filter.
+    """
+    return "error" if error is not None and action == "pass" else action
 
-    def clauses(self, placeholder: str, time_placeholder: str | None = None
-                ) -> tuple[str, list[object]]:
-        """`` WHERE ...`` (or ``""``) and its parameters, for ``placeholder`` (``?``/``%s``);
-        ``time_placeholder`` wraps the unix-time parameters (PostgreSQL: ``to_timestamp(%s)``).
 
-        Column names come from this class, never from the caller, so the SQL is fixed.
-        """
-        at = time_placeholder or placeholder
-        clauses, params = [], []
-        for column in ("monitor", "stage", "action", "request_id", "replica"):
-            value = getattr(self, column)
-            if value is not None:
-                clauses.append(f"{column} = {placeholder}")
-                params.append(value)
-        if self.since is not None:
-            clauses.append(f"ts >= {at}")
-            params.append(self.since)
-        if self.until is not None:
-            clauses.append(f"ts < {at}")
-            params.append(self.until)
-        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+def event_from_decision(decision: Decision, request_id: str, *, ts: float,
+                        replica: str) -> AuditEvent:
+    """The audit event for one monitor verdict of the pipeline."""
+    return AuditEvent(
+        request_id=request_id, ts=ts, stage=decision.stage, monitor=decision.monitor_id,
+        action=recorded_action(decision.action, decision.error), hit=decision.hit,
+        score=decision.score, labels=dict(decision.labels), error=decision.error,
+        excerpt=decision.excerpt, route=decision.context.get("route", ""),
+        model=decision.context.get("model", ""), replica=replica)
+
+
+def event_from_row(values: Mapping[str, object]) -> AuditEvent:
+    """An event from its columns, already in Python types (the backend decodes ts, labels)."""
+    score = values["score"]
+    return AuditEvent(**{
+        **{column: values[column] for column in COLUMNS},
+        "hit": bool(values["hit"]),
+        "score": math.nan if score is None else score,  # SQLite stores NaN as NULL
+    })
 
 
 class AuditBackend(Protocol):
@@ -110,16 +121,6 @@ class AuditBackend(Protocol):
 
     def close(self) -> None:
         """Close the connection (safe to call twice, or after a failed open)."""
-
-
-class AuditReader(Protocol):
-    """The read side, for ``taxgate audit``."""
-
-    def iter_events(self, filters: Filters, limit: int | None) -> Iterator[AuditEvent]:
-        """Matches oldest first; with ``limit`` the newest ``limit`` matches (like ``tail``)."""
-
-    def count_events(self, by: Group, filters: Filters) -> dict[str, int]:
-        """Matches counted per value of column ``by``, largest count first."""
 
 
 DSN_SCHEMES = ("postgresql://", "postgres://")

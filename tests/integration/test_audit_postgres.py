@@ -30,9 +30,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway import audit_cli, audit_migrations
-from gateway.audit import AuditSettings, AuditStore, count_events, query_events
+from gateway.audit_filter import AuditFilter
 from gateway.audit_postgres import PostgresBackend
+from gateway.audit_query import count_events, query_events
+from gateway.audit_settings import AuditSettings
 from gateway.audit_store import AuditEvent
+from gateway.audit_writer import AuditStore
 from tests.servers import ROOT, PostgresServer, ThreadedServer, free_port, wait_http
 
 pytestmark = pytest.mark.integration
@@ -99,9 +102,32 @@ async def test_events_read_back_complete(dsn):
     await store.close()
     assert query_events(dsn) == sent
     assert count_events(dsn, "replica") == {"gw-0": 2, "gw-1": 1}
-    assert query_events(dsn, replica="gw-1", since=sent[1].ts) == [sent[2]]
-    assert query_events(dsn, limit=1) == [sent[2]]
-    assert query_events(dsn, monitor="judge", stage="output") == [sent[1]]
+    assert query_events(dsn, AuditFilter(replica="gw-1", since=sent[1].ts)) == [sent[2]]
+    assert query_events(dsn, AuditFilter(limit=1)) == [sent[2]]
+    assert query_events(dsn, AuditFilter(monitor="judge", stage="output")) == [sent[1]]
+
+
+async def test_fail_open_errors_filter_and_count_as_error_old_rows_too(dsn):
+    failed = {"hit": False, "score": 0.0, "labels": {}, "excerpt": ""}
+    sent = [
+        event(1),
+        event(2, monitor="judge", action="error", error="timeout", **failed),
+        event(3, monitor="guard", action="block", error="overload", **failed),
+        event(4, monitor="judge", action="error", error="error", **failed),
+    ]
+    store = AuditStore(AuditSettings(dsn=dsn))
+    await store.start()
+    for item in sent:
+        store.record(item)
+    await store.close()
+    # What a replica from before the `error` action wrote for a fail-open.
+    sql(dsn, "UPDATE audit_events SET action = 'pass' WHERE request_id = 'req-4'")
+    assert query_events(dsn) == sent
+    assert query_events(dsn, AuditFilter(action="error")) == [sent[1], sent[3]]
+    assert query_events(dsn, AuditFilter(errors=True, limit=2)) == sent[2:]
+    assert count_events(dsn, "action") == {"error": 2, "block": 1, "redact": 1}
+    assert count_events(dsn, "monitor", AuditFilter(errors=True, until=sent[3].ts)) == {
+        "guard": 1, "judge": 1}
 
 
 async def test_nan_score_and_nul_characters_are_stored(dsn):

@@ -14,7 +14,8 @@ import httpx
 import openai
 import pytest
 
-from gateway.audit import query_events
+from gateway.audit_filter import AuditFilter
+from gateway.audit_query import query_events
 from monitors.base import AsyncMonitor, Finding, Monitor
 from monitors.registry import MonitorRegistry
 
@@ -152,7 +153,7 @@ def test_shadow_is_not_waited_on_but_recorded(start_gateway, vllm_server, tmp_pa
                           action="shadow") == 0
     monitor.gate.set()
     gateway.stop()
-    events = query_events(tmp_path / "shadow.db", monitor="gated")
+    events = query_events(tmp_path / "shadow.db", AuditFilter(monitor="gated"))
     assert len(events) == 1 and events[0].action == "shadow" and events[0].hit
 
 
@@ -194,6 +195,12 @@ def test_failing_monitors_follow_on_error(start_gateway, vllm_server, on_error):
                           kind="error") == 1
     assert gateway.sample("taxgate_monitor_errors_total", monitor="hanger", stage="input",
                           kind="timeout") == 1
+    gateway.stop()
+    # The audit log says what was done: let through unchecked (error) or blocked.
+    action = "error" if on_error == "open" else "block"
+    events = query_events(gateway.settings.audit.path, AuditFilter(errors=True))
+    assert sorted((e.monitor, e.action, e.error) for e in events) == [
+        ("hanger", action, "timeout"), ("raiser", action, "error")]
 
 
 def test_audit_complete_after_blocks_and_clean_shutdown(start_gateway, vllm_server, tmp_path):

@@ -10,7 +10,8 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.audit import query_events
+from gateway.audit_filter import AuditFilter
+from gateway.audit_query import query_events
 from loadtest.sim import SimSettings, create_sim_app
 from loadtest.slow_judge import SlowJudge
 from tests.servers import ThreadedServer
@@ -74,8 +75,8 @@ def test_skip_monitor_gives_way_counts_every_skip_and_audits_late_verdicts(
     assert gateway.sample("taxgate_monitor_skipped_total", reason="late", **labels) == 1
     # The verdict, when it came, went to the audit log as what enforcing would have done.
     audit = gateway.settings.audit.path
-    assert wait_until(lambda: query_events(audit, monitor="guard"))
-    [event] = query_events(audit, monitor="guard")
+    assert wait_until(lambda: query_events(audit, AuditFilter(monitor="guard")))
+    [event] = query_events(audit, AuditFilter(monitor="guard"))
     assert event.action == "shadow" and event.request_id == late.headers["x-request-id"]
     assert gateway.sample("taxgate_monitor_verdicts_total", action="shadow", **labels) == 1
 

@@ -12,17 +12,19 @@ import time
 import pytest
 
 from gateway import audit_migrations
-from gateway.audit import AuditSettings, AuditStore, Backoff, make_backend, query_events
+from gateway.audit_filter import AuditFilter
 from gateway.audit_migrations import Migration, pending
+from gateway.audit_query import query_events
+from gateway.audit_settings import AuditSettings
 from gateway.audit_sqlite import SQLiteBackend
 from gateway.audit_store import (
     AuditError,
     AuditEvent,
     AuditUnavailable,
-    Filters,
     is_dsn,
     redact_dsn,
 )
+from gateway.audit_writer import AuditStore, Backoff, make_backend
 
 
 def event(n: int = 0, **overrides) -> AuditEvent:
@@ -100,14 +102,6 @@ def test_dsn_helpers_hide_passwords():
     assert redact_dsn("postgresql://db/audit?password=s3cr3t&sslmode=require") == \
         "postgresql://db/audit?password=***&sslmode=require"
     assert redact_dsn("postgresql://taxgate@db/audit") == "postgresql://taxgate@db/audit"
-
-
-def test_filters_build_fixed_sql_with_parameters():
-    where, params = Filters(monitor="pii", replica="gw-1", since=5.0).clauses(
-        "%s", "to_timestamp(%s)")
-    assert where == " WHERE monitor = %s AND replica = %s AND ts >= to_timestamp(%s)"
-    assert params == ["pii", "gw-1", 5.0]
-    assert Filters().clauses("?") == ("", [])
 
 
 def test_settings_choose_the_backend_and_reject_a_non_postgres_dsn(tmp_path):
@@ -271,4 +265,4 @@ async def test_sqlite_upgrades_a_version_1_file_and_keeps_its_rows(tmp_path):
     old, new = query_events(path)
     assert (old.request_id, old.replica) == ("old", "")
     assert (new.request_id, new.replica) == ("req-1", "gw-a")
-    assert query_events(path, replica="gw-a") == [new]
+    assert query_events(path, AuditFilter(replica="gw-a")) == [new]

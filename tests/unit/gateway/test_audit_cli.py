@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import json
 import sqlite3
@@ -12,8 +11,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from gateway.audit import AuditEvent, AuditSettings, AuditStore
 from gateway.audit_cli import configure_parser, parse_time, run
+from gateway.audit_store import AuditEvent
+from tests.unit.gateway.audit_log import write_events
 
 
 def parser() -> argparse.ArgumentParser:
@@ -40,15 +40,7 @@ def db(tmp_path):
         AuditEvent("req-judge", now - 60, "output", "judge", "shadow", False, 0.0, {},
                    "judge answer unparseable", "", "/v1/chat/completions", "m"),
     ]
-
-    async def write() -> None:
-        store = AuditStore(AuditSettings(path=path))
-        await store.start()
-        for item in events:
-            store.record(item)
-        await store.close()
-
-    asyncio.run(write())
+    write_events(path, events)
     return path, events
 
 
@@ -64,15 +56,8 @@ def test_list_prints_a_table(db, capsys):
 def test_list_shows_brackets_literally(tmp_path, capsys):
     path = str(tmp_path / "audit.db")
     excerpt = "[bold]not markup[/bold] [/] [REDACTED:EMAIL]"
-
-    async def write() -> None:
-        store = AuditStore(AuditSettings(path=path))
-        await store.start()
-        store.record(AuditEvent("[req]", 1.0, "input", "[m]", "block", True, 1.0, {}, "[/x]",
-                                excerpt))
-        await store.close()
-
-    asyncio.run(write())
+    write_events(path, [AuditEvent("[req]", 1.0, "input", "[m]", "block", True, 1.0, {}, "[/x]",
+                                   excerpt)])
     assert cli("--db", path) == 0
     out = capsys.readouterr().out
     for text in (excerpt, "[req]", "[m]", "[/x]"):
@@ -136,6 +121,54 @@ def test_stats_counts_by_monitor_stage_action(db, capsys):
     assert cli("--db", path, "stats", "--stage", "output") == 0
     out = capsys.readouterr().out
     assert "2 audit event(s)" in out and "profanity" not in out
+
+
+@pytest.fixture
+def failures(tmp_path):
+    """A log with a hit, a monitor that failed open and one that failed closed."""
+    path = str(tmp_path / "audit.db")
+    now = time.time()
+    events = [
+        AuditEvent("req-hit", now - 30, "input", "pii", "redact", True, 1.0, {"email": 1.0},
+                   None, "[REDACTED:EMAIL]", "chat", "m"),
+        AuditEvent("req-open", now - 20, "input", "judge", "error", False, 0.0, {},
+                   "timeout", "", "chat", "m"),
+        AuditEvent("req-closed", now - 10, "output", "guard", "block", False, 0.0, {},
+                   "error", "", "chat", "m"),
+    ]
+    write_events(path, events)
+    return path
+
+
+def exported(capsys) -> list[str]:
+    return [json.loads(line)["request_id"] for line in capsys.readouterr().out.splitlines()]
+
+
+def test_fail_open_errors_are_filtered_by_their_action(failures, capsys):
+    assert cli("--db", failures, "export", "--action", "error") == 0
+    assert exported(capsys) == ["req-open"]
+    assert cli("--db", failures, "list", "--action", "error") == 0
+    out = capsys.readouterr().out
+    assert "req-open" in out and "timeout" in out and "req-hit" not in out
+    assert cli("--db", failures, "export", "--action", "block") == 0
+    assert exported(capsys) == ["req-closed"]
+
+
+def test_errors_selects_every_failed_monitor(failures, capsys):
+    assert cli("--db", failures, "export", "--errors") == 0
+    assert exported(capsys) == ["req-open", "req-closed"]
+    assert cli("--db", failures, "export", "--errors", "--stage", "output") == 0
+    assert exported(capsys) == ["req-closed"]
+    assert cli("--db", failures, "stats", "--errors") == 0
+    out = capsys.readouterr().out
+    assert "2 audit event(s)" in out and "error" in out and "pii" not in out
+
+
+def test_unknown_action_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parser().parse_args(["--action", "pass"])
+    assert exit_info.value.code == 2
+    assert "error" in capsys.readouterr().err  # the choices are listed
 
 
 def test_missing_db_is_a_clear_error(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""The audit store: background writer, batching, flush, shutdown drain, failures, reader."""
+"""The audit writer: background thread, batching, flush, shutdown drain, failures."""
 
 from __future__ import annotations
 
@@ -11,14 +11,11 @@ import time
 
 import pytest
 
-from gateway.audit import (
-    AuditError,
-    AuditEvent,
-    AuditSettings,
-    AuditStore,
-    count_events,
-    query_events,
-)
+from gateway.audit_filter import AuditFilter
+from gateway.audit_query import query_events
+from gateway.audit_settings import AuditSettings
+from gateway.audit_store import AuditError, AuditEvent
+from gateway.audit_writer import AuditStore
 
 
 def event(n: int = 0, **overrides) -> AuditEvent:
@@ -86,7 +83,7 @@ async def test_sync_always_flush_makes_events_visible_to_another_connection(tmp_
         store.record(event(99))
         await store.flush()
         assert rows(path) == 6
-        assert [e.request_id for e in query_events(path, request_id="req-99")] == ["req-99"]
+        assert [e.request_id for e in query_events(path, AuditFilter(request_id="req-99"))] == ["req-99"]
     finally:
         await store.close()
     assert sum(counts.written) == 6 and not counts.dropped
@@ -100,7 +97,7 @@ async def test_concurrent_requests_each_await_their_commit(tmp_path):
     async def request(n: int) -> int:
         store.record(event(n))
         await store.flush()
-        return len(query_events(path, request_id=f"req-{n}"))
+        return len(query_events(path, AuditFilter(request_id=f"req-{n}")))
 
     try:
         seen = await asyncio.wait_for(asyncio.gather(*(request(n) for n in range(100))), 10)
@@ -331,66 +328,3 @@ def test_settings_reject_unknown_keys():
         AuditSettings(paht="x.db")
     with pytest.raises(ValueError):
         AuditSettings(sync="sometimes")
-
-
-@pytest.fixture
-def filled(tmp_path):
-    path = str(tmp_path / "audit.db")
-    events = [
-        event(0, monitor="pii", stage="input", action="redact"),
-        event(1, monitor="pii", stage="output", action="redact"),
-        event(2, monitor="profanity", stage="input", action="block"),
-        event(3, monitor="judge", stage="output", action="shadow", request_id="req-x"),
-        event(4, monitor="judge", stage="input", action="shadow", request_id="req-x"),
-    ]
-
-    async def write() -> None:
-        store = AuditStore(AuditSettings(path=path))
-        await store.start()
-        for item in events:
-            store.record(item)
-        await store.close()
-
-    asyncio.run(write())
-    return path, events
-
-
-def test_query_filters(filled):
-    path, events = filled
-    assert query_events(path, monitor="pii") == events[:2]
-    assert query_events(path, stage="output") == [events[1], events[3]]
-    assert query_events(path, action="shadow", stage="input") == [events[4]]
-    assert query_events(path, request_id="req-x") == events[3:]
-    assert query_events(path, since=events[1].ts, until=events[3].ts) == events[1:3]
-    assert query_events(path, limit=2) == events[3:]  # the newest, oldest first
-    assert query_events(path, monitor="nope") == []
-
-
-def test_count_events(filled):
-    path, _ = filled
-    assert count_events(path, "monitor") == {"judge": 2, "pii": 2, "profanity": 1}
-    assert count_events(path, "stage", monitor="judge") == {"input": 1, "output": 1}
-    with pytest.raises(ValueError):
-        count_events(path, "excerpt")
-
-
-def test_nan_score_reads_back_as_nan(tmp_path):
-    path = str(tmp_path / "audit.db")
-
-    async def write() -> None:
-        store = AuditStore(AuditSettings(path=path))
-        await store.start()
-        store.record(event(score=math.nan))
-        await store.close()
-
-    asyncio.run(write())
-    assert math.isnan(query_events(path)[0].score)
-
-
-def test_reader_errors(tmp_path):
-    with pytest.raises(FileNotFoundError):
-        query_events(tmp_path / "missing.db")
-    other = tmp_path / "other.db"
-    sqlite3.connect(other).close()
-    with pytest.raises(AuditError, match="not a readable taxgate audit database"):
-        query_events(other)

@@ -1,4 +1,4 @@
-"""The audit log: every non-pass monitor verdict, written off the request path.
+"""The audit log's writer: every audited monitor verdict, written off the request path.
 
 The request path only appends to an in-memory queue (``AuditStore.record``); one writer
 thread owns the database connection (an ``AuditBackend``: SQLite by default, PostgreSQL with
@@ -7,8 +7,8 @@ thread owns the database connection (an ``AuditBackend``: SQLite by default, Pos
 
 A database that cannot be reached is retried with backoff while events queue up to
 ``queue_max``; beyond it they are counted dropped and logged, and the gateway keeps serving
-(during such an outage ``flush`` does not wait). ``query_events`` / ``count_events`` read
-the log back, from a file path or a DSN (the ``taxgate audit`` command uses them).
+(during such an outage ``flush`` does not wait). Reading the log back is
+``gateway/audit_query.py``'s job.
 """
 
 from __future__ import annotations
@@ -21,72 +21,20 @@ import math
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from gateway.audit_settings import AuditSettings
+from gateway.audit_store import AuditBackend, AuditError, AuditEvent, AuditUnavailable
 
-from gateway.audit_store import (
-    COLUMNS,
-    DSN_SCHEMES,
-    AuditBackend,
-    AuditError,
-    AuditEvent,
-    AuditReader,
-    AuditUnavailable,
-    Filters,
-    Group,
-    is_dsn,
-)
-
-__all__ = ["COLUMNS", "AuditError", "AuditEvent", "AuditSettings", "AuditStore", "Backoff",
-           "count_events", "iter_events", "make_backend", "open_reader", "query_events"]
-
-logger = logging.getLogger(__name__)
+# One logger for the whole audit log (writer, backends), whichever module speaks.
+logger = logging.getLogger("gateway.audit")
 
 # Under a flood of drops, one warning per interval (with the count) instead of one per event.
 DROP_LOG_INTERVAL_S = 10.0
 # Retention deletes this many rows per transaction, between write batches, so a large
 # backlog never holds the writer (or a table lock) for long.
 PRUNE_CHUNK = 5000
-
-
-class AuditSettings(BaseModel):
-    """``audit:`` in the gateway settings."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = True
-    path: str = "taxgate-audit.db"
-    # postgresql://user@host:port/db: one database shared by every replica (instead of the
-    # SQLite file). Put the password in PGPASSWORD or ~/.pgpass, or in the DSN from a Secret.
-    dsn: SecretStr | None = None
-    # Written with every event; empty means the host name (the pod name on Kubernetes).
-    replica: str = ""
-    # batch: commit every batch_max events or flush_interval_ms; always: the gateway awaits
-    # the commit of a request's events before releasing its response.
-    sync: Literal["batch", "always"] = "batch"
-    batch_max: int = Field(256, ge=1)
-    flush_interval_ms: float = Field(200, ge=0)
-    queue_max: int = Field(100_000, ge=1)
-    # sync: always on a slow database: the longest a response waits for its commit (0: no
-    # limit). Past it the response goes out and the events stay queued.
-    sync_timeout_s: float = Field(5.0, ge=0)
-    # A clean shutdown with the database down keeps retrying this long, then counts the rest.
-    drain_timeout_s: float = Field(10.0, ge=0)
-    retry_max_s: float = Field(5.0, gt=0, description="longest wait between reconnects")
-    retention_days: float | None = Field(None, gt=0, description="delete older events")
-    retention_interval_s: float = Field(3600.0, gt=0)
-
-    @field_validator("dsn")
-    @classmethod
-    def _postgres_url(cls, dsn: SecretStr | None) -> SecretStr | None:
-        if dsn is not None and not is_dsn(dsn.get_secret_value()):
-            raise ValueError(f"must be a PostgreSQL URL starting with {' or '.join(DSN_SCHEMES)}"
-                             " (e.g. postgresql://taxgate@db:5432/taxgate)")
-        return dsn
 
 
 @dataclass(slots=True)
@@ -482,62 +430,3 @@ class AuditStore:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():  # the flushing request may have been cancelled meanwhile
         future.set_result(None)
-
-
-# --- reading ------------------------------------------------------------------------------
-
-
-def open_reader(source: str | Path) -> AuditReader:
-    """A reader for a SQLite file path or a ``postgresql://`` DSN."""
-    if is_dsn(str(source)):
-        from gateway.audit_postgres import PostgresReader
-
-        return PostgresReader(str(source))
-    from gateway.audit_sqlite import SQLiteReader
-
-    return SQLiteReader(source)
-
-
-def iter_events(
-    source: str | Path,
-    *,
-    monitor: str | None = None,
-    stage: str | None = None,
-    action: str | None = None,
-    request_id: str | None = None,
-    replica: str | None = None,
-    since: float | None = None,
-    until: float | None = None,
-    limit: int | None = None,
-) -> Iterator[AuditEvent]:
-    """Events matching every given filter, oldest first; ``since`` <= ts < ``until``.
-
-    With ``limit``, the newest ``limit`` matches (still oldest first), like ``tail``.
-    The query runs at the call, so a missing or foreign database fails here.
-    """
-    filters = Filters(monitor, stage, action, request_id, replica, since, until)
-    return open_reader(source).iter_events(filters, limit)
-
-
-def query_events(source: str | Path, **filters: object) -> list[AuditEvent]:
-    """``iter_events`` as a list."""
-    return list(iter_events(source, **filters))  # type: ignore[arg-type]
-
-
-def count_events(
-    source: str | Path,
-    by: Group,
-    *,
-    monitor: str | None = None,
-    stage: str | None = None,
-    action: str | None = None,
-    request_id: str | None = None,
-    replica: str | None = None,
-    since: float | None = None,
-    until: float | None = None,
-) -> dict[str, int]:
-    """Matching events counted per value of column ``by``, largest count first."""
-    filters = Filters(monitor, stage, action, request_id, replica, since, until)
-    return open_reader(source).count_events(by, filters)
-
-
