@@ -25,6 +25,7 @@ from gateway.audit_store import (
     redact_dsn,
 )
 from gateway.audit_writer import AuditStore, Backoff, make_backend
+from tests.waiting import wait_until
 
 
 def event(n: int = 0, **overrides) -> AuditEvent:
@@ -80,13 +81,6 @@ class Counts:
                           on_dropped=lambda n, _r: setattr(self, "dropped", self.dropped + n))
 
 
-async def wait_until(predicate, timeout_s: float = 5) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.01)
-
-
 def test_backoff_doubles_up_to_the_cap_and_resets():
     backoff = Backoff(initial_s=0.1, maximum_s=0.5)
     assert [backoff.delay() for _ in range(5)] == [0.1, 0.2, 0.4, 0.5, 0.5]
@@ -135,11 +129,14 @@ async def test_outage_queues_then_drops_beyond_the_queue_and_resumes(caplog):
     await wait_until(lambda: counts.written == 1)
     backend.down.set()
     with caplog.at_level(logging.WARNING, logger="gateway.audit"):
-        for n in range(1, 31):
+        store.record(event(1))
+        # The writer holds event 1 and retries; what comes now queues, then is dropped.
+        await wait_until(lambda: "unavailable" in caplog.text, what="the outage noticed")
+        for n in range(2, 31):
             store.record(event(n))
-            await asyncio.sleep(0.002)
         await wait_until(lambda: counts.dropped >= 30 - 10 - 4)
         assert "unavailable" in caplog.text and "queue full" in caplog.text
+        await wait_until(lambda: backend.opens > 2, what="reconnects while down")
         backend.down.clear()
         await wait_until(lambda: counts.written + counts.dropped == 31)
         assert "reachable again" in caplog.text

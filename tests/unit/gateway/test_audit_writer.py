@@ -16,6 +16,7 @@ from gateway.audit_query import query_events
 from gateway.audit_settings import AuditSettings
 from gateway.audit_store import AuditError, AuditEvent
 from gateway.audit_writer import AuditStore
+from tests.waiting import started, wait_until
 
 
 def event(n: int = 0, **overrides) -> AuditEvent:
@@ -153,8 +154,7 @@ async def test_cancelled_close_still_drains(tmp_path):
     await store.start()
     for n in range(5000):
         store.record(event(n))
-    closing = asyncio.create_task(store.close())
-    await asyncio.sleep(0)  # close() now waits on the writer's drain
+    closing = await started(store.close())  # close() now waits on the writer's drain
     closing.cancel()  # e.g. a shutdown grace period ran out
     with pytest.raises(asyncio.CancelledError):
         await closing
@@ -168,9 +168,7 @@ async def test_batch_mode_commits_within_the_interval_without_flush(tmp_path):
     await store.start()
     try:
         store.record(event())
-        deadline = time.monotonic() + 5
-        while rows(path) == 0 and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: rows(path) > 0, what="a commit")
         assert rows(path) == 1
     finally:
         await store.close()

@@ -5,6 +5,7 @@ import pytest
 
 from gateway.context import RequestContext
 from gateway.drain import DrainMiddleware, StreamDrain
+from tests.waiting import wait_until
 
 
 async def upstream(closed: list[str]):
@@ -32,8 +33,7 @@ def context() -> RequestContext:
 async def test_stop_ends_open_requests_with_one_shutting_down_event():
     drain, ctx, closed = StreamDrain(), context(), []
     task = asyncio.create_task(consume(drain, ctx, closed))
-    await asyncio.sleep(0.01)
-    assert drain.open_requests == 1
+    await wait_until(lambda: drain.open_requests == 1, what="the stream open")
     assert drain.stop() == 1
     out = await asyncio.wait_for(task, 5)
     assert out[0] == b"data: one\n\n"
@@ -46,7 +46,7 @@ async def test_stop_ends_open_requests_with_one_shutting_down_event():
 async def test_any_other_cancellation_passes_through():
     drain, ctx, closed = StreamDrain(), context(), []
     task = asyncio.create_task(consume(drain, ctx, closed))
-    await asyncio.sleep(0.01)
+    await wait_until(lambda: drain.open_requests == 1, what="the stream open")
     task.cancel()  # e.g. the client left
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -90,8 +90,8 @@ async def test_a_request_without_an_answer_yet_gets_a_503_at_stop():
     scope = {"type": "http", "method": "POST", "path": "/v1/completions"}
     task = asyncio.create_task(middleware_app(drain, stopped, waits_on_upstream)(
         scope, None, send))
-    await asyncio.sleep(0.01)
-    assert drain.open_requests == 1 and drain.stop() == 1
+    await wait_until(lambda: drain.open_requests == 1, what="the request open")
+    assert drain.stop() == 1
     await asyncio.wait_for(task, 5)
     assert sent[0]["status"] == 503 and (b"retry-after", b"1") in sent[0]["headers"]
     assert orjson.loads(sent[1]["body"])["error"]["code"] == "shutting_down"
@@ -111,7 +111,8 @@ async def test_a_streaming_request_is_stopped_in_its_stream_not_around_it():
 
     task = asyncio.create_task(middleware_app(drain, stopped, streams)(
         {"type": "http", "method": "POST", "path": "/v1/chat/completions"}, None, None))
-    await asyncio.sleep(0.01)
+    # The stream's child task has sent its first event (and is now in the upstream's wait).
+    await wait_until(lambda: out == [b"data: one\n\n"], what="the stream started")
     assert drain.stop() == 1
     await asyncio.wait_for(task, 5)
     assert b"shutting_down" in out[-1] and stopped == [] and ctx.status == 503
@@ -125,7 +126,7 @@ async def test_the_middleware_passes_other_cancellations_on():
 
     task = asyncio.create_task(middleware_app(drain, stopped, waits)(
         {"type": "http", "method": "GET", "path": "/x"}, None, None))
-    await asyncio.sleep(0.01)
+    await wait_until(lambda: drain.open_requests == 1, what="the request open")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

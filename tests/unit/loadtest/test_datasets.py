@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import random
 import re
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -117,15 +120,78 @@ def test_missing_path(tmp_path: Path):
         load_dataset(tmp_path)
 
 
-def test_checked_in_files_are_what_the_generator_writes(items):
+def load_generator():
     # generate.py is a script beside the data, not a module of the package.
-    path = DATA_DIR / "generate.py"
-    spec = importlib.util.spec_from_file_location("taxgate_dataset_generate", path)
+    spec = importlib.util.spec_from_file_location("taxgate_dataset_generate", DATA_DIR / "generate.py")
     generate = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(generate)
-    built = generate.build(random.Random(generate.SEED))
+    return generate
+
+
+def test_checked_in_files_are_what_the_generator_writes(items):
+    generate = load_generator()
+    built = generate.build(generate.load_templates())
+    assert list(built) == ["benign", "toxic", "pii", "jailbreak"]
     for label, texts in built.items():
         assert [item.text for item in items if item.label == label] == texts, label
+
+
+def test_generator_check_mode_agrees_with_the_committed_files():
+    assert load_generator().main(["--check"]) == 0
+
+
+def test_check_mode_names_the_stale_file_and_writes_nothing(tmp_path):
+    for path in DATA_DIR.glob("*.jsonl"):
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    stale = tmp_path / "toxic.jsonl"
+    lines = stale.read_bytes().splitlines(keepends=True)
+    stale.write_bytes(b"".join(lines[:-1]))
+    result = subprocess.run([sys.executable, str(DATA_DIR / "generate.py"), "--check",
+                             "--out-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == f"{stale} is stale: run python loadtest/data/generate.py\n"
+    assert stale.read_bytes() == b"".join(lines[:-1])
+    (tmp_path / "pii.jsonl").unlink()
+    assert load_generator().main(["--check", "--out-dir", str(tmp_path)]) == 1
+    assert not (tmp_path / "pii.jsonl").exists()
+
+
+def test_editing_one_label_rewrites_only_that_label():
+    generate = load_generator()
+    data = generate.load_templates()
+    before = generate.build(data)
+    edited = copy.deepcopy(data)
+    edited["toxic"]["templates"]["You're a {adj} {noun}."]["noun"].append("buffoon")
+    edited["toxic"]["handwritten"].pop(0)
+    after = generate.build(edited)
+    assert after["toxic"] != before["toxic"]
+    assert len(after["toxic"]) == len(before["toxic"])
+    for label in ("benign", "pii", "jailbreak"):
+        assert after[label] == before[label], label
+
+
+def test_generator_refuses_a_short_or_overlapping_dataset():
+    generate = load_generator()
+    data = generate.load_templates()
+    short = copy.deepcopy(data)
+    short["jailbreak"]["target"] = short["jailbreak"]["minimum"] - 1
+    with pytest.raises(generate.GenerateError, match="jailbreak: only 49 texts, need 50"):
+        generate.build(short)
+    shared = copy.deepcopy(data)
+    shared["jailbreak"]["handwritten"].append(shared["benign"]["handwritten"][0])
+    with pytest.raises(generate.GenerateError, match="jailbreak: texts also under benign"):
+        generate.build(shared)
+
+
+def test_generated_pii_values_pass_their_checksums():
+    generate = load_generator()
+    vocab = generate.load_templates()["pii"]["vocab"]
+    rng = random.Random(1)
+    for _ in range(200):
+        values = generate.pii_values(rng, vocab)
+        assert luhn_ok(values["card"]) and iban_ok(values["iban"]), values
+        assert values["card_spaced"].replace(" ", "") == values["card"]
+    assert generate.luhn_check_digit("411111111111111") == "1"  # the classic 4111 1111 1111 1111
 
 
 def test_csv_with_a_column_map(tmp_path):

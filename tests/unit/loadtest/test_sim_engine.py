@@ -11,6 +11,7 @@ import pytest
 from loadtest.sim.engine import SimEngine, TokenQueue
 from loadtest.sim.output import Output
 from loadtest.sim.timing import LatencyProfile
+from tests.waiting import wait_until
 
 FAST = LatencyProfile("fast", prefill_s_per_token=0.0, step_base_s=0.001, step_per_seq_s=0.0,
                       max_num_seqs=2)
@@ -47,7 +48,7 @@ async def test_tokens_arrive_in_order_then_the_finish_reason(engine):
 
 async def test_requests_beyond_max_num_seqs_wait(engine):
     gens = [engine.submit(1, output(30)) for _ in range(3)]
-    await asyncio.sleep(0.005)
+    await wait_until(lambda: engine.num_running == 2, what="two requests admitted")
     assert (engine.num_running, engine.num_waiting) == (2, 1)
     await asyncio.gather(*(drain(gen.queue) for gen in gens))
     assert gens[2].first_token_at >= max(gens[0].first_token_at, gens[1].first_token_at)
@@ -63,7 +64,7 @@ async def test_abort_frees_the_slot_and_is_counted(engine):
     assert engine.abort(second) and engine.abort(third)
     assert engine.abort(first) is False
     assert engine.stats.aborted == 3
-    await asyncio.sleep(0.005)
+    # An abort frees its slot at once, not at the next step.
     assert (engine.num_running, engine.num_waiting) == (0, 0)
 
 
@@ -76,7 +77,8 @@ async def test_request_overhead_delays_entry_and_abort_during_it_wins():
         gen = engine.submit(1, output(3))
         assert engine.num_waiting == 0  # still in the API server
         engine.abort(gen)
-        await asyncio.sleep(0.08)
+        # The overhead timer still fires: it must drop the aborted request, not queue it.
+        await wait_until(lambda: gen.queued_at > 0, what="the overhead timer")
         assert (engine.num_running, engine.num_waiting, gen.completion_tokens) == (0, 0, 0)
         done = engine.submit(1, output(3))
         await drain(done.queue)
@@ -98,12 +100,21 @@ async def test_a_slow_reader_gets_tokens_merged():
 async def test_non_streamed_queue_wakes_only_when_closed():
     queue = TokenQueue(wake_each_token=False)
     reader = asyncio.create_task(queue.get())
-    await asyncio.sleep(0)  # the reader is now waiting
+    await wait_until(lambda: queue._waiter is not None, what="the reader waiting")
     queue.put("a")
-    await asyncio.sleep(0)
-    assert not reader.done()
+    assert not queue._waiter.done()  # a token does not wake a non-streamed reader
     queue.close("stop")
     assert await reader == ["a"]
+
+
+async def test_streamed_queue_wakes_on_each_token():
+    queue = TokenQueue()
+    reader = asyncio.create_task(queue.get())
+    await wait_until(lambda: queue._waiter is not None, what="the reader waiting")
+    queue.put("a")
+    assert queue._waiter is None or queue._waiter.done()
+    assert await reader == ["a"]
+    assert not queue.closed
 
 
 async def test_stopping_the_engine_ends_every_request():

@@ -11,6 +11,7 @@ from monitors.base import Finding
 from monitors.batcher import BatchPolicy, MicroBatcher, MonitorOverloaded, _Pending
 from monitors.config import BatchSpec
 from monitors.metrics import MonitorMetrics
+from tests.waiting import started, wait_until
 
 
 class Recorder:
@@ -28,15 +29,6 @@ class Recorder:
         self.entered.set()
         assert self.release.wait(5), "test never released the batch"
         return [Finding(score=len(t) / 100, labels={"len": float(len(t))}) for t in texts]
-
-
-async def wait_until(condition, timeout: float = 2.0) -> None:
-    # The monitor runs in another thread; poll without blocking the loop.
-    for _ in range(int(timeout / 0.005)):
-        if condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("condition not reached")
 
 
 @pytest.fixture
@@ -211,8 +203,7 @@ async def test_close_fails_queued_texts_and_refuses_new_ones(metrics: MonitorMet
     await wait_until(fn.entered.is_set)
     queued = asyncio.create_task(batcher.submit(["queued"]))
     await wait_until(lambda: batcher.queued == 1)
-    closing = asyncio.create_task(batcher.close())
-    await asyncio.sleep(0.01)
+    closing = await started(batcher.close())  # closed while a batch is still running
     fn.release.set()
     await closing
     for task in (first, queued):

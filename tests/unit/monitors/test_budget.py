@@ -11,6 +11,7 @@ from monitors.base import AsyncMonitor, Finding, MonitorOverloaded
 from monitors.config import BudgetSpec, MonitorSpec
 from monitors.pipeline import MonitorPipeline
 from monitors.registry import MonitorRegistry
+from tests.waiting import wait_until
 
 SLOW_S = 0.12
 BUDGET_MS = 30.0
@@ -21,10 +22,15 @@ class Slow(AsyncMonitor):
 
     def __init__(self) -> None:
         self.calls = 0
+        self.cancelled = 0
 
     async def check(self, texts):
         self.calls += 1
-        await asyncio.sleep(SLOW_S)
+        try:
+            await asyncio.sleep(SLOW_S)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
         return [Finding(score=1.0 if "x" in text else 0.0) for text in texts]
 
 
@@ -84,7 +90,7 @@ async def test_late_check_releases_the_request_and_its_verdict_is_recorded_as_sh
     labels = {"monitor": "judge", "stage": "input"}
     assert sample(prom, "taxgate_monitor_skipped_total", reason="late", **labels) == 1
     assert not events
-    await asyncio.sleep(SLOW_S * 1.5)
+    await wait_until(lambda: events, what="the late verdict")
     # The verdict arrived later: audited and counted, as what enforcing *would* have done.
     [(decision, request_id)] = events
     assert (request_id, decision.action, decision.hit, decision.context) == (
@@ -97,9 +103,11 @@ async def test_late_check_releases_the_request_and_its_verdict_is_recorded_as_sh
 async def test_predicted_over_budget_is_not_queued_and_counted(budgeted, prom):
     pipeline, slow = await budgeted({"id": "judge", "degrade": "skip", "on_error": "open"})
     await pipeline.check("input", ["learn"], request_id="r0")  # late: teaches ~SLOW_S
-    await asyncio.sleep(SLOW_S * 1.5)
+    # r0's late verdict (a pass: no 'x') is recorded once its check is done.
+    await wait_until(lambda: sample(prom, "taxgate_monitor_verdicts_total", monitor="judge",
+                                    stage="input", action="pass") == 1, what="r0's late verdict")
     first = asyncio.create_task(pipeline.check("input", ["a"], request_id="r1"))
-    await asyncio.sleep(0.01)  # r1's check is now in flight: one ahead of the next
+    await wait_until(lambda: slow.calls == 2, what="r1's check in flight")  # one ahead of the next
     skipped = await pipeline.check("input", ["x"], request_id="r2")
     assert skipped.skipped == ["judge"] and not skipped.decisions
     assert slow.calls == 2  # r2 never reached the monitor
@@ -135,7 +143,7 @@ async def test_fail_closed_monitor_is_never_skipped_and_sheds_with_retry_after(b
     assert result.blocked and not result.skipped  # waited past the budget: never let go
     assert result.elapsed_s >= SLOW_S
     first = asyncio.create_task(pipeline.check("input", ["a"], request_id="r1"))
-    await asyncio.sleep(0.01)
+    await wait_until(lambda: slow.calls == 2, what="r1's check in flight")
     with pytest.raises(MonitorOverloaded) as info:
         await pipeline.check("input", ["x"], request_id="r2")
     assert info.value.retry_after_s == pytest.approx(SLOW_S, rel=0.5)
@@ -148,23 +156,23 @@ async def test_fail_closed_monitor_is_never_skipped_and_sheds_with_retry_after(b
 
 
 async def test_fail_open_never_monitor_waits_past_the_budget(budgeted, prom):
-    pipeline, _ = await budgeted({"id": "judge", "on_error": "open"})
+    pipeline, slow = await budgeted({"id": "judge", "on_error": "open"})
     await pipeline.check("input", ["learn"], request_id="r0")
     first = asyncio.create_task(pipeline.check("input", ["a"], request_id="r1"))
-    await asyncio.sleep(0.01)
+    await wait_until(lambda: slow.calls == 2, what="r1's check in flight")
     result = await pipeline.check("input", ["x"], request_id="r2")
     assert result.blocked and not result.skipped
     await first
 
 
 async def test_a_cancelled_request_cancels_its_budgeted_check(budgeted, prom):
-    pipeline, _ = await budgeted({"id": "judge", "degrade": "skip", "on_error": "open"})
+    pipeline, slow = await budgeted({"id": "judge", "degrade": "skip", "on_error": "open"})
     task = asyncio.create_task(pipeline.check("input", ["x"], request_id="r1"))
-    await asyncio.sleep(0.005)
+    await wait_until(lambda: slow.calls == 1, what="the check in flight")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await asyncio.sleep(SLOW_S * 1.5)
+    await wait_until(lambda: slow.cancelled == 1, what="the monitor's check cancelled")
     labels = {"monitor": "judge", "stage": "input"}
     assert not sample(prom, "taxgate_monitor_verdicts_total", action="shadow", **labels)
     assert sample(prom, "taxgate_monitor_skipped_total", reason="late", **labels) == 0

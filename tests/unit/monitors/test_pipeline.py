@@ -13,6 +13,7 @@ from monitors.config import MonitorSpec
 from monitors.pipeline import Decision, MonitorPipeline
 from monitors.redact import apply_redactions
 from monitors.registry import MonitorRegistry
+from tests.waiting import started, wait_until
 
 
 class Keyword(Monitor):
@@ -292,11 +293,11 @@ async def test_overload_fail_open_passes_and_counts(make_pipeline, prom):
 async def test_a_full_batcher_queue_is_an_overload(registry, make_pipeline):
     pipeline = await make_pipeline({"name": "blocking", "batch": {"max_queue": 1, "max_wait_ms": 0}})
     blocking = registry.instances["blocking"]
+    (batcher,) = [entry.batcher for entry in pipeline._entries]
     first = asyncio.create_task(pipeline.check("input", ["one"], request_id="a"))
-    while not blocking.entered.is_set():
-        await asyncio.sleep(0.005)
+    await wait_until(blocking.entered.is_set, what="the first batch running")
     second = asyncio.create_task(pipeline.check("input", ["two"], request_id="b"))
-    await asyncio.sleep(0.02)
+    await wait_until(lambda: batcher.queued == 1, what="the second text queued")
     with pytest.raises(MonitorOverloaded) as info:
         await pipeline.check("input", ["three"], request_id="c")
     assert info.value.monitor_id == "blocking" and info.value.retry_after_s > 0
@@ -319,10 +320,7 @@ async def test_shadow_is_not_waited_on_but_recorded_when_done(registry, make_pip
     assert result.blocked_by is None
     assert events == []
     registry.instances["gated"].gate.set()
-    for _ in range(100):
-        if events:
-            break
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: events, what="the shadow verdict")
     assert events == [("gated", "shadow", "r9")]
     assert sample(prom, "taxgate_monitor_verdicts_total", monitor="gated", stage="input", action="shadow") == 1
 
@@ -333,12 +331,17 @@ async def test_close_waits_for_running_shadows(registry, metrics, prom):
                                registry=registry, on_event=lambda d, rid: events.append(d))
     await pipeline.start()
     await pipeline.check("output", ["x"], request_id="r")
-    closing = asyncio.create_task(pipeline.close())
-    await asyncio.sleep(0.05)
+    recorded_when_closed: list[int] = []
+
+    async def close() -> None:
+        await pipeline.close()
+        recorded_when_closed.append(len(events))
+
+    closing = await started(close())  # close is now waiting, on the shadow or on nothing
     assert not closing.done()
     registry.instances["gated"].gate.set()
     await asyncio.wait_for(closing, 1.0)
-    assert len(events) == 1 and events[0].hit
+    assert recorded_when_closed == [1] and events[0].hit
 
 
 async def test_a_failing_shadow_never_blocks(make_pipeline, prom):
@@ -473,10 +476,7 @@ async def test_the_callers_context_reaches_every_recorded_decision(registry, mak
     context = {"route": "chat", "model": "tiny"}
     await pipeline.check("input", ["bad"], request_id="r", context=context)
     registry.instances["gated"].gate.set()
-    for _ in range(100):
-        if len(events) == 2:
-            break
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: len(events) == 2, what="the shadow verdict")
     assert events == [("keyword", context), ("gated", context)]
     # Callers that say nothing get an empty context.
     await pipeline.check("input", ["bad"], request_id="r2")
