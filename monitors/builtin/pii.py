@@ -70,10 +70,28 @@ def _phone_ok(match: str) -> bool:
     return 8 <= sum(c.isdigit() for c in match) <= 15
 
 
+# Domains reserved for documentation and testing (RFC 2606, RFC 6761): no mailbox there
+# belongs to anyone, so ``user@example.com`` in a code sample is no personal data.
+_RESERVED_DOMAIN = re.compile(r"(?:.*\.)?(?:example\.(?:com|net|org)|[^.]+\.(?:example|test|invalid|localhost))",
+                              re.IGNORECASE)
+
+
 def _email_ok(match: str) -> bool:
     # A local part of four or more digits first is a Usenet Message-ID or a ticket id
     # (<199710291922.LAA07101@wall.org>), not somebody's mailbox.
-    return re.match(r"\d{4}", match) is None
+    if re.match(r"\d{4}", match) is not None:
+        return False
+    return _RESERVED_DOMAIN.fullmatch(match.rpartition("@")[2]) is None
+
+
+# A value that tells the reader what to put there ("your-secret-key", "<API_KEY>",
+# "xxxxxxxx", "changeme") is a placeholder in an example, not a secret.
+_PLACEHOLDER = re.compile(r"your[-_].*|<[^>]*>?|[x*.]{4,}|.*(?:placeholder|changeme|change[-_]me).*",
+                          re.IGNORECASE)
+
+
+def _secret_ok(value: str) -> bool:
+    return _PLACEHOLDER.fullmatch(value) is None
 
 
 # Chosen by population and market size before any measurement, not from the test data.
@@ -126,7 +144,7 @@ _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 
 @dataclass(frozen=True)
 class Rule:
-    """A candidate pattern for one kind; ``group`` is the part to mask, ``valid`` a post-check."""
+    """A candidate pattern for one kind; ``group`` is the part to mask, ``valid`` a post-check of it."""
 
     kind: Kind
     pattern: str
@@ -151,8 +169,9 @@ RULES: tuple[Rule, ...] = (
     Rule("API_KEY",
          r"\b(?:api[_-]?key|apikey|secret(?:[_-]?key)?|client[_-]?secret|password|passwd|pwd"
          r"|access[_-]?token|auth[_-]?token|refresh[_-]?token)[\"']?\s*[:=]\s*[\"']?(?P<value>[^\s\"',;]{4,})",
-         re.IGNORECASE, group="value"),
-    Rule("API_KEY", r"\bbearer\s+(?P<value>[A-Za-z0-9._~+/-]{20,}=*)", re.IGNORECASE, group="value"),
+         re.IGNORECASE, group="value", valid=_secret_ok),
+    Rule("API_KEY", r"\bbearer\s+(?P<value>[A-Za-z0-9._~+/-]{20,}=*)", re.IGNORECASE, group="value",
+         valid=_secret_ok),
     # IBAN: country, check digits, then groups of four (upper case, optionally spaced).
     Rule("IBAN", r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])",
          valid=iban_valid),
@@ -212,7 +231,7 @@ class PiiDetector:
         accepted: list[Span] = []
         for rule, regex, check in self._rules:
             for match in regex.finditer(text):
-                if rule.valid is not None and not rule.valid(match.group(0)):
+                if rule.valid is not None and not rule.valid(match.group(rule.group)):
                     continue
                 if check is not None and not check(match.group(0)):
                     continue

@@ -42,7 +42,11 @@ from monitors.registry import parse_options
 LABEL = "profanity"
 LEXICON_LABEL = "lexicon"
 # A sentence ends at . ! ? ; or a line break (followed by space); quotes and brackets stay.
-_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
+# The full stop of an initial or a title ("Philip K. Dick", "Mr. Smith") ends none: cut
+# there, the surname alone is a one-word "sentence" the model scores as a bare insult.
+_SENTENCE_END = re.compile(r"(?<=[.!?;])(?<!\b[A-Z]\.)(?<!\b(?:Mr|Ms|Dr|St)\.)(?<!\bMrs\.)\s+|\n+")
+# A capitalised word right after a middle initial is a surname ("Philip K. Dick").
+_AFTER_INITIAL = re.compile(r"\b[A-Z]\. $")
 
 Lexicon = Callable[[str], list[tuple[int, int]]]
 
@@ -71,6 +75,12 @@ def segments(text: str, width: int) -> list[str]:
         for start in range(0, len(sentence) - step, step):
             out.append(sentence[start:start + width])
     return out or [text]
+
+
+def is_surname(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` is a capitalised word that follows a middle initial."""
+    word = text[start:end]
+    return word[:1].isupper() and word[1:].islower() and _AFTER_INITIAL.search(text, 0, start) is not None
 
 
 class ProfanityMonitor(Monitor):
@@ -105,7 +115,8 @@ class ProfanityMonitor(Monitor):
         model = self._model_scores(list(texts))
         findings = []
         for text, score in zip(texts, model, strict=True):
-            hits = self._lexicon(text) if self._lexicon is not None else []
+            hits = [hit for hit in self._lexicon(text) if not is_surname(text, *hit)] \
+                if self._lexicon is not None else []
             labels = {LABEL: score}
             if hits:
                 labels[LEXICON_LABEL] = 1.0
