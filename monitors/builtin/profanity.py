@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from monitors.base import Finding, Monitor, MonitorLoadError, Span
 from monitors.config import MonitorSpec
+from monitors.holds import sentence_hold, word_hold
 from monitors.registry import parse_options
 
 LABEL = "profanity"
@@ -96,6 +97,18 @@ class ProfanityMonitor(Monitor):
         self._scoring = scoring
         self._width = segment_chars
         self._lexicon = lexicon
+
+    def hold(self, text: str, start: int = 0) -> int:
+        """Hold the unfinished sentence: the model scores whole sentences, and a streamed
+        window cut mid-sentence is a fragment it can score higher than the sentence (a
+        stream blocked where the same text whole passes). A sentence longer than a segment
+        is scored in windows anyway, so past that only the partial word stays held."""
+        if self._scoring != "segments":
+            return super().hold(text, start)
+        at = sentence_hold(text)
+        if len(text) - at > self._width:
+            at = word_hold(text)
+        return max(start, at)
 
     def _model_scores(self, texts: list[str]) -> list[float]:
         if self._scoring == "whole":
