@@ -139,6 +139,13 @@ class PhoneCheck:
         return False
 
 
+def _cued_phone_ok(value: str) -> bool:
+    # Introduced as a phone number, five digits are enough (many regions' local numbers are
+    # that short), but a date or a decimal is still no phone.
+    return 5 <= sum(c.isdigit() for c in value) <= 15 and _NOT_A_PHONE.fullmatch(value) is None \
+        and re.fullmatch(r"\d{4}-\d\d-\d\d", value) is None
+
+
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 
 
@@ -191,6 +198,11 @@ RULES: tuple[Rule, ...] = (
     # without it a failed match retries them all (seconds on a 50 KB prompt).
     Rule("PHONE", r"(?<![\w+])\+[1-9]\d{0,2}(?>(?:[ .-]?\(?\d{1,4}+\)?){2,6})(?![\w-])",
          valid=_phone_ok),
+    # A number the sentence introduces as a phone number ("by phone at 22 12 34", "reach
+    # Ann at 5012 3456"), whatever its length or region: the words say what it is.
+    Rule("PHONE", r"\b(?:(?:tele)?phone|tel|mobile|fax|reach)\b\.?[^\d\n.!?]{0,40}?"
+                  r"(?<![\w+])(?P<value>(?>\+?\d{1,5}+(?:[ .-]?\d{1,5}+){0,4}))(?![\w-]|[.:/]\d)",
+         re.IGNORECASE, group="value", valid=_cued_phone_ok),
     # Any other phone-shaped run: a leading 0, +, or ( or a separator inside, 7-15 digits;
     # libphonenumber decides. ISO dates (2024-05-17) are left out before it is asked.
     Rule("PHONE", r"(?<![\w+.:/-])(?!\d{4}-\d\d-\d\d)(?>(?:\+|\(0?\d{1,5}\) ?)?\d{1,12}+"
