@@ -10,7 +10,8 @@ Offsets are absolute (characters since the field began). Invariants, kept by
 - ``cleared`` never lies strictly inside a span to redact, so a span leaves whole,
   as one marker, in the release that reaches its end;
 - once told what was sent (``forget``), only text a later check or send can still need
-  is kept (``overlap`` characters before ``cleared`` as context, and everything after),
+  is kept (``overlap`` characters before ``cleared`` as context, from a word's start,
+  and everything after),
   so a long answer costs the same per chunk as a short one.
 """
 
@@ -58,7 +59,7 @@ class FieldText:
         """What the next check reads: ``overlap`` released characters as context, then
         everything not released. Returns the text, its absolute start, and where in it
         the unreleased part begins."""
-        start = max(self._base, self.cleared - self.overlap)
+        start = self._context_start()
         text = self._text[start - self._base:]
         return text, start, self.cleared - start
 
@@ -120,11 +121,21 @@ class FieldText:
     def forget(self, before: int) -> None:
         """Nothing before ``before`` will be read again (sent already): drop it, keeping
         ``overlap`` characters before ``cleared`` as the next check's context."""
-        keep_from = min(before, max(self._base, self.cleared - self.overlap))
+        keep_from = min(before, self._context_start())
         if keep_from > self._base:
             self._text = self._text[keep_from - self._base:]
             self._base = keep_from
             self._spans = [span for span in self._spans if span.end > keep_from]
+
+    def _context_start(self) -> int:
+        """Where a check's context begins: ``overlap`` characters before ``cleared``, moved
+        on to the next space when that cuts a word, since a cut word reads as a word
+        boundary the text does not have ("xxforbidden" as "forbidden")."""
+        start = max(self._base, self.cleared - self.overlap)
+        while self._base < start < self.cleared and not self._text[start - self._base - 1].isspace() \
+                and not self._text[start - self._base].isspace():
+            start += 1
+        return start
 
     def _slice(self, start: int, stop: int) -> str:
         return self._text[start - self._base: stop - self._base]
