@@ -10,16 +10,21 @@ Offsets are absolute (characters since the field began). Invariants, kept by
 - ``cleared`` never lies strictly inside a span to redact, so a span leaves whole,
   as one marker, in the release that reaches its end;
 - once told what was sent (``forget``), only text a later check or send can still need
-  is kept (``overlap`` characters before ``cleared`` as context, and everything after),
+  is kept (``overlap`` characters before ``cleared`` as context, from a sentence's or a word's start,
+  and everything after),
   so a long answer costs the same per chunk as a short one.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from monitors.base import Span
 from monitors.redact import marker, merge_spans
+
+# A sentence's end read backwards: whitespace after . ! ? or a line break.
+_SENTENCE_END = re.compile(r"\s+[.!?]|\n")
 
 
 class FieldText:
@@ -58,7 +63,7 @@ class FieldText:
         """What the next check reads: ``overlap`` released characters as context, then
         everything not released. Returns the text, its absolute start, and where in it
         the unreleased part begins."""
-        start = max(self._base, self.cleared - self.overlap)
+        start = self._context_start()
         text = self._text[start - self._base:]
         return text, start, self.cleared - start
 
@@ -120,11 +125,33 @@ class FieldText:
     def forget(self, before: int) -> None:
         """Nothing before ``before`` will be read again (sent already): drop it, keeping
         ``overlap`` characters before ``cleared`` as the next check's context."""
-        keep_from = min(before, max(self._base, self.cleared - self.overlap))
+        keep_from = min(before, self._context_start())
         if keep_from > self._base:
             self._text = self._text[keep_from - self._base:]
             self._base = keep_from
             self._spans = [span for span in self._spans if span.end > keep_from]
+
+    def _context_start(self) -> int:
+        """Where a check's context begins: ``overlap`` characters before ``cleared``, moved
+        back to the start of that sentence when it began at most ``overlap`` further back,
+        else on to the next space when that cuts a word. A classifier scores sentences,
+        and a fragment can score above the sentence it is cut from ("he is a stupid
+        creep and" above "Tell my neighbour that he is a stupid creep and"): read from
+        mid-sentence, a stream would block what the same answer whole passes. A cut word
+        reads as a word boundary the text does not have ("xxforbidden" as "forbidden")."""
+        start = max(self._base, self.cleared - self.overlap)
+        if start == self._base or start >= self.cleared:
+            return start
+        floor = max(self._base, start - self.overlap)
+        at = start - self._base
+        ends = _SENTENCE_END.search(self._text[floor - self._base:at][::-1])
+        if ends is not None:
+            return start - ends.start()
+        if floor == 0:
+            return 0  # the field's own beginning starts its first sentence
+        while start < self.cleared and not self._text[at - 1].isspace() and not self._text[at].isspace():
+            start, at = start + 1, at + 1
+        return start
 
     def _slice(self, start: int, stop: int) -> str:
         return self._text[start - self._base: stop - self._base]

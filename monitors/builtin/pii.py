@@ -76,6 +76,16 @@ def _email_ok(match: str) -> bool:
     return re.match(r"\d{4}", match) is None
 
 
+# A value that tells the reader what to put there ("your-secret-key", "<API_KEY>",
+# "xxxxxxxx", "changeme") is a placeholder in an example, not a secret.
+_PLACEHOLDER = re.compile(r"your[-_].*|<[^>]*>?|[x*.]{4,}|.*(?:placeholder|changeme|change[-_]me).*",
+                          re.IGNORECASE)
+
+
+def _secret_ok(value: str) -> bool:
+    return _PLACEHOLDER.fullmatch(value) is None
+
+
 # Chosen by population and market size before any measurement, not from the test data.
 PHONE_REGIONS: tuple[str, ...] = ("US", "CA", "MX", "BR", "AR", "GB", "IE", "DE", "FR", "IT",
                                   "ES", "NL", "PL", "RU", "TR", "SA", "AE", "ZA", "NG", "KE",
@@ -121,12 +131,19 @@ class PhoneCheck:
         return False
 
 
+def _cued_phone_ok(value: str) -> bool:
+    # Introduced as a phone number, five digits are enough (many regions' local numbers are
+    # that short), but a date or a decimal is still no phone.
+    return 5 <= sum(c.isdigit() for c in value) <= 15 and _NOT_A_PHONE.fullmatch(value) is None \
+        and re.fullmatch(r"\d{4}-\d\d-\d\d", value) is None
+
+
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 
 
 @dataclass(frozen=True)
 class Rule:
-    """A candidate pattern for one kind; ``group`` is the part to mask, ``valid`` a post-check."""
+    """A candidate pattern for one kind; ``group`` is the part to mask, ``valid`` a post-check of it."""
 
     kind: Kind
     pattern: str
@@ -151,8 +168,9 @@ RULES: tuple[Rule, ...] = (
     Rule("API_KEY",
          r"\b(?:api[_-]?key|apikey|secret(?:[_-]?key)?|client[_-]?secret|password|passwd|pwd"
          r"|access[_-]?token|auth[_-]?token|refresh[_-]?token)[\"']?\s*[:=]\s*[\"']?(?P<value>[^\s\"',;]{4,})",
-         re.IGNORECASE, group="value"),
-    Rule("API_KEY", r"\bbearer\s+(?P<value>[A-Za-z0-9._~+/-]{20,}=*)", re.IGNORECASE, group="value"),
+         re.IGNORECASE, group="value", valid=_secret_ok),
+    Rule("API_KEY", r"\bbearer\s+(?P<value>[A-Za-z0-9._~+/-]{20,}=*)", re.IGNORECASE, group="value",
+         valid=_secret_ok),
     # IBAN: country, check digits, then groups of four (upper case, optionally spaced).
     Rule("IBAN", r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])",
          valid=iban_valid),
@@ -172,6 +190,11 @@ RULES: tuple[Rule, ...] = (
     # without it a failed match retries them all (seconds on a 50 KB prompt).
     Rule("PHONE", r"(?<![\w+])\+[1-9]\d{0,2}(?>(?:[ .-]?\(?\d{1,4}+\)?){2,6})(?![\w-])",
          valid=_phone_ok),
+    # A number the sentence introduces as a phone number ("by phone at 22 12 34", "reach
+    # Ann at 5012 3456"), whatever its length or region: the words say what it is.
+    Rule("PHONE", r"\b(?:(?:tele)?phone|tel|mobile|fax|reach)\b\.?[^\d\n.!?]{0,40}?"
+                  r"(?<![\w+])(?P<value>(?>\+?\d{1,5}+(?:[ .-]?\d{1,5}+){0,4}))(?![\w-]|[.:/]\d)",
+         re.IGNORECASE, group="value", valid=_cued_phone_ok),
     # Any other phone-shaped run: a leading 0, +, or ( or a separator inside, 7-15 digits;
     # libphonenumber decides. ISO dates (2024-05-17) are left out before it is asked.
     Rule("PHONE", r"(?<![\w+.:/-])(?!\d{4}-\d\d-\d\d)(?>(?:\+|\(0?\d{1,5}\) ?)?\d{1,12}+"
@@ -212,7 +235,7 @@ class PiiDetector:
         accepted: list[Span] = []
         for rule, regex, check in self._rules:
             for match in regex.finditer(text):
-                if rule.valid is not None and not rule.valid(match.group(0)):
+                if rule.valid is not None and not rule.valid(match.group(rule.group)):
                     continue
                 if check is not None and not check(match.group(0)):
                     continue

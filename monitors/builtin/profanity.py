@@ -37,12 +37,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from monitors.base import Finding, Monitor, MonitorLoadError, Span
 from monitors.config import MonitorSpec
+from monitors.holds import word_hold
 from monitors.registry import parse_options
 
 LABEL = "profanity"
 LEXICON_LABEL = "lexicon"
 # A sentence ends at . ! ? ; or a line break (followed by space); quotes and brackets stay.
-_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
+# The full stop of an initial or a title ("Philip K. Dick", "Mr. Smith") ends none: cut
+# there, the surname alone is a one-word "sentence" the model scores as a bare insult.
+_SENTENCE_END = re.compile(r"(?<=[.!?;])(?<!\b[A-Z]\.)(?<!\b(?:Mr|Ms|Dr|St)\.)(?<!\bMrs\.)\s+|\n+")
+# A capitalised word right after a middle initial is a surname ("Philip K. Dick").
+_AFTER_INITIAL = re.compile(r"\b[A-Z]\. $")
 
 Lexicon = Callable[[str], list[tuple[int, int]]]
 
@@ -73,14 +78,21 @@ def segments(text: str, width: int) -> list[str]:
     return out or [text]
 
 
+def is_surname(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` is a capitalised word that follows a middle initial."""
+    word = text[start:end]
+    return word[:1].isupper() and word[1:].islower() and _AFTER_INITIAL.search(text, 0, start) is not None
+
+
 class ProfanityMonitor(Monitor):
     # Texts past ~1 ms of work (~0.5 us per character) go to a worker thread.
     inline_max_chars = 2048
 
     def __init__(self, predict_prob: Callable[[list[str]], Sequence[float]], *,
                  scoring: str = "segments", segment_chars: int = 200,
-                 lexicon: Lexicon | None = None) -> None:
+                 lexicon: Lexicon | None = None, threshold: float = 0.5) -> None:
         self._predict_prob = predict_prob
+        self._threshold = threshold  # the spec's: what the pipeline will call a hit
         self._scoring = scoring
         self._width = segment_chars
         self._lexicon = lexicon
@@ -89,6 +101,24 @@ class ProfanityMonitor(Monitor):
     def inline(self) -> bool:
         # ~25-45 us for a streamed window: cheaper on the event loop than a thread hop.
         return True
+
+    def hold(self, text: str, start: int = 0) -> int:
+        """The partial word, as for any classifier; and the unfinished sentence as well
+        while what has come of it would be flagged. The model scores sentences, and a
+        fragment can score higher than the sentence it grows into ("Shut" alone scores
+        0.98): judged on the fragment, a stream would block what the same answer whole
+        passes. Holding it only on suspicion keeps benign text flowing a word at a time.
+        A sentence longer than a segment is scored in windows anyway: never held whole."""
+        at = max(start, word_hold(text))
+        if self._scoring != "segments":
+            return at
+        ends = [match.end() for match in _SENTENCE_END.finditer(text, 0, at)]
+        begin = max(start, ends[-1] if ends else 0)
+        fragment = text[begin:at]
+        if not fragment.strip() or len(text) - begin > self._width:
+            return at
+        (finding,) = self.check([fragment])
+        return begin if finding.score >= self._threshold else at
 
     def _model_scores(self, texts: list[str]) -> list[float]:
         if self._scoring == "whole":
@@ -108,7 +138,8 @@ class ProfanityMonitor(Monitor):
         model = self._model_scores(list(texts))
         findings = []
         for text, score in zip(texts, model, strict=True):
-            hits = self._lexicon(text) if self._lexicon is not None else []
+            hits = [hit for hit in self._lexicon(text) if not is_surname(text, *hit)] \
+                if self._lexicon is not None else []
             labels = {LABEL: score}
             if hits:
                 labels[LEXICON_LABEL] = 1.0
@@ -139,4 +170,5 @@ def create(spec: MonitorSpec) -> ProfanityMonitor:
                 "pyobscenity, or set lexicon: none"
             ) from exc
     return ProfanityMonitor(predict_prob, scoring=options.scoring,
-                            segment_chars=options.segment_chars, lexicon=lexicon)
+                            segment_chars=options.segment_chars, lexicon=lexicon,
+                            threshold=spec.threshold)

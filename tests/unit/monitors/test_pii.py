@@ -111,6 +111,7 @@ def test_each_kind(text, expected):
     "max_tokens=1024",
     "call me at 555-1234",                   # too short to be sure
     "price 1,299.00 for 3 items",
+    "SECRET_KEY = 'your-secret-key'; api_key: <API_KEY>; password=xxxxxxxx; token=changeme",  # placeholders
 ])
 def test_ordinary_text_is_left_alone(text):
     assert found(text) == []
@@ -196,3 +197,16 @@ def test_not_phones_or_out_of_region(text):
         assert pii.PiiDetector(phone_regions=["US"]).find(text) == []
     else:
         assert found(text) == []
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Please contact Joe by phone at 22 12 34.", ["22 12 34"]),
+    ("You can reach Terry Cooper at 5012 3456.", ["5012 3456"]),
+    ("The phone number of Matthew Lynch is 40123.", ["40123"]),
+    ("Tel. +690 7290", ["+690 7290"]),
+    ("my phone has 1234 photos", []),                  # too short even when introduced
+    ("the phone was sold on 2024-05-17", []),          # a date, not a number
+    ("we reach the summit. Its height is 88488 m", []),  # the cue is in another sentence
+])
+def test_a_number_introduced_as_a_phone_number_is_one(text, expected):
+    assert [t for t, kind in found(text) if kind == "PHONE"] == expected

@@ -59,3 +59,27 @@ def test_lexicon_sees_through_compounds_and_leetspeak(monitor):
         assert finding.score == 1.0 and finding.spans, text
     # Its whitelist keeps innocent words that contain a term.
     assert monitor.check(["I grew up in Scunthorpe."])[0].labels.get("lexicon") is None
+
+
+def test_an_initial_or_a_title_ends_no_segment():
+    assert profanity.segments("A story by Philip K. Dick. Mr. Smith read it.", 200) == [
+        "A story by Philip K. Dick.", "Mr. Smith read it."]
+
+
+def test_a_capitalised_term_after_a_middle_initial_is_a_surname(monitor):
+    assert monitor.check(["Have you read Philip K. Dick?"])[0].labels.get("lexicon") is None
+    assert monitor.check(["you are a dick"])[0].labels.get("lexicon") == 1.0
+    assert profanity.is_surname("by K. Dick", 6, 10) and not profanity.is_surname("by K. dick", 6, 10)
+
+
+def test_a_stream_holds_an_unfinished_sentence_only_while_it_reads_as_flagged(monitor):
+    # "Shut" alone scores as an insult (0.98); the sentence it begins need not: hold it
+    # to its end. A benign fragment leaves a word at a time.
+    assert monitor.check(["Shut "])[0].score >= 0.5 > monitor.check(["Open the door, "])[0].score
+    assert monitor.hold("Fine. Shut th", 0) == len("Fine. ")
+    assert monitor.hold("Fine. Open the door, ple", 0) == len("Fine. Open the door, ")
+    assert monitor.hold("Fine. Shut the door, please. Th", 0) == len("Fine. Shut the door, please. ")
+    # Never before what was released already: with "Shut" out, only the partial word stays.
+    assert monitor.hold("Fine. Shut th", 10) == len("Fine. Shut ")
+    long = "shut " * 60  # past a segment's width only the partial word stays held
+    assert monitor.hold(long + "par", 0) == len(long)

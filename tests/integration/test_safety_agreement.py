@@ -1,0 +1,70 @@
+"""The bench's safety pass gives each item the same verdict streamed and not.
+
+The simulator echoes each prompt, so every output monitor sees the whole labelled text
+either as one answer or as a stream checked window by window; the verdict the client
+sees (blocked, altered, passed) must not depend on which. The bundled dataset holds
+sentences whose first words alone score as an insult ("Shut ...") while the whole
+sentence does not: a window cut mid-sentence blocked those streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from gateway.app import create_app
+from gateway.settings import Settings
+from loadtest.bench.matrix import load_matrix
+from loadtest.bench.routes import CHAT, request_body
+from loadtest.bench.safety import classify, safety_items
+from loadtest.bench.traffic import ask, pool_limits
+from loadtest.sim.server import create_sim_app
+from loadtest.sim.settings import SimSettings
+from tests.servers import ThreadedServer
+
+pytestmark = pytest.mark.integration
+
+MODEL = "sim-agree"
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[ThreadedServer]:
+    settings = SimSettings(profile="instant", output_mode="echo", model=MODEL, seed=0)
+    server = ThreadedServer(create_sim_app(settings)).start()
+    yield server
+    server.stop()
+
+
+async def _verdicts(base_url: str, texts: list[str], *, stream: bool) -> list[str]:
+    gate = asyncio.Semaphore(16)
+    async with httpx.AsyncClient(timeout=60, limits=pool_limits(16)) as client:
+        async def one(text: str) -> str:
+            async with gate:
+                return classify(await ask(client, base_url, request_body(
+                    CHAT, MODEL, text, 4096, stream=stream, ignore_eos=False)))
+        return await asyncio.gather(*(one(text) for text in texts))
+
+
+@pytest.mark.parametrize("name", ["profanity", "pii", "profanity-pii"])
+def test_streamed_and_plain_verdicts_agree_item_by_item(sim, tmp_path, name):
+    matrix = load_matrix(None)
+    settings = Settings.model_validate({
+        "upstreams": [sim.base_url], "monitors": matrix.sets[name].monitor_configs(),
+        "streaming": matrix.streaming_for(name), "audit": {"path": str(tmp_path / "audit.db")}})
+    gateway = ThreadedServer(create_app(settings, registry=CollectorRegistry())).start()
+    try:
+        items = safety_items(())
+        texts = [text for text, _label in items]
+        plain = asyncio.run(_verdicts(gateway.base_url, texts, stream=False))
+        streamed = asyncio.run(_verdicts(gateway.base_url, texts, stream=True))
+    finally:
+        gateway.stop()
+    assert "error" not in plain + streamed
+    assert {"blocked", "altered"} & set(plain)  # the set does act on this data
+    differ = [(label, a, b, text[:80]) for (text, label), a, b in zip(items, plain, streamed, strict=True)
+              if a != b]
+    assert differ == []
