@@ -61,7 +61,7 @@ PROFILES = {
     # requests per scenario at 1 user, 95% intervals of a few ms at 1 and 16 users.
     "quick": Profile(
         concurrency=(1, 16, 64),
-        rules=(LevelRule(1, 5, 6), LevelRule(16, 3, 5), LevelRule(_MANY, 2, 3)),
+        rules=(LevelRule(1, 5, 6), LevelRule(16, 3, 6), LevelRule(_MANY, 2, 3)),
         warmup_s=2.0, max_tokens=32),
     "full": Profile(
         concurrency=(1, 16, 64),

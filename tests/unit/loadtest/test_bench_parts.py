@@ -91,11 +91,11 @@ def test_the_plan_sizes_rounds_by_requests_per_level(tmp_path):
     options = BenchOptions(out=tmp_path, concurrency=(1, 16, 64), warmup_s=0, max_tokens=32)
     one, sixteen, many = options.plans
     assert (one.requests, one.repeats, one.stagger_s) == (5, 6, 0.0)
-    assert (sixteen.requests, sixteen.repeats) == (48, 5) and sixteen.stagger_s > 0
+    assert (sixteen.requests, sixteen.repeats) == (48, 6) and sixteen.stagger_s > 0
     assert (many.requests, many.repeats) == (128, 3)
     # At least 30 requests per scenario at 1 user, so its percentiles are more than a few points.
     assert one.requests * one.repeats >= 30
-    assert options.rounds_total == 14
+    assert options.rounds_total == 15
     timed = BenchOptions(out=tmp_path, concurrency=(4,), warmup_s=0, max_tokens=8,
                          duration_s=3, repeats=2, requests_per_user=9)
     (plan,) = timed.plans
