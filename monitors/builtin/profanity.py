@@ -50,6 +50,8 @@ _SENTENCE_END = re.compile(r"(?<=[.!?;])(?<!\b[A-Z]\.)(?<!\b(?:Mr|Ms|Dr|St)\.)(?
 _AFTER_INITIAL = re.compile(r"\b[A-Z]\. $")
 
 Lexicon = Callable[[str], list[tuple[int, int]]]
+# Scores kept for reuse; cleared when it grows past this (a few streams' worth of sentences).
+_RECENT_MAX = 512
 
 
 class ProfanityOptions(BaseModel):
@@ -96,6 +98,11 @@ class ProfanityMonitor(Monitor):
         self._scoring = scoring
         self._width = segment_chars
         self._lexicon = lexicon
+        # Segment -> score of the latest checks: a stream's checks read the same sentences
+        # again (the context, and the fragment its hold scored just before), and a row's
+        # score does not depend on the rows scored with it. Plain dict operations only, so
+        # the event loop and a worker thread may share it.
+        self._recent: dict[str, float] = {}
 
     @property
     def inline(self) -> bool:
@@ -113,9 +120,11 @@ class ProfanityMonitor(Monitor):
         if self._scoring != "segments":
             return at
         ends = [match.end() for match in _SENTENCE_END.finditer(text, 0, at)]
-        begin = max(start, ends[-1] if ends else 0)
-        fragment = text[begin:at]
-        if not fragment.strip() or len(text) - begin > self._width:
+        sentence = ends[-1] if ends else 0
+        begin = max(start, sentence)
+        # Scored from the sentence's start, as the check after the hold will read it.
+        fragment = text[sentence:at]
+        if begin >= at or not fragment.strip() or len(text) - sentence > self._width:
             return at
         (finding,) = self.check([fragment])
         return begin if finding.score >= self._threshold else at
@@ -124,13 +133,17 @@ class ProfanityMonitor(Monitor):
         if self._scoring == "whole":
             return [float(p) for p in self._predict_prob(texts)]
         pieces = [segments(text, self._width) for text in texts]
-        # One call for the whole batch: the model's per-call overhead dwarfs a segment's cost.
-        flat = self._predict_prob([piece for group in pieces for piece in group])
-        scores, at = [], 0
-        for group in pieces:
-            scores.append(float(max(flat[at:at + len(group)])))
-            at += len(group)
-        return scores
+        recent = self._recent
+        scores = {p: score for group in pieces for p in group if (score := recent.get(p)) is not None}
+        new = list(dict.fromkeys(p for group in pieces for p in group if p not in scores))
+        if new:
+            # One call for the whole batch: the model's per-call overhead dwarfs a segment's cost.
+            fresh = dict(zip(new, (float(p) for p in self._predict_prob(new)), strict=True))
+            scores.update(fresh)
+            if len(recent) > _RECENT_MAX:
+                recent.clear()
+            recent.update(fresh)
+        return [max(scores[p] for p in group) for group in pieces]
 
     def check(self, texts: Sequence[str]) -> list[Finding]:
         if not texts:

@@ -79,7 +79,34 @@ def test_a_stream_holds_an_unfinished_sentence_only_while_it_reads_as_flagged(mo
     assert monitor.hold("Fine. Shut th", 0) == len("Fine. ")
     assert monitor.hold("Fine. Open the door, ple", 0) == len("Fine. Open the door, ")
     assert monitor.hold("Fine. Shut the door, please. Th", 0) == len("Fine. Shut the door, please. ")
-    # Never before what was released already: with "Shut" out, only the partial word stays.
-    assert monitor.hold("Fine. Shut th", 10) == len("Fine. Shut ")
+    # The sentence is judged from its start even when some of it left already, and what
+    # left stays out: the rest of it waits.
+    assert monitor.hold("Fine. Shut th", 10) == 10
+    assert monitor.hold("Fine. Open the do", 11) == len("Fine. Open the ")
     long = "shut " * 60  # past a segment's width only the partial word stays held
     assert monitor.hold(long + "par", 0) == len(long)
+
+
+def test_scores_are_the_same_whether_a_segment_was_scored_before_or_not():
+    calls = []
+
+    def predict(texts):
+        calls.append(list(texts))
+        return [len(t) / 100 for t in texts]
+
+    fresh = profanity.ProfanityMonitor(predict, lexicon=None)
+    first = fresh.check(["One two. Three four", "Three four"])
+    assert [f.score for f in first] == [0.1, 0.1]
+    assert calls == [["One two.", "Three four"]]  # each segment scored once
+    again = fresh.check(["One two. Three four five"])
+    assert [f.score for f in again] == [0.15]
+    assert calls[-1] == ["Three four five"]  # only the new one
+
+
+def test_a_full_cache_is_emptied_without_losing_the_scores_of_the_check_in_hand(monkeypatch):
+    monkeypatch.setattr(profanity, "_RECENT_MAX", 2)
+    fresh = profanity.ProfanityMonitor(lambda texts: [len(t) / 100 for t in texts], lexicon=None)
+    fresh.check(["Aa. Bbb. Cccc."])  # three segments: past the bound
+    # "Aa." is known, "Ddddd." is new: the cache is emptied as the new score arrives.
+    assert [f.score for f in fresh.check(["Aa. Ddddd."])] == [0.06]
+    assert [f.score for f in fresh.check(["Aa."])] == [0.03]
