@@ -99,6 +99,9 @@ _NOT_A_PHONE = re.compile(r"[1-9]\d{0,2}\.\d{4,}.*|(?:1[89]|20)\d\d[ -](?:1[89]|
                           r"|\d{3}([- ])\d\d\1\d{4}")
 
 
+_RECENT_MAX = 512
+
+
 class PhoneCheck:
     """A phone candidate is valid when libphonenumber accepts it in one of ``regions``.
 
@@ -110,8 +113,19 @@ class PhoneCheck:
 
         self._phonenumbers = phonenumbers
         self._regions = tuple(regions)
+        # A stream's checks read the same number again in each window that holds it, and
+        # libphonenumber costs tens of microseconds a region: verdicts of recent candidates.
+        self._recent: dict[str, bool] = {}
 
     def __call__(self, candidate: str) -> bool:
+        verdict = self._recent.get(candidate)
+        if verdict is None:
+            if len(self._recent) >= _RECENT_MAX:
+                self._recent.clear()
+            verdict = self._recent[candidate] = self._valid(candidate)
+        return verdict
+
+    def _valid(self, candidate: str) -> bool:
         # Seven digits fit some region's local numbers, but far more often a count or a code.
         if not 8 <= sum(c.isdigit() for c in candidate) <= 15:
             return False
@@ -152,54 +166,66 @@ class Rule:
     valid: Callable[[str], bool] | None = None
     # "phone": the detector's PhoneCheck validates (its regions come from the options).
     check: Literal["phone"] | None = None
+    # Cheap necessary conditions, so that a check of ordinary prose runs almost no rule
+    # (streams check at every word, mostly text with no digit, ``@`` or ``=`` in it):
+    # ``needs``, a pattern found in every match (find skips the rule for a text without
+    # it); ``starts``, the characters a match can begin with, given where they are rare in
+    # prose (a hold skips the rule when none is in the unreleased text). Both are
+    # property-tested to hold for every match.
+    needs: str | None = None
+    starts: str | None = None
 
 
 RULES: tuple[Rule, ...] = (
     # Secrets. Vendor formats first; then `key = value` assignments, masking only the value.
-    Rule("API_KEY", r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[0-9A-Z]{16}(?![A-Za-z0-9])"),
-    Rule("API_KEY", r"(?<![\w-])gh[pousr]_[A-Za-z0-9]{36,255}(?!\w)"),
-    Rule("API_KEY", r"(?<![\w-])github_pat_[A-Za-z0-9_]{22,255}"),
-    Rule("API_KEY", r"(?<![\w-])sk-[A-Za-z0-9_-]{20,}"),
-    Rule("API_KEY", r"(?<![\w-])xox[abposr]-[A-Za-z0-9-]{10,}"),
-    Rule("API_KEY", r"(?<![\w-])AIza[0-9A-Za-z_-]{35}(?![\w-])"),
+    Rule("API_KEY", r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[0-9A-Z]{16}(?![A-Za-z0-9])",
+         needs="AKIA|ASIA"),
+    Rule("API_KEY", r"(?<![\w-])gh[pousr]_[A-Za-z0-9]{36,255}(?!\w)", needs="gh[pousr]_"),
+    Rule("API_KEY", r"(?<![\w-])github_pat_[A-Za-z0-9_]{22,255}", needs="github_pat_"),
+    Rule("API_KEY", r"(?<![\w-])sk-[A-Za-z0-9_-]{20,}", needs="sk-"),
+    Rule("API_KEY", r"(?<![\w-])xox[abposr]-[A-Za-z0-9-]{10,}", needs="xox"),
+    Rule("API_KEY", r"(?<![\w-])AIza[0-9A-Za-z_-]{35}(?![\w-])", needs="AIza"),
     # A private key with no END line yet (a streamed window) is masked to the end of the text.
     Rule("API_KEY", r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?:.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|.*)",
-         re.DOTALL),
+         re.DOTALL, needs="-----BEGIN ", starts="-"),
     Rule("API_KEY",
          r"\b(?:api[_-]?key|apikey|secret(?:[_-]?key)?|client[_-]?secret|password|passwd|pwd"
          r"|access[_-]?token|auth[_-]?token|refresh[_-]?token)[\"']?\s*[:=]\s*[\"']?(?P<value>[^\s\"',;]{4,})",
-         re.IGNORECASE, group="value", valid=_secret_ok),
+         re.IGNORECASE, group="value", valid=_secret_ok, needs="[:=]"),
     Rule("API_KEY", r"\bbearer\s+(?P<value>[A-Za-z0-9._~+/-]{20,}=*)", re.IGNORECASE, group="value",
-         valid=_secret_ok),
+         valid=_secret_ok, needs="(?i:bearer)"),
     # IBAN: country, check digits, then groups of four (upper case, optionally spaced).
     Rule("IBAN", r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])",
-         valid=iban_valid),
+         valid=iban_valid, needs=r"\d"),
     # 13-19 digits, single spaces or dashes between them, not part of a longer number.
-    Rule("CREDIT_CARD", r"(?<!\d)(?<!\d[ -])\d(?:[ -]?\d){12,18}(?![ -]?\d)", valid=_card_ok),
+    Rule("CREDIT_CARD", r"(?<!\d)(?<!\d[ -])\d(?:[ -]?\d){12,18}(?![ -]?\d)", valid=_card_ok,
+         needs=r"\d", starts=r"\d"),
     # Area 000, 666 and 9xx, group 00 and serial 0000 are never issued.
-    Rule("US_SSN", r"(?<![\d-])(?!000|666|9\d\d)\d{3}([- ])(?!00)\d{2}\1(?!0000)\d{4}(?![\d-])"),
+    Rule("US_SSN", r"(?<![\d-])(?!000|666|9\d\d)\d{3}([- ])(?!00)\d{2}\1(?!0000)\d{4}(?![\d-])",
+         needs=r"\d", starts=r"\d"),
     Rule("EMAIL",
          r"(?<![\w.%+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
-         r"[A-Za-z]{2,63}(?![\w-])", valid=_email_ok),
-    Rule("IPV4", rf"(?<![\d.])(?:{_OCTET}\.){{3}}{_OCTET}(?!\.?\d)"),
+         r"[A-Za-z]{2,63}(?![\w-])", valid=_email_ok, needs="@"),
+    Rule("IPV4", rf"(?<![\d.])(?:{_OCTET}\.){{3}}{_OCTET}(?!\.?\d)", needs=r"\d", starts=r"\d"),
     # North American numbers need a separator or parentheses: bare 10-digit runs are too often ids.
     Rule("PHONE",
-         r"(?<![\w+])(?:\+?1[ .-]?)?(?:\([2-9]\d{2}\)[ .-]?|[2-9]\d{2}[ .-])[2-9]\d{2}[ .-]\d{4}(?![\w-])"),
+         r"(?<![\w+])(?:\+?1[ .-]?)?(?:\([2-9]\d{2}\)[ .-]?|[2-9]\d{2}[ .-])[2-9]\d{2}[ .-]\d{4}(?![\w-])",
+         needs=r"\d", starts=r"[+(\d]"),
     # International numbers start with + and a country code.
     # Atomic group: the digit groups can split a long digit run in thousands of ways, and
     # without it a failed match retries them all (seconds on a 50 KB prompt).
     Rule("PHONE", r"(?<![\w+])\+[1-9]\d{0,2}(?>(?:[ .-]?\(?\d{1,4}+\)?){2,6})(?![\w-])",
-         valid=_phone_ok),
+         valid=_phone_ok, needs=r"\+", starts=r"\+"),
     # A number the sentence introduces as a phone number ("by phone at 22 12 34", "reach
     # Ann at 5012 3456"), whatever its length or region: the words say what it is.
     Rule("PHONE", r"\b(?:(?:tele)?phone|tel|mobile|fax|reach)\b\.?[^\d\n.!?]{0,40}?"
                   r"(?<![\w+])(?P<value>(?>\+?\d{1,5}+(?:[ .-]?\d{1,5}+){0,4}))(?![\w-]|[.:/]\d)",
-         re.IGNORECASE, group="value", valid=_cued_phone_ok),
+         re.IGNORECASE, group="value", valid=_cued_phone_ok, needs=r"\d"),
     # Any other phone-shaped run: a leading 0, +, or ( or a separator inside, 7-15 digits;
     # libphonenumber decides. ISO dates (2024-05-17) are left out before it is asked.
     Rule("PHONE", r"(?<![\w+.:/-])(?!\d{4}-\d\d-\d\d)(?>(?:\+|\(0?\d{1,5}\) ?)?\d{1,12}+"
                   r"(?:[ .-](?:\(\d{1,12}+\)|\d{1,12}+)){0,5})(?![\w-]|[.:/]\d)",
-         check="phone"),
+         check="phone", needs=r"\d", starts=r"[+(\d]"),
 )
 
 
@@ -219,33 +245,58 @@ class PiiDetector:
         checks: dict[str, Callable[[str], bool]] = {}
         if "PHONE" in wanted and phone_regions:
             checks["phone"] = PhoneCheck(phone_regions)
-        self._rules = [
-            (rule, re.compile(rule.pattern, rule.flags), checks.get(rule.check) if rule.check else None)
-            for kind in KINDS if kind in wanted
-            for rule in RULES if rule.kind == kind
-            if rule.check is None or rule.check in checks
-        ]
-        self._partial = [compile_partial(rule.pattern, rule.flags) for rule, _, _ in self._rules]
+        rules = [rule for kind in KINDS if kind in wanted
+                 for rule in RULES if rule.kind == kind
+                 if rule.check is None or rule.check in checks]
+        self._needs = _Hints([rule.needs for rule in rules])
+        self._starts = _Hints([rule.starts for rule in rules])
+        self._rules = [(rule, re.compile(rule.pattern, rule.flags),
+                        checks.get(rule.check) if rule.check else None) for rule in rules]
+        self._partial = [compile_partial(rule.pattern, rule.flags) for rule in rules]
 
     def hold(self, text: str, start: int = 0) -> int:
         """Where a candidate that more text could complete or extend starts (streaming)."""
-        return pattern_hold(self._partial, text, start)
+        maybe = self._starts.per_rule(text, start)
+        return pattern_hold([partial for partial, can in zip(self._partial, maybe, strict=True) if can],
+                            text, start)
 
     def find(self, text: str) -> list[Span]:
         accepted: list[Span] = []
-        for rule, regex, check in self._rules:
+        for (rule, regex, check), maybe in zip(self._rules, self._needs.per_rule(text), strict=True):
+            if not maybe:
+                continue
             for match in regex.finditer(text):
+                start, end = match.span(rule.group)
+                if end <= start or any(s.start <= start and end <= s.end for s in accepted):
+                    continue  # inside a span of a more specific kind found earlier
                 if rule.valid is not None and not rule.valid(match.group(rule.group)):
                     continue
                 if check is not None and not check(match.group(0)):
                     continue
-                start, end = match.span(rule.group)
-                if end <= start or any(s.start <= start and end <= s.end for s in accepted):
-                    continue  # inside a span of a more specific kind found earlier
                 # A partial overlap is kept: redaction merges the two, so no character of
                 # either leaks; the order of the rules only decides the label.
                 accepted.append(Span(start, end, rule.kind))
         return sorted(accepted, key=lambda s: s.start)
+
+
+class _Hints:
+    """Per rule, whether its hint occurs in a text: each distinct hint searched once a call,
+    and none of them when their union finds nothing (most text a stream checks)."""
+
+    def __init__(self, hints: Sequence[str | None]) -> None:
+        distinct = list(dict.fromkeys(h for h in hints if h is not None))
+        self._patterns = [re.compile(h) for h in distinct]
+        self._index = [distinct.index(h) if h is not None else -1 for h in hints]
+        self._any = re.compile("|".join(f"(?:{h})" for h in distinct)) if distinct else None
+        self._all = [True] * len(hints)
+
+    def per_rule(self, text: str, start: int = 0) -> list[bool]:
+        if self._any is None:
+            return self._all
+        if self._any.search(text, start) is None:
+            return [i < 0 for i in self._index]
+        found = [pattern.search(text, start) is not None for pattern in self._patterns]
+        return [i < 0 or found[i] for i in self._index]
 
 
 class PiiMonitor(Monitor):
