@@ -80,7 +80,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     how.add_argument("--duration", type=int, metavar="S",
                      help="rounds of S seconds instead of a request count")
     how.add_argument("--repeats", type=int, metavar="N",
-                     help="rounds per scenario and level (default: the profile's, per level)")
+                     help="rounds per scenario and level, exactly (default: the profile's, per "
+                          "level, then up to its extra repeats of the pairs whose TTFT/E2E p50 "
+                          "tax interval is still over ±5 ms and 10%% of the tax, or whose "
+                          "tok/s ratio is over ±0.05)")
     how.add_argument("--warmup", type=float, metavar="S", help="warm-up seconds (all at once)")
     how.add_argument("--max-tokens", type=int, metavar="N", help="output tokens per request")
     how.add_argument("--seed", type=int, default=0, help="seed of prompts and simulator")

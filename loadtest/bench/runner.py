@@ -24,7 +24,7 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from loadtest.bench import cpu, promscrape
+from loadtest.bench import cpu, precision, promscrape
 from loadtest.bench.aggregate import CellStats, cell_stats, steady_window
 from loadtest.bench.localmodel import local_detoxify
 from loadtest.bench.matrix import Matrix, load_matrix
@@ -73,6 +73,8 @@ class BenchRunner:
         self.console = console or Console(stderr=True)
         # Servers by CPU-sampler name: "upstream", "gateway:<scenario>".
         self._servers: dict[str, ManagedProcess] = {}
+        # Per level, the comparisons still too wide before each extra repeat it ran.
+        self.extended: dict[int, list[list[str]]] = {}
 
     def run(self) -> BenchResult:
         options = self.options
@@ -103,6 +105,7 @@ class BenchRunner:
             samples, cpu_use = self._rounds(scenarios, urls, model, group, sampler)
             timings = self._timings(before, self._scrape(gateways))
             phases.lap("rounds")
+            notes += self._extension_notes()
             safety = self._safety(scenarios, urls, model) if options.safety else {}
             phases.lap("safety pass")
         if not options.safety:
@@ -210,12 +213,14 @@ class BenchRunner:
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn())
         generator = LoadGenerator(options.work_dir / "logs" / "locust.log")
+        names = [s.name for s in scenarios]
         with generator, Progress(*columns, console=self.console, transient=False) as progress:
             sampler.watch(cpu.LOAD_GENERATOR, generator.pid)
             task = progress.add_task("rounds", total=len(plan))
-            for repeat, level, name in plan:
+
+            def measure(repeat: int, level: LevelPlan, name: str, of: str) -> None:
                 progress.update(task, description=(
-                    f"repeat {repeat + 1}/{level.repeats}  {level.users:>3} users  {name:<14}"))
+                    f"repeat {repeat + 1}/{of}  {level.users:>3} users  {name:<14}"))
                 group.check_alive()  # a dead gateway would otherwise read as a slow one
                 spec = RoundSpec(name, level.users, repeat, urls[name], level.duration_s,
                                  requests=level.requests, stagger_s=level.stagger_s)
@@ -224,7 +229,41 @@ class BenchRunner:
                 cpu_use.setdefault((name, level.users), []).append(
                     self._round_cpu(sampler, name, got))
                 progress.advance(task)
+
+            for repeat, level, name in plan:
+                measure(repeat, level, name, str(level.repeats))
+            for level in options.plans:
+                for extra in range(level.extra):
+                    cells = {key: cell_stats(key[0], key[1], rounds, cpu_use[key])
+                             for key, rounds in samples.items() if key[1] == level.users}
+                    wide = precision.unresolved(cells, names, level.users, precision.Precision(),
+                                                options.ci_method)
+                    run = precision.extra_repeat(names, wide)
+                    if not run:
+                        break
+                    self.extended.setdefault(level.users, []).append(
+                        [f"{name} vs {baseline}" for name, baseline in wide])
+                    progress.update(task, total=progress.tasks[task].total + len(run))
+                    repeat = level.repeats + extra
+                    shift = repeat % len(run)  # rotate the order, as the plan does
+                    for name in run[shift:] + run[:shift]:
+                        measure(repeat, level, name, f"{level.repeats}+{extra + 1}")
         return samples, cpu_use
+
+    def _extension_notes(self) -> list[str]:
+        target = precision.Precision()
+        notes = []
+        for users, wide in sorted(self.extended.items()):
+            level = next(plan for plan in self.options.plans if plan.users == users)
+            first = ", ".join(wide[0])
+            notes.append(f"{users} users: {len(wide)} extra repeat(s) of the baselines and the "
+                         f"sets still too wide (TTFT/E2E p50 tax interval over "
+                         f"±{target.half_width_ms:g} ms and {target.relative:.0%} of the tax, or "
+                         f"tok/s ratio over ±{target.ratio_half_width:g}): first {first}")
+            if len(wide) == level.extra:
+                notes.append(f"{users} users: the extra repeats ran out ({level.extra}); the "
+                             "intervals shown for those comparisons are wider than that")
+        return notes
 
     @staticmethod
     def _round_cpu(sampler: cpu.CpuSampler, scenario: str,

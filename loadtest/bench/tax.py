@@ -50,13 +50,22 @@ def metric_delta(
     if pooled is None or pooled_base is None:
         return None
     centre = (pooled.get(pct) - pooled_base.get(pct)) * 1000.0
+    mine, theirs = paired_rounds(cell, base)
     per_repeat = paired_deltas(
-        [_round_value(r.latencies.metric(metric), pct) for r in cell.rounds],
-        [_round_value(r.latencies.metric(metric), pct) for r in base.rounds],
+        [_round_value(r.latencies.metric(metric), pct) for r in mine],
+        [_round_value(r.latencies.metric(metric), pct) for r in theirs],
     )
     if not per_repeat:
         return Estimate(centre, None, None, 0)
     return recentred(interval([d * 1000.0 for d in per_repeat], method, rng), centre)
+
+
+def paired_rounds(cell: CellStats, base: CellStats) -> tuple[tuple, tuple]:
+    """The repeats both sides ran. Extra repeats (``loadtest.bench.precision``) can give
+    one side more: the baselines run in every extra repeat and a set in the first ones
+    only, so repeat r of both sides, back to back, is the r-th of each."""
+    n = min(len(cell.rounds), len(base.rounds))
+    return cell.rounds[:n], base.rounds[:n]
 
 
 def _round_value(p, pct: str) -> float | None:
@@ -66,9 +75,10 @@ def _round_value(p, pct: str) -> float | None:
 def throughput_ratio(cell: CellStats, base: CellStats, method: str, rng: random.Random) -> Estimate:
     """Output tokens/s of the scenario over the baseline's (1.0 = no throughput lost)."""
     centre = rate(cell.throughput.output_tokens_per_s, base.throughput.output_tokens_per_s)
+    mine, theirs = paired_rounds(cell, base)
     per_repeat = paired_ratios(
-        [r.throughput.output_tokens_per_s for r in cell.rounds],
-        [r.throughput.output_tokens_per_s for r in base.rounds],
+        [r.throughput.output_tokens_per_s for r in mine],
+        [r.throughput.output_tokens_per_s for r in theirs],
     )
     if not per_repeat:
         return Estimate(centre, None, None, 0)
@@ -84,10 +94,11 @@ def cpu_delta(cell: CellStats, base: CellStats, method: str,
     theirs = 0.0 if base.scenario == DIRECT else base.gateway_cpu_s_per_1k_tokens
     if theirs is None:
         return None
+    rounds, base_rounds = paired_rounds(cell, base)
     per_repeat = paired_deltas(
-        [r.gateway_cpu_s_per_1k_tokens for r in cell.rounds],
+        [r.gateway_cpu_s_per_1k_tokens for r in rounds],
         [0.0 if base.scenario == DIRECT else r.gateway_cpu_s_per_1k_tokens
-         for r in base.rounds],
+         for r in base_rounds],
     )
     if not per_repeat:
         return Estimate(mine - theirs, None, None, 0)
