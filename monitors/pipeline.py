@@ -169,6 +169,26 @@ def _spans_or_whole(finding: Finding, text: str, fallback_label: str) -> list[Sp
     return [Span(0, len(text), _top_label(finding, fallback_label))]
 
 
+class _StageChildren:
+    """One monitor's metric children at one stage: streams record a check per token, and
+    resolving a labelled child costs more than the increment."""
+
+    __slots__ = ("duration", "in_time", "_metrics", "_labels", "_verdicts")
+
+    def __init__(self, metrics: MonitorMetrics, monitor: str, stage: str) -> None:
+        self._metrics = metrics
+        self._labels = {"monitor": monitor, "stage": stage}
+        self.duration = metrics.duration.labels(**self._labels)
+        self.in_time = metrics.in_time.labels(**self._labels)
+        self._verdicts: dict[str, object] = {}
+
+    def verdict(self, action: str):
+        child = self._verdicts.get(action)
+        if child is None:
+            child = self._verdicts[action] = self._metrics.verdicts.labels(action=action, **self._labels)
+        return child
+
+
 class MonitorPipeline:
     """The configured monitors, ready to check the texts of a request stage."""
 
@@ -191,6 +211,7 @@ class MonitorPipeline:
         self._entries: list[_Entry] = []
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._children: dict[tuple, object] = {}
+        self._hot_children: dict[tuple[str, str], _StageChildren] = {}
         self._started = False
 
     # -- lifecycle ---------------------------------------------------------
@@ -370,7 +391,7 @@ class MonitorPipeline:
                 continue
             decision = outcome.decision
             if decision.error is None:
-                self._child(self._metrics.in_time, monitor=decision.monitor_id, stage=stage).inc()
+                self._hot(decision.monitor_id, stage).in_time.inc()
             decision.context = context
             self._record(decision, request_id)
             result.decisions.append(decision)
@@ -505,7 +526,7 @@ class MonitorPipeline:
             if ticket is not None:
                 entry.estimate.end(ticket, self._clock())
         duration = self._clock() - started
-        self._child(self._metrics.duration, monitor=spec.id, stage=stage).observe(duration)
+        self._hot(spec.id, stage).duration.observe(duration)
         if error is not None:
             if error != "error":
                 logger.warning(
@@ -562,9 +583,16 @@ class MonitorPipeline:
             child = self._children[key] = metric.labels(**labels)
         return child
 
+    def _hot(self, monitor: str, stage: str) -> _StageChildren:
+        """The children a check updates, resolved once per monitor and stage."""
+        hot = self._hot_children.get((monitor, stage))
+        if hot is None:
+            hot = self._hot_children[(monitor, stage)] = _StageChildren(self._metrics, monitor, stage)
+        return hot
+
     def _record(self, decision: Decision, request_id: str) -> None:
+        self._hot(decision.monitor_id, decision.stage).verdict(decision.action).inc()
         labels = {"monitor": decision.monitor_id, "stage": decision.stage}
-        self._child(self._metrics.verdicts, action=decision.action, **labels).inc()
         if decision.error is not None:
             self._metrics.errors.labels(kind=decision.error, **labels).inc()
         if decision.failed_open:
