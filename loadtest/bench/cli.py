@@ -82,11 +82,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     how.add_argument("--repeats", type=int, metavar="N",
                      help="rounds per scenario and level, exactly (default: the profile's, per "
                           "level, then up to its extra repeats of the pairs whose TTFT/E2E p50 "
-                          "tax interval is still over ±5 ms and 10%% of the tax, or whose "
-                          "tok/s ratio is over ±0.05)")
+                          "tax interval is still wider than --target-ms and --target-relative, "
+                          "or whose tok/s ratio interval is over ±0.05)")
     how.add_argument("--warmup", type=float, metavar="S", help="warm-up seconds (all at once)")
     how.add_argument("--max-tokens", type=int, metavar="N", help="output tokens per request")
     how.add_argument("--seed", type=int, default=0, help="seed of prompts and simulator")
+    how.add_argument("--target-ms", type=float, default=5.0, metavar="MS",
+                     help="the half-width a TTFT/E2E p50 tax interval must reach before the "
+                          "profile's extra repeats stop (default 5)")
+    how.add_argument("--target-relative", type=float, default=0.10, metavar="F",
+                     help="or this fraction of the tax, whichever is wider (default 0.10)")
     how.add_argument("--ci", dest="ci_method", choices=["t", "bootstrap"], default="t",
                      help="interval over repeats: Student t (default) or bootstrap")
     safety = parser.add_argument_group("safety pass")
@@ -147,6 +152,8 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         load_labels=args.load_labels,
         seed=args.seed,
         ci_method=args.ci_method,
+        target_ms=args.target_ms,
+        target_relative=args.target_relative,
         safety=args.safety,
         safety_concurrency=args.safety_concurrency,
         safety_stream=args.safety_stream,

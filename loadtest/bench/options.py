@@ -111,6 +111,10 @@ class BenchOptions:
     load_labels: str = "benign"
     seed: int = 0
     ci_method: str = "t"
+    # What the extra repeats aim for (see loadtest.bench.precision): a TTFT/E2E p50 tax
+    # interval within +-target_ms, or within target_relative of the tax.
+    target_ms: float = 5.0
+    target_relative: float = 0.10
     safety: bool = True
     safety_concurrency: int = 32
     safety_max_tokens: int = 256
@@ -140,6 +144,8 @@ class BenchOptions:
                              "--safety-concurrency >= 1")
         if self.route not in ROUTES:
             raise ValueError(f"--route must be one of {', '.join(ROUTES)}")
+        if self.target_ms < 0 or self.target_relative < 0:
+            raise ValueError("--target-ms and --target-relative must be >= 0")
         if self.ci_method not in ("t", "bootstrap"):
             raise ValueError("--ci must be 't' or 'bootstrap'")
 

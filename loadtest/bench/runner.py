@@ -236,7 +236,7 @@ class BenchRunner:
                 for extra in range(level.extra):
                     cells = {key: cell_stats(key[0], key[1], rounds, cpu_use[key])
                              for key, rounds in samples.items() if key[1] == level.users}
-                    wide = precision.unresolved(cells, names, level.users, precision.Precision(),
+                    wide = precision.unresolved(cells, names, level.users, self._target(),
                                                 options.ci_method)
                     run = precision.extra_repeat(names, wide)
                     if not run:
@@ -250,18 +250,23 @@ class BenchRunner:
                         measure(repeat, level, name, f"{level.repeats}+{extra + 1}")
         return samples, cpu_use
 
+    def _target(self) -> precision.Precision:
+        return precision.Precision(half_width_ms=self.options.target_ms,
+                                   relative=self.options.target_relative)
+
     def _extension_notes(self) -> list[str]:
-        target = precision.Precision()
+        target = self._target()
         notes = []
         for users, wide in sorted(self.extended.items()):
             level = next(plan for plan in self.options.plans if plan.users == users)
+            at = f"{users} user{'s' if users != 1 else ''}"
             first = ", ".join(wide[0])
-            notes.append(f"{users} users: {len(wide)} extra repeat(s) of the baselines and the "
+            notes.append(f"{at}: {len(wide)} extra repeat(s) of the baselines and the "
                          f"sets still too wide (TTFT/E2E p50 tax interval over "
                          f"±{target.half_width_ms:g} ms and {target.relative:.0%} of the tax, or "
                          f"tok/s ratio over ±{target.ratio_half_width:g}): first {first}")
             if len(wide) == level.extra:
-                notes.append(f"{users} users: the extra repeats ran out ({level.extra}); the "
+                notes.append(f"{at}: the extra repeats ran out ({level.extra}); the "
                              "intervals shown for those comparisons are wider than that")
         return notes
 

@@ -217,3 +217,17 @@ def test_load_generator_runs_timed_and_sized_rounds_in_one_process(tmp_path):
     users = {s.user for s in again}
     assert len(again) == 7 and users <= {0, 1, 2} and len(users) >= 2
     assert generator.proc.poll() == 0  # stopped cleanly at the end
+
+
+def test_extra_repeats_run_while_an_interval_is_too_wide(tmp_path):
+    # A target no interval reaches: every comparison stays wide, so the level gets all of
+    # the profile's extra repeats at 1 user (4), the baselines and the set alike.
+    out = tmp_path / "report"
+    report = run_bench(out, "--concurrency", "1", "--requests", "2", "--warmup", "0.5",
+                       "--max-tokens", "8", "--sets", "pii", "--no-safety",
+                       "--target-ms", "0", "--target-relative", "0")
+    assert {s.name: s.rounds for s in report.scenarios} == {"direct": 10, "gateway": 10, "pii": 10}
+    assert any(note.startswith("1 user: 4 extra repeat(s)") for note in report.meta.notes)
+    assert any("ran out" in note for note in report.meta.notes)
+    pii = next(t for t in report.tax if t.scenario == "pii" and t.baseline == "gateway")
+    assert pii.ttft_ms.p50.n == 10  # every extra repeat paired
