@@ -169,9 +169,9 @@ class Rule:
     # Cheap necessary conditions, so that a check of ordinary prose runs almost no rule
     # (streams check at every word, mostly text with no digit, ``@`` or ``=`` in it):
     # ``needs``, a pattern found in every match (find skips the rule for a text without
-    # it); ``starts``, the characters a match can begin with, given where they are rare in
-    # prose (a hold skips the rule when none is in the unreleased text). Both are
-    # property-tested to hold for every match.
+    # it); ``starts``, the characters a match can begin with, given where that set is
+    # small (a hold skips the rule when none is in the unreleased text, often a word or
+    # two). Both are property-tested to hold for every match.
     needs: str | None = None
     starts: str | None = None
 
@@ -179,24 +179,25 @@ class Rule:
 RULES: tuple[Rule, ...] = (
     # Secrets. Vendor formats first; then `key = value` assignments, masking only the value.
     Rule("API_KEY", r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[0-9A-Z]{16}(?![A-Za-z0-9])",
-         needs="AKIA|ASIA"),
-    Rule("API_KEY", r"(?<![\w-])gh[pousr]_[A-Za-z0-9]{36,255}(?!\w)", needs="gh[pousr]_"),
-    Rule("API_KEY", r"(?<![\w-])github_pat_[A-Za-z0-9_]{22,255}", needs="github_pat_"),
-    Rule("API_KEY", r"(?<![\w-])sk-[A-Za-z0-9_-]{20,}", needs="sk-"),
-    Rule("API_KEY", r"(?<![\w-])xox[abposr]-[A-Za-z0-9-]{10,}", needs="xox"),
-    Rule("API_KEY", r"(?<![\w-])AIza[0-9A-Za-z_-]{35}(?![\w-])", needs="AIza"),
+         needs="AKIA|ASIA", starts="A"),
+    Rule("API_KEY", r"(?<![\w-])gh[pousr]_[A-Za-z0-9]{36,255}(?!\w)", needs="gh[pousr]_",
+         starts="g"),
+    Rule("API_KEY", r"(?<![\w-])github_pat_[A-Za-z0-9_]{22,255}", needs="github_pat_", starts="g"),
+    Rule("API_KEY", r"(?<![\w-])sk-[A-Za-z0-9_-]{20,}", needs="sk-", starts="s"),
+    Rule("API_KEY", r"(?<![\w-])xox[abposr]-[A-Za-z0-9-]{10,}", needs="xox", starts="x"),
+    Rule("API_KEY", r"(?<![\w-])AIza[0-9A-Za-z_-]{35}(?![\w-])", needs="AIza", starts="A"),
     # A private key with no END line yet (a streamed window) is masked to the end of the text.
     Rule("API_KEY", r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?:.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|.*)",
          re.DOTALL, needs="-----BEGIN ", starts="-"),
     Rule("API_KEY",
          r"\b(?:api[_-]?key|apikey|secret(?:[_-]?key)?|client[_-]?secret|password|passwd|pwd"
          r"|access[_-]?token|auth[_-]?token|refresh[_-]?token)[\"']?\s*[:=]\s*[\"']?(?P<value>[^\s\"',;]{4,})",
-         re.IGNORECASE, group="value", valid=_secret_ok, needs="[:=]"),
+         re.IGNORECASE, group="value", valid=_secret_ok, needs="[:=]", starts="(?i:[acprs])"),
     Rule("API_KEY", r"\bbearer\s+(?P<value>[A-Za-z0-9._~+/-]{20,}=*)", re.IGNORECASE, group="value",
-         valid=_secret_ok, needs="(?i:bearer)"),
+         valid=_secret_ok, needs="(?i:bearer)", starts="[bB]"),
     # IBAN: country, check digits, then groups of four (upper case, optionally spaced).
     Rule("IBAN", r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])",
-         valid=iban_valid, needs=r"\d"),
+         valid=iban_valid, needs=r"\d", starts="[A-Z]"),
     # 13-19 digits, single spaces or dashes between them, not part of a longer number.
     Rule("CREDIT_CARD", r"(?<!\d)(?<!\d[ -])\d(?:[ -]?\d){12,18}(?![ -]?\d)", valid=_card_ok,
          needs=r"\d", starts=r"\d"),
@@ -220,7 +221,7 @@ RULES: tuple[Rule, ...] = (
     # Ann at 5012 3456"), whatever its length or region: the words say what it is.
     Rule("PHONE", r"\b(?:(?:tele)?phone|tel|mobile|fax|reach)\b\.?[^\d\n.!?]{0,40}?"
                   r"(?<![\w+])(?P<value>(?>\+?\d{1,5}+(?:[ .-]?\d{1,5}+){0,4}))(?![\w-]|[.:/]\d)",
-         re.IGNORECASE, group="value", valid=_cued_phone_ok, needs=r"\d"),
+         re.IGNORECASE, group="value", valid=_cued_phone_ok, needs=r"\d", starts="(?i:[fmprt])"),
     # Any other phone-shaped run: a leading 0, +, or ( or a separator inside, 7-15 digits;
     # libphonenumber decides. ISO dates (2024-05-17) are left out before it is asked.
     Rule("PHONE", r"(?<![\w+.:/-])(?!\d{4}-\d\d-\d\d)(?>(?:\+|\(0?\d{1,5}\) ?)?\d{1,12}+"
