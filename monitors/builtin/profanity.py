@@ -62,21 +62,33 @@ class ProfanityOptions(BaseModel):
     lexicon: Literal["obscenity", "none"] = "obscenity"
 
 
+def sentences(text: str) -> list[tuple[int, int]]:
+    """``(start, end)`` of each sentence of ``text`` that is not only whitespace."""
+    bounds, position = [], 0
+    for end in _SENTENCE_END.finditer(text):
+        bounds.append((position, end.start()))
+        position = end.end()
+    bounds.append((position, len(text)))
+    return [(start, end) for start, end in bounds if not text[start:end].isspace() and end > start]
+
+
 def segments(text: str, width: int) -> list[str]:
     """Sentences of ``text``; one longer than ``width`` becomes windows of ``width``, half overlapping.
 
     The overlap keeps a phrase cut by one window whole in the next.
     """
+    return _segments(text, sentences(text), width)
+
+
+def _segments(text: str, bounds: list[tuple[int, int]], width: int) -> list[str]:
     out: list[str] = []
-    for sentence in _SENTENCE_END.split(text):
-        if not sentence.strip():
-            continue
-        if len(sentence) <= width:
-            out.append(sentence)
+    for start, end in bounds:
+        if end - start <= width:
+            out.append(text[start:end])
             continue
         step = width // 2
-        for start in range(0, len(sentence) - step, step):
-            out.append(sentence[start:start + width])
+        for at in range(start, end - step, step):
+            out.append(text[at:min(at + width, end)])
     return out or [text]
 
 
@@ -98,11 +110,13 @@ class ProfanityMonitor(Monitor):
         self._scoring = scoring
         self._width = segment_chars
         self._lexicon = lexicon
-        # Segment -> score of the latest checks: a stream's checks read the same sentences
-        # again (the context, and the fragment its hold scored just before), and a row's
-        # score does not depend on the rows scored with it. Plain dict operations only, so
-        # the event loop and a worker thread may share it.
+        # Segment -> score, and sentence -> lexicon hits, of the latest checks: a stream's
+        # checks read the same sentences again (the context, and the fragment its hold
+        # scored just before), and neither depends on the text around the sentence (a row
+        # is scored alone; no term or whitelisted phrase spans a sentence end). Plain dict
+        # operations only, so the event loop and a worker thread may share them.
         self._recent: dict[str, float] = {}
+        self._recent_hits: dict[str, tuple[tuple[int, int], ...]] = {}
 
     @property
     def inline(self) -> bool:
@@ -129,10 +143,13 @@ class ProfanityMonitor(Monitor):
         (finding,) = self.check([fragment])
         return begin if finding.score >= self._threshold else at
 
-    def _model_scores(self, texts: list[str]) -> list[float]:
+    def _model_scores(self, texts: list[str], bounds: list[list[tuple[int, int]]] | None = None
+                      ) -> list[float]:
         if self._scoring == "whole":
             return [float(p) for p in self._predict_prob(texts)]
-        pieces = [segments(text, self._width) for text in texts]
+        if bounds is None:
+            bounds = [sentences(text) for text in texts]
+        pieces = [_segments(text, found, self._width) for text, found in zip(texts, bounds, strict=True)]
         recent = self._recent
         scores = {p: score for group in pieces for p in group if (score := recent.get(p)) is not None}
         new = list(dict.fromkeys(p for group in pieces for p in group if p not in scores))
@@ -145,14 +162,31 @@ class ProfanityMonitor(Monitor):
             recent.update(fresh)
         return [max(scores[p] for p in group) for group in pieces]
 
+    def _lexicon_hits(self, text: str, bounds: list[tuple[int, int]] | None) -> list[tuple[int, int]]:
+        if bounds is None:  # scoring: whole
+            return self._lexicon(text)
+        recent, hits = self._recent_hits, []
+        for start, end in bounds:
+            sentence = text[start:end]
+            found = recent.get(sentence)
+            if found is None:
+                if len(recent) > _RECENT_MAX:
+                    recent.clear()
+                found = recent[sentence] = tuple(self._lexicon(sentence))
+            hits += [(start + a, start + b) for a, b in found]
+        return hits
+
     def check(self, texts: Sequence[str]) -> list[Finding]:
         if not texts:
             return []
-        model = self._model_scores(list(texts))
+        texts = list(texts)
+        # Sentences once: the model scores them (long ones in windows), the lexicon reads them.
+        bounds = [sentences(text) for text in texts] if self._scoring == "segments" else None
+        model = self._model_scores(texts, bounds)
         findings = []
-        for text, score in zip(texts, model, strict=True):
-            hits = [hit for hit in self._lexicon(text) if not is_surname(text, *hit)] \
-                if self._lexicon is not None else []
+        for i, (text, score) in enumerate(zip(texts, model, strict=True)):
+            hits = [hit for hit in self._lexicon_hits(text, bounds[i] if bounds is not None else None)
+                    if not is_surname(text, *hit)] if self._lexicon is not None else []
             labels = {LABEL: score}
             if hits:
                 labels[LEXICON_LABEL] = 1.0

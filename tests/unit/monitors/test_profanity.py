@@ -110,3 +110,42 @@ def test_a_full_cache_is_emptied_without_losing_the_scores_of_the_check_in_hand(
     # "Aa." is known, "Ddddd." is new: the cache is emptied as the new score arrives.
     assert [f.score for f in fresh.check(["Aa. Ddddd."])] == [0.06]
     assert [f.score for f in fresh.check(["Aa."])] == [0.03]
+
+
+def test_the_lexicon_reads_each_sentence_once_and_finds_what_the_whole_text_gives(monitor):
+    from monitors.builtin import lexicon as obscenity
+
+    whole = obscenity.obscenity()
+    read: list[str] = []
+
+    def counting(text):
+        read.append(text)
+        return whole(text)
+
+    fresh = profanity.ProfanityMonitor(lambda texts: [0.0] * len(texts), lexicon=counting)
+    stream = "Well. What the fuck is this shit? Nothing; a cock and bull story.\nThe end"
+    for cut in range(1, len(stream) + 1):  # a stream's windows: every prefix, as it grows
+        (finding,) = fresh.check([stream[:cut]])
+        expected = [hit for hit in whole(stream[:cut]) if not profanity.is_surname(stream[:cut], *hit)]
+        assert [(s.start, s.end) for s in finding.spans] == expected, stream[:cut]
+    # Every sentence string is read once, however many windows contain it.
+    assert len(read) == len(set(read))
+    assert "What the fuck is this shit?" in read and "a cock and bull story." in read
+
+
+def test_lexicon_hits_per_sentence_match_the_whole_text_on_the_bundled_data():
+    import json
+    from pathlib import Path
+
+    from monitors.builtin import lexicon as obscenity
+
+    whole = obscenity.obscenity()
+    fresh = profanity.ProfanityMonitor(lambda texts: [0.0] * len(texts), lexicon=whole)
+    data = Path(__file__).resolve().parents[3] / "loadtest" / "data"
+    texts = [json.loads(line)["text"] for path in sorted(data.glob("*.jsonl"))
+             for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+    assert len(texts) > 500
+    for text in texts:
+        (finding,) = fresh.check([text])
+        expected = [hit for hit in whole(text) if not profanity.is_surname(text, *hit)]
+        assert [(s.start, s.end) for s in finding.spans] == expected, text
