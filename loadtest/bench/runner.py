@@ -75,6 +75,8 @@ class BenchRunner:
         self._servers: dict[str, ManagedProcess] = {}
         # Per level, the comparisons still too wide before each extra repeat it ran.
         self.extended: dict[int, list[list[str]]] = {}
+        # Per level that used every extra repeat, the comparisons still too wide after them.
+        self.still_wide: dict[int, list[str]] = {}
 
     def run(self) -> BenchResult:
         options = self.options
@@ -233,13 +235,17 @@ class BenchRunner:
             for repeat, level, name in plan:
                 measure(repeat, level, name, str(level.repeats))
             for level in options.plans:
-                for extra in range(level.extra):
+                for extra in range(level.extra + 1 if level.extra else 0):
                     cells = {key: cell_stats(key[0], key[1], rounds, cpu_use[key])
                              for key, rounds in samples.items() if key[1] == level.users}
                     wide = precision.unresolved(cells, names, level.users, self._target(),
                                                 options.ci_method)
                     run = precision.extra_repeat(names, wide)
                     if not run:
+                        break
+                    if extra == level.extra:  # every extra repeat ran: say what stayed wide
+                        self.still_wide[level.users] = [f"{name} vs {baseline}"
+                                                        for name, baseline in wide]
                         break
                     self.extended.setdefault(level.users, []).append(
                         [f"{name} vs {baseline}" for name, baseline in wide])
@@ -265,9 +271,9 @@ class BenchRunner:
                          f"sets still too wide (TTFT/E2E p50 tax interval over "
                          f"±{target.half_width_ms:g} ms and {target.relative:.0%} of the tax, or "
                          f"tok/s ratio over ±{target.ratio_half_width:g}): first {first}")
-            if len(wide) == level.extra:
-                notes.append(f"{at}: the extra repeats ran out ({level.extra}); the "
-                             "intervals shown for those comparisons are wider than that")
+            if users in self.still_wide:
+                notes.append(f"{at}: after all {level.extra} extra repeats still too wide: "
+                             f"{', '.join(self.still_wide[users])}")
         return notes
 
     @staticmethod
