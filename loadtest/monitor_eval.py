@@ -15,6 +15,7 @@ in seconds on the ``dev`` split before the bench confirms it on ``test``.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import time
@@ -25,7 +26,7 @@ from pathlib import Path
 from loadtest.bench.matrix import load_matrix
 from loadtest.bench.stats import wilson
 from loadtest.datasets import Item, load_dataset
-from monitors.base import Monitor
+from monitors.base import AsyncMonitor, Finding, Monitor
 from monitors.builtin.pii import PiiDetector
 from monitors.config import MonitorSpec
 from monitors.pipeline import is_hit
@@ -59,21 +60,45 @@ class SetResult:
     seconds: float = 0.0
 
 
-def _hit_label(spec: MonitorSpec, monitor: Monitor, text: str) -> str | None:
-    finding = monitor.check([text])[0]
+class Scorer:
+    """One text through one monitor, whichever kind: a sync ``check`` is called, an async
+    one (an LLM judge) awaited on one event loop kept for the whole run, as its HTTP
+    client needs."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+
+    def __call__(self, monitor: Monitor | AsyncMonitor, text: str) -> Finding:
+        if isinstance(monitor, AsyncMonitor):
+            return self._loop.run_until_complete(monitor.check([text]))[0]
+        return monitor.check([text])[0]
+
+    def close(self, monitor: Monitor | AsyncMonitor) -> None:
+        if isinstance(monitor, AsyncMonitor):
+            self._loop.run_until_complete(monitor.close())
+        else:
+            monitor.close()
+
+    def shutdown(self) -> None:
+        self._loop.close()
+
+
+def _hit_label(spec: MonitorSpec, monitor: Monitor | AsyncMonitor, text: str, score: Scorer) -> str | None:
+    finding = score(monitor, text)
     if is_hit(spec, finding) or (spec.action == "redact" and finding.spans):
         labels = {span.label for span in finding.spans} or set(finding.labels)
         return f"{spec.id}:{','.join(sorted(labels)) or '-'}"
     return None
 
 
-def evaluate(name: str, monitors: list[tuple[MonitorSpec, Monitor]], items: list[Item]) -> SetResult:
+def evaluate(name: str, monitors: list[tuple[MonitorSpec, Monitor | AsyncMonitor]], items: list[Item],
+             score: Scorer) -> SetResult:
     result = SetResult(name)
     started = time.perf_counter()
     for item in items:
         hits = [label for spec, monitor in monitors
                 if "input" in spec.stages or "output" in spec.stages
-                if (label := _hit_label(spec, monitor, item.text)) is not None]
+                if (label := _hit_label(spec, monitor, item.text, score)) is not None]
         result.total[item.label] += 1
         source = item.source or "-"
         result.by_source[f"{item.label}/{source}"]["n"] += 1
@@ -110,10 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     names = args.sets.split(",") if args.sets else [n for n in matrix.sets if n not in SKIP_BY_DEFAULT]
     registry = MonitorRegistry.from_entry_points()
     detector = PiiDetector()
+    score = Scorer()
     report = []
     for name in names:
         monitors = [(spec, registry.build(spec)) for spec in matrix.sets[name].monitors]
-        result = evaluate(name, monitors, items)
+        result = evaluate(name, monitors, items, score)
         data = summary(result)
         report.append(data)
         print(f"== {name} ({result.seconds:.1f} s)")
@@ -132,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                                            "examples": [mask(t, detector) for t in texts[: args.examples]]}
                                    for label, texts in sorted(by_label.items())}
         for _spec, monitor in monitors:
-            monitor.close()
+            score.close(monitor)
+    score.shutdown()
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return 0
