@@ -169,26 +169,6 @@ def _spans_or_whole(finding: Finding, text: str, fallback_label: str) -> list[Sp
     return [Span(0, len(text), _top_label(finding, fallback_label))]
 
 
-class _StageChildren:
-    """One monitor's metric children at one stage: streams record a check per token, and
-    resolving a labelled child costs more than the increment."""
-
-    __slots__ = ("duration", "in_time", "_metrics", "_labels", "_verdicts")
-
-    def __init__(self, metrics: MonitorMetrics, monitor: str, stage: str) -> None:
-        self._metrics = metrics
-        self._labels = {"monitor": monitor, "stage": stage}
-        self.duration = metrics.duration.labels(**self._labels)
-        self.in_time = metrics.in_time.labels(**self._labels)
-        self._verdicts: dict[str, object] = {}
-
-    def verdict(self, action: str):
-        child = self._verdicts.get(action)
-        if child is None:
-            child = self._verdicts[action] = self._metrics.verdicts.labels(action=action, **self._labels)
-        return child
-
-
 class MonitorPipeline:
     """The configured monitors, ready to check the texts of a request stage."""
 
@@ -211,7 +191,6 @@ class MonitorPipeline:
         self._entries: list[_Entry] = []
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._children: dict[tuple, object] = {}
-        self._hot_children: dict[tuple[str, str], _StageChildren] = {}
         self._started = False
 
     # -- lifecycle ---------------------------------------------------------
@@ -242,9 +221,9 @@ class MonitorPipeline:
                 continue
             for stage in spec.stages:
                 # Created up front so coverage reads 1 (not "no data") before any skip.
-                self._child(self._metrics.in_time, monitor=spec.id, stage=stage)
+                self._child(self._metrics.in_time, spec.id, stage)
                 for reason in ("predicted", "late"):
-                    self._child(self._metrics.skipped, monitor=spec.id, stage=stage, reason=reason)
+                    self._child(self._metrics.skipped, spec.id, stage, reason)
         self._started = True
 
     async def _wire(self, spec: MonitorSpec, monitor: Monitor | AsyncMonitor) -> _Entry:
@@ -391,7 +370,7 @@ class MonitorPipeline:
                 continue
             decision = outcome.decision
             if decision.error is None:
-                self._hot(decision.monitor_id, stage).in_time.inc()
+                self._child(self._metrics.in_time, decision.monitor_id, stage).inc()
             decision.context = context
             self._record(decision, request_id)
             result.decisions.append(decision)
@@ -419,8 +398,7 @@ class MonitorPipeline:
         if not admits(predicted, remaining, ahead):
             if spec.degrade == "skip":
                 run.close()  # never started: nothing queued, nothing to wait for
-                self._child(self._metrics.skipped, monitor=spec.id, stage=stage,
-                            reason="predicted").inc()
+                self._child(self._metrics.skipped, spec.id, stage, "predicted").inc()
                 return None
             if spec.on_error == "closed":
                 run.close()
@@ -440,7 +418,7 @@ class MonitorPipeline:
             raise
         if task in done:
             return task.result()
-        self._child(self._metrics.skipped, monitor=spec.id, stage=stage, reason="late").inc()
+        self._child(self._metrics.skipped, spec.id, stage, "late").inc()
         # Still bounded by timeout_ms; close() waits for it like a shadow check.
         self._shadow_tasks.add(task)
         task.add_done_callback(self._shadow_tasks.discard)
@@ -526,7 +504,7 @@ class MonitorPipeline:
             if ticket is not None:
                 entry.estimate.end(ticket, self._clock())
         duration = self._clock() - started
-        self._hot(spec.id, stage).duration.observe(duration)
+        self._child(self._metrics.duration, spec.id, stage).observe(duration)
         if error is not None:
             if error != "error":
                 logger.warning(
@@ -575,23 +553,17 @@ class MonitorPipeline:
         )
         return _Outcome(decision, spans=spans if spec.action == "redact" else {})
 
-    def _child(self, metric, **labels: str):
-        """A metric's labelled child, resolved once: streams record a check per token."""
-        key = (id(metric), *labels.values())
+    def _child(self, metric, *values: str):
+        """A metric's labelled child (label values in the metric's label order), resolved
+        once: streams record a check per token, and resolving costs more than the update."""
+        key = (id(metric), *values)
         child = self._children.get(key)
         if child is None:
-            child = self._children[key] = metric.labels(**labels)
+            child = self._children[key] = metric.labels(*values)
         return child
 
-    def _hot(self, monitor: str, stage: str) -> _StageChildren:
-        """The children a check updates, resolved once per monitor and stage."""
-        hot = self._hot_children.get((monitor, stage))
-        if hot is None:
-            hot = self._hot_children[(monitor, stage)] = _StageChildren(self._metrics, monitor, stage)
-        return hot
-
     def _record(self, decision: Decision, request_id: str) -> None:
-        self._hot(decision.monitor_id, decision.stage).verdict(decision.action).inc()
+        self._child(self._metrics.verdicts, decision.monitor_id, decision.stage, decision.action).inc()
         labels = {"monitor": decision.monitor_id, "stage": decision.stage}
         if decision.error is not None:
             self._metrics.errors.labels(kind=decision.error, **labels).inc()
