@@ -235,26 +235,33 @@ class BenchRunner:
             for repeat, level, name in plan:
                 measure(repeat, level, name, str(level.repeats))
             for level in options.plans:
-                for extra in range(level.extra + 1 if level.extra else 0):
-                    cells = {key: cell_stats(key[0], key[1], rounds, cpu_use[key])
-                             for key, rounds in samples.items() if key[1] == level.users}
-                    wide = precision.unresolved(cells, names, level.users, self._target(),
-                                                options.ci_method)
-                    run = precision.extra_repeat(names, wide)
-                    if not run:
-                        break
-                    if extra == level.extra:  # every extra repeat ran: say what stayed wide
-                        self.still_wide[level.users] = [f"{name} vs {baseline}"
-                                                        for name, baseline in wide]
-                        break
-                    self.extended.setdefault(level.users, []).append(
-                        [f"{name} vs {baseline}" for name, baseline in wide])
-                    progress.update(task, total=progress.tasks[task].total + len(run))
-                    repeat = level.repeats + extra
-                    shift = repeat % len(run)  # rotate the order, as the plan does
-                    for name in run[shift:] + run[:shift]:
-                        measure(repeat, level, name, f"{level.repeats}+{extra + 1}")
+                self._extra_repeats(level, names, samples, cpu_use, measure,
+                                    grow=lambda n: progress.update(task, total=progress.tasks[task].total + n))
         return samples, cpu_use
+
+    def _extra_repeats(self, level: LevelPlan, names: list[str], samples, cpu_use, measure,
+                       grow) -> None:
+        """Up to ``level.extra`` more repeats, each of the baselines and the sets whose
+        comparison is still too wide (``precision``); what stays wide after all of them is
+        kept for the report's notes."""
+        for extra in range(level.extra + 1 if level.extra else 0):
+            cells = {key: cell_stats(key[0], key[1], rounds, cpu_use[key])
+                     for key, rounds in samples.items() if key[1] == level.users}
+            wide = precision.unresolved(cells, names, level.users, self._target(),
+                                        self.options.ci_method)
+            run = precision.extra_repeat(names, wide)
+            pairs = [f"{name} vs {baseline}" for name, baseline in wide]
+            if not run:
+                return
+            if extra == level.extra:  # every extra repeat ran: say what stayed wide
+                self.still_wide[level.users] = pairs
+                return
+            self.extended.setdefault(level.users, []).append(pairs)
+            grow(len(run))
+            repeat = level.repeats + extra
+            shift = repeat % len(run)  # rotate the order, as the plan does
+            for name in run[shift:] + run[:shift]:
+                measure(repeat, level, name, f"{level.repeats}+{extra + 1}")
 
     def _target(self) -> precision.Precision:
         return precision.Precision(half_width_ms=self.options.target_ms,
