@@ -22,6 +22,8 @@ class RequestContext:
     last_sent: float | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # The stream's last event went out: a client closing from now on has read it all.
+    delivered: bool = False
 
     def add_phase(self, name: str, seconds: float) -> None:
         self.phases[name] = self.phases.get(name, 0.0) + seconds

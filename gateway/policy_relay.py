@@ -75,6 +75,8 @@ class PolicyRelay:
                     yield self._write(out)
                 if self._cut:
                     return
+                if self._finished:
+                    self._rec.delivered()
             self._rec.upstream_done()
             if not self._finished:
                 out = await self._on_read(parser.flush())

@@ -365,9 +365,11 @@ class Proxy:
             async for data in body:
                 yield data
         except (asyncio.CancelledError, GeneratorExit):
-            # The client left: closing ``body`` closes the upstream request.
-            self._metrics.client_disconnects.labels(ctx.route).inc()
-            ctx.status = 499
+            # The client left: closing ``body`` closes the upstream request. After the
+            # last event it left a finished stream, which stays counted as it ended.
+            if not ctx.delivered:
+                self._metrics.client_disconnects.labels(ctx.route).inc()
+                ctx.status = 499
             raise
         finally:
             await body.aclose()

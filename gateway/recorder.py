@@ -63,6 +63,15 @@ class StreamRecorder:
     def upstream_done(self) -> None:
         self.ctx.upstream_last = self.clock()
 
+    def delivered(self) -> None:
+        """The write carrying the stream's last event went out. A client may close as
+        soon as it reads it (the sync ``openai`` client does, at ``[DONE]``), while the
+        relay still waits for the upstream's end of body: that is a finished request,
+        not a disconnect."""
+        self.ctx.delivered = True
+        if self.ctx.upstream_last is None:
+            self.ctx.upstream_last = self.clock()
+
     def close(self) -> None:
         """Token counts into the request context (called once, whatever happened)."""
         if self._usage is not None:

@@ -190,6 +190,12 @@ async def relay_raw(call: UpstreamCall, rec: StreamRecorder, idle_s: float,
                 usage_read = chunk  # the usage event and [DONE] may arrive in different reads
             yield chunk
             rec.sent(count_text_events(chunk))
+            if done and not rec.ctx.delivered:
+                # Recorded now: the client may close before the upstream's body ends.
+                if usage_read:
+                    rec.usage(usage_from(usage_read))
+                    usage_read = b""
+                rec.delivered()
         rec.upstream_done()
         rest = parser.flush()
         if rest and all(_is_json(data) for _, data in rest):

@@ -54,6 +54,20 @@ def scripted_upstream(hits: list[str]) -> Starlette:
                 yield chunk("two")
                 raise RuntimeError("engine died")  # the server drops the connection
             return StreamingResponse(broken(), media_type="text/event-stream")
+        if behaviour == "linger-after-done":
+            async def lingering():
+                yield chunk("one")
+                yield (b'data: {"id":"c","object":"chat.completion.chunk","model":"scripted",'
+                       b'"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":7,'
+                       b'"total_tokens":10}}\n\n')
+                yield b"data: [DONE]\n\n"
+                # The end of the body comes late: a client that stops at [DONE] leaves first.
+                try:
+                    await asyncio.sleep(5)
+                except asyncio.CancelledError:
+                    hits.append("closed-after-done")
+                    raise
+            return StreamingResponse(lingering(), media_type="text/event-stream")
         if behaviour == "stall-stream":
             async def stalled():
                 yield chunk("one")
@@ -116,6 +130,39 @@ def test_midstream_failure_ends_with_sse_error_event(start_gateway, upstream, be
     assert f'"code":"{code}"' in events[-1]
     assert gateway.sample("taxgate_upstream_errors_total", upstream=upstream.base_url,
                           kind="midstream") == 1
+
+
+@pytest.mark.parametrize("monitors", [[], [{"name": "blocklist", "stages": ["output"],
+                                              "action": "block", "patterns": ["never-said"]}]],
+                         ids=["raw", "monitored"])
+def test_client_closing_at_done_is_a_finished_request(start_gateway, upstream, monitors):
+    # The sync openai client closes the connection as soon as it reads [DONE]; the
+    # upstream's end of body may not have reached the gateway yet.
+    gateway = start_gateway(upstreams=[upstream.base_url], monitors=monitors)
+    body = {**CHAT, "messages": [{"role": "user", "content": "linger-after-done"}],
+            "stream": True}
+    with httpx.Client(timeout=30) as client:
+        with client.stream("POST", gateway.v1 + "/chat/completions", json=body) as response:
+            lines: list[str] = []
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    lines.append(line)
+                if line == "data: [DONE]":
+                    break
+    assert lines[-1] == "data: [DONE]"
+    assert gateway.wait_sample("taxgate_requests_total", 1, route="chat", model=MODEL,
+                               status="200") == 1
+    assert gateway.sample("taxgate_requests_total", route="chat", model=MODEL,
+                          status="499") == 0
+    assert gateway.sample("taxgate_client_disconnects_total", route="chat") == 0
+    # The usage event came before [DONE], so the upstream's count stands.
+    assert gateway.sample("taxgate_completion_tokens_total", model=MODEL) == 7
+    assert gateway.sample("taxgate_e2e_seconds_count", route="chat", model=MODEL) == 1
+    assert gateway.sample("taxgate_in_flight_requests") == 0
+    deadline = time.monotonic() + 3  # the upstream would otherwise hold it for 5 s
+    while "closed-after-done" not in upstream.hits:
+        assert time.monotonic() < deadline, "the upstream request outlived the client"
+        time.sleep(0.05)
 
 
 def test_client_leaving_a_non_streamed_request_cancels_it_upstream(start_gateway, upstream):
