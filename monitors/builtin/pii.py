@@ -207,7 +207,10 @@ RULES: tuple[Rule, ...] = (
     Rule("EMAIL",
          r"(?<![\w.%+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
          r"[A-Za-z]{2,63}(?![\w-])", valid=_email_ok, needs="@"),
-    Rule("IPV4", rf"(?<![\d.])(?:{_OCTET}\.){{3}}{_OCTET}(?!\.?\d)", needs=r"\d", starts=r"\d"),
+    # A dotted quad written as a version ("v1.2.3.4", "revision 1.12.2.1" in a CVS log) is
+    # a version number, not an address.
+    Rule("IPV4", rf"(?<![\d.vV])(?<!(?i:version) )(?<!(?i:revision) )(?<!(?i:release) )"
+                 rf"(?:{_OCTET}\.){{3}}{_OCTET}(?!\.?\d)", needs=r"\d", starts=r"\d"),
     # North American numbers need a separator or parentheses: bare 10-digit runs are too often ids.
     Rule("PHONE",
          r"(?<![\w+])(?:\+?1[ .-]?)?(?:\([2-9]\d{2}\)[ .-]?|[2-9]\d{2}[ .-])[2-9]\d{2}[ .-]\d{4}(?![\w-])",

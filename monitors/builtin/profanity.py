@@ -15,6 +15,14 @@ Options::
     scoring: segments        # segments (default): max over segments; whole: one score per text
     segment_chars: 200       # a longer sentence is scored in windows of this size, half overlapping
     lexicon: obscenity       # obscenity (default) | none
+    mild_words: [stupid, ...]  # words that alone make no segment profane ([] to count them)
+
+The model was trained on offensive comments, so it flags insults of wit or nerve as
+surely as swearing: "who wrote The Idiot" and "Are you stupid" score 1.00. A segment
+it flags that contains one of ``mild_words`` is scored again with them left out, and
+keeps the lower score: flagged for its other words, or not at all. None of the default
+words is in Surge AI's profanity list (1,598 terms, with severities); a judge or
+``detoxify`` is the monitor for insults.
 
 Cheap enough to check a stream word by word: 25-45 µs of CPU for one 60-character
 text, 0.4-0.6 ms for 16 (was 7-8 ms and 19-21 ms; measured on a shared 2-core machine).
@@ -49,6 +57,11 @@ _SENTENCE_END = re.compile(r"(?<=[.!?;])(?<!\b[A-Z]\.)(?<!\b(?:Mr|Ms|Dr|St)\.)(?
 # A capitalised word right after a middle initial is a surname ("Philip K. Dick").
 _AFTER_INITIAL = re.compile(r"\b[A-Z]\. $")
 
+# Insults of wit or nerve: none is profanity (none is in Surge AI's list of 1,598 terms).
+MILD_WORDS: tuple[str, ...] = ("stupid", "stupidity", "idiot", "idiots", "idiotic", "dumb",
+                               "fool", "fools", "foolish", "silly", "coward", "cowards",
+                               "cowardly")
+
 Lexicon = Callable[[str], list[tuple[int, int]]]
 # Scores kept for reuse; cleared when it grows past this (a few streams' worth of sentences).
 _RECENT_MAX = 512
@@ -60,6 +73,7 @@ class ProfanityOptions(BaseModel):
     scoring: Literal["segments", "whole"] = "segments"
     segment_chars: int = Field(200, ge=20, le=10_000)
     lexicon: Literal["obscenity", "none"] = "obscenity"
+    mild_words: list[str] = list(MILD_WORDS)
 
 
 def sentences(text: str) -> list[tuple[int, int]]:
@@ -104,8 +118,11 @@ class ProfanityMonitor(Monitor):
 
     def __init__(self, predict_prob: Callable[[list[str]], Sequence[float]], *,
                  scoring: str = "segments", segment_chars: int = 200,
-                 lexicon: Lexicon | None = None, threshold: float = 0.5) -> None:
+                 lexicon: Lexicon | None = None, threshold: float = 0.5,
+                 mild_words: Sequence[str] = MILD_WORDS) -> None:
         self._predict_prob = predict_prob
+        self._mild = re.compile(r"\b(?:" + "|".join(map(re.escape, mild_words)) + r")\b",
+                                re.IGNORECASE) if mild_words else None
         self._threshold = threshold  # the spec's: what the pipeline will call a hit
         self._scoring = scoring
         self._width = segment_chars
@@ -146,7 +163,9 @@ class ProfanityMonitor(Monitor):
     def _model_scores(self, texts: list[str], bounds: list[list[tuple[int, int]]] | None = None
                       ) -> list[float]:
         if self._scoring == "whole":
-            return [float(p) for p in self._predict_prob(texts)]
+            whole = dict(zip(texts, (float(p) for p in self._predict_prob(texts)), strict=True))
+            self._discount_mild(whole)
+            return [whole[text] for text in texts]
         if bounds is None:
             bounds = [sentences(text) for text in texts]
         pieces = [_segments(text, found, self._width) for text, found in zip(texts, bounds, strict=True)]
@@ -156,11 +175,25 @@ class ProfanityMonitor(Monitor):
         if new:
             # One call for the whole batch: the model's per-call overhead dwarfs a segment's cost.
             fresh = dict(zip(new, (float(p) for p in self._predict_prob(new)), strict=True))
+            self._discount_mild(fresh)
             scores.update(fresh)
             if len(recent) > _RECENT_MAX:
                 recent.clear()
             recent.update(fresh)
         return [max(scores[p] for p in group) for group in pieces]
+
+    def _discount_mild(self, scores: dict[str, float]) -> None:
+        """Each flagged piece with a mild word: the lower of its score and its score
+        without the mild words. Flagged pieces are few, so this adds a model call rarely."""
+        mild = self._mild
+        if mild is None:
+            return
+        flagged = [piece for piece, score in scores.items()
+                   if score >= self._threshold and mild.search(piece)]
+        if flagged:
+            without = self._predict_prob([mild.sub("", piece) for piece in flagged])
+            for piece, score in zip(flagged, without, strict=True):
+                scores[piece] = min(scores[piece], float(score))
 
     def _lexicon_hits(self, text: str, bounds: list[tuple[int, int]] | None) -> list[tuple[int, int]]:
         if bounds is None:  # scoring: whole
@@ -218,4 +251,4 @@ def create(spec: MonitorSpec) -> ProfanityMonitor:
             ) from exc
     return ProfanityMonitor(predict_prob, scoring=options.scoring,
                             segment_chars=options.segment_chars, lexicon=lexicon,
-                            threshold=spec.threshold)
+                            threshold=spec.threshold, mild_words=options.mild_words)

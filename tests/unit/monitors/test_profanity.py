@@ -13,7 +13,7 @@ def monitor():
 
 
 def test_insults_score_high_and_benign_text_low(monitor):
-    insults = ["you are a stupid idiot", "shut up you dumb bitch", "fuck you, you worthless piece of shit"]
+    insults = ["you are a worthless loser", "shut up you dumb bitch", "fuck you, you worthless piece of shit"]
     benign = ["have a nice day", "The weather in Paris is lovely in spring.",
               "I will review the pull request tomorrow morning."]
     findings = monitor.check(insults + benign)
@@ -46,11 +46,27 @@ def test_segments_split_sentences_and_window_long_ones():
 def test_a_long_text_no_longer_dilutes_an_insult():
     # The model alone (no lexicon), so only the segmenting differs between the two monitors.
     filler = "Here is a long and perfectly polite paragraph about gardening and tomatoes. " * 15
-    text = filler + "You are a stupid worthless idiot. " + filler
+    text = filler + "You are a worthless piece of shit. " + filler
     whole = profanity.create(MonitorSpec(name="profanity", scoring="whole", lexicon="none"))
     segmented = profanity.create(MonitorSpec(name="profanity", lexicon="none"))
     assert whole.check([text])[0].score < 0.5
     assert segmented.check([text])[0].score > 0.9
+
+
+def test_a_mild_insult_alone_is_no_profanity(monitor):
+    # The model flags each of these (1.00) for the one mild word in it.
+    mild = ["Are you stupid", "who wrote The Idiot", "Littering is dumb.",
+            "Never underestimate the power of human stupidity."]
+    counted = profanity.create(MonitorSpec(name="profanity", mild_words=[]))
+    assert all(f.score >= 0.95 for f in counted.check(mild))
+    assert all(f.score < 0.5 for f in monitor.check(mild))
+    # A segment flagged for its other words stays flagged; the lexicon is untouched.
+    model_only = profanity.create(MonitorSpec(name="profanity", lexicon="none"))
+    assert model_only.check(["shut up you dumb bitch"])[0].score > 0.9
+    assert monitor.check(["you stupid fucking idiot"])[0].score == 1.0
+    # Whole-text scoring discounts them the same way.
+    whole = profanity.create(MonitorSpec(name="profanity", scoring="whole"))
+    assert whole.check(mild + mild[:1])[0].score < 0.5
 
 
 def test_lexicon_sees_through_compounds_and_leetspeak(monitor):
