@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import httpx
 import orjson
 
+from gateway.sse import SSEParser
 from loadtest.bench.routes import CHAT, PATHS, request_body, whole_answer
 from loadtest.bench.streamtiming import StreamTimer
 
@@ -92,8 +93,14 @@ async def _streamed(client: httpx.AsyncClient, url: str, body: dict, route: str)
             return _refusal(response.status_code, data, flags)
         timer = StreamTimer(keep_text=True, route=route)
         t0 = time.perf_counter()
-        async for line in response.aiter_lines():
-            timer.feed(line.encode(), time.perf_counter() - t0)
+        # Events split at blank lines only: httpx's aiter_lines also breaks a line at
+        # U+2028 and other Unicode line breaks, which JSON strings carry unescaped.
+        parser = SSEParser()
+        async for read in response.aiter_raw():
+            for event in parser.feed(read):
+                timer.feed(b"data: " + event.data, time.perf_counter() - t0)
+        for event in parser.flush():
+            timer.feed(b"data: " + event.data, time.perf_counter() - t0)
         result = timer.finish()
     error = None if result.blocked else result.error
     return Outcome(200, text=result.text, finish_reason=result.finish_reason, flags=flags,

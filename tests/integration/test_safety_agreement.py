@@ -68,3 +68,19 @@ def test_streamed_and_plain_verdicts_agree_item_by_item(sim, tmp_path, name):
     differ = [(label, a, b, text[:80]) for (text, label), a, b in zip(items, plain, streamed, strict=True)
               if a != b]
     assert differ == []
+
+
+def test_unicode_line_separators_stay_inside_their_event(sim):
+    # JSON strings carry U+2028 and U+2029 unescaped; a client splitting lines at them
+    # read such answers as malformed events (in-the-wild jailbreaks hold them).
+    text = "Name: Skynet\u2028\u2028Model: a supercomputer.\u2029 Next\x85 line."
+
+    async def both() -> list:
+        async with httpx.AsyncClient(timeout=60) as client:
+            return [await ask(client, sim.base_url, request_body(
+                CHAT, MODEL, text, 4096, stream=stream, ignore_eos=False))
+                for stream in (False, True)]
+
+    plain, streamed = asyncio.run(both())
+    assert streamed.error is None and classify(streamed) == classify(plain) == "passed"
+    assert streamed.text == plain.text and "\u2028\u2028" in streamed.text
