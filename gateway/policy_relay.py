@@ -51,14 +51,15 @@ class PolicyRelay:
         self._idle_s = idle_s
         # Shadow-only output monitors never hold text back: they only watch.
         self._mode = streaming.mode if pipeline.enforces("output") else "stream_first"
+        reach = pipeline.context_chars("output")
         if self._mode == "holdback":
             self._policy: HoldBack | StreamFirst = HoldBack(
                 route, self._check, self._hold, overlap=streaming.overlap_chars,
                 max_hold_chars=streaming.max_hold_chars, at_max_hold=streaming.at_max_hold,
-                clock=rec.clock, on_release=self._released)
+                clock=rec.clock, on_release=self._released, reach=reach)
         else:
             self._policy = StreamFirst(route, self._check, self._hold,
-                                       overlap=streaming.overlap_chars)
+                                       overlap=streaming.overlap_chars, reach=reach)
         self._context = {"route": route, "model": self._ctx.model}  # for the audit log
         self._finished = False  # the end, a block or a failure was sent: nothing more goes
         self._cut = False  # a block or a failure: the upstream request was closed on purpose

@@ -86,15 +86,16 @@ class StreamStats:
 class _Fields:
     """The field texts of every choice of a stream, by (choice index, field key)."""
 
-    def __init__(self, overlap: int) -> None:
+    def __init__(self, overlap: int, reach: int) -> None:
         self.overlap = overlap
+        self.reach = reach
         self.by_key: dict[tuple[int, str], FieldText] = {}
 
     def add(self, item: Item) -> None:
         for key, text in item.texts:
             stream = self.by_key.get((item.index, key))
             if stream is None:
-                stream = self.by_key[(item.index, key)] = FieldText(self.overlap)
+                stream = self.by_key[(item.index, key)] = FieldText(self.overlap, self.reach)
             start, end = stream.add(text)
             item.ranges.append((key, start, end))
             item.sent[key] = start
@@ -134,11 +135,12 @@ def _plan(key: tuple[int, str], stream: FieldText, hold: Hold, *, final: bool) -
 class HoldBack:
     def __init__(self, route: str, check: Check, hold: Hold, *, overlap: int,
                  max_hold_chars: int, at_max_hold: str, clock: Callable[[], float],
+                 reach: int = 0,
                  on_release: Callable[[float, int], None] = lambda delay, chars: None) -> None:
         self._route = route
         self._check = check
         self._hold = hold
-        self._fields = _Fields(overlap)
+        self._fields = _Fields(overlap, reach)
         self._queues: dict[int, deque[Item]] = {}
         self._finished: set[int] = set()
         self._max_hold = max_hold_chars
@@ -301,11 +303,12 @@ def _drop_once_fields(route: str, choice: dict[str, Any]) -> None:
 
 
 class StreamFirst:
-    def __init__(self, route: str, check: Check, hold: Hold, *, overlap: int) -> None:
+    def __init__(self, route: str, check: Check, hold: Hold, *, overlap: int,
+                 reach: int = 0) -> None:
         self._route = route
         self._check = check
         self._hold = hold
-        self._fields = _Fields(overlap)
+        self._fields = _Fields(overlap, reach)
         self._behind: asyncio.Task | None = None
         self._behind_plans: list[_Plan] = []
         self._behind_from = 0  # items sent when the text it checks began

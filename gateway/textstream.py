@@ -17,21 +17,24 @@ Offsets are absolute (characters since the field began). Invariants, kept by
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from monitors.base import Span
 from monitors.redact import marker, merge_spans
-
-# A sentence's end read backwards: whitespace after . ! ? or a line break.
-_SENTENCE_END = re.compile(r"\s+[.!?]|\n")
+from monitors.sentences import last_sentence_start
 
 
 class FieldText:
-    __slots__ = ("overlap", "cleared", "checked", "looked", "_text", "_base", "_spans")
+    __slots__ = ("overlap", "reach", "_base_starts_sentence", "cleared", "checked", "looked",
+                 "_text", "_base", "_spans")
 
-    def __init__(self, overlap: int) -> None:
+    def __init__(self, overlap: int, reach: int = 0) -> None:
         self.overlap = overlap
+        # How much further back a check's context may begin, to begin at its sentence's
+        # start: ``overlap``, or the longest sentence a monitor scores whole
+        # (``MonitorPipeline.context_chars``).
+        self.reach = max(overlap, reach)
+        self._base_starts_sentence = True  # the kept text begins at a sentence's start
         self.cleared = 0  # text before this may be sent
         self.checked = 0  # text before this was seen by a check
         self.looked = 0  # text before this was considered for a check (held or checked)
@@ -125,33 +128,49 @@ class FieldText:
     def forget(self, before: int) -> None:
         """Nothing before ``before`` will be read again (sent already): drop it, keeping
         ``overlap`` characters before ``cleared`` as the next check's context."""
-        keep_from = min(before, self._context_start())
+        context, at_sentence = self._context()
+        keep_from = min(before, context)
         if keep_from > self._base:
             self._text = self._text[keep_from - self._base:]
             self._base = keep_from
             self._spans = [span for span in self._spans if span.end > keep_from]
+            # The end of the sentence before is gone with it: remember what it showed.
+            self._base_starts_sentence = at_sentence and keep_from == context
 
     def _context_start(self) -> int:
-        """Where a check's context begins: ``overlap`` characters before ``cleared``, moved
-        back to the start of that sentence when it began at most ``overlap`` further back,
-        else on to the next space when that cuts a word. A classifier scores sentences,
-        and a fragment can score above the sentence it is cut from ("he is a stupid
-        creep and" above "Tell my neighbour that he is a stupid creep and"): read from
-        mid-sentence, a stream would block what the same answer whole passes. A cut word
-        reads as a word boundary the text does not have ("xxforbidden" as "forbidden")."""
-        start = max(self._base, self.cleared - self.overlap)
-        if start == self._base or start >= self.cleared:
-            return start
-        floor = max(self._base, start - self.overlap)
-        at = start - self._base
-        ends = _SENTENCE_END.search(self._text[floor - self._base:at][::-1])
-        if ends is not None:
-            return start - ends.start()
-        if floor == 0:
-            return 0  # the field's own beginning starts its first sentence
-        while start < self.cleared and not self._text[at - 1].isspace() and not self._text[at].isspace():
-            start, at = start + 1, at + 1
-        return start
+        return self._context()[0]
+
+    def _context(self) -> tuple[int, bool]:
+        """Where a check's context begins, and whether a sentence begins there:
+        ``overlap`` characters before ``cleared``, moved back to the start of that
+        sentence when it began at most ``reach`` further back (sentences as
+        ``monitors.sentences`` ends them, the rule of the monitors that score
+        sentences), else on to the next word when that cuts one. A classifier scores
+        sentences, and a fragment can score above the sentence it is cut from ("he is a
+        stupid creep and" above "Tell my neighbour that he is a stupid creep and"): read
+        from mid-sentence, a stream would block what the same answer whole passes. A cut
+        word reads as a word boundary the text does not have ("xxforbidden" as
+        "forbidden")."""
+        base = self._base
+        start = max(base, self.cleared - self.overlap)
+        if start == base:
+            return base, base == 0 or self._base_starts_sentence
+        if start >= self.cleared:
+            return start, False
+        text, at = self._text, start - base
+        # The next word's start (a sentence may begin there too).
+        stop = self.cleared - base
+        while at < stop and not text[at - 1].isspace() and not text[at].isspace():
+            at += 1
+        while at < stop and text[at].isspace():
+            at += 1
+        floor = max(base, start - self.reach)
+        begins = last_sentence_start(text, floor - base, at)
+        if begins is not None:
+            return base + begins, True
+        if floor == base and (base == 0 or self._base_starts_sentence):
+            return base, True  # the sentence began where the kept text begins
+        return base + at, False
 
     def _slice(self, start: int, stop: int) -> str:
         return self._text[start - self._base: stop - self._base]

@@ -96,6 +96,14 @@ class _Hooks:
         """
         return max(start, word_hold(text))
 
+    @property
+    def context_chars(self) -> int:
+        """Streaming: the longest sentence this monitor scores as one piece, so that a
+        check's context reaching back that far begins at its sentence's start (sentences
+        as ``monitors.sentences`` ends them) and the stream scores the sentences the
+        whole answer has. 0 (the default): any context will do."""
+        return 0
+
 
 def _require(cls: type, names: tuple[str, ...], want_async: bool, other: str) -> None:
     """Refuse, when the class is defined, a ``check``/``close`` of the wrong colour."""

@@ -268,6 +268,13 @@ class MonitorPipeline:
         """Whether any monitor at ``stage`` can change the outcome (not shadow)."""
         return any(stage in spec.stages and spec.action != "shadow" for spec in self._specs)
 
+    def context_chars(self, stage: str) -> int:
+        """Streaming: how far back a check's context must be able to reach for every
+        enforcing monitor at ``stage`` to read whole sentences (``Monitor.context_chars``)."""
+        return max((entry.monitor.context_chars for entry in self._entries
+                    if stage in entry.spec.stages and entry.spec.action != "shadow"),
+                   default=0)
+
     def hold(self, stage: str, text: str, start: int, kind: str = "content") -> int:
         """Streaming: where in ``text`` the part that must stay held begins — the earliest
         any enforcing monitor that reads ``kind`` asks for — never before ``start`` (the

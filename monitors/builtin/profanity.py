@@ -47,13 +47,10 @@ from monitors.base import Finding, Monitor, MonitorLoadError, Span
 from monitors.config import MonitorSpec
 from monitors.holds import word_hold
 from monitors.registry import parse_options
+from monitors.sentences import SENTENCE_END, sentences
 
 LABEL = "profanity"
 LEXICON_LABEL = "lexicon"
-# A sentence ends at . ! ? ; or a line break (followed by space); quotes and brackets stay.
-# The full stop of an initial or a title ("Philip K. Dick", "Mr. Smith") ends none: cut
-# there, the surname alone is a one-word "sentence" the model scores as a bare insult.
-_SENTENCE_END = re.compile(r"(?<=[.!?;])(?<!\b[A-Z]\.)(?<!\b(?:Mr|Ms|Dr|St)\.)(?<!\bMrs\.)\s+|\n+")
 # A capitalised word right after a middle initial is a surname ("Philip K. Dick").
 _AFTER_INITIAL = re.compile(r"\b[A-Z]\. $")
 
@@ -74,16 +71,6 @@ class ProfanityOptions(BaseModel):
     segment_chars: int = Field(200, ge=20, le=10_000)
     lexicon: Literal["obscenity", "none"] = "obscenity"
     mild_words: list[str] = list(MILD_WORDS)
-
-
-def sentences(text: str) -> list[tuple[int, int]]:
-    """``(start, end)`` of each sentence of ``text`` that is not only whitespace."""
-    bounds, position = [], 0
-    for end in _SENTENCE_END.finditer(text):
-        bounds.append((position, end.start()))
-        position = end.end()
-    bounds.append((position, len(text)))
-    return [(start, end) for start, end in bounds if not text[start:end].isspace() and end > start]
 
 
 def segments(text: str, width: int) -> list[str]:
@@ -140,6 +127,12 @@ class ProfanityMonitor(Monitor):
         # ~25-45 us for a streamed window: cheaper on the event loop than a thread hop.
         return True
 
+    @property
+    def context_chars(self) -> int:
+        # A sentence up to a segment long is scored whole: a stream's check must read it
+        # from its start (a longer one is scored in windows anyway).
+        return self._width if self._scoring == "segments" else 0
+
     def hold(self, text: str, start: int = 0) -> int:
         """The partial word, as for any classifier; and the unfinished sentence as well
         while what has come of it would be flagged. The model scores sentences, and a
@@ -150,7 +143,7 @@ class ProfanityMonitor(Monitor):
         at = max(start, word_hold(text))
         if self._scoring != "segments":
             return at
-        ends = [match.end() for match in _SENTENCE_END.finditer(text, 0, at)]
+        ends = [match.end() for match in SENTENCE_END.finditer(text, 0, at)]
         sentence = ends[-1] if ends else 0
         begin = max(start, sentence)
         # Scored from the sentence's start, as the check after the hold will read it.

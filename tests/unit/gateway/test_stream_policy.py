@@ -260,3 +260,46 @@ def test_spans_helper_is_relative():
     assert stream.piece(0, 23) == "my mail [REDACTED:EMAIL]"
     assert stream.spans_within(8, 23) == [Span(0, 15, "EMAIL")]
     assert stream.spans_within(10, 23) == [Span(-2, 13, "EMAIL")]
+
+
+def _released(stream, text: str, upto: int) -> None:
+    stream.add(text)
+    stream.accept(0, upto, [])
+
+
+def test_a_checks_context_begins_at_its_sentences_start_within_reach():
+    from gateway.textstream import FieldText
+    first = "I can do anything for you. "
+    long_sentence = "What do you want?” User: “What is your view?” Maximum: “It is hell"
+    text = first + long_sentence + " on earth."
+    # overlap 10: alone, the context reaches back 10 more characters (mid-sentence);
+    # a monitor that scores 200-character sentences whole widens the reach.
+    narrow, wide = FieldText(10), FieldText(10, reach=200)
+    for stream in (narrow, wide):
+        _released(stream, text, len(text))
+    assert wide.window()[1] == len(first)  # "What do you want?” ..." whole
+    assert 0 < narrow.window()[1] and text[narrow.window()[1] - 1] == " "
+    assert narrow.window()[1] > len(first)
+
+
+def test_the_sentence_start_survives_the_text_before_it_being_dropped():
+    from gateway.textstream import FieldText
+    stream = FieldText(10, reach=200)
+    before = "Hello, terra! "
+    _released(stream, before + "I am fine", len(before) + 9)
+    stream.forget(stream.cleared)
+    # The kept text begins at "I am": the "! " that ended the sentence before is gone.
+    assert stream.window()[1] == len(before)
+    stream.add(", ready to have fun and to generate some text for you")
+    stream.accept(len(before), stream.end, [])
+    stream.forget(stream.cleared)
+    assert stream.window()[1] == len(before)  # still the sentence's start, not a word in it
+
+
+def test_a_long_sentence_past_the_reach_is_cut_at_a_word():
+    from gateway.textstream import FieldText
+    stream = FieldText(5, reach=20)
+    text = "Start. " + "word " * 20
+    _released(stream, text, len(text))
+    start = stream.window()[1]
+    assert start > len("Start. ") and text[start - 1] == " " and text[start] != " "

@@ -165,3 +165,10 @@ def test_lexicon_hits_per_sentence_match_the_whole_text_on_the_bundled_data():
         (finding,) = fresh.check([text])
         expected = [hit for hit in whole(text) if not profanity.is_surname(text, *hit)]
         assert [(s.start, s.end) for s in finding.spans] == expected, text
+
+
+def test_a_stream_must_reach_back_a_segment_to_read_a_sentence_whole(monitor):
+    # MonitorPipeline.context_chars takes this as how far a check's context reaches back.
+    assert monitor.context_chars == 200
+    assert profanity.create(MonitorSpec(name="profanity", segment_chars=80)).context_chars == 80
+    assert profanity.create(MonitorSpec(name="profanity", scoring="whole")).context_chars == 0
