@@ -81,15 +81,22 @@ def test_bench_against_the_simulator(sim_report):
 
 def test_bench_samples_the_cpu_of_its_processes(sim_report):
     report, _ = sim_report
+    # A process's CPU time moves in 10 ms ticks, and these rounds last a fraction of a
+    # second: one row may see no tick of a process, but the run as a whole must.
     for row in report.scenarios:
         cores = row.cpu_cores
-        assert 0 < cores["load generator"] < 1.5 and 0 < cores["upstream"] < 1.5
+        assert 0 <= cores["load generator"] < 1.5 and 0 <= cores["upstream"] < 1.5
         assert 0 < cores["machine"] <= (report.meta.machine.cpu_count or 1) + 0.2
         if row.name == "direct":
             assert row.gateway_cpu_s_per_1k_tokens is None and "gateway" not in cores
         else:
-            # Any gateway spends some CPU per token, and far less than a second per token.
-            assert 0 < row.gateway_cpu_s_per_1k_tokens < 1000
+            # Far less than a second of gateway CPU per token.
+            assert 0 <= row.gateway_cpu_s_per_1k_tokens < 1000
+    assert sum(row.cpu_cores["load generator"] for row in report.scenarios) > 0
+    assert sum(row.cpu_cores["upstream"] for row in report.scenarios) > 0
+    # Any gateway spends some CPU per token.
+    assert sum(row.gateway_cpu_s_per_1k_tokens for row in report.scenarios
+               if row.name != "direct") > 0
     assert {lv.concurrency for lv in report.levels} == {1, 4}
     assert report.headline_concurrency in (1, 4)
     assert {h.scenario for h in report.headline} == {"gateway", "profanity", "pii"}
