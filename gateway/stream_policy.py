@@ -58,7 +58,7 @@ class Item:
     index: int  # the choice
     chunk: dict[str, Any]  # the event, with only this choice
     raw: bytes | None  # the event as received, when it carried only this choice
-    texts: list[tuple[str, str]]  # (field key, text) in choice_fields order
+    texts: list[tuple[str, str]]  # (field key, text) in ChoiceFormat.fields order
     finished: bool  # carries the choice's finish_reason
     arrived: float
     ranges: list[tuple[str, int, int]] = field(default_factory=list)
