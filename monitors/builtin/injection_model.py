@@ -16,8 +16,7 @@ import gzip
 import json
 import math
 import re
-from bisect import bisect_left
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from monitors.base import MonitorLoadError
@@ -57,25 +56,30 @@ class InjectionModel:
         in the whole; its own sentence is mostly the injection.
 
         Equal to the highest ``score`` of the text and of each segment's slice, for a
-        fraction of the cost: the text's n-grams are looked up once and each segment sums
-        its share (sentences end at whitespace, where no word or bigram of the vectorizer's
-        crosses, so a segment's n-grams are exactly those of its slice)."""
+        fraction of the cost: each segment's words are looked up once, and the whole text's
+        n-grams are the segments' plus the bigrams across their boundaries (sentences end
+        at whitespace, where no word of the vectorizer's crosses)."""
         if segment_chars <= 0 or len(text) <= segment_chars:
             return self.score(text)
         lower = text.lower()
         if len(lower) != len(text):  # a character whose lower case is longer shifts offsets
             return max([self.score(text), *(self.score(text[a:b]) for a, b in chunks(text, segment_chars))])
-        matches = list(self._tokens.finditer(lower))
-        starts = [m.start() for m in matches]
-        known = self._known([m.group() for m in matches])
-        firsts = [first for first, _last, _gram in known]
-        best = self._logistic(gram for _first, _last, gram in known)
+        tokens, weights = self._tokens, self._weights
+        whole: list[str] = []
+        best, last = 0.0, None
         for a, b in chunks(text, segment_chars):
-            lo, hi = bisect_left(starts, a), bisect_left(starts, b)
-            grams = [gram for _first, last, gram in known[bisect_left(firsts, lo):bisect_left(firsts, hi)]
-                     if last < hi]
+            words = tokens.findall(lower, a, b)
+            grams = self._grams(words)
             best = max(best, self._logistic(grams))
-        return best
+            if words:
+                # The whole text's bigram across the segments' boundary.
+                if last is not None and (pair := f"{last} {words[0]}") in weights and self._ngram_max >= 2:
+                    whole.append(pair)
+                last = words[-1]
+            whole += grams
+        if self._ngram_max > 2:  # n-grams longer than two across boundaries: no shortcut
+            return max(best, self.score(text))
+        return max(best, self._logistic(whole))
 
     def recentre(self, threshold: float) -> None:
         """Shift the intercept so that a score of ``threshold`` becomes 0.5: the threshold
@@ -85,24 +89,29 @@ class InjectionModel:
         self.meta["validated_threshold"] = threshold
         self.threshold = 0.5
 
-    def _known(self, words: Sequence[str]) -> list[tuple[int, int, str]]:
-        """``(first word, last word, n-gram)`` of each known n-gram, by first word. Only known
-        n-grams count, for the norm too: the vectorizer drops the rest."""
+    def _grams(self, words: Sequence[str]) -> list[str]:
+        """The known n-grams of ``words``, each as often as it occurs. Only known n-grams
+        count, for the norm too: the vectorizer drops the rest."""
         weights = self._weights
-        known = []
-        for i in range(len(words)):
-            for n in range(1, min(self._ngram_max, len(words) - i) + 1):
-                gram = words[i] if n == 1 else " ".join(words[i:i + n])
-                if gram in weights:
-                    known.append((i, i + n - 1, gram))
-        return known
+        if self._ngram_max == 2:  # the shipped model: unrolled, it is half the work
+            grams = [word for word in words if word in weights]
+            grams += [pair for pair in map(" ".join, zip(words, words[1:], strict=False)) if pair in weights]
+            return grams
+        return [gram for n in range(1, self._ngram_max + 1) for i in range(len(words) - n + 1)
+                if (gram := " ".join(words[i:i + n])) in weights]
 
-    def _logistic(self, grams: Iterable[str]) -> float:
+    def _logistic(self, grams: Sequence[str]) -> float:
+        terms = self._terms
+        dot = squares = 0.0
+        if len(set(grams)) == len(grams):  # each n-gram once, as in most prompts: plain sums
+            for gram in grams:
+                idf_squared, idf_coef = terms[gram]
+                squares += idf_squared
+                dot += idf_coef
+            return self._sigmoid(dot, squares)
         counts: dict[str, int] = {}
         for gram in grams:
             counts[gram] = counts.get(gram, 0) + 1
-        terms = self._terms
-        dot = squares = 0.0
         for gram, count in counts.items():
             idf_squared, idf_coef = terms[gram]
             if count == 1:  # most n-grams of a prompt: tf 1, no logarithm to take
@@ -112,13 +121,15 @@ class InjectionModel:
                 tf = 1.0 + math.log(count)  # sublinear tf
                 squares += tf * tf * idf_squared
                 dot += tf * idf_coef
+        return self._sigmoid(dot, squares)
+
+    def _sigmoid(self, dot: float, squares: float) -> float:
         z = self._intercept + (dot / math.sqrt(squares) if squares > 0.0 else 0.0)
         return 1.0 / (1.0 + math.exp(-z)) if z > -700.0 else 0.0
 
     def score(self, text: str) -> float:
         """The whole text's probability, as scikit-learn's ``predict_proba`` gives it."""
-        known = self._known(self._tokens.findall(text.lower()))
-        return self._logistic(gram for _first, _last, gram in known)
+        return self._logistic(self._grams(self._tokens.findall(text.lower())))
 
 
 def chunks(text: str, width: int) -> list[tuple[int, int]]:
