@@ -25,7 +25,8 @@ _RANGE = re.compile(r"([1-9]\d{2,5}) ?[-–] ?([1-9]\d{2,5})")
 def is_range(candidate: str) -> bool:
     """Two numbers joined by a dash, the second larger ("81546-82011", "5317-6046"): a range
     of values, pages or years. A phone number split by a dash starts with 0 in most
-    national formats, and its halves are rarely in ascending order by accident."""
+    national formats, and its halves are rarely in ascending order by accident. (Where the
+    sentence says "phone", the words decide: "by phone at 741-2345".)"""
     match = _RANGE.fullmatch(candidate)
     return match is not None and int(match.group(1)) < int(match.group(2))
 
@@ -77,7 +78,7 @@ def cued_phone_ok(value: str) -> bool:
     # Introduced as a phone number, five digits are enough (many regions' local numbers are
     # that short), but a date or a decimal is still no phone.
     return 5 <= sum(c.isdigit() for c in value) <= 15 and NOT_A_PHONE.fullmatch(value) is None \
-        and re.fullmatch(r"\d{4}-\d\d-\d\d", value) is None and not is_range(value)
+        and re.fullmatch(r"\d{4}-\d\d-\d\d", value) is None
 
 
 def phone_ok(match: str) -> bool:
