@@ -21,9 +21,10 @@ Options::
     segment_chars: 60            # sentences grouped up to this long are scored too (0: whole text only)
     model: /path/model.json.gz   # another model trained by the same script
 
-About 45-60 us of CPU for a 200-character text (measured on a shared 2-core machine;
-``train_injection`` prints it), cheap enough for the event loop; a long prompt costs
-about 0.3 us a character, so one past ``inline_max_chars`` goes to a worker thread.
+About 90 us of CPU for a 200-character text with its sentences, 48 us scored whole
+(``segment_chars: 0``), measured on a shared 2-core machine under load (``train_injection``
+prints it): cheap enough for the event loop; a long prompt costs about 0.45 us a
+character, so one past ``inline_max_chars`` goes to a worker thread.
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ class InjectionOptions(BaseModel):
 
 
 class InjectionMonitor(Monitor):
-    # Texts past ~1 ms of work go to a worker thread.
-    inline_max_chars = 4096
+    # Texts past ~1 ms of work (~0.45 us a character) go to a worker thread.
+    inline_max_chars = 2048
 
     def __init__(self, model: injection_model.InjectionModel, segment_chars: int | None = None) -> None:
         self._model = model
