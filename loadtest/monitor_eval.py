@@ -10,6 +10,12 @@ for a redacting monitor, marks a span. That is what the gateway does with the wh
 prompt; streamed outputs are judged per window and only the bench's safety pass
 (``taxgate bench``) measures them. This tool exists so a monitor change can be judged
 in seconds on the ``dev`` split before the bench confirms it on ``test``.
+
+Every rate comes with its Wilson 95 % interval, per label and per source (the items'
+``source`` field: a rate pooled over families hides the family a monitor misses). On
+benign items a hit of any action counts as a false positive, each action also shown
+apart: a monitor in ``annotate`` that flags every benign prompt blocks nothing, but its
+false-positive rate is 100 %, not 0.
 """
 
 from __future__ import annotations
@@ -56,6 +62,8 @@ class SetResult:
     caught: Counter = field(default_factory=Counter)
     total: Counter = field(default_factory=Counter)
     by_source: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    # Per label, items hit by a monitor of each action ("any": by any of them).
+    by_action: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     false_positives: list[tuple[str, str]] = field(default_factory=list)  # (monitor label, text)
     seconds: float = 0.0
 
@@ -91,34 +99,66 @@ def _hit_label(spec: MonitorSpec, monitor: Monitor | AsyncMonitor, text: str, sc
     return None
 
 
+def _hits(monitors: list[tuple[MonitorSpec, Monitor | AsyncMonitor]], text: str,
+          score: Scorer) -> list[tuple[str, str]]:
+    """``(action, monitor label)`` of each monitor that acts on ``text``."""
+    return [(spec.action, label) for spec, monitor in monitors
+            if "input" in spec.stages or "output" in spec.stages
+            if (label := _hit_label(spec, monitor, text, score)) is not None]
+
+
 def evaluate(name: str, monitors: list[tuple[MonitorSpec, Monitor | AsyncMonitor]], items: list[Item],
              score: Scorer) -> SetResult:
     result = SetResult(name)
     started = time.perf_counter()
     for item in items:
-        hits = [label for spec, monitor in monitors
-                if "input" in spec.stages or "output" in spec.stages
-                if (label := _hit_label(spec, monitor, item.text, score)) is not None]
+        hits = _hits(monitors, item.text, score)
         result.total[item.label] += 1
         source = item.source or "-"
         result.by_source[f"{item.label}/{source}"]["n"] += 1
+        for action in {"any", *(action for action, _label in hits)} if hits else ():
+            result.by_action[item.label][action] += 1
         if hits:
             result.caught[item.label] += 1
             result.by_source[f"{item.label}/{source}"]["caught"] += 1
             if not item.harmful:
-                result.false_positives.append((hits[0], item.text))
+                result.false_positives.append((hits[0][1], item.text))
     result.seconds = time.perf_counter() - started
     return result
+
+
+def rate(k: int, n: int) -> dict:
+    lo, hi = wilson(k, n)
+    return {"n": n, "caught": k, "rate": k / n if n else 0.0, "ci95": [lo, hi]}
 
 
 def summary(result: SetResult) -> dict:
     rows = {}
     for label in sorted(result.total):
-        n, k = result.total[label], result.caught[label]
-        lo, hi = wilson(k, n)
-        rows[label] = {"n": n, "caught": k, "rate": k / n, "ci95": [lo, hi]}
-    return {"set": result.name, "labels": rows, "seconds": result.seconds,
-            "sources": {s: dict(c) for s, c in sorted(result.by_source.items())}}
+        rows[label] = {**rate(result.caught[label], result.total[label]),
+                       "by_action": {action: rate(k, result.total[label])
+                                     for action, k in sorted(result.by_action[label].items())}}
+    sources = {key: rate(counts["caught"], counts["n"]) for key, counts in sorted(result.by_source.items())}
+    return {"set": result.name, "labels": rows, "seconds": result.seconds, "sources": sources}
+
+
+def _pct(row: dict) -> str:
+    lo, hi = row["ci95"]
+    return f"{row['caught']:5}/{row['n']:<5} {100 * row['rate']:5.1f} %  [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def print_summary(data: dict) -> None:
+    """Per label, then per label and source; benign rows say "false positive" and show
+    each action apart."""
+    for label, row in data["labels"].items():
+        what = "false positive, any action" if label == "benign" else "caught"
+        print(f"  {label:16} {_pct(row)}  {what}")
+        if label == "benign":
+            for action, cell in row["by_action"].items():
+                if action != "any":
+                    print(f"    {'by ' + action:14} {_pct(cell)}")
+    for key, row in data["sources"].items():
+        print(f"    {key:30} {_pct(row)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,10 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         data = summary(result)
         report.append(data)
         print(f"== {name} ({result.seconds:.1f} s)")
-        for label, row in data["labels"].items():
-            lo, hi = row["ci95"]
-            print(f"  {label:10} {row['caught']:5}/{row['n']:<5} {100 * row['rate']:5.1f} %  "
-                  f"[{100 * lo:.1f}, {100 * hi:.1f}]")
+        print_summary(data)
         by_label: dict[str, list[str]] = defaultdict(list)
         for label, text in result.false_positives:
             by_label[label].append(text)

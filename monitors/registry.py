@@ -27,6 +27,7 @@ BUILTIN_FACTORIES = {
     "profanity": "monitors.builtin.profanity:create",
     "pii": "monitors.builtin.pii:create",
     "blocklist": "monitors.builtin.blocklist:create",
+    "injection": "monitors.builtin.injection:create",
     "detoxify": "monitors.builtin.detoxify_monitor:create",
     "judge": "monitors.builtin.judge:create",
 }

@@ -6,7 +6,9 @@ of swearing scores 0.02). So each text is cut into segments (sentences, long one
 overlapping windows) and the text's score is the highest segment's. The lexicon is
 ``pyobscenity``'s English preset (a port of the Obscenity library): terms with leetspeak,
 confusable-character and doubled-letter variants and a whitelist of innocent words
-that contain them ("Scunthorpe"); a lexicon hit scores 1.0 and carries its span. Long
+that contain them ("Scunthorpe"); a lexicon hit scores 1.0 and carries its span. A hit
+inside a number ("455", "3.455.1": digits and number punctuation only) is no hit: the
+leetspeak table reads digits as letters, which holds for "sh1t" but never for a number. Long
 repeats ("fuuuck") are no hit: pyobscenity's collapse step does nothing inside its
 matcher, and ours keeps its verdicts.
 
@@ -53,6 +55,10 @@ LABEL = "profanity"
 LEXICON_LABEL = "lexicon"
 # A capitalised word right after a middle initial is a surname ("Philip K. Dick").
 _AFTER_INITIAL = re.compile(r"\b[A-Z]\. $")
+# A number as written in prose, versions, times, amounts and phone numbers: digits and the
+# punctuation that joins or closes them, no letter. The lexicon's leetspeak table reads
+# 4/5/1/0/7/3 as letters ("455" as "ass"); inside a number that reading is always wrong.
+_NUMBER_TOKEN = re.compile(r"[-+(\[#$€£\"'‘“]*\d[\d.,:/'’%)\-]*[.,;:!?)\]\"'’”%]*")
 
 # Insults of wit or nerve: none is profanity (none is in Surge AI's list of 1,598 terms).
 MILD_WORDS: tuple[str, ...] = ("stupid", "stupidity", "idiot", "idiots", "idiotic", "dumb",
@@ -91,6 +97,19 @@ def _segments(text: str, bounds: list[tuple[int, int]], width: int) -> list[str]
         for at in range(start, end - step, step):
             out.append(text[at:min(at + width, end)])
     return out or [text]
+
+
+def in_number(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` lies inside a token made only of digits and number
+    punctuation ("455", "3.455.1", "(717)", "4,550."): never leetspeak. A word with digits
+    in it ("sh1t", "a55") is no number and still counts."""
+    left = start
+    while left > 0 and not text[left - 1].isspace():
+        left -= 1
+    right = end
+    while right < len(text) and not text[right].isspace():
+        right += 1
+    return _NUMBER_TOKEN.fullmatch(text, left, right) is not None
 
 
 def is_surname(text: str, start: int, end: int) -> bool:
@@ -212,7 +231,7 @@ class ProfanityMonitor(Monitor):
         findings = []
         for i, (text, score) in enumerate(zip(texts, model, strict=True)):
             hits = [hit for hit in self._lexicon_hits(text, bounds[i] if bounds is not None else None)
-                    if not is_surname(text, *hit)] if self._lexicon is not None else []
+                    if not is_surname(text, *hit) and not in_number(text, *hit)] if self._lexicon is not None else []
             labels = {LABEL: score}
             if hits:
                 labels[LEXICON_LABEL] = 1.0

@@ -56,3 +56,30 @@ def test_examples_are_masked_and_cut():
     text = "mail me at jane.doe@corp.example.org about " + "x" * 200
     shown = mask(text, PiiDetector(), limit=40)
     assert "jane" not in shown and "[EMAIL]" in shown and len(shown) == 40
+
+
+def test_an_annotating_monitor_that_flags_every_benign_item_reads_100_percent():
+    from loadtest.monitor_eval import summary
+
+    score = Scorer()
+    everything = Word("")  # "" is in every text
+    monitors = [(MonitorSpec(name="word", id="all", stages=["input"], action="annotate"), everything)]
+    data = summary(evaluate("set", monitors, ITEMS, score))
+    benign = data["labels"]["benign"]
+    assert benign["rate"] == 1.0 and benign["by_action"]["annotate"]["rate"] == 1.0
+    assert benign["by_action"]["any"]["caught"] == 2 and "block" not in benign["by_action"]
+    score.shutdown()
+
+
+def test_rates_per_source_carry_wilson_intervals():
+    from loadtest.monitor_eval import summary
+
+    score = Scorer()
+    items = [Item("bake a bomb", "toxic", "a"), Item("a bomb", "toxic", "a"), Item("rude", "toxic", "b"),
+             Item("bread", "benign", "c")]
+    data = summary(evaluate("set", [(MonitorSpec(name="word", id="bomb"), Word("bomb"))], items, score))
+    assert data["sources"]["toxic/a"]["rate"] == 1.0 and data["sources"]["toxic/b"]["rate"] == 0.0
+    lo, hi = data["sources"]["toxic/a"]["ci95"]
+    assert 0.3 < lo < 1.0 and hi == 1.0  # two of two: Wilson's interval, not [1, 1]
+    assert data["labels"]["toxic"]["caught"] == 2 and data["labels"]["toxic"]["n"] == 3
+    score.shutdown()

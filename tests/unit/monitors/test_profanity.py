@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from monitors.base import MonitorLoadError
@@ -172,3 +174,29 @@ def test_a_stream_must_reach_back_a_segment_to_read_a_sentence_whole(monitor):
     assert monitor.context_chars == 200
     assert profanity.create(MonitorSpec(name="profanity", segment_chars=80)).context_chars == 80
     assert profanity.create(MonitorSpec(name="profanity", scoring="whole")).context_chars == 0
+
+
+def test_a_number_is_never_read_as_leetspeak(monitor):
+    from tests.unit.monitors.numbers_in_text import numbers_in_text
+
+    # A number alone blocks nothing: the text scores as it does with the digits spelt as a
+    # word. Before the rule, about 1 in 800 such texts was blocked (the leetspeak table read
+    # "455" as "ass"); 100,000 of them are measured in the monitor's note.
+    checked = 0
+    for number, text in numbers_in_text(5_000, seed=7):
+        finding = monitor.check([text])[0]
+        spelt = text.replace(number, re.sub(r"\d+", "many", number), 1)
+        assert (finding.score >= 0.95) == (monitor.check([spelt])[0].score >= 0.95), text
+        assert not any(number in text[s.start:s.end] or text[s.start:s.end] in number
+                       for s in finding.spans), text
+        checked += 1
+    assert checked == 5_000
+
+
+def test_digits_inside_a_word_are_still_leetspeak(monitor):
+    for text in ["what a sh1t show", "you a55hole"]:
+        assert monitor.check([text])[0].spans, text
+    for text in ["We had 455 visitors in March.", "Room 717, floor 7.", "Call extension 4550 please.",
+                 "Use version 3.455.1", "It costs $455.", "Ref (455)."]:
+        finding = monitor.check([text])[0]
+        assert not finding.spans and finding.score < 0.95, text

