@@ -72,6 +72,8 @@ PACKAGES: dict[str, tuple[str, str]] = {
 SHARED_WITH_EXTERNAL = frozenset({"inthewild", "dan", "chatterbot", "fortunes"})
 # A template's slot, in each package's spelling.
 _SLOT = re.compile(r"\{\{\s*\w+\s*\}\}|<INSTRUCTION>|\[PROMPT\]|\{generator\.name\}")
+# Spikee's instructions that are an injection's payload on their own (not a plain harmful request).
+SPIKEE_BARE = frozenset({"sysmsg-extract", "data-exfil-markdown", "xss"})
 SPIKEE_PAIRS = 400  # framings x instructions is ~3,000; a seeded sample keeps the family's weight sane
 PYDOC_MIN, PYDOC_MAX = 80, 600
 PROMPTINJECT_ITEMS = 200
@@ -125,10 +127,13 @@ def spikee(wheel: Wheel, rng: random.Random) -> Iterator[Record]:
             if name.endswith("/jailbreaks.jsonl") and row.get("jailbreak_type") != "no-jailbreak":
                 framings[row["text"]] = row["text"]
             elif name.endswith("/instructions.jsonl"):
-                instructions[row["instruction"]] = row["instruction"]
+                instructions[row["instruction"]] = row.get("instruction_type", "")
     pairs = [(f, i) for f in sorted(framings) for i in sorted(instructions)]
     for framing, instruction in rng.sample(pairs, min(SPIKEE_PAIRS, len(pairs))):
         yield Record(framing.replace("<INSTRUCTION>", instruction).strip(), "jailbreak", "spikee")
+    for instruction, kind in sorted(instructions.items()):
+        if kind in SPIKEE_BARE:  # Spikee sends these without a framing too ("no-jailbreak")
+            yield Record(instruction.strip(), "jailbreak", "spikee")
 
 
 def spikee_benign(wheel: Wheel) -> Iterator[Record]:

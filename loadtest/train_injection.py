@@ -12,8 +12,10 @@ only the fitted numbers (``monitors/builtin/injection_model.py``).
 Model: TF-IDF of lowercase word unigrams and bigrams (sublinear tf) and a logistic
 regression. Each source weighs the same within its label, so that 1,100 paragraphs of
 one style do not outvote 28 prompts of another. Each short jailbreak is trained on a
-second time after a benign text (an injection arrives inside a document), and a text
-scores the highest of its whole and its sentences (``InjectionModel.score_max``). A quarter of every source (by a hash
+second time after a benign text (an injection arrives inside a document), each long
+jailbreak's opening sentences once more on their own (``heads``: a short attack reads like
+a template's opening, not like the whole template), and a text scores the highest of its
+whole and its sentences (``InjectionModel.score_max``). A quarter of every source (by a hash
 of the text) is the validation split: the threshold is the lowest that keeps every
 benign source's false positives on it at or under ``--max-fp`` (1 %), and the shipped
 model is the one fitted on the other three quarters, so the threshold fits it.
@@ -41,6 +43,7 @@ from loadtest.bench.stats import wilson
 from loadtest.corpora import Record
 from loadtest.datasets import DATA_DIR
 from monitors.builtin import injection_model
+from monitors.sentences import sentences
 
 TRAIN_LABELS = ("jailbreak", "benign")
 MAX_FEATURES = 20_000
@@ -49,6 +52,7 @@ HOST_MIN_CHARS, EMBED_MAX_CHARS = 60, 400
 # sentence each): see InjectionModel.score_max.
 SEGMENT_CHARS = 60
 C = 1.0
+HEAD_CHARS = 300
 VALIDATION_SHARE = 4  # one item in four
 Scorer = Callable[[Sequence[str]], list[float]]
 
@@ -122,11 +126,24 @@ def embedded(records: Sequence[Record], seed: int = 0) -> list[Record]:
             for r in records if r.label == "jailbreak" and len(r.text) <= EMBED_MAX_CHARS]
 
 
+def heads(records: Sequence[Record]) -> list[Record]:
+    """The opening sentences (up to ``HEAD_CHARS``) of each long jailbreak, as a jailbreak of
+    its source: a persona or override is mostly declared up front, and a short attack reads
+    like such an opening, not like the whole template it comes from."""
+    found = []
+    for r in records:
+        if r.label == "jailbreak" and len(r.text) > 2 * HEAD_CHARS:
+            end = max((b for _a, b in sentences(r.text) if b <= HEAD_CHARS), default=0)
+            if end >= HEAD_CHARS // 3:
+                found.append(Record(r.text[:end], r.label, r.source))
+    return found
+
+
 def train(records: Sequence[Record], max_fp: float, meta: dict | None = None) -> injection_model.InjectionModel:
     """Fit on the training split; the threshold from the validation split's benign items."""
     used = [r for r in records if r.label in TRAIN_LABELS]
     training = [r for r in used if not is_validation(r)]
-    model = fit(training + embedded(training), meta)
+    model = fit(training + embedded(training) + (heads(training) if HEAD_CHARS else []), meta)
     benign = [r for r in used if is_validation(r) and r.label == "benign"]
     model.recentre(choose_threshold(model([r.text for r in benign]), [r.source for r in benign], max_fp))
     return model
@@ -211,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     records = injection_data.assemble(wheels, DATA_DIR)
     counts = Counter(f"{r.label}/{r.source}" for r in records)
     meta = {"packages": {name: {"version": v, "licence": lic} for name, (v, lic) in injection_data.PACKAGES.items()},
-            "items": dict(sorted(counts.items())), "max_fp": args.max_fp, "C": C, "max_features": MAX_FEATURES}
+            "items": dict(sorted(counts.items())), "max_fp": args.max_fp, "C": C, "max_features": MAX_FEATURES,
+            "head_chars": HEAD_CHARS}
     model = train(records, args.max_fp, meta)
     injection_model.save(model, args.out)
     validated = model.meta["validated_threshold"]
