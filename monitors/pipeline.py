@@ -228,6 +228,7 @@ class MonitorPipeline:
 
     async def _wire(self, spec: MonitorSpec, monitor: Monitor | AsyncMonitor) -> _Entry:
         if isinstance(monitor, AsyncMonitor):
+            await monitor.start(self._metrics)
             return _Entry(spec, monitor, monitor.check, estimate=ServiceEstimate())
         if monitor.inline:
             return _Entry(spec, monitor, _in_thread(monitor), inline_max_chars=monitor.inline_max_chars)

@@ -29,6 +29,8 @@ BUILTIN_FACTORIES = {
     "blocklist": "monitors.builtin.blocklist:create",
     "detoxify": "monitors.builtin.detoxify_monitor:create",
     "judge": "monitors.builtin.judge:create",
+    "classifier": "monitors.builtin.classifier:create",
+    "detector": "monitors.builtin.detector:create",
 }
 
 # Extras that bring a monitor's heavy dependencies, named in import-error messages.
