@@ -47,6 +47,7 @@ from loadtest.harness import Server, discover_model, free_port, wait_ready
 
 LOOPBACK = "127.0.0.1"
 SIM_MODEL = "sim-llama-8b"
+SIM_CLASSIFIER_MODEL = "sim-guard"  # loadtest/sim's /classify model (SimSettings.classifier_model)
 RANDOM_WEIGHTS_SAMPLE = 25  # items per label through a random-weight model's set
 
 
@@ -169,6 +170,7 @@ class BenchRunner:
             config = gateway_config(
                 scenario, matrix, upstream=upstream, host=LOOPBACK, port=port, work_dir=work,
                 detoxify_files=detoxify_files.get(scenario.local_detoxify or ""),
+                classifier=self._classifier(upstream),
             )
             config_path = work / "configs" / f"gateway-{scenario.name}.yaml"
             config_path.parent.mkdir(parents=True, exist_ok=True)
@@ -190,6 +192,16 @@ class BenchRunner:
                            options.ready_timeout_s, poll_s=1.0)
             group.wait_ready(options.ready_timeout_s)
         return urls
+
+    def _classifier(self, upstream: str) -> tuple[str, str] | None:
+        """(URL, model) of the engine for ``classifier`` monitors: --classifier-url, else the
+        simulator (which serves /classify); an external upstream has no /classify to assume."""
+        options = self.options
+        if options.classifier_url:
+            return options.classifier_url, options.classifier_model or SIM_CLASSIFIER_MODEL
+        if options.upstream:
+            return None
+        return upstream, options.classifier_model or SIM_CLASSIFIER_MODEL
 
     def _warm_up(self, urls: dict[str, str], model: str, prompts: list[str]) -> None:
         options = self.options
