@@ -10,12 +10,17 @@ micro-batcher of in-process models): at most ``max_batch`` texts a call, the old
 text waits at most ``max_wait_ms`` before its call is cut, at most ``max_queue`` texts
 wait (beyond that a submit fails with MonitorOverloaded). Unlike the micro-batcher,
 which runs one batch at a time in one thread, up to ``max_in_flight`` calls run at
-once (the engine's own scheduler overlaps them); while they are all out, texts
-accumulate, so calls grow with the load instead of multiplying.
+once (the engine's own scheduler overlaps them).
 
-What goes into a call and when is ``BatchPolicy``'s decision (pure, tested apart);
-this module is the asyncio plumbing. ``fn`` maps a list of texts to one result per
-text, in order; its failure is the failure of every text in its call.
+When to send is ``CallPolicy``'s decision: an idle engine gets a text at once (waiting
+for company that is not coming would only add latency at low load: the texts of one
+event-loop turn still go together); while calls are out, texts wait up to
+``max_wait_ms`` for company, and while every slot is taken they accumulate, so calls
+grow with the load instead of multiplying. What goes into a call is ``BatchPolicy``'s
+(both pure, tested apart); the rest is asyncio plumbing, driven by callbacks, not a
+task that polls: a served classifier is called at nearly every token of every
+stream, so the gateway's CPU per call counts. ``fn`` maps a list of texts to one
+result per text, in order; its failure is the failure of every text in its call.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from monitors.admission import EWMA_WEIGHT
 from monitors.base import MonitorOverloaded
@@ -34,11 +39,31 @@ from monitors.batcher import BatchPolicy
 from monitors.config import BatchSpec
 from monitors.metrics import MonitorMetrics
 
-__all__ = ["CallBatcher"]
+__all__ = ["CallBatcher", "CallPolicy"]
 
 logger = logging.getLogger(__name__)
 
 ResultT = TypeVar("ResultT")
+
+
+class CallPolicy:
+    """When the next call goes: pure, no asyncio, no clock of its own."""
+
+    def __init__(self, spec: BatchSpec, max_in_flight: int) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self.max_batch = spec.max_batch
+        self.max_wait_s = spec.max_wait_ms / 1000.0
+        self.max_in_flight = max_in_flight
+
+    def delay(self, queued: int, waited_s: float, in_flight: int) -> float | None:
+        """Seconds until a call of the queued texts should go (0: now), or None: not until
+        a call in flight returns. ``waited_s``: how long the oldest queued text has waited."""
+        if queued == 0 or in_flight >= self.max_in_flight:
+            return None
+        if in_flight == 0 or queued >= self.max_batch:
+            return 0.0
+        return max(0.0, self.max_wait_s - waited_s)
 
 
 @dataclass(slots=True)
@@ -51,8 +76,8 @@ class _Waiting(Generic[ResultT]):
 
 
 class CallBatcher(Generic[ResultT]):
-    """Sends the texts of concurrent submits together through ``fn``, up to ``max_in_flight``
-    calls at a time. The worker starts with the first submit (it needs a running loop)."""
+    """Sends the texts of concurrent submits together through ``fn``, up to
+    ``max_in_flight`` calls at a time (see the module doc)."""
 
     def __init__(
         self,
@@ -63,22 +88,18 @@ class CallBatcher(Generic[ResultT]):
         max_in_flight: int = 4,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
-        if max_in_flight < 1:
-            raise ValueError("max_in_flight must be at least 1")
         self._fn = fn
-        self._policy = BatchPolicy(spec)
+        self._when = CallPolicy(spec, max_in_flight)
+        self._what = BatchPolicy(spec)
         self._name = name
         self._clock = clock
-        self._slots = asyncio.Semaphore(max_in_flight)
-        self._max_in_flight = max_in_flight
         self._queue: deque[_Waiting[ResultT]] = deque()
-        self._arrived = asyncio.Event()
-        self._worker: asyncio.Task[None] | None = None
         self._calls: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.Handle | None = None
         self._call_seconds = spec.max_wait_ms / 1000.0
         self._closed = False
-        self._batch_size = None
-        self._queue_wait = None
+        self._batch_size: Any = None
+        self._queue_wait: Any = None
 
     def observe(self, metrics: MonitorMetrics) -> None:
         """Record texts per call and queue waits on ``metrics`` (the pipeline's registry)."""
@@ -104,19 +125,17 @@ class CallBatcher(Generic[ResultT]):
             return []
         if self._closed:
             raise RuntimeError(f"monitor {self._name!r} is shut down")
-        if not self._policy.admits(len(self._queue), len(texts)):
+        if not self._what.admits(len(self._queue), len(texts)):
             # max_in_flight calls drain the queue together.
-            per_call = self._call_seconds / self._max_in_flight
-            raise MonitorOverloaded(self._name, self._policy.retry_after(len(self._queue), per_call))
-        if self._worker is None:
-            self._worker = asyncio.create_task(self._run(), name=f"call-batcher-{self._name}")
+            per_call = self._call_seconds / self._when.max_in_flight
+            raise MonitorOverloaded(self._name, self._what.retry_after(len(self._queue), per_call))
         loop = asyncio.get_running_loop()
         now = self._clock()
         futures = [loop.create_future() for _ in texts]
         self._queue.extend(_Waiting(text, now, future) for text, future in zip(texts, futures, strict=True))
-        self._arrived.set()
+        self._schedule()
         try:
-            return list(await asyncio.gather(*futures))
+            return list(await asyncio.gather(*futures)) if len(futures) > 1 else [await futures[0]]
         except BaseException:
             # Timed out or failed: texts of this submit still queued are dropped; a call
             # already out goes on for the other submits' texts it carries.
@@ -125,51 +144,51 @@ class CallBatcher(Generic[ResultT]):
             raise
 
     async def close(self) -> None:
-        """Stop the worker and the calls in flight; texts still waiting fail."""
+        """Stop the calls in flight; texts still waiting fail."""
         self._closed = True
-        tasks = [t for t in (self._worker, *self._calls) if t is not None]
-        for task in tasks:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        calls = list(self._calls)
+        for task in calls:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._worker = None
+        await asyncio.gather(*calls, return_exceptions=True)
         shut = RuntimeError(f"monitor {self._name!r} is shut down")
         while self._queue:
             item = self._queue.popleft()
             if not item.future.done():
                 item.future.set_exception(shut)
 
-    async def _run(self) -> None:
-        while True:
-            await self._slots.acquire()
-            try:
-                batch = await self._next_batch()
-            except BaseException:
-                self._slots.release()
-                raise
-            task = asyncio.create_task(self._call(batch), name=f"call-{self._name}")
-            self._calls.add(task)
-            task.add_done_callback(self._calls.discard)
+    def _schedule(self) -> None:
+        """Send a call now, or arm the one timer for when one is due."""
+        while self._queue and self._queue[0].future.done():
+            self._queue.popleft()  # its submit gave up while it waited
+        if self._closed:
+            return
+        delay = self._when.delay(len(self._queue), self._clock() - self._queue[0].enqueued_at
+                                 if self._queue else 0.0, len(self._calls))
+        if delay is None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        # call_soon even when due now: the texts submitted in this turn of the loop join.
+        self._timer = loop.call_later(delay, self._cut) if delay > 0 else loop.call_soon(self._cut)
 
-    async def _next_batch(self) -> list[_Waiting[ResultT]]:
-        """Wait until the policy says a call is due, then cut it."""
-        while True:
-            while self._queue and self._queue[0].future.done():
-                self._queue.popleft()  # its submit gave up while it waited
-            if not self._queue:
-                self._arrived.clear()
-                await self._arrived.wait()
-                continue
-            delay = self._policy.delay(len(self._queue), self._queue[0].enqueued_at, self._clock())
-            if delay <= 0:
-                batch = self._policy.take(self._queue)  # type: ignore[arg-type]
-                if batch:
-                    return batch
-                continue
-            self._arrived.clear()
-            try:
-                await asyncio.wait_for(self._arrived.wait(), delay)
-            except TimeoutError:
-                pass  # the oldest text's wait is over: loop round and cut
+    def _cut(self) -> None:
+        self._timer = None
+        if self._closed:
+            return
+        batch = self._what.take(self._queue)  # type: ignore[arg-type]
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._call(batch), name=f"call-{self._name}")
+            self._calls.add(task)
+            task.add_done_callback(self._finished)
+        self._schedule()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._calls.discard(task)
+        self._schedule()
 
     async def _call(self, batch: list[_Waiting[ResultT]]) -> None:
         started = self._clock()
@@ -192,7 +211,6 @@ class CallBatcher(Generic[ResultT]):
             self._fail(batch, exc)
             return
         finally:
-            self._slots.release()
             elapsed = self._clock() - started
             self._call_seconds += EWMA_WEIGHT * (elapsed - self._call_seconds)
         for item, result in zip(batch, results, strict=True):

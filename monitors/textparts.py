@@ -54,9 +54,9 @@ def split_spans(text: str, max_bytes: int, overlap: int = 0) -> list[tuple[int, 
     """
     if max_bytes < 4:
         raise ValueError("max_bytes must be at least 4 (one character of any script)")
+    if len(text) * 4 <= max_bytes or len(text.encode("utf-8")) <= max_bytes:
+        return [(0, len(text))]  # the common case, decided in C
     offsets = _byte_offsets(text)
-    if offsets[-1] <= max_bytes:
-        return [(0, len(text))]
     overlap = max(0, min(overlap, max_bytes // 2))
     parts: list[tuple[int, int]] = []
     start = previous_end = 0

@@ -45,13 +45,14 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from monitors.base import AsyncMonitor, Finding, MonitorLoadError
-from monitors.builtin.engine import EngineError, engine_client, finite, get_json, post_json, probability
+from monitors.builtin.engine import Engine, EngineError, finite, probability
 from monitors.callbatcher import CallBatcher
 from monitors.config import BatchSpec, MonitorSpec
 from monitors.metrics import MonitorMetrics
 from monitors.registry import parse_options
 from monitors.textparts import split_text
 
+MODELS_PATH = "/v1/models"
 # Tokens of a part's budget kept for the special tokens a tokenizer adds ([CLS], [SEP], ...).
 _SPECIAL_TOKENS = 8
 # Consecutive parts of a long text share this share of a part, so a phrase at a cut is read whole.
@@ -134,13 +135,9 @@ def parse_classify(body: Any, count: int, labels: Sequence[str], activation: str
 class ClassifierMonitor(AsyncMonitor):
     """Scores texts with a served sequence classifier; see the module doc."""
 
-    def __init__(self, options: ClassifierOptions, client: httpx.AsyncClient, *, name: str,
-                 batch: BatchSpec) -> None:
+    def __init__(self, options: ClassifierOptions, engine: Engine, *, name: str, batch: BatchSpec) -> None:
         self._options = options
-        self._client = client
-        base = options.base_url.rstrip("/").removesuffix("/v1")
-        self._classify_url = base + "/classify"
-        self._models_url = base + "/v1/models"
+        self._engine = engine
         self._flag_indices = [options.labels.index(label) for label in options.flag_labels]
         self._batcher: CallBatcher[list[float]] = CallBatcher(
             self._classify, batch, name=name, max_in_flight=options.max_in_flight)
@@ -173,7 +170,7 @@ class ClassifierMonitor(AsyncMonitor):
         body: dict[str, Any] = {"model": self._options.model, "input": texts}
         if self._options.activation != "server":
             body["use_activation"] = False
-        answer = await post_json(self._client, self._classify_url, body)
+        answer = await self._engine.post("/classify", body)
         return parse_classify(answer, len(texts), self._options.labels, self._options.activation)
 
     async def _part_bytes(self) -> int:
@@ -185,22 +182,23 @@ class ClassifierMonitor(AsyncMonitor):
         return self._max_tokens - _SPECIAL_TOKENS
 
     async def _served_context(self) -> int:
-        answer = await get_json(self._client, self._models_url)
+        answer = await self._engine.get(MODELS_PATH)
         models = answer.get("data") if isinstance(answer, dict) else None
+        where = self._engine.base_url + MODELS_PATH
         if not isinstance(models, list):
-            raise EngineError(f"{self._models_url} answered no model list")
+            raise EngineError(f"{where} answered no model list")
         for model in models:
             if isinstance(model, dict) and model.get("id") == self._options.model:
                 length = model.get("max_model_len")
                 if isinstance(length, int) and not isinstance(length, bool) and length > _SPECIAL_TOKENS + 4:
                     return length
-                raise EngineError(f"{self._models_url} gives model {self._options.model!r} no usable "
+                raise EngineError(f"{where} gives model {self._options.model!r} no usable "
                                   "max_model_len; set max_input_tokens")
-        raise EngineError(f"model {self._options.model!r} is not served at {self._models_url}")
+        raise EngineError(f"model {self._options.model!r} is not served at {where}")
 
     async def close(self) -> None:
         await self._batcher.close()
-        await self._client.aclose()
+        await self._engine.aclose()
 
 
 def create(spec: MonitorSpec, *, transport: httpx.AsyncBaseTransport | None = None) -> ClassifierMonitor:
@@ -209,6 +207,7 @@ def create(spec: MonitorSpec, *, transport: httpx.AsyncBaseTransport | None = No
     if unknown:
         raise MonitorLoadError(f"monitor {spec.id!r}: label_thresholds name {unknown}, "
                                f"which are not in labels {options.labels}")
-    client = engine_client(timeout_s=spec.timeout_ms / 1000.0 + 1.0, api_key=options.api_key,
-                           max_connections=options.max_in_flight + 1, transport=transport)
-    return ClassifierMonitor(options, client, name=spec.id, batch=spec.batch)
+    # vLLM serves /classify and /v1/models at the root; a base_url ending in /v1 means the same.
+    engine = Engine(options.base_url.rstrip("/").removesuffix("/v1"), timeout_s=spec.timeout_ms / 1000.0 + 1.0,
+                    max_connections=options.max_in_flight, api_key=options.api_key, transport=transport)
+    return ClassifierMonitor(options, engine, name=spec.id, batch=spec.batch)

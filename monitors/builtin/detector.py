@@ -29,7 +29,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from monitors.base import AsyncMonitor, Finding, Span
-from monitors.builtin.engine import EngineError, engine_client, post_json, probability
+from monitors.builtin.engine import Engine, EngineError, probability
 from monitors.callbatcher import CallBatcher
 from monitors.config import BatchSpec, MonitorSpec
 from monitors.metrics import MonitorMetrics
@@ -92,11 +92,9 @@ def parse_contents(body: Any, texts: Sequence[str], flag_types: Sequence[str] | 
 class DetectorMonitor(AsyncMonitor):
     """Scores texts with an FMS-API detector; see the module doc."""
 
-    def __init__(self, options: DetectorOptions, client: httpx.AsyncClient, *, name: str,
-                 batch: BatchSpec) -> None:
+    def __init__(self, options: DetectorOptions, engine: Engine, *, name: str, batch: BatchSpec) -> None:
         self._options = options
-        self._client = client
-        self._url = options.base_url.rstrip("/") + CONTENTS_PATH
+        self._engine = engine
         self._headers = {"detector-id": options.detector_id}
         self._batcher: CallBatcher[Finding] = CallBatcher(
             self._detect, batch, name=name, max_in_flight=options.max_in_flight)
@@ -109,16 +107,16 @@ class DetectorMonitor(AsyncMonitor):
 
     async def _detect(self, texts: list[str]) -> list[Finding]:
         body = {"contents": texts, "detector_params": self._options.detector_params}
-        answer = await post_json(self._client, self._url, body, headers=self._headers)
+        answer = await self._engine.post(CONTENTS_PATH, body, headers=self._headers)
         return parse_contents(answer, texts, self._options.flag_types)
 
     async def close(self) -> None:
         await self._batcher.close()
-        await self._client.aclose()
+        await self._engine.aclose()
 
 
 def create(spec: MonitorSpec, *, transport: httpx.AsyncBaseTransport | None = None) -> DetectorMonitor:
     options = parse_options(spec, DetectorOptions)
-    client = engine_client(timeout_s=spec.timeout_ms / 1000.0 + 1.0, api_key=options.api_key,
-                           max_connections=options.max_in_flight + 1, transport=transport)
-    return DetectorMonitor(options, client, name=spec.id, batch=spec.batch)
+    engine = Engine(options.base_url, timeout_s=spec.timeout_ms / 1000.0 + 1.0,
+                    max_connections=options.max_in_flight, api_key=options.api_key, transport=transport)
+    return DetectorMonitor(options, engine, name=spec.id, batch=spec.batch)

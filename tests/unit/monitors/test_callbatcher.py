@@ -142,3 +142,31 @@ def test_metrics_are_optional(metrics: MonitorMetrics):
     CallBatcher(Engine(), BatchSpec(), name="x").observe(metrics)
     with pytest.raises(ValueError):
         CallBatcher(Engine(), BatchSpec(), name="x", max_in_flight=0)
+
+
+# -- when a call goes (pure) -----------------------------------------------------
+
+def test_policy_sends_at_once_to_an_idle_engine_and_batches_under_load():
+    from monitors.callbatcher import CallPolicy
+
+    policy = CallPolicy(BatchSpec(max_batch=8, max_wait_ms=4), max_in_flight=2)
+    assert policy.delay(queued=0, waited_s=0.0, in_flight=0) is None  # nothing to send
+    assert policy.delay(queued=1, waited_s=0.0, in_flight=0) == 0.0  # idle: no one to wait for
+    assert policy.delay(queued=1, waited_s=0.001, in_flight=1) == pytest.approx(0.003)  # wait for company
+    assert policy.delay(queued=1, waited_s=0.009, in_flight=1) == 0.0
+    assert policy.delay(queued=8, waited_s=0.0, in_flight=1) == 0.0  # full
+    assert policy.delay(queued=50, waited_s=1.0, in_flight=2) is None  # every slot taken
+
+
+async def test_texts_wait_for_company_while_a_call_is_out(batchers):
+    engine = Engine(hold=True)
+    batcher = make(batchers, engine, max_in_flight=2, max_batch=32, max_wait_ms=10_000)
+    await started(batcher.submit(["first"]))
+    await wait_until(lambda: len(engine.calls) == 1, what="the first call")
+    waiting = [await started(batcher.submit([f"t{i}"])) for i in range(3)]
+    # A slot is free, but the texts wait (up to max_wait) for more while a call is out...
+    assert len(engine.calls) == 1 and batcher.queued == 3
+    # ...until the call returns and the engine is idle again: then they go at once, together.
+    engine.release.set()
+    await asyncio.wait_for(asyncio.gather(*waiting), 5)
+    assert engine.calls[1] == ["t0", "t1", "t2"]

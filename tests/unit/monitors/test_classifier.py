@@ -163,7 +163,7 @@ async def test_connection_failures_raise_engine_errors(make):
 
     monitor = classifier.create(spec(max_input_tokens=512), transport=httpx.MockTransport(refuse))
     try:
-        with pytest.raises(EngineError, match="unreachable: ConnectError"):
+        with pytest.raises(EngineError, match="unreachable: ConnectionError"):
             await monitor.check(["hi"])
     finally:
         await monitor.close()
