@@ -14,7 +14,8 @@ One call, ``POST {base_url}/api/v1/text/contents`` with ``{"contents": [texts...
 answers per text a list of detections (``start``, ``end``, ``text``, ``detection``,
 ``detection_type``, ``score``). A text's score is the highest of its counted
 detections, each ``detection_type`` is a label, and each detection's characters are a
-span, so ``action: redact`` masks exactly what the detector found. Texts of concurrent
+span, so ``action: redact`` masks exactly what the detector found (streams hold the
+trailing run of non-space characters, so a span is judged whole). Texts of concurrent
 checks share calls (up to ``batch.max_batch``). A detector that answers the wrong shape
 (fewer lists than texts, a span outside its text, a score that is not a probability)
 is a monitor error, decided by ``on_error``.
@@ -101,6 +102,15 @@ class DetectorMonitor(AsyncMonitor):
 
     async def start(self, metrics: MonitorMetrics) -> None:
         self._batcher.observe(metrics)
+
+    def hold(self, text: str, start: int = 0) -> int:
+        """Streaming: the trailing run of non-space characters. A detector's span (an e-mail
+        address, a key) can end in a full stop and go on (``ada@example.`` + ``org``), so
+        words end at whitespace only; spans that cross spaces need ``stream_hold: sentence``."""
+        position = len(text)
+        while position > start and not text[position - 1].isspace():
+            position -= 1
+        return max(start, position)
 
     async def check(self, texts: Sequence[str]) -> list[Finding]:
         return await self._batcher.submit(texts)

@@ -98,3 +98,10 @@ async def test_http_errors_raise(make):
     monitor = make(lambda request: httpx.Response(404, json={"detail": "unknown detector"}))
     with pytest.raises(EngineError, match="HTTP 404"):
         await monitor.check(["hi"])
+
+
+def test_streams_hold_the_trailing_run_of_non_space_characters():
+    monitor = detector.create(MonitorSpec(name="detector", base_url="http://x", detector_id="d"))
+    assert monitor.hold("write to ada@example.") == len("write to ")
+    assert monitor.hold("write to ada@example.org ") == len("write to ada@example.org ")
+    assert monitor.hold("write to", start=6) == 6
