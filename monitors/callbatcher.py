@@ -100,11 +100,14 @@ class CallBatcher(Generic[ResultT]):
         self._closed = False
         self._batch_size: Any = None
         self._queue_wait: Any = None
+        self._call_duration: Any = None
 
     def observe(self, metrics: MonitorMetrics) -> None:
-        """Record texts per call and queue waits on ``metrics`` (the pipeline's registry)."""
+        """Record texts per call, queue waits and call durations on ``metrics`` (the
+        pipeline's registry)."""
         self._batch_size = metrics.batch_size.labels(monitor=self._name)
         self._queue_wait = metrics.queue_wait.labels(monitor=self._name)
+        self._call_duration = metrics.call_duration.labels(monitor=self._name)
 
     @property
     def queued(self) -> int:
@@ -213,6 +216,8 @@ class CallBatcher(Generic[ResultT]):
         finally:
             elapsed = self._clock() - started
             self._call_seconds += EWMA_WEIGHT * (elapsed - self._call_seconds)
+            if self._call_duration is not None:
+                self._call_duration.observe(elapsed)
         for item, result in zip(batch, results, strict=True):
             if not item.future.done():
                 item.future.set_result(result)

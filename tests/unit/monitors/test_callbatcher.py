@@ -57,6 +57,7 @@ async def test_concurrent_submits_share_one_call_and_get_their_own_results(batch
     assert prom.get_sample_value("taxgate_monitor_batch_size_count", {"monitor": "guard"}) == 1
     assert prom.get_sample_value("taxgate_monitor_batch_size_sum", {"monitor": "guard"}) == 4
     assert prom.get_sample_value("taxgate_monitor_queue_wait_seconds_count", {"monitor": "guard"}) == 4
+    assert prom.get_sample_value("taxgate_monitor_call_seconds_count", {"monitor": "guard"}) == 1
 
 
 async def test_a_full_batch_goes_at_once_and_calls_never_exceed_max_batch(batchers):
