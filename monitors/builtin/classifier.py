@@ -11,6 +11,7 @@ Options::
     activation: server                   # server | sigmoid | softmax (see below)
     max_input_tokens: null               # the model's context; null: asked of the server
     max_in_flight: 4                     # calls out at once (see monitors/callbatcher.py)
+    check_chars: 24                      # streams: judge new words in groups this long
 
 ``/classify`` answers, per text, the probabilities in the model's label order and the
 name of the likeliest label (``id2label``), but not the names of the others, so
@@ -29,7 +30,10 @@ sigmoid in the gateway (``softmax`` likewise).
 A text longer than the model's context is split (monitors/textparts.py), every part is
 scored, and each label keeps its highest probability over the parts: never truncated.
 Texts of concurrent checks go out together, up to the monitor's ``batch.max_batch`` texts
-per call (monitors/callbatcher.py). Every failure (refused, reset, stalled, an HTTP
+per call (monitors/callbatcher.py). A stream's new words are judged in groups of at least
+``check_chars`` characters (its hold), so a stream makes one check per few tokens rather
+than one per token: each check costs the gateway CPU whatever its length (free under
+``stream_first``; a few tokens of hold under ``holdback``; 0 judges every word). Every failure (refused, reset, stalled, an HTTP
 error, a wrong shape: fewer results, an unknown label, NaN) raises, so the monitor's
 ``on_error`` decides.
 """
@@ -48,6 +52,7 @@ from monitors.base import AsyncMonitor, Finding, MonitorLoadError
 from monitors.builtin.engine import Engine, EngineError, finite, probability
 from monitors.callbatcher import CallBatcher
 from monitors.config import BatchSpec, MonitorSpec
+from monitors.holds import word_group_hold
 from monitors.metrics import MonitorMetrics
 from monitors.registry import parse_options
 from monitors.textparts import split_text
@@ -70,6 +75,7 @@ class ClassifierOptions(BaseModel):
     activation: Literal["server", "sigmoid", "softmax"] = "server"
     max_input_tokens: int | None = Field(None, ge=_SPECIAL_TOKENS + 4)
     max_in_flight: int = Field(4, ge=1)
+    check_chars: int = Field(24, ge=0)
 
     @model_validator(mode="after")
     def _known_flags(self) -> ClassifierOptions:
@@ -146,6 +152,10 @@ class ClassifierMonitor(AsyncMonitor):
 
     async def start(self, metrics: MonitorMetrics) -> None:
         self._batcher.observe(metrics)
+
+    def hold(self, text: str, start: int = 0) -> int:
+        """The partial word, and new complete words until there are ``check_chars`` of them."""
+        return word_group_hold(text, start, self._options.check_chars)
 
     async def check(self, texts: Sequence[str]) -> list[Finding]:
         budget = await self._part_bytes()

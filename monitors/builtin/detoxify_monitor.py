@@ -47,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from monitors.base import Finding, Monitor, MonitorLoadError
 from monitors.config import MonitorSpec
-from monitors.holds import word_hold
+from monitors.holds import word_group_hold
 from monitors.registry import parse_options
 
 ModelType = Literal["original", "unbiased", "multilingual", "original-small", "unbiased-small"]
@@ -75,8 +75,7 @@ class DetoxifyMonitor(Monitor):
 
     def hold(self, text: str, start: int = 0) -> int:
         """The partial word, and new complete words until there are ``check_chars`` of them."""
-        complete = max(start, word_hold(text))
-        return complete if complete - start >= self._check_chars else start
+        return word_group_hold(text, start, self._check_chars)
 
     def check(self, texts: Sequence[str]) -> list[Finding]:
         if not texts:

@@ -254,3 +254,11 @@ async def test_budget_admission_skips_a_slow_engine_once_its_latency_is_known(me
     finally:
         release.set()
         await pipeline.close()
+
+
+def test_a_stream_is_judged_in_groups_of_words():
+    monitor = classifier.create(spec(check_chars=10))
+    assert monitor.hold("you are") == 0
+    assert monitor.hold("you are an idio") == 11
+    assert monitor.hold("you are an idiot and", start=11) == 11
+    assert classifier.create(spec(check_chars=0)).hold("you are") == 4
