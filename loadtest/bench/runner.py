@@ -39,7 +39,7 @@ from loadtest.bench.safety import (
     stratified_sample,
 )
 from loadtest.bench.samples import Sample
-from loadtest.bench.scenarios import Scenario, build_scenarios, gateway_config
+from loadtest.bench.scenarios import CLASSIFIER, Scenario, build_scenarios, gateway_config
 from loadtest.bench.tax import DIRECT
 from loadtest.bench.traffic import warm_up
 from loadtest.datasets import load_dataset
@@ -115,6 +115,9 @@ class BenchRunner:
             notes.append("safety pass skipped (--no-safety)")
         if options.upstream:
             notes.append("--upstream: the upstream's CPU is not sampled (not our process)")
+        notes += [f"{s.name}: classifier served by the simulator's /classify (a word rule standing "
+                  "in for a guard model on a GPU): latency only, catch rates meaningless"
+                  for s in scenarios if self._simulated_classifier(s)]
         cells = {
             key: cell_stats(key[0], key[1], rounds, cpu_use[key])
             for key, rounds in samples.items()
@@ -192,6 +195,11 @@ class BenchRunner:
                            options.ready_timeout_s, poll_s=1.0)
             group.wait_ready(options.ready_timeout_s)
         return urls
+
+    def _simulated_classifier(self, scenario: Scenario) -> bool:
+        """Whether the set's classifier monitors are served by the simulator's /classify."""
+        return not self.options.classifier_url and any(
+            m["name"] == CLASSIFIER and not m.get("base_url") for m in scenario.monitors or ())
 
     def _classifier(self, upstream: str) -> tuple[str, str] | None:
         """(URL, model) of the engine for ``classifier`` monitors: --classifier-url, else the
@@ -328,9 +336,10 @@ class BenchRunner:
             if not scenario.is_monitor_set:
                 continue
             per_label = options.safety_sample or None
-            if scenario.local_detoxify:
-                # Random weights make its catch rates meaningless; a sample shows the
-                # plumbing works without spending the run's longest minute on noise.
+            if scenario.local_detoxify or self._simulated_classifier(scenario):
+                # Random weights (or the simulator's word rule standing in for a guard model)
+                # make its catch rates meaningless; a sample shows the plumbing works
+                # without spending the run's longest minute on noise.
                 per_label = min(per_label or RANDOM_WEIGHTS_SAMPLE, RANDOM_WEIGHTS_SAMPLE)
             chosen, note = items, ""
             if per_label is not None:
