@@ -33,9 +33,10 @@ Texts of concurrent checks go out together, up to the monitor's ``batch.max_batc
 per call (monitors/callbatcher.py). A stream's new words are judged in groups of at least
 ``check_chars`` characters (its hold), so a stream makes one check per few tokens rather
 than one per token: each check costs the gateway CPU whatever its length (free under
-``stream_first``; a few tokens of hold under ``holdback``; 0 judges every word). Every failure (refused, reset, stalled, an HTTP
-error, a wrong shape: fewer results, an unknown label, NaN) raises, so the monitor's
-``on_error`` decides.
+``stream_first``; a few tokens of hold under ``holdback``; 0 judges every word).
+
+Every failure (refused, reset, stalled, an HTTP error, a wrong shape: fewer results, an
+unknown label, NaN) raises, so the monitor's ``on_error`` decides.
 """
 
 from __future__ import annotations
