@@ -32,8 +32,12 @@ _WORDS = "the quick brown fox jumps over the lazy dog and then it runs far away 
 
 async def _stream(client: httpx.AsyncClient, url: str, prompt: str) -> int:
     chunks = 0
-    body = {"model": "sim-llama-8b", "stream": True, "max_tokens": 4096,
-            "messages": [{"role": "user", "content": prompt}]}
+    body = {
+        "model": "sim-llama-8b",
+        "stream": True,
+        "max_tokens": 4096,
+        "messages": [{"role": "user", "content": prompt}],
+    }
     async with client.stream("POST", url + "/v1/chat/completions", json=body) as response:
         async for line in response.aiter_lines():
             if line.startswith("data: {"):
@@ -76,20 +80,28 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as work:
         config_path = Path(work) / "gateway.yaml"
         config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
-        sim = subprocess.Popen([sys.executable, "-m", "loadtest.sim", "--port", str(sim_port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        gateway = subprocess.Popen([sys.executable, "-m", "gateway", "--log-level", "warning", "serve",
-                                    "--config", str(config_path)], stdout=subprocess.DEVNULL)
+        sim = subprocess.Popen(
+            [sys.executable, "-m", "loadtest.sim", "--port", str(sim_port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "--log-level", "warning", "serve", "--config", str(config_path)],
+            stdout=subprocess.DEVNULL,
+        )
         try:
             prompt = " ".join(_WORDS[i % len(_WORDS)] for i in range(args.words))
-            chunks, cpu_s, wall_s = asyncio.run(_measure(f"http://127.0.0.1:{gateway_port}", gateway.pid,
-                                                         args.streams, prompt))
+            chunks, cpu_s, wall_s = asyncio.run(
+                _measure(f"http://127.0.0.1:{gateway_port}", gateway.pid, args.streams, prompt)
+            )
         finally:
             for process in (gateway, sim):
                 process.terminate()
                 process.wait(timeout=30)
-    print(f"{args.streams} stream(s): {chunks} chunks, gateway CPU {cpu_s:.2f} s = "
-          f"{cpu_s / max(chunks, 1) * 1e6:,.0f} us per chunk, wall {wall_s:.1f} s")
+    print(
+        f"{args.streams} stream(s): {chunks} chunks, gateway CPU {cpu_s:.2f} s = "
+        f"{cpu_s / max(chunks, 1) * 1e6:,.0f} us per chunk, wall {wall_s:.1f} s"
+    )
     return 0
 
 

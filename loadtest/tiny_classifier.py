@@ -32,8 +32,16 @@ def _vocabulary() -> list[str]:
     return list(dict.fromkeys([*_SPECIAL, *chars, *(f"##{c}" for c in chars), *_WORDS]))
 
 
-def build_tiny_classifier(out_dir: Path, *, hidden_size: int = 128, layers: int = 2, heads: int = 2,
-                          max_positions: int = 128, unsafe_bias: float = 1.0, seed: int = 0) -> Path:
+def build_tiny_classifier(
+    out_dir: Path,
+    *,
+    hidden_size: int = 128,
+    layers: int = 2,
+    heads: int = 2,
+    max_positions: int = 128,
+    unsafe_bias: float = 1.0,
+    seed: int = 0,
+) -> Path:
     """Write config, random weights and tokenizer into ``out_dir``; return it."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
@@ -45,11 +53,17 @@ def build_tiny_classifier(out_dir: Path, *, hidden_size: int = 128, layers: int 
     tokenizer.save_pretrained(out_dir)
     torch.manual_seed(seed)
     config = BertConfig(
-        vocab_size=len(_vocabulary()), hidden_size=hidden_size, num_hidden_layers=layers,
-        num_attention_heads=heads, intermediate_size=hidden_size * 2,
-        max_position_embeddings=max_positions, num_labels=len(LABELS),
-        id2label=dict(enumerate(LABELS)), label2id={label: i for i, label in enumerate(LABELS)},
-        problem_type="single_label_classification", torch_dtype="float32",
+        vocab_size=len(_vocabulary()),
+        hidden_size=hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=hidden_size * 2,
+        max_position_embeddings=max_positions,
+        num_labels=len(LABELS),
+        id2label=dict(enumerate(LABELS)),
+        label2id={label: i for i, label in enumerate(LABELS)},
+        problem_type="single_label_classification",
+        torch_dtype="float32",
     )
     model = BertForSequenceClassification(config)
     with torch.no_grad():
@@ -63,8 +77,7 @@ def build_tiny_classifier(out_dir: Path, *, hidden_size: int = 128, layers: int 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir", type=Path, help="folder to write the model into")
-    parser.add_argument("--max-positions", type=int, default=128,
-                        help="the model's context in tokens (default 128)")
+    parser.add_argument("--max-positions", type=int, default=128, help="the model's context in tokens (default 128)")
     args = parser.parse_args(argv)
     build_tiny_classifier(args.out_dir, max_positions=args.max_positions)
     print(args.out_dir)

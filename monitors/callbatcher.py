@@ -168,8 +168,9 @@ class CallBatcher(Generic[ResultT]):
             self._queue.popleft()  # its submit gave up while it waited
         if self._closed:
             return
-        delay = self._when.delay(len(self._queue), self._clock() - self._queue[0].enqueued_at
-                                 if self._queue else 0.0, len(self._calls))
+        delay = self._when.delay(
+            len(self._queue), self._clock() - self._queue[0].enqueued_at if self._queue else 0.0, len(self._calls)
+        )
         if delay is None:
             return
         if self._timer is not None:
@@ -209,8 +210,9 @@ class CallBatcher(Generic[ResultT]):
         except Exception as exc:  # the call's failure is every one of its texts' failure
             # Once per call (the pipeline logs each check with its request id); the
             # message names the fault, never a text.
-            logger.warning("monitor %r: a call of %d texts failed: %s: %s", self._name, len(batch),
-                           type(exc).__name__, exc)
+            logger.warning(
+                "monitor %r: a call of %d texts failed: %s: %s", self._name, len(batch), type(exc).__name__, exc
+            )
             self._fail(batch, exc)
             return
         finally:

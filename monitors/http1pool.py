@@ -127,13 +127,15 @@ class Http1Pool:
         self._slots = asyncio.Semaphore(max_connections)
         self._all: set[_Connection] = set()
 
-    async def request(self, method: str, path: str, body: bytes = b"",
-                      headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    async def request(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
         """``(status, body)`` of one request; see the module doc for what it raises."""
         extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
         typed = "Content-Type: application/json\r\n" if body else ""
-        data = (f"{method} {path} HTTP/1.1\r\n{self._head}{extra}{typed}"
-                f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1") + body
+        data = (f"{method} {path} HTTP/1.1\r\n{self._head}{extra}{typed}Content-Length: {len(body)}\r\n\r\n").encode(
+            "latin-1"
+        ) + body
         async with self._slots:
             connection = self._reusable()
             if connection is not None:

@@ -77,8 +77,11 @@ def split_spans(text: str, max_bytes: int, overlap: int = 0) -> list[tuple[int, 
         # Back up by the overlap (keeping room for the next character: progress), then
         # forward to a word's start.
         nxt = end
-        while (nxt > start + 1 and offsets[end] - offsets[nxt - 1] <= overlap
-               and offsets[end + 1] - offsets[nxt - 1] <= max_bytes):
+        while (
+            nxt > start + 1
+            and offsets[end] - offsets[nxt - 1] <= overlap
+            and offsets[end + 1] - offsets[nxt - 1] <= max_bytes
+        ):
             nxt -= 1
         while start < nxt < end and not text[nxt - 1].isspace():
             nxt += 1

@@ -24,8 +24,7 @@ import re
 from dataclasses import dataclass
 
 LABELS = ("safe", "unsafe")
-_HOSTILE = re.compile(r"\b(?:idiot|stupid|hate|kill|moron|die|ignore (?:all )?previous instructions)\b",
-                      re.IGNORECASE)
+_HOSTILE = re.compile(r"\b(?:idiot|stupid|hate|kill|moron|die|ignore (?:all )?previous instructions)\b", re.IGNORECASE)
 UNSAFE_P = 0.95
 SAFE_P = 0.03
 
@@ -73,10 +72,15 @@ class ClassifierProfile:
 CLASSIFIER_PROFILES = {
     profile.name: profile
     for profile in (
-        ClassifierProfile("bert-base-gpu", call_overhead_s=0.001, step_base_s=0.002,
-                          per_token_s=3e-6, max_batch_tokens=16384, jitter=0.05),
-        ClassifierProfile("instant", call_overhead_s=0.0, step_base_s=0.0, per_token_s=0.0,
-                          max_batch_tokens=1 << 30),
+        ClassifierProfile(
+            "bert-base-gpu",
+            call_overhead_s=0.001,
+            step_base_s=0.002,
+            per_token_s=3e-6,
+            max_batch_tokens=16384,
+            jitter=0.05,
+        ),
+        ClassifierProfile("instant", call_overhead_s=0.0, step_base_s=0.0, per_token_s=0.0, max_batch_tokens=1 << 30),
     )
 }
 
@@ -93,11 +97,9 @@ def take_step(waiting: list[int], max_batch_tokens: int) -> int:
     return len(waiting)
 
 
-def simulate_calls(profile: ClassifierProfile, rng: random.Random,
-                   calls: list[tuple[float, int]]) -> list[float]:
+def simulate_calls(profile: ClassifierProfile, rng: random.Random, calls: list[tuple[float, int]]) -> list[float]:
     """Virtual time: when each call (arrival time, tokens), sorted by arrival, is answered."""
-    ready = sorted((arrival + profile.overhead_time(rng), i, tokens)
-                   for i, (arrival, tokens) in enumerate(calls))
+    ready = sorted((arrival + profile.overhead_time(rng), i, tokens) for i, (arrival, tokens) in enumerate(calls))
     done = [0.0] * len(calls)
     now = 0.0
     position = 0

@@ -59,10 +59,21 @@ def classify_body(model: str, texts: list[str], tokens: int, use_activation: boo
         values = probs if use_activation else [math.log(p) for p in probs]
         label = LABELS[max(range(len(probs)), key=probs.__getitem__)]
         data.append({"index": index, "label": label, "probs": values, "num_classes": len(values)})
-    return orjson.dumps({"id": "classify-" + secrets.token_hex(8), "object": "list",
-                         "created": int(time.time()), "model": model, "data": data,
-                         "usage": {"prompt_tokens": tokens, "total_tokens": tokens,
-                                   "completion_tokens": 0, "prompt_tokens_details": None}})
+    return orjson.dumps(
+        {
+            "id": "classify-" + secrets.token_hex(8),
+            "object": "list",
+            "created": int(time.time()),
+            "model": model,
+            "data": data,
+            "usage": {
+                "prompt_tokens": tokens,
+                "total_tokens": tokens,
+                "completion_tokens": 0,
+                "prompt_tokens_details": None,
+            },
+        }
+    )
 
 
 def text_tokens(texts: list[str], max_model_len: int) -> int:
@@ -71,9 +82,12 @@ def text_tokens(texts: list[str], max_model_len: int) -> int:
     for text in texts:
         tokens = count_tokens(text) + SPECIAL_TOKENS
         if tokens > max_model_len:
-            raise RequestError(400, f"This model's maximum context length is {max_model_len} tokens. "
-                                    f"However, you requested {tokens} tokens in the input for "
-                                    "classification. Please reduce the length of the input.")
+            raise RequestError(
+                400,
+                f"This model's maximum context length is {max_model_len} tokens. "
+                f"However, you requested {tokens} tokens in the input for "
+                "classification. Please reduce the length of the input.",
+            )
         total += tokens
     return total
 

@@ -118,8 +118,10 @@ def _item(item: Any, count: int, labels: Sequence[str], activation: str) -> tupl
         if label not in labels:
             raise EngineError(f"/classify labelled a text {label!r}, not one of the configured labels")
         if values[labels.index(label)] < top - 1e-6:
-            raise EngineError(f"/classify's label {label!r} is not its likeliest class: "
-                              "the configured labels do not match the served model")
+            raise EngineError(
+                f"/classify's label {label!r} is not its likeliest class: "
+                "the configured labels do not match the served model"
+            )
     return index, values
 
 
@@ -147,7 +149,8 @@ class ClassifierMonitor(AsyncMonitor):
         self._engine = engine
         self._flag_indices = [options.labels.index(label) for label in options.flag_labels]
         self._batcher: CallBatcher[list[float]] = CallBatcher(
-            self._classify, batch, name=name, max_in_flight=options.max_in_flight)
+            self._classify, batch, name=name, max_in_flight=options.max_in_flight
+        )
         self._max_tokens = options.max_input_tokens
         self._context_lock = asyncio.Lock()
 
@@ -165,7 +168,7 @@ class ClassifierMonitor(AsyncMonitor):
         findings: list[Finding] = []
         position = 0
         for text_parts in parts:
-            scored = vectors[position:position + len(text_parts)]
+            scored = vectors[position : position + len(text_parts)]
             position += len(text_parts)
             findings.append(self._finding(scored))
         return findings
@@ -203,8 +206,9 @@ class ClassifierMonitor(AsyncMonitor):
                 length = model.get("max_model_len")
                 if isinstance(length, int) and not isinstance(length, bool) and length > _SPECIAL_TOKENS + 4:
                     return length
-                raise EngineError(f"{where} gives model {self._options.model!r} no usable "
-                                  "max_model_len; set max_input_tokens")
+                raise EngineError(
+                    f"{where} gives model {self._options.model!r} no usable max_model_len; set max_input_tokens"
+                )
         raise EngineError(f"model {self._options.model!r} is not served at {where}")
 
     async def close(self) -> None:
@@ -216,9 +220,15 @@ def create(spec: MonitorSpec, *, transport: httpx.AsyncBaseTransport | None = No
     options = parse_options(spec, ClassifierOptions)
     unknown = sorted(set(spec.label_thresholds) - set(options.labels))
     if unknown:
-        raise MonitorLoadError(f"monitor {spec.id!r}: label_thresholds name {unknown}, "
-                               f"which are not in labels {options.labels}")
+        raise MonitorLoadError(
+            f"monitor {spec.id!r}: label_thresholds name {unknown}, which are not in labels {options.labels}"
+        )
     # vLLM serves /classify and /v1/models at the root; a base_url ending in /v1 means the same.
-    engine = Engine(options.base_url.rstrip("/").removesuffix("/v1"), timeout_s=spec.timeout_ms / 1000.0 + 1.0,
-                    max_connections=options.max_in_flight, api_key=options.api_key, transport=transport)
+    engine = Engine(
+        options.base_url.rstrip("/").removesuffix("/v1"),
+        timeout_s=spec.timeout_ms / 1000.0 + 1.0,
+        max_connections=options.max_in_flight,
+        api_key=options.api_key,
+        transport=transport,
+    )
     return ClassifierMonitor(options, engine, name=spec.id, batch=spec.batch)

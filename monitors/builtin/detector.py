@@ -61,8 +61,9 @@ def _detection(item: Any, text: str, where: str) -> tuple[str, float, Span | Non
     start, end = item.get("start"), item.get("end")
     if start is None and end is None:
         return label, score, None
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)) \
-            or not 0 <= start < end <= len(text):
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)) or not 0 <= start < end <= len(
+        text
+    ):
         raise EngineError(f"{where}: span {start!r}..{end!r} is not within its text")
     return label, score, Span(start, end, label)
 
@@ -98,7 +99,8 @@ class DetectorMonitor(AsyncMonitor):
         self._engine = engine
         self._headers = {"detector-id": options.detector_id}
         self._batcher: CallBatcher[Finding] = CallBatcher(
-            self._detect, batch, name=name, max_in_flight=options.max_in_flight)
+            self._detect, batch, name=name, max_in_flight=options.max_in_flight
+        )
 
     async def start(self, metrics: MonitorMetrics) -> None:
         self._batcher.observe(metrics)
@@ -127,6 +129,11 @@ class DetectorMonitor(AsyncMonitor):
 
 def create(spec: MonitorSpec, *, transport: httpx.AsyncBaseTransport | None = None) -> DetectorMonitor:
     options = parse_options(spec, DetectorOptions)
-    engine = Engine(options.base_url, timeout_s=spec.timeout_ms / 1000.0 + 1.0,
-                    max_connections=options.max_in_flight, api_key=options.api_key, transport=transport)
+    engine = Engine(
+        options.base_url,
+        timeout_s=spec.timeout_ms / 1000.0 + 1.0,
+        max_connections=options.max_in_flight,
+        api_key=options.api_key,
+        transport=transport,
+    )
     return DetectorMonitor(options, engine, name=spec.id, batch=spec.batch)

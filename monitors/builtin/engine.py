@@ -35,8 +35,9 @@ class EngineError(RuntimeError):
 
 
 class Requester(Protocol):
-    async def request(self, method: str, path: str, body: bytes = b"",
-                      headers: dict[str, str] | None = None) -> tuple[int, bytes]: ...
+    async def request(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]: ...
 
     async def aclose(self) -> None: ...
 
@@ -48,11 +49,11 @@ class HttpxRequester:
         self._client = client
         self._base = base_url.rstrip("/")
 
-    async def request(self, method: str, path: str, body: bytes = b"",
-                      headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    async def request(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
         try:
-            response = await self._client.request(method, self._base + path, content=body or None,
-                                                   headers=headers)
+            response = await self._client.request(method, self._base + path, content=body or None, headers=headers)
         except httpx.TimeoutException as exc:
             raise TimeoutError(type(exc).__name__) from exc
         except httpx.TransportError as exc:
@@ -66,8 +67,15 @@ class HttpxRequester:
 class Engine:
     """One engine's origin: JSON calls under a time limit, failures as EngineError."""
 
-    def __init__(self, base_url: str, *, timeout_s: float, max_connections: int, api_key: str | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout_s: float,
+        max_connections: int,
+        api_key: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         parts = urlsplit(self.base_url)
         origin, self._prefix = f"{parts.scheme}://{parts.netloc}", parts.path.rstrip("/")

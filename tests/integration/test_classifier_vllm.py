@@ -45,9 +45,16 @@ def llm():
 
 
 def guard(engine, **overrides) -> dict:
-    return {"name": "classifier", "id": "guard", "base_url": engine.base_url, "model": engine.model,
-            "labels": ["safe", "unsafe"], "flag_labels": ["unsafe"], "timeout_ms": 30_000,
-            **overrides}
+    return {
+        "name": "classifier",
+        "id": "guard",
+        "base_url": engine.base_url,
+        "model": engine.model,
+        "labels": ["safe", "unsafe"],
+        "flag_labels": ["unsafe"],
+        "timeout_ms": 30_000,
+        **overrides,
+    }
 
 
 def client_for(gateway) -> openai.OpenAI:
@@ -55,8 +62,11 @@ def client_for(gateway) -> openai.OpenAI:
 
 
 def stream(client, content: str = PROMPT, **extra) -> tuple[str, list[str]]:
-    chunks = list(client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": content}], stream=True, **extra))
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": content}], stream=True, **extra
+        )
+    )
     text = "".join((c.choices[0].delta.content or "") for c in chunks if c.choices)
     return text, [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
 
@@ -99,20 +109,24 @@ def test_input_block_and_annotate_non_streamed(start_gateway, llm, vllm_pooling_
     with pytest.raises(openai.BadRequestError) as err:
         client_for(blocking).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": PROMPT}])
     assert err.value.body["code"] == "content_blocked" and "guard" in err.value.body["message"]
-    annotating = start_gateway(upstreams=[llm.base_url],
-                               monitors=[guard(vllm_pooling_server, stages=["input"], action="annotate")])
-    response = httpx.post(annotating.v1 + "/chat/completions", timeout=60, json={
-        "model": MODEL, "messages": [{"role": "user", "content": PROMPT}]})
+    annotating = start_gateway(
+        upstreams=[llm.base_url], monitors=[guard(vllm_pooling_server, stages=["input"], action="annotate")]
+    )
+    response = httpx.post(
+        annotating.v1 + "/chat/completions",
+        timeout=60,
+        json={"model": MODEL, "messages": [{"role": "user", "content": PROMPT}]},
+    )
     assert response.status_code == 200 and response.headers["x-taxgate-flags"] == "guard"
     assert response.json()["choices"][0]["message"]["content"] == PROMPT
-    assert annotating.sample("taxgate_monitor_verdicts_total", monitor="guard", stage="input",
-                             action="annotate") == 1
+    assert annotating.sample("taxgate_monitor_verdicts_total", monitor="guard", stage="input", action="annotate") == 1
 
 
 @pytest.mark.parametrize("mode", ["holdback", "stream_first"])
 def test_output_block_streamed_and_not(start_gateway, llm, vllm_pooling_server, mode):
-    gateway = start_gateway(upstreams=[llm.base_url], streaming={"mode": mode},
-                            monitors=[guard(vllm_pooling_server, stages=["output"])])
+    gateway = start_gateway(
+        upstreams=[llm.base_url], streaming={"mode": mode}, monitors=[guard(vllm_pooling_server, stages=["output"])]
+    )
     client = client_for(gateway)
     whole = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": PROMPT}])
     assert whole.choices[0].finish_reason == "content_filter"
@@ -123,8 +137,9 @@ def test_output_block_streamed_and_not(start_gateway, llm, vllm_pooling_server, 
 
 
 def test_below_threshold_everything_passes_streamed(start_gateway, llm, vllm_pooling_server):
-    gateway = start_gateway(upstreams=[llm.base_url], streaming={"mode": "holdback"},
-                            monitors=[guard(vllm_pooling_server, threshold=0.99)])
+    gateway = start_gateway(
+        upstreams=[llm.base_url], streaming={"mode": "holdback"}, monitors=[guard(vllm_pooling_server, threshold=0.99)]
+    )
     text, finish = stream(client_for(gateway))
     assert (text, finish) == (PROMPT, ["stop"])
     assert gateway.sample("taxgate_monitor_verdicts_total", monitor="guard", stage="output", action="pass") > 1
@@ -132,14 +147,20 @@ def test_below_threshold_everything_passes_streamed(start_gateway, llm, vllm_poo
 
 
 def test_checks_of_concurrent_streams_share_calls(start_gateway, llm, vllm_pooling_server):
-    gateway = start_gateway(upstreams=[llm.base_url], streaming={"mode": "stream_first"},
-                            monitors=[guard(vllm_pooling_server, action="annotate", max_in_flight=1,
-                                            batch={"max_batch": 64, "max_wait_ms": 5})])
+    gateway = start_gateway(
+        upstreams=[llm.base_url],
+        streaming={"mode": "stream_first"},
+        monitors=[
+            guard(vllm_pooling_server, action="annotate", max_in_flight=1, batch={"max_batch": 64, "max_wait_ms": 5})
+        ],
+    )
     client = client_for(gateway)
 
     def calls_and_texts() -> tuple[float, float]:
-        return (gateway.sample("taxgate_monitor_batch_size_count", monitor="guard"),
-                gateway.sample("taxgate_monitor_batch_size_sum", monitor="guard"))
+        return (
+            gateway.sample("taxgate_monitor_batch_size_count", monitor="guard"),
+            gateway.sample("taxgate_monitor_batch_size_sum", monitor="guard"),
+        )
 
     # One call at a time (max_in_flight 1): while it is out, the other streams' checks queue
     # and go together. Rounds until it shows (a round on an idle machine could in principle
@@ -160,11 +181,16 @@ def test_checks_of_concurrent_streams_share_calls(start_gateway, llm, vllm_pooli
 def test_the_engine_killed_mid_load(start_gateway, llm, vllm_pooling_server, caplog):
     """Fail-open counts and lets traffic through; fail-closed blocks; neither answers 500."""
     caplog.set_level(logging.WARNING, logger="monitors")
-    open_gw = start_gateway(upstreams=[llm.base_url], streaming={"mode": "stream_first"},
-                            monitors=[guard(vllm_pooling_server, action="annotate", on_error="open",
-                                            timeout_ms=5000)])
-    closed_gw = start_gateway(upstreams=[llm.base_url], streaming={"mode": "stream_first"},
-                              monitors=[guard(vllm_pooling_server, timeout_ms=5000, threshold=0.99)])
+    open_gw = start_gateway(
+        upstreams=[llm.base_url],
+        streaming={"mode": "stream_first"},
+        monitors=[guard(vllm_pooling_server, action="annotate", on_error="open", timeout_ms=5000)],
+    )
+    closed_gw = start_gateway(
+        upstreams=[llm.base_url],
+        streaming={"mode": "stream_first"},
+        monitors=[guard(vllm_pooling_server, timeout_ms=5000, threshold=0.99)],
+    )
     outcomes: dict[str, list[tuple[int, str]]] = {"open": [], "closed": []}
     stop = threading.Event()
 
@@ -174,15 +200,22 @@ def test_the_engine_killed_mid_load(start_gateway, llm, vllm_pooling_server, cap
             while not stop.is_set():
                 index += 1
                 rid = f"{name}-{index}"
-                response = http.post(gateway.v1 + "/chat/completions", headers={"x-request-id": rid}, json={
-                    "model": MODEL, "messages": [{"role": "user", "content": PROMPT}]})
+                response = http.post(
+                    gateway.v1 + "/chat/completions",
+                    headers={"x-request-id": rid},
+                    json={"model": MODEL, "messages": [{"role": "user", "content": PROMPT}]},
+                )
                 body = response.json()
-                kind = (body.get("error", {}).get("code") if response.status_code != 200
-                        else body["choices"][0]["finish_reason"])
+                kind = (
+                    body.get("error", {}).get("code")
+                    if response.status_code != 200
+                    else body["choices"][0]["finish_reason"]
+                )
                 outcomes[name].append((response.status_code, kind or ""))
 
-    threads = [threading.Thread(target=load, args=(name, gw)) for name, gw in
-               (("open", open_gw), ("closed", closed_gw))]
+    threads = [
+        threading.Thread(target=load, args=(name, gw)) for name, gw in (("open", open_gw), ("closed", closed_gw))
+    ]
     for thread in threads:
         thread.start()
     try:
@@ -198,14 +231,14 @@ def test_the_engine_killed_mid_load(start_gateway, llm, vllm_pooling_server, cap
         for thread in threads:
             thread.join(60)
     assert all(status != 500 for v in outcomes.values() for status, _ in v), outcomes
-    before, after = outcomes["open"][:served["open"]], outcomes["open"][served["open"]:]
+    before, after = outcomes["open"][: served["open"]], outcomes["open"][served["open"] :]
     assert all(o == (200, "stop") for o in before)
     # Fail-open: the answers keep coming, each let through unchecked and counted.
     assert all(o == (200, "stop") for o in after), after
     assert open_gw.sample("taxgate_monitor_fail_open_total", monitor="guard", stage="input") >= len(after) - 1
     assert open_gw.sample("taxgate_monitor_errors_total", monitor="guard", stage="input", kind="error") >= 1
     # Fail-closed: passed while the engine judged, blocked once it is gone.
-    assert all(o == (200, "stop") for o in outcomes["closed"][:served["closed"]])
+    assert all(o == (200, "stop") for o in outcomes["closed"][: served["closed"]])
     assert outcomes["closed"][-1] == (400, "content_blocked")
     assert closed_gw.sample("taxgate_monitor_errors_total", monitor="guard", stage="input", kind="error") >= 1
     # Each failed check is logged with its request's id.

@@ -39,16 +39,27 @@ def fms_standin(calls: list[dict]) -> Starlette:
         calls.append({"detector": detector, "contents": body["contents"]})
         if detector != "email-v1":
             return JSONResponse({"code": 404, "message": f"detector {detector} not found"}, status_code=404)
-        return JSONResponse([
-            [{"start": m.start(), "end": m.end(), "text": m.group(), "detection": "pii",
-              "detection_type": "EmailAddress", "score": 0.99} for m in EMAIL.finditer(text)]
-            for text in body["contents"]])
+        return JSONResponse(
+            [
+                [
+                    {
+                        "start": m.start(),
+                        "end": m.end(),
+                        "text": m.group(),
+                        "detection": "pii",
+                        "detection_type": "EmailAddress",
+                        "score": 0.99,
+                    }
+                    for m in EMAIL.finditer(text)
+                ]
+                for text in body["contents"]
+            ]
+        )
 
     async def health(request: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
 
-    return Starlette(routes=[Route("/api/v1/text/contents", contents, methods=["POST"]),
-                             Route("/health", health)])
+    return Starlette(routes=[Route("/api/v1/text/contents", contents, methods=["POST"]), Route("/health", health)])
 
 
 @pytest.fixture(scope="module")
@@ -62,15 +73,22 @@ def detector_server():
 
 @pytest.fixture(scope="module")
 def llm():
-    server = ThreadedServer(create_sim_app(SimSettings(profile="tiny-cpu", model=MODEL),
-                                           registry=CollectorRegistry())).start()
+    server = ThreadedServer(
+        create_sim_app(SimSettings(profile="tiny-cpu", model=MODEL), registry=CollectorRegistry())
+    ).start()
     yield server
     server.stop()
 
 
 def detector(server, **overrides) -> dict:
-    return {"name": "detector", "id": "emails", "base_url": server.base_url, "detector_id": "email-v1",
-            "timeout_ms": 10_000, **overrides}
+    return {
+        "name": "detector",
+        "id": "emails",
+        "base_url": server.base_url,
+        "detector_id": "email-v1",
+        "timeout_ms": 10_000,
+        **overrides,
+    }
 
 
 def client_for(gateway) -> openai.OpenAI:
@@ -78,34 +96,47 @@ def client_for(gateway) -> openai.OpenAI:
 
 
 EXPECTED = PROMPT.replace("ada@example.org", "[REDACTED:EMAILADDRESS]").replace(
-    "bob@example.net", "[REDACTED:EMAILADDRESS]")
+    "bob@example.net", "[REDACTED:EMAILADDRESS]"
+)
 
 
 @pytest.mark.parametrize("mode", ["holdback", "stream_first"])
 def test_detections_are_redacted_streamed_and_not(start_gateway, llm, detector_server, mode):
-    gateway = start_gateway(upstreams=[llm.base_url], streaming={"mode": mode},
-                            monitors=[detector(detector_server, stages=["output"], action="redact")])
+    gateway = start_gateway(
+        upstreams=[llm.base_url],
+        streaming={"mode": mode},
+        monitors=[detector(detector_server, stages=["output"], action="redact")],
+    )
     client = client_for(gateway)
     whole = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": PROMPT}])
     assert whole.choices[0].message.content == EXPECTED
     if mode == "holdback":  # stream_first releases before it judges: nothing to mask then
-        chunks = client.chat.completions.create(model=MODEL, stream=True,
-                                                messages=[{"role": "user", "content": PROMPT}])
+        chunks = client.chat.completions.create(
+            model=MODEL, stream=True, messages=[{"role": "user", "content": PROMPT}]
+        )
         assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == EXPECTED
     assert all(call["detector"] == "email-v1" for call in detector_server.calls)
 
 
 def test_input_block_and_concurrent_requests_share_calls(start_gateway, llm, detector_server):
-    gateway = start_gateway(upstreams=[llm.base_url], monitors=[
-        detector(detector_server, stages=["input"], max_in_flight=1, batch={"max_batch": 32, "max_wait_ms": 20})])
+    gateway = start_gateway(
+        upstreams=[llm.base_url],
+        monitors=[
+            detector(detector_server, stages=["input"], max_in_flight=1, batch={"max_batch": 32, "max_wait_ms": 20})
+        ],
+    )
     client = client_for(gateway)
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": PROMPT}])
     assert err.value.body["code"] == "content_blocked"
     clean = [f"a clean question number {i}" for i in range(12)]
-    threads = [threading.Thread(target=client.chat.completions.create,
-                                kwargs={"model": MODEL, "messages": [{"role": "user", "content": text}]})
-               for text in clean]
+    threads = [
+        threading.Thread(
+            target=client.chat.completions.create,
+            kwargs={"model": MODEL, "messages": [{"role": "user", "content": text}]},
+        )
+        for text in clean
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -120,8 +151,10 @@ def test_input_block_and_concurrent_requests_share_calls(start_gateway, llm, det
 
 @pytest.mark.parametrize("on_error, blocked", [("open", False), ("closed", True)])
 def test_an_unknown_detector_is_a_monitor_error(start_gateway, llm, detector_server, on_error, blocked):
-    gateway = start_gateway(upstreams=[llm.base_url], monitors=[
-        detector(detector_server, detector_id="missing", stages=["input"], on_error=on_error)])
+    gateway = start_gateway(
+        upstreams=[llm.base_url],
+        monitors=[detector(detector_server, detector_id="missing", stages=["input"], on_error=on_error)],
+    )
     client = client_for(gateway)
     if blocked:
         with pytest.raises(openai.BadRequestError):

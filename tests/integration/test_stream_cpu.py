@@ -16,7 +16,8 @@ def test_measures_a_gateway_with_a_served_classifier(tmp_path, capsys):
     config.write_text(
         "streaming: {mode: stream_first}\naudit: {enabled: false}\nmonitors:\n"
         "  - {name: classifier, action: annotate, base_url: sim, model: sim-guard,\n"
-        "     labels: [safe, unsafe], flag_labels: [unsafe]}\n")
+        "     labels: [safe, unsafe], flag_labels: [unsafe]}\n"
+    )
     assert stream_cpu.main([str(config), "--streams", "2", "--words", "30"]) == 0
     line = capsys.readouterr().out
     match = re.search(r"2 stream\(s\): (\d+) chunks, gateway CPU ([\d.]+) s = ([\d,]+) us per chunk", line)

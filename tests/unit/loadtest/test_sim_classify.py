@@ -18,8 +18,7 @@ from loadtest.sim.classify import (
 )
 from tests.unit.loadtest.test_sim_app import client_for
 
-FLAT = ClassifierProfile("flat", call_overhead_s=0.001, step_base_s=0.002, per_token_s=1e-5,
-                         max_batch_tokens=1000)
+FLAT = ClassifierProfile("flat", call_overhead_s=0.001, step_base_s=0.002, per_token_s=1e-5, max_batch_tokens=1000)
 
 
 def test_a_call_costs_overhead_plus_a_step_of_its_tokens():
@@ -72,22 +71,25 @@ async def test_classify_route_answers_like_vllm():
         assert models[1]["id"] == "sim-guard" and models[1]["max_model_len"] == 512
         body = (await client.post("/classify", json={"model": "sim-guard", "input": ["hi", "you idiot"]})).json()
         assert body["object"] == "list" and body["model"] == "sim-guard"
-        assert [(d["index"], d["label"], d["num_classes"]) for d in body["data"]] == [
-            (0, "safe", 2), (1, "unsafe", 2)]
+        assert [(d["index"], d["label"], d["num_classes"]) for d in body["data"]] == [(0, "safe", 2), (1, "unsafe", 2)]
         assert body["data"][1]["probs"] == pytest.approx([0.05, 0.95])
         assert body["usage"]["prompt_tokens"] == (1 + 2) + (2 + 2)  # tokens plus [CLS] and [SEP] each
-        raw = (await client.post("/classify", json={"model": "sim-guard", "input": "hi",
-                                                    "use_activation": False})).json()
+        raw = (
+            await client.post("/classify", json={"model": "sim-guard", "input": "hi", "use_activation": False})
+        ).json()
         assert raw["data"][0]["probs"] == pytest.approx([math.log(0.97), math.log(0.03)])
 
 
-@pytest.mark.parametrize("body, status", [
-    ({"model": "other", "input": ["hi"]}, 404),
-    ({"model": "sim-guard", "input": []}, 400),
-    ({"model": "sim-guard", "input": [1]}, 400),
-    ({"model": "sim-guard", "input": ["word " * 600]}, 400),
-    ({"model": "sim-guard", "input": ["hi"], "use_activation": "no"}, 400),
-])
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ({"model": "other", "input": ["hi"]}, 404),
+        ({"model": "sim-guard", "input": []}, 400),
+        ({"model": "sim-guard", "input": [1]}, 400),
+        ({"model": "sim-guard", "input": ["word " * 600]}, 400),
+        ({"model": "sim-guard", "input": ["hi"], "use_activation": "no"}, 400),
+    ],
+)
 async def test_classify_refuses_what_vllm_refuses(body, status):
     async with client_for() as client:
         response = await client.post("/classify", json=body)
@@ -97,6 +99,7 @@ async def test_classify_refuses_what_vllm_refuses(body, status):
 
 async def test_concurrent_calls_are_answered_together():
     async with client_for(classifier_profile="bert-base-gpu") as client:
-        answers = await asyncio.gather(*(client.post("/classify", json={"model": "sim-guard", "input": [f"t{i}"]})
-                                         for i in range(16)))
+        answers = await asyncio.gather(
+            *(client.post("/classify", json={"model": "sim-guard", "input": [f"t{i}"]}) for i in range(16))
+        )
     assert all(a.status_code == 200 for a in answers)

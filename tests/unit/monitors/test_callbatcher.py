@@ -50,8 +50,7 @@ def make(batchers, engine, metrics=None, max_in_flight=1, **spec) -> CallBatcher
 async def test_concurrent_submits_share_one_call_and_get_their_own_results(batchers, metrics, prom):
     engine = Engine()
     batcher = make(batchers, engine, metrics, max_batch=32, max_wait_ms=50)
-    results = await asyncio.gather(batcher.submit(["a", "bb"]), batcher.submit(["ccc"]),
-                                   batcher.submit(["dddd"]))
+    results = await asyncio.gather(batcher.submit(["a", "bb"]), batcher.submit(["ccc"]), batcher.submit(["dddd"]))
     assert results == [[1, 2], [3], [4]]
     assert engine.calls == [["a", "bb", "ccc", "dddd"]]
     assert prom.get_sample_value("taxgate_monitor_batch_size_count", {"monitor": "guard"}) == 1
@@ -146,6 +145,7 @@ def test_metrics_are_optional(metrics: MonitorMetrics):
 
 
 # -- when a call goes (pure) -----------------------------------------------------
+
 
 def test_policy_sends_at_once_to_an_idle_engine_and_batches_under_load():
     from monitors.callbatcher import CallPolicy

@@ -36,8 +36,13 @@ class Engine:
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if request.url.path == "/v1/models":
-            return httpx.Response(200, json={"object": "list", "data": [
-                {"id": "guard", "object": "model", "max_model_len": self.max_model_len}]})
+            return httpx.Response(
+                200,
+                json={
+                    "object": "list",
+                    "data": [{"id": "guard", "object": "model", "max_model_len": self.max_model_len}],
+                },
+            )
         assert request.url.path == "/classify"
         body = json.loads(request.content)
         self.calls.append({**body, "authorization": request.headers.get("authorization")})
@@ -50,13 +55,27 @@ class Engine:
             if body.get("use_activation") is False:  # raw logits
                 probs = [math.log(p) for p in probs]
             data.append(item(index, probs))
-        return httpx.Response(200, json={"id": "classify-1", "object": "list", "model": "guard",
-                                         "data": data, "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+        return httpx.Response(
+            200,
+            json={
+                "id": "classify-1",
+                "object": "list",
+                "model": "guard",
+                "data": data,
+                "usage": {"prompt_tokens": 1, "total_tokens": 1},
+            },
+        )
 
 
 def spec(**options) -> MonitorSpec:
-    base = {"name": "classifier", "base_url": "http://guard:8000", "model": "guard", "labels": LABELS,
-            "flag_labels": ["injection", "jailbreak"], "timeout_ms": 5000}
+    base = {
+        "name": "classifier",
+        "base_url": "http://guard:8000",
+        "model": "guard",
+        "labels": LABELS,
+        "flag_labels": ["injection", "jailbreak"],
+        "timeout_ms": 5000,
+    }
     return MonitorSpec(**{**base, **options})
 
 
@@ -131,25 +150,46 @@ async def test_empty_texts_are_not_sent(make):
     assert empty.score == 0.0 and engine.calls[0]["input"] == ["hi"]
 
 
-@pytest.mark.parametrize("answer, message", [
-    (lambda texts: httpx.Response(503, text="overloaded"), "HTTP 503"),
-    (lambda texts: httpx.Response(400, json={"error": {"message": "too long"}}), "HTTP 400"),
-    (lambda texts: httpx.Response(200, text="<html>"), "not JSON"),
-    (lambda texts: httpx.Response(200, json={"data": []}), "0 results for 2 texts"),
-    (lambda texts: httpx.Response(200, json={"data": [item(0, [0.9, 0.1, 0.0]), item(0, [0.9, 0.1, 0.0])]}),
-     "twice"),
-    (lambda texts: httpx.Response(200, json={"data": [item(0, [0.9, 0.1]), item(1, [0.9, 0.1])]}),
-     "2 probabilities"),
-    (lambda texts: httpx.Response(200, content=json.dumps({"data": [item(0, [float("nan"), 0.1, 0.0], "benign"),
-                                                                    item(1, [0.9, 0.1, 0.0])]})),
-     "not a probability"),
-    (lambda texts: httpx.Response(200, json={"data": [item(0, [0.9, 0.1, 0.0], "toxic"),
-                                                      item(1, [0.9, 0.1, 0.0])]}), "not one of the configured"),
-    (lambda texts: httpx.Response(200, json={"data": [item(0, [0.9, 0.1, 0.0], "injection"),
-                                                      item(1, [0.9, 0.1, 0.0])]}), "likeliest"),
-    (lambda texts: httpx.Response(200, json={"data": [item(5, [0.9, 0.1, 0.0]), item(1, [0.9, 0.1, 0.0])]}),
-     "index 5"),
-])
+@pytest.mark.parametrize(
+    "answer, message",
+    [
+        (lambda texts: httpx.Response(503, text="overloaded"), "HTTP 503"),
+        (lambda texts: httpx.Response(400, json={"error": {"message": "too long"}}), "HTTP 400"),
+        (lambda texts: httpx.Response(200, text="<html>"), "not JSON"),
+        (lambda texts: httpx.Response(200, json={"data": []}), "0 results for 2 texts"),
+        (
+            lambda texts: httpx.Response(200, json={"data": [item(0, [0.9, 0.1, 0.0]), item(0, [0.9, 0.1, 0.0])]}),
+            "twice",
+        ),
+        (
+            lambda texts: httpx.Response(200, json={"data": [item(0, [0.9, 0.1]), item(1, [0.9, 0.1])]}),
+            "2 probabilities",
+        ),
+        (
+            lambda texts: httpx.Response(
+                200,
+                content=json.dumps({"data": [item(0, [float("nan"), 0.1, 0.0], "benign"), item(1, [0.9, 0.1, 0.0])]}),
+            ),
+            "not a probability",
+        ),
+        (
+            lambda texts: httpx.Response(
+                200, json={"data": [item(0, [0.9, 0.1, 0.0], "toxic"), item(1, [0.9, 0.1, 0.0])]}
+            ),
+            "not one of the configured",
+        ),
+        (
+            lambda texts: httpx.Response(
+                200, json={"data": [item(0, [0.9, 0.1, 0.0], "injection"), item(1, [0.9, 0.1, 0.0])]}
+            ),
+            "likeliest",
+        ),
+        (
+            lambda texts: httpx.Response(200, json={"data": [item(5, [0.9, 0.1, 0.0]), item(1, [0.9, 0.1, 0.0])]}),
+            "index 5",
+        ),
+    ],
+)
 async def test_wrong_answers_raise(make, answer, message):
     engine = Engine()
     engine.answer = answer
@@ -174,13 +214,16 @@ def test_parse_keeps_the_engines_index_order():
     assert parse_classify(body, 2, LABELS, "server") == [[0.9, 0.05, 0.05], [0.2, 0.7, 0.1]]
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"flag_labels": ["toxic"]}, "not in labels"),
-    ({"labels": ["a", "a"], "flag_labels": ["a"]}, "unique"),
-    ({"label_thresholds": {"toxic": 0.5}}, "label_thresholds"),
-    ({"activation": "relu"}, "activation"),
-    ({"flag_labels": []}, "flag_labels"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"flag_labels": ["toxic"]}, "not in labels"),
+        ({"labels": ["a", "a"], "flag_labels": ["a"]}, "unique"),
+        ({"label_thresholds": {"toxic": 0.5}}, "label_thresholds"),
+        ({"activation": "relu"}, "activation"),
+        ({"flag_labels": []}, "flag_labels"),
+    ],
+)
 def test_options_are_validated(options, message):
     with pytest.raises(MonitorLoadError, match=message):
         classifier.create(spec(**options))
@@ -216,8 +259,9 @@ async def test_a_stalled_engine_is_a_timeout(metrics, prom):
         return httpx.Response(200, json={})
 
     registry = MonitorRegistry({"classifier": lambda s: classifier.create(s, transport=httpx.MockTransport(stalled))})
-    pipeline = MonitorPipeline([spec(on_error="open", timeout_ms=50, max_input_tokens=512)], metrics=metrics,
-                               registry=registry)
+    pipeline = MonitorPipeline(
+        [spec(on_error="open", timeout_ms=50, max_input_tokens=512)], metrics=metrics, registry=registry
+    )
     await pipeline.start()
     try:
         result = await pipeline.check("input", ["hello"], request_id="r")
@@ -237,8 +281,12 @@ async def test_budget_admission_skips_a_slow_engine_once_its_latency_is_known(me
         return engine(request)
 
     registry = MonitorRegistry({"classifier": lambda s: classifier.create(s, transport=httpx.MockTransport(slow))})
-    pipeline = MonitorPipeline([spec(on_error="open", degrade="skip", timeout_ms=5000, max_input_tokens=512)],
-                               metrics=metrics, registry=registry, budgets=BudgetSpec(input=20))
+    pipeline = MonitorPipeline(
+        [spec(on_error="open", degrade="skip", timeout_ms=5000, max_input_tokens=512)],
+        metrics=metrics,
+        registry=registry,
+        budgets=BudgetSpec(input=20),
+    )
     await pipeline.start()
     try:
         # The first check is admitted (nothing ahead) and let go of at the budget (late).
@@ -247,9 +295,12 @@ async def test_budget_admission_skips_a_slow_engine_once_its_latency_is_known(me
         # Still in flight: the next check's predicted wait counts it, and it is not queued.
         second = await pipeline.check("input", ["b"], request_id="r2")
         assert second.skipped == ["classifier"]
-        skipped = {r: prom.get_sample_value("taxgate_monitor_skipped_total",
-                                            {"monitor": "classifier", "stage": "input", "reason": r})
-                   for r in ("late", "predicted")}
+        skipped = {
+            r: prom.get_sample_value(
+                "taxgate_monitor_skipped_total", {"monitor": "classifier", "stage": "input", "reason": r}
+            )
+            for r in ("late", "predicted")
+        }
         assert skipped["late"] >= 1 and skipped["late"] + skipped["predicted"] == 2
     finally:
         release.set()

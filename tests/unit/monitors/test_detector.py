@@ -17,8 +17,14 @@ from monitors.config import MonitorSpec
 
 def detection(text: str, word: str, kind: str = "EMAIL", score: float = 0.9) -> dict:
     start = text.index(word)
-    return {"start": start, "end": start + len(word), "text": word, "detection": "pii",
-            "detection_type": kind, "score": score}
+    return {
+        "start": start,
+        "end": start + len(word),
+        "text": word,
+        "detection": "pii",
+        "detection_type": kind,
+        "score": score,
+    }
 
 
 class Detector:
@@ -29,8 +35,7 @@ class Detector:
         assert request.url.path == "/api/v1/text/contents"
         body = json.loads(request.content)
         self.calls.append({**body, "detector_id": request.headers.get("detector-id")})
-        return httpx.Response(200, json=[[detection(t, "a@b.io")] if "a@b.io" in t else []
-                                         for t in body["contents"]])
+        return httpx.Response(200, json=[[detection(t, "a@b.io")] if "a@b.io" in t else [] for t in body["contents"]])
 
 
 @pytest.fixture
@@ -38,8 +43,9 @@ async def make():
     built = []
 
     def build(engine, **options):
-        spec = MonitorSpec(name="detector", base_url="http://det:8000/", detector_id="pii-v1",
-                           timeout_ms=5000, **options)
+        spec = MonitorSpec(
+            name="detector", base_url="http://det:8000/", detector_id="pii-v1", timeout_ms=5000, **options
+        )
         monitor = detector.create(spec, transport=httpx.MockTransport(engine))
         built.append(monitor)
         return monitor
@@ -56,8 +62,13 @@ async def test_detections_become_scores_labels_and_spans(make):
     assert clean.score == 0.0 and clean.spans == ()
     assert hit.score == 0.9 and dict(hit.labels) == {"EMAIL": 0.9}
     assert hit.spans == (Span(5, 11, "EMAIL"),)
-    assert engine.calls == [{"contents": ["nothing here", "mail a@b.io now"],
-                             "detector_params": {"threshold": 0.5}, "detector_id": "pii-v1"}]
+    assert engine.calls == [
+        {
+            "contents": ["nothing here", "mail a@b.io now"],
+            "detector_params": {"threshold": 0.5},
+            "detector_id": "pii-v1",
+        }
+    ]
 
 
 async def test_concurrent_checks_share_a_call(make):
@@ -79,16 +90,19 @@ def test_a_whole_text_detection_without_span_has_a_score_only():
     assert finding.score == 0.8 and finding.spans == ()
 
 
-@pytest.mark.parametrize("body, message", [
-    ({"detections": []}, "not a list"),
-    ([[]], "1 results for 2 texts"),
-    ([[], {"x": 1}], "not a list"),
-    ([[], [{"detection_type": "X", "score": 2.0, "start": 0, "end": 1}]], "not a probability"),
-    ([[], [{"detection_type": "X", "score": 0.5, "start": 0, "end": 99}]], "not within its text"),
-    ([[], [{"detection_type": "X", "score": 0.5, "start": 2, "end": 2}]], "not within its text"),
-    ([[], [{"score": 0.5}]], "no detection_type"),
-    ([[], ["hit"]], "not an object"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"detections": []}, "not a list"),
+        ([[]], "1 results for 2 texts"),
+        ([[], {"x": 1}], "not a list"),
+        ([[], [{"detection_type": "X", "score": 2.0, "start": 0, "end": 1}]], "not a probability"),
+        ([[], [{"detection_type": "X", "score": 0.5, "start": 0, "end": 99}]], "not within its text"),
+        ([[], [{"detection_type": "X", "score": 0.5, "start": 2, "end": 2}]], "not within its text"),
+        ([[], [{"score": 0.5}]], "no detection_type"),
+        ([[], ["hit"]], "not an object"),
+    ],
+)
 def test_wrong_shapes_raise(body, message):
     with pytest.raises(EngineError, match=message):
         parse_contents(body, ["one", "two"], None)

@@ -34,8 +34,14 @@ class Scripted:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length")), 0)
+                length = next(
+                    (
+                        int(line.split(b":")[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length")
+                    ),
+                    0,
+                )
                 body = await reader.readexactly(length)
                 self.requests.append(head + body)
                 action = self.answer(len(self.requests))
@@ -57,19 +63,25 @@ def ok(body: bytes = b'{"ok": true}', extra: str = "") -> bytes:
 
 async def test_requests_reuse_one_connection_and_send_what_is_asked():
     async with Scripted(lambda n: ok()) as server:
-        pool = Http1Pool(f"http://127.0.0.1:{server.port}", max_connections=2,
-                         headers={"Authorization": "Bearer k"})
+        pool = Http1Pool(f"http://127.0.0.1:{server.port}", max_connections=2, headers={"Authorization": "Bearer k"})
         try:
             for _ in range(3):
                 assert await pool.request("POST", "/classify", b'{"a": 1}', {"detector-id": "d"}) == (
-                    200, b'{"ok": true}')
+                    200,
+                    b'{"ok": true}',
+                )
         finally:
             await pool.aclose()
     assert server.connections == 1
     first = server.requests[0].decode()
     assert first.startswith("POST /classify HTTP/1.1\r\n")
-    for header in ("Authorization: Bearer k", "detector-id: d", "Content-Type: application/json",
-                   "Content-Length: 8", f"Host: 127.0.0.1:{server.port}"):
+    for header in (
+        "Authorization: Bearer k",
+        "detector-id: d",
+        "Content-Type: application/json",
+        "Content-Length: 8",
+        f"Host: 127.0.0.1:{server.port}",
+    ):
         assert header in first
 
 
@@ -117,8 +129,9 @@ async def test_a_reset_on_a_fresh_connection_raises():
 
 
 async def test_an_answer_cut_short_raises_and_garbage_is_a_protocol_error():
-    async with Scripted(lambda n: b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\npartial") \
-            as server:
+    async with Scripted(
+        lambda n: b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\npartial"
+    ) as server:
         pool = Http1Pool(f"http://127.0.0.1:{server.port}", max_connections=1)
         try:
             with pytest.raises(ConnectionError):
