@@ -52,8 +52,12 @@ import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from monitors.holds import word_hold
+
+if TYPE_CHECKING:
+    from monitors.metrics import MonitorMetrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +160,12 @@ class AsyncMonitor(_Hooks, ABC):
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
-        _require(cls, ("check", "close"), True, "Monitor")
+        _require(cls, ("check", "close", "start"), True, "Monitor")
+
+    async def start(self, metrics: MonitorMetrics) -> None:  # noqa: B027 - optional hook
+        """Awaited once before the first check, with the pipeline's metrics: a monitor that
+        batches texts of concurrent checks into one call records its batch sizes there
+        (``taxgate_monitor_batch_size``), as the micro-batcher does for sync monitors."""
 
     @abstractmethod
     async def check(self, texts: Sequence[str]) -> list[Finding]:

@@ -10,6 +10,8 @@ when nothing need be):
   matching), or a complete one whose start begins a possible longer match:
   ``"call me at 555-01"`` holds ``"555-01"``;
 - ``word_hold``: the trailing partial word (the default for classifiers);
+- ``word_group_hold``: the same, and new complete words until there are enough of them
+  (a model whose check costs mostly a fixed amount judges words in groups);
 - ``sentence_hold``: the trailing unfinished sentence;
 - ``chars_hold``: a fixed window: text leaves in blocks of ``size`` characters.
 """
@@ -33,6 +35,13 @@ def word_hold(text: str) -> int:
     while position > 0 and not text[position - 1].isspace():
         position -= 1
     return position
+
+
+def word_group_hold(text: str, start: int, min_chars: int) -> int:
+    """``word_hold``, holding the new complete words too until ``text[start:]`` has at least
+    ``min_chars`` of them (``start`` when it has fewer: nothing to judge yet)."""
+    complete = max(start, word_hold(text))
+    return complete if complete - start >= min_chars else start
 
 
 def sentence_hold(text: str) -> int:

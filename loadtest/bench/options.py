@@ -105,6 +105,9 @@ class BenchOptions:
     route: str = CHAT  # the API route every request of the run goes over (routes.ROUTES)
     sim_profile: str = DEFAULT_SIM_PROFILE
     model: str | None = None
+    # The engine serving the classifier sets' guard model (default: the simulator's /classify).
+    classifier_url: str | None = None
+    classifier_model: str | None = None
     matrix: Path | None = None
     sets: tuple[str, ...] | None = None
     datasets: tuple[DatasetSpec, ...] = ()  # the first one also gives the load prompts

@@ -19,6 +19,8 @@ HISTOGRAMS = {
     "taxgate_monitor_duration_seconds": ("monitor", "stage"),
     "taxgate_overhead_seconds": ("phase",),
     "taxgate_stream_holdback_seconds": (),
+    # Texts per call of a batched monitor (a served classifier: how well calls batch).
+    "taxgate_monitor_batch_size": ("monitor",),
 }
 
 Key = tuple[str, tuple[str, ...]]
@@ -26,7 +28,8 @@ Key = tuple[str, tuple[str, ...]]
 
 @dataclass(frozen=True, slots=True)
 class Timing:
-    """Mean of one histogram series over an interval."""
+    """Mean of one histogram series over an interval: milliseconds for ``*_seconds``
+    histograms, the histogram's own unit (texts per call) otherwise."""
 
     metric: str
     labels: dict[str, str]
@@ -65,8 +68,8 @@ def timings_between(
             continue
         name, values = key
         labels = dict(zip(HISTOGRAMS[name], values, strict=True))
-        timings.append(Timing(name, labels, delta_count,
-                              (total - base_total) / delta_count * 1000.0))
+        scale = 1000.0 if name.endswith("_seconds") else 1.0
+        timings.append(Timing(name, labels, delta_count, (total - base_total) / delta_count * scale))
     return timings
 
 

@@ -39,7 +39,7 @@ from loadtest.bench.safety import (
     stratified_sample,
 )
 from loadtest.bench.samples import Sample
-from loadtest.bench.scenarios import Scenario, build_scenarios, gateway_config
+from loadtest.bench.scenarios import CLASSIFIER, Scenario, build_scenarios, gateway_config
 from loadtest.bench.tax import DIRECT
 from loadtest.bench.traffic import warm_up
 from loadtest.datasets import load_dataset
@@ -47,6 +47,7 @@ from loadtest.harness import Server, discover_model, free_port, wait_ready
 
 LOOPBACK = "127.0.0.1"
 SIM_MODEL = "sim-llama-8b"
+SIM_CLASSIFIER_MODEL = "sim-guard"  # loadtest/sim's /classify model (SimSettings.classifier_model)
 RANDOM_WEIGHTS_SAMPLE = 25  # items per label through a random-weight model's set
 
 
@@ -114,6 +115,9 @@ class BenchRunner:
             notes.append("safety pass skipped (--no-safety)")
         if options.upstream:
             notes.append("--upstream: the upstream's CPU is not sampled (not our process)")
+        notes += [f"{s.name}: classifier served by the simulator's /classify (a word rule standing "
+                  "in for a guard model on a GPU): latency only, catch rates meaningless"
+                  for s in scenarios if self._simulated_classifier(s)]
         cells = {
             key: cell_stats(key[0], key[1], rounds, cpu_use[key])
             for key, rounds in samples.items()
@@ -169,6 +173,7 @@ class BenchRunner:
             config = gateway_config(
                 scenario, matrix, upstream=upstream, host=LOOPBACK, port=port, work_dir=work,
                 detoxify_files=detoxify_files.get(scenario.local_detoxify or ""),
+                classifier=self._classifier(upstream),
             )
             config_path = work / "configs" / f"gateway-{scenario.name}.yaml"
             config_path.parent.mkdir(parents=True, exist_ok=True)
@@ -190,6 +195,21 @@ class BenchRunner:
                            options.ready_timeout_s, poll_s=1.0)
             group.wait_ready(options.ready_timeout_s)
         return urls
+
+    def _simulated_classifier(self, scenario: Scenario) -> bool:
+        """Whether the set's classifier monitors are served by the simulator's /classify."""
+        return not self.options.classifier_url and any(
+            m["name"] == CLASSIFIER and not m.get("base_url") for m in scenario.monitors or ())
+
+    def _classifier(self, upstream: str) -> tuple[str, str] | None:
+        """(URL, model) of the engine for ``classifier`` monitors: --classifier-url, else the
+        simulator (which serves /classify); an external upstream has no /classify to assume."""
+        options = self.options
+        if options.classifier_url:
+            return options.classifier_url, options.classifier_model or SIM_CLASSIFIER_MODEL
+        if options.upstream:
+            return None
+        return upstream, options.classifier_model or SIM_CLASSIFIER_MODEL
 
     def _warm_up(self, urls: dict[str, str], model: str, prompts: list[str]) -> None:
         options = self.options
@@ -316,9 +336,10 @@ class BenchRunner:
             if not scenario.is_monitor_set:
                 continue
             per_label = options.safety_sample or None
-            if scenario.local_detoxify:
-                # Random weights make its catch rates meaningless; a sample shows the
-                # plumbing works without spending the run's longest minute on noise.
+            if scenario.local_detoxify or self._simulated_classifier(scenario):
+                # Random weights (or the simulator's word rule standing in for a guard model)
+                # make its catch rates meaningless; a sample shows the plumbing works
+                # without spending the run's longest minute on noise.
                 per_label = min(per_label or RANDOM_WEIGHTS_SAMPLE, RANDOM_WEIGHTS_SAMPLE)
             chosen, note = items, ""
             if per_label is not None:

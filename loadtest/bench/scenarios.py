@@ -15,6 +15,7 @@ from typing import Any
 from loadtest.bench.matrix import Matrix
 from loadtest.bench.tax import DIRECT, GATEWAY
 
+CLASSIFIER = "classifier"  # the monitor served by an engine, filled in with --classifier-url
 RANDOM_WEIGHTS_NOTE = "random weights, locally built: latency only, catch rates meaningless"
 
 
@@ -68,11 +69,13 @@ def gateway_config(
     port: int,
     work_dir: Path,
     detoxify_files: tuple[Path, Path] | None = None,
+    classifier: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """The YAML settings of this scenario's gateway (see gateway/settings.py).
 
     ``detoxify_files`` is the (checkpoint, config dir) of a locally built model; it is
-    given to detoxify monitors that name no checkpoint of their own.
+    given to detoxify monitors that name no checkpoint of their own. ``classifier`` is
+    the (base URL, model) of the engine serving ``classifier`` monitors that name none.
     """
     if not scenario.has_gateway:
         raise ValueError(f"scenario {scenario.name!r} runs without a gateway")
@@ -85,6 +88,12 @@ def gateway_config(
             if monitor["name"] == "detoxify" and not monitor.get("checkpoint"):
                 monitor["checkpoint"] = str(detoxify_files[0])
                 monitor["config_path"] = str(detoxify_files[1])
+    for monitor in monitors:
+        if monitor["name"] == CLASSIFIER and not monitor.get("base_url"):
+            if classifier is None:
+                raise ValueError(f"scenario {scenario.name!r} needs a classifier engine: pass "
+                                 "--classifier-url (and --classifier-model)")
+            monitor["base_url"], monitor["model"] = classifier[0], monitor.get("model") or classifier[1]
     # The gateway audits by default, to a file in its working directory: give each
     # gateway its own file so they neither share a database nor litter the cwd.
     audit = config.setdefault("audit", {})

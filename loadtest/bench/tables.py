@@ -234,13 +234,15 @@ def timing_table(report: Report) -> Table:
     rows = []
     for t in report.monitor_timings:
         part = " / ".join(t.labels.values()) or "-"
+        unit = " ms" if t.metric.endswith("_seconds") else " texts"
         rows.append((t.scenario, t.metric.removeprefix("taxgate_").removesuffix("_seconds"),
-                     part, f"{t.count:,.0f}", f"{t.mean_ms:.2f}"))
+                     part, f"{t.count:,.0f}", f"{t.mean_ms:.2f}{unit}"))
     return Table(
         "Gateway-side timings during the rounds (from /metrics)",
-        ("scenario", "histogram", "part", "observations", "mean ms"),
+        ("scenario", "histogram", "part", "observations", "mean"),
         rows,
-        "Means of the gateway's own histograms over the measured rounds only.",
+        "Means of the gateway's own histograms over the measured rounds only; batch_size: "
+        "texts per call of a batched monitor.",
     )
 
 

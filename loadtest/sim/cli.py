@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from loadtest.datasets import load_dataset
+from loadtest.sim.classify import CLASSIFIER_PROFILES
 from loadtest.sim.faults import FaultRates
 from loadtest.sim.output import OUTPUT_MODES
 from loadtest.sim.settings import SimSettings
@@ -45,6 +46,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         metavar="TOKENS",
                         help="context window: prompt plus output tokens "
                              f"(default {DEFAULTS.max_model_len})")
+    guard = parser.add_argument_group("the guard classifier on /classify (vLLM's pooling API)")
+    guard.add_argument("--classifier-model", default=DEFAULTS.classifier_model, metavar="NAME",
+                       help=f"its served model name (default {DEFAULTS.classifier_model}); labels "
+                            "safe, unsafe")
+    guard.add_argument("--classifier-profile", default=DEFAULTS.classifier_profile,
+                       choices=sorted(CLASSIFIER_PROFILES),
+                       help=f"its latency model (default {DEFAULTS.classifier_profile}: a BERT-base "
+                            "guard on one GPU)")
+    guard.add_argument("--classifier-max-len", type=int, default=DEFAULTS.classifier_max_len,
+                       metavar="TOKENS",
+                       help=f"its context; longer texts get 400 (default {DEFAULTS.classifier_max_len})")
     faults = parser.add_argument_group("fault injection (for soaks and tests; none by default)")
     faults.add_argument("--fault-reset", type=float, default=0.0, metavar="SHARE",
                         help="share of answers (0-1) whose connection drops part-way")
@@ -64,6 +76,8 @@ def settings_from_args(args: argparse.Namespace) -> SimSettings:
         host=args.host, port=args.port, profile=args.profile, output_mode=args.output_mode,
         corpus_path=args.corpus, max_num_seqs=args.max_num_seqs, seed=args.seed,
         model=args.model, max_model_len=args.max_model_len,
+        classifier_model=args.classifier_model, classifier_profile=args.classifier_profile,
+        classifier_max_len=args.classifier_max_len,
         faults=FaultRates(reset=args.fault_reset, stall=args.fault_stall,
                           garbage=args.fault_garbage, stall_s=args.fault_stall_s),
     )

@@ -245,18 +245,21 @@ def response_body(kind: str, request_id: str, created: int, model: str, text: st
     })
 
 
-def models_body(model: str, created: int, max_model_len: int) -> bytes:
-    permission = {
-        "id": "modelperm-" + secrets.token_hex(8), "object": "model_permission",
-        "created": created, "allow_create_engine": False, "allow_sampling": True,
-        "allow_logprobs": True, "allow_search_indices": False, "allow_view": True,
-        "allow_fine_tuning": False, "organization": "*", "group": None, "is_blocking": False,
-    }
-    return orjson.dumps({"object": "list", "data": [{
-        "id": model, "object": "model", "created": created, "owned_by": "vllm",
-        "root": model, "parent": None, "max_model_len": max_model_len,
-        "permission": [permission],
-    }]})
+def models_body(model: str, created: int, max_model_len: int,
+                extra: tuple[tuple[str, int], ...] = ()) -> bytes:
+    """vLLM's model list: ``model`` first, then ``extra`` (name, max_model_len) models."""
+    def entry(name: str, length: int) -> dict:
+        permission = {
+            "id": "modelperm-" + secrets.token_hex(8), "object": "model_permission",
+            "created": created, "allow_create_engine": False, "allow_sampling": True,
+            "allow_logprobs": True, "allow_search_indices": False, "allow_view": True,
+            "allow_fine_tuning": False, "organization": "*", "group": None, "is_blocking": False,
+        }
+        return {"id": name, "object": "model", "created": created, "owned_by": "vllm",
+                "root": name, "parent": None, "max_model_len": length, "permission": [permission]}
+
+    return orjson.dumps({"object": "list", "data": [entry(model, max_model_len),
+                                                     *(entry(name, length) for name, length in extra)]})
 
 
 def request_id(kind: str) -> str:

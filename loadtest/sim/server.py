@@ -23,6 +23,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from loadtest.datasets import load_dataset
+from loadtest.sim.classify_engine import ClassifyEngine, classify_body, parse_classify, text_tokens
 from loadtest.sim.engine import SimEngine
 from loadtest.sim.faults import FAULT_KINDS, Fault, FaultPlan
 from loadtest.sim.metrics import SimCollector
@@ -72,10 +73,11 @@ class SimService:
     """The request handlers, bound to one engine and output source."""
 
     def __init__(self, settings: SimSettings, engine: SimEngine, source: OutputSource,
-                 faults: FaultPlan | None = None, on_fault: Callable[[str], None] | None = None
-                 ) -> None:
+                 faults: FaultPlan | None = None, on_fault: Callable[[str], None] | None = None,
+                 classifier: ClassifyEngine | None = None) -> None:
         self.settings = settings
         self.engine = engine
+        self.classifier = classifier
         self.source = source
         self.faults = faults
         self.on_fault = on_fault
@@ -159,8 +161,26 @@ class SimService:
         return Response(detokenize_body(text), media_type="application/json")
 
     async def models(self, request: Request) -> Response:
-        return Response(models_body(self.settings.model, self.started,
-                                    self.settings.max_model_len),
+        settings = self.settings
+        return Response(models_body(settings.model, self.started, settings.max_model_len,
+                                    ((settings.classifier_model, settings.classifier_max_len),)),
+                        media_type="application/json")
+
+    async def classify(self, request: Request) -> Response:
+        """vLLM's pooling ``/classify``, served by the simulated guard classifier."""
+        settings = self.settings
+        try:
+            req = parse_classify(await request.body())
+            if req.model is not None and req.model != settings.classifier_model:
+                raise RequestError(404, f"The model `{req.model}` does not exist. "
+                                        f"Valid aliases: {settings.classifier_model}.",
+                                   err_type="NotFoundError", param="model")
+            tokens = text_tokens(req.texts, settings.classifier_max_len)
+        except RequestError as error:
+            return error_response(error)
+        assert self.classifier is not None  # built in the lifespan, with the engine
+        await self.classifier.classify(len(req.texts), tokens)
+        return Response(classify_body(settings.classifier_model, req.texts, tokens, req.use_activation),
                         media_type="application/json")
 
 
@@ -186,6 +206,10 @@ async def models(request: Request) -> Response:
 
 async def tokenize(request: Request) -> Response:
     return await _service(request).tokenize(request)
+
+
+async def classify(request: Request) -> Response:
+    return await _service(request).classify(request)
 
 
 async def detokenize(request: Request) -> Response:
@@ -231,15 +255,20 @@ def create_sim_app(settings: SimSettings, registry: CollectorRegistry | None = N
         collector = SimCollector(engine, settings.model)
         registry.register(collector)
         faults = FaultPlan(settings.faults, random.Random(f"{settings.seed}:faults"))
+        classifier = ClassifyEngine(settings.classifier(), random.Random(f"{settings.seed}:classify"))
         app.state.service = SimService(settings, engine, source, faults,
-                                       on_fault=lambda kind: injected.labels(kind).inc())
-        task = asyncio.create_task(engine.run(), name="sim-engine")
-        task.add_done_callback(_log_engine_exit)
+                                       on_fault=lambda kind: injected.labels(kind).inc(),
+                                       classifier=classifier)
+        tasks = [asyncio.create_task(engine.run(), name="sim-engine"),
+                 asyncio.create_task(classifier.run(), name="sim-classifier")]
+        for task in tasks:
+            task.add_done_callback(_log_engine_exit)
         try:
             yield
         finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             registry.unregister(collector)
 
     routes = [
@@ -248,6 +277,7 @@ def create_sim_app(settings: SimSettings, registry: CollectorRegistry | None = N
         Route("/v1/responses", responses, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/tokenize", tokenize, methods=["POST"]),
+        Route("/classify", classify, methods=["POST"]),
         Route("/detokenize", detokenize, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

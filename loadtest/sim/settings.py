@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from loadtest.sim.classify import CLASSIFIER_PROFILES, ClassifierProfile
 from loadtest.sim.faults import FaultRates
 from loadtest.sim.output import OUTPUT_MODES
 from loadtest.sim.timing import LatencyProfile, get_profile
@@ -30,6 +31,10 @@ class SimSettings:
     model: str = "sim-llama-8b"
     max_model_len: int = 8192
     faults: FaultRates = FaultRates()
+    # The guard classifier served on /classify (vLLM's pooling API) beside the LLM.
+    classifier_model: str = "sim-guard"
+    classifier_profile: str = "bert-base-gpu"
+    classifier_max_len: int = 512
 
     def __post_init__(self) -> None:
         get_profile(self.profile)  # fail early on an unknown name
@@ -42,9 +47,19 @@ class SimSettings:
             raise ValueError(f"max_model_len must be >= 2, got {self.max_model_len}")
         if not self.model:
             raise ValueError("the served model name must not be empty")
+        if self.classifier_profile not in CLASSIFIER_PROFILES:
+            raise ValueError(f"unknown classifier profile {self.classifier_profile!r}; "
+                             f"known: {', '.join(CLASSIFIER_PROFILES)}")
+        if not self.classifier_model or self.classifier_model == self.model:
+            raise ValueError("the classifier's model name must be set and differ from the LLM's")
+        if self.classifier_max_len < 8:
+            raise ValueError(f"classifier_max_len must be >= 8, got {self.classifier_max_len}")
 
     def latency_profile(self) -> LatencyProfile:
         profile = get_profile(self.profile)
         if self.max_num_seqs is not None:
             profile = dataclasses.replace(profile, max_num_seqs=self.max_num_seqs)
         return profile
+
+    def classifier(self) -> ClassifierProfile:
+        return CLASSIFIER_PROFILES[self.classifier_profile]

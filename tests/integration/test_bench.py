@@ -239,3 +239,18 @@ def test_extra_repeats_run_while_an_interval_is_too_wide(tmp_path):
                for note in report.meta.notes)
     pii = next(t for t in report.tax if t.scenario == "pii" and t.baseline == "gateway")
     assert pii.ttft_ms.p50.n == 10  # every extra repeat paired
+
+
+def test_the_classifier_set_calls_the_simulators_classify(tmp_path):
+    # The served-guard set against the simulator's /classify: batched calls, in the report.
+    out = tmp_path / "report"
+    report = run_bench(out, "--concurrency", "4", "--requests", "2", "--repeats", "1",
+                       "--warmup", "0.5", "--max-tokens", "16", "--sets", "classifier",
+                       "--safety-sample", "2")
+    assert_complete(report, ["direct", "gateway", "classifier"], [4])
+    batches = [t for t in report.monitor_timings
+               if t.scenario == "classifier" and t.metric == "taxgate_monitor_batch_size"]
+    assert batches and batches[0].count > 0 and batches[0].mean_ms >= 1.0  # texts per call
+    assert any("classifier served by the simulator" in note for note in report.meta.notes)
+    (classifier,) = report.safety
+    assert classifier.errors == 0 and classifier.n > 0

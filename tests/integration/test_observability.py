@@ -209,7 +209,11 @@ def checked_expressions() -> list[tuple[str, str]]:
 def test_every_dashboard_and_rule_expression_returns_data(start_gateway, sim, tmp_path):
     started = time.monotonic()
     dead_upstream = f"http://127.0.0.1:{free_port()}"  # first in line: connect errors
-    common = {"upstreams": [dead_upstream, sim.base_url], "monitors": MONITORS,
+    # A guard model on a serving engine (the simulator's /classify): the engine-call panels.
+    guard = {"name": "classifier", "id": "guard", "stages": ["input", "output"], "action": "annotate",
+             "threshold": 0.99, "base_url": sim.base_url, "model": "sim-guard",
+             "labels": ["safe", "unsafe"], "flag_labels": ["unsafe"]}
+    common = {"upstreams": [dead_upstream, sim.base_url], "monitors": [*MONITORS, guard],
               "ready_path": "/ready"}
     holdback = start_gateway(**common, streaming={"mode": "holdback", "overlap_chars": 16})
     stream_first = start_gateway(**common, streaming={"mode": "stream_first",

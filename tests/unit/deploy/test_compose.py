@@ -113,3 +113,18 @@ def test_locust_profile_runs_the_project_locustfile_against_the_gateway():
     assert "http://gateway:8080" in master["command"]
     assert (files.ROOT / "loadtest" / "locustfile.py").is_file()
     assert worker["command"][worker["command"].index("--master-host") + 1] == "locust-master"
+
+
+def test_guard_profiles_serve_the_classifier_the_guard_config_calls():
+    services = compose()["services"]
+    guard_config = yaml.safe_load((files.DEPLOY / "config" / "taxgate-guard.yaml").read_text())
+    (classifier,) = [m for m in guard_config["monitors"] if m["name"] == "classifier"]
+    host = urlsplit(classifier["base_url"]).hostname
+    for name, profile in (("guard", "guard"), ("guard-gpu", "guard-gpu")):
+        service = services[name]
+        assert service["profiles"] == [profile]
+        assert host in service["networks"]["default"]["aliases"]
+        assert "--runner pooling" in service["command"][0]
+    gateway = services["gateway"]
+    assert "/etc/taxgate/${TAXGATE_CONFIG:-taxgate.yaml}" in gateway["command"]
+    assert "./config/taxgate-guard.yaml:/etc/taxgate/taxgate-guard.yaml:ro" in gateway["volumes"]

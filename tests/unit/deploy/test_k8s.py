@@ -21,14 +21,15 @@ from tests.unit.deploy import deployfiles as files
 
 K8S = files.DEPLOY / "k8s"
 # What a user applies; base, vllm and sim are parts of these.
-APPLIED = ("overlays/cpu", "overlays/gpu", "loadtest")
-ALL_KUSTOMIZATIONS = ("base", "vllm", "sim", *APPLIED)
+APPLIED = ("overlays/cpu", "overlays/gpu", "overlays/gpu-guard", "loadtest")
+ALL_KUSTOMIZATIONS = ("base", "vllm", "sim", "guard", *APPLIED)
 K8S_VERSIONS = ("1.29.0", kubernetes_validate.utils.latest_version())
 CRD_GROUPS = ("monitoring.coreos.com/",)
 GATEWAY_UID = 10001  # USER in deploy/Dockerfile
 # Referenced but created by hand, as each kustomization's header explains.
 EXTERNAL = {
     "overlays/gpu": {("Secret", "taxgate-api-keys"), ("Secret", "taxgate-audit-db")},
+    "overlays/gpu-guard": {("Secret", "taxgate-api-keys"), ("Secret", "taxgate-audit-db")},
     "loadtest": {("Secret", "taxgate-api-keys")},
     "base": {("Secret", "taxgate-api-keys")},
 }
@@ -147,7 +148,7 @@ def _references(spec: dict):
                     yield kind, value_from[key]["name"]
 
 
-@pytest.mark.parametrize("path", ("overlays/cpu", "overlays/gpu"))
+@pytest.mark.parametrize("path", ("overlays/cpu", "overlays/gpu", "overlays/gpu-guard"))
 def test_gateway_pod_is_hardened_and_probed(path):
     (deployment,) = find(render(path), "Deployment", "taxgate")
     spec = deployment["spec"]["template"]["spec"]
@@ -170,8 +171,8 @@ def test_gateway_pod_is_hardened_and_probed(path):
 @pytest.mark.parametrize("path", APPLIED)
 def test_non_vllm_pods_run_as_non_root(path):
     for workload, template in pod_specs(render(path)):
-        if workload == "vllm":
-            continue  # vLLM's own image runs as root (documented in its manifest)
+        if workload in ("vllm", "guard"):
+            continue  # vLLM's own images run as root (documented in their manifests)
         assert template["spec"]["securityContext"]["runAsNonRoot"] is True, workload
         for container in template["spec"]["containers"]:
             assert container["securityContext"]["readOnlyRootFilesystem"] is True, workload
@@ -234,3 +235,25 @@ def test_gpu_overlay_takes_the_audit_dsn_from_a_secret_and_names_each_pod():
     assert env["TAXGATE_AUDIT__REPLICA"]["valueFrom"]["fieldRef"]["fieldPath"] == \
         "metadata.name"
     assert "TAXGATE_UPSTREAMS" in env and "TAXGATE_API_KEYS" in env  # merged, not replaced
+
+
+def test_the_guard_overlay_points_the_classifier_at_the_guard_service_and_scales_it_apart():
+    docs = render("overlays/gpu-guard")
+    (deployment,) = find(docs, "Deployment", "taxgate")
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    (config_name,) = [v["configMap"]["name"] for v in volumes if "configMap" in v]
+    (config,) = find(docs, "ConfigMap", config_name)
+    settings = yaml.safe_load(config["data"]["taxgate.yaml"])
+    (classifier,) = [m for m in settings["monitors"] if m["name"] == "classifier"]
+    url = urlsplit(classifier["base_url"])
+    (service,) = find(docs, "Service", url.hostname)
+    assert url.port in {p["port"] for p in service["spec"]["ports"]}
+    (guard,) = find(docs, "Deployment", "guard")
+    (container,) = guard["spec"]["template"]["spec"]["containers"]
+    assert "--runner pooling" in container["args"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"  # guard-gpu applied
+    hpas = {h["spec"]["scaleTargetRef"]["name"] for h in find(docs, "HorizontalPodAutoscaler")}
+    assert hpas == {"taxgate", "guard"}
+    # Without guard-gpu the guard runs on CPU (the default).
+    (cpu_guard,) = find(render("guard"), "Deployment", "guard")
+    assert "nvidia.com/gpu" not in cpu_guard["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]

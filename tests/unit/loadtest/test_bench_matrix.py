@@ -20,7 +20,7 @@ def minimal(**set_fields):
 
 def test_default_matrix_loads_with_the_default_sets():
     matrix = load_matrix()
-    assert list(matrix.sets) == ["profanity", "pii", "profanity-pii", "blocklist", "injection", "detoxify"]
+    assert list(matrix.sets) == ["profanity", "pii", "profanity-pii", "blocklist", "injection", "detoxify", "classifier"]
     assert matrix.sets["detoxify"].local_detoxify == "tiny"
     assert matrix.streaming_for("pii")["mode"] == "holdback"
     assert matrix.streaming_for("profanity")["mode"] == "stream_first"
@@ -95,7 +95,8 @@ def test_gateway_configs_are_valid_gateway_settings(tmp_path):
     files = (tmp_path / "detoxify.ckpt", tmp_path / "hf-config")
     for scenario in build_scenarios(matrix, list(matrix.sets))[1:]:
         config = gateway_config(scenario, matrix, upstream="http://127.0.0.1:9", host="127.0.0.1",
-                                port=1234, work_dir=tmp_path, detoxify_files=files)
+                                port=1234, work_dir=tmp_path, detoxify_files=files,
+                                classifier=("http://127.0.0.1:9", "sim-guard"))
         settings = Settings.model_validate(yaml.safe_load(yaml.safe_dump(config)))
         assert settings.upstreams == ["http://127.0.0.1:9"]
         assert settings.audit.path == str(tmp_path / f"audit-{scenario.name}.db")
@@ -103,6 +104,16 @@ def test_gateway_configs_are_valid_gateway_settings(tmp_path):
             options = settings.monitors[0].options
             assert options["checkpoint"] == str(files[0])
             assert options["config_path"] == str(files[1])
+        if scenario.name == "classifier":
+            options = settings.monitors[0].options
+            assert (options["base_url"], options["model"]) == ("http://127.0.0.1:9", "sim-guard")
+
+
+def test_a_classifier_set_needs_an_engine(tmp_path):
+    matrix = load_matrix()
+    classifier = build_scenarios(matrix, ["classifier"])[2]
+    with pytest.raises(ValueError, match="--classifier-url"):
+        gateway_config(classifier, matrix, upstream="http://x:1", host="h", port=1, work_dir=tmp_path)
 
 
 def test_direct_has_no_gateway_config(tmp_path):

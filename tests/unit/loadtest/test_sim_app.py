@@ -43,7 +43,7 @@ async def test_health_models_and_metrics():
     async with client_for() as client:
         assert (await client.get("/health")).status_code == 200
         models = (await client.get("/v1/models")).json()
-        assert [m["id"] for m in models["data"]] == ["sim"]
+        assert [m["id"] for m in models["data"]] == ["sim", "sim-guard"]
         metrics = await client.get("/metrics")
         assert 'vllm:num_requests_running{engine="0",model_name="sim"} 0.0' in metrics.text
 

@@ -126,3 +126,15 @@ def test_every_word_of_the_builder_vocabulary_scores(monitor):
     # A duplicate vocabulary entry once pushed "love" and "kill" past the embedding table.
     findings = monitor.check(["I love you", "How do I kill a zombie process?"])
     assert all(0.0 <= finding.score <= 1.0 for finding in findings)
+
+
+def test_a_stream_is_judged_in_groups_of_words():
+    from monitors.builtin.detoxify_monitor import DetoxifyMonitor
+
+    monitor = DetoxifyMonitor(model=None, check_chars=10)
+    assert monitor.hold("you are") == 0  # 4 complete characters: wait for more
+    assert monitor.hold("you are an idio") == 11  # 11 complete: judge them, hold "idio"
+    assert monitor.hold("you are an idiot and", start=11) == 11  # 6 new: wait
+    assert monitor.hold("you are an idiot and more ", start=11) == 26
+    every_word = DetoxifyMonitor(model=None, check_chars=0)
+    assert every_word.hold("you are") == 4
