@@ -38,7 +38,7 @@ log = logging.getLogger("taxgate.relay")
 
 class OutputGuard:
     """The output checks of one streamed request: the pipeline's ``StageCheck`` plus what
-    the request keeps of them (time spent, annotate flags); a fail-closed monitor that
+    the request keeps of them (time spent, annotate flags, redactions); a fail-closed monitor that
     cannot take a check answers None, and the stream stops rather than leak."""
 
     __slots__ = ("_stage", "_ctx", "_clock", "context_chars")
@@ -68,10 +68,8 @@ class OutputGuard:
 
 
 def note_flags(result: StageResult, ctx: RequestContext) -> None:
-    """The annotate monitors that hit, on the request (header or final chunk)."""
-    for decision in result.annotations:
-        if decision.monitor_id not in ctx.flags:
-            ctx.flags.append(decision.monitor_id)
+    """The annotate and redact monitors that hit, on the request (headers or final chunk)."""
+    ctx.note(result)
 
 
 @dataclass(slots=True)

@@ -43,8 +43,6 @@ from monitors.pipeline import MonitorOverloaded, MonitorPipeline
 
 log = logging.getLogger("taxgate.proxy")
 
-FLAGS_HEADER = "x-taxgate-flags"
-
 
 async def _client_gone(request: Request) -> None:
     # The body was read already, so the next ASGI message can only be the disconnect.
@@ -259,8 +257,7 @@ class Proxy:
         await self._flush_audit()
         ctx.first_sent = ctx.last_sent = self._clock()
         headers = {"server-timing": ctx.server_timing(self._clock())}
-        if ctx.flags:
-            headers[FLAGS_HEADER] = ",".join(ctx.flags)
+        headers.update(ctx.verdict_headers())
         return Response(body, media_type="application/json", headers=headers)
 
     # -- streamed -----------------------------------------------------------------------
@@ -274,15 +271,14 @@ class Proxy:
             guard = OutputGuard(self._pipeline.stage("output", request_id=ctx.request_id,
                                                      context={"route": ctx.route, "model": ctx.model}), rec)
             policy = stream_policy(guard, self._settings.streaming, rec.clock, enforcing=self._enforce_output)
-            dialect = endpoint.output.stream(ctx.flags, self._settings.refusal_message, rec.clock)
+            dialect = endpoint.output.stream(ctx.verdict_fields, self._settings.refusal_message, rec.clock)
             body: AsyncIterator[bytes] = relay_monitored(call, rec, dialect, policy, guard, metrics=self._metrics,
                                                          idle_s=idle_s)
         else:
             body = relay_raw(call, rec, idle_s, endpoint.raw)
         body = self._drain.guard(body, ctx)  # at shutdown: a shutting_down event, not a cut
         headers = {"cache-control": "no-cache"}
-        if ctx.flags:
-            headers[FLAGS_HEADER] = ",".join(ctx.flags)
+        headers.update(ctx.verdict_headers())
         return StreamingResponse(self._tracked(body, ctx), media_type="text/event-stream",
                                  headers=headers)
 

@@ -80,9 +80,10 @@ class Output(Protocol):
         """Read a whole answer (``texts``: with the texts output monitors check).
         Raises ProtocolViolation or orjson.JSONDecodeError."""
 
-    def stream(self, flags: list[str], refusal: str, clock: Callable[[], float]) -> StreamDialect:
-        """A stream's dialect; ``flags`` is the request's annotate flags (read when the
-        stream ends)."""
+    def stream(self, verdicts: Callable[[], dict[str, list[str]]], refusal: str,
+               clock: Callable[[], float]) -> StreamDialect:
+        """A stream's dialect; ``verdicts`` gives the request's annotate flags and redactions
+        as final-event fields (``RequestContext.verdict_fields``, read when the stream ends)."""
 
 
 InputReader = Callable[..., InputView]  # (body, *, check_tools) -> InputView

@@ -146,9 +146,10 @@ class ChoiceStream:
     end = "[DONE]"
     event_noun = "a completion chunk"
 
-    def __init__(self, form: ChoiceFormat, flags: list[str], clock: Callable[[], float]) -> None:
+    def __init__(self, form: ChoiceFormat, verdicts: Callable[[], dict[str, list[str]]],
+                 clock: Callable[[], float]) -> None:
         self._format = form
-        self._flags = flags
+        self._verdicts = verdicts
         self._clock = clock
         self._template: dict[str, Any] = {}  # the last chunk with choices: a block's chunk copies it
 
@@ -191,11 +192,11 @@ class ChoiceStream:
     def encode(self, out: Out) -> bytes:
         item = out.item
         chunk = self._part(item, out.part) if out.part is not None else None
-        if item.finished and self._flags:
+        if item.finished and (verdicts := self._verdicts()):
             # The response headers left before the output was checked: the finishing
-            # chunk carries the output annotate flags.
+            # chunk carries the output annotate flags and redactions.
             chunk = chunk if chunk is not None else orjson.loads(orjson.dumps(item.chunk))
-            chunk["taxgate_flags"] = list(self._flags)
+            chunk.update(verdicts)
         if chunk is None:
             return item.raw if item.raw is not None else encode_event(orjson.dumps(item.chunk))
         return encode_event(orjson.dumps(chunk))
@@ -219,8 +220,7 @@ class ChoiceStream:
         """End the stream with finish_reason content_filter."""
         chunk = {key: self._template.get(key) for key in ("id", "object", "created", "model")}
         chunk["choices"] = [self._format.blocked_choice(stop.index)]
-        if self._flags:
-            chunk["taxgate_flags"] = list(self._flags)
+        chunk.update(self._verdicts())
         return [encode_event(orjson.dumps(chunk)), DONE_EVENT]
 
     def error(self, error: GatewayError) -> bytes:
@@ -238,5 +238,6 @@ class ChoiceOutput:
     def answer(self, body: bytes, *, texts: bool) -> ChoiceAnswer:
         return ChoiceAnswer(self.format, body, texts=texts)
 
-    def stream(self, flags: list[str], refusal: str, clock: Callable[[], float]) -> ChoiceStream:
-        return ChoiceStream(self.format, flags, clock)
+    def stream(self, verdicts: Callable[[], dict[str, list[str]]], refusal: str,
+               clock: Callable[[], float]) -> ChoiceStream:
+        return ChoiceStream(self.format, verdicts, clock)

@@ -199,8 +199,9 @@ class ResponsesStream:
     end = "response.completed"
     event_noun = "a Responses event"
 
-    def __init__(self, flags: list[str], refusal: str, clock: Callable[[], float]) -> None:
-        self._flags = flags
+    def __init__(self, verdicts: Callable[[], dict[str, list[str]]], refusal: str,
+                 clock: Callable[[], float]) -> None:
+        self._verdicts = verdicts
         self._refusal = refusal
         self._clock = clock
         self._field_ids: dict[FieldId, int] = {}  # a streamed text -> its policy index
@@ -258,8 +259,8 @@ class ResponsesStream:
             if result is None or result.blocked_by is not None:
                 return Stop(0, reason="blocked" if result else "overloaded")
             changed |= self._settle_fresh(data, fresh, result)
-        if data["type"] in TERMINAL and self._flags:
-            data["taxgate_flags"] = list(self._flags)
+        if data["type"] in TERMINAL and (verdicts := self._verdicts()):
+            data.update(verdicts)
             changed = True
         return [encode(data) if changed else passing.raw]
 
@@ -308,8 +309,7 @@ class ResponsesStream:
         """End with ``response.incomplete`` carrying the refusal."""
         response = orjson.loads(orjson.dumps(self._response)) if self._response else {}
         block_response(response, self._refusal)
-        if self._flags:
-            response["taxgate_flags"] = list(self._flags)
+        response.update(self._verdicts())
         return [encode({"type": "response.incomplete", "sequence_number": self._sequence, "response": response})]
 
     def error(self, error: GatewayError) -> bytes:
@@ -347,8 +347,9 @@ class ResponsesOutput:
     def answer(self, body: bytes, *, texts: bool) -> ResponsesAnswer:
         return ResponsesAnswer(body, texts=texts)
 
-    def stream(self, flags: list[str], refusal: str, clock: Callable[[], float]) -> ResponsesStream:
-        return ResponsesStream(flags, refusal, clock)
+    def stream(self, verdicts: Callable[[], dict[str, list[str]]], refusal: str,
+               clock: Callable[[], float]) -> ResponsesStream:
+        return ResponsesStream(verdicts, refusal, clock)
 
 
 RESPONSES = Endpoint(

@@ -1,20 +1,23 @@
 """``taxgate bench`` (also ``python -m loadtest.bench``): flags, then run, report, summary.
 
-``taxgate bench monitors`` (``monitorcli``) measures the monitors alone, in process.
+Its other measurements are subcommands (``SUBCOMMANDS``), each a module with
+``configure_parser`` and ``run`` that shares the flags, round plan, progress bar and
+report writers of ``kit``: ``monitors`` (the monitors alone, in process), ``budget`` (a tax
+budget in front of a slow judge), ``audit`` (what the audit log costs), ``soak`` (minutes
+of faults under load).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
-import shlex
 import signal
-import sys
 from pathlib import Path
 
 from rich.console import Console
 
-from loadtest.bench import monitorcli
+from loadtest.bench.kit import command_line, levels, machine_description, quiet_logs, summary_console, terminate
 from loadtest.bench.matrix import DEFAULT_MATRIX, MatrixError
 from loadtest.bench.options import DEFAULT_SIM_PROFILE, PROFILES, BenchOptions
 from loadtest.bench.routes import CHAT, ROUTES
@@ -23,15 +26,21 @@ from loadtest.harness import ProcessError
 
 logger = logging.getLogger(__name__)
 
-
-def _levels(text: str) -> tuple[int, ...]:
-    try:
-        levels = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected numbers like 1,16,64") from None
-    if not levels or min(levels) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: levels must be positive integers")
-    return levels
+# `taxgate bench NAME`: module with configure_parser(parser) and run(args) -> int, help.
+SUBCOMMANDS = {
+    "monitors": ("loadtest.bench.monitorcli",
+                 "each monitor's check latency and throughput in process, at several micro-batch "
+                 "sizes (no HTTP, no upstream); see `taxgate bench monitors --help`"),
+    "budget": ("loadtest.bench.budget",
+               "what a tax budget buys and costs: a slow judge driven past its capacity, with and "
+               "without `budgets`; see `taxgate bench budget --help`"),
+    "audit": ("loadtest.bench.audit",
+              "what the audit log costs: the store alone, then gateways with SQLite or PostgreSQL "
+              "audit under load; see `taxgate bench audit --help`"),
+    "soak": ("loadtest.bench.soak",
+             "minutes of mixed load with injected upstream faults and client disconnects: every "
+             "answer defined, no slot leaked, RSS flat; see `taxgate bench soak --help`"),
+}
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +57,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     what = parser.add_argument_group("what to measure")
     what.add_argument("--upstream", metavar="URL",
                       help="a running OpenAI-compatible server (e.g. vLLM at "
-                           "http://127.0.0.1:8000) instead of the built-in simulator")
+                           "http://127.0.0.1:8000) instead of the built-in simulator, for the "
+                           "load rounds; the safety pass still runs in front of an echo "
+                           "simulator (it measures the monitor sets, not the model)")
     what.add_argument("--route", choices=ROUTES, default=CHAT,
                       help="the API every request goes over, in the rounds, the warm-up and "
                            "the safety pass: chat (default: streamed /v1/chat/completions) or "
@@ -79,7 +90,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                       help="labels of the prompts sent as load (default benign: the tax "
                            "legitimate traffic pays); 'all' for every item")
     how = parser.add_argument_group("how long (override the profile)")
-    how.add_argument("--concurrency", type=_levels, metavar="N,N,...",
+    how.add_argument("--concurrency", type=levels, metavar="N,N,...",
                      help="concurrent users per level, e.g. 1,16,64")
     how.add_argument("--requests", type=int, metavar="N", dest="requests_per_user",
                      help="requests per user per round, every level (default: the profile's)")
@@ -123,14 +134,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                      help="how long servers may take to become ready (default 180)")
     out.add_argument("--verbose", action="store_true",
                      help="show the libraries' INFO logs (each HTTP request, ...) on the terminal")
-    # Optional: plain `taxgate bench [flags]` is the safety-tax run.
+    # Optional: plain `taxgate bench [flags]` is the safety-tax run. A subcommand's flags
+    # go after its name; they share the names and meanings of the flags above.
     sub = parser.add_subparsers(dest="bench_command", title="other measurements",
-                                metavar="{monitors}", help="instead of the safety-tax run")
-    help_text = ("each monitor's check latency and throughput in process, at several "
-                 "micro-batch sizes (no HTTP, no upstream); see `taxgate bench monitors --help`")
-    monitors = sub.add_parser("monitors", help=help_text, description=monitorcli.__doc__.split("\n\n")[1]
-                              .replace("\n", " "))
-    monitorcli.configure_parser(monitors)
+                                metavar="{" + ",".join(SUBCOMMANDS) + "}",
+                                help="instead of the safety-tax run")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        child = sub.add_parser(name, help=help_text,
+                               description=module.__doc__.split("\n\n")[1].replace("\n", " "))
+        module.configure_parser(child)
+        child.set_defaults(_bench_module=module)
 
 
 def options_from_args(args: argparse.Namespace) -> BenchOptions:
@@ -175,39 +189,14 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
     )
 
 
-def command_line() -> str:
-    program = Path(sys.argv[0]).name
-    if program == "__main__.py":  # python -m gateway bench / python -m loadtest.bench
-        package = Path(sys.argv[0]).resolve().parent
-        program = "python -m " + (package.name if package.name == "gateway" else "loadtest.bench")
-    return " ".join([program, *(shlex.quote(a) for a in sys.argv[1:])])
-
-
-# Libraries that log every request at INFO (the warm-up, the scrapes and the safety
-# pass send hundreds), which would bury the progress bar.
-CHATTY_LOGGERS = ("httpx", "httpcore", "urllib3", "matplotlib", "PIL")
-
-
-def quiet_logs(verbose: bool) -> None:
-    """Warnings and errors only on the terminal unless ``--verbose``; our own INFO stays."""
-    level = logging.INFO if verbose else logging.WARNING
-    for name in CHATTY_LOGGERS:
-        logging.getLogger(name).setLevel(level)
-
-
-def terminate(signum, _frame) -> None:
-    # SIGTERM (docker stop, CI timeouts) unwinds like Ctrl-C so the servers get stopped.
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def run(args: argparse.Namespace) -> int:
-    if getattr(args, "bench_command", None) == "monitors":
-        return monitorcli.run(args)
+    if getattr(args, "bench_command", None):
+        return args._bench_module.run(args)
     # Imported here: the runner pulls httpx/rich/yaml, the report matplotlib; `taxgate --help`
     # and the other subcommands should not pay for that.
     from loadtest.bench.plots import write_plots
     from loadtest.bench.report import build_report, write_report
-    from loadtest.bench.runner import BenchRunner, machine_description
+    from loadtest.bench.runner import BenchRunner
     from loadtest.bench.terminal import print_summary
 
     console = Console(stderr=True)
@@ -235,9 +224,7 @@ def run(args: argparse.Namespace) -> int:
     report = build_report(result, machine_description())
     plots = write_plots(report, options.out) if options.plots else []
     write_report(report, options.out, plots)
-    # Piped output (CI logs, tee) would otherwise be cut to 80 columns.
-    print_summary(report, Console() if sys.stdout.isatty() else Console(width=160),
-                  options.out)
+    print_summary(report, summary_console(), options.out)
     return 0
 
 

@@ -29,7 +29,7 @@ from loadtest.bench.cpu import (
 from loadtest.bench.headline import headline_level, headline_rows, level_summaries
 from loadtest.bench.plots import PARETO_PLOT
 from loadtest.bench.routes import PATHS as ROUTE_PATHS
-from loadtest.bench.safety import SafetyResult
+from loadtest.bench.safety import Rates, SafetyResult
 from loadtest.bench.stats import Estimate, Percentiles
 from loadtest.bench.tables import Table, all_tables
 from loadtest.bench.tax import TaxRow, tax_rows
@@ -79,18 +79,31 @@ def _examples(cell) -> list[str]:
     return list(dict.fromkeys(e for r in cell.rounds for e in r.error_examples))[:3]
 
 
+def _rates(rates: Rates) -> dict:
+    """The fields of ``schema.SafetyRates`` from one table of verdict counts."""
+    harmful, false_positive = rates.harmful_interval(), rates.benign_interval()
+    return dict(
+        n=rates.n,
+        errors=rates.errors,
+        catch_rate=rates.catch_rates(),
+        harmful_catch_rate=rates.harmful_catch_rate(),
+        harmful_ci95=list(harmful) if harmful else None,
+        false_positive_rate=rates.false_positive_rate(),
+        false_positive_ci95=list(false_positive) if false_positive else None,
+        false_block_rate=rates.benign_share(("blocked",)),
+        false_alter_rate=rates.benign_share(("altered",)),
+        false_flag_rate=rates.benign_share(("flagged",)),
+        ci95={label: list(interval) for label, interval in rates.intervals().items()},
+        counts={label: dict(counts) for label, counts in sorted(rates.counts.items())},
+    )
+
+
 def _safety_row(result: SafetyResult, notes: list[str]) -> schema.SafetyRow:
     return schema.SafetyRow(
         scenario=result.scenario,
-        n=result.n,
-        errors=result.errors,
-        catch_rate=result.catch_rates(),
-        harmful_catch_rate=result.harmful_catch_rate(),
-        false_block_rate=result.benign_share(("blocked",)),
-        false_alter_rate=result.benign_share(("altered",)),
-        false_flag_rate=result.benign_share(("flagged",)),
-        ci95={label: list(interval) for label, interval in result.intervals().items()},
-        counts={label: dict(counts) for label, counts in sorted(result.counts.items())},
+        **_rates(result.rates),
+        sources=[schema.SafetySourceRow(source=source, **_rates(rates))
+                 for source, rates in result.source_rates().items()],
         error_examples=result.error_examples,
         elapsed_s=result.elapsed_s,
         notes=[*notes, *result.notes],
@@ -151,7 +164,10 @@ def build_report(result: BenchResult, machine: dict) -> schema.Report:
     notes.append("load rounds send only items labelled "
                  f"{options.load_labels!r}, so every scenario carries the same traffic")
     if options.safety:
-        notes.append(f"safety pass: every dataset item once per monitor set, "
+        notes.append(f"safety pass: every dataset item once per monitor set, through gateways in front of "
+                     f"the built-in simulator in echo mode{' (not --upstream)' if options.upstream else ''}: the "
+                     f"answer repeats the prompt, so input and output monitors see the labelled text and the "
+                     f"rates measure the monitor sets, not a model; "
                      f"{'streamed' if options.safety_stream else 'not streamed'}, "
                      f"max_tokens {options.safety_max_tokens}")
     meta = schema.Meta(
@@ -183,8 +199,9 @@ def build_report(result: BenchResult, machine: dict) -> schema.Report:
                          monitor_timings=timings)
 
 
-def write_json(report: BaseModel, path: Path) -> None:
-    path.write_bytes(orjson.dumps(report.model_dump(mode="json"), option=orjson.OPT_INDENT_2))
+def write_json(report: BaseModel | dict, path: Path) -> None:
+    data = report.model_dump(mode="json") if isinstance(report, BaseModel) else report
+    path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
 
 
 def md_table(table: Table) -> str:
@@ -285,7 +302,7 @@ def html_page(title: str, body: str) -> str:
             f"<style>{_STYLE}</style></head><body><h1>{esc(title)}</h1>{body}</body></html>")
 
 
-def write_files(out_dir: Path, report: BaseModel, markdown: str, html_text: str) -> list[Path]:
+def write_files(out_dir: Path, report: BaseModel | dict, markdown: str, html_text: str) -> list[Path]:
     """report.json (the validated model), report.md and report.html into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path, html_path = (out_dir / name for name in REPORT_FILES)
@@ -298,3 +315,18 @@ def write_files(out_dir: Path, report: BaseModel, markdown: str, html_text: str)
 def write_report(report: schema.Report, out_dir: Path, plots: list[Path]) -> list[Path]:
     """Write report.json, report.md and report.html into ``out_dir``; return their paths."""
     return write_files(out_dir, report, render_markdown(report, plots), render_html(report, plots))
+
+
+def write_table_report(out_dir: Path, title: str, payload: BaseModel | dict, tables: list[Table],
+                       lines: list[str], images: list[Path] = ()) -> list[Path]:
+    """A subcommand's report: ``payload`` as report.json, and report.md / report.html with
+    ``lines`` (a headline, then the run's "- key: value" lines), ``tables`` and ``images``."""
+    head = [line for line in lines if not line.startswith("- ")]
+    run = [line for line in lines if line.startswith("- ")]
+    markdown = "\n".join([f"# {title} report", "", *head, "", "## Run", "", *run, "",
+                          *(md_table(t) for t in tables), *(f"![{p.stem}]({p.name})\n" for p in images)])
+    esc = html.escape
+    body = ("".join(f"<p>{esc(line)}</p>" for line in head)
+            + "<h2>Run</h2><ul>" + "".join(f"<li>{esc(line.removeprefix('- '))}</li>" for line in run) + "</ul>"
+            + "".join(html_table(t) for t in tables) + "".join(_img(p) for p in images if p.exists()))
+    return write_files(out_dir, payload, markdown, html_page(f"{title} report", body))

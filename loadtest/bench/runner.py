@@ -10,22 +10,18 @@ so none is always the first after a level change.
 from __future__ import annotations
 
 import asyncio
-import os
-import platform
 import random
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-import yaml
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from loadtest.bench import cpu, precision, promscrape
+from loadtest.bench import cpu, echo, precision, promscrape
 from loadtest.bench.aggregate import CellStats, cell_stats, steady_window
+from loadtest.bench.kit import PhaseClock, progress_bar, round_plan
 from loadtest.bench.localmodel import local_detoxify
 from loadtest.bench.matrix import Matrix, load_matrix
 from loadtest.bench.options import BenchOptions, LevelPlan
@@ -39,13 +35,12 @@ from loadtest.bench.safety import (
     stratified_sample,
 )
 from loadtest.bench.samples import Sample
-from loadtest.bench.scenarios import CLASSIFIER, Scenario, build_scenarios, gateway_config
+from loadtest.bench.scenarios import CLASSIFIER, Scenario, build_scenarios
 from loadtest.bench.tax import DIRECT
 from loadtest.bench.traffic import warm_up
 from loadtest.datasets import load_dataset
 from loadtest.harness import Server, discover_model, free_port, wait_ready
 
-LOOPBACK = "127.0.0.1"
 SIM_MODEL = "sim-llama-8b"
 SIM_CLASSIFIER_MODEL = "sim-guard"  # loadtest/sim's /classify model (SimSettings.classifier_model)
 RANDOM_WEIGHTS_SAMPLE = 25  # items per label through a random-weight model's set
@@ -83,7 +78,8 @@ class BenchRunner:
         options = self.options
         started_at, t0 = datetime.now(UTC), time.monotonic()
         matrix = load_matrix(options.matrix)
-        scenarios = build_scenarios(matrix, matrix.select(list(options.sets or ())))
+        set_names, notes = self._sets(matrix)
+        scenarios = build_scenarios(matrix, set_names)
         load_prompts = [i.text for i in (options.datasets[0].load(self._labels()) if options.datasets
                                          else load_dataset(None, labels=self._labels()))]
         if not load_prompts:
@@ -93,7 +89,6 @@ class BenchRunner:
         phases = PhaseClock()
         detoxify_files = self._local_models(scenarios)
         phases.lap("local models")
-        notes: list[str] = []
         with ProcessGroup() as group, cpu.CpuSampler() as sampler:
             urls = self._start(group, scenarios, matrix, detoxify_files)
             for name, process in self._servers.items():
@@ -109,7 +104,7 @@ class BenchRunner:
             timings = self._timings(before, self._scrape(gateways))
             phases.lap("rounds")
             notes += self._extension_notes()
-            safety = self._safety(scenarios, urls, model) if options.safety else {}
+            safety = self._safety_pass(scenarios, matrix, urls, model, detoxify_files) if options.safety else {}
             phases.lap("safety pass")
         if not options.safety:
             notes.append("safety pass skipped (--no-safety)")
@@ -155,37 +150,20 @@ class BenchRunner:
         if options.upstream:
             upstream = options.upstream.rstrip("/").removesuffix("/v1")
         else:
-            port = free_port(taken=taken)
-            upstream = f"http://{LOOPBACK}:{port}"
-            self._servers[cpu.UPSTREAM] = group.add(ManagedProcess(
-                "simulator",
-                [sys.executable, "-m", "loadtest.sim", "--host", LOOPBACK, "--port", str(port),
-                 "--profile", options.sim_profile, "--output-mode", "echo",
-                 "--seed", str(options.seed), "--model", options.model or SIM_MODEL,
-                 "--log-level", "warning"],
-                work / "logs" / "simulator.log", upstream + "/health", upstream,
-            ))
+            self._servers[cpu.UPSTREAM] = sim = group.add(echo.simulator(
+                free_port(taken=taken), profile=options.sim_profile, model=options.model or SIM_MODEL,
+                seed=options.seed, log=work / "logs" / "simulator.log"))
+            upstream = sim.base_url
         urls = {DIRECT: upstream}
         for scenario in scenarios:
             if not scenario.has_gateway:
                 continue
-            port = free_port(taken=taken)
-            config = gateway_config(
-                scenario, matrix, upstream=upstream, host=LOOPBACK, port=port, work_dir=work,
+            process = group.add(echo.gateway(
+                scenario, matrix, upstream=upstream, port=free_port(taken=taken), work_dir=work,
                 detoxify_files=detoxify_files.get(scenario.local_detoxify or ""),
-                classifier=self._classifier(upstream),
-            )
-            config_path = work / "configs" / f"gateway-{scenario.name}.yaml"
-            config_path.parent.mkdir(parents=True, exist_ok=True)
-            config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-            base = f"http://{LOOPBACK}:{port}"
-            self._servers[f"{cpu.GATEWAY}:{scenario.name}"] = group.add(ManagedProcess(
-                f"gateway for scenario {scenario.name!r}",
-                [sys.executable, "-m", "gateway", "--log-level", "warning", "serve",
-                 "--config", str(config_path)],
-                work / "logs" / f"gateway-{scenario.name}.log", base + "/ready", base,
-            ))
-            urls[scenario.name] = base
+                classifier=self._classifier(upstream)))
+            self._servers[f"{cpu.GATEWAY}:{scenario.name}"] = process
+            urls[scenario.name] = process.base_url
         with self.console.status(f"starting {len(group.processes)} server(s)..."):
             group.start_all()
             if options.upstream:
@@ -195,6 +173,23 @@ class BenchRunner:
                            options.ready_timeout_s, poll_s=1.0)
             group.wait_ready(options.ready_timeout_s)
         return urls
+
+    def _sets(self, matrix: Matrix) -> tuple[list[str], list[str]]:
+        """The sets to run, and notes on those left out: with --upstream there is no simulator
+        to serve /classify, so a classifier set needs --classifier-url."""
+        options = self.options
+        names = matrix.select(list(options.sets or ()))
+        if not options.upstream or options.classifier_url:
+            return names, []
+        served = [name for name in names if any(
+            m["name"] == CLASSIFIER and not m.get("base_url") for m in matrix.sets[name].monitor_configs())]
+        if served and options.sets:
+            raise ValueError(f"set(s) {', '.join(served)} call a classifier engine, and with --upstream "
+                             "there is no simulator to serve one: pass --classifier-url URL (and "
+                             "--classifier-model NAME), or leave them out of --sets")
+        notes = [f"{name}: skipped (with --upstream its classifier engine must be named: --classifier-url)"
+                 for name in served]
+        return [name for name in names if name not in served], notes
 
     def _simulated_classifier(self, scenario: Scenario) -> bool:
         """Whether the set's classifier monitors are served by the simulator's /classify."""
@@ -232,11 +227,9 @@ class BenchRunner:
         plan = round_plan([s.name for s in scenarios], options.plans)
         samples: dict[tuple[str, int], list[list[Sample]]] = {}
         cpu_use: dict[tuple[str, int], list[dict[str, float | None]]] = {}
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn())
         generator = LoadGenerator(options.work_dir / "logs" / "locust.log")
         names = [s.name for s in scenarios]
-        with generator, Progress(*columns, console=self.console, transient=False) as progress:
+        with generator, progress_bar(self.console) as progress:
             sampler.watch(cpu.LOAD_GENERATOR, generator.pid)
             task = progress.add_task("rounds", total=len(plan))
 
@@ -327,6 +320,21 @@ class BenchRunner:
     def _timings(before: dict[str, dict], after: dict[str, dict]) -> dict[str, list]:
         return {name: promscrape.timings_between(before[name], after[name]) for name in after}
 
+    def _safety_pass(self, scenarios: list[Scenario], matrix: Matrix, urls: dict[str, str], model: str,
+                     detoxify_files: dict[str, tuple[Path, Path]]) -> dict[str, SafetyResult]:
+        """The safety pass in front of an echo simulator: the rounds' own without --upstream,
+        else one started for it (``echo``), so it measures the monitor sets, not the model."""
+        if not self.options.upstream:
+            return self._safety(scenarios, urls, model)
+        options = self.options
+        engine = (options.classifier_url, options.classifier_model or SIM_CLASSIFIER_MODEL) \
+            if options.classifier_url else None
+        with echo.echo_gateways(scenarios, matrix, model=model, seed=self.options.seed,
+                                work_dir=self.options.work_dir, detoxify_files=detoxify_files,
+                                classifier=engine, sim_classifier_model=SIM_CLASSIFIER_MODEL,
+                                ready_timeout_s=self.options.ready_timeout_s, console=self.console) as echoes:
+            return self._safety(scenarios, echoes, model)
+
     def _safety(self, scenarios: list[Scenario], urls: dict[str, str],
                 model: str) -> dict[str, SafetyResult]:
         options = self.options
@@ -355,41 +363,3 @@ class BenchRunner:
                 concurrency=options.safety_concurrency, stream=options.safety_stream,
                 route=options.route,
             ))
-
-
-class PhaseClock:
-    """Wall time per phase of the run, for the report (where did the minutes go)."""
-
-    def __init__(self) -> None:
-        self.laps: dict[str, float] = {}
-        self._last = time.monotonic()
-
-    def lap(self, name: str) -> None:
-        now = time.monotonic()
-        self.laps[name] = round(now - self._last, 2)
-        self._last = now
-
-
-def round_plan(names: list[str],
-               levels: tuple[LevelPlan, ...]) -> list[tuple[int, LevelPlan, str]]:
-    """``(repeat, level, scenario)`` in run order: interleaved, rotating the start.
-
-    Repeat r runs every level that has an r-th repeat, each with every scenario once.
-    """
-    plan = []
-    for repeat in range(max((level.repeats for level in levels), default=0)):
-        shift = repeat % len(names)
-        order = names[shift:] + names[:shift]
-        for level in levels:
-            if repeat < level.repeats:
-                plan += [(repeat, level, name) for name in order]
-    return plan
-
-
-def machine_description() -> dict[str, object]:
-    return {
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "processor": platform.processor() or platform.machine(),
-    }

@@ -144,6 +144,11 @@ class Estimate:
     def as_dict(self) -> dict[str, float | int | None]:
         return {"value": self.value, "ci_low": self.low, "ci_high": self.high, "n": self.n}
 
+    def scaled(self, factor: float) -> Estimate:
+        """The same estimate in other units (seconds -> ms: 1000)."""
+        return Estimate(self.value * factor, None if self.low is None else self.low * factor,
+                        None if self.high is None else self.high * factor, self.n)
+
 
 def t_interval(values: Sequence[float]) -> Estimate:
     """Mean and 95% Student-t interval. Right for few repeats (3-10) of a roughly normal delta."""
@@ -201,6 +206,24 @@ def paired_ratios(scenario: Sequence[float], baseline: Sequence[float]) -> list[
             f"got {len(scenario)} and {len(baseline)}"
         )
     return [s / b for s, b in zip(scenario, baseline, strict=True) if b > 0]
+
+
+def pooled_delta(rounds: Sequence[Sequence[float]], base_rounds: Sequence[Sequence[float]], q: float,
+                 method: str, rng: random.Random) -> Estimate | None:
+    """The tax the bench reports, for benches that keep raw values per round: the ``q``-th
+    percentile of every round pooled minus the baseline's, with the width of the interval
+    over the per-round paired deltas (round r of both ran back to back). None when either
+    side has no value; no interval under two paired rounds."""
+    mine = [v for r in rounds for v in r]
+    theirs = [v for r in base_rounds for v in r]
+    if not mine or not theirs:
+        return None
+    centre = percentile(mine, q) - percentile(theirs, q)
+    per_round = paired_deltas([percentile(r, q) if r else None for r in rounds],
+                              [percentile(r, q) if r else None for r in base_rounds])
+    if not per_round:
+        return Estimate(centre, None, None, 0)
+    return recentred(interval(per_round, method, rng), centre)
 
 
 def recentred(estimate: Estimate, centre: float) -> Estimate:

@@ -61,7 +61,7 @@ class Relay:
         self.metrics = GatewayMetrics(CollectorRegistry())
         guard = OutputGuard(pipeline.stage("output", request_id="r1"), self.rec)
         policy = stream_policy(guard, StreamingSpec(mode=mode), self.rec.clock, enforcing=True)
-        dialect = endpoint.output.stream(self.ctx.flags, "refused", self.rec.clock)
+        dialect = endpoint.output.stream(self.ctx.verdict_fields, "refused", self.rec.clock)
         self.body = relay_monitored(self.call, self.rec, dialect, policy, guard, metrics=self.metrics, idle_s=2.0)
         self.writes: list[bytes] = []
 

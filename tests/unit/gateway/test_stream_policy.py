@@ -46,7 +46,7 @@ class FakeGuard:
 
 
 # What leaves, as the chat dialect writes it.
-DIALECT = ChoiceStream(ChatFormat(), [], lambda: 0.0)
+DIALECT = ChoiceStream(ChatFormat(), lambda: {}, lambda: 0.0)
 
 
 def wire(out) -> dict:
