@@ -125,7 +125,9 @@ def test_malformed_json_is_400(sim):
 
 
 def test_models_and_metrics_use_vllm_names(sim, client):
-    assert [m.id for m in client.models.list()] == [MODEL]
+    # The chat model first (clients that take the first model get it), then the guard
+    # classifier the simulator serves on /classify.
+    assert [m.id for m in client.models.list()] == [MODEL, "sim-guard"]
     client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
     text = httpx.get(sim.base_url + "/metrics").text
     for name in ("vllm:num_requests_running", "vllm:num_requests_waiting",
