@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.audit_store import event_from_decision
-from gateway.audit_writer import AuditStore
+from gateway.audit.event import event_from_decision
+from gateway.audit.store import AuditStore
 from gateway.auth import ApiKeyAuth
 from gateway.client_timeouts import BodyTimeout
 from gateway.drain import DrainMiddleware, StreamDrain

@@ -22,7 +22,7 @@ SUBCOMMANDS = {
     "soak": ("loadtest.soak", "soak the gateway for minutes under mixed load with injected "
                               "upstream faults and client disconnects: every answer "
                               "defined, no slot leaked, RSS flat"),
-    "audit": ("gateway.audit_cli", "list, filter and export the audit log of monitor verdicts"),
+    "audit": ("gateway.audit.cli", "list, filter and export the audit log of monitor verdicts"),
 }
 
 

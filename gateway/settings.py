@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.audit_settings import AuditSettings
+from gateway.audit.settings import AuditSettings
 from gateway.uncheckable import UncheckablePolicy
 from monitors.config import BudgetSpec, MonitorSpec
 

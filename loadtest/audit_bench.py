@@ -32,9 +32,10 @@ from pathlib import Path
 import httpx
 import yaml
 
-from gateway.audit_settings import AuditSettings
-from gateway.audit_store import AuditEvent, redact_dsn
-from gateway.audit_writer import AuditStore
+from gateway.audit.dsn import redact_dsn
+from gateway.audit.event import AuditEvent
+from gateway.audit.settings import AuditSettings
+from gateway.audit.store import AuditStore
 from loadtest.harness import Server, free_port, wait_ready
 
 STREAMS = 64

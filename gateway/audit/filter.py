@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from gateway.audit_store import COLUMNS, GROUPS, Group
+from gateway.audit.event import COLUMNS, GROUPS, Group
 
 
 @dataclass(frozen=True, slots=True)

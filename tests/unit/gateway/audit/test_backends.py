@@ -11,20 +11,18 @@ import time
 
 import pytest
 
-from gateway import audit_migrations
-from gateway.audit_filter import AuditFilter
-from gateway.audit_migrations import Migration, pending
-from gateway.audit_query import query_events
-from gateway.audit_settings import AuditSettings
-from gateway.audit_sqlite import SQLiteBackend
-from gateway.audit_store import (
-    AuditError,
-    AuditEvent,
-    AuditUnavailable,
-    is_dsn,
-    redact_dsn,
-)
-from gateway.audit_writer import AuditStore, Backoff, make_backend
+from gateway.audit import migrations as audit_migrations
+from gateway.audit.backends import make_backend
+from gateway.audit.backends.sqlite import SQLiteBackend
+from gateway.audit.backoff import Backoff
+from gateway.audit.dsn import is_dsn, redact_dsn
+from gateway.audit.errors import AuditError, AuditUnavailable
+from gateway.audit.event import AuditEvent
+from gateway.audit.filter import AuditFilter
+from gateway.audit.migrations import Migration, pending
+from gateway.audit.query import query_events
+from gateway.audit.settings import AuditSettings
+from gateway.audit.store import AuditStore
 from tests.waiting import wait_until
 
 

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.audit_store import AuditEvent, event_from_decision, recorded_action
+from gateway.audit.event import AuditEvent, event_from_decision, recorded_action
 from monitors.base import AsyncMonitor, Finding, Monitor
 from monitors.config import MonitorSpec
 from monitors.metrics import MonitorMetrics

@@ -7,10 +7,11 @@ import sqlite3
 
 import pytest
 
-from gateway.audit_filter import AuditFilter
-from gateway.audit_query import count_events, query_events
-from gateway.audit_store import AuditError, AuditEvent
-from tests.unit.gateway.audit_log import write_events
+from gateway.audit.errors import AuditError
+from gateway.audit.event import AuditEvent
+from gateway.audit.filter import AuditFilter
+from gateway.audit.query import count_events, query_events
+from tests.unit.gateway.audit.audit_log import write_events
 
 
 def event(n: int, monitor: str, stage: str, action: str, **overrides) -> AuditEvent:
