@@ -122,6 +122,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
              "the gateway then did",
     )
     parser.add_argument("--request-id", help="only events of this request id")
+    parser.add_argument("--trace-id", help="only events of this OpenTelemetry trace id (32 hex digits)")
     parser.add_argument(
         "--since", type=_time_arg, metavar="TIME",
         help="only events at or after TIME: ISO 8601 (no offset means UTC) or a duration "

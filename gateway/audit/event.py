@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from monitors.pipeline import Decision
 
 COLUMNS = ("request_id", "ts", "stage", "monitor", "action", "hit", "score", "labels",
-           "error", "excerpt", "route", "model", "replica")
+           "error", "excerpt", "route", "model", "replica", "trace_id", "span_id")
 GROUPS = ("monitor", "stage", "action", "replica")
 Group = Literal["monitor", "stage", "action", "replica"]
 # What an event's ``action`` says was done; see ``AuditEvent``.
@@ -25,7 +25,8 @@ class AuditEvent:
 
     ``route`` is the gateway route (``chat`` / ``completions``), ``model`` the requested
     model, ``replica`` the gateway replica that wrote it (``audit.replica``, default the
-    host name, which is the pod name on Kubernetes).
+    host name, which is the pod name on Kubernetes). ``trace_id`` and ``span_id`` (hex) name
+    the request's OpenTelemetry trace and its gateway span when tracing is on, else ``""``.
 
     ``action`` is what the gateway did because of this verdict: ``block``, ``redact`` or
     ``annotate`` on a hit (the monitor's configured action), ``shadow`` on a hit that was
@@ -48,6 +49,8 @@ class AuditEvent:
     route: str = ""
     model: str = ""
     replica: str = ""
+    trace_id: str = ""
+    span_id: str = ""
 
 
 def recorded_action(action: str, error: str | None) -> str:
@@ -68,7 +71,8 @@ def event_from_decision(decision: Decision, request_id: str, *, ts: float,
         action=recorded_action(decision.action, decision.error), hit=decision.hit,
         score=decision.score, labels=dict(decision.labels), error=decision.error,
         excerpt=decision.excerpt, route=decision.context.get("route", ""),
-        model=decision.context.get("model", ""), replica=replica)
+        model=decision.context.get("model", ""), replica=replica,
+        trace_id=decision.context.get("trace_id", ""), span_id=decision.context.get("span_id", ""))
 
 
 def event_from_row(values: Mapping[str, object]) -> AuditEvent:

@@ -109,7 +109,7 @@ class PostgresBackend:
                 _text(event.stage), _text(event.monitor), _text(event.action), bool(event.hit),
                 float(event.score), labels, None if event.error is None else _text(event.error),
                 _text(event.excerpt), _text(event.route), _text(event.model),
-                _text(event.replica))
+                _text(event.replica), _text(event.trace_id), _text(event.span_id))
 
     def write(self, rows: Sequence[tuple[object, ...]]) -> None:
         psycopg = _psycopg()

@@ -64,7 +64,7 @@ class SQLiteBackend:
         labels = orjson.dumps(event.labels).decode()
         return (event.request_id, float(event.ts), event.stage, event.monitor, event.action,
                 int(bool(event.hit)), float(event.score), labels, event.error, event.excerpt,
-                event.route, event.model, event.replica)
+                event.route, event.model, event.replica, event.trace_id, event.span_id)
 
     def write(self, rows: Sequence[tuple[object, ...]]) -> None:
         conn = self._connection()

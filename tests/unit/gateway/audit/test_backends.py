@@ -253,11 +253,14 @@ async def test_sqlite_upgrades_a_version_1_file_and_keeps_its_rows(tmp_path):
     conn.commit()
     conn.close()
     assert query_events(path)[0].replica == ""  # a v1 file reads before it is upgraded
+    assert query_events(path, AuditFilter(trace_id="")) == query_events(path)
     store = AuditStore(AuditSettings(path=str(path)))
     await store.start()
-    store.record(event(1, replica="gw-a"))
+    store.record(event(1, replica="gw-a", trace_id="0af7651916cd43dd8448eb211c80319c",
+                       span_id="b7ad6b7169203331"))
     await store.close()
     old, new = query_events(path)
-    assert (old.request_id, old.replica) == ("old", "")
+    assert (old.request_id, old.replica, old.trace_id, old.span_id) == ("old", "", "", "")
     assert (new.request_id, new.replica) == ("req-1", "gw-a")
+    assert (new.trace_id, new.span_id) == ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331")
     assert query_events(path, AuditFilter(replica="gw-a")) == [new]
