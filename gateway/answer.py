@@ -160,7 +160,7 @@ def set_field(route: str, choice: dict, key: str, text: str, *, streamed: bool) 
     """Write ``text`` into the field ``key`` of ``choice`` (the inverse of choice_fields)."""
     if key == "logprobs":
         raise ValueError("logprobs are rewritten with redact_logprobs")
-    if route == "responses":  # a Responses stream's delta event (gateway.responses_relay)
+    if route == "responses":  # a Responses stream's delta event (gateway.endpoints.responses)
         choice["delta"] = text
         return
     if route == "completions":

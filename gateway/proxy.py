@@ -26,6 +26,8 @@ from gateway.answer import (
 from gateway.context import RequestContext
 from gateway.detokenize import Detokenizer, pool_post
 from gateway.drain import StreamDrain
+from gateway.endpoints.response_output import block_response, response_texts, set_text
+from gateway.endpoints.responses import ResponsesRelay
 from gateway.errors import (
     BadRequest,
     ContentBlocked,
@@ -43,8 +45,6 @@ from gateway.monitored_relay import MonitoredRelay
 from gateway.protocol import ParsedRequest, Route, parse_request
 from gateway.recorder import StreamRecorder
 from gateway.relay import RESPONSES, midstream_error, relay_raw
-from gateway.response_output import block_response, response_texts, set_text
-from gateway.responses_relay import ResponsesRelay
 from gateway.settings import Settings
 from gateway.uncheckable import settle
 from gateway.upstream import UpstreamCall, UpstreamPool

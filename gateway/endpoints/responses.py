@@ -24,12 +24,7 @@ from typing import Any
 import orjson
 
 from gateway.answer import ProtocolViolation
-from gateway.errors import GatewayError, UpstreamError, error_event
-from gateway.metrics import GatewayMetrics
-from gateway.policy_relay import PolicyRelay, Written
-from gateway.recorder import StreamRecorder
-from gateway.relay import end_of_stream_error
-from gateway.response_output import (
+from gateway.endpoints.response_output import (
     FieldId,
     OutputText,
     block_response,
@@ -39,6 +34,11 @@ from gateway.response_output import (
     response_texts,
     set_text,
 )
+from gateway.errors import GatewayError, UpstreamError, error_event
+from gateway.metrics import GatewayMetrics
+from gateway.policy_relay import PolicyRelay, Written
+from gateway.recorder import StreamRecorder
+from gateway.relay import end_of_stream_error
 from gateway.settings import StreamingSpec
 from gateway.sse import SSEEvent
 from gateway.stream_policy import Item, Out, Stop

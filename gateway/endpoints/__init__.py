@@ -1,0 +1,1 @@
+"""The API endpoints the gateway serves, one module each."""
