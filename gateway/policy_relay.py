@@ -60,7 +60,7 @@ class PolicyRelay:
         else:
             self._policy = StreamFirst(route, self._check, self._hold,
                                        overlap=streaming.overlap_chars, reach=reach)
-        self._context = {"route": route, "model": self._ctx.model}  # for the audit log
+        self._context = self._ctx.monitor_context()  # for the audit log and traces
         self._finished = False  # the end, a block or a failure was sent: nothing more goes
         self._cut = False  # a block or a failure: the upstream request was closed on purpose
 

@@ -8,6 +8,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import httpx
 import orjson
@@ -51,6 +52,9 @@ from gateway.upstream import UpstreamCall, UpstreamPool
 from monitors.pipeline import MonitorOverloaded, MonitorPipeline
 from monitors.redact import apply_redactions
 
+if TYPE_CHECKING:
+    from gateway.tracing.tracer import Tracing
+
 log = logging.getLogger("taxgate.proxy")
 
 PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions",
@@ -70,8 +74,9 @@ class Proxy:
     def __init__(self, settings: Settings, pool: UpstreamPool, pipeline: MonitorPipeline,
                  metrics: GatewayMetrics, *, audit_flush: Callable | None = None,
                  clock: Callable[[], float] = time.perf_counter,
-                 drain: StreamDrain | None = None) -> None:
+                 drain: StreamDrain | None = None, tracing: Tracing | None = None) -> None:
         self._settings = settings
+        self._tracing = tracing
         self._drain = drain if drain is not None else StreamDrain()
         self._pool = pool
         self._pipeline = pipeline
@@ -88,6 +93,9 @@ class Proxy:
     async def handle(self, request: Request, route: Route) -> Response:
         ctx = RequestContext(request_id=request.state.request_id, route=route,
                              started=self._clock())
+        if self._tracing is not None:
+            ctx.trace = self._tracing.start(request.headers, route=route, path=PATHS[route],
+                                            request_id=ctx.request_id, started=ctx.started)
         self._metrics.in_flight.inc()
         self._in_flight += 1
         try:
@@ -140,6 +148,8 @@ class Proxy:
         if self._check_input:
             raw = await self._input_monitors(parsed, raw, ctx)
         headers = {"content-type": "application/json", "x-request-id": ctx.request_id}
+        if ctx.trace is not None:
+            ctx.trace.upstream(headers, ctx.route, ctx.model)  # vLLM's spans join the trace
         if not parsed.stream:
             return await self._unless_client_leaves(request, ctx,
                                                     self._whole(raw, headers, parsed, ctx))
@@ -153,6 +163,8 @@ class Proxy:
                                      stream=parsed.stream)
         ctx.upstream_sent = call.sent_at
         status = call.response.status_code
+        if ctx.trace is not None:
+            ctx.trace.answered(call.replica.url, status)
         content_type = call.response.headers.get("content-type", "")
         if status == 200 and (not parsed.stream or content_type.startswith("text/event-stream")):
             return call
@@ -222,7 +234,7 @@ class Proxy:
                 ctx.add_phase("detokenize", self._clock() - started)
         started = self._clock()
         result = await self._pipeline.check("input", view.texts, request_id=ctx.request_id,
-                                            context={"route": ctx.route, "model": ctx.model})
+                                            context=ctx.monitor_context())
         ctx.add_phase("input_monitors", self._clock() - started)
         self._note_flags(result, ctx)
         if result.blocked_by is not None:
@@ -263,6 +275,8 @@ class Proxy:
             ctx.prompt_tokens, ctx.completion_tokens = counts
         if fields and await self._output_monitors(choices, fields, ctx):
             body = orjson.dumps(payload)
+        if ctx.trace is not None:
+            ctx.finish_reasons = [str(c["finish_reason"]) for c in choices if c.get("finish_reason")]
         return await self._reply(body, ctx)
 
     async def _whole_response(self, body: bytes, url: str, ctx: RequestContext) -> Response:
@@ -284,7 +298,7 @@ class Proxy:
             started = self._clock()
             result = await self._pipeline.check(
                 "output", [t.text for t in texts], request_id=ctx.request_id,
-                kinds=[t.kind for t in texts], context={"route": ctx.route, "model": ctx.model})
+                kinds=[t.kind for t in texts], context=ctx.monitor_context())
             ctx.add_phase("output_monitors", self._clock() - started)
             self._note_flags(result, ctx)
             if result.blocked_by is not None:
@@ -313,7 +327,7 @@ class Proxy:
         result = await self._pipeline.check("output", [field.text for _, field in fields],
                                             request_id=ctx.request_id,
                                             kinds=[field.kind for _, field in fields],
-                                            context={"route": ctx.route, "model": ctx.model})
+                                            context=ctx.monitor_context())
         ctx.add_phase("output_monitors", self._clock() - started)
         self._note_flags(result, ctx)
         if result.blocked_by is not None:
@@ -395,6 +409,8 @@ class Proxy:
         metrics = self._metrics
         try:
             now = self._clock()
+            if ctx.trace is not None:
+                self._end_trace(ctx, now)
             for phase, seconds in ctx.phases.items():
                 metrics.overhead.labels(phase).observe(seconds)
             if ctx.status == 200:
@@ -405,6 +421,12 @@ class Proxy:
             self._in_flight -= 1
             # Counted last, so whoever sees the request counted also sees the rest of it.
             metrics.requests.labels(ctx.route, ctx.model, str(ctx.status)).inc()
+
+    def _end_trace(self, ctx: RequestContext, now: float) -> None:
+        try:
+            ctx.trace.finish(ctx, now)
+        except Exception:  # a tracing fault costs the trace, never the request
+            log.exception("request %s: its trace could not be ended", ctx.request_id)
 
     def _observe_timings(self, ctx: RequestContext, now: float) -> None:
         metrics = self._metrics
