@@ -30,6 +30,7 @@ KINDS = {SpanProto.SPAN_KIND_SERVER: "server", SpanProto.SPAN_KIND_CLIENT: "clie
 @dataclass(frozen=True)
 class ReceivedSpan:
     service: str
+    instance: str  # the resource's service.instance.id
     name: str
     kind: str
     trace_id: str  # hex
@@ -57,7 +58,8 @@ def decode(body: bytes) -> list[ReceivedSpan]:
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 spans.append(ReceivedSpan(
-                    service=str(resource.get("service.name", "")), name=span.name,
+                    service=str(resource.get("service.name", "")),
+                    instance=str(resource.get("service.instance.id", "")), name=span.name,
                     kind=KINDS.get(span.kind, "unspecified"), trace_id=span.trace_id.hex(),
                     span_id=span.span_id.hex(), parent_span_id=span.parent_span_id.hex(),
                     start_ns=span.start_time_unix_nano, end_ns=span.end_time_unix_nano,

@@ -5,15 +5,20 @@ protobuf with ``opentelemetry-proto``), and a collector in trouble costs no requ
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import signal
+import subprocess
+import sys
 
+import httpx
 import openai
 import pytest
 
 from loadtest.sim.server import create_sim_app
 from loadtest.sim.settings import SimSettings
 from tests.otlp import OtlpReceiver
-from tests.servers import ThreadedServer, free_port
+from tests.servers import ROOT, ThreadedServer, free_port, wait_http
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -115,3 +120,50 @@ async def test_a_collector_in_trouble_costs_no_request(start_gateway, sim, troub
     finally:
         if collector is not None:
             collector.stop()
+
+
+def _requests_counted(base_url: str) -> float:
+    text = httpx.get(base_url + "/metrics", timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("taxgate_requests_total{") and 'route="chat"' in line)
+
+
+async def test_each_worker_exports_and_traces_count_what_metrics_count(tmp_path, sim):
+    """`taxgate serve --workers 2` configured by the standard variables alone."""
+    receiver = OtlpReceiver().start()
+    port = free_port()
+    config = tmp_path / "taxgate.yaml"
+    config.write_text(f"upstreams: [{sim.base_url}]\nport: {port}\n"
+                      f"audit: {{path: {tmp_path / 'audit.db'}}}\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.base_url,
+           "OTEL_SERVICE_NAME": "taxgate-workers", "OTEL_BSP_SCHEDULE_DELAY": "50"}
+    log = (tmp_path / "gateway.log").open("w")
+    gateway = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--config", str(config),
+                                "--workers", "2"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(base + "/ready", 60, proc=gateway, log_path=tmp_path / "gateway.log")
+        workers = subprocess.run(["pgrep", "-P", str(gateway.pid)], capture_output=True,
+                                 text=True).stdout.split()
+        body = {"model": "sim-traced", "max_tokens": 8, "messages": PROMPT}
+        for index in range(20):  # a new connection each time: the kernel spreads them
+            with httpx.Client(timeout=30) as client:
+                response = client.post(base + "/v1/chat/completions", json={**body, "stream": index % 2 == 0})
+                assert response.status_code == 200
+
+        def servers() -> list:
+            return [s for s in receiver.spans() if s.service == "taxgate-workers" and s.kind == "server"]
+
+        await wait_until(lambda: len(servers()) >= 20, timeout_s=30, what="a SERVER span per request")
+        assert len(servers()) == _requests_counted(base) == 20
+        # Each span says which worker process sent it.
+        assert {span.instance.rsplit("-", 1)[1] for span in servers()} <= set(workers)
+    finally:
+        gateway.send_signal(signal.SIGTERM)
+        try:
+            assert gateway.wait(30) == 0
+        finally:
+            if gateway.poll() is None:
+                gateway.kill()
+            log.close()
+            receiver.stop()
