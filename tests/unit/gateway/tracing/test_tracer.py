@@ -3,6 +3,7 @@ in-memory exporter in place of OTLP), and the counted export."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import subprocess
@@ -19,6 +20,8 @@ from gateway.app import create_app
 from gateway.audit.query import query_events
 from gateway.settings import Settings
 from gateway.tracing.export import CountingExporter
+from monitors.base import AsyncMonitor, Finding
+from monitors.registry import MonitorRegistry
 from tests.unit.gateway.test_proxy import COMPLETION, UPSTREAM, serving, sse
 
 CLIENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -29,11 +32,12 @@ CHAT = {"model": "m", "messages": [{"role": "user", "content": "mail me at jane@
 
 
 @contextlib.asynccontextmanager
-async def gateway(handler, tmp_path, exporter, **overrides):
+async def gateway(handler, tmp_path, exporter, monitor_registry=None, **overrides):
     settings = Settings.model_validate({"upstreams": [UPSTREAM], "tracing": TRACING,
                                         "audit": {"path": str(tmp_path / "a.db")}, **overrides})
     upstream = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    app = create_app(settings, client=upstream, registry=CollectorRegistry(), span_exporter=exporter)
+    app = create_app(settings, client=upstream, registry=CollectorRegistry(), span_exporter=exporter,
+                     monitor_registry=monitor_registry)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://gw") as client:
@@ -211,3 +215,33 @@ async def test_export_counts_reach_the_metrics(tmp_path):
     assert registry.get_sample_value("taxgate_trace_spans_exported_total") == 2  # server + client
     assert registry.get_sample_value("taxgate_trace_spans_failed_total") == 0
     assert orjson.loads(orjson.dumps(len(exporter.get_finished_spans()))) == 2
+
+
+class Gated(AsyncMonitor):
+    """Flags everything, once the test opens the gate: its verdict comes after the request."""
+
+    def __init__(self, gate: asyncio.Event) -> None:
+        self.gate = gate
+
+    async def check(self, texts):
+        await self.gate.wait()
+        return [Finding(score=1.0) for _ in texts]
+
+
+async def test_a_shadow_verdict_after_the_request_gets_its_own_span_in_the_trace(tmp_path):
+    exporter = InMemorySpanExporter()
+    gate = asyncio.Event()
+    registry = MonitorRegistry.from_entry_points()
+    registry.register("gated", lambda spec: Gated(gate))
+    monitors = [{"name": "gated", "stages": ["input"], "action": "shadow"}]
+    async with gateway(serving(lambda request: httpx.Response(200, json=COMPLETION)), tmp_path,
+                       exporter, monitor_registry=registry, monitors=monitors) as client:
+        assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200
+        gate.set()  # the request is answered; the shadow check ends now (close waits for it)
+    spans = by_name(exporter)
+    server, shadow = spans["POST /v1/chat/completions"], spans["monitor gated input"]
+    assert shadow.parent.span_id == server.context.span_id
+    assert shadow.context.trace_id == server.context.trace_id
+    assert shadow.attributes["taxgate.monitor.after_request"] is True
+    assert shadow.attributes["taxgate.monitor.action"] == "shadow"
+    assert shadow.start_time < server.end_time <= shadow.end_time  # began in it, ended after
