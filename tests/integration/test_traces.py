@@ -54,7 +54,12 @@ async def test_one_trace_from_the_client_through_the_monitors_to_vllm(start_gate
         vllm = [span for span in otlp_receiver.spans(trace_id) if span.service != "taxgate"]
         return bool(spans("server")) and len(spans()) >= 6 and bool(vllm)
 
-    await wait_until(complete, timeout_s=60, what="the gateway's and vLLM's spans at the collector")
+    try:
+        await wait_until(complete, timeout_s=60, what="the gateway's and vLLM's spans at the collector")
+    except AssertionError as exc:
+        seen = [(span.service, span.kind, span.name, span.trace_id == trace_id)
+                for span in otlp_receiver.spans()]
+        raise AssertionError(f"{exc}; the collector holds {seen}") from None
     [server] = spans("server")
     assert server.parent_span_id == client_span  # continues the client's trace
     assert server.name == "POST /v1/chat/completions"
