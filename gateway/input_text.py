@@ -24,7 +24,6 @@ from typing import Any
 import orjson
 
 from gateway.errors import BadRequest
-from gateway.protocol import ParsedRequest
 from monitors.base import Span
 from monitors.redact import apply_redactions
 
@@ -115,29 +114,29 @@ class InputView:
         return orjson.dumps(body)
 
 
-def read_input(request: ParsedRequest, *, check_tools: bool) -> InputView:
-    """The texts input monitors see; BadRequest for a text field that is not a string."""
-    view = InputView()
-    body = request.body
-    if body.get("prompt_embeds") not in (None, [], ""):
-        view.uncheckable.append(Uncheckable("embeddings", "prompt_embeds"))
-    if request.route == "responses":
-        _read_responses(body, view, check_tools=check_tools)
-        return view
-    if request.route == "chat":
-        for index, message in enumerate(body["messages"]):
-            view.add(list(_message_fields(message, ("messages", index), view)))
-        if check_tools:
-            for index, tool in enumerate(_list(body.get("tools"))):
-                # The function (name, description, parameter schema) is what the chat
-                # template renders; the tool's ``type`` is not worth a monitor's time.
-                if isinstance(tool, dict) and isinstance(tool.get("function"), dict):
-                    view.add(list(_strings(tool["function"], ("tools", index, "function"))))
-                else:
-                    view.add(list(_strings(tool, ("tools", index))))
-        for index, document in enumerate(_list(body.get("documents"))):
-            view.add(list(_strings(document, ("documents", index))))
-        return view
+def read_chat(body: dict[str, Any], *, check_tools: bool) -> InputView:
+    """A chat request: one text per message, per tool definition (``check_tools``), per
+    document; BadRequest for a text field that is not a string."""
+    view = _embeds(body)
+    for index, message in enumerate(body["messages"]):
+        view.add(list(_message_fields(message, ("messages", index), view)))
+    if check_tools:
+        for index, tool in enumerate(_list(body.get("tools"))):
+            # The function (name, description, parameter schema) is what the chat
+            # template renders; the tool's ``type`` is not worth a monitor's time.
+            if isinstance(tool, dict) and isinstance(tool.get("function"), dict):
+                view.add(list(_strings(tool["function"], ("tools", index, "function"))))
+            else:
+                view.add(list(_strings(tool, ("tools", index))))
+    for index, document in enumerate(_list(body.get("documents"))):
+        view.add(list(_strings(document, ("documents", index))))
+    return view
+
+
+def read_completions(body: dict[str, Any], *, check_tools: bool) -> InputView:
+    """A completions request: one text per text prompt; token-id prompts are listed to be
+    detokenized or refused (``gateway.uncheckable``)."""
+    view = _embeds(body)
     prompt = body.get("prompt")
     if isinstance(prompt, str):
         view.add([(("prompt",), prompt)])
@@ -154,9 +153,10 @@ def read_input(request: ParsedRequest, *, check_tools: bool) -> InputView:
     return view
 
 
-def _read_responses(body: dict[str, Any], view: InputView, *, check_tools: bool) -> None:
+def read_responses(body: dict[str, Any], *, check_tools: bool) -> InputView:
     """The Responses API: ``instructions``, then ``input`` (a string, or one text per
     item), then the tool definitions."""
+    view = _embeds(body)
     if body.get("instructions") is not None:
         view.add([(("instructions",), _text(body["instructions"], ("instructions",)))])
     given = body["input"]
@@ -168,6 +168,15 @@ def _read_responses(body: dict[str, Any], view: InputView, *, check_tools: bool)
     if check_tools:
         for index, tool in enumerate(_list(body.get("tools"))):
             view.add(list(_strings(tool, ("tools", index))))
+    return view
+
+
+def _embeds(body: dict[str, Any]) -> InputView:
+    """A new view of a request, with its prompt embeddings listed when it has some."""
+    view = InputView()
+    if body.get("prompt_embeds") not in (None, [], ""):
+        view.uncheckable.append(Uncheckable("embeddings", "prompt_embeds"))
+    return view
 
 
 def _item_fields(item: Any, where: Path, view: InputView) -> Iterator[tuple[Path, str]]:
@@ -190,20 +199,28 @@ def _item_fields(item: Any, where: Path, view: InputView) -> Iterator[tuple[Path
             if item.get(key) is not None:
                 yield (*where, key), _text(item[key], (*where, key))
     elif kind == "function_call_output":
-        output = item.get("output")
-        if isinstance(output, list):
-            for index, part in enumerate(output):
-                yield from _part_fields(part, (*where, "output", index), view)
-        else:
-            yield (*where, "output"), _text(output, (*where, "output"))
+        yield from _call_output_fields(item, where, view)
     elif kind == "reasoning":
-        for key in ("summary", "content"):
-            for index, part in enumerate(_list(item.get(key))):
-                if isinstance(part, dict) and part.get("text") is not None:
-                    path = (*where, key, index, "text")
-                    yield path, _text(part["text"], path)
+        yield from _reasoning_fields(item, where)
     else:
         view.uncheckable.append(Uncheckable("other", _dotted(where)))
+
+
+def _call_output_fields(item: dict[str, Any], where: Path, view: InputView) -> Iterator[tuple[Path, str]]:
+    output = item.get("output")
+    if isinstance(output, list):
+        for index, part in enumerate(output):
+            yield from _part_fields(part, (*where, "output", index), view)
+    else:
+        yield (*where, "output"), _text(output, (*where, "output"))
+
+
+def _reasoning_fields(item: dict[str, Any], where: Path) -> Iterator[tuple[Path, str]]:
+    for key in ("summary", "content"):
+        for index, part in enumerate(_list(item.get(key))):
+            if isinstance(part, dict) and part.get("text") is not None:
+                path = (*where, key, index, "text")
+                yield path, _text(part["text"], path)
 
 
 def _message_fields(message: dict[str, Any], where: Path, view: InputView

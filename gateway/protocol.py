@@ -8,14 +8,14 @@ is re-encoded only when an input monitor redacted part of it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
 from gateway.errors import BadRequest
 
-Route = Literal["chat", "completions", "responses"]
+Route = str  # an endpoint's name (gateway.endpoints)
 
 
 class ChatMessage(BaseModel):
@@ -64,10 +64,6 @@ class ResponsesRequest(BaseModel):
     stream: bool = False
 
 
-_MODELS = {"chat": ChatRequest, "completions": CompletionRequest,
-           "responses": ResponsesRequest}
-
-
 @dataclass(slots=True)
 class ParsedRequest:
     route: Route
@@ -76,8 +72,9 @@ class ParsedRequest:
     stream: bool
 
 
-def parse_request(route: Route, raw: bytes) -> ParsedRequest:
-    """Decode and validate; BadRequest names the offending field."""
+def parse_body(route: Route, model: type[BaseModel], raw: bytes) -> ParsedRequest:
+    """Decode and validate as ``model`` (the endpoint's request model); BadRequest names
+    the offending field."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -85,7 +82,7 @@ def parse_request(route: Route, raw: bytes) -> ParsedRequest:
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     try:
-        validated = _MODELS[route].model_validate(body)
+        validated = model.model_validate(body)
     except ValidationError as exc:
         first = exc.errors()[0]
         param = ".".join(str(part) for part in first["loc"]) or None

@@ -1,4 +1,5 @@
-"""The stream relay of the Responses API when output monitors apply.
+"""``POST /v1/responses``: the Responses API (input items in, a Response object out),
+and its stream dialect when output monitors apply.
 
 A Responses stream is typed events (``event: response.output_text.delta`` with the type
 repeated in the data), ending with ``response.completed`` (or ``incomplete``/``failed``),
@@ -13,17 +14,19 @@ the deltas and in the final Response. A text that was never streamed (a function
 call's name) is checked whole where it first appears. A block ends the stream with
 ``response.incomplete`` (``content_filter``) whose output is the refusal; a fault ends
 it with an ``error`` event. Untouched events leave as the upstream's own bytes. The read
-loop and the policy plumbing are ``gateway.policy_relay``'s, shared with chat.
+loop and the policy plumbing are ``gateway.monitored_relay``'s, shared with chat.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import orjson
 
-from gateway.answer import ProtocolViolation
+from gateway.answer import ProtocolViolation, usage_counts
+from gateway.endpoints.base import NO_USAGE, Endpoint, Passing
 from gateway.endpoints.response_output import (
     FieldId,
     OutputText,
@@ -34,19 +37,15 @@ from gateway.endpoints.response_output import (
     response_texts,
     set_text,
 )
-from gateway.errors import GatewayError, UpstreamError, error_event
-from gateway.metrics import GatewayMetrics
-from gateway.policy_relay import PolicyRelay, Written
-from gateway.recorder import StreamRecorder
-from gateway.relay import end_of_stream_error
-from gateway.settings import StreamingSpec
+from gateway.errors import GatewayError, error_event
+from gateway.input_text import read_responses
+from gateway.protocol import ResponsesRequest
+from gateway.relay import RawStream, next_sequence
 from gateway.sse import SSEEvent
-from gateway.stream_policy import Item, Out, Stop
-from gateway.upstream import UpstreamCall
-from monitors.pipeline import MonitorPipeline
+from gateway.stream_policy import Guard, Item, Out, Stop
 from monitors.redact import apply_redactions
+from monitors.verdicts import StageResult
 
-ROUTE = "responses"
 # Delta event type -> (field family, field kind, the event key of its sub-index).
 DELTAS = {
     "response.output_text.delta": ("content", "content", "content_index"),
@@ -99,15 +98,24 @@ def event_texts(data: dict[str, Any]) -> list[OutputText]:
     return []
 
 
-class ResponsesRelay(PolicyRelay):
-    END = "response.completed"
+def _raw_error(last: bytes) -> Callable[[GatewayError], bytes]:
+    return partial(error_event, sequence_number=next_sequence(last))
 
-    def __init__(self, call: UpstreamCall, rec: StreamRecorder, *, pipeline: MonitorPipeline,
-                 streaming: StreamingSpec, metrics: GatewayMetrics, idle_s: float,
-                 refusal: str) -> None:
-        super().__init__(call, rec, route=ROUTE, pipeline=pipeline, streaming=streaming,
-                         metrics=metrics, idle_s=idle_s)
+
+# The raw relay: no [DONE]; one of these events ends a Responses stream.
+RAW_STREAM = RawStream(tuple(b"event: " + end.encode() for end in TERMINAL), _raw_error)
+
+
+class ResponsesStream:
+    """The stream dialect of the Responses API (see the module's docstring)."""
+
+    end = "response.completed"
+    event_noun = "a Responses event"
+
+    def __init__(self, flags: list[str], refusal: str, clock: Callable[[], float]) -> None:
+        self._flags = flags
         self._refusal = refusal
+        self._clock = clock
         self._field_ids: dict[FieldId, int] = {}  # a streamed text -> its policy index
         self._fields: list[FieldId] = []  # the policy index -> the streamed text
         self._sent: dict[FieldId, str] = {}  # what the client was sent of each streamed text
@@ -115,47 +123,24 @@ class ResponsesRelay(PolicyRelay):
         self._response: dict[str, Any] = {}  # the latest Response object seen, for a block
         self._sequence = 0  # one past the last event's sequence_number
 
-    async def _on_read(self, events: list[SSEEvent]) -> Written:
-        out: Written = []
-        items: list[Item] = []
-        for event in events:
-            try:
-                data = orjson.loads(event.data)
-                if not isinstance(data, dict) or not isinstance(data.get("type"), str):
-                    raise ProtocolViolation("an event without a type")
-                sequence = data.get("sequence_number")
-                if isinstance(sequence, int):
-                    self._sequence = sequence + 1
-                item = self._item(data, event.raw)
-                if item is None:
-                    texts = event_texts(data)
-            except (orjson.JSONDecodeError, ProtocolViolation) as exc:
-                out += self._fail(UpstreamError(f"upstream {self._call.replica.url} sent an "
-                                                f"event that is not a Responses event ({exc})"),
-                                  "protocol")
-                return out
-            if item is not None:
-                items.append(item)
-                continue
-            # Everything held before this event leaves first.
-            out += await self._let_out(items)
-            items = []
-            if self._finished:
-                return out
-            out += await self._whole(data, event.raw, texts)
-            if self._finished:
-                return out
-            if data["type"] in TERMINAL:
-                self._rec.usage(data["response"].get("usage"))
-                self._finished = True
-                return out
-            if data["type"] == "error":
-                # The upstream ended a failed stream itself: passed on, as chat passes
-                # vLLM's error chunk; nothing may follow it.
-                self._finished = True
-                return out
-        out += await self._run(self._policy.feed(items))
-        return out
+    def decode(self, event: SSEEvent) -> list[Item] | Passing:
+        data = orjson.loads(event.data)
+        if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+            raise ProtocolViolation("an event without a type")
+        sequence = data.get("sequence_number")
+        if isinstance(sequence, int):
+            self._sequence = sequence + 1
+        item = self._item(data, event.raw)
+        if item is not None:
+            return [item]
+        texts = event_texts(data)
+        if data["type"] in TERMINAL:
+            if not isinstance(data.get("response"), dict):
+                raise ProtocolViolation(f"{data['type']} without its response object")
+            return Passing(event.raw, (data, texts), usage=data["response"].get("usage"), last=True)
+        # The upstream's own error event ends a failed stream: passed on, as chat passes
+        # vLLM's error chunk; nothing may follow it.
+        return Passing(event.raw, (data, texts), usage=NO_USAGE, last=data["type"] == "error")
 
     def _item(self, data: dict[str, Any], raw: bytes) -> Item | None:
         spec = DELTAS.get(data["type"])
@@ -172,15 +157,28 @@ class ResponsesRelay(PolicyRelay):
             index = self._field_ids[field] = len(self._fields)
             self._fields.append(field)
             self._sent[field] = ""
-        return Item(index, data, raw, [(kind, delta)] if delta else [], False,
-                    self._rec.clock())
+        return Item(index, data, raw, [(kind, delta)] if delta else [], False, self._clock())
 
-    async def _whole(self, data: dict[str, Any], raw: bytes, texts: list[OutputText]
-                     ) -> Written:
+    async def settle(self, passing: Passing, guard: Guard) -> list[bytes] | Stop:
         """An event repeating whole texts: each as the client was sent it; a text never
         streamed is checked here."""
+        data, texts = passing.data
         if isinstance(data.get("response"), dict):
             self._response = data["response"]
+        changed, fresh = self._as_sent(data, texts)
+        if fresh:
+            result = await guard.check([t.text for t in fresh], [t.kind for t in fresh], None)
+            if result is None or result.blocked_by is not None:
+                return Stop(0, reason="blocked" if result else "overloaded")
+            changed |= self._settle_fresh(data, fresh, result)
+        if data["type"] in TERMINAL and self._flags:
+            data["taxgate_flags"] = list(self._flags)
+            changed = True
+        return [encode(data) if changed else passing.raw]
+
+    def _as_sent(self, data: dict[str, Any], texts: list[OutputText]) -> tuple[bool, list[OutputText]]:
+        """Rewrite each whole text the client was sent (or that was settled before) as it
+        was sent; the texts never seen before."""
         changed = False
         fresh: list[OutputText] = []
         for text in texts:
@@ -194,42 +192,84 @@ class ResponsesRelay(PolicyRelay):
             if final != text.text:
                 set_text(data, text.path, final)
                 changed = True
-        if fresh:
-            result = await self._check([t.text for t in fresh], [t.kind for t in fresh], None)
-            if result is None or result.blocked_by is not None:
-                return await self._block(Stop(0, reason="blocked" if result else "overloaded"))
-            for text, spans in zip(fresh, result.redactions, strict=True):
-                final = apply_redactions(text.text, spans) if spans else text.text
-                self._settled[text.field] = (text.text, final)
-                if spans:
-                    set_text(data, text.path, final)
-                    changed = True
-        if data["type"] in TERMINAL and self._ctx.flags:
-            data["taxgate_flags"] = list(self._ctx.flags)
-            changed = True
-        return [(encode(data) if changed else raw, False)]
+        return changed, fresh
 
-    # -- encode ---------------------------------------------------------------------
-    def _encode(self, out: Out) -> tuple[bytes, bool]:
+    def _settle_fresh(self, data: dict[str, Any], fresh: list[OutputText], result: StageResult) -> bool:
+        changed = False
+        for text, spans in zip(fresh, result.redactions, strict=True):
+            final = apply_redactions(text.text, spans) if spans else text.text
+            self._settled[text.field] = (text.text, final)
+            if spans:
+                set_text(data, text.path, final)
+                changed = True
+        return changed
+
+    def encode(self, out: Out) -> bytes:
         item = out.item
-        event = out.chunk if out.chunk is not None else item.chunk
+        if out.part is None:
+            self._sent[self._fields[item.index]] += item.chunk["delta"]
+            return item.raw or encode(item.chunk)
+        event = orjson.loads(orjson.dumps(item.chunk))
+        for text in out.part.texts.values():
+            event["delta"] = text
         self._sent[self._fields[item.index]] += event["delta"]
-        if out.chunk is None:
-            return item.raw or encode(event), item.has_text
         if event.get("logprobs"):
             event["logprobs"] = []  # they would spell out the text a mask replaced
-        return encode(event), item.has_text
+        return encode(event)
 
-    def _block_events(self, stop: Stop) -> Written:
+    def block(self, stop: Stop) -> list[bytes]:
         """End with ``response.incomplete`` carrying the refusal."""
         response = orjson.loads(orjson.dumps(self._response)) if self._response else {}
         block_response(response, self._refusal)
-        if self._ctx.flags:
-            response["taxgate_flags"] = list(self._ctx.flags)
-        event = {"type": "response.incomplete", "sequence_number": self._sequence,
-                 "response": response}
-        return [(encode(event), False)]
+        if self._flags:
+            response["taxgate_flags"] = list(self._flags)
+        return [encode({"type": "response.incomplete", "sequence_number": self._sequence, "response": response})]
 
-    def _error_event(self, error: GatewayError, kind: str) -> bytes:
-        return end_of_stream_error(self._rec, error, kind,
-                                   partial(error_event, sequence_number=self._sequence))
+    def error(self, error: GatewayError) -> bytes:
+        return error_event(error, sequence_number=self._sequence)
+
+
+class ResponsesAnswer:
+    """A whole Response object: every output text checked, redacted in place; a block
+    replaces the output with the refusal (status ``incomplete``, ``content_filter``)."""
+
+    def __init__(self, body: bytes, *, texts: bool) -> None:
+        self._payload = orjson.loads(body)
+        if not isinstance(self._payload, dict):
+            raise ProtocolViolation("the answer is not a JSON object")
+        self._texts = response_texts(self._payload) if texts else []
+        self.usage = usage_counts(self._payload.get("usage"))
+        self.texts = [t.text for t in self._texts]
+        self.kinds = [t.kind for t in self._texts]
+
+    def apply(self, result: StageResult, refusal: str) -> bytes | None:
+        if result.blocked_by is not None:
+            block_response(self._payload, refusal)
+            return orjson.dumps(self._payload)
+        if not result.redacted:
+            return None
+        for text, spans in zip(self._texts, result.redactions, strict=True):
+            if spans:
+                set_text(self._payload, text.path, apply_redactions(text.text, spans))
+        return orjson.dumps(self._payload)
+
+
+class ResponsesOutput:
+    noun = "a Response"
+
+    def answer(self, body: bytes, *, texts: bool) -> ResponsesAnswer:
+        return ResponsesAnswer(body, texts=texts)
+
+    def stream(self, flags: list[str], refusal: str, clock: Callable[[], float]) -> ResponsesStream:
+        return ResponsesStream(flags, refusal, clock)
+
+
+RESPONSES = Endpoint(
+    name="responses",
+    path="/v1/responses",
+    request_model=ResponsesRequest,
+    input_param="input",
+    read_input=read_responses,
+    output=ResponsesOutput(),
+    raw=RAW_STREAM,
+)

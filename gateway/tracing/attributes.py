@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+import orjson
+
 # gen_ai.operation.name per route (the Responses API is a chat exchange).
 OPERATION = {"chat": "chat", "completions": "text_completion", "responses": "chat"}
 
@@ -87,3 +89,23 @@ def upstream_attributes(ctx: Finished, url: str | None, status: int | None) -> d
     if ctx.upstream_sent is not None and ctx.upstream_first is not None:
         attributes["taxgate.upstream.ttfb_s"] = ctx.upstream_first - ctx.upstream_sent
     return attributes
+
+
+def finish_reasons(body: bytes) -> list[str]:
+    """The finish reasons of a whole answer as the client gets it: each choice's
+    ``finish_reason`` (chat, completions), or a Response's ``incomplete_details.reason``,
+    else its ``status``. Empty for anything else."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return []
+    if not isinstance(payload, dict):
+        return []
+    choices = payload.get("choices")
+    if isinstance(choices, list):
+        return [str(c["finish_reason"]) for c in choices if isinstance(c, dict) and c.get("finish_reason")]
+    details = payload.get("incomplete_details")
+    if isinstance(details, dict) and details.get("reason"):
+        return [str(details["reason"])]
+    status = payload.get("status")
+    return [status] if isinstance(status, str) else []

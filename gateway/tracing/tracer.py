@@ -58,12 +58,15 @@ class Tracing:
         self._active: dict[str, RequestTrace] = {}
 
     def start(self, headers: Mapping[str, str], *, route: str, path: str, request_id: str,
-              started: float) -> RequestTrace:
-        """The SERVER span of a request that arrived now; ``started`` is its context's clock."""
+              started: float, now: float) -> RequestTrace:
+        """The SERVER span of a request that arrived at ``started``; ``now`` is the same
+        clock (the request context's, perf_counter) read just before this call."""
+        anchor = (time.time_ns(), now)
         parent = self._propagator.extract(headers)
         span = self._tracer.start_span(server_span_name(path), context=parent, kind=SpanKind.SERVER,
-                                       attributes=request_start_attributes(route, path, request_id))
-        trace = RequestTrace(self, span, started)
+                                       attributes=request_start_attributes(route, path, request_id),
+                                       start_time=anchor[0] - int((now - started) * 1e9))
+        trace = RequestTrace(self, span, anchor)
         if trace.ids:
             self._active[trace.ids["span_id"]] = trace
         return trace
@@ -123,12 +126,12 @@ class RequestTrace:
     __slots__ = ("_tracing", "_span", "_t0_ns", "_t0", "ids", "tallies", "_client", "_url",
                  "_status")
 
-    def __init__(self, tracing: Tracing, span: otel.Span, started: float) -> None:
+    def __init__(self, tracing: Tracing, span: otel.Span, anchor: tuple[int, float]) -> None:
         self._tracing = tracing
         self._span = span
-        # The request context keeps its own clock (perf_counter): spans need unix ns.
-        self._t0_ns = time.time_ns()
-        self._t0 = started
+        # The request context keeps its own clock (perf_counter): spans need unix ns. One
+        # moment read on both clocks converts every other.
+        self._t0_ns, self._t0 = anchor
         ids = span.get_span_context()
         # What the request's monitor verdicts carry (audit rows; the observer's lookup).
         self.ids: Mapping[str, str] = {"trace_id": format(ids.trace_id, "032x"),
