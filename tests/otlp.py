@@ -80,6 +80,7 @@ class OtlpReceiver:
         self.status = status
         self.delay_s = delay_s
         self.requests = 0
+        self.errors: list[str] = []  # bodies it could not decode, for a test's message
         self._spans: list[ReceivedSpan] = []
         self._lock = threading.Lock()
         self._server = _QuietServer(("127.0.0.1", 0), self._handler())
@@ -122,7 +123,14 @@ class OtlpReceiver:
                     self.send_header("content-length", "0")
                     self.end_headers()
                     return
-                spans = decode(body)
+                try:
+                    spans = decode(body)
+                except Exception as exc:  # say so in the test, and refuse like a collector
+                    receiver.errors.append(f"{type(exc).__name__}: {exc}")
+                    self.send_response(400)
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return
                 with receiver._lock:
                     receiver._spans.extend(spans)
                 reply = ExportTraceServiceResponse().SerializeToString()

@@ -59,7 +59,8 @@ async def test_one_trace_from_the_client_through_the_monitors_to_vllm(start_gate
     except AssertionError as exc:
         seen = [(span.service, span.kind, span.name, span.trace_id == trace_id)
                 for span in otlp_receiver.spans()]
-        raise AssertionError(f"{exc}; the collector holds {seen}") from None
+        raise AssertionError(f"{exc}; the collector holds {seen}; "
+                             f"{otlp_receiver.requests} exports, errors {otlp_receiver.errors}") from None
     [server] = spans("server")
     assert server.parent_span_id == client_span  # continues the client's trace
     assert server.name == "POST /v1/chat/completions"
