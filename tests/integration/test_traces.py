@@ -23,8 +23,10 @@ from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
+# profanity annotates: a block would close the upstream request mid-answer, and vLLM
+# exports no span for a request it aborted (random weights write random words).
 MONITORS = [{"name": "pii", "stages": ["input", "output"], "action": "redact"},
-            {"name": "profanity", "stages": ["input", "output"], "action": "block",
+            {"name": "profanity", "stages": ["input", "output"], "action": "annotate",
              "threshold": 0.95}]
 PROMPT = [{"role": "user", "content": "Write to me at jane.doe@example.com about the harbour."}]
 
@@ -41,10 +43,11 @@ async def test_one_trace_from_the_client_through_the_monitors_to_vllm(start_gate
     client = openai.AsyncOpenAI(base_url=gateway.v1, api_key="x", max_retries=0)
     stream = await client.chat.completions.create(
         model=vllm_server.model, messages=PROMPT, max_tokens=32, temperature=1.0, seed=5,
-        stream=True, extra_body={"ignore_eos": True},
+        stream=True, stream_options={"include_usage": True}, extra_body={"ignore_eos": True},
         extra_headers={"traceparent": f"00-{trace_id}-{client_span}-01"})
-    text = "".join([chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices])
-    assert text
+    chunks = [chunk async for chunk in stream if chunk.choices]
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in chunks)
+    assert chunks[-1].choices[0].finish_reason == "length"  # vLLM finished it: not aborted
 
     def spans(kind: str | None = None, service: str = "taxgate") -> list:
         return [span for span in otlp_receiver.spans(trace_id)
@@ -67,7 +70,8 @@ async def test_one_trace_from_the_client_through_the_monitors_to_vllm(start_gate
     assert server.attributes["gen_ai.operation.name"] == "chat"
     assert server.attributes["gen_ai.request.model"] == vllm_server.model
     assert server.attributes["gen_ai.response.model"] == vllm_server.model
-    assert server.attributes["gen_ai.usage.output_tokens"] == 32
+    assert server.attributes["gen_ai.usage.output_tokens"] == 32  # vLLM's usage
+    assert server.attributes["gen_ai.usage.input_tokens"] > 0
     assert server.attributes["http.response.status_code"] == 200
     [upstream] = spans("client")
     assert upstream.parent_span_id == server.span_id and "first byte" in upstream.events
