@@ -13,10 +13,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-Protocol = Literal["http/protobuf", "grpc"]
+OtlpProtocol = Literal["http/protobuf", "grpc"]
 Sampler = Literal["always_on", "always_off", "traceidratio", "parentbased_always_on",
                   "parentbased_always_off", "parentbased_traceidratio"]
-SAMPLERS: tuple[str, ...] = Sampler.__args__  # type: ignore[attr-defined]
 TRUE = ("true", "1", "yes", "on")
 
 
@@ -30,7 +29,7 @@ class TracingSettings(BaseModel):
     # (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) and wins over it.
     endpoint: str | None = None
     traces_endpoint: str | None = None
-    protocol: Protocol = "http/protobuf"
+    protocol: OtlpProtocol = "http/protobuf"
     service_name: str = "taxgate"
     sampler: Sampler = "parentbased_always_on"
     sampler_arg: float = Field(1.0, ge=0, le=1, description="ratio for the traceidratio samplers")
