@@ -49,8 +49,9 @@ class OutputGuard:
         self._clock = rec.clock
         self.context_chars = stage.context_chars
 
-    async def check(self, texts: Sequence[str], kinds: Sequence[str] | None = None,
-                    whole: Sequence[str] | None = None) -> StageResult | None:
+    async def check(
+        self, texts: Sequence[str], kinds: Sequence[str] | None = None, whole: Sequence[str] | None = None
+    ) -> StageResult | None:
         started = self._clock()
         try:
             result = await self._stage.check(texts, kinds, whole)
@@ -86,8 +87,15 @@ class _Steps:
     """The steps between the parser and the bytes: one read's events through the dialect
     and the policy, and the stream's ends (block, fault) with their metrics."""
 
-    def __init__(self, dialect: StreamDialect, policy: StreamPolicy, guard: OutputGuard, call: UpstreamCall,
-                 rec: StreamRecorder, metrics: GatewayMetrics) -> None:
+    def __init__(
+        self,
+        dialect: StreamDialect,
+        policy: StreamPolicy,
+        guard: OutputGuard,
+        call: UpstreamCall,
+        rec: StreamRecorder,
+        metrics: GatewayMetrics,
+    ) -> None:
         self._dialect = dialect
         self._policy = policy
         self._guard = guard
@@ -102,8 +110,14 @@ class _Steps:
             try:
                 decoded = self._dialect.decode(event)
             except (orjson.JSONDecodeError, ProtocolViolation) as exc:
-                self.fault(write, UpstreamError(f"upstream {self._call.replica.url} sent an event that is not "
-                                                f"{self._dialect.event_noun} ({exc})"), "protocol")
+                self.fault(
+                    write,
+                    UpstreamError(
+                        f"upstream {self._call.replica.url} sent an event that is not "
+                        f"{self._dialect.event_noun} ({exc})"
+                    ),
+                    "protocol",
+                )
                 return write
             if not isinstance(decoded, Passing):
                 items += decoded
@@ -181,8 +195,16 @@ def _sent(rec: StreamRecorder, write: Write) -> bytes:
     return b"".join(data for data, _ in write.parts)
 
 
-async def relay_monitored(call: UpstreamCall, rec: StreamRecorder, dialect: StreamDialect, policy: StreamPolicy,
-                          guard: OutputGuard, *, metrics: GatewayMetrics, idle_s: float) -> AsyncIterator[bytes]:
+async def relay_monitored(
+    call: UpstreamCall,
+    rec: StreamRecorder,
+    dialect: StreamDialect,
+    policy: StreamPolicy,
+    guard: OutputGuard,
+    *,
+    metrics: GatewayMetrics,
+    idle_s: float,
+) -> AsyncIterator[bytes]:
     steps = _Steps(dialect, policy, guard, call, rec, metrics)
     parser = SSEParser()
     reads = call.response.aiter_raw()
@@ -206,8 +228,9 @@ async def relay_monitored(call: UpstreamCall, rec: StreamRecorder, dialect: Stre
         rec.upstream_done()
         write = await steps.read(parser.flush())
         if write.end is None:
-            steps.fault(write, UpstreamError(f"upstream {call.replica.url} ended the stream without {dialect.end}"),
-                        "protocol")
+            steps.fault(
+                write, UpstreamError(f"upstream {call.replica.url} ended the stream without {dialect.end}"), "protocol"
+            )
         yield _sent(rec, write)
     except httpx.HTTPError as exc:
         write = Write()

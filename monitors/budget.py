@@ -29,14 +29,21 @@ class Budget:
     """Runs checks under a stage's deadline. ``background`` holds the late checks still
     running (the pipeline waits for them at close, as for shadow checks)."""
 
-    def __init__(self, clock: Callable[[], float], recorder: VerdictRecorder,
-                 background: set[asyncio.Task]) -> None:
+    def __init__(self, clock: Callable[[], float], recorder: VerdictRecorder, background: set[asyncio.Task]) -> None:
         self._clock = clock
         self._recorder = recorder
         self._background = background
 
-    async def run(self, runner: MonitorRunner, stage: str, run: Coroutine[None, None, Outcome], incoming: int,
-                  deadline: Deadline, request_id: str, context: Mapping[str, str]) -> Outcome | None:
+    async def run(
+        self,
+        runner: MonitorRunner,
+        stage: str,
+        run: Coroutine[None, None, Outcome],
+        incoming: int,
+        deadline: Deadline,
+        request_id: str,
+        context: Mapping[str, str],
+    ) -> Outcome | None:
         """``run`` under the stage budget; None when a ``degrade: skip`` monitor gave way."""
         spec = runner.spec
         remaining = deadline.remaining(self._clock())
@@ -50,15 +57,27 @@ class Budget:
                 run.close()
                 # Queueing would only make the request wait past its budget and then block:
                 # shed it now, with a Retry-After from the prediction.
-                logger.warning("monitor %r predicted %.0f ms at stage %s, request %s: shed",
-                               spec.id, predicted * 1000, stage, request_id)
+                logger.warning(
+                    "monitor %r predicted %.0f ms at stage %s, request %s: shed",
+                    spec.id,
+                    predicted * 1000,
+                    stage,
+                    request_id,
+                )
                 return failure(spec, stage, "overload", 0.0, MonitorOverloaded(spec.id, retry_after(predicted)))
         if spec.degrade != "skip":
             return await run
         return await self._until(runner, stage, run, remaining, request_id, context)
 
-    async def _until(self, runner: MonitorRunner, stage: str, run: Coroutine[None, None, Outcome],
-                     remaining: float, request_id: str, context: Mapping[str, str]) -> Outcome | None:
+    async def _until(
+        self,
+        runner: MonitorRunner,
+        stage: str,
+        run: Coroutine[None, None, Outcome],
+        remaining: float,
+        request_id: str,
+        context: Mapping[str, str],
+    ) -> Outcome | None:
         """A ``degrade: skip`` check waited for at most ``remaining`` seconds."""
         task = asyncio.ensure_future(run)
         try:

@@ -83,14 +83,15 @@ class MonitorPipeline:
             )
         registry = self._registry if self._registry is not None else MonitorRegistry.from_entry_points()
         for spec in self._specs:
-            self._runners.append(await runner_for(spec, await self._build(registry, spec), self._recorder,
-                                                  self._clock))
+            self._runners.append(await runner_for(spec, await self._build(registry, spec), self._recorder, self._clock))
         for spec in self._specs:
             if spec.action != "shadow":
                 for stage in spec.stages:
                     self._recorder.ready(spec.id, stage)
-        self._holds = {stage: StageHolds(self._runners, stage, self._recorder)
-                       for stage in {stage for spec in self._specs for stage in spec.stages}}
+        self._holds = {
+            stage: StageHolds(self._runners, stage, self._recorder)
+            for stage in {stage for spec in self._specs for stage in spec.stages}
+        }
         self._started = True
 
     async def _build(self, registry: MonitorRegistry, spec: MonitorSpec) -> Monitor | AsyncMonitor:
@@ -155,10 +156,16 @@ class MonitorPipeline:
 
     # -- checking ----------------------------------------------------------
 
-    async def check(self, stage: str, texts: Sequence[str], *, request_id: str,
-                    kinds: Sequence[str] | None = None,
-                    whole: Sequence[str] | None = None,
-                    context: Mapping[str, str] = NO_CONTEXT) -> StageResult:
+    async def check(
+        self,
+        stage: str,
+        texts: Sequence[str],
+        *,
+        request_id: str,
+        kinds: Sequence[str] | None = None,
+        whole: Sequence[str] | None = None,
+        context: Mapping[str, str] = NO_CONTEXT,
+    ) -> StageResult:
         """Run the stage's monitors on ``texts``; ``context`` goes on every Decision.
 
         ``kinds`` names the field each text comes from (``content``, ``reasoning``,
@@ -206,8 +213,14 @@ class MonitorPipeline:
             raise overloaded
         return result
 
-    def _fan_out(self, stage: str, texts: tuple[str, ...], kinds: Sequence[str] | None, request_id: str,
-                 context: Mapping[str, str]) -> Enforced:
+    def _fan_out(
+        self,
+        stage: str,
+        texts: tuple[str, ...],
+        kinds: Sequence[str] | None,
+        request_id: str,
+        context: Mapping[str, str],
+    ) -> Enforced:
         """The enforcing monitors at ``stage`` with the texts each reads; shadow ones are
         started off the critical path."""
         enforced: Enforced = []
@@ -223,23 +236,39 @@ class MonitorPipeline:
                 enforced.append((runner, seen))
         return enforced
 
-    def _spawn_shadow(self, runner: MonitorRunner, stage: str, texts: tuple[str, ...], request_id: str,
-                      seen: tuple[int, ...], context: Mapping[str, str]) -> None:
-        task = asyncio.create_task(self._shadow(runner, stage, texts, request_id, seen, context),
-                                   name=f"shadow-{runner.spec.id}")
+    def _spawn_shadow(
+        self,
+        runner: MonitorRunner,
+        stage: str,
+        texts: tuple[str, ...],
+        request_id: str,
+        seen: tuple[int, ...],
+        context: Mapping[str, str],
+    ) -> None:
+        task = asyncio.create_task(
+            self._shadow(runner, stage, texts, request_id, seen, context), name=f"shadow-{runner.spec.id}"
+        )
         # Keep a reference: the loop holds tasks weakly, and close() waits for these.
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _shadow(self, runner: MonitorRunner, stage: str, texts: tuple[str, ...], request_id: str,
-                      seen: tuple[int, ...], context: Mapping[str, str]) -> None:
+    async def _shadow(
+        self,
+        runner: MonitorRunner,
+        stage: str,
+        texts: tuple[str, ...],
+        request_id: str,
+        seen: tuple[int, ...],
+        context: Mapping[str, str],
+    ) -> None:
         outcome = await runner.run(stage, texts, request_id, seen)
         outcome.decision.context = context
         self._recorder.record(outcome.decision, request_id)
 
 
-async def _outcomes(enforced: Enforced, evaluate: Callable[[MonitorRunner, tuple[int, ...]],
-                                                            Awaitable[Outcome | None]]) -> list[Outcome | None]:
+async def _outcomes(
+    enforced: Enforced, evaluate: Callable[[MonitorRunner, tuple[int, ...]], Awaitable[Outcome | None]]
+) -> list[Outcome | None]:
     """Every enforcing monitor's outcome, in order. Streams check at nearly every token:
     inline monitors are called directly and a task per monitor is made only where two or
     more can wait at once."""
@@ -276,11 +305,13 @@ class StageCheck:
     def context_chars(self) -> int:
         return self._holds.context_chars
 
-    async def check(self, texts: Sequence[str], kinds: Sequence[str] | None = None,
-                    whole: Sequence[str] | None = None) -> StageResult:
+    async def check(
+        self, texts: Sequence[str], kinds: Sequence[str] | None = None, whole: Sequence[str] | None = None
+    ) -> StageResult:
         """``MonitorPipeline.check`` at this stage for this request (raises MonitorOverloaded)."""
-        return await self._pipeline.check(self.stage, texts, request_id=self.request_id, kinds=kinds,
-                                          whole=whole, context=self.context)
+        return await self._pipeline.check(
+            self.stage, texts, request_id=self.request_id, kinds=kinds, whole=whole, context=self.context
+        )
 
     def hold(self, text: str, start: int, kind: str = "content") -> int:
         return self._holds.hold(text, start, kind)

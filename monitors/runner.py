@@ -37,14 +37,16 @@ def _in_thread(monitor: Monitor) -> Score:
     return score
 
 
-async def runner_for(spec: MonitorSpec, monitor: Monitor | AsyncMonitor, recorder: VerdictRecorder,
-                     clock: Callable[[], float]) -> MonitorRunner:
+async def runner_for(
+    spec: MonitorSpec, monitor: Monitor | AsyncMonitor, recorder: VerdictRecorder, clock: Callable[[], float]
+) -> MonitorRunner:
     """The runner of a built monitor; a micro-batcher, started, for a sync one not inline."""
     if isinstance(monitor, AsyncMonitor):
         return MonitorRunner(spec, monitor, monitor.check, recorder, clock, estimate=ServiceEstimate())
     if monitor.inline:
-        return MonitorRunner(spec, monitor, _in_thread(monitor), recorder, clock,
-                             inline_max_chars=monitor.inline_max_chars)
+        return MonitorRunner(
+            spec, monitor, _in_thread(monitor), recorder, clock, inline_max_chars=monitor.inline_max_chars
+        )
     batcher = MicroBatcher(monitor.check, spec.batch, name=spec.id, metrics=recorder.metrics, clock=clock)
     await batcher.start()
     return MonitorRunner(spec, monitor, batcher.submit, recorder, clock, batcher=batcher)
@@ -77,8 +79,9 @@ class MonitorRunner:
         if self.batcher is not None:
             batcher = self.batcher
             ahead = batcher.queued + (1 if batcher.busy else 0)
-            return batch_wait(batcher.queued, incoming, batcher.policy.max_batch,
-                              batcher.batch_seconds, batcher.busy), ahead
+            return batch_wait(
+                batcher.queued, incoming, batcher.policy.max_batch, batcher.batch_seconds, batcher.busy
+            ), ahead
         if self.estimate is not None:
             return self.estimate.predict(), self.estimate.in_flight
         return 0.0, 0
@@ -90,8 +93,7 @@ class MonitorRunner:
         else:
             self.monitor.close()
 
-    async def run(self, stage: str, all_texts: tuple[str, ...], request_id: str,
-                  watched: tuple[int, ...]) -> Outcome:
+    async def run(self, stage: str, all_texts: tuple[str, ...], request_id: str, watched: tuple[int, ...]) -> Outcome:
         """The monitor's outcome on the ``watched`` texts of ``all_texts``."""
         outcome = await self._run(stage, tuple(all_texts[i] for i in watched), request_id)
         if len(watched) == len(all_texts):
@@ -116,7 +118,11 @@ class MonitorRunner:
             error = "error"
             logger.warning(
                 "monitor %r (%s) failed at stage %s, request %s: %s",
-                spec.id, spec.name, stage, request_id, type(exc).__name__,
+                spec.id,
+                spec.name,
+                stage,
+                request_id,
+                type(exc).__name__,
             )
             # The message may quote the text being checked; keep it out of normal logs.
             logger.debug("monitor %r failure detail", spec.id, exc_info=exc)
@@ -128,8 +134,7 @@ class MonitorRunner:
         if error is None:
             return verdict(spec, stage, texts, findings, duration)
         if error != "error":
-            logger.warning("monitor %r (%s) %s at stage %s, request %s",
-                           spec.id, spec.name, error, stage, request_id)
+            logger.warning("monitor %r (%s) %s at stage %s, request %s", spec.id, spec.name, error, stage, request_id)
         return failure(spec, stage, error, duration, overloaded)
 
     async def _findings(self, texts: tuple[str, ...], started: float) -> list[Finding]:

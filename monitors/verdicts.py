@@ -16,8 +16,19 @@ from monitors.base import Finding, MonitorOverloaded, Span
 from monitors.config import MonitorSpec
 from monitors.redact import excerpt
 
-__all__ = ["NO_CONTEXT", "Decision", "Outcome", "StageResult", "failure", "fold", "is_hit", "late",
-           "renumber", "verdict", "watched"]
+__all__ = [
+    "NO_CONTEXT",
+    "Decision",
+    "Outcome",
+    "StageResult",
+    "failure",
+    "fold",
+    "is_hit",
+    "late",
+    "renumber",
+    "verdict",
+    "watched",
+]
 
 NO_CONTEXT: Mapping[str, str] = MappingProxyType({})
 
@@ -106,23 +117,33 @@ def _spans_or_whole(finding: Finding, text: str, fallback_label: str) -> list[Sp
     return [Span(0, len(text), _top_label(finding, fallback_label))]
 
 
-def failure(spec: MonitorSpec, stage: str, error: str, duration: float,
-            overloaded: MonitorOverloaded | None) -> Outcome:
+def failure(
+    spec: MonitorSpec, stage: str, error: str, duration: float, overloaded: MonitorOverloaded | None
+) -> Outcome:
     """A monitor that failed (``error``, ``timeout``, ``overload``): a block when it is
     set ``on_error: closed``, else a counted fail-open pass (shadows enforce nothing)."""
     shadow = spec.action == "shadow"
     closed = spec.on_error == "closed" and not shadow
     decision = Decision(
-        monitor_id=spec.id, monitor_name=spec.name, stage=stage,
-        action="block" if closed else "pass", hit=False, score=0.0, labels={},
-        error=error, failed_open=not closed and not shadow, text_index=None,
-        excerpt="", duration_s=duration,
+        monitor_id=spec.id,
+        monitor_name=spec.name,
+        stage=stage,
+        action="block" if closed else "pass",
+        hit=False,
+        score=0.0,
+        labels={},
+        error=error,
+        failed_open=not closed and not shadow,
+        text_index=None,
+        excerpt="",
+        duration_s=duration,
     )
     return Outcome(decision, overloaded=overloaded if closed else None)
 
 
-def verdict(spec: MonitorSpec, stage: str, texts: Sequence[str], findings: Sequence[Finding],
-            duration: float) -> Outcome:
+def verdict(
+    spec: MonitorSpec, stage: str, texts: Sequence[str], findings: Sequence[Finding], duration: float
+) -> Outcome:
     """A monitor's findings on ``texts``: its action on the first text that hit, else pass."""
     hits = [i for i, finding in enumerate(findings) if is_hit(spec, finding)]
     if not hits:
@@ -131,19 +152,36 @@ def verdict(spec: MonitorSpec, stage: str, texts: Sequence[str], findings: Seque
             for label, value in finding.labels.items():
                 labels[label] = max(float(value), labels.get(label, 0.0))
         decision = Decision(
-            monitor_id=spec.id, monitor_name=spec.name, stage=stage, action="pass", hit=False,
-            score=max(float(f.score) for f in findings), labels=labels, error=None,
-            failed_open=False, text_index=None, excerpt="", duration_s=duration,
+            monitor_id=spec.id,
+            monitor_name=spec.name,
+            stage=stage,
+            action="pass",
+            hit=False,
+            score=max(float(f.score) for f in findings),
+            labels=labels,
+            error=None,
+            failed_open=False,
+            text_index=None,
+            excerpt="",
+            duration_s=duration,
         )
         return Outcome(decision)
     first = hits[0]
     finding = findings[first]
     spans = {i: _spans_or_whole(findings[i], texts[i], spec.name) for i in hits}
     decision = Decision(
-        monitor_id=spec.id, monitor_name=spec.name, stage=stage, action=spec.action, hit=True,
-        score=float(finding.score), labels={k: float(v) for k, v in finding.labels.items()},
-        error=None, failed_open=False, text_index=first,
-        excerpt=excerpt(texts[first], spans[first]), duration_s=duration,
+        monitor_id=spec.id,
+        monitor_name=spec.name,
+        stage=stage,
+        action=spec.action,
+        hit=True,
+        score=float(finding.score),
+        labels={k: float(v) for k, v in finding.labels.items()},
+        error=None,
+        failed_open=False,
+        text_index=first,
+        excerpt=excerpt(texts[first], spans[first]),
+        duration_s=duration,
     )
     return Outcome(decision, spans=spans if spec.action == "redact" else {})
 

@@ -5,11 +5,48 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+from pydantic import Field as ModelField
+
 from gateway.answer import Field, ProtocolViolation, dict_or_none, str_or_none, tool_calls
 from gateway.endpoints.base import Endpoint
 from gateway.endpoints.choices import RAW_STREAM, ChoiceFormat, ChoiceOutput
-from gateway.input_text import read_chat
-from gateway.protocol import ChatRequest
+from gateway.input_text import InputView, as_list, message_fields, new_view, strings
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str = ModelField(min_length=1)
+    messages: list[ChatMessage] = ModelField(min_length=1)
+    stream: bool = False
+
+
+def read_chat(body: dict[str, Any], *, check_tools: bool) -> InputView:
+    """A chat request: one text per message, per tool definition (``check_tools``), per
+    document; BadRequest for a text field that is not a string."""
+    view = new_view(body)
+    for index, message in enumerate(body["messages"]):
+        view.add(list(message_fields(message, ("messages", index), view)))
+    if check_tools:
+        for index, tool in enumerate(as_list(body.get("tools"))):
+            # The function (name, description, parameter schema) is what the chat
+            # template renders; the tool's ``type`` is not worth a monitor's time.
+            if isinstance(tool, dict) and isinstance(tool.get("function"), dict):
+                view.add(list(strings(tool["function"], ("tools", index, "function"))))
+            else:
+                view.add(list(strings(tool, ("tools", index))))
+    for index, document in enumerate(as_list(body.get("documents"))):
+        view.add(list(strings(document, ("documents", index))))
+    return view
+
 
 _TEXT_KEYS = ("content", "refusal", "reasoning_content", "reasoning")
 

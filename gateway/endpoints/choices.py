@@ -102,8 +102,7 @@ class ChoiceFormat:
         for at, token in enumerate(self.logprob_tokens(choice)):
             start, end = position, position + len(token)
             position = end
-            hit = next((s for s in spans if s.start < end and start < s.end
-                        or s.start == start and not token), None)
+            hit = next((s for s in spans if s.start < end and start < s.end or s.start == start and not token), None)
             if hit is not None:
                 self.mask_entry(choice["logprobs"], at, marker(hit.label) if start <= hit.start < end else "")
 
@@ -116,8 +115,11 @@ class ChoiceAnswer:
         self._payload = orjson.loads(body)
         self._choices = choices_of(self._payload, streamed=False)
         self.usage = usage_counts(self._payload.get("usage"))
-        self._fields = [(choice, field) for choice in self._choices
-                        for field in form.fields(choice, streamed=False)] if texts else []
+        self._fields = (
+            [(choice, field) for choice in self._choices for field in form.fields(choice, streamed=False)]
+            if texts
+            else []
+        )
         self.texts = [field.text for _, field in self._fields]
         self.kinds = [field.kind for _, field in self._fields]
 
@@ -171,8 +173,16 @@ class ChoiceStream:
         for choice in choices:
             texts = [(f.key, f.text) for f in self._format.fields(choice, streamed=True)]
             single = chunk if only else {**chunk, "choices": [choice]}
-            items.append(Item(choice.get("index", 0), single, raw if only else None, texts,
-                              choice.get("finish_reason") is not None, now))
+            items.append(
+                Item(
+                    choice.get("index", 0),
+                    single,
+                    raw if only else None,
+                    texts,
+                    choice.get("finish_reason") is not None,
+                    now,
+                )
+            )
         return items
 
     async def settle(self, passing: Passing, guard: Guard) -> list[bytes] | Stop:
@@ -230,4 +240,3 @@ class ChoiceOutput:
 
     def stream(self, flags: list[str], refusal: str, clock: Callable[[], float]) -> ChoiceStream:
         return ChoiceStream(self.format, flags, clock)
-

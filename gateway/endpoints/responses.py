@@ -19,11 +19,12 @@ loop and the policy plumbing are ``gateway.monitored_relay``'s, shared with chat
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
 import orjson
+from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.answer import ProtocolViolation, usage_counts
 from gateway.endpoints.base import NO_USAGE, Endpoint, Passing
@@ -37,14 +38,100 @@ from gateway.endpoints.response_output import (
     response_texts,
     set_text,
 )
-from gateway.errors import GatewayError, error_event
-from gateway.input_text import read_responses
-from gateway.protocol import ResponsesRequest
+from gateway.errors import BadRequest, GatewayError, error_event
+from gateway.input_text import (
+    InputView,
+    Path,
+    Uncheckable,
+    as_list,
+    dotted,
+    json_type,
+    message_fields,
+    new_view,
+    part_fields,
+    strings,
+    text_field,
+)
 from gateway.relay import RawStream, next_sequence
 from gateway.sse import SSEEvent
 from gateway.stream_policy import Guard, Item, Out, Stop
 from monitors.redact import apply_redactions
 from monitors.verdicts import StageResult
+
+
+class ResponsesRequest(BaseModel):
+    """The Responses API request: ``input`` is a string or a list of items (messages,
+    function call outputs, ...), read by ``read_responses``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    input: str | list[Any]
+    instructions: str | None = None
+    stream: bool = False
+
+
+def read_responses(body: dict[str, Any], *, check_tools: bool) -> InputView:
+    """The Responses API: ``instructions``, then ``input`` (a string, or one text per
+    item), then the tool definitions."""
+    view = new_view(body)
+    if body.get("instructions") is not None:
+        view.add([(("instructions",), text_field(body["instructions"], ("instructions",)))])
+    given = body["input"]
+    if isinstance(given, str):
+        view.add([(("input",), given)])
+    else:
+        for index, item in enumerate(given):
+            view.add(list(_item_fields(item, ("input", index), view)))
+    if check_tools:
+        for index, tool in enumerate(as_list(body.get("tools"))):
+            view.add(list(strings(tool, ("tools", index))))
+    return view
+
+
+def _item_fields(item: Any, where: Path, view: InputView) -> Iterator[tuple[Path, str]]:
+    """One input item: a message (``type`` ``message`` or absent), a function call or its
+    output, a reasoning item. Any other item (an ``item_reference`` to stored state, a
+    built-in tool's call) is input no monitor here reads: listed as ``other``."""
+    if not isinstance(item, dict):
+        param = dotted(where)
+        raise BadRequest(f"invalid request: {param}: must be an object", param=param)
+    kind = item.get("type", "message")
+    if kind == "message":
+        content = item.get("content")
+        if not isinstance(content, (str, list)):
+            param = dotted((*where, "content"))
+            raise BadRequest(f"invalid request: {param}: must be a string or a list of "
+                             f"content parts, not {json_type(content)}", param=param)
+        yield from message_fields(item, where, view)
+    elif kind == "function_call":
+        for key in ("name", "arguments"):
+            if item.get(key) is not None:
+                yield (*where, key), text_field(item[key], (*where, key))
+    elif kind == "function_call_output":
+        yield from _call_output_fields(item, where, view)
+    elif kind == "reasoning":
+        yield from _reasoning_fields(item, where)
+    else:
+        view.uncheckable.append(Uncheckable("other", dotted(where)))
+
+
+def _call_output_fields(item: dict[str, Any], where: Path, view: InputView) -> Iterator[tuple[Path, str]]:
+    output = item.get("output")
+    if isinstance(output, list):
+        for index, part in enumerate(output):
+            yield from part_fields(part, (*where, "output", index), view)
+    else:
+        yield (*where, "output"), text_field(output, (*where, "output"))
+
+
+def _reasoning_fields(item: dict[str, Any], where: Path) -> Iterator[tuple[Path, str]]:
+    for key in ("summary", "content"):
+        for index, part in enumerate(as_list(item.get(key))):
+            if isinstance(part, dict) and part.get("text") is not None:
+                path = (*where, key, index, "text")
+                yield path, text_field(part["text"], path)
+
 
 # Delta event type -> (field family, field kind, the event key of its sub-index).
 DELTAS = {

@@ -23,28 +23,36 @@ from monitors.config import MonitorSpec
 from monitors.pipeline import MonitorPipeline
 from tests.unit.gateway.test_relay import DONE, USAGE, USAGE_EVENT, FakeCall, FakeResponse, Histogram, chunk
 
-MONITORS = [MonitorSpec.model_validate({"name": "pii", "action": "redact", "stages": ["output"]}),
-            MonitorSpec.model_validate({"name": "blocklist", "action": "block", "stages": ["output"],
-                                        "keywords": ["forbidden"]})]
+MONITORS = [
+    MonitorSpec.model_validate({"name": "pii", "action": "redact", "stages": ["output"]}),
+    MonitorSpec.model_validate(
+        {"name": "blocklist", "action": "block", "stages": ["output"], "keywords": ["forbidden"]}
+    ),
+]
 FINISH = b'data: {"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
 
 
 def chat_stream(*pieces: str) -> bytes:
-    return (chunk(role="assistant") + b"".join(chunk(content=p) for p in pieces) + FINISH
-            + USAGE_EVENT + DONE)
+    return chunk(role="assistant") + b"".join(chunk(content=p) for p in pieces) + FINISH + USAGE_EVENT + DONE
 
 
 def responses_stream(*pieces: str) -> bytes:
     encoder = EventEncoder("resp_1", "m", 3)
-    return b"".join([encoder.start(), *(encoder.delta(p) for p in pieces),
-                     encoder.finish(len(pieces), "stop")])
+    return b"".join([encoder.start(), *(encoder.delta(p) for p in pieces), encoder.finish(len(pieces), "stop")])
 
 
 class Relay:
     """One relay_monitored run over ``reads``: what the client got, what was recorded."""
 
-    def __init__(self, pipeline: MonitorPipeline, reads: list[bytes], *, endpoint=CHAT,
-                 error: Exception | None = None, mode: str = "holdback") -> None:
+    def __init__(
+        self,
+        pipeline: MonitorPipeline,
+        reads: list[bytes],
+        *,
+        endpoint=CHAT,
+        error: Exception | None = None,
+        mode: str = "holdback",
+    ) -> None:
         self.call = FakeCall(FakeResponse(reads, error))
         self.ctx = RequestContext("r1", endpoint.name, started=0.0)
         self.kinds: list[str] = []
@@ -66,8 +74,11 @@ class Relay:
         return [event for event in b"".join(self.writes).split(b"\n\n") if event]
 
     def chat_text(self) -> str:
-        return "".join(orjson.loads(event[6:])["choices"][0]["delta"].get("content") or ""
-                       for event in self.events() if event.startswith(b"data: {") and b'"choices":[{' in event)
+        return "".join(
+            orjson.loads(event[6:])["choices"][0]["delta"].get("content") or ""
+            for event in self.events()
+            if event.startswith(b"data: {") and b'"choices":[{' in event
+        )
 
     def sample(self, name: str, **labels: str) -> float | None:
         return self.metrics.registry.get_sample_value(name, labels)
@@ -96,7 +107,7 @@ async def test_any_split_of_the_upstream_bytes_gives_the_same_redacted_answer(pi
 
 
 async def test_one_byte_per_read(pipeline):
-    run = await Relay(pipeline, [STREAM[i:i + 1] for i in range(len(STREAM))]).run()
+    run = await Relay(pipeline, [STREAM[i : i + 1] for i in range(len(STREAM))]).run()
     assert run.chat_text() == "mail [REDACTED:EMAIL] now."
     assert run.events()[-1] == b"data: [DONE]"
 

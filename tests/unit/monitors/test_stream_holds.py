@@ -41,8 +41,11 @@ async def make(metrics):
     made = []
 
     async def build(*specs) -> MonitorPipeline:
-        pipeline = MonitorPipeline([MonitorSpec.model_validate({"name": "holding", "stages": ["output"], **s})
-                                    for s in specs], metrics=metrics, registry=registry)
+        pipeline = MonitorPipeline(
+            [MonitorSpec.model_validate({"name": "holding", "stages": ["output"], **s}) for s in specs],
+            metrics=metrics,
+            registry=registry,
+        )
         await pipeline.start()
         made.append(pipeline)
         return pipeline
@@ -56,9 +59,12 @@ TEXT = "one two three four"
 
 
 async def test_the_earliest_hold_of_the_enforcing_monitors_reading_the_kind(make):
-    pipeline = await make({"id": "a", "at": 12}, {"id": "b", "at": 8},
-                          {"id": "c", "at": 2, "action": "shadow"},  # watches only: never holds
-                          {"id": "d", "at": 1, "fields": ["reasoning"]})
+    pipeline = await make(
+        {"id": "a", "at": 12},
+        {"id": "b", "at": 8},
+        {"id": "c", "at": 2, "action": "shadow"},  # watches only: never holds
+        {"id": "d", "at": 1, "fields": ["reasoning"]},
+    )
     stage = pipeline.stage("output", request_id="r")
     assert stage.hold(TEXT, 0, "content") == 8
     assert stage.hold(TEXT, 0, "reasoning") == 1
@@ -78,14 +84,19 @@ async def test_the_stream_hold_rules(make):
 async def test_a_hold_that_raises_holds_everything_and_is_counted(make, prom, caplog):
     pipeline = await make({"id": "broken", "at": -1})
     assert pipeline.stage("output", request_id="r").hold(TEXT, 4) == 4
-    assert prom.get_sample_value("taxgate_monitor_errors_total",
-                                 {"monitor": "broken", "stage": "output", "kind": "error"}) == 1
+    assert (
+        prom.get_sample_value("taxgate_monitor_errors_total", {"monitor": "broken", "stage": "output", "kind": "error"})
+        == 1
+    )
     assert "broken" in caplog.text and "RuntimeError" in caplog.text
 
 
 async def test_context_reaches_as_far_as_the_widest_enforcing_monitor(make):
-    pipeline = await make({"id": "a", "at": 0, "reach": 40}, {"id": "b", "at": 0, "reach": 90},
-                          {"id": "c", "at": 0, "reach": 500, "action": "shadow"})
+    pipeline = await make(
+        {"id": "a", "at": 0, "reach": 40},
+        {"id": "b", "at": 0, "reach": 90},
+        {"id": "c", "at": 0, "reach": 500, "action": "shadow"},
+    )
     assert pipeline.stage("output", request_id="r").context_chars == 90
     assert pipeline.stage("input", request_id="r").context_chars == 0
 

@@ -30,15 +30,25 @@ def test_a_hit_takes_the_configured_action_on_the_first_text_that_hit():
 def test_a_block_keeps_no_spans_and_a_pass_keeps_the_highest_labels():
     blocked = verdict(spec(action="block"), "input", ["x"], [Finding(0.9)], 0.0)
     assert blocked.decision.action == "block" and blocked.spans == {}
-    passed = verdict(spec(action="block"), "input", ["x", "y"],
-                     [Finding(0.1, labels={"a": 0.2}), Finding(0.3, labels={"a": 0.1, "b": 0.4})], 0.0)
+    passed = verdict(
+        spec(action="block"),
+        "input",
+        ["x", "y"],
+        [Finding(0.1, labels={"a": 0.2}), Finding(0.3, labels={"a": 0.1, "b": 0.4})],
+        0.0,
+    )
     assert passed.decision.action == "pass" and passed.decision.score == 0.3
     assert passed.decision.labels == {"a": 0.2, "b": 0.4}
 
 
 def test_label_thresholds_hit_below_the_score_threshold():
-    outcome = verdict(spec(action="annotate", threshold=0.9, label_thresholds={"threat": 0.3}), "output",
-                      ["x"], [Finding(0.4, labels={"threat": 0.35})], 0.0)
+    outcome = verdict(
+        spec(action="annotate", threshold=0.9, label_thresholds={"threat": 0.3}),
+        "output",
+        ["x"],
+        [Finding(0.4, labels={"threat": 0.35})],
+        0.0,
+    )
     assert outcome.decision.hit and outcome.decision.action == "annotate"
 
 
@@ -68,8 +78,13 @@ def test_a_late_verdict_enforces_nothing():
 
 def test_fold_keeps_the_first_block_and_its_overload_and_merges_the_rest():
     result = StageResult(None, [[], []], [], [], 0.0)
-    redact = verdict(spec(id="r", action="redact"), "output", ["ab", "cd"],
-                     [Finding(1.0, spans=[Span(0, 1, "X")]), Finding(0.0)], 0.0)
+    redact = verdict(
+        spec(id="r", action="redact"),
+        "output",
+        ["ab", "cd"],
+        [Finding(1.0, spans=[Span(0, 1, "X")]), Finding(0.0)],
+        0.0,
+    )
     annotate = verdict(spec(id="a", action="annotate"), "output", ["ab"], [Finding(1.0)], 0.0)
     first = failure(spec(id="b1", on_error="closed"), "output", "overload", 0.0, MonitorOverloaded("b1", 1.0))
     second = failure(spec(id="b2", on_error="closed"), "output", "overload", 0.0, MonitorOverloaded("b2", 1.0))
