@@ -136,7 +136,9 @@ class Export:
         for name in EXPORTER_LOGGERS:
             logging.getLogger(name).addFilter(self.exporter.reasons)
         resource = Resource({"service.name": settings.service_name, "service.instance.id": instance})
-        self.provider = TracerProvider(resource=resource, sampler=sampler(settings))
+        # Shut down by the app's lifespan (bounded), not at interpreter exit, where a dead
+        # collector would hold the process.
+        self.provider = TracerProvider(resource=resource, sampler=sampler(settings), shutdown_on_exit=False)
         self.provider.add_span_processor(BatchSpanProcessor(
             self.exporter, max_queue_size=settings.queue_max,
             max_export_batch_size=settings.batch_max,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -49,6 +50,7 @@ class Tracing:
                  on_failed: Callable[[int], None], exporter: SpanExporter | None = None) -> None:
         # Each worker process (serve --workers N) builds its own, after the fork.
         instance = f"{socket.gethostname()}-{os.getpid()}"
+        self._shutdown_s = settings.timeout_s
         self._export = Export(settings, on_exported=on_exported, on_failed=on_failed,
                               instance=instance, exporter=exporter)
         self._tracer = self._export.provider.get_tracer("taxgate")
@@ -117,7 +119,15 @@ class Tracing:
             self._active.pop(trace.ids["span_id"], None)
 
     def shutdown(self) -> None:
-        self._export.shutdown()
+        """Export what is still queued for at most one export timeout: a collector that is
+        down must not hold the gateway's exit (what is left is dropped, and said)."""
+        worker = threading.Thread(target=self._export.shutdown, name="taxgate-traces-shutdown",
+                                  daemon=True)
+        worker.start()
+        worker.join(self._shutdown_s)
+        if worker.is_alive():
+            log.warning("trace export did not finish within %.1f s at shutdown; the spans still "
+                        "queued are dropped", self._shutdown_s)
 
 
 class RequestTrace:
