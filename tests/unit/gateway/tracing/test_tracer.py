@@ -8,6 +8,7 @@ import contextlib
 import logging
 import subprocess
 import sys
+import threading
 
 import httpx
 import orjson
@@ -18,8 +19,11 @@ from prometheus_client import CollectorRegistry
 
 from gateway.app import create_app
 from gateway.audit.query import query_events
+from gateway.context import RequestContext
 from gateway.settings import Settings
 from gateway.tracing.export import CountingExporter
+from gateway.tracing.settings import TracingSettings
+from gateway.tracing.tracer import Tracing
 from monitors.base import AsyncMonitor, Finding
 from monitors.registry import MonitorRegistry
 from tests.unit.gateway.test_proxy import COMPLETION, UPSTREAM, serving, sse
@@ -245,3 +249,36 @@ async def test_a_shadow_verdict_after_the_request_gets_its_own_span_in_the_trace
     assert shadow.attributes["taxgate.monitor.after_request"] is True
     assert shadow.attributes["taxgate.monitor.action"] == "shadow"
     assert shadow.start_time < server.end_time <= shadow.end_time  # began in it, ended after
+
+
+class Stuck:
+    """A collector that never answers: export blocks until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def export(self, spans):
+        self.entered.set()
+        self.release.wait()
+        return SpanExportResult.FAILURE
+
+    def shutdown(self):
+        self.release.set()
+
+    def force_flush(self, timeout_millis=30000):
+        return True
+
+
+def test_shutdown_gives_up_on_a_collector_that_never_answers(caplog):
+    stuck = Stuck()
+    tracing = Tracing(TracingSettings(endpoint="http://c:4318", timeout_s=0.2, schedule_delay_ms=1),
+                      on_exported=lambda n: None, on_failed=lambda n: None, exporter=stuck)
+    ctx = RequestContext(request_id="rid", route="chat", started=1.0, model="m")
+    tracing.start({}, route="chat", path="/v1/chat/completions", request_id="rid", started=1.0,
+                  now=1.0).finish(ctx, 1.5)
+    assert stuck.entered.wait(10)  # the batch thread is stuck in the export
+    with caplog.at_level(logging.WARNING, logger="taxgate.tracing"):
+        tracing.shutdown()  # returns although the export never ends
+    assert "did not finish within 0.2 s" in caplog.text
+    stuck.release.set()
