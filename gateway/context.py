@@ -29,7 +29,7 @@ class RequestContext:
     # The stream's last event went out: a client closing from now on has read it all.
     delivered: bool = False
     # The choices' finish reasons, where the gateway reads them (whole answers, blocks).
-    finish_reasons: list[str] = field(default_factory=list)
+    finish_reasons: tuple[str, ...] = ()
     # Its spans when tracing is on (gateway.tracing), else None: nothing to do per chunk.
     trace: RequestTrace | None = None
 

@@ -268,7 +268,7 @@ class Proxy:
             note_flags(result, ctx)
             body = answer.apply(result, self._settings.refusal_message) or body
         if ctx.trace is not None:
-            ctx.finish_reasons = finish_reasons(body)
+            ctx.finish_reasons = tuple(finish_reasons(body))
         return await self._reply(body, ctx)
 
     async def _reply(self, body: bytes, ctx: RequestContext) -> Response:

@@ -22,7 +22,7 @@ class Finished(Protocol):
     phases: dict[str, float]
     prompt_tokens: int
     completion_tokens: int
-    finish_reasons: list[str]
+    finish_reasons: tuple[str, ...]
     upstream_sent: float | None
     upstream_first: float | None
 

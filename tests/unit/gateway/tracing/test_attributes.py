@@ -5,6 +5,7 @@ from __future__ import annotations
 from gateway.context import RequestContext
 from gateway.tracing.attributes import (
     client_span_name,
+    finish_reasons,
     request_end_attributes,
     request_start_attributes,
     server_span_name,
@@ -32,7 +33,7 @@ def test_names_follow_the_conventions():
 
 
 def test_an_answered_request_carries_model_usage_and_finish_reasons():
-    attributes = request_end_attributes(answered(finish_reasons=["stop"], flags=["judge"]))
+    attributes = request_end_attributes(answered(finish_reasons=("stop",), flags=["judge"]))
     assert attributes == {
         "http.response.status_code": 200, "gen_ai.request.model": "tiny",
         "gen_ai.response.model": "tiny", "gen_ai.usage.input_tokens": 12,
@@ -57,3 +58,12 @@ def test_the_upstream_span_has_time_to_first_byte_and_the_server():
     assert failed["error.type"] == "503" and "server.port" not in failed
     assert "taxgate.upstream.ttfb_s" not in failed
     assert "server.address" not in upstream_attributes(answered(), None, None)  # never connected
+
+
+def test_finish_reasons_of_a_whole_answer_as_sent():
+    chat = b'{"choices": [{"finish_reason": "stop"}, {"finish_reason": "content_filter"}, {}]}'
+    assert finish_reasons(chat) == ["stop", "content_filter"]
+    incomplete = b'{"status": "incomplete", "incomplete_details": {"reason": "content_filter"}}'
+    assert finish_reasons(incomplete) == ["content_filter"]
+    assert finish_reasons(b'{"status": "completed", "incomplete_details": null}') == ["completed"]
+    assert finish_reasons(b"not json") == finish_reasons(b"[1]") == finish_reasons(b"{}") == []
