@@ -296,6 +296,8 @@ class Proxy:
         else:
             body = relay_raw(call, rec, idle_s, endpoint.raw)
         body = self._drain.guard(body, ctx)  # at shutdown: a shutting_down event, not a cut
+        if ctx.trace is not None:
+            body = ctx.trace.watched(body, ctx)  # the finish reasons sent
         headers = {"cache-control": "no-cache"}
         if ctx.flags:
             headers[FLAGS_HEADER] = ",".join(ctx.flags)

@@ -3,9 +3,16 @@ conventions, read from the request's context when it ends. Pure."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, Protocol
 
 import orjson
+
+# A streamed answer's finish reasons, read from the bytes sent (a chunk's choice, or the
+# Responses API's final event): no event is decoded for them.
+_FINISH = re.compile(rb'"finish_reason"\s*:\s*"([^"]+)"')
+_RESPONSE_END = re.compile(rb'"type"\s*:\s*"response\.(completed|incomplete|failed)"')
+_INCOMPLETE = re.compile(rb'"incomplete_details"\s*:\s*\{\s*"reason"\s*:\s*"([^"]+)"')
 
 # gen_ai.operation.name per route (the Responses API is a chat exchange).
 OPERATION = {"chat": "chat", "completions": "text_completion", "responses": "chat"}
@@ -109,3 +116,14 @@ def finish_reasons(body: bytes) -> list[str]:
         return [str(details["reason"])]
     status = payload.get("status")
     return [status] if isinstance(status, str) else []
+
+
+def stream_finish_reasons(data: bytes) -> list[str]:
+    """The finish reasons in one write of a stream to the client, in order."""
+    if b"finish_reason" in data:
+        return [reason.decode() for reason in _FINISH.findall(data)]
+    end = _RESPONSE_END.search(data) if b'"response.' in data else None
+    if end is None:
+        return []
+    incomplete = _INCOMPLETE.search(data)
+    return [(incomplete.group(1) if incomplete else end.group(1)).decode()]

@@ -19,7 +19,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from opentelemetry import trace as otel
@@ -33,6 +33,7 @@ from gateway.tracing.attributes import (
     request_end_attributes,
     request_start_attributes,
     server_span_name,
+    stream_finish_reasons,
     upstream_attributes,
 )
 from gateway.tracing.export import Export
@@ -157,6 +158,18 @@ class RequestTrace:
         parent = otel.set_span_in_context(self._span)
         self._client = self._tracing.child(client_span_name(route, model), parent, SpanKind.CLIENT)
         self._tracing.inject(headers, self._client)
+
+    async def watched(self, body: AsyncIterator[bytes], ctx: Finished) -> AsyncIterator[bytes]:
+        """``body`` as sent, its finish reasons noted on ``ctx`` (tracing on only: a stream
+        without tracing has no such step)."""
+        reasons: list[str] = []
+        try:
+            async for data in body:
+                reasons += stream_finish_reasons(data)
+                yield data
+        finally:
+            ctx.finish_reasons = tuple(reasons)
+            await body.aclose()  # type: ignore[attr-defined]
 
     def answered(self, url: str, status: int) -> None:
         """The upstream ``url`` answered with ``status`` (headers in; the body may stream)."""

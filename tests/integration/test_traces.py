@@ -72,6 +72,7 @@ async def test_one_trace_from_the_client_through_the_monitors_to_vllm(start_gate
     assert server.attributes["gen_ai.response.model"] == vllm_server.model
     assert server.attributes["gen_ai.usage.output_tokens"] == 32  # vLLM's usage
     assert server.attributes["gen_ai.usage.input_tokens"] > 0
+    assert server.attributes["gen_ai.response.finish_reasons"] == ("length",)
     assert server.attributes["http.response.status_code"] == 200
     [upstream] = spans("client")
     assert upstream.parent_span_id == server.span_id and "first byte" in upstream.events

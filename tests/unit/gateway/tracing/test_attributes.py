@@ -9,6 +9,7 @@ from gateway.tracing.attributes import (
     request_end_attributes,
     request_start_attributes,
     server_span_name,
+    stream_finish_reasons,
     upstream_attributes,
 )
 
@@ -67,3 +68,17 @@ def test_finish_reasons_of_a_whole_answer_as_sent():
     assert finish_reasons(incomplete) == ["content_filter"]
     assert finish_reasons(b'{"status": "completed", "incomplete_details": null}') == ["completed"]
     assert finish_reasons(b"not json") == finish_reasons(b"[1]") == finish_reasons(b"{}") == []
+
+
+def test_finish_reasons_of_a_stream_read_from_the_bytes_sent():
+    chunk = b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}\n\n'
+    assert stream_finish_reasons(chunk + b"data: [DONE]\n\n") == ["length"]
+    assert stream_finish_reasons(b'data: {"choices":[{"delta":{"content":"a"},"finish_reason":null}]}\n\n') == []
+    two = b'data: {"choices":[{"finish_reason": "stop"}]}\n\ndata: {"choices":[{"finish_reason":"content_filter"}]}\n\n'
+    assert stream_finish_reasons(two) == ["stop", "content_filter"]
+    done = b'event: response.completed\ndata: {"type":"response.completed","response":{"status":"completed"}}\n\n'
+    assert stream_finish_reasons(done) == ["completed"]
+    cut = (b'data: {"type":"response.incomplete","response":{"status":"incomplete",'
+           b'"incomplete_details":{"reason":"content_filter"}}}\n\n')
+    assert stream_finish_reasons(cut) == ["content_filter"]
+    assert stream_finish_reasons(b'data: {"type":"response.created","response":{"status":"in_progress"}}') == []

@@ -130,6 +130,7 @@ async def test_a_stream_makes_one_span_per_monitor_and_stage_not_one_per_check(t
     assert server.attributes["gen_ai.usage.output_tokens"] == \
         registry.get_sample_value("taxgate_completion_tokens_total", {"model": "m"})
     assert "taxgate.phase.holdback_s" in server.attributes
+    assert server.attributes["gen_ai.response.finish_reasons"] == ("stop",)  # as the client got it
 
 
 async def test_an_unsampled_request_propagates_its_flag_and_records_nothing(tmp_path):
@@ -282,3 +283,26 @@ def test_shutdown_gives_up_on_a_collector_that_never_answers(caplog):
         tracing.shutdown()  # returns although the export never ends
     assert "did not finish within 0.2 s" in caplog.text
     stuck.release.set()
+
+
+async def test_a_blocked_stream_reads_content_filter_and_the_monitor_span_says_block(tmp_path):
+    exporter = InMemorySpanExporter()
+    stream = sse("all ", "fine ", "until ", "forbidden ", "words")
+
+    async def body():
+        for line in stream.split(b"\n\n")[:-1]:
+            yield line + b"\n\n"
+
+    def chat(request):
+        return httpx.Response(200, content=body(), headers={"content-type": "text/event-stream"})
+
+    monitors = [{"name": "blocklist", "stages": ["output"], "keywords": ["forbidden"]}]
+    async with gateway(serving(chat), tmp_path, exporter, monitors=monitors) as client:
+        response = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+        assert response.text.endswith("data: [DONE]\n\n")
+    spans = by_name(exporter)
+    server, monitor = spans["POST /v1/chat/completions"], spans["monitor blocklist output"]
+    assert server.attributes["gen_ai.response.finish_reasons"] == ("content_filter",)
+    assert monitor.attributes["taxgate.monitor.action"] == "block"
+    assert [event.name for event in monitor.events] == ["verdict"]
+    assert monitor.events[0].attributes["action"] == "block"
