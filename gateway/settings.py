@@ -1,4 +1,5 @@
-"""The one settings object: YAML file, then ``TAXGATE_*`` env, then CLI flags, validated once."""
+"""The one settings object: YAML file, then ``OTEL_*`` and ``TAXGATE_*`` env, then CLI flags,
+validated once."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.audit_settings import AuditSettings
+from gateway.audit.settings import AuditSettings
+from gateway.tracing.settings import TracingSettings, tracing_from_env
 from gateway.uncheckable import UncheckablePolicy
 from monitors.config import BudgetSpec, MonitorSpec
 
@@ -139,6 +141,8 @@ class Settings(BaseModel):
     # Tool definitions (names, descriptions, parameter schemas) are prompt text too.
     check_tools: bool = True
     metrics: MetricsEndpoint = Field(default_factory=MetricsEndpoint)
+    # OpenTelemetry traces (gateway/tracing/); off unless an OTLP endpoint is set.
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
     # SIGTERM: stop accepting, let requests finish this long, then end open streams with
     # an SSE error event (code shutting_down) instead of cutting them.
     shutdown_grace_s: float = Field(10.0, ge=0)
@@ -173,6 +177,10 @@ def load_settings(config_file: Path | None = None, *, env: Mapping[str, str] | N
     data: dict[str, Any] = {}
     if config_file is not None:
         data = _read_yaml(config_file)
+    # The standard OTEL_* variables feed ``tracing``; TAXGATE_TRACING__* ones win over them.
+    otel = tracing_from_env(env or {})
+    if otel:
+        _deep_merge(data, {"tracing": otel})
     _deep_merge(data, _from_env(env or {}))
     _deep_merge(data, {k: v for k, v in (overrides or {}).items() if v is not None})
     try:

@@ -51,7 +51,7 @@ class Budget:
         if not admits(predicted, remaining, ahead):
             if spec.degrade == "skip":
                 run.close()  # never started: nothing queued, nothing to wait for
-                self._recorder.skipped(spec.id, stage, "predicted")
+                self._recorder.skipped(spec.id, stage, "predicted", context)
                 return None
             if spec.on_error == "closed":
                 run.close()
@@ -87,7 +87,7 @@ class Budget:
             raise
         if task in done:
             return task.result()
-        self._recorder.skipped(runner.spec.id, stage, "late")
+        self._recorder.skipped(runner.spec.id, stage, "late", context)
         # Still bounded by timeout_ms; close() waits for it like a shadow check.
         self._background.add(task)
         task.add_done_callback(self._background.discard)

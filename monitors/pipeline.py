@@ -29,7 +29,7 @@ from monitors.base import AsyncMonitor, Monitor, MonitorLoadError, MonitorOverlo
 from monitors.budget import Budget
 from monitors.config import BudgetSpec, MonitorSpec
 from monitors.metrics import MonitorMetrics
-from monitors.recorder import EventSink, VerdictRecorder
+from monitors.recorder import EventSink, VerdictObserver, VerdictRecorder
 from monitors.registry import MonitorRegistry
 from monitors.runner import MonitorRunner, runner_for
 from monitors.stream_holds import StageHolds
@@ -54,12 +54,13 @@ class MonitorPipeline:
         on_event: EventSink | None = None,
         clock: Callable[[], float] = time.perf_counter,
         budgets: BudgetSpec | None = None,
+        observer: VerdictObserver | None = None,
     ) -> None:
         self._specs = list(specs)
         self._registry = registry
         self._clock = clock
         self._budgets = budgets if budgets is not None else BudgetSpec()
-        self._recorder = VerdictRecorder(metrics, on_event)
+        self._recorder = VerdictRecorder(metrics, on_event, observer)
         self._runners: list[MonitorRunner] = []
         self._holds: dict[str, StageHolds] = {}
         # Shadow checks and late ones still running; close() waits for them.

@@ -1,4 +1,5 @@
-"""One place every verdict is recorded: the monitor metrics and the audit event sink.
+"""One place every verdict is recorded: the monitor metrics, the audit event sink and an
+observer (the gateway's traces) that sees every verdict and skip with its request's context.
 
 Streams record a check per token, so each metric's labelled child is resolved once and
 kept (resolving costs more than the update).
@@ -7,12 +8,13 @@ kept (resolving costs more than the update).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from monitors.metrics import MonitorMetrics
-from monitors.verdicts import Decision
+from monitors.verdicts import NO_CONTEXT, Decision
 
-__all__ = ["EventSink", "VerdictRecorder"]
+__all__ = ["EventSink", "VerdictObserver", "VerdictRecorder"]
 
 logger = logging.getLogger(__name__)
 
@@ -20,10 +22,21 @@ logger = logging.getLogger(__name__)
 EventSink = Callable[[Decision, str], None]
 
 
+class VerdictObserver(Protocol):
+    """Sees every verdict (passes, shadow and late ones too) and every skip, with the
+    ``context`` the caller of ``check`` gave. Called on the event loop: keep it cheap."""
+
+    def verdict(self, verdict: Decision, context: Mapping[str, str]) -> None: ...
+
+    def skipped(self, monitor_id: str, stage: str, reason: str, context: Mapping[str, str]) -> None: ...
+
+
 class VerdictRecorder:
-    def __init__(self, metrics: MonitorMetrics, on_event: EventSink | None = None) -> None:
+    def __init__(self, metrics: MonitorMetrics, on_event: EventSink | None = None,
+                 observer: VerdictObserver | None = None) -> None:
         self.metrics = metrics
         self._on_event = on_event
+        self._observer = observer
         self._children: dict[tuple, object] = {}
 
     def child(self, metric, *values: str):
@@ -44,8 +57,11 @@ class VerdictRecorder:
     def duration(self, monitor_id: str, stage: str, seconds: float) -> None:
         self.child(self.metrics.duration, monitor_id, stage).observe(seconds)
 
-    def skipped(self, monitor_id: str, stage: str, reason: str) -> None:
+    def skipped(self, monitor_id: str, stage: str, reason: str,
+                context: Mapping[str, str] = NO_CONTEXT) -> None:
         self.child(self.metrics.skipped, monitor_id, stage, reason).inc()
+        if self._observer is not None:
+            self._observe(self._observer.skipped, monitor_id, stage, reason, context)
 
     def hold_failed(self, monitor_id: str, stage: str) -> None:
         self.metrics.errors.labels(monitor=monitor_id, stage=stage, kind="error").inc()
@@ -64,8 +80,17 @@ class VerdictRecorder:
             self.metrics.errors.labels(kind=decision.error, **labels).inc()
         if decision.failed_open:
             self.metrics.fail_open.labels(**labels).inc()
+        if self._observer is not None:
+            self._observe(self._observer.verdict, decision, decision.context)
         if (decision.hit or decision.error is not None) and self._on_event is not None:
             try:
                 self._on_event(decision, request_id)
             except Exception:  # the audit sink failing must not fail the request; say so loudly
                 logger.exception("audit event sink failed for monitor %r", decision.monitor_id)
+
+    @staticmethod
+    def _observe(call: Callable[..., None], *args: object) -> None:
+        try:
+            call(*args)
+        except Exception:  # tracing failing must not fail the request; say so loudly
+            logger.exception("verdict observer failed")

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.otlp import OtlpReceiver
 from tests.servers import VLLMPoolingServer, VLLMServer
 
 VLLM_KEY = pytest.StashKey[VLLMServer]()
 POOLING_KEY = pytest.StashKey[list[VLLMPoolingServer]]()
+OTLP_KEY = pytest.StashKey[OtlpReceiver]()
 
 
 def _wants_vllm(items: list[pytest.Item]) -> bool:
@@ -38,7 +41,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             pooling.start()
     if not _wants_vllm(items) or os.environ.get("TAXGATE_SKIP_VLLM") == "1":
         return
-    server = VLLMServer(Path(tempfile.mkdtemp(prefix="taxgate-vllm-")))
+    # vLLM exports its spans to the session's stand-in collector (tests/otlp.py), so a
+    # test can find a gateway span and vLLM's in one trace.
+    receiver = config.stash[OTLP_KEY] = OtlpReceiver().start()
+    server = VLLMServer(Path(tempfile.mkdtemp(prefix="taxgate-vllm-")),
+                        otlp_traces_endpoint=receiver.traces_url)
     config.stash[VLLM_KEY] = server
     if server.available():
         server.start()
@@ -50,6 +57,21 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         server.stop()
     for pooling in config.stash.get(POOLING_KEY, []):
         pooling.stop()
+    receiver = config.stash.get(OTLP_KEY, None)
+    if receiver is not None:
+        receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def otlp_receiver(pytestconfig: pytest.Config) -> Iterator[OtlpReceiver]:
+    """The stand-in collector vLLM exports to (one of its own when vLLM is not started)."""
+    receiver = pytestconfig.stash.get(OTLP_KEY, None)
+    if receiver is not None:
+        yield receiver
+        return
+    receiver = OtlpReceiver().start()
+    yield receiver
+    receiver.stop()
 
 
 @pytest.fixture(scope="session")

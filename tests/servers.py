@@ -74,6 +74,8 @@ class VLLMServer:
     model: str = VLLM_MODEL_NAME
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
+    # Where vLLM exports its OpenTelemetry spans (OTLP/HTTP), if anywhere.
+    otlp_traces_endpoint: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -104,6 +106,11 @@ class VLLMServer:
                "--model", str(model_dir), "--served-model-name", self.model,
                "--host", "127.0.0.1", "--port", str(self.port), *self.server_args(),
                "--seed", "0"]
+        if self.otlp_traces_endpoint is not None:
+            cmd += ["--otlp-traces-endpoint", self.otlp_traces_endpoint]
+            # vLLM's exporter speaks gRPC unless told; its batches leave every 200 ms.
+            env.update({"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
+                        "OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_SERVICE_NAME": "vllm"})
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                      cwd=self.workdir)

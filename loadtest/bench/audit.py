@@ -33,9 +33,10 @@ import httpx
 import yaml
 from rich.console import Console
 
-from gateway.audit_settings import AuditSettings
-from gateway.audit_store import AuditEvent, redact_dsn
-from gateway.audit_writer import AuditStore
+from gateway.audit.dsn import redact_dsn
+from gateway.audit.event import AuditEvent
+from gateway.audit.settings import AuditSettings
+from gateway.audit.store import AuditStore
 from loadtest.bench import kit
 from loadtest.bench.procs import ManagedProcess, ProcessGroup
 from loadtest.bench.stats import Estimate, percentile, pooled_delta, summarize

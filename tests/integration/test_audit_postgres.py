@@ -29,13 +29,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway import audit_cli, audit_migrations
-from gateway.audit_filter import AuditFilter
-from gateway.audit_postgres import PostgresBackend
-from gateway.audit_query import count_events, query_events
-from gateway.audit_settings import AuditSettings
-from gateway.audit_store import AuditEvent
-from gateway.audit_writer import AuditStore
+from gateway.audit import cli as audit_cli
+from gateway.audit import migrations as audit_migrations
+from gateway.audit.backends.postgres import PostgresBackend
+from gateway.audit.event import AuditEvent
+from gateway.audit.filter import AuditFilter
+from gateway.audit.query import count_events, query_events
+from gateway.audit.settings import AuditSettings
+from gateway.audit.store import AuditStore
 from tests.servers import ROOT, PostgresServer, ThreadedServer, free_port, wait_http
 
 pytestmark = pytest.mark.integration

@@ -14,8 +14,8 @@ import httpx
 import openai
 import pytest
 
-from gateway.audit_filter import AuditFilter
-from gateway.audit_query import query_events
+from gateway.audit.filter import AuditFilter
+from gateway.audit.query import query_events
 from monitors.base import AsyncMonitor, Finding, Monitor
 from monitors.registry import MonitorRegistry
 

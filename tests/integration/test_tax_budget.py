@@ -10,8 +10,8 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.audit_filter import AuditFilter
-from gateway.audit_query import query_events
+from gateway.audit.filter import AuditFilter
+from gateway.audit.query import query_events
 from loadtest.sim import SimSettings, create_sim_app
 from loadtest.slow_judge import SlowJudge
 from tests.servers import ThreadedServer

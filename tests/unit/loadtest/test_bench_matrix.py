@@ -20,7 +20,8 @@ def minimal(**set_fields):
 
 def test_default_matrix_loads_with_the_default_sets():
     matrix = load_matrix()
-    assert list(matrix.sets) == ["profanity", "pii", "profanity-pii", "blocklist", "injection", "detoxify", "classifier"]
+    assert list(matrix.sets) == [
+        "profanity", "pii", "profanity-pii", "blocklist", "injection", "detoxify", "classifier"]
     assert matrix.sets["detoxify"].local_detoxify == "tiny"
     assert matrix.streaming_for("pii")["mode"] == "holdback"
     assert matrix.streaming_for("profanity")["mode"] == "stream_first"

@@ -11,20 +11,18 @@ import time
 
 import pytest
 
-from gateway import audit_migrations
-from gateway.audit_filter import AuditFilter
-from gateway.audit_migrations import Migration, pending
-from gateway.audit_query import query_events
-from gateway.audit_settings import AuditSettings
-from gateway.audit_sqlite import SQLiteBackend
-from gateway.audit_store import (
-    AuditError,
-    AuditEvent,
-    AuditUnavailable,
-    is_dsn,
-    redact_dsn,
-)
-from gateway.audit_writer import AuditStore, Backoff, make_backend
+from gateway.audit import migrations as audit_migrations
+from gateway.audit.backends import make_backend
+from gateway.audit.backends.sqlite import SQLiteBackend
+from gateway.audit.backoff import Backoff
+from gateway.audit.dsn import is_dsn, redact_dsn
+from gateway.audit.errors import AuditError, AuditUnavailable
+from gateway.audit.event import AuditEvent
+from gateway.audit.filter import AuditFilter
+from gateway.audit.migrations import Migration, pending
+from gateway.audit.query import query_events
+from gateway.audit.settings import AuditSettings
+from gateway.audit.store import AuditStore
 from tests.waiting import wait_until
 
 
@@ -255,11 +253,14 @@ async def test_sqlite_upgrades_a_version_1_file_and_keeps_its_rows(tmp_path):
     conn.commit()
     conn.close()
     assert query_events(path)[0].replica == ""  # a v1 file reads before it is upgraded
+    assert query_events(path, AuditFilter(trace_id="")) == query_events(path)
     store = AuditStore(AuditSettings(path=str(path)))
     await store.start()
-    store.record(event(1, replica="gw-a"))
+    store.record(event(1, replica="gw-a", trace_id="0af7651916cd43dd8448eb211c80319c",
+                       span_id="b7ad6b7169203331"))
     await store.close()
     old, new = query_events(path)
-    assert (old.request_id, old.replica) == ("old", "")
+    assert (old.request_id, old.replica, old.trace_id, old.span_id) == ("old", "", "", "")
     assert (new.request_id, new.replica) == ("req-1", "gw-a")
+    assert (new.trace_id, new.span_id) == ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331")
     assert query_events(path, AuditFilter(replica="gw-a")) == [new]

@@ -13,17 +13,12 @@ from typing import Any
 
 import orjson
 
-from gateway import audit_migrations
-from gateway.audit_filter import POSTGRES
-from gateway.audit_query import run_query
-from gateway.audit_store import (
-    COLUMNS,
-    AuditError,
-    AuditEvent,
-    AuditUnavailable,
-    event_from_row,
-    redact_dsn,
-)
+from gateway.audit import migrations
+from gateway.audit.backends.base import run_query
+from gateway.audit.dsn import redact_dsn
+from gateway.audit.errors import AuditError, AuditUnavailable
+from gateway.audit.event import COLUMNS, AuditEvent, event_from_row
+from gateway.audit.filter import POSTGRES
 
 logger = logging.getLogger("gateway.audit")
 
@@ -77,13 +72,13 @@ def migrate(conn: Any) -> int:
         conn.execute(SCHEMA_TABLE)
         current = conn.execute(
             "SELECT COALESCE(MAX(version), 0) FROM taxgate_audit_schema").fetchone()[0]
-        for migration in audit_migrations.pending(audit_migrations.POSTGRES, current):
+        for migration in migrations.pending(migrations.POSTGRES, current):
             for statement in migration.statements:
                 conn.execute(statement)
             conn.execute("INSERT INTO taxgate_audit_schema (version, description) "
                          "VALUES (%s, %s)", (migration.version, migration.description))
             current = migration.version
-    known = audit_migrations.latest(audit_migrations.POSTGRES)
+    known = migrations.latest(migrations.POSTGRES)
     if current > known:
         logger.warning("audit: schema version %d is newer than this taxgate knows (%d); "
                        "writing the columns it knows", current, known)
@@ -114,7 +109,7 @@ class PostgresBackend:
                 _text(event.stage), _text(event.monitor), _text(event.action), bool(event.hit),
                 float(event.score), labels, None if event.error is None else _text(event.error),
                 _text(event.excerpt), _text(event.route), _text(event.model),
-                _text(event.replica))
+                _text(event.replica), _text(event.trace_id), _text(event.span_id))
 
     def write(self, rows: Sequence[tuple[object, ...]]) -> None:
         psycopg = _psycopg()

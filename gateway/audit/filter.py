@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from gateway.audit_store import COLUMNS, GROUPS, Group
+from gateway.audit.event import COLUMNS, GROUPS, Group
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +46,7 @@ class AuditFilter:
     monitor: str | None = None
     action: str | None = None
     replica: str | None = None
+    trace_id: str | None = None
     errors: bool = False
     since: float | None = None
     until: float | None = None
@@ -62,7 +63,7 @@ class AuditFilter:
         """
         clauses: list[str] = []
         params: list[object] = []
-        for column in ("request_id", "stage", "monitor", "action", "replica"):
+        for column in ("request_id", "stage", "monitor", "action", "replica", "trace_id"):
             value = getattr(self, column)
             if value is not None:
                 clauses.append(f"{_column(column, missing)} = {dialect.placeholder}")

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from gateway.audit_filter import ACTION_SQL, POSTGRES, SQLITE, AuditFilter, count_query, events_query
-from gateway.audit_store import COLUMNS
+from gateway.audit.event import COLUMNS
+from gateway.audit.filter import ACTION_SQL, POSTGRES, SQLITE, AuditFilter, count_query, events_query
 
 
 def test_no_condition_no_where():

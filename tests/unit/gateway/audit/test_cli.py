@@ -11,9 +11,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from gateway.audit_cli import configure_parser, parse_time, run
-from gateway.audit_store import AuditEvent
-from tests.unit.gateway.audit_log import write_events
+from gateway.audit.cli import configure_parser, parse_time, run
+from gateway.audit.event import AuditEvent
+from tests.unit.gateway.audit.audit_log import write_events
 
 
 def parser() -> argparse.ArgumentParser:

@@ -7,10 +7,11 @@ import sqlite3
 
 import pytest
 
-from gateway.audit_filter import AuditFilter
-from gateway.audit_query import count_events, query_events
-from gateway.audit_store import AuditError, AuditEvent
-from tests.unit.gateway.audit_log import write_events
+from gateway.audit.errors import AuditError
+from gateway.audit.event import AuditEvent
+from gateway.audit.filter import AuditFilter
+from gateway.audit.query import count_events, query_events
+from tests.unit.gateway.audit.audit_log import write_events
 
 
 def event(n: int, monitor: str, stage: str, action: str, **overrides) -> AuditEvent:
@@ -34,7 +35,8 @@ def filled(tmp_path):
         event(0, "pii", "input", "redact"),
         event(1, "pii", "output", "redact", replica="gw-1"),
         event(2, "profanity", "input", "block"),
-        event(3, "judge", "output", "shadow", request_id="req-x"),
+        event(3, "judge", "output", "shadow", request_id="req-x", trace_id="ab" * 16,
+              span_id="cd" * 8),
         event(4, "judge", "input", "shadow", request_id="req-x"),
         event(5, "judge", "input", "error", error="timeout", **FAILED),  # failed open
         event(6, "guard", "input", "block", error="overload", **FAILED),  # failed closed
@@ -51,6 +53,8 @@ def test_query_filters(filled):
     assert query_events(path, AuditFilter(action="shadow", stage="input")) == [events[4]]
     assert query_events(path, AuditFilter(request_id="req-x")) == events[3:5]
     assert query_events(path, AuditFilter(replica="gw-1")) == [events[1]]
+    assert query_events(path, AuditFilter(trace_id="ab" * 16)) == [events[3]]
+    assert events[3].span_id == "cd" * 8 and events[0].trace_id == ""
     assert query_events(path, AuditFilter(since=events[1].ts, until=events[3].ts)) == events[1:3]
     assert query_events(path, AuditFilter(limit=2)) == events[5:]  # the newest, oldest first
     assert query_events(path, AuditFilter(monitor="judge", limit=2)) == events[4:6]

@@ -5,7 +5,7 @@ It reads a SQLite file (``--db``) or the shared PostgreSQL log (``--dsn``, defau
 ~/.pgpass, so it does not show in the process list).
 
 ``gateway/cli.py`` calls ``configure_parser`` on its ``audit`` subparser and ``run`` with
-the parsed arguments; ``python -m gateway.audit_cli`` runs it on its own.
+the parsed arguments; ``python -m gateway.audit.cli`` runs it on its own.
 """
 
 from __future__ import annotations
@@ -26,10 +26,12 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from gateway.audit_filter import AuditFilter
-from gateway.audit_query import count_events, iter_events
-from gateway.audit_settings import AuditSettings
-from gateway.audit_store import ACTIONS, GROUPS, STAGES, AuditError, AuditEvent, is_dsn, redact_dsn
+from gateway.audit.dsn import is_dsn, redact_dsn
+from gateway.audit.errors import AuditError
+from gateway.audit.event import ACTIONS, GROUPS, STAGES, AuditEvent
+from gateway.audit.filter import AuditFilter
+from gateway.audit.query import count_events, iter_events
+from gateway.audit.settings import AuditSettings
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -120,6 +122,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
              "the gateway then did",
     )
     parser.add_argument("--request-id", help="only events of this request id")
+    parser.add_argument("--trace-id", help="only events of this OpenTelemetry trace id (32 hex digits)")
     parser.add_argument(
         "--since", type=_time_arg, metavar="TIME",
         help="only events at or after TIME: ISO 8601 (no offset means UTC) or a duration "

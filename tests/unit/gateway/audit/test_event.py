@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.audit_store import AuditEvent, event_from_decision, recorded_action
+from gateway.audit.event import AuditEvent, event_from_decision, recorded_action
 from monitors.base import AsyncMonitor, Finding, Monitor
 from monitors.config import MonitorSpec
 from monitors.metrics import MonitorMetrics
@@ -31,7 +31,7 @@ class Flagging(Monitor):
         return [Finding(score=1.0, labels={"bad": 1.0}) for _ in texts]
 
 
-async def audited(spec: dict) -> list[AuditEvent]:
+async def audited(spec: dict, trace: dict[str, str] | None = None) -> list[AuditEvent]:
     """The audit events one input check with this single monitor produces."""
     registry = MonitorRegistry()
     registry.register("raising", lambda _: Raising())
@@ -46,7 +46,7 @@ async def audited(spec: dict) -> list[AuditEvent]:
     await pipeline.start()
     try:
         await pipeline.check("input", ["some text"], request_id="req-1",
-                             context={"route": "chat", "model": "tiny"})
+                             context={"route": "chat", "model": "tiny", **(trace or {})})
     finally:
         await pipeline.close()  # waits for shadow checks, whose verdicts are audited
     return events
@@ -66,6 +66,13 @@ async def test_the_recorded_action_says_what_the_gateway_did(spec, action, error
     assert (event.request_id, event.stage, event.monitor, event.route, event.model,
             event.replica) == ("req-1", "input", spec["name"], "chat", "tiny", "gw-0")
     assert event.hit == (error is None)
+    assert (event.trace_id, event.span_id) == ("", "")  # tracing off
+
+
+async def test_the_request_trace_reaches_the_event():
+    trace = {"trace_id": "0af7651916cd43dd8448eb211c80319c", "span_id": "b7ad6b7169203331"}
+    [event] = await audited({"name": "flagging", "action": "redact"}, trace=trace)
+    assert (event.trace_id, event.span_id) == (trace["trace_id"], trace["span_id"])
 
 
 def test_only_a_failed_pass_is_renamed():

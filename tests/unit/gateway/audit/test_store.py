@@ -11,11 +11,12 @@ import time
 
 import pytest
 
-from gateway.audit_filter import AuditFilter
-from gateway.audit_query import query_events
-from gateway.audit_settings import AuditSettings
-from gateway.audit_store import AuditError, AuditEvent
-from gateway.audit_writer import AuditStore
+from gateway.audit.errors import AuditError
+from gateway.audit.event import AuditEvent
+from gateway.audit.filter import AuditFilter
+from gateway.audit.query import query_events
+from gateway.audit.settings import AuditSettings
+from gateway.audit.store import AuditStore
 from tests.waiting import started, wait_until
 
 

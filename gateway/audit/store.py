@@ -8,7 +8,7 @@ thread owns the database connection (an ``AuditBackend``: SQLite by default, Pos
 A database that cannot be reached is retried with backoff while events queue up to
 ``queue_max``; beyond it they are counted dropped and logged, and the gateway keeps serving
 (during such an outage ``flush`` does not wait). Reading the log back is
-``gateway/audit_query.py``'s job.
+``query.py``'s job.
 """
 
 from __future__ import annotations
@@ -24,8 +24,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.audit_settings import AuditSettings
-from gateway.audit_store import AuditBackend, AuditError, AuditEvent, AuditUnavailable
+from gateway.audit.backends import AuditBackend, make_backend
+from gateway.audit.backoff import Backoff
+from gateway.audit.errors import AuditError, AuditUnavailable
+from gateway.audit.event import AuditEvent
+from gateway.audit.settings import AuditSettings
 
 # One logger for the whole audit log (writer, backends), whichever module speaks.
 logger = logging.getLogger("gateway.audit")
@@ -35,23 +38,6 @@ DROP_LOG_INTERVAL_S = 10.0
 # Retention deletes this many rows per transaction, between write batches, so a large
 # backlog never holds the writer (or a table lock) for long.
 PRUNE_CHUNK = 5000
-
-
-@dataclass(slots=True)
-class Backoff:
-    """Reconnect delays: ``initial_s`` doubling up to ``maximum_s``; ``reset`` on success."""
-
-    initial_s: float = 0.05
-    maximum_s: float = 5.0
-    _next: float = 0.0
-
-    def delay(self) -> float:
-        current = self._next or self.initial_s
-        self._next = min(current * 2, self.maximum_s)
-        return min(current, self.maximum_s)
-
-    def reset(self) -> None:
-        self._next = 0.0
 
 
 @dataclass(slots=True)
@@ -78,18 +64,6 @@ class _RateLimitedLog:
                 return
             total, self._suppressed, self._last = self._suppressed, 0, now
         logger.warning(self._template, total, reason)
-
-
-def make_backend(settings: AuditSettings, replica: str) -> AuditBackend:
-    """PostgreSQL when ``audit.dsn`` is set, else the SQLite file at ``audit.path``."""
-    if settings.dsn is not None:
-        from gateway.audit_postgres import PostgresBackend
-
-        return PostgresBackend(settings.dsn.get_secret_value(),
-                               application_name=f"taxgate {replica}"[:63])
-    from gateway.audit_sqlite import SQLiteBackend
-
-    return SQLiteBackend(settings.path)
 
 
 class AuditStore:

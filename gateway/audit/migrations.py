@@ -44,6 +44,10 @@ SQLITE: tuple[Migration, ...] = (
     Migration(2, "replica column: which gateway wrote the event", (
         "ALTER TABLE audit_events ADD COLUMN replica TEXT NOT NULL DEFAULT ''",
     )),
+    Migration(3, "trace_id and span_id columns: the request's OpenTelemetry trace", (
+        "ALTER TABLE audit_events ADD COLUMN trace_id TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE audit_events ADD COLUMN span_id TEXT NOT NULL DEFAULT ''",
+    )),
 )
 
 POSTGRES: tuple[Migration, ...] = (
@@ -70,6 +74,10 @@ POSTGRES: tuple[Migration, ...] = (
     )),
     Migration(2, "replica column: which gateway wrote the event", (
         "ALTER TABLE audit_events ADD COLUMN IF NOT EXISTS replica TEXT NOT NULL DEFAULT ''",
+    )),
+    Migration(3, "trace_id and span_id columns: the request's OpenTelemetry trace", (
+        "ALTER TABLE audit_events ADD COLUMN IF NOT EXISTS trace_id TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE audit_events ADD COLUMN IF NOT EXISTS span_id TEXT NOT NULL DEFAULT ''",
     )),
 )
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-from gateway.audit_settings import AuditSettings
-from gateway.audit_store import AuditEvent
-from gateway.audit_writer import AuditStore
+from gateway.audit.event import AuditEvent
+from gateway.audit.settings import AuditSettings
+from gateway.audit.store import AuditStore
 
 
 def write_events(path: str, events: Iterable[AuditEvent]) -> None:

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import orjson
 
-from gateway import audit_migrations
-from gateway.audit_filter import SQLITE
-from gateway.audit_query import run_query
-from gateway.audit_store import COLUMNS, AuditError, AuditEvent, AuditUnavailable, event_from_row
+from gateway.audit import migrations
+from gateway.audit.backends.base import run_query
+from gateway.audit.errors import AuditError, AuditUnavailable
+from gateway.audit.event import COLUMNS, AuditEvent, event_from_row
+from gateway.audit.filter import SQLITE
 
 logger = logging.getLogger("gateway.audit")
 
@@ -63,7 +64,7 @@ class SQLiteBackend:
         labels = orjson.dumps(event.labels).decode()
         return (event.request_id, float(event.ts), event.stage, event.monitor, event.action,
                 int(bool(event.hit)), float(event.score), labels, event.error, event.excerpt,
-                event.route, event.model, event.replica)
+                event.route, event.model, event.replica, event.trace_id, event.span_id)
 
     def write(self, rows: Sequence[tuple[object, ...]]) -> None:
         conn = self._connection()
@@ -101,7 +102,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     conn.execute("BEGIN IMMEDIATE")  # the write lock first: two processes migrate in turn
     try:
         current = conn.execute("PRAGMA user_version").fetchone()[0]
-        for migration in audit_migrations.pending(audit_migrations.SQLITE, current):
+        for migration in migrations.pending(migrations.SQLITE, current):
             for statement in migration.statements:
                 conn.execute(statement)
             # PRAGMA takes no parameters; the version is our own integer.
@@ -111,10 +112,10 @@ def migrate(conn: sqlite3.Connection) -> int:
     except BaseException:
         _rollback(conn)
         raise
-    if current > audit_migrations.latest(audit_migrations.SQLITE):
+    if current > migrations.latest(migrations.SQLITE):
         logger.warning("audit: schema version %d is newer than this taxgate knows (%d); "
                        "writing the columns it knows", current,
-                       audit_migrations.latest(audit_migrations.SQLITE))
+                       migrations.latest(migrations.SQLITE))
     return current
 
 

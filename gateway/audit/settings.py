@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from gateway.audit_store import DSN_SCHEMES, is_dsn
+from gateway.audit.dsn import DSN_SCHEMES, is_dsn
 
 
 class AuditSettings(BaseModel):

@@ -1,26 +1,17 @@
-"""What every audit backend shares: the event, its columns, errors, the writer protocol.
-
-``gateway/audit_writer.py`` owns the queue and the writer thread and talks to one
-``AuditBackend`` (SQLite in ``audit_sqlite.py``, PostgreSQL in ``audit_postgres.py``);
-``gateway/audit_query.py`` reads the log back (the ``taxgate audit`` command) through the
-filter of ``audit_filter.py``. Neither the pipeline nor the proxy knows which backend runs.
-A backend's methods are blocking: they run on the writer thread (or in the CLI), never on
-the event loop.
-"""
+"""The audit event: one monitor verdict as it is stored, and its columns."""
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from monitors.pipeline import Decision
 
 COLUMNS = ("request_id", "ts", "stage", "monitor", "action", "hit", "score", "labels",
-           "error", "excerpt", "route", "model", "replica")
+           "error", "excerpt", "route", "model", "replica", "trace_id", "span_id")
 GROUPS = ("monitor", "stage", "action", "replica")
 Group = Literal["monitor", "stage", "action", "replica"]
 # What an event's ``action`` says was done; see ``AuditEvent``.
@@ -34,7 +25,8 @@ class AuditEvent:
 
     ``route`` is the gateway route (``chat`` / ``completions``), ``model`` the requested
     model, ``replica`` the gateway replica that wrote it (``audit.replica``, default the
-    host name, which is the pod name on Kubernetes).
+    host name, which is the pod name on Kubernetes). ``trace_id`` and ``span_id`` (hex) name
+    the request's OpenTelemetry trace and its gateway span when tracing is on, else ``""``.
 
     ``action`` is what the gateway did because of this verdict: ``block``, ``redact`` or
     ``annotate`` on a hit (the monitor's configured action), ``shadow`` on a hit that was
@@ -57,14 +49,8 @@ class AuditEvent:
     route: str = ""
     model: str = ""
     replica: str = ""
-
-
-class AuditError(RuntimeError):
-    """The audit database cannot be opened, written or read."""
-
-
-class AuditUnavailable(AuditError):
-    """The database cannot be reached right now (down, restarting, network): worth a retry."""
+    trace_id: str = ""
+    span_id: str = ""
 
 
 def recorded_action(action: str, error: str | None) -> str:
@@ -85,7 +71,8 @@ def event_from_decision(decision: Decision, request_id: str, *, ts: float,
         action=recorded_action(decision.action, decision.error), hit=decision.hit,
         score=decision.score, labels=dict(decision.labels), error=decision.error,
         excerpt=decision.excerpt, route=decision.context.get("route", ""),
-        model=decision.context.get("model", ""), replica=replica)
+        model=decision.context.get("model", ""), replica=replica,
+        trace_id=decision.context.get("trace_id", ""), span_id=decision.context.get("span_id", ""))
 
 
 def event_from_row(values: Mapping[str, object]) -> AuditEvent:
@@ -96,43 +83,3 @@ def event_from_row(values: Mapping[str, object]) -> AuditEvent:
         "hit": bool(values["hit"]),
         "score": math.nan if score is None else score,  # SQLite stores NaN as NULL
     })
-
-
-class AuditBackend(Protocol):
-    """The writer side of one database. Called from the writer thread only."""
-
-    #: Where the events go, for log lines and errors; never holds a password.
-    name: str
-
-    def open(self) -> None:
-        """Connect and bring the schema to the latest version (versioned migrations).
-
-        Raises AuditUnavailable when the database cannot be reached, AuditError otherwise.
-        """
-
-    def encode(self, event: AuditEvent) -> tuple[object, ...]:
-        """The row for ``event``; raises TypeError/ValueError for an event it cannot store."""
-
-    def write(self, rows: Sequence[tuple[object, ...]]) -> None:
-        """Commit ``rows`` in one transaction; AuditUnavailable means "reconnect and retry"."""
-
-    def prune(self, before: float, limit: int) -> int:
-        """Delete up to ``limit`` events older than unix time ``before``; the number deleted."""
-
-    def close(self) -> None:
-        """Close the connection (safe to call twice, or after a failed open)."""
-
-
-DSN_SCHEMES = ("postgresql://", "postgres://")
-_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
-_PASSWORD_PARAM = re.compile(r"(password=)[^&\s]*", re.IGNORECASE)
-
-
-def is_dsn(source: str) -> bool:
-    """Whether ``source`` names a PostgreSQL database rather than a SQLite file."""
-    return source.startswith(DSN_SCHEMES)
-
-
-def redact_dsn(dsn: str) -> str:
-    """``dsn`` fit for a log line: any password replaced by ``***``."""
-    return _PASSWORD_PARAM.sub(r"\1***", _PASSWORD.sub(r"\1***@", dsn))
