@@ -22,9 +22,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanProto
 
-KINDS = {SpanProto.SPAN_KIND_SERVER: "server", SpanProto.SPAN_KIND_CLIENT: "client",
-         SpanProto.SPAN_KIND_INTERNAL: "internal", SpanProto.SPAN_KIND_PRODUCER: "producer",
-         SpanProto.SPAN_KIND_CONSUMER: "consumer"}
+KINDS = {
+    SpanProto.SPAN_KIND_SERVER: "server",
+    SpanProto.SPAN_KIND_CLIENT: "client",
+    SpanProto.SPAN_KIND_INTERNAL: "internal",
+    SpanProto.SPAN_KIND_PRODUCER: "producer",
+    SpanProto.SPAN_KIND_CONSUMER: "consumer",
+}
 
 
 @dataclass(frozen=True)
@@ -57,14 +61,21 @@ def decode(body: bytes) -> list[ReceivedSpan]:
         resource = {kv.key: _value(kv.value) for kv in resource_spans.resource.attributes}
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
-                spans.append(ReceivedSpan(
-                    service=str(resource.get("service.name", "")),
-                    instance=str(resource.get("service.instance.id", "")), name=span.name,
-                    kind=KINDS.get(span.kind, "unspecified"), trace_id=span.trace_id.hex(),
-                    span_id=span.span_id.hex(), parent_span_id=span.parent_span_id.hex(),
-                    start_ns=span.start_time_unix_nano, end_ns=span.end_time_unix_nano,
-                    attributes={kv.key: _value(kv.value) for kv in span.attributes},
-                    events=tuple(event.name for event in span.events)))
+                spans.append(
+                    ReceivedSpan(
+                        service=str(resource.get("service.name", "")),
+                        instance=str(resource.get("service.instance.id", "")),
+                        name=span.name,
+                        kind=KINDS.get(span.kind, "unspecified"),
+                        trace_id=span.trace_id.hex(),
+                        span_id=span.span_id.hex(),
+                        parent_span_id=span.parent_span_id.hex(),
+                        start_ns=span.start_time_unix_nano,
+                        end_ns=span.end_time_unix_nano,
+                        attributes={kv.key: _value(kv.value) for kv in span.attributes},
+                        events=tuple(event.name for event in span.events),
+                    )
+                )
     return spans
 
 
@@ -84,8 +95,7 @@ class OtlpReceiver:
         self._spans: list[ReceivedSpan] = []
         self._lock = threading.Lock()
         self._server = _QuietServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name="otlp-receiver")
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="otlp-receiver")
 
     @property
     def base_url(self) -> str:

@@ -46,14 +46,18 @@ def client_span_name(route: str, model: str) -> str:
 
 def request_start_attributes(route: str, path: str, request_id: str) -> dict[str, Any]:
     """Known when the request arrives (the sampler sees these)."""
-    return {"http.request.method": "POST", "http.route": path, "url.path": path,
-            "gen_ai.operation.name": OPERATION.get(route, route), "taxgate.request_id": request_id}
+    return {
+        "http.request.method": "POST",
+        "http.route": path,
+        "url.path": path,
+        "gen_ai.operation.name": OPERATION.get(route, route),
+        "taxgate.request_id": request_id,
+    }
 
 
 def request_end_attributes(ctx: Finished) -> dict[str, Any]:
     """Known when the request ends: status, models, token usage, flags, gateway phases."""
-    attributes: dict[str, Any] = {"http.response.status_code": ctx.status,
-                                  "gen_ai.request.model": ctx.model}
+    attributes: dict[str, Any] = {"http.response.status_code": ctx.status, "gen_ai.request.model": ctx.model}
     if ctx.status >= 500:
         attributes["error.type"] = str(ctx.status)
     attributes.update(_answered(ctx))
@@ -82,8 +86,11 @@ def _answered(ctx: Finished) -> dict[str, Any]:
 
 def upstream_attributes(ctx: Finished, url: str | None, status: int | None) -> dict[str, Any]:
     """The CLIENT span of the upstream call; ``url`` and ``status`` once it answered."""
-    attributes: dict[str, Any] = {"gen_ai.operation.name": OPERATION.get(ctx.route, ctx.route),
-                                  "gen_ai.request.model": ctx.model, "http.request.method": "POST"}
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": OPERATION.get(ctx.route, ctx.route),
+        "gen_ai.request.model": ctx.model,
+        "http.request.method": "POST",
+    }
     if url is not None:
         host, _, port = url.split("://", 1)[-1].partition(":")
         attributes["server.address"] = host

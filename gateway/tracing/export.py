@@ -32,15 +32,19 @@ log = logging.getLogger("taxgate.tracing")
 
 # The exporters' own loggers: a line per failed try, which under a dead collector is a
 # flood. Their messages become the reason of our one warning per interval.
-EXPORTER_LOGGERS = ("opentelemetry.exporter.otlp.proto.http.trace_exporter",
-                    "opentelemetry.exporter.otlp.proto.grpc.exporter")
+EXPORTER_LOGGERS = (
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "opentelemetry.exporter.otlp.proto.grpc.exporter",
+)
 
 
 def sampler(settings: TracingSettings) -> Sampler:
     """The ``OTEL_TRACES_SAMPLER`` of the specification, by name."""
     ratio = TraceIdRatioBased(settings.sampler_arg)
     return {
-        "always_on": ALWAYS_ON, "always_off": ALWAYS_OFF, "traceidratio": ratio,
+        "always_on": ALWAYS_ON,
+        "always_off": ALWAYS_OFF,
+        "traceidratio": ratio,
         "parentbased_always_on": ParentBased(ALWAYS_ON),
         "parentbased_always_off": ParentBased(ALWAYS_OFF),
         "parentbased_traceidratio": ParentBased(ratio),
@@ -53,8 +57,9 @@ def otlp_exporter(settings: TracingSettings) -> SpanExporter:
     if settings.protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
 
-        return Grpc(endpoint=url, insecure=url.startswith("http://"), headers=headers or None,
-                    timeout=settings.timeout_s)
+        return Grpc(
+            endpoint=url, insecure=url.startswith("http://"), headers=headers or None, timeout=settings.timeout_s
+        )
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
 
     return Http(endpoint=url, headers=headers or None, timeout=settings.timeout_s)
@@ -76,9 +81,16 @@ class _LastMessage(logging.Filter):
 class CountingExporter(SpanExporter):
     """``inner``, with every batch counted: ``on_exported(n)`` or ``on_failed(n)``."""
 
-    def __init__(self, inner: SpanExporter, *, target: str, on_exported: Callable[[int], None],
-                 on_failed: Callable[[int], None], log_interval_s: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        inner: SpanExporter,
+        *,
+        target: str,
+        on_exported: Callable[[int], None],
+        on_failed: Callable[[int], None],
+        log_interval_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._inner = inner
         self._target = target
         self._on_exported = on_exported
@@ -110,9 +122,12 @@ class CountingExporter(SpanExporter):
             if now - self._last_log < self._interval:
                 return
             total, self._failed_since, self._last_log = self._failed_since, 0, now
-        log.warning("trace export to %s failed: %d spans dropped since the last warning "
-                    "(%s); requests are not affected", self._target, total,
-                    self.reasons.message or "no reason given")
+        log.warning(
+            "trace export to %s failed: %d spans dropped since the last warning (%s); requests are not affected",
+            self._target,
+            total,
+            self.reasons.message or "no reason given",
+        )
 
     def shutdown(self) -> None:
         self._inner.shutdown()
@@ -126,24 +141,37 @@ class Export:
     several apps, and a library inside the gateway may have set one) and its exporter.
     ``exporter`` is injectable."""
 
-    def __init__(self, settings: TracingSettings, *, on_exported: Callable[[int], None],
-                 on_failed: Callable[[int], None], instance: str,
-                 exporter: SpanExporter | None = None) -> None:
+    def __init__(
+        self,
+        settings: TracingSettings,
+        *,
+        on_exported: Callable[[int], None],
+        on_failed: Callable[[int], None],
+        instance: str,
+        exporter: SpanExporter | None = None,
+    ) -> None:
         self.exporter = CountingExporter(
             exporter if exporter is not None else otlp_exporter(settings),
-            target=settings.export_url(), on_exported=on_exported, on_failed=on_failed,
-            log_interval_s=settings.failure_log_interval_s)
+            target=settings.export_url(),
+            on_exported=on_exported,
+            on_failed=on_failed,
+            log_interval_s=settings.failure_log_interval_s,
+        )
         for name in EXPORTER_LOGGERS:
             logging.getLogger(name).addFilter(self.exporter.reasons)
         resource = Resource({"service.name": settings.service_name, "service.instance.id": instance})
         # Shut down by the app's lifespan (bounded), not at interpreter exit, where a dead
         # collector would hold the process.
         self.provider = TracerProvider(resource=resource, sampler=sampler(settings), shutdown_on_exit=False)
-        self.provider.add_span_processor(BatchSpanProcessor(
-            self.exporter, max_queue_size=settings.queue_max,
-            max_export_batch_size=settings.batch_max,
-            schedule_delay_millis=settings.schedule_delay_ms,
-            export_timeout_millis=settings.timeout_s * 1000))
+        self.provider.add_span_processor(
+            BatchSpanProcessor(
+                self.exporter,
+                max_queue_size=settings.queue_max,
+                max_export_batch_size=settings.batch_max,
+                schedule_delay_millis=settings.schedule_delay_ms,
+                export_timeout_millis=settings.timeout_s * 1000,
+            )
+        )
 
     def shutdown(self) -> None:
         """Export what is queued (bounded by the export timeout), then stop the thread."""

@@ -14,8 +14,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 OtlpProtocol = Literal["http/protobuf", "grpc"]
-Sampler = Literal["always_on", "always_off", "traceidratio", "parentbased_always_on",
-                  "parentbased_always_off", "parentbased_traceidratio"]
+Sampler = Literal[
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+]
 TRUE = ("true", "1", "yes", "on")
 
 

@@ -76,8 +76,15 @@ class MonitorTally:
             self.errors += 1
             self.error = verdict.error
         if verdict.hit or verdict.error is not None:
-            self._event("verdict", end_ns, {"action": verdict.action, "score": verdict.score,
-                                            **({"error": verdict.error} if verdict.error else {})})
+            self._event(
+                "verdict",
+                end_ns,
+                {
+                    "action": verdict.action,
+                    "score": verdict.score,
+                    **({"error": verdict.error} if verdict.error else {}),
+                },
+            )
 
     def skip(self, reason: str, at_ns: int) -> None:
         """A check that gave way to the stage budget: ``predicted`` (never queued) or
@@ -91,11 +98,16 @@ class MonitorTally:
 
     def attributes(self) -> dict[str, Any]:
         attributes: dict[str, Any] = {
-            PREFIX + "id": self.monitor_id, PREFIX + "name": self.monitor_name or self.monitor_id,
-            PREFIX + "stage": self.stage, PREFIX + "action": self.action or "none",
-            PREFIX + "checks": self.checks, PREFIX + "hits": self.hits,
-            PREFIX + "errors": self.errors, PREFIX + "skipped": self.skipped,
-            PREFIX + "late": self.late, PREFIX + "busy_s": self.busy_s,
+            PREFIX + "id": self.monitor_id,
+            PREFIX + "name": self.monitor_name or self.monitor_id,
+            PREFIX + "stage": self.stage,
+            PREFIX + "action": self.action or "none",
+            PREFIX + "checks": self.checks,
+            PREFIX + "hits": self.hits,
+            PREFIX + "errors": self.errors,
+            PREFIX + "skipped": self.skipped,
+            PREFIX + "late": self.late,
+            PREFIX + "busy_s": self.busy_s,
         }
         if self.score != -math.inf:
             attributes[PREFIX + "score"] = self.score

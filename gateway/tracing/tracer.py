@@ -47,28 +47,40 @@ NO_IDS: Mapping[str, str] = {}
 class Tracing:
     """The app's tracer: built in the lifespan when ``tracing`` is enabled, shut down there."""
 
-    def __init__(self, settings: TracingSettings, *, on_exported: Callable[[int], None],
-                 on_failed: Callable[[int], None], exporter: SpanExporter | None = None) -> None:
+    def __init__(
+        self,
+        settings: TracingSettings,
+        *,
+        on_exported: Callable[[int], None],
+        on_failed: Callable[[int], None],
+        exporter: SpanExporter | None = None,
+    ) -> None:
         # Each worker process (serve --workers N) builds its own, after the fork.
         instance = f"{socket.gethostname()}-{os.getpid()}"
         self._shutdown_s = settings.timeout_s
-        self._export = Export(settings, on_exported=on_exported, on_failed=on_failed,
-                              instance=instance, exporter=exporter)
+        self._export = Export(
+            settings, on_exported=on_exported, on_failed=on_failed, instance=instance, exporter=exporter
+        )
         self._tracer = self._export.provider.get_tracer("taxgate")
         self._propagator = TraceContextTextMapPropagator()
         # Requests whose spans are open, by their SERVER span id (request ids may come from
         # clients and repeat; span ids do not).
         self._active: dict[str, RequestTrace] = {}
 
-    def start(self, headers: Mapping[str, str], *, route: str, path: str, request_id: str,
-              started: float, now: float) -> RequestTrace:
+    def start(
+        self, headers: Mapping[str, str], *, route: str, path: str, request_id: str, started: float, now: float
+    ) -> RequestTrace:
         """The SERVER span of a request that arrived at ``started``; ``now`` is the same
         clock (the request context's, perf_counter) read just before this call."""
         anchor = (time.time_ns(), now)
         parent = self._propagator.extract(headers)
-        span = self._tracer.start_span(server_span_name(path), context=parent, kind=SpanKind.SERVER,
-                                       attributes=request_start_attributes(route, path, request_id),
-                                       start_time=anchor[0] - int((now - started) * 1e9))
+        span = self._tracer.start_span(
+            server_span_name(path),
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes=request_start_attributes(route, path, request_id),
+            start_time=anchor[0] - int((now - started) * 1e9),
+        )
         trace = RequestTrace(self, span, anchor)
         if trace.ids:
             self._active[trace.ids["span_id"]] = trace
@@ -95,17 +107,23 @@ class Tracing:
             trace.tallies.of(monitor_id, stage).skip(reason, time.time_ns())
 
     # -- spans ---------------------------------------------------------------------------
-    def child(self, name: str, parent: Any, kind: SpanKind, start_ns: int | None = None,
-              attributes: Mapping[str, Any] | None = None) -> otel.Span:
-        return self._tracer.start_span(name, context=parent, kind=kind, start_time=start_ns,
-                                       attributes=attributes)
+    def child(
+        self,
+        name: str,
+        parent: Any,
+        kind: SpanKind,
+        start_ns: int | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> otel.Span:
+        return self._tracer.start_span(name, context=parent, kind=kind, start_time=start_ns, attributes=attributes)
 
     def emit(self, tally: MonitorTally, parent: Any, *, after_request: bool = False) -> None:
         attributes = tally.attributes()
         if after_request:
             attributes["taxgate.monitor.after_request"] = True
-        span = self.child(f"monitor {tally.monitor_id} {tally.stage}", parent, SpanKind.INTERNAL,
-                          tally.start_ns, attributes)
+        span = self.child(
+            f"monitor {tally.monitor_id} {tally.stage}", parent, SpanKind.INTERNAL, tally.start_ns, attributes
+        )
         for event in tally.events:
             span.add_event(event.name, event.attributes, timestamp=event.at_ns)
         if tally.errors:
@@ -122,20 +140,20 @@ class Tracing:
     def shutdown(self) -> None:
         """Export what is still queued for at most one export timeout: a collector that is
         down must not hold the gateway's exit (what is left is dropped, and said)."""
-        worker = threading.Thread(target=self._export.shutdown, name="taxgate-traces-shutdown",
-                                  daemon=True)
+        worker = threading.Thread(target=self._export.shutdown, name="taxgate-traces-shutdown", daemon=True)
         worker.start()
         worker.join(self._shutdown_s)
         if worker.is_alive():
-            log.warning("trace export did not finish within %.1f s at shutdown; the spans still "
-                        "queued are dropped", self._shutdown_s)
+            log.warning(
+                "trace export did not finish within %.1f s at shutdown; the spans still queued are dropped",
+                self._shutdown_s,
+            )
 
 
 class RequestTrace:
     """One request's spans. The request path calls ``upstream``, ``answered``, ``finish``."""
 
-    __slots__ = ("_tracing", "_span", "_t0_ns", "_t0", "ids", "tallies", "_client", "_url",
-                 "_status")
+    __slots__ = ("_tracing", "_span", "_t0_ns", "_t0", "ids", "tallies", "_client", "_url", "_status")
 
     def __init__(self, tracing: Tracing, span: otel.Span, anchor: tuple[int, float]) -> None:
         self._tracing = tracing
@@ -145,9 +163,11 @@ class RequestTrace:
         self._t0_ns, self._t0 = anchor
         ids = span.get_span_context()
         # What the request's monitor verdicts carry (audit rows; the observer's lookup).
-        self.ids: Mapping[str, str] = {"trace_id": format(ids.trace_id, "032x"),
-                                       "span_id": format(ids.span_id, "016x")} \
-            if span.is_recording() else NO_IDS
+        self.ids: Mapping[str, str] = (
+            {"trace_id": format(ids.trace_id, "032x"), "span_id": format(ids.span_id, "016x")}
+            if span.is_recording()
+            else NO_IDS
+        )
         self.tallies = Tallies()
         self._client: otel.Span | None = None
         self._url: str | None = None
@@ -208,7 +228,10 @@ class RequestTrace:
 
 def _remote(context: Mapping[str, str]) -> Any:
     """The context of the request span named by ``context``'s ids, for a child after its end."""
-    span_context = otel.SpanContext(trace_id=int(context["trace_id"], 16),
-                                    span_id=int(context["span_id"], 16), is_remote=False,
-                                    trace_flags=otel.TraceFlags(otel.TraceFlags.SAMPLED))
+    span_context = otel.SpanContext(
+        trace_id=int(context["trace_id"], 16),
+        span_id=int(context["span_id"], 16),
+        is_remote=False,
+        trace_flags=otel.TraceFlags(otel.TraceFlags.SAMPLED),
+    )
     return otel.set_span_in_context(otel.NonRecordingSpan(span_context))

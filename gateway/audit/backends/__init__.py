@@ -18,8 +18,7 @@ from gateway.audit.settings import AuditSettings
 def make_backend(settings: AuditSettings, replica: str) -> AuditBackend:
     """PostgreSQL when ``audit.dsn`` is set, else the SQLite file at ``audit.path``."""
     if settings.dsn is not None:
-        return PostgresBackend(settings.dsn.get_secret_value(),
-                               application_name=f"taxgate {replica}"[:63])
+        return PostgresBackend(settings.dsn.get_secret_value(), application_name=f"taxgate {replica}"[:63])
     return SQLiteBackend(settings.path)
 
 

@@ -53,8 +53,9 @@ class AuditReader(Protocol):
         """The event of one row of ``events_query``."""
 
 
-def run_query(conn: Any, cursor: Any, sql: str, params: Sequence[object], *,
-              errors: type[Exception], source: str) -> Iterator[Sequence[object]]:
+def run_query(
+    conn: Any, cursor: Any, sql: str, params: Sequence[object], *, errors: type[Exception], source: str
+) -> Iterator[Sequence[object]]:
     """Execute on a DB-API ``cursor`` now, then stream its rows and close ``conn``.
 
     A failure (``errors``: the driver's base exception) closes ``conn`` and raises

@@ -60,7 +60,8 @@ def test_the_gpu_overlay_points_the_gateway_and_vllm_at_the_collector_service():
     endpoint = urlsplit(env["OTEL_EXPORTER_OTLP_ENDPOINT"])
     assert endpoint.hostname == "otel-collector" and endpoint.port in ports
     (vllm,) = find(docs, "Deployment", "vllm")
-    [flag] = [a for a in vllm["spec"]["template"]["spec"]["containers"][0]["args"]
-              if a.startswith("--otlp-traces-endpoint=")]
+    [flag] = [
+        a for a in vllm["spec"]["template"]["spec"]["containers"][0]["args"] if a.startswith("--otlp-traces-endpoint=")
+    ]
     traces = urlsplit(flag.split("=", 1)[1])
     assert traces.hostname == "otel-collector" and traces.port == OTLP_PORTS["grpc"] in ports

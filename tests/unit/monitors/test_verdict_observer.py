@@ -33,25 +33,35 @@ async def pipeline_with(observer: Seen, specs: list[MonitorSpec], metrics, **ext
 
 async def test_passes_hits_and_shadow_verdicts_reach_the_observer(metrics):
     seen = Seen()
-    pipeline = await pipeline_with(seen, [
-        MonitorSpec(name="pii", stages=["input"], action="redact"),
-        MonitorSpec(name="blocklist", id="words", stages=["input"], keywords=["nothing"]),
-        MonitorSpec(name="slow", id="shadowed", stages=["input"], action="shadow")], metrics)
+    pipeline = await pipeline_with(
+        seen,
+        [
+            MonitorSpec(name="pii", stages=["input"], action="redact"),
+            MonitorSpec(name="blocklist", id="words", stages=["input"], keywords=["nothing"]),
+            MonitorSpec(name="slow", id="shadowed", stages=["input"], action="shadow"),
+        ],
+        metrics,
+    )
     try:
         await pipeline.check("input", ["mail x@example.com"], request_id="r1", context=CONTEXT)
         await wait_until(lambda: len(seen.calls) == 3, what="the shadow verdict")
     finally:
         await pipeline.close()
-    assert sorted(seen.calls) == [("verdict", "pii", "redact", CONTEXT),
-                                  ("verdict", "shadowed", "shadow", CONTEXT),
-                                  ("verdict", "words", "pass", CONTEXT)]
+    assert sorted(seen.calls) == [
+        ("verdict", "pii", "redact", CONTEXT),
+        ("verdict", "shadowed", "shadow", CONTEXT),
+        ("verdict", "words", "pass", CONTEXT),
+    ]
 
 
 async def test_a_late_check_is_seen_as_a_skip_then_as_its_verdict(metrics):
     seen = Seen()
-    pipeline = await pipeline_with(seen, [MonitorSpec(name="slow", id="judge", stages=["input"],
-                                                      degrade="skip", on_error="open")],
-                                   metrics, budgets=BudgetSpec(input=BUDGET_MS))
+    pipeline = await pipeline_with(
+        seen,
+        [MonitorSpec(name="slow", id="judge", stages=["input"], degrade="skip", on_error="open")],
+        metrics,
+        budgets=BudgetSpec(input=BUDGET_MS),
+    )
     try:
         result = await pipeline.check("input", ["x"], request_id="r1", context=CONTEXT)
         assert result.skipped == ["judge"]
@@ -67,8 +77,7 @@ async def test_a_failing_observer_costs_the_trace_not_the_check(metrics, caplog)
         def verdict(self, verdict, context) -> None:
             raise RuntimeError("tracing bug")
 
-    pipeline = await pipeline_with(Broken(), [MonitorSpec(name="pii", stages=["input"], action="redact")],
-                                   metrics)
+    pipeline = await pipeline_with(Broken(), [MonitorSpec(name="pii", stages=["input"], action="redact")], metrics)
     try:
         result = await pipeline.check("input", ["mail x@example.com"], request_id="r1", context=CONTEXT)
     finally:

@@ -29,25 +29,34 @@ def test_names_follow_the_conventions():
     assert client_span_name("chat", "tiny") == "chat tiny"
     assert client_span_name("completions", "tiny") == "text_completion tiny"
     assert request_start_attributes("responses", "/v1/responses", "rid") == {
-        "http.request.method": "POST", "http.route": "/v1/responses", "url.path": "/v1/responses",
-        "gen_ai.operation.name": "chat", "taxgate.request_id": "rid"}
+        "http.request.method": "POST",
+        "http.route": "/v1/responses",
+        "url.path": "/v1/responses",
+        "gen_ai.operation.name": "chat",
+        "taxgate.request_id": "rid",
+    }
 
 
 def test_an_answered_request_carries_model_usage_and_finish_reasons():
     attributes = request_end_attributes(answered(finish_reasons=("stop",), flags=["judge"]))
     assert attributes == {
-        "http.response.status_code": 200, "gen_ai.request.model": "tiny",
-        "gen_ai.response.model": "tiny", "gen_ai.usage.input_tokens": 12,
-        "gen_ai.usage.output_tokens": 40, "gen_ai.response.finish_reasons": ["stop"],
-        "taxgate.flags": ["judge"], "taxgate.phase.parse_s": 0.001,
-        "taxgate.phase.input_monitors_s": 0.004, "taxgate.phase.holdback_s": 0.02}
+        "http.response.status_code": 200,
+        "gen_ai.request.model": "tiny",
+        "gen_ai.response.model": "tiny",
+        "gen_ai.usage.input_tokens": 12,
+        "gen_ai.usage.output_tokens": 40,
+        "gen_ai.response.finish_reasons": ["stop"],
+        "taxgate.flags": ["judge"],
+        "taxgate.phase.parse_s": 0.001,
+        "taxgate.phase.input_monitors_s": 0.004,
+        "taxgate.phase.holdback_s": 0.02,
+    }
 
 
 def test_a_request_the_upstream_never_answered_has_no_response_attributes():
     ctx = RequestContext(request_id="rid", route="completions", started=1.0, model="tiny", status=502)
     attributes = request_end_attributes(ctx)
-    assert attributes == {"http.response.status_code": 502, "gen_ai.request.model": "tiny",
-                          "error.type": "502"}
+    assert attributes == {"http.response.status_code": 502, "gen_ai.request.model": "tiny", "error.type": "502"}
 
 
 def test_the_upstream_span_has_time_to_first_byte_and_the_server():
@@ -78,7 +87,9 @@ def test_finish_reasons_of_a_stream_read_from_the_bytes_sent():
     assert stream_finish_reasons(two) == ["stop", "content_filter"]
     done = b'event: response.completed\ndata: {"type":"response.completed","response":{"status":"completed"}}\n\n'
     assert stream_finish_reasons(done) == ["completed"]
-    cut = (b'data: {"type":"response.incomplete","response":{"status":"incomplete",'
-           b'"incomplete_details":{"reason":"content_filter"}}}\n\n')
+    cut = (
+        b'data: {"type":"response.incomplete","response":{"status":"incomplete",'
+        b'"incomplete_details":{"reason":"content_filter"}}}\n\n'
+    )
     assert stream_finish_reasons(cut) == ["content_filter"]
     assert stream_finish_reasons(b'data: {"type":"response.created","response":{"status":"in_progress"}}') == []

@@ -10,13 +10,16 @@ from gateway.tracing.export import otlp_exporter, sampler
 from gateway.tracing.settings import TracingSettings
 
 
-@pytest.mark.parametrize("name, description", [
-    ("always_on", "AlwaysOnSampler"),
-    ("always_off", "AlwaysOffSampler"),
-    ("traceidratio", "TraceIdRatioBased{0.25}"),
-    ("parentbased_always_on", "ParentBased{root:AlwaysOnSampler,remoteParentSampled:AlwaysOnSampler"),
-    ("parentbased_traceidratio", "ParentBased{root:TraceIdRatioBased{0.25}"),
-])
+@pytest.mark.parametrize(
+    "name, description",
+    [
+        ("always_on", "AlwaysOnSampler"),
+        ("always_off", "AlwaysOffSampler"),
+        ("traceidratio", "TraceIdRatioBased{0.25}"),
+        ("parentbased_always_on", "ParentBased{root:AlwaysOnSampler,remoteParentSampled:AlwaysOnSampler"),
+        ("parentbased_traceidratio", "ParentBased{root:TraceIdRatioBased{0.25}"),
+    ],
+)
 def test_samplers_by_their_specification_names(name, description):
     settings = TracingSettings(endpoint="http://c:4318", sampler=name, sampler_arg=0.25)
     assert sampler(settings).get_description().startswith(description)

@@ -44,11 +44,17 @@ def test_the_strongest_action_and_an_event_per_verdict_that_did_something():
     tally.verdict(V(action="pass", error="timeout", score=0.0), end_ns=30 * MS)
     tally.verdict(V(action="annotate", hit=True, score=0.5), end_ns=40 * MS)
     attributes = tally.attributes()
-    assert (attributes["taxgate.monitor.action"], attributes["taxgate.monitor.hits"],
-            attributes["taxgate.monitor.errors"], attributes["taxgate.monitor.error"]) == \
-        ("redact", 2, 1, "timeout")
+    assert (
+        attributes["taxgate.monitor.action"],
+        attributes["taxgate.monitor.hits"],
+        attributes["taxgate.monitor.errors"],
+        attributes["taxgate.monitor.error"],
+    ) == ("redact", 2, 1, "timeout")
     assert [(e.name, e.at_ns, e.attributes["action"]) for e in tally.events] == [
-        ("verdict", 10 * MS, "redact"), ("verdict", 30 * MS, "pass"), ("verdict", 40 * MS, "annotate")]
+        ("verdict", 10 * MS, "redact"),
+        ("verdict", 30 * MS, "pass"),
+        ("verdict", 40 * MS, "annotate"),
+    ]
     assert tally.events[1].attributes["error"] == "timeout"
 
 
@@ -66,8 +72,12 @@ def test_skips_count_by_reason_and_stretch_the_span():
     tally.skip("predicted", 5 * MS)
     tally.skip("late", 9 * MS)
     attributes = tally.attributes()
-    assert (attributes["taxgate.monitor.skipped"], attributes["taxgate.monitor.late"],
-            attributes["taxgate.monitor.checks"], attributes["taxgate.monitor.action"]) == (1, 1, 0, "none")
+    assert (
+        attributes["taxgate.monitor.skipped"],
+        attributes["taxgate.monitor.late"],
+        attributes["taxgate.monitor.checks"],
+        attributes["taxgate.monitor.action"],
+    ) == (1, 1, 0, "none")
     assert "taxgate.monitor.score" not in attributes  # no verdict, no score
     assert (tally.start_ns, tally.end_ns) == (5 * MS, 9 * MS)
     assert [e.attributes["reason"] for e in tally.events] == ["predicted", "late"]
@@ -86,6 +96,9 @@ def test_tallies_one_per_monitor_and_stage_in_first_seen_order():
     tallies.of("pii", "output").verdict(V(), end_ns=MS * 3)
     tallies.of("pii", "output").verdict(V(), end_ns=MS * 4)
     tallies.of("profanity", "output").verdict(V(monitor_id="profanity"), end_ns=MS * 4)
-    assert [(t.monitor_id, t.stage, t.checks) for t in tallies] == \
-        [("pii", "input", 1), ("pii", "output", 2), ("profanity", "output", 1)]
+    assert [(t.monitor_id, t.stage, t.checks) for t in tallies] == [
+        ("pii", "input", 1),
+        ("pii", "output", 2),
+        ("profanity", "output", 1),
+    ]
     assert len(tallies) == 3
