@@ -18,10 +18,12 @@ from loadtest.bench import monitorcli
 from loadtest.bench.matrix import DEFAULT_MATRIX, MatrixError
 from loadtest.bench.options import DEFAULT_SIM_PROFILE, PROFILES, BenchOptions
 from loadtest.bench.routes import CHAT, ROUTES
+from loadtest.bench.targets import parse_targets, redact_argv
 from loadtest.datasets import DatasetError, DatasetSpec
 from loadtest.harness import ProcessError
 
 logger = logging.getLogger(__name__)
+PARTIAL = 3  # exit status: a report was written, but something it set out to measure is missing
 
 
 def _levels(text: str) -> tuple[int, ...]:
@@ -72,6 +74,25 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--load-labels", default="benign", metavar="LABELS",
                       help="labels of the prompts sent as load (default benign: the tax "
                            "legitimate traffic pays); 'all' for every item")
+    what.add_argument("--target", action="append", default=[], metavar="NAME=URL",
+                      help="an already-running OpenAI-compatible endpoint (a deployed gateway, "
+                           "another gateway, a vLLM router) measured as scenario NAME against "
+                           "direct (--upstream: give the one it forwards to); repeatable. "
+                           "--sets none runs only the targets")
+    what.add_argument("--target-key", action="append", default=[], metavar="NAME=KEY",
+                      help="bearer key for target NAME, or NAME=env:VAR to read it from $VAR "
+                           "(kept out of the report and the logs)")
+    load = parser.add_argument_group("load generator (Locust)")
+    load.add_argument("--load-workers", type=int, default=0, metavar="N",
+                      help="load from a Locust master and N worker processes on this host "
+                           "instead of one process (default 0); same rounds, statistics and "
+                           "prompts")
+    load.add_argument("--expect-workers", type=int, default=0, metavar="N",
+                      help="also wait for N workers started elsewhere with `taxgate bench "
+                           "worker --master HOST:PORT` (default 0)")
+    load.add_argument("--master-bind", default="", metavar="HOST:PORT",
+                      help="where the Locust master listens for workers (default: loopback and "
+                           "a free port; 0.0.0.0:5557 with --expect-workers)")
     how = parser.add_argument_group("how long (override the profile)")
     how.add_argument("--concurrency", type=_levels, metavar="N,N,...",
                      help="concurrent users per level, e.g. 1,16,64")
@@ -119,12 +140,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                      help="show the libraries' INFO logs (each HTTP request, ...) on the terminal")
     # Optional: plain `taxgate bench [flags]` is the safety-tax run.
     sub = parser.add_subparsers(dest="bench_command", title="other measurements",
-                                metavar="{monitors}", help="instead of the safety-tax run")
+                                metavar="{monitors,worker}", help="instead of the safety-tax run")
     help_text = ("each monitor's check latency and throughput in process, at several "
                  "micro-batch sizes (no HTTP, no upstream); see `taxgate bench monitors --help`")
     monitors = sub.add_parser("monitors", help=help_text, description=monitorcli.__doc__.split("\n\n")[1]
                               .replace("\n", " "))
     monitorcli.configure_parser(monitors)
+    worker_help = ("join a run's load as a Locust worker from another machine (the run: "
+                   "`taxgate bench --expect-workers N`); see `taxgate bench worker --help`")
+    worker = sub.add_parser("worker", help=worker_help, description=worker_help)
+    worker.add_argument("--master", required=True, metavar="HOST:PORT",
+                        help="the run's Locust master (its --master-bind address)")
 
 
 def options_from_args(args: argparse.Namespace) -> BenchOptions:
@@ -164,6 +190,10 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         plots=args.plots,
         verbose=args.verbose,
         command=command_line(),
+        targets=parse_targets(args.target, args.target_key),
+        load_workers=args.load_workers,
+        expect_workers=args.expect_workers,
+        master_bind=args.master_bind,
     )
 
 
@@ -172,7 +202,7 @@ def command_line() -> str:
     if program == "__main__.py":  # python -m gateway bench / python -m loadtest.bench
         package = Path(sys.argv[0]).resolve().parent
         program = "python -m " + (package.name if package.name == "gateway" else "loadtest.bench")
-    return " ".join([program, *(shlex.quote(a) for a in sys.argv[1:])])
+    return " ".join([program, *(shlex.quote(a) for a in redact_argv(sys.argv[1:]))])
 
 
 # Libraries that log every request at INFO (the warm-up, the scrapes and the safety
@@ -195,6 +225,10 @@ def terminate(signum, _frame) -> None:
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "bench_command", None) == "monitors":
         return monitorcli.run(args)
+    if getattr(args, "bench_command", None) == "worker":
+        from loadtest.bench import locustworker  # imports Locust, which patches with gevent
+
+        return locustworker.run(args)
     # Imported here: the runner pulls httpx/rich/yaml, the report matplotlib; `taxgate --help`
     # and the other subcommands should not pay for that.
     from loadtest.bench.plots import write_plots
@@ -230,7 +264,9 @@ def run(args: argparse.Namespace) -> int:
     # Piped output (CI logs, tee) would otherwise be cut to 80 columns.
     print_summary(report, Console() if sys.stdout.isatty() else Console(width=160),
                   options.out)
-    return 0
+    for missing in result.missing:
+        console.print(f"[yellow]partial report: {missing}[/]", highlight=False)
+    return PARTIAL if result.missing else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -162,6 +162,7 @@ async def safety_pass(
     stream: bool = False,
     timeout_s: float = 120.0,
     route: str = CHAT,
+    auth: httpx.Auth | None = None,  # the --target keys
 ) -> dict[str, SafetyResult]:
     """Send each job's ``(text, label)`` items once through its gateway.
 
@@ -171,7 +172,8 @@ async def safety_pass(
     results = {job.scenario: SafetyResult(job.scenario, notes=[job.note] if job.note else [])
                for job in jobs}
     async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_s),
-                                 limits=pool_limits(concurrency * max(len(jobs), 1))) as client:
+                                 limits=pool_limits(concurrency * max(len(jobs), 1)),
+                                 auth=auth) as client:
 
         async def one(name: str, url: str, text: str, label: str,
                       gate: asyncio.Semaphore) -> None:
