@@ -265,7 +265,7 @@ def target_table(report: Report) -> Table:
     rows = []
     for t in report.targets:
         counted = "; ".join(
-            f"{c.metric.removeprefix('taxgate_')}"
+            f"{c.metric.removeprefix('taxgate_').removesuffix('_total')}"
             f"{'{' + ','.join(f'{k}={v}' for k, v in c.labels.items()) + '}' if c.labels else ''}"
             f" +{c.increase:,.0f}" for c in t.counters)
         seen = (counted or "none rose") if t.taxgate else "-"

@@ -104,7 +104,20 @@ def parse_targets(pairs: Sequence[str], keys: Sequence[str] = (),
         if name not in urls:
             raise TargetError(f"--target-key {name}=...: no --target named {name!r}")
         secrets[name] = _key(value, name, environ)
-    return tuple(Target(name, url, secrets.get(name, "")) for name, url in urls.items())
+    targets = tuple(Target(name, url, secrets.get(name, "")) for name, url in urls.items())
+    _one_key_per_url(targets)
+    return targets
+
+
+def _one_key_per_url(targets: Sequence[Target]) -> None:
+    # The bench's own requests (warm-up, probe, safety pass) find a target's key by its URL.
+    keys: dict[str, tuple[str, str]] = {}
+    for target in targets:
+        name, key = keys.setdefault(target.url, (target.name, target.api_key))
+        if key != target.api_key:
+            raise TargetError(f"--target {name} and {target.name} have the same URL but not the "
+                              "same key: give one of them another URL to the same server "
+                              "(a host name and its IP address)")
 
 
 def redact_argv(argv: Sequence[str]) -> list[str]:

@@ -54,6 +54,7 @@ def test_targets_and_their_keys_from_flags():
     (["a=gw:8080"], [], "http://"),
     (["a=http://x"], ["b=k"], "no --target named 'b'"),
     (["a=http://x"], ["a=env:UNSET_VAR"], "$UNSET_VAR is not set"),
+    (["a=http://x", "b=http://x/v1"], ["a=k"], "same URL but not the same key"),
 ])
 def test_bad_target_flags_say_what_to_do(pairs, keys, message):
     with pytest.raises(TargetError, match=message.replace("$", r"\$")):
