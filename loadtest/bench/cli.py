@@ -18,7 +18,7 @@ from loadtest.bench import monitorcli
 from loadtest.bench.matrix import DEFAULT_MATRIX, MatrixError
 from loadtest.bench.options import DEFAULT_SIM_PROFILE, PROFILES, BenchOptions
 from loadtest.bench.routes import CHAT, ROUTES
-from loadtest.bench.targets import parse_targets, redact_argv
+from loadtest.bench.targets import TargetError, parse_targets, redact_argv
 from loadtest.datasets import DatasetError, DatasetSpec
 from loadtest.harness import ProcessError
 
@@ -246,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
         result = BenchRunner(options, console).run()
-    except (MatrixError, DatasetError) as exc:
+    except (MatrixError, DatasetError, TargetError) as exc:
         console.print(f"[red]taxgate bench: {exc}[/]")
         return 2
     except ProcessError as exc:

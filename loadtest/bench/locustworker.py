@@ -130,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
               "`taxgate bench --expect-workers N` running there?", file=sys.stderr)
         return 1
     WorkerSide(env, work_dir)
+    print(f"taxgate bench worker: joined the Locust master at {host}:{port}; running its "
+          "rounds until the bench ends", file=sys.stderr, flush=True)
     try:
         env.runner.greenlet.join()
     except KeyboardInterrupt:
