@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from loadtest.bench import monitorcli
+from loadtest.bench import monitorcli, workercli
 from loadtest.bench.matrix import DEFAULT_MATRIX, MatrixError
 from loadtest.bench.options import DEFAULT_SIM_PROFILE, PROFILES, BenchOptions
 from loadtest.bench.routes import CHAT, ROUTES
@@ -149,8 +149,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     worker_help = ("join a run's load as a Locust worker from another machine (the run: "
                    "`taxgate bench --expect-workers N`); see `taxgate bench worker --help`")
     worker = sub.add_parser("worker", help=worker_help, description=worker_help)
-    worker.add_argument("--master", required=True, metavar="HOST:PORT",
-                        help="the run's Locust master (its --master-bind address)")
+    workercli.configure_parser(worker)
 
 
 def options_from_args(args: argparse.Namespace) -> BenchOptions:
@@ -226,9 +225,7 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "bench_command", None) == "monitors":
         return monitorcli.run(args)
     if getattr(args, "bench_command", None) == "worker":
-        from loadtest.bench import locustworker  # imports Locust, which patches with gevent
-
-        return locustworker.run(args)
+        return workercli.run(args)
     # Imported here: the runner pulls httpx/rich/yaml, the report matplotlib; `taxgate --help`
     # and the other subcommands should not pay for that.
     from loadtest.bench.plots import write_plots

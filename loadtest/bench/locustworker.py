@@ -28,6 +28,7 @@ from gevent.event import AsyncResult
 from locust.env import Environment
 
 from loadtest import locustfile
+from loadtest.bench import workercli
 from loadtest.bench.loadlayout import split_host_port
 from loadtest.bench.rounds import round_options
 
@@ -109,12 +110,6 @@ class WorkerSide:
         })
 
 
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--master", required=True, metavar="HOST:PORT",
-                        help="the bench's Locust master (`taxgate bench --expect-workers N "
-                             "--master-bind HOST:PORT` on the machine that writes the report)")
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         host, port = split_host_port(args.master, "--master")
@@ -144,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.bench.locustworker",
                                      description=__doc__.split("\n\n")[0])
-    configure_parser(parser)
+    workercli.configure_parser(parser)
     return run(parser.parse_args(argv))
 
 

@@ -1,0 +1,23 @@
+"""``taxgate bench worker --master HOST:PORT``: lend this machine's cores to a bench run's load.
+
+A Locust worker (``locustworker``) for a run started elsewhere with ``taxgate bench
+--expect-workers N``: it sends its share of each round's users and reports their samples
+and its own CPU to the master. This module only parses; the worker is imported on use
+(Locust patches the standard library with gevent on import).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--master", required=True, metavar="HOST:PORT",
+                        help="the run's Locust master: the host running `taxgate bench "
+                             "--expect-workers N` and its --master-bind port (default 5557)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from loadtest.bench import locustworker
+
+    return locustworker.run(args)
