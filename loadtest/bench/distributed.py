@@ -176,9 +176,7 @@ def watch_load(generator: LoadGenerator, sampler: cpu.CpuSampler) -> None:
 
 def round_load_cores(generator: LoadGenerator, sampler: cpu.CpuSampler,
                      samples: Sequence) -> dict[str, float | None]:
-    """The load parts of a round with workers (none to add for one process)."""
-    if not isinstance(generator, DistributedGenerator):
-        return {}
+    """The load parts of a round: all load processes, the busiest (one process: itself)."""
     begin, end, _ = steady_window(samples)
     return load_cores(generator, sampler, begin, end)
 
