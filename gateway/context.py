@@ -12,7 +12,8 @@ class RequestContext:
     started: float
     model: str = "unknown"
     status: int = 200
-    flags: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)  # monitors that annotated (x-taxgate-flags)
+    redacted: list[str] = field(default_factory=list)  # monitors that redacted (x-taxgate-redacted)
     # Seconds spent per gateway phase (parse, input_monitors, output_monitors, holdback).
     phases: dict[str, float] = field(default_factory=dict)
     upstream_sent: float | None = None
@@ -24,6 +25,25 @@ class RequestContext:
     completion_tokens: int = 0
     # The stream's last event went out: a client closing from now on has read it all.
     delivered: bool = False
+
+    def note(self, result) -> None:
+        """Remember which monitors of a stage result annotated and which redacted: the client
+        is told both (a redacted input never shows in the answer otherwise)."""
+        for decision in result.decisions:
+            ids = {"annotate": self.flags, "redact": self.redacted}.get(decision.action)
+            if ids is not None and decision.monitor_id not in ids:
+                ids.append(decision.monitor_id)
+
+    def verdict_headers(self) -> dict[str, str]:
+        """``x-taxgate-flags`` / ``x-taxgate-redacted`` for what is known when headers leave."""
+        return {name: ",".join(ids) for name, ids in
+                (("x-taxgate-flags", self.flags), ("x-taxgate-redacted", self.redacted)) if ids}
+
+    def verdict_fields(self) -> dict[str, list[str]]:
+        """The same on a stream's final event (``taxgate_flags``, ``taxgate_redacted``): the
+        headers left before the output was checked."""
+        return {name: list(ids) for name, ids in
+                (("taxgate_flags", self.flags), ("taxgate_redacted", self.redacted)) if ids}
 
     def add_phase(self, name: str, seconds: float) -> None:
         self.phases[name] = self.phases.get(name, 0.0) + seconds

@@ -90,11 +90,11 @@ class MonitoredRelay(PolicyRelay):
     def _encode(self, out: Out) -> tuple[bytes, bool]:
         item = out.item
         chunk = out.chunk
-        if item.finished and self._ctx.flags:
+        if item.finished and self._ctx.verdict_fields():
             # The response headers left before the output was checked: the finishing
-            # chunk carries the output annotate flags.
+            # chunk carries the output annotate flags and redactions.
             chunk = chunk if chunk is not None else orjson.loads(orjson.dumps(item.chunk))
-            chunk["taxgate_flags"] = list(self._ctx.flags)
+            chunk.update(self._ctx.verdict_fields())
         if chunk is None:
             return item.raw, item.has_text
         return encode_event(orjson.dumps(chunk)), item.has_text
@@ -109,8 +109,7 @@ class MonitoredRelay(PolicyRelay):
             choice["text"] = ""
         chunk = {key: self._template.get(key) for key in ("id", "object", "created", "model")}
         chunk["choices"] = [choice]
-        if self._ctx.flags:
-            chunk["taxgate_flags"] = list(self._ctx.flags)
+        chunk.update(self._ctx.verdict_fields())
         return [(encode_event(orjson.dumps(chunk)), False), (DONE_EVENT, False)]
 
     def _error_event(self, error: GatewayError, kind: str) -> bytes:

@@ -140,9 +140,7 @@ class PolicyRelay:
             return None
         finally:
             self._ctx.add_phase("output_monitors", self._rec.clock() - started)
-        for decision in result.annotations:
-            if decision.monitor_id not in self._ctx.flags:
-                self._ctx.flags.append(decision.monitor_id)
+        self._ctx.note(result)
         return result
 
     def _hold(self, text: str, start: int, kind: str) -> int:

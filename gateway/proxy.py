@@ -301,8 +301,7 @@ class Proxy:
         await self._flush_audit()
         ctx.first_sent = ctx.last_sent = self._clock()
         headers = {"server-timing": ctx.server_timing(self._clock())}
-        if ctx.flags:
-            headers[FLAGS_HEADER] = ",".join(ctx.flags)
+        headers.update(ctx.verdict_headers())
         return Response(body, media_type="application/json", headers=headers)
 
     async def _output_monitors(self, choices: list[dict], fields: list, ctx: RequestContext
@@ -354,8 +353,7 @@ class Proxy:
             body = relay_raw(call, rec, idle_s)
         body = self._drain.guard(body, ctx)  # at shutdown: a shutting_down event, not a cut
         headers = {"cache-control": "no-cache"}
-        if ctx.flags:
-            headers[FLAGS_HEADER] = ",".join(ctx.flags)
+        headers.update(ctx.verdict_headers())
         return StreamingResponse(self._tracked(body, ctx), media_type="text/event-stream",
                                  headers=headers)
 
@@ -377,9 +375,7 @@ class Proxy:
 
     # -- bookkeeping --------------------------------------------------------------------
     def _note_flags(self, result, ctx: RequestContext) -> None:
-        for decision in result.annotations:
-            if decision.monitor_id not in ctx.flags:
-                ctx.flags.append(decision.monitor_id)
+        ctx.note(result)
 
     async def _flush_audit(self) -> None:
         if self._audit_flush is not None:

@@ -204,8 +204,8 @@ class ResponsesRelay(PolicyRelay):
                 if spans:
                     set_text(data, text.path, final)
                     changed = True
-        if data["type"] in TERMINAL and self._ctx.flags:
-            data["taxgate_flags"] = list(self._ctx.flags)
+        if data["type"] in TERMINAL and self._ctx.verdict_fields():
+            data.update(self._ctx.verdict_fields())
             changed = True
         return [(encode(data) if changed else raw, False)]
 
@@ -224,8 +224,7 @@ class ResponsesRelay(PolicyRelay):
         """End with ``response.incomplete`` carrying the refusal."""
         response = orjson.loads(orjson.dumps(self._response)) if self._response else {}
         block_response(response, self._refusal)
-        if self._ctx.flags:
-            response["taxgate_flags"] = list(self._ctx.flags)
+        response.update(self._ctx.verdict_fields())
         event = {"type": "response.incomplete", "sequence_number": self._sequence,
                  "response": response}
         return [(encode(event), False)]

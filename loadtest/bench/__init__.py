@@ -14,5 +14,9 @@ unsaturated level), ``report``/``tables``/``plots``/``terminal``.
 Monitors alone (``taxgate bench monitors``): ``monitorcli`` (flags), ``monitorrun`` (the
 run, in process), ``monitorload`` (one round through the micro-batcher), ``monitorstats``
 (pure), ``monitorreport`` (its report, with the tables and writers above).
+The other subcommands: ``budget`` (a tax budget before a slow judge), ``audit`` (what the
+audit log costs), ``soak`` (faults under load; ``soak_outcomes`` judges each answer).
+What they all share: ``kit`` (flags, round plan, progress bar, Ctrl-C), ``stats`` (one
+percentile, one interval method), ``report.write_files`` (report.json/md/html).
 Entry point: ``cli``.
 """

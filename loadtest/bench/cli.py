@@ -1,39 +1,51 @@
 """``taxgate bench`` (also ``python -m loadtest.bench``): flags, then run, report, summary.
 
-``taxgate bench monitors`` (``monitorcli``) measures the monitors alone, in process.
+Its other measurements are subcommands (``SUBCOMMANDS``), each a module with
+``configure_parser`` and ``run`` that shares the flags, round plan, progress bar and
+report writers of ``kit``: ``monitors`` (the monitors alone, in process), ``budget`` (a tax
+budget in front of a slow judge), ``audit`` (what the audit log costs), ``soak`` (minutes
+of faults under load).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
-import shlex
 import signal
-import sys
 from pathlib import Path
 
 from rich.console import Console
 
-from loadtest.bench import monitorcli, workercli
+from loadtest.bench.kit import command_line, levels, machine_description, quiet_logs, summary_console, terminate
 from loadtest.bench.matrix import DEFAULT_MATRIX, MatrixError
 from loadtest.bench.options import DEFAULT_SIM_PROFILE, PROFILES, BenchOptions
 from loadtest.bench.routes import CHAT, ROUTES
-from loadtest.bench.targets import TargetError, parse_targets, redact_argv
+from loadtest.bench.targets import TargetError, parse_targets
 from loadtest.datasets import DatasetError, DatasetSpec
 from loadtest.harness import ProcessError
 
 logger = logging.getLogger(__name__)
 PARTIAL = 3  # exit status: a report was written, but something it set out to measure is missing
 
-
-def _levels(text: str) -> tuple[int, ...]:
-    try:
-        levels = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected numbers like 1,16,64") from None
-    if not levels or min(levels) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: levels must be positive integers")
-    return levels
+# `taxgate bench NAME`: module with configure_parser(parser) and run(args) -> int, help.
+SUBCOMMANDS = {
+    "monitors": ("loadtest.bench.monitorcli",
+                 "each monitor's check latency and throughput in process, at several micro-batch "
+                 "sizes (no HTTP, no upstream); see `taxgate bench monitors --help`"),
+    "budget": ("loadtest.bench.budget",
+               "what a tax budget buys and costs: a slow judge driven past its capacity, with and "
+               "without `budgets`; see `taxgate bench budget --help`"),
+    "audit": ("loadtest.bench.audit",
+              "what the audit log costs: the store alone, then gateways with SQLite or PostgreSQL "
+              "audit under load; see `taxgate bench audit --help`"),
+    "soak": ("loadtest.bench.soak",
+             "minutes of mixed load with injected upstream faults and client disconnects: every "
+             "answer defined, no slot leaked, RSS flat; see `taxgate bench soak --help`"),
+    "worker": ("loadtest.bench.workercli",
+               "join a run's load as a Locust worker from another machine (the run: `taxgate "
+               "bench --expect-workers N`); see `taxgate bench worker --help`"),
+}
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -94,7 +106,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                       help="where the Locust master listens for workers (default: loopback and "
                            "a free port; 0.0.0.0:5557 with --expect-workers)")
     how = parser.add_argument_group("how long (override the profile)")
-    how.add_argument("--concurrency", type=_levels, metavar="N,N,...",
+    how.add_argument("--concurrency", type=levels, metavar="N,N,...",
                      help="concurrent users per level, e.g. 1,16,64")
     how.add_argument("--requests", type=int, metavar="N", dest="requests_per_user",
                      help="requests per user per round, every level (default: the profile's)")
@@ -138,18 +150,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                      help="how long servers may take to become ready (default 180)")
     out.add_argument("--verbose", action="store_true",
                      help="show the libraries' INFO logs (each HTTP request, ...) on the terminal")
-    # Optional: plain `taxgate bench [flags]` is the safety-tax run.
+    # Optional: plain `taxgate bench [flags]` is the safety-tax run. A subcommand's flags
+    # go after its name; they share the names and meanings of the flags above.
     sub = parser.add_subparsers(dest="bench_command", title="other measurements",
-                                metavar="{monitors,worker}", help="instead of the safety-tax run")
-    help_text = ("each monitor's check latency and throughput in process, at several "
-                 "micro-batch sizes (no HTTP, no upstream); see `taxgate bench monitors --help`")
-    monitors = sub.add_parser("monitors", help=help_text, description=monitorcli.__doc__.split("\n\n")[1]
-                              .replace("\n", " "))
-    monitorcli.configure_parser(monitors)
-    worker_help = ("join a run's load as a Locust worker from another machine (the run: "
-                   "`taxgate bench --expect-workers N`); see `taxgate bench worker --help`")
-    worker = sub.add_parser("worker", help=worker_help, description=worker_help)
-    workercli.configure_parser(worker)
+                                metavar="{" + ",".join(SUBCOMMANDS) + "}",
+                                help="instead of the safety-tax run")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        child = sub.add_parser(name, help=help_text,
+                               description=module.__doc__.split("\n\n")[1].replace("\n", " "))
+        module.configure_parser(child)
+        child.set_defaults(_bench_module=module)
 
 
 def options_from_args(args: argparse.Namespace) -> BenchOptions:
@@ -196,41 +207,14 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
     )
 
 
-def command_line() -> str:
-    program = Path(sys.argv[0]).name
-    if program == "__main__.py":  # python -m gateway bench / python -m loadtest.bench
-        package = Path(sys.argv[0]).resolve().parent
-        program = "python -m " + (package.name if package.name == "gateway" else "loadtest.bench")
-    return " ".join([program, *(shlex.quote(a) for a in redact_argv(sys.argv[1:]))])
-
-
-# Libraries that log every request at INFO (the warm-up, the scrapes and the safety
-# pass send hundreds), which would bury the progress bar.
-CHATTY_LOGGERS = ("httpx", "httpcore", "urllib3", "matplotlib", "PIL")
-
-
-def quiet_logs(verbose: bool) -> None:
-    """Warnings and errors only on the terminal unless ``--verbose``; our own INFO stays."""
-    level = logging.INFO if verbose else logging.WARNING
-    for name in CHATTY_LOGGERS:
-        logging.getLogger(name).setLevel(level)
-
-
-def terminate(signum, _frame) -> None:
-    # SIGTERM (docker stop, CI timeouts) unwinds like Ctrl-C so the servers get stopped.
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def run(args: argparse.Namespace) -> int:
-    if getattr(args, "bench_command", None) == "monitors":
-        return monitorcli.run(args)
-    if getattr(args, "bench_command", None) == "worker":
-        return workercli.run(args)
+    if getattr(args, "bench_command", None):
+        return args._bench_module.run(args)
     # Imported here: the runner pulls httpx/rich/yaml, the report matplotlib; `taxgate --help`
     # and the other subcommands should not pay for that.
     from loadtest.bench.plots import write_plots
     from loadtest.bench.report import build_report, write_report
-    from loadtest.bench.runner import BenchRunner, machine_description
+    from loadtest.bench.runner import BenchRunner
     from loadtest.bench.terminal import print_summary
 
     console = Console(stderr=True)
@@ -258,9 +242,7 @@ def run(args: argparse.Namespace) -> int:
     report = build_report(result, machine_description())
     plots = write_plots(report, options.out) if options.plots else []
     write_report(report, options.out, plots)
-    # Piped output (CI logs, tee) would otherwise be cut to 80 columns.
-    print_summary(report, Console() if sys.stdout.isatty() else Console(width=160),
-                  options.out)
+    print_summary(report, summary_console(), options.out)
     for missing in result.missing:
         console.print(f"[yellow]partial report: {missing}[/]", highlight=False)
     return PARTIAL if result.missing else 0

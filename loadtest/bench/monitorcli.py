@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -86,7 +85,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace):
-    from loadtest.bench.cli import command_line
+    from loadtest.bench.kit import command_line
     from loadtest.bench.monitorrun import MonitorBenchOptions
 
     duration = args.m_duration if args.m_duration is not None or args.m_requests is not None else 10.0
@@ -103,10 +102,9 @@ def options_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace, *, registry=None) -> int:
     # Imported here: torch, transformers and the monitors load only when this runs.
-    from loadtest.bench.cli import quiet_logs, terminate
+    from loadtest.bench.kit import machine_description, quiet_logs, summary_console, terminate
     from loadtest.bench.monitorreport import all_tables, build_report, write_report
     from loadtest.bench.monitorrun import MonitorBenchRunner
-    from loadtest.bench.runner import machine_description
     from loadtest.bench.terminal import rich_table
     from loadtest.datasets import DatasetError
     from loadtest.harness import ProcessError
@@ -139,7 +137,7 @@ def run(args: argparse.Namespace, *, registry=None) -> int:
         signal.signal(signal.SIGTERM, previous)
     report = build_report(result, machine_description())
     write_report(report, options.out)
-    out = Console() if sys.stdout.isatty() else Console(width=160)
+    out = summary_console()
     for table in all_tables(report):  # the headline first
         out.print(rich_table(table))
     for note in report.meta.notes:

@@ -19,12 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from loadtest.bench.kit import progress_bar, round_plan
 from loadtest.bench.localmodel import CHECKPOINT, CONFIG_DIR, PRESETS, local_detoxify
 from loadtest.bench.monitorload import RoundResult, Variant, run_round, split_encodable
 from loadtest.bench.options import LevelPlan
-from loadtest.bench.runner import round_plan
 from loadtest.datasets import load_dataset
 from monitors.base import AsyncMonitor, Monitor
 from monitors.config import BatchSpec, MonitorSpec
@@ -217,10 +216,8 @@ class MonitorBenchRunner:
         level = LevelPlan(users=options.concurrency, repeats=options.repeats,
                           requests=options.requests or 0, duration_s=1, stagger_s=0.0)
         plan = round_plan(list(by_name), (level,))
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn())
         results = []
-        with Progress(*columns, console=self.console, transient=False) as progress:
+        with progress_bar(self.console) as progress:
             task = progress.add_task("rounds", total=len(plan))
             for repeat, _, name in plan:
                 progress.update(task, description=f"repeat {repeat + 1}/{options.repeats}  {name:<22}")

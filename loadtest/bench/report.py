@@ -187,8 +187,9 @@ def build_report(result: BenchResult, machine: dict) -> schema.Report:
                          monitor_timings=timings, targets=target_rows(result.targets))
 
 
-def write_json(report: BaseModel, path: Path) -> None:
-    path.write_bytes(orjson.dumps(report.model_dump(mode="json"), option=orjson.OPT_INDENT_2))
+def write_json(report: BaseModel | dict, path: Path) -> None:
+    data = report.model_dump(mode="json") if isinstance(report, BaseModel) else report
+    path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
 
 
 def md_table(table: Table) -> str:
@@ -289,7 +290,7 @@ def html_page(title: str, body: str) -> str:
             f"<style>{_STYLE}</style></head><body><h1>{esc(title)}</h1>{body}</body></html>")
 
 
-def write_files(out_dir: Path, report: BaseModel, markdown: str, html_text: str) -> list[Path]:
+def write_files(out_dir: Path, report: BaseModel | dict, markdown: str, html_text: str) -> list[Path]:
     """report.json (the validated model), report.md and report.html into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path, html_path = (out_dir / name for name in REPORT_FILES)
@@ -302,3 +303,18 @@ def write_files(out_dir: Path, report: BaseModel, markdown: str, html_text: str)
 def write_report(report: schema.Report, out_dir: Path, plots: list[Path]) -> list[Path]:
     """Write report.json, report.md and report.html into ``out_dir``; return their paths."""
     return write_files(out_dir, report, render_markdown(report, plots), render_html(report, plots))
+
+
+def write_table_report(out_dir: Path, title: str, payload: BaseModel | dict, tables: list[Table],
+                       lines: list[str], images: list[Path] = ()) -> list[Path]:
+    """A subcommand's report: ``payload`` as report.json, and report.md / report.html with
+    ``lines`` (a headline, then the run's "- key: value" lines), ``tables`` and ``images``."""
+    head = [line for line in lines if not line.startswith("- ")]
+    run = [line for line in lines if line.startswith("- ")]
+    markdown = "\n".join([f"# {title} report", "", *head, "", "## Run", "", *run, "",
+                          *(md_table(t) for t in tables), *(f"![{p.stem}]({p.name})\n" for p in images)])
+    esc = html.escape
+    body = ("".join(f"<p>{esc(line)}</p>" for line in head)
+            + "<h2>Run</h2><ul>" + "".join(f"<li>{esc(line.removeprefix('- '))}</li>" for line in run) + "</ul>"
+            + "".join(html_table(t) for t in tables) + "".join(_img(p) for p in images if p.exists()))
+    return write_files(out_dir, payload, markdown, html_page(f"{title} report", body))

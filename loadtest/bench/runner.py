@@ -10,8 +10,6 @@ so none is always the first after a level change.
 from __future__ import annotations
 
 import asyncio
-import os
-import platform
 import random
 import sys
 import time
@@ -22,7 +20,6 @@ from pathlib import Path
 import httpx
 import yaml
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from loadtest.bench import cpu, precision, promscrape
 from loadtest.bench.aggregate import CellStats, cell_stats, steady_window
@@ -33,6 +30,7 @@ from loadtest.bench.distributed import (
     round_load_cores,
     watch_load,
 )
+from loadtest.bench.kit import PhaseClock, progress_bar, round_plan
 from loadtest.bench.localmodel import local_detoxify
 from loadtest.bench.matrix import Matrix, load_matrix
 from loadtest.bench.options import BenchOptions, LevelPlan
@@ -247,13 +245,11 @@ class BenchRunner:
         plan = round_plan([s.name for s in scenarios], options.plans)
         samples: dict[tuple[str, int], list[list[Sample]]] = {}
         cpu_use: dict[tuple[str, int], list[dict[str, float | None]]] = {}
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn())
         generator = load_generator(options.load_layout, options.work_dir / "logs" / "locust.log",
                                    options.ready_timeout_s)
         names = [s.name for s in scenarios]
         keys = self.targets.keys()
-        with generator, Progress(*columns, console=self.console, transient=False) as progress:
+        with generator, progress_bar(self.console) as progress:
             watch_load(generator, sampler)
             task = progress.add_task("rounds", total=len(plan))
 
@@ -377,41 +373,3 @@ class BenchRunner:
                 concurrency=options.safety_concurrency, stream=options.safety_stream,
                 route=options.route, auth=self.targets.auth(),
             ))
-
-
-class PhaseClock:
-    """Wall time per phase of the run, for the report (where did the minutes go)."""
-
-    def __init__(self) -> None:
-        self.laps: dict[str, float] = {}
-        self._last = time.monotonic()
-
-    def lap(self, name: str) -> None:
-        now = time.monotonic()
-        self.laps[name] = round(now - self._last, 2)
-        self._last = now
-
-
-def round_plan(names: list[str],
-               levels: tuple[LevelPlan, ...]) -> list[tuple[int, LevelPlan, str]]:
-    """``(repeat, level, scenario)`` in run order: interleaved, rotating the start.
-
-    Repeat r runs every level that has an r-th repeat, each with every scenario once.
-    """
-    plan = []
-    for repeat in range(max((level.repeats for level in levels), default=0)):
-        shift = repeat % len(names)
-        order = names[shift:] + names[:shift]
-        for level in levels:
-            if repeat < level.repeats:
-                plan += [(repeat, level, name) for name in order]
-    return plan
-
-
-def machine_description() -> dict[str, object]:
-    return {
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "processor": platform.processor() or platform.machine(),
-    }

@@ -203,6 +203,24 @@ def paired_ratios(scenario: Sequence[float], baseline: Sequence[float]) -> list[
     return [s / b for s, b in zip(scenario, baseline, strict=True) if b > 0]
 
 
+def pooled_delta(rounds: Sequence[Sequence[float]], base_rounds: Sequence[Sequence[float]], q: float,
+                 method: str, rng: random.Random) -> Estimate | None:
+    """The tax the bench reports, for benches that keep raw values per round: the ``q``-th
+    percentile of every round pooled minus the baseline's, with the width of the interval
+    over the per-round paired deltas (round r of both ran back to back). None when either
+    side has no value; no interval under two paired rounds."""
+    mine = [v for r in rounds for v in r]
+    theirs = [v for r in base_rounds for v in r]
+    if not mine or not theirs:
+        return None
+    centre = percentile(mine, q) - percentile(theirs, q)
+    per_round = paired_deltas([percentile(r, q) if r else None for r in rounds],
+                              [percentile(r, q) if r else None for r in base_rounds])
+    if not per_round:
+        return Estimate(centre, None, None, 0)
+    return recentred(interval(per_round, method, rng), centre)
+
+
 def recentred(estimate: Estimate, centre: float) -> Estimate:
     """The same interval width around another point estimate.
 

@@ -45,3 +45,16 @@ def test_server_timing_without_an_upstream_answer():
     assert context().server_timing(now=10.001) == "total;dur=1.000"
     assert context(upstream_sent=10.2).server_timing(now=10.5) == "total;dur=500.000"
     assert context(upstream_last=10.2).server_timing(now=10.5) == "total;dur=500.000"
+
+
+def test_annotations_and_redactions_are_told_once_each_by_monitor_id():
+    from types import SimpleNamespace
+
+    ctx = RequestContext("r1", "chat", 0.0)
+    assert ctx.verdict_headers() == {} and ctx.verdict_fields() == {}
+    decisions = [SimpleNamespace(monitor_id=m, action=a) for m, a in
+                 (("pii", "redact"), ("topics", "annotate"), ("pii", "redact"), ("jb", "block"),
+                  ("tox", "pass"), ("secrets", "redact"), ("shadowed", "shadow"))]
+    ctx.note(SimpleNamespace(decisions=decisions))
+    assert ctx.verdict_headers() == {"x-taxgate-flags": "topics", "x-taxgate-redacted": "pii,secrets"}
+    assert ctx.verdict_fields() == {"taxgate_flags": ["topics"], "taxgate_redacted": ["pii", "secrets"]}

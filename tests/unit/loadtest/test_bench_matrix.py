@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from gateway.settings import Settings
+from loadtest.bench.kit import round_plan
 from loadtest.bench.matrix import DEFAULT_MATRIX, MatrixError, load_matrix, parse_matrix
 from loadtest.bench.options import LevelPlan
-from loadtest.bench.runner import round_plan
 from loadtest.bench.scenarios import RANDOM_WEIGHTS_NOTE, build_scenarios, gateway_config
 
 

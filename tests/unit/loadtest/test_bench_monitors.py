@@ -14,12 +14,12 @@ import pytest
 
 from gateway.cli import build_parser
 from loadtest.bench import monitorcli
+from loadtest.bench.kit import round_plan
 from loadtest.bench.monitorload import RoundResult, Variant, padded, run_round, split_encodable
 from loadtest.bench.monitorreport import MonitorReport
 from loadtest.bench.monitorrun import MonitorBenchOptions
 from loadtest.bench.monitorstats import headline, mean_batch, padding_share, variant_stats
 from loadtest.bench.options import LevelPlan
-from loadtest.bench.runner import round_plan
 from monitors.base import AsyncMonitor, Finding, Monitor
 from monitors.registry import MonitorRegistry
 

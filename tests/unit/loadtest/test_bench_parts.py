@@ -167,7 +167,7 @@ def test_local_model_cache_is_keyed_by_the_builder_and_reused(tmp_path):
 def test_library_info_logs_are_off_unless_verbose():
     import logging
 
-    from loadtest.bench.cli import quiet_logs
+    from loadtest.bench.kit import quiet_logs
 
     try:
         quiet_logs(verbose=False)

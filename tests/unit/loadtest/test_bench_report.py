@@ -11,12 +11,13 @@ from rich.console import Console
 
 from loadtest.bench import cpu
 from loadtest.bench.aggregate import cell_stats
+from loadtest.bench.kit import machine_description
 from loadtest.bench.matrix import load_matrix
 from loadtest.bench.options import BenchOptions
 from loadtest.bench.plots import PLOT_FILES, write_plots
 from loadtest.bench.promscrape import Timing
 from loadtest.bench.report import REPORT_FILES, build_report, write_report
-from loadtest.bench.runner import BenchResult, machine_description
+from loadtest.bench.runner import BenchResult
 from loadtest.bench.safety import SafetyResult
 from loadtest.bench.samples import Sample
 from loadtest.bench.scenarios import build_scenarios

@@ -1,6 +1,6 @@
 import pytest
 
-from loadtest.soak_outcomes import (
+from loadtest.bench.soak_outcomes import (
     CLIENT_LEFT_EARLY,
     OK,
     UNFINISHED,

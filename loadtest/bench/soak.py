@@ -1,4 +1,4 @@
-"""``taxgate soak``: minutes of mixed load with injected upstream faults; does the gateway hold?
+"""``taxgate bench soak``: minutes of mixed load with injected upstream faults; does the gateway hold?
 
 On loopback: the simulator (``--fault-*`` answers fail on purpose), one gateway per
 relay (``raw``: no monitors, the bytes-through path; ``monitored``: pii redaction on
@@ -7,34 +7,34 @@ requests, a share of which leave early. At the end: every answer by outcome (eac
 must be defined: see ``soak_outcomes``), in-flight requests left on each gateway
 (its ``taxgate_in_flight_requests``, must be 0), requests counted against requests
 sent (a client that leaves within milliseconds may not have been read: those may be
-missing), the gateway's RSS growth after the warm-up, upstream and monitor error counts.
-Exit status 1 when anything failed; ``soak.json`` in ``--out`` keeps the numbers.
+missing), the gateway's RSS growth after the warm-up, upstream and monitor error counts, and the
+latency of the answers (percentiles as ``taxgate bench`` takes them). Exit status 1 when
+anything failed; report.json, report.md and report.html in ``--out`` keep the numbers.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import logging
 import random
 import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import yaml
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.progress import Progress
 
+from loadtest.bench import kit
 from loadtest.bench.procs import ManagedProcess, ProcessGroup
-from loadtest.harness import free_port
-from loadtest.soak_outcomes import (
+from loadtest.bench.soak_outcomes import (
     CLIENT_LEFT,
     CLIENT_LEFT_EARLY,
+    OK,
     UNDEFINED,
     GatewayResult,
     classify_stream,
@@ -44,7 +44,11 @@ from loadtest.soak_outcomes import (
     stream_finished,
     verdict,
 )
+from loadtest.bench.stats import summarize
+from loadtest.bench.tables import Table
+from loadtest.harness import free_port
 
+TITLE = "taxgate bench soak"
 LOOPBACK = "127.0.0.1"
 MODEL = "sim-soak"
 BLOCKED_WORD = "forbidden-topic"
@@ -87,7 +91,8 @@ class SoakOptions:
     sim_profile: str = "llama-8b-h100"
     gateways: tuple[str, ...] = ("raw", "monitored")
     max_rss_growth_mb: float = 50.0
-    out: Path = Path("soak-results")
+    out: Path = Path("taxgate-soak")
+    ready_timeout_s: float = 120.0
 
 
 DEFAULTS = SoakOptions()
@@ -100,9 +105,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=float, default=d.warmup_s, metavar="S",
                         help="seconds after which the gateways' RSS is taken as the start of "
                              f"the growth measured (default {d.warmup_s:g})")
-    parser.add_argument("--users", type=int, default=d.users,
+    parser.add_argument("--concurrency", type=kit.levels, default=(d.users,), metavar="N",
                         help="concurrent clients, split over the gateways; each sends its "
-                             f"next request when the last ended (default {d.users})")
+                             f"next request when the last ended (default {d.users}; one level)")
     parser.add_argument("--seed", type=int, default=d.seed,
                         help=f"seed for the request mix and the simulator (default {d.seed})")
     parser.add_argument("--stream-share", type=float, default=d.stream_share, metavar="SHARE",
@@ -120,7 +125,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                                  f"{getattr(d, f'fault_{kind}'):g})")
     parser.add_argument("--max-tokens", type=int, default=d.max_tokens, metavar="N",
                         help=f"longest answer asked for (default {d.max_tokens})")
-    parser.add_argument("--sim-profile", default=d.sim_profile, metavar="NAME",
+    parser.add_argument("--profile", dest="sim_profile", default=d.sim_profile, metavar="NAME",
                         help=f"simulator latency profile (default {d.sim_profile})")
     parser.add_argument("--gateways", default=",".join(d.gateways), metavar="LIST",
                         help="which gateways to soak, comma-separated: raw (no monitors), "
@@ -128,9 +133,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-rss-growth-mb", type=float, default=d.max_rss_growth_mb,
                         metavar="MB", help="RSS growth after the warm-up that fails the soak "
                                            f"(default {d.max_rss_growth_mb:g})")
-    parser.add_argument("--out", type=Path, default=d.out, metavar="DIR",
-                        help=f"folder for soak.json, configs and server logs (default "
-                             f"./{d.out})")
+    kit.add_output_options(parser, out=str(d.out))
 
 
 def options_from_args(args: argparse.Namespace) -> SoakOptions:
@@ -139,8 +142,11 @@ def options_from_args(args: argparse.Namespace) -> SoakOptions:
     if unknown or not gateways:
         raise ValueError(f"unknown gateway(s) {', '.join(unknown) or '(none)'}; "
                          f"known: {', '.join(GATEWAYS)}")
-    if args.users < len(gateways):
-        raise ValueError(f"--users {args.users} is fewer than the {len(gateways)} gateways")
+    if len(args.concurrency) != 1:
+        raise ValueError("--concurrency takes one level for a soak, e.g. 16")
+    users = args.concurrency[0]
+    if users < len(gateways):
+        raise ValueError(f"--concurrency {users} is fewer than the {len(gateways)} gateways")
     for name in ("stream_share", "disconnect", "fault_reset", "fault_stall", "fault_garbage"):
         if not 0 <= getattr(args, name) <= 1:
             raise ValueError(f"--{name.replace('_', '-')} must be between 0 and 1")
@@ -148,12 +154,13 @@ def options_from_args(args: argparse.Namespace) -> SoakOptions:
         raise ValueError(f"--duration {args.duration:g} must be longer than --warmup "
                          f"{args.warmup:g}")
     return SoakOptions(
-        duration_s=args.duration, warmup_s=args.warmup, users=args.users, seed=args.seed,
+        duration_s=args.duration, warmup_s=args.warmup, users=users, seed=args.seed,
         stream_share=args.stream_share, disconnect_share=args.disconnect,
         fault_reset=args.fault_reset, fault_stall=args.fault_stall,
         fault_garbage=args.fault_garbage, max_tokens=args.max_tokens,
         sim_profile=args.sim_profile, gateways=gateways,
-        max_rss_growth_mb=args.max_rss_growth_mb, out=args.out.resolve())
+        max_rss_growth_mb=args.max_rss_growth_mb, out=args.out.resolve(),
+        ready_timeout_s=args.ready_timeout)
 
 
 # -- the load ---------------------------------------------------------------------------
@@ -189,9 +196,13 @@ async def one_request(client: httpx.AsyncClient, url: str, rng: random.Random,
 
 
 async def user(client: httpx.AsyncClient, url: str, rng: random.Random, options: SoakOptions,
-               deadline: float, tally: Counter[str]) -> None:
+               deadline: float, tally: Counter[str], latencies: list[float]) -> None:
     while time.monotonic() < deadline:
-        tally[await one_request(client, url, rng, options)] += 1
+        sent = time.perf_counter()
+        outcome = await one_request(client, url, rng, options)
+        tally[outcome] += 1
+        if outcome == OK:  # a whole answer; a client that left or a fault is no latency
+            latencies.append(time.perf_counter() - sent)
 
 
 def read_rss(pid: int) -> int:
@@ -216,8 +227,9 @@ class RssWatch:
 
 
 async def drive(urls: dict[str, str], pids: dict[str, int], options: SoakOptions,
-                progress: Progress) -> tuple[dict[str, Counter[str]], dict[str, RssWatch]]:
+                progress: Progress) -> tuple[dict[str, Counter[str]], dict[str, RssWatch], dict[str, list[float]]]:
     tallies = {name: Counter[str]() for name in urls}
+    latencies: dict[str, list[float]] = {name: [] for name in urls}
     watches = {name: RssWatch(pid) for name, pid in pids.items()}
     started = time.monotonic()
     deadline = started + options.duration_s
@@ -228,7 +240,7 @@ async def drive(urls: dict[str, str], pids: dict[str, int], options: SoakOptions
         names = list(urls)
         users = [asyncio.create_task(user(
             client, urls[names[i % len(names)]], random.Random(f"{options.seed}:user{i}"),
-            options, deadline, tallies[names[i % len(names)]]))
+            options, deadline, tallies[names[i % len(names)]], latencies[names[i % len(names)]]))
             for i in range(options.users)]
         task = progress.add_task("soak", total=options.duration_s)
         while not all(u.done() for u in users):
@@ -243,7 +255,7 @@ async def drive(urls: dict[str, str], pids: dict[str, int], options: SoakOptions
                             description=f"{phase}: {sent} requests, {bad} undefined")
             await asyncio.wait(users, timeout=RSS_EVERY_S)
         await asyncio.gather(*users)  # a bug in the driver must not pass as a result
-    return tallies, watches
+    return tallies, watches, latencies
 
 
 async def settle(client: httpx.AsyncClient, url: str, timeout_s: float = 10.0):
@@ -298,16 +310,16 @@ def start_servers(options: SoakOptions, group: ProcessGroup) -> tuple[str, dict[
     return upstream, urls
 
 
-async def soak(options: SoakOptions, console: Console) -> tuple[list[GatewayResult], dict]:
+async def soak(options: SoakOptions, console: Console
+               ) -> tuple[list[GatewayResult], dict, dict[str, list[float]]]:
     with ProcessGroup() as group:
         upstream, urls = start_servers(options, group)
         with console.status(f"starting the simulator and {len(urls)} gateway(s)..."):
             group.start_all()
-            await asyncio.to_thread(group.wait_ready, 120.0)
+            await asyncio.to_thread(group.wait_ready, options.ready_timeout_s)
         pids = {name: group.processes[i + 1].proc.pid for i, name in enumerate(urls)}
-        columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=console, transient=False) as progress:
-            tallies, watches = await drive(urls, pids, options, progress)
+        with kit.progress_bar(console, counted=False) as progress:
+            tallies, watches, latencies = await drive(urls, pids, options, progress)
         group.check_alive()
         async with httpx.AsyncClient(timeout=10.0, trust_env=False) as client:
             results = []
@@ -318,34 +330,36 @@ async def soak(options: SoakOptions, console: Console) -> tuple[list[GatewayResu
                 results.append(GatewayResult(name, dict(tallies[name]), counters,
                                              watch.start, watch.end, watch.peak))
             faults = injected_faults((await client.get(upstream + "/metrics")).text)
-    return results, faults
+    return results, faults, latencies
 
 
-def print_report(results: list[GatewayResult], faults: dict, options: SoakOptions,
-                 console: Console) -> list[str]:
-    failures: list[str] = []
-    for result in results:
-        table = Table(title=f"gateway {result.name}: {result.sent} requests",
-                      title_justify="left")
-        table.add_column("outcome")
-        table.add_column("requests", justify="right")
-        for outcome, count in sorted(result.outcomes.items(), key=lambda item: -item[1]):
-            style = "red" if outcome.startswith(UNDEFINED) else None
-            table.add_row(outcome, str(count), style=style)
-        console.print(table)
-        mb = 2**20
-        c = result.counters
-        console.print(
-            f"  in flight at the end: {c.in_flight:g}   counted by the gateway: "
-            f"{c.requests_total:g}   RSS: {result.rss_start / mb:.1f} -> "
-            f"{result.rss_end / mb:.1f} MB (growth {result.rss_growth / mb:+.1f}, peak "
-            f"{result.rss_peak / mb:.1f})")
-        console.print(f"  upstream errors: {_counts(c.upstream_errors)}   monitor errors: "
-                      f"{_counts(c.monitor_errors)}   client disconnects: "
-                      f"{c.client_disconnects:g}")
-        failures += verdict(result, options.max_rss_growth_mb)
-    console.print(f"injected upstream faults: {_counts(faults)}")
-    return failures
+def outcome_table(result: GatewayResult) -> Table:
+    rows = [(outcome, str(count)) for outcome, count in sorted(result.outcomes.items(), key=lambda item: -item[1])]
+    return Table(f"gateway {result.name}: {result.sent} requests", ("outcome", "requests"), rows,
+                 "Each answer must be defined: a completion, an OpenAI-shaped error, or a stream ending in "
+                 "[DONE] or one error event.")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.1f}"
+
+
+def held_table(results: list[GatewayResult], latencies: dict[str, list[float]]) -> Table:
+    mb = 2**20
+    rows = []
+    for r in results:
+        c = r.counters
+        p = summarize(latencies.get(r.name, []))
+        rows.append((r.name, str(r.sent), str(r.undefined), f"{c.in_flight:g}", f"{c.requests_total:g}",
+                     f"{r.rss_start / mb:.1f} -> {r.rss_end / mb:.1f} ({r.rss_growth / mb:+.1f}, peak "
+                     f"{r.rss_peak / mb:.1f})", *(_ms(p and p.get(q)) for q in ("p50", "p95", "p99")),
+                     _counts(c.upstream_errors), _counts(c.monitor_errors), f"{c.client_disconnects:g}"))
+    return Table("Did each gateway hold?",
+                 ("gateway", "requests", "undefined", "in flight at the end", "counted by the gateway",
+                  "RSS MB after warm-up -> end", "E2E p50 ms", "E2E p95 ms", "E2E p99 ms", "upstream errors",
+                  "monitor errors", "client disconnects"), rows,
+                 "E2E: whole answers (outcome ok) only, every request of the run pooled, percentiles as "
+                 "`taxgate bench` takes them.")
 
 
 def _counts(counter) -> str:
@@ -353,39 +367,55 @@ def _counts(counter) -> str:
     return ", ".join(items) or "none"
 
 
-def run(args: argparse.Namespace) -> int:
-    console = Console()
-    try:
-        options = options_from_args(args)
-    except ValueError as exc:
-        print(f"taxgate soak: {exc}", file=sys.stderr)
-        return 2
-    # One INFO line per request from httpx would bury the progress bar.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+def report_payload(results: list[GatewayResult], faults: dict, latencies: dict[str, list[float]],
+                   options: SoakOptions, wall_s: float, failures: list[str]) -> dict:
+    def gateway(r: GatewayResult) -> dict:
+        p = summarize(latencies.get(r.name, []))
+        return {"name": r.name, "requests": r.sent, "outcomes": r.outcomes,
+                "undefined": r.undefined, "in_flight_end": r.counters.in_flight,
+                "requests_counted": r.counters.requests_total,
+                "status_counted": dict(r.counters.requests),
+                "upstream_errors": dict(r.counters.upstream_errors),
+                "monitor_errors": dict(r.counters.monitor_errors),
+                "client_disconnects": r.counters.client_disconnects,
+                "rss_start_mb": round(r.rss_start / 2**20, 1),
+                "rss_end_mb": round(r.rss_end / 2**20, 1),
+                "rss_peak_mb": round(r.rss_peak / 2**20, 1),
+                "rss_growth_mb": round(r.rss_growth / 2**20, 1),
+                "e2e_ms": None if p is None else {k: v * 1000 for k, v in p.as_dict().items()}}
+
+    return {"options": {**asdict(options), "out": str(options.out)}, "command": kit.command_line(),
+            "wall_s": round(wall_s, 1), "injected_faults": faults,
+            "gateways": [gateway(r) for r in results], "failures": failures}
+
+
+def _run(args: argparse.Namespace, console: Console) -> int:
+    options = options_from_args(args)
+    kit.quiet_logs(args.verbose)
     options.out.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    results, faults = asyncio.run(soak(options, console))
-    failures = print_report(results, faults, options, console)
-    report = {
-        "options": {**asdict(options), "out": str(options.out)},
-        "wall_s": round(time.time() - started, 1),
-        "injected_faults": faults,
-        "gateways": [{"name": r.name, "requests": r.sent, "outcomes": r.outcomes,
-                      "undefined": r.undefined, "in_flight_end": r.counters.in_flight,
-                      "requests_counted": r.counters.requests_total,
-                      "status_counted": dict(r.counters.requests),
-                      "upstream_errors": dict(r.counters.upstream_errors),
-                      "monitor_errors": dict(r.counters.monitor_errors),
-                      "client_disconnects": r.counters.client_disconnects,
-                      "rss_start_mb": round(r.rss_start / 2**20, 1),
-                      "rss_end_mb": round(r.rss_end / 2**20, 1),
-                      "rss_peak_mb": round(r.rss_peak / 2**20, 1),
-                      "rss_growth_mb": round(r.rss_growth / 2**20, 1)} for r in results],
-        "failures": failures,
-    }
-    (options.out / "soak.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    results, faults, latencies = asyncio.run(soak(options, console))
+    failures = [f for result in results for f in verdict(result, options.max_rss_growth_mb)]
+    tables = [held_table(results, latencies), *(outcome_table(r) for r in results)]
+    payload = report_payload(results, faults, latencies, options, time.time() - started, failures)
+    out = kit.summary_console()
+    for table in tables:
+        kit.print_table(out, table)
+    out.print(f"injected upstream faults: {_counts(faults)}")
+    from loadtest.bench.report import write_table_report
+
+    meta = {"date": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
+            "command": payload["command"], "wall_s": payload["wall_s"]}
+    head = [f"{'FAILED' if failures else 'held'}; injected upstream faults: {_counts(faults)}",
+            *(f"FAIL {failure}" for failure in failures)]
+    write_table_report(options.out, TITLE, payload, tables, [*head, *kit.meta_lines(meta)])
     for failure in failures:
-        console.print(f"[red]FAIL[/] {failure}")
-    console.print(f"{'FAILED' if failures else 'held'}: {options.out / 'soak.json'} "
-                  f"(server logs in {options.out / 'logs'})")
+        out.print(f"[red]FAIL[/] {failure}")
+    out.print(f"{'FAILED' if failures else 'held'}: {options.out / 'report.html'} (also report.md, "
+              f"report.json; server logs in {options.out / 'logs'})")
     return 1 if failures else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console(stderr=True)
+    return kit.guarded(TITLE, console, lambda: _run(args, console))
