@@ -14,11 +14,12 @@ from starlette.routing import Route
 from loadtest.bench import cpu
 from loadtest.bench.aggregate import cell_stats
 from loadtest.bench.headline import headline_rows
+from loadtest.bench.kit import machine_description
 from loadtest.bench.matrix import load_matrix
 from loadtest.bench.options import BenchOptions
 from loadtest.bench.precision import comparisons, extra_repeat
 from loadtest.bench.report import build_report, render_markdown
-from loadtest.bench.runner import BenchResult, machine_description
+from loadtest.bench.runner import BenchResult
 from loadtest.bench.samples import Sample
 from loadtest.bench.scenarios import build_scenarios
 from loadtest.bench.targets import (
