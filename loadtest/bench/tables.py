@@ -144,9 +144,9 @@ def headline_table(report: Report) -> Table:
         rows,
         f"At {level} concurrent user{'' if level == 1 else 's'} ({why}). Taxes in ms with a 95% interval (±) over "
         "paired repeats; the bare gateway against the upstream, each monitor set against "
-        "the bare gateway. CPU: the gateway processes' CPU seconds per 1,000 output tokens, "
-        "and over the baseline's. Caught: harmful dataset items blocked, redacted or "
-        "flagged; false block: benign items refused.",
+        "the bare gateway, each --target endpoint against the upstream. CPU: the gateway "
+        "processes' CPU seconds per 1,000 output tokens, and over the baseline's. Caught: "
+        "harmful dataset items blocked, redacted or flagged; false block: benign items refused.",
     )
 
 
