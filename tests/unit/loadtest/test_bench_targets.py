@@ -17,6 +17,7 @@ from loadtest.bench.headline import headline_rows
 from loadtest.bench.kit import machine_description
 from loadtest.bench.matrix import load_matrix
 from loadtest.bench.options import BenchOptions
+from loadtest.bench.plots import PLOT_FILES, write_plots
 from loadtest.bench.precision import comparisons, extra_repeat
 from loadtest.bench.report import build_report, render_markdown
 from loadtest.bench.runner import BenchResult
@@ -131,6 +132,8 @@ def test_the_report_shows_the_target_against_direct_in_the_headline(tmp_path):
     assert report.meta.missing == ["--target gone is unreachable at http://127.0.0.1:9"]
     # Two workers at 0.6 cores each: 1.4 in all, but no process is near its core.
     assert "client-bound" not in report.scenarios[0].flags
+    plots = write_plots(report, tmp_path / "plots")  # the target in every plot, no CPU bar
+    assert [p.name for p in plots] == list(PLOT_FILES)
     markdown = render_markdown(report, [])
     assert "## Targets (endpoints the bench did not start)" in markdown
     assert "monitor_skipped{monitor=pii,stage=output,reason=late} +3" in markdown
