@@ -288,3 +288,19 @@ def test_bench_leaves_its_report_in_a_volume():
     assert find(docs, "PersistentVolumeClaim", claims[mount["name"]])
     out = _args(docs, "taxgate-bench")["out"]
     assert out.startswith(mount["mountPath"] + "/")
+
+
+def test_only_the_bench_workers_reach_its_master_port():
+    docs = render("bench")
+    (policy,) = find(docs, "NetworkPolicy", "taxgate-bench-master")
+    (job,) = find(docs, "Job", "taxgate-bench")
+    (workers,) = find(docs, "Job", "taxgate-bench-worker")
+    master_labels = job["spec"]["template"]["metadata"]["labels"]
+    worker_labels = workers["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= master_labels.items()
+    (rule,) = policy["spec"]["ingress"]
+    (source,) = rule["from"]
+    assert source["podSelector"]["matchLabels"].items() <= worker_labels.items()
+    assert not source["podSelector"]["matchLabels"].items() <= master_labels.items()
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert [p["port"] for p in rule["ports"]] == [p["name"] for p in container["ports"]]
