@@ -241,28 +241,36 @@ def _cell(rounds: list[Round], traffic: str, setting: str, clients: int) -> list
 def _tax(est: Estimate | None) -> str:
     if est is None:
         return "-"
-    text = f"{est.value * 1000:+.1f}"
+    text = f"{est.value:+.1f}"
     if est.low is not None and est.high is not None:
-        text += f" ({est.low * 1000:+.1f}..{est.high * 1000:+.1f})"
+        text += f" ({est.low:+.1f}..{est.high:+.1f})"
     return text
 
 
-def row_fields(mine: list[Round], base: list[Round], q_tax: tuple[float, ...], method: str,
-               rng: random.Random) -> dict:
+def _ms(fields: dict, name: str) -> str:
+    value = fields.get(f"{name}_ms")
+    return "-" if value is None else f"{value:.1f}"
+
+
+def row_fields(mine: list[Round]) -> dict:
+    """One setting's rounds as report.json's row: rates over the rounds' time, latency
+    percentiles over every repeat pooled (ms)."""
     elapsed = sum(r.elapsed_s for r in mine)
     latencies = [v for r in mine for v in r.latencies_s]
     pct = summarize(latencies)
-    fields = {
+    return {
         "traffic": mine[0].traffic, "audit": mine[0].setting, "clients": mine[0].clients, "rounds": len(mine),
         "requests": len(latencies), "requests_per_s": len(latencies) / elapsed if elapsed else 0.0,
         "events_per_s": sum(r.events for r in mine) / elapsed if elapsed else 0.0,
         **{f"{k}_ms": v * 1000 for k, v in (pct.as_dict() if pct else {}).items()},
         "errors": sum(r.errors for r in mine), "dropped": mine[-1].dropped,
     }
-    for q in q_tax:
-        est = pooled_delta([r.latencies_s for r in mine], [r.latencies_s for r in base], q, method, rng)
-        fields[f"tax_p{q:g}"] = est
-    return fields
+
+
+def tax_ms(mine: list[Round], base: list[Round], q: float, method: str, rng: random.Random) -> Estimate | None:
+    """The latency tax over the audit-off gateway (ms), with its interval over paired repeats."""
+    est = pooled_delta([r.latencies_s for r in mine], [r.latencies_s for r in base], q, method, rng)
+    return None if est is None else est.scaled(1000.0)
 
 
 def gateway_table(rounds: list[Round], settings: dict[str, dict], args) -> tuple[Table, list[dict]]:
@@ -272,25 +280,19 @@ def gateway_table(rounds: list[Round], settings: dict[str, dict], args) -> tuple
         for traffic in TRAFFIC:
             base = _cell(rounds, traffic, OFF, clients)
             for label in settings:
-                f = row_fields(_cell(rounds, traffic, label, clients), base, (50, 99), args.ci_method, rng)
-                taxes = [f.pop("tax_p50"), f.pop("tax_p99")]
-                raw.append({**f, "tax_p50_ms": taxes[0] and _scaled(taxes[0]),
-                            "tax_p99_ms": taxes[1] and _scaled(taxes[1])})
+                mine = _cell(rounds, traffic, label, clients)
+                f = row_fields(mine)
+                taxes = [tax_ms(mine, base, q, args.ci_method, rng) if label != OFF else None for q in (50, 99)]
+                raw.append({**f, "tax_p50_ms": taxes[0] and taxes[0].as_dict(),
+                            "tax_p99_ms": taxes[1] and taxes[1].as_dict()})
                 rows.append((traffic, label, str(clients), f"{f['requests_per_s']:,.0f}",
-                             f"{f['events_per_s']:,.0f}", f"{f.get('p50_ms', float('nan')):.1f}",
-                             f"{f.get('p99_ms', float('nan')):.1f}",
-                             *(_tax(t) if label != OFF else "-" for t in taxes), str(f["errors"]),
-                             f"{f['dropped']:.0f}"))
+                             f"{f['events_per_s']:,.0f}", _ms(f, "p50"), _ms(f, "p99"),
+                             *(_tax(t) for t in taxes), str(f["errors"]), f"{f['dropped']:.0f}"))
     return Table(f"Through gateways, {args.repeats} interleaved repeats of {args.duration:g} s",
                  ("traffic", "audit", "clients", "req/s", "events/s", "p50 ms", "p99 ms", "tax p50 ms",
                   "tax p99 ms", "errors", "dropped"), rows,
                  "Latency over every repeat pooled (linear interpolation, as `taxgate bench`); tax: minus the "
                  "gateway with the audit log off, 95% interval over paired repeats in brackets."), raw
-
-
-def _scaled(est: Estimate) -> dict:
-    return Estimate(est.value * 1000, None if est.low is None else est.low * 1000,
-                    None if est.high is None else est.high * 1000, est.n).as_dict()
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:

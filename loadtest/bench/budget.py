@@ -133,11 +133,7 @@ class Cell:
 
     def tax_ms(self, base: Cell, q: float, method: str, rng: random.Random) -> Estimate | None:
         est = pooled_delta([r.ttft_s for r in self.rounds], [r.ttft_s for r in base.rounds], q, method, rng)
-        if est is None:
-            return None
-        scale = 1000.0
-        return Estimate(est.value * scale, None if est.low is None else est.low * scale,
-                        None if est.high is None else est.high * scale, est.n)
+        return None if est is None else est.scaled(1000.0)
 
 
 # -- flags --------------------------------------------------------------------------

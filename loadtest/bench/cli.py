@@ -62,7 +62,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     what = parser.add_argument_group("what to measure")
     what.add_argument("--upstream", metavar="URL",
                       help="a running OpenAI-compatible server (e.g. vLLM at "
-                           "http://127.0.0.1:8000) instead of the built-in simulator")
+                           "http://127.0.0.1:8000) instead of the built-in simulator, for the "
+                           "load rounds; the safety pass still runs in front of an echo "
+                           "simulator (it measures the monitor sets, not the model)")
     what.add_argument("--route", choices=ROUTES, default=CHAT,
                       help="the API every request goes over, in the rounds, the warm-up and "
                            "the safety pass: chat (default: streamed /v1/chat/completions) or "

@@ -2,8 +2,11 @@
 
 Pure, over the validated report parts. The level is the highest concurrency that no
 scenario marked client-, upstream- or machine-bound: above it the tax is partly the
-load generator's or the machine's, not the gateway's. If every level is bounded, the
-lowest is used (and its flags are shown on every line).
+load generator's or the machine's, not the gateway's. ``gateway-bound`` does not bar a
+level (a gateway that fills its core is the gateway's cost, part of the tax), so a set can
+be gateway-bound at the headline level: each line names every level at which its scenario
+or baseline carries a flag, and the caption says it. If every level is bounded, the lowest
+is used (and its flags are shown on every line).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ def headline_rows(tax: Sequence[schema.TaxRow], safety: Sequence[schema.SafetyRo
         return []
     by_safety = {s.scenario: s for s in safety}
     cpu = {s.name: s.gateway_cpu_s_per_1k_tokens for s in scenarios if s.concurrency == level}
+    flagged = flagged_levels(scenarios)
     rows = []
     for t in tax:
         if t.concurrency != level:
@@ -57,8 +61,28 @@ def headline_rows(tax: Sequence[schema.TaxRow], safety: Sequence[schema.SafetyRo
             gateway_cpu_s_per_1k_tokens=cpu.get(t.scenario),
             cpu_s_per_1k_tokens=t.cpu_s_per_1k_tokens,
             harmful_catch_rate=s.harmful_catch_rate if s else None,
+            false_positive_rate=s.false_positive_rate if s else None,
             false_block_rate=s.false_block_rate if s else None,
             false_alter_rate=s.false_alter_rate if s else None,
+            false_flag_rate=s.false_flag_rate if s else None,
             flags=t.flags,
+            flagged_levels=_merged(flagged.get(t.scenario, {}), flagged.get(t.baseline, {})),
         ))
     return rows
+
+
+def flagged_levels(scenarios: Sequence[schema.ScenarioRow]) -> dict[str, dict[str, list[str]]]:
+    """Per scenario, the levels (as "users" strings) at which it carries a flag, and those flags."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for row in sorted(scenarios, key=lambda r: r.concurrency):
+        if row.flags:
+            out.setdefault(row.name, {})[str(row.concurrency)] = sorted(row.flags)
+    return out
+
+
+def _merged(*parts: dict[str, list[str]]) -> dict[str, list[str]]:
+    merged: dict[str, list[str]] = {}
+    for part in parts:
+        for level, flags in part.items():
+            merged[level] = sorted(set(merged.get(level, [])) | set(flags))
+    return dict(sorted(merged.items(), key=lambda kv: int(kv[0])))

@@ -167,11 +167,12 @@ def plot_safety_vs_tax(report: Report, path: Path) -> Path:
         x, y = d.value, safety.harmful_catch_rate * 100
         xerr = None if d.ci_low is None else [[x - d.ci_low], [d.ci_high - x]]
         ax.errorbar([x], [y], xerr=xerr, fmt="o", markersize=8, capsize=3)
-        false_rate = (safety.false_block_rate or 0) + (safety.false_alter_rate or 0)
+        false_rate = safety.false_positive_rate
         caveat = " (random weights)" if any("random weights" in n for n in safety.notes) else ""
         cost = cpu.get(safety.scenario)
         cost_text = "" if cost is None else f", {cost:.2f} CPU-s/1k tok"
-        ax.annotate(f"{safety.scenario}{caveat}\nfalse block/alter {false_rate * 100:.1f}%"
+        false_text = "n/a" if false_rate is None else f"{false_rate * 100:.1f}%"
+        ax.annotate(f"{safety.scenario}{caveat}\nfalse positive (any action) {false_text}"
                     f"{cost_text}", (x, y), textcoords="offset points",
                     xytext=(6, -16 if y > 90 else 4), fontsize=8)
     summary = next((lv for lv in report.levels if lv.concurrency == level), None)

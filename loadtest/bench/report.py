@@ -30,7 +30,7 @@ from loadtest.bench.cpu import (
 from loadtest.bench.headline import headline_level, headline_rows, level_summaries
 from loadtest.bench.plots import PARETO_PLOT
 from loadtest.bench.routes import PATHS as ROUTE_PATHS
-from loadtest.bench.safety import SafetyResult
+from loadtest.bench.safety import Rates, SafetyResult
 from loadtest.bench.stats import Estimate, Percentiles
 from loadtest.bench.tables import Table, all_tables
 from loadtest.bench.targets import target_rows
@@ -81,18 +81,31 @@ def _examples(cell) -> list[str]:
     return list(dict.fromkeys(e for r in cell.rounds for e in r.error_examples))[:3]
 
 
+def _rates(rates: Rates) -> dict:
+    """The fields of ``schema.SafetyRates`` from one table of verdict counts."""
+    harmful, false_positive = rates.harmful_interval(), rates.benign_interval()
+    return dict(
+        n=rates.n,
+        errors=rates.errors,
+        catch_rate=rates.catch_rates(),
+        harmful_catch_rate=rates.harmful_catch_rate(),
+        harmful_ci95=list(harmful) if harmful else None,
+        false_positive_rate=rates.false_positive_rate(),
+        false_positive_ci95=list(false_positive) if false_positive else None,
+        false_block_rate=rates.benign_share(("blocked",)),
+        false_alter_rate=rates.benign_share(("altered",)),
+        false_flag_rate=rates.benign_share(("flagged",)),
+        ci95={label: list(interval) for label, interval in rates.intervals().items()},
+        counts={label: dict(counts) for label, counts in sorted(rates.counts.items())},
+    )
+
+
 def _safety_row(result: SafetyResult, notes: list[str]) -> schema.SafetyRow:
     return schema.SafetyRow(
         scenario=result.scenario,
-        n=result.n,
-        errors=result.errors,
-        catch_rate=result.catch_rates(),
-        harmful_catch_rate=result.harmful_catch_rate(),
-        false_block_rate=result.benign_share(("blocked",)),
-        false_alter_rate=result.benign_share(("altered",)),
-        false_flag_rate=result.benign_share(("flagged",)),
-        ci95={label: list(interval) for label, interval in result.intervals().items()},
-        counts={label: dict(counts) for label, counts in sorted(result.counts.items())},
+        **_rates(result.rates),
+        sources=[schema.SafetySourceRow(source=source, **_rates(rates))
+                 for source, rates in result.source_rates().items()],
         error_examples=result.error_examples,
         elapsed_s=result.elapsed_s,
         notes=[*notes, *result.notes],
@@ -154,7 +167,10 @@ def build_report(result: BenchResult, machine: dict) -> schema.Report:
     notes.append("load rounds send only items labelled "
                  f"{options.load_labels!r}, so every scenario carries the same traffic")
     if options.safety:
-        notes.append(f"safety pass: every dataset item once per monitor set, "
+        notes.append(f"safety pass: every dataset item once per monitor set, through gateways in front of "
+                     f"the built-in simulator in echo mode{' (not --upstream)' if options.upstream else ''}: the "
+                     f"answer repeats the prompt, so input and output monitors see the labelled text and the "
+                     f"rates measure the monitor sets, not a model; "
                      f"{'streamed' if options.safety_stream else 'not streamed'}, "
                      f"max_tokens {options.safety_max_tokens}")
     meta = schema.Meta(

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-import yaml
 from rich.console import Console
 
-from loadtest.bench import cpu, precision, promscrape
+from loadtest.bench import cpu, echo, precision, promscrape
 from loadtest.bench.aggregate import CellStats, cell_stats, steady_window
 from loadtest.bench.distributed import (
     LoadLost,
@@ -44,14 +42,13 @@ from loadtest.bench.safety import (
     stratified_sample,
 )
 from loadtest.bench.samples import Sample
-from loadtest.bench.scenarios import Scenario, gateway_config
+from loadtest.bench.scenarios import Scenario
 from loadtest.bench.targets import TargetReport, TargetRun, run_scenarios, target_timings
 from loadtest.bench.tax import DIRECT
 from loadtest.bench.traffic import warm_up
 from loadtest.datasets import load_dataset
 from loadtest.harness import Server, discover_model, free_port, wait_ready
 
-LOOPBACK = "127.0.0.1"
 SIM_MODEL = "sim-llama-8b"
 RANDOM_WEIGHTS_SAMPLE = 25  # items per label through a random-weight model's set
 
@@ -125,7 +122,7 @@ class BenchRunner:
             timings.update(target_timings(self.targets))
             phases.lap("rounds")
             notes += self._extension_notes()
-            safety = self._safety(scenarios, urls, model) if options.safety else {}
+            safety = self._safety_pass(scenarios, matrix, urls, model, detoxify_files) if options.safety else {}
             phases.lap("safety pass")
         if not options.safety:
             notes.append("safety pass skipped (--no-safety)")
@@ -183,36 +180,19 @@ class BenchRunner:
         if options.upstream:
             upstream = options.upstream.rstrip("/").removesuffix("/v1")
         else:
-            port = free_port(taken=taken)
-            upstream = f"http://{LOOPBACK}:{port}"
-            self._servers[cpu.UPSTREAM] = group.add(ManagedProcess(
-                "simulator",
-                [sys.executable, "-m", "loadtest.sim", "--host", LOOPBACK, "--port", str(port),
-                 "--profile", options.sim_profile, "--output-mode", "echo",
-                 "--seed", str(options.seed), "--model", options.model or SIM_MODEL,
-                 "--log-level", "warning"],
-                work / "logs" / "simulator.log", upstream + "/health", upstream,
-            ))
+            self._servers[cpu.UPSTREAM] = sim = group.add(echo.simulator(
+                free_port(taken=taken), profile=options.sim_profile, model=options.model or SIM_MODEL,
+                seed=options.seed, log=work / "logs" / "simulator.log"))
+            upstream = sim.base_url
         urls = {DIRECT: upstream}
         for scenario in scenarios:
             if not scenario.has_gateway:
                 continue
-            port = free_port(taken=taken)
-            config = gateway_config(
-                scenario, matrix, upstream=upstream, host=LOOPBACK, port=port, work_dir=work,
-                detoxify_files=detoxify_files.get(scenario.local_detoxify or ""),
-            )
-            config_path = work / "configs" / f"gateway-{scenario.name}.yaml"
-            config_path.parent.mkdir(parents=True, exist_ok=True)
-            config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-            base = f"http://{LOOPBACK}:{port}"
-            self._servers[f"{cpu.GATEWAY}:{scenario.name}"] = group.add(ManagedProcess(
-                f"gateway for scenario {scenario.name!r}",
-                [sys.executable, "-m", "gateway", "--log-level", "warning", "serve",
-                 "--config", str(config_path)],
-                work / "logs" / f"gateway-{scenario.name}.log", base + "/ready", base,
-            ))
-            urls[scenario.name] = base
+            process = group.add(echo.gateway(
+                scenario, matrix, upstream=upstream, port=free_port(taken=taken), work_dir=work,
+                detoxify_files=detoxify_files.get(scenario.local_detoxify or "")))
+            self._servers[f"{cpu.GATEWAY}:{scenario.name}"] = process
+            urls[scenario.name] = process.base_url
         with self.console.status(f"starting {len(group.processes)} server(s)..."):
             group.start_all()
             if options.upstream:
@@ -346,6 +326,17 @@ class BenchRunner:
     def _timings(before: dict[str, dict], after: dict[str, dict]) -> dict[str, list]:
         return {name: promscrape.timings_between(before[name], after[name]) for name in after}
 
+    def _safety_pass(self, scenarios: list[Scenario], matrix: Matrix, urls: dict[str, str], model: str,
+                     detoxify_files: dict[str, tuple[Path, Path]]) -> dict[str, SafetyResult]:
+        """The safety pass in front of an echo simulator: the rounds' own without --upstream,
+        else one started for it (``echo``), so it measures the monitor sets, not the model."""
+        if not self.options.upstream or not any(s.is_monitor_set for s in scenarios):
+            return self._safety(scenarios, urls, model)
+        with echo.echo_gateways(scenarios, matrix, model=model, seed=self.options.seed,
+                                work_dir=self.options.work_dir, detoxify_files=detoxify_files,
+                                ready_timeout_s=self.options.ready_timeout_s, console=self.console) as echoes:
+            return self._safety(scenarios, echoes, model)
+
     def _safety(self, scenarios: list[Scenario], urls: dict[str, str],
                 model: str) -> dict[str, SafetyResult]:
         options = self.options
@@ -371,5 +362,5 @@ class BenchRunner:
             return asyncio.run(safety_pass(
                 jobs, model, max_tokens=options.safety_max_tokens,
                 concurrency=options.safety_concurrency, stream=options.safety_stream,
-                route=options.route, auth=self.targets.auth(),
+                route=options.route,
             ))

@@ -1,16 +1,22 @@
 """The safety effect of a monitor set: what it catches, and what it wrongly blocks or alters.
 
-Every dataset item goes once through the set's gateway. With the simulator in echo
-mode the output is the prompt itself, so output-stage monitors see the same labelled
-text as input-stage ones. Each answer is judged by what the client sees:
+Every dataset item goes once through the set's gateway, in front of the built-in
+simulator in echo mode whatever ``--upstream`` the load rounds used (the runner starts
+one for the pass): the output is the prompt itself, so output-stage monitors see the
+same labelled text as input-stage ones, and the rates measure the monitor set, not a
+model's answers. Each answer is judged by what the client sees:
 
 - ``blocked``: HTTP 400 ``content_blocked`` (input) or ``finish_reason: content_filter``;
-- ``altered``: the text carries a ``[REDACTED:LABEL]`` mark;
+- ``altered``: the text carries a ``[REDACTED:LABEL]`` mark, or the ``x-taxgate-redacted``
+  header names a monitor (an input redaction);
 - ``flagged``: the ``x-taxgate-flags`` header lists an annotation (the text is untouched);
 - ``passed``: none of these; ``error``: no usable answer (left out of the rates).
 
-Catch rate of a harmful label = (blocked + altered + flagged) / answered items;
-on benign items the same three shares are the false block / alter / flag rates.
+Catch rate of a harmful label (any label but ``benign``) = (blocked + altered + flagged) /
+answered items; on benign items the same three shares are the false block / alter / flag
+rates, and their sum the false-positive rate (any action). Rates are kept per dataset
+source too (an item's ``source`` field, else its dataset's name): a rate that holds on one
+source may not on another.
 Each rate comes with its Wilson 95 % interval and item count. With several datasets
 (``--dataset`` repeated) labels are ``NAME/label``, so each set's rates stay apart;
 the pooled false rates are over every benign label.
@@ -36,22 +42,28 @@ REDACTION_MARK = "[REDACTED:"
 VERDICTS = ("blocked", "altered", "flagged", "passed", "error")
 CAUGHT = ("blocked", "altered", "flagged")
 BENIGN = "benign"
+Item = tuple[str, str, str]  # (text, label, source)
 
 
 def is_benign(label: str) -> bool:
     return label == BENIGN or label.endswith("/" + BENIGN)
 
 
-def safety_items(datasets: Sequence[DatasetSpec]) -> list[tuple[str, str]]:
-    """``(text, label)`` of every dataset; labels are ``NAME/label`` when there are several."""
+BUNDLED = "bundled"  # the source of items that name none, from the bundled dataset
+
+
+def safety_items(datasets: Sequence[DatasetSpec]) -> list[Item]:
+    """``(text, label, source)`` of every dataset; labels are ``NAME/label`` when there are
+    several. ``source`` is the item's own ``source`` field, else its dataset's name."""
     if not datasets:
-        return [(i.text, i.label) for i in load_dataset(None)]
+        return [(i.text, i.label, i.source or BUNDLED) for i in load_dataset(None)]
     if len(datasets) == 1:
-        return [(i.text, i.label) for i in datasets[0].load()]
+        return [(i.text, i.label, i.source or datasets[0].name) for i in datasets[0].load()]
     names = [spec.name for spec in datasets]
     if len(set(names)) < len(names):
         raise ValueError(f"two datasets are named alike ({', '.join(names)}); name them NAME=PATH")
-    return [(i.text, f"{spec.name}/{i.label}") for spec in datasets for i in spec.load()]
+    return [(i.text, f"{spec.name}/{i.label}", i.source or spec.name)
+            for spec in datasets for i in spec.load()]
 
 
 def classify(outcome: Outcome) -> str:
@@ -61,25 +73,22 @@ def classify(outcome: Outcome) -> str:
         return "blocked"
     if outcome.status != 200 or outcome.error is not None:
         return "error"
-    if REDACTION_MARK in outcome.text:
+    if REDACTION_MARK in outcome.text or outcome.redacted.strip():
         return "altered"
     if outcome.flags.strip():
         return "flagged"
     return "passed"
 
 
-@dataclass
-class SafetyResult:
-    """Verdict counts per dataset label for one monitor set."""
+Counts = dict[str, Counter]  # label -> verdict -> items
 
-    scenario: str
-    counts: dict[str, Counter] = field(default_factory=dict)
-    error_examples: list[str] = field(default_factory=list)
-    elapsed_s: float = 0.0
-    notes: list[str] = field(default_factory=list)
 
-    def add(self, label: str, verdict: str) -> None:
-        self.counts.setdefault(label, Counter())[verdict] += 1
+@dataclass(frozen=True)
+class Rates:
+    """The rates of one table of verdict counts (one monitor set, all sources or one):
+    pure, so the report takes them per source as for the whole."""
+
+    counts: Counts
 
     def answered(self, label: str) -> int:
         counts = self.counts.get(label, Counter())
@@ -90,27 +99,29 @@ class SafetyResult:
         answered = self.answered(label)
         if answered == 0:
             return None
-        counts = self.counts[label]
-        return rate(sum(counts[v] for v in verdicts), answered)
+        return rate(sum(self.counts[label][v] for v in verdicts), answered)
 
-    @property
-    def n(self) -> int:
-        return sum(sum(c.values()) for c in self.counts.values())
-
-    @property
-    def errors(self) -> int:
-        return sum(c["error"] for c in self.counts.values())
+    def _pooled(self, benign: bool, verdicts: Sequence[str]) -> tuple[int, int]:
+        labels = [label for label in self.counts if is_benign(label) == benign]
+        hits = sum(self.counts[label][v] for label in labels for v in verdicts)
+        return hits, sum(self.answered(label) for label in labels)
 
     def catch_rates(self) -> dict[str, float | None]:
-        return {label: self.share(label, CAUGHT) for label in sorted(self.counts)
-                if not is_benign(label)}
+        return {label: self.share(label, CAUGHT) for label in sorted(self.counts) if not is_benign(label)}
 
     def benign_share(self, verdicts: Sequence[str]) -> float | None:
         """Share of answered benign items (all benign labels pooled) with one of ``verdicts``."""
-        labels = [label for label in self.counts if is_benign(label)]
-        answered = sum(self.answered(label) for label in labels)
-        hits = sum(self.counts[label][v] for label in labels for v in verdicts)
+        hits, answered = self._pooled(True, verdicts)
         return rate(hits, answered) if answered else None
+
+    def benign_interval(self, verdicts: Sequence[str] = CAUGHT) -> tuple[float, float] | None:
+        """Wilson 95 % interval of ``benign_share``; None when no benign item was answered."""
+        hits, answered = self._pooled(True, verdicts)
+        return wilson(hits, answered) if answered else None
+
+    def false_positive_rate(self) -> float | None:
+        """Benign items blocked, altered or flagged: a false positive of any action."""
+        return self.benign_share(CAUGHT)
 
     def intervals(self) -> dict[str, tuple[float, float]]:
         """Wilson 95 % interval per label: of the caught share, or of block + alter on benign."""
@@ -122,13 +133,70 @@ class SafetyResult:
 
     def harmful_catch_rate(self) -> float | None:
         """Caught share over all harmful items together (the x axis of "safety gained")."""
-        labels = [label for label in self.counts if not is_benign(label)]
-        answered = sum(self.answered(label) for label in labels)
-        caught = sum(self.counts[label][v] for label in labels for v in CAUGHT)
+        caught, answered = self._pooled(False, CAUGHT)
         return rate(caught, answered) if answered else None
 
+    def harmful_interval(self) -> tuple[float, float] | None:
+        caught, answered = self._pooled(False, CAUGHT)
+        return wilson(caught, answered) if answered else None
 
-Item = tuple[str, str]  # (text, label)
+    @property
+    def n(self) -> int:
+        return sum(sum(c.values()) for c in self.counts.values())
+
+    @property
+    def errors(self) -> int:
+        return sum(c["error"] for c in self.counts.values())
+
+
+@dataclass
+class SafetyResult:
+    """Verdict counts per dataset label for one monitor set, in all and per source."""
+
+    scenario: str
+    counts: Counts = field(default_factory=dict)
+    by_source: dict[str, Counts] = field(default_factory=dict)
+    error_examples: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, label: str, verdict: str, source: str = "") -> None:
+        self.counts.setdefault(label, Counter())[verdict] += 1
+        if source:
+            self.by_source.setdefault(source, {}).setdefault(label, Counter())[verdict] += 1
+
+    @property
+    def rates(self) -> Rates:
+        return Rates(self.counts)
+
+    def source_rates(self) -> dict[str, Rates]:
+        return {source: Rates(counts) for source, counts in sorted(self.by_source.items())}
+
+    def answered(self, label: str) -> int:
+        return self.rates.answered(label)
+
+    def share(self, label: str, verdicts: Sequence[str]) -> float | None:
+        return self.rates.share(label, verdicts)
+
+    @property
+    def n(self) -> int:
+        return self.rates.n
+
+    @property
+    def errors(self) -> int:
+        return self.rates.errors
+
+    def catch_rates(self) -> dict[str, float | None]:
+        return self.rates.catch_rates()
+
+    def benign_share(self, verdicts: Sequence[str]) -> float | None:
+        return self.rates.benign_share(verdicts)
+
+    def intervals(self) -> dict[str, tuple[float, float]]:
+        return self.rates.intervals()
+
+    def harmful_catch_rate(self) -> float | None:
+        return self.rates.harmful_catch_rate()
 
 
 @dataclass(frozen=True)
@@ -162,7 +230,6 @@ async def safety_pass(
     stream: bool = False,
     timeout_s: float = 120.0,
     route: str = CHAT,
-    auth: httpx.Auth | None = None,  # the --target keys
 ) -> dict[str, SafetyResult]:
     """Send each job's ``(text, label)`` items once through its gateway.
 
@@ -172,26 +239,24 @@ async def safety_pass(
     results = {job.scenario: SafetyResult(job.scenario, notes=[job.note] if job.note else [])
                for job in jobs}
     async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_s),
-                                 limits=pool_limits(concurrency * max(len(jobs), 1)),
-                                 auth=auth) as client:
+                                 limits=pool_limits(concurrency * max(len(jobs), 1))) as client:
 
-        async def one(name: str, url: str, text: str, label: str,
-                      gate: asyncio.Semaphore) -> None:
+        async def one(name: str, url: str, item: Item, gate: asyncio.Semaphore) -> None:
+            text, label, source = item[0], item[1], item[2] if len(item) > 2 else ""
             async with gate:
                 body = request_body(route, model, text, max_tokens, stream=stream,
                                     ignore_eos=False)
                 outcome = await ask(client, url, body, route)
             verdict = classify(outcome)
             result = results[name]
-            result.add(label, verdict)
+            result.add(label, verdict, source)
             if verdict == "error" and len(result.error_examples) < 3 and outcome.error:
                 result.error_examples.append(outcome.error)
 
         async def run_job(job: SafetyJob) -> None:
             gate = asyncio.Semaphore(concurrency)
             started = time.monotonic()
-            await asyncio.gather(*(one(job.scenario, job.base_url, text, label, gate)
-                                   for text, label in job.items))
+            await asyncio.gather(*(one(job.scenario, job.base_url, item, gate) for item in job.items))
             results[job.scenario].elapsed_s = time.monotonic() - started
 
         await asyncio.gather(*(run_job(job) for job in jobs))

@@ -41,7 +41,7 @@ class Scenario:
 
     @property
     def is_monitor_set(self) -> bool:
-        return self.name not in (DIRECT, GATEWAY)
+        return self.name not in (DIRECT, GATEWAY) and not self.is_target
 
 
 def build_scenarios(matrix: Matrix, set_names: list[str]) -> list[Scenario]:

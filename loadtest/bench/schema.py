@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # A p99 over fewer values is close to the sample's maximum: reported, but marked.
 P99_MIN_SAMPLES = 100
 
@@ -108,18 +108,29 @@ class HeadlineRow(_Model):
     gateway_cpu_s_per_1k_tokens: float | None
     cpu_s_per_1k_tokens: Interval | None = Field(description="over the baseline")
     harmful_catch_rate: float | None
+    false_positive_rate: float | None = Field(
+        None, description="benign items blocked, altered or flagged (a false positive of any action)")
     false_block_rate: float | None
     false_alter_rate: float | None
+    false_flag_rate: float | None = None
     flags: list[str]
+    flagged_levels: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="every level at which this row's scenario or baseline carries a flag: users -> flags")
 
 
-class SafetyRow(_Model):
-    scenario: str
+class SafetyRates(_Model):
+    """The safety effect over one set of items (every source, or one)."""
+
     n: int = Field(ge=0, description="items sent")
     errors: int = Field(ge=0, description="items with no usable answer (left out of rates)")
     catch_rate: dict[str, float | None] = Field(
-        description="per harmful label: share blocked, altered or flagged")
+        description="per harmful label (any label but benign): share blocked, altered or flagged")
     harmful_catch_rate: float | None
+    harmful_ci95: list[float] | None = Field(None, description="Wilson 95 % interval of harmful_catch_rate")
+    false_positive_rate: float | None = Field(
+        description="benign items blocked, altered or flagged: a false positive of any action")
+    false_positive_ci95: list[float] | None = Field(description="Wilson 95 % interval of false_positive_rate")
     false_block_rate: float | None
     false_alter_rate: float | None
     false_flag_rate: float | None
@@ -128,6 +139,15 @@ class SafetyRow(_Model):
         default_factory=dict,
         description="label -> Wilson 95 % interval [low, high] of its caught share "
                     "(benign labels: of blocked + altered)")
+
+
+class SafetySourceRow(SafetyRates):
+    source: str = Field(description="the items' `source` field, else their dataset's name")
+
+
+class SafetyRow(SafetyRates):
+    scenario: str
+    sources: list[SafetySourceRow] = Field(default_factory=list, description="the same, per dataset source")
     elapsed_s: float = Field(ge=0, description="wall time of this set's pass")
     error_examples: list[str]
     notes: list[str]
@@ -207,7 +227,8 @@ class Meta(_Model):
 class Report(_Model):
     meta: Meta
     headline_concurrency: int | None = Field(
-        description="the highest level no saturation flag marks (else the lowest)")
+        description="the highest level no client-, upstream- or machine-bound flag marks (else the "
+                    "lowest); gateway-bound marks the gateway's own limit, part of the tax")
     headline: list[HeadlineRow]
     levels: list[LevelSummary]
     scenarios: list[ScenarioRow]

@@ -144,6 +144,11 @@ class Estimate:
     def as_dict(self) -> dict[str, float | int | None]:
         return {"value": self.value, "ci_low": self.low, "ci_high": self.high, "n": self.n}
 
+    def scaled(self, factor: float) -> Estimate:
+        """The same estimate in other units (seconds -> ms: 1000)."""
+        return Estimate(self.value * factor, None if self.low is None else self.low * factor,
+                        None if self.high is None else self.high * factor, self.n)
+
 
 def t_interval(values: Sequence[float]) -> Estimate:
     """Mean and 95% Student-t interval. Right for few repeats (3-10) of a roughly normal delta."""

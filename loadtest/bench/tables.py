@@ -9,12 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from loadtest.bench.cpu import BENCH, GATEWAY, LOAD_BUSIEST, LOAD_GENERATOR, MACHINE, UPSTREAM
+from loadtest.bench.safety import is_benign
 from loadtest.bench.schema import (
     P99_MIN_SAMPLES,
     DeltaPercentiles,
+    HeadlineRow,
     Interval,
     Percentiles,
     Report,
+    SafetyRates,
 )
 
 # After a p99 taken over fewer than P99_MIN_SAMPLES values: it is near the sample's maximum.
@@ -120,33 +123,51 @@ def scenario_table(report: Report) -> Table:
     )
 
 
+def false_positives(h: HeadlineRow) -> str:
+    """``1.2% (block 0.2%, flag 1.0%)``: any action, then the actions that make it up."""
+    if h.false_positive_rate is None:
+        return "-" if h.harmful_catch_rate is None else "n/a (no benign item answered)"
+    parts = [f"{name} {share(value)}" for name, value in
+             (("block", h.false_block_rate), ("alter", h.false_alter_rate), ("flag", h.false_flag_rate)) if value]
+    return share(h.false_positive_rate) + (f" ({', '.join(parts)})" if parts else "")
+
+
+def _flagged(h: HeadlineRow) -> str:
+    levels = [f"{users} user{'' if users == '1' else 's'} {', '.join(f)}" for users, f in h.flagged_levels.items()]
+    return f"{h.scenario} vs {h.baseline}: " + ("; ".join(levels) if levels else "no flag at any level")
+
+
 def headline_table(report: Report) -> Table:
     rows = []
     for h in report.headline:
-        false = "-" if h.false_block_rate is None else (
-            share(h.false_block_rate)
-            + (f" (+{share(h.false_alter_rate)} altered)" if h.false_alter_rate else ""))
+        caught = share(h.harmful_catch_rate) if h.harmful_catch_rate is not None else (
+            "-" if h.false_positive_rate is None else "n/a (no harmful item answered)")
         rows.append((
             h.scenario, h.baseline, delta(h.ttft_p50_ms, compact=True),
             delta(h.e2e_p50_ms, compact=True), ratio(h.throughput_ratio, compact=True),
             cpu_per_1k(h.gateway_cpu_s_per_1k_tokens),
             cpu_delta(h.cpu_s_per_1k_tokens, compact=True),
-            share(h.harmful_catch_rate), false, flags(h.flags),
+            caught, false_positives(h), flags(h.flags),
         ))
     level = report.headline_concurrency
     saturated = next((lv for lv in report.levels if lv.concurrency == level), None)
-    why = ("the highest level no saturation flag marks" if saturated and not saturated.saturated
-           else "every level is marked saturated: the lowest is shown, read it with care")
+    why = ("the highest level that no client-, upstream- or machine-bound flag marks; gateway-bound "
+           "marks the gateway's own limit, part of its tax" if saturated and not saturated.saturated
+           else "every level is marked client-, upstream- or machine-bound: the lowest is shown, read it "
+                "with care")
+    per_set = "; ".join(_flagged(h) for h in report.headline)
     return Table(
         f"Headline at {level} user{'' if level == 1 else 's'}",
         ("scenario", "vs", "TTFT p50 tax", "E2E p50 tax", "tok/s ratio", "gw CPU s/1k tok",
-         "CPU over vs", "caught harmful", "false block", "flags"),
+         "CPU over vs", "caught harmful", "false positive (any action)", "flags"),
         rows,
         f"At {level} concurrent user{'' if level == 1 else 's'} ({why}). Taxes in ms with a 95% interval (±) over "
         "paired repeats; the bare gateway against the upstream, each monitor set against "
         "the bare gateway, each --target endpoint against the upstream. CPU: the gateway "
-        "processes' CPU seconds per 1,000 output tokens, and over the baseline's. Caught: "
-        "harmful dataset items blocked, redacted or flagged; false block: benign items refused.",
+        "processes' CPU seconds per 1,000 output tokens, and over the baseline's. Caught: harmful "
+        "dataset items blocked, redacted or flagged (the safety pass, every source pooled: see the "
+        "safety table per source); false positive: benign "
+        f"items blocked, redacted or flagged, whatever the action. Flags at every level: {per_set}.",
     )
 
 
@@ -204,30 +225,66 @@ def tax_table(report: Report, baseline: str, compact: bool = False) -> Table:
     )
 
 
-def _with_interval(row, label: str) -> str:
+def _interval(value: float | None, interval: list[float] | None, n: int | None = None) -> str:
+    text = share(value)
+    if value is not None and interval:
+        text += f" [{interval[0] * 100:.1f}-{interval[1] * 100:.1f}]"
+    return text + (f" n={n}" if value is not None and n is not None else "")
+
+
+def unmeasured(counts: dict[str, dict[str, int]], labels: list[str], what: str) -> str:
+    """Why a rate over ``labels`` has no value: "n/a (...)", never a 0 %."""
+    sent = sum(sum(counts.get(label, {}).values()) for label in labels)
+    if sent == 0:
+        return f"n/a (no {what} item)"
+    return f"n/a (all {sent} {what} items errored)"
+
+
+def _caught(row: SafetyRates, label: str) -> str:
+    if label not in row.counts:
+        return "-"  # this source has no such label
     value = row.catch_rate.get(label)
-    interval = row.ci95.get(label)
-    if value is None or not interval:
-        return share(value)
-    n = sum(v for k, v in row.counts.get(label, {}).items() if k != "error")
-    return f"{share(value)} [{interval[0] * 100:.1f}-{interval[1] * 100:.1f}] n={n}"
+    if value is None:
+        return unmeasured(row.counts, [label], label)
+    n = sum(v for k, v in row.counts[label].items() if k != "error")
+    return _interval(value, row.ci95.get(label), n)
+
+
+def _benign(row: SafetyRates, value: float | None, interval: list[float] | None = None) -> str:
+    if value is None:
+        return unmeasured(row.counts, [label for label in row.counts if is_benign(label)], "benign")
+    return _interval(value, interval)
+
+
+def _safety_cells(row: SafetyRates, labels: list[str]) -> tuple[str, ...]:
+    harmful = [label for label in row.counts if not is_benign(label)]
+    caught = (unmeasured(row.counts, harmful, "harmful") if row.harmful_catch_rate is None
+              else _interval(row.harmful_catch_rate, row.harmful_ci95))
+    return (*(_caught(row, label) for label in labels), caught,
+            _benign(row, row.false_positive_rate, row.false_positive_ci95),
+            _benign(row, row.false_block_rate), _benign(row, row.false_alter_rate),
+            _benign(row, row.false_flag_rate), str(row.n), str(row.errors))
 
 
 def safety_table(report: Report) -> Table:
     labels = sorted({label for s in report.safety for label in s.catch_rate})
-    rows = [
-        (s.scenario, *(_with_interval(s, label) for label in labels),
-         share(s.harmful_catch_rate), share(s.false_block_rate), share(s.false_alter_rate),
-         share(s.false_flag_rate), str(s.n), str(s.errors))
-        for s in report.safety
-    ]
+    rows = []
+    for s in report.safety:
+        rows.append((s.scenario, "all" if len(s.sources) > 1 else (s.sources[0].source if s.sources else "all"),
+                     *_safety_cells(s, labels)))
+        if len(s.sources) > 1:
+            rows += [(s.scenario, src.source, *_safety_cells(src, labels)) for src in s.sources]
     return Table(
-        "Safety effect (labelled dataset)",
-        ("monitor set", *(f"caught {label}" for label in labels), "caught harmful",
-         "false block", "false alter", "false flag", "items", "errors"),
+        "Safety effect (labelled dataset, per source)",
+        ("monitor set", "source", *(f"caught {label}" for label in labels), "caught harmful",
+         "false positive (any)", "false block", "false alter", "false flag", "items", "errors"),
         rows,
-        "Caught = blocked, redacted or flagged, with its Wilson 95% interval and the items "
-        "answered. False rates are over benign items (every benign label pooled).",
+        "Measured through gateways in front of the built-in simulator in echo mode (the answer repeats the "
+        "prompt): the monitor sets, not a model. Caught = blocked, redacted or flagged, with its Wilson 95% "
+        "interval and the items answered; harmful = every label but benign. False rates are over benign items "
+        "(every benign label pooled); false positive = any action. A row per dataset source (the items' "
+        "`source` field, else the dataset's name) after each set's pooled row: a rate that holds on one "
+        "source may not on another. n/a: nothing to measure, and why.",
     )
 
 

@@ -49,6 +49,8 @@ UNKNOWN = (
     "its CPU (not a process of the bench: no gateway CPU columns, no gateway-bound flag)",
     "its configuration (monitors, streaming, workers, replicas, limits)",
     "which upstream it forwards to (the tax assumes the one --upstream names)",
+    "its catch rates (the safety pass measures monitor sets in front of the bench's echo "
+    "simulator, which cannot be put behind an endpoint the bench did not start)",
 )
 
 

@@ -20,6 +20,7 @@ from loadtest.bench.routes import CHAT, PATHS, request_body, whole_answer
 from loadtest.bench.streamtiming import StreamTimer
 
 FLAGS_HEADER = "x-taxgate-flags"
+REDACTED_HEADER = "x-taxgate-redacted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,7 @@ class Outcome:
     finish_reason: str | None = None
     flags: str = ""
     error: str | None = None
+    redacted: str = ""  # x-taxgate-redacted: an input redaction never shows in the answer
 
 
 def pool_limits(connections: int) -> httpx.Limits:
@@ -69,6 +71,7 @@ async def _ask_once(client: httpx.AsyncClient, url: str, body: dict, route: str)
     response = await client.post(url, content=orjson.dumps(body),
                                  headers={"content-type": "application/json"})
     flags = response.headers.get(FLAGS_HEADER, "")
+    redacted = response.headers.get(REDACTED_HEADER, "")
     try:
         data = orjson.loads(response.content)
     except orjson.JSONDecodeError:
@@ -77,13 +80,14 @@ async def _ask_once(client: httpx.AsyncClient, url: str, body: dict, route: str)
     if response.status_code != 200:
         return _refusal(response.status_code, data, flags)
     text, finish_reason = whole_answer(route, data)
-    return Outcome(200, text=text, finish_reason=finish_reason, flags=flags)
+    return Outcome(200, text=text, finish_reason=finish_reason, flags=flags, redacted=redacted)
 
 
 async def _streamed(client: httpx.AsyncClient, url: str, body: dict, route: str) -> Outcome:
     async with client.stream("POST", url, content=orjson.dumps(body),
                              headers={"content-type": "application/json"}) as response:
         flags = response.headers.get(FLAGS_HEADER, "")
+        redacted = response.headers.get(REDACTED_HEADER, "")
         if response.status_code != 200:
             raw = await response.aread()
             try:
@@ -104,7 +108,7 @@ async def _streamed(client: httpx.AsyncClient, url: str, body: dict, route: str)
         result = timer.finish()
     error = None if result.blocked else result.error
     return Outcome(200, text=result.text, finish_reason=result.finish_reason, flags=flags,
-                   error=error)
+                   error=error, redacted=redacted)
 
 
 def _refusal(status: int, data: dict, flags: str) -> Outcome:

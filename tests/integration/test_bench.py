@@ -79,6 +79,28 @@ def test_bench_against_the_simulator(sim_report):
     assert report.meta.upstream_kind.startswith("simulator")
 
 
+def test_the_safety_pass_measures_the_monitors_whatever_the_upstream(sim_report, tmp_path):
+    # The load goes to an upstream that answers random words: its answers to labelled
+    # prompts are not labelled texts, and an input redaction never shows in them. The
+    # safety pass runs in front of an echo simulator of its own, so it reports the rates
+    # of the echo run, item for item.
+    settings = SimSettings(profile="instant", output_mode="random", model="sim-llama-8b", seed=0)
+    server = ThreadedServer(create_sim_app(settings)).start()
+    try:
+        report = run_bench(tmp_path / "report", "--upstream", server.base_url, "--concurrency", "1",
+                           "--requests", "2", "--repeats", "1", "--warmup", "0.5", "--sets", "profanity,pii")
+    finally:
+        server.stop()
+    echo, other = ({s.scenario: s for s in r.safety} for r in (sim_report[0], report))
+    for name in ("profanity", "pii"):
+        assert other[name].counts == echo[name].counts, name
+        assert other[name].catch_rate == echo[name].catch_rate
+        assert other[name].false_positive_rate == echo[name].false_positive_rate
+    assert other["pii"].catch_rate["pii"] > 0.9
+    assert any("echo mode (not --upstream)" in note for note in report.meta.notes)
+    assert report.meta.upstream_kind.startswith("external")
+
+
 def test_bench_samples_the_cpu_of_its_processes(sim_report):
     report, _ = sim_report
     # A process's CPU time moves in 10 ms ticks, and these rounds last a fraction of a
@@ -175,6 +197,8 @@ def test_bench_against_real_vllm(vllm_server, tmp_path):
     assert report.meta.upstream_kind.startswith("external")
     (pii,) = report.safety
     assert pii.n == 12 and pii.errors == 0
+    # The safety pass ran in front of an echo simulator, not vLLM: the pii items are caught.
+    assert pii.catch_rate["pii"] == 1.0
 
 
 def test_locustfile_by_hand_stops_after_max_requests(tmp_path):

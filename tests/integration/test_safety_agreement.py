@@ -58,14 +58,14 @@ def test_streamed_and_plain_verdicts_agree_item_by_item(sim, tmp_path, name):
     gateway = ThreadedServer(create_app(settings, registry=CollectorRegistry())).start()
     try:
         items = safety_items(())
-        texts = [text for text, _label in items]
+        texts = [text for text, _label, _source in items]
         plain = asyncio.run(_verdicts(gateway.base_url, texts, stream=False))
         streamed = asyncio.run(_verdicts(gateway.base_url, texts, stream=True))
     finally:
         gateway.stop()
     assert "error" not in plain + streamed
     assert {"blocked", "altered"} & set(plain)  # the set does act on this data
-    differ = [(label, a, b, text[:80]) for (text, label), a, b in zip(items, plain, streamed, strict=True)
+    differ = [(label, a, b, text[:80]) for (text, label, _), a, b in zip(items, plain, streamed, strict=True)
               if a != b]
     assert differ == []
 

@@ -112,3 +112,27 @@ def test_fail_closed_judge_is_never_skipped_and_sheds_with_503(start_gateway, si
         assert gateway.sample("taxgate_monitor_skipped_total", reason=reason, **labels) == 0
     assert gateway.sample("taxgate_monitor_errors_total", kind="overload", **labels) == 1
     assert gateway.sample("taxgate_monitor_checks_in_time_total", **labels) == 2
+
+
+def test_the_budget_bench_runs_its_plan_and_reports_with_the_shared_statistics(tmp_path, capsys):
+    # `taxgate bench budget` at one small level: real judge, simulator and two gateways as
+    # child processes, 2 interleaved repeats per scenario.
+    import orjson
+
+    from gateway.cli import main
+
+    code = main(["bench", "budget", "--concurrency", "4", "--duration", "1", "--repeats", "2",
+                 "--warmup", "0.3", "--judge-latency-ms", "50", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    report = orjson.loads((tmp_path / "report.json").read_bytes())
+    rows = {row["scenario"]: row for row in report["rows"]}
+    assert set(rows) == {"direct", "no-budget", "budget"}
+    assert all(row["rounds"] == 2 and row["requests"] > 0 and row["failed"] == 0 for row in rows.values())
+    for name in ("no-budget", "budget"):
+        tax = rows[name]["ttft_tax_p50_ms"]
+        assert tax["n"] == 2 and tax["ci_low"] <= tax["value"] <= tax["ci_high"]
+        # Every answered request went through the judge or was counted as skipped.
+        assert rows[name]["accounted"] >= 0.99
+    assert rows["direct"]["ttft_tax_p50_ms"] is None
+    assert (tmp_path / "budget.png").stat().st_size > 0 and "At 4 clients" in out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import orjson
 import pytest
 
 from gateway.cli import build_parser
@@ -54,3 +55,17 @@ def test_budget_rounds_follow_the_bench_round_plan():
 def test_budget_coverage_with_no_check_counted_is_not_a_number():
     cell = budget.Cell("budget", 4, [budget.Round("budget", 4, 0, [0.1], [0.2], 0, 1.0, 0.0, {})], 40.0)
     assert cell.coverage is None and budget._share(cell.coverage).startswith("n/a")
+
+
+def test_the_audit_store_run_reports_linear_percentiles(tmp_path, capsys):
+    from gateway.cli import main
+
+    code = main(["bench", "audit", "--skip-gateway", "--events", "400", "--out", str(tmp_path)])
+    assert code == 0
+    report = orjson.loads((tmp_path / "report.json").read_bytes())
+    runs = {(r["backend"], r["sync"]): r for r in report["store"]}
+    assert set(runs) == {("sqlite", "batch"), ("sqlite", "always")}
+    for run in runs.values():
+        assert 0 < run["wait_p50_us"] <= run["wait_p99_us"] and run["events_per_s"] > 0
+    assert (tmp_path / "report.md").read_text().startswith("# taxgate bench audit report")
+    assert "Store alone" in capsys.readouterr().out

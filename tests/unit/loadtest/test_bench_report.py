@@ -204,3 +204,44 @@ def test_html_and_markdown_open_with_the_headline(report, tmp_path):
     md = (tmp_path / "report.md").read_text()
     assert md.index("## Headline at 1 user") < md.index("## Latency and throughput")
     assert "gw CPU s/1k tok" in md
+
+
+def test_the_headline_counts_false_positives_of_any_action_and_names_flagged_levels(tmp_path):
+    result = synthetic_result(tmp_path)
+    # An annotate-only set that flags every item: it blocks nothing, yet every benign item is
+    # a false positive (the headline once read 0 % for it).
+    detoxify = SafetyResult("detoxify")
+    for label, source in [("benign", "docs"), ("benign", "forum"), ("harmful_request", "redteam"),
+                          ("toxic", "forum")]:
+        for _ in range(5):
+            detoxify.add(label, "flagged", source)
+    result.safety["detoxify"] = detoxify
+    report = build_report(result, {**machine_description(), "cpu_count": 2})
+    row = next(h for h in report.headline if h.scenario == "detoxify")
+    assert row.false_block_rate == 0.0 and row.false_positive_rate == 1.0
+    table = headline_table(report)
+    line = next(r for r in table.rows if r[0] == "detoxify")
+    assert line[8] == "100.0% (flag 100.0%)"
+    # Level 4 is machine-bound for every scenario: each line says so in the caption.
+    assert row.flagged_levels == {"4": ["machine-bound"]}
+    assert "detoxify vs gateway: 4 users machine-bound" in table.caption
+    assert "no client-, upstream- or machine-bound flag" in table.caption
+    safety = {s.scenario: s for s in report.safety}
+    assert [s.source for s in safety["detoxify"].sources] == ["docs", "forum", "redteam"]
+    assert safety["detoxify"].catch_rate == {"harmful_request": 1.0, "toxic": 1.0}
+
+
+def test_a_rate_with_nothing_to_measure_reads_n_a_and_why(report):
+    from loadtest.bench.tables import safety_table
+
+    (pii,) = report.safety
+    pii.counts["jailbreak"] = {"error": 3}
+    pii.catch_rate["jailbreak"] = None
+    text = " ".join(cell for row in safety_table(report).rows for cell in row)
+    assert "n/a (all 3 jailbreak items errored)" in text
+    no_benign = pii.model_copy(update={
+        "counts": {k: v for k, v in pii.counts.items() if k != "benign"},
+        **dict.fromkeys(("false_positive_rate", "false_block_rate", "false_alter_rate", "false_flag_rate"))})
+    report.safety[0] = no_benign
+    row = safety_table(report).rows[0]
+    assert row[-6:-2] == ("n/a (no benign item)",) * 4
