@@ -94,6 +94,13 @@ class DistributedGenerator(LoadGenerator):
         self.processes: list[dict] = []  # the last round's worker reports (CPU series)
 
     def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()  # no with-block exit follows a failed start: nothing may be left running
+            raise
+
+    def _start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         host, port = self.layout.bind_address()
         argv = [sys.executable, "-m", "loadtest.bench.locustmaster", "--bind", f"{host}:{port}",
@@ -155,7 +162,7 @@ class DistributedGenerator(LoadGenerator):
         for worker in self.workers:
             try:
                 worker.wait(timeout=10)
-            except subprocess.TimeoutExpired:
+            except subprocess.TimeoutExpired:  # it never joined, or the master died first
                 worker.kill()
                 worker.wait()
 

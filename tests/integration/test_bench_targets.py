@@ -253,3 +253,19 @@ def test_a_worker_joins_from_another_machine_with_taxgate_bench_worker(sim, depl
     assert any("1 joined from elsewhere" in n for n in report.meta.notes)
     assert {s.name for s in report.scenarios} == {"direct", "deployed"}
     assert all(s.requests == 2 * 2 * 2 and s.errors == 0 for s in report.scenarios)
+
+
+def test_workers_that_never_join_end_the_run_with_what_to_do(sim, deployed, tmp_path):
+    out = tmp_path / "report"
+    port = free_port()
+    done = bench(out, "--upstream", sim.base_url, "--sets", "none", "--no-safety",
+                 "--target", f"deployed={deployed.base_url}", "--target-key", f"deployed={KEY}",
+                 "--load-workers", "1", "--expect-workers", "1", "--master-bind",
+                 f"127.0.0.1:{port}", "--ready-timeout", "5", "--concurrency", "1",
+                 "--requests", "1", "--repeats", "1", "--warmup", "0", timeout_s=120)
+    assert done.returncode == 1, f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    assert "Traceback" not in done.stderr
+    message = " ".join(done.stderr.split())
+    assert "only 1 of 2 Locust workers joined within 5 s" in message
+    assert f"taxgate bench worker --master HOST:{port}" in message
+    assert not (out / "report.json").exists()  # nothing was measured: no report
