@@ -5,6 +5,7 @@ Light on purpose (no Locust, no psutil): the options and the CLI use it.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 
 LOOPBACK = "127.0.0.1"
@@ -48,3 +49,10 @@ def split_host_port(text: str, flag: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ValueError(f"{flag} {text!r}: expected HOST:PORT, e.g. 10.0.0.5:{DEFAULT_PORT}")
     return host.strip("[]"), int(port)
+
+
+def add_master_flag(parser: argparse.ArgumentParser) -> None:
+    """``--master HOST:PORT`` of a Locust worker (``taxgate bench worker``, local workers)."""
+    parser.add_argument("--master", required=True, metavar="HOST:PORT",
+                        help="the run's Locust master: the host running `taxgate bench "
+                             f"--expect-workers N` and its --master-bind port (default {DEFAULT_PORT})")

@@ -28,8 +28,7 @@ from gevent.event import AsyncResult
 from locust.env import Environment
 
 from loadtest import locustfile
-from loadtest.bench import workercli
-from loadtest.bench.loadlayout import split_host_port
+from loadtest.bench.loadlayout import add_master_flag, split_host_port
 from loadtest.bench.rounds import round_options
 
 CPU_EVERY_S = 0.2
@@ -139,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.bench.locustworker",
                                      description=__doc__.split("\n\n")[0])
-    workercli.configure_parser(parser)
+    add_master_flag(parser)
     return run(parser.parse_args(argv))
 
 

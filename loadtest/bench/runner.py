@@ -91,7 +91,7 @@ class BenchRunner:
         options = self.options
         started_at, t0 = datetime.now(UTC), time.monotonic()
         matrix = load_matrix(options.matrix)
-        scenarios = run_scenarios(matrix, options)
+        scenarios = run_scenarios(matrix, options.sets, options.targets)
         load_prompts = [i.text for i in (options.datasets[0].load(self._labels()) if options.datasets
                                          else load_dataset(None, labels=self._labels()))]
         if not load_prompts:

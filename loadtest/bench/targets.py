@@ -18,7 +18,6 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -29,9 +28,6 @@ from loadtest.bench.routes import CHAT, request_body
 from loadtest.bench.scenarios import Scenario, build_scenarios
 from loadtest.bench.tax import DIRECT, GATEWAY
 from loadtest.bench.traffic import ask
-
-if TYPE_CHECKING:
-    from loadtest.bench.options import BenchOptions
 
 NONE_SETS = "none"  # --sets none: no gateway of the bench's own, only the targets
 ENV_PREFIX = "env:"  # --target-key NAME=env:VAR reads the key from $VAR (a Kubernetes Secret)
@@ -336,11 +332,11 @@ class TargetRun:
         return reports
 
 
-def run_scenarios(matrix: Matrix, options: BenchOptions) -> list[Scenario]:
+def run_scenarios(matrix: Matrix, sets: Sequence[str] | None,
+                  targets: Sequence[Target]) -> list[Scenario]:
     """The run's scenarios: the matrix's chosen sets (none with ``--sets none``), the targets."""
-    sets = options.sets or ()
-    names = [] if NONE_SETS in sets else matrix.select(list(sets))
-    return with_targets(build_scenarios(matrix, names), options.targets, options.sets)
+    names = [] if NONE_SETS in (sets or ()) else matrix.select(list(sets or ()))
+    return with_targets(build_scenarios(matrix, names), targets, sets)
 
 
 def target_timings(run: TargetRun) -> dict[str, list[promscrape.Timing]]:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 
+from loadtest.bench.loadlayout import add_master_flag
+
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--master", required=True, metavar="HOST:PORT",
-                        help="the run's Locust master: the host running `taxgate bench "
-                             "--expect-workers N` and its --master-bind port (default 5557)")
+    add_master_flag(parser)
 
 
 def run(args: argparse.Namespace) -> int:

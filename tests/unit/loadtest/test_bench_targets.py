@@ -72,9 +72,7 @@ def test_keys_are_hidden_in_the_command_line_of_the_report():
 def test_sets_none_runs_direct_and_the_targets_only():
     matrix = load_matrix()
     target = Target("deployed", "http://gw")
-    options = BenchOptions(out=None, concurrency=(1,), warmup_s=0, max_tokens=8,
-                           sets=("none",), targets=(target,))
-    scenarios = run_scenarios(matrix, options)
+    scenarios = run_scenarios(matrix, ("none",), (target,))
     assert [s.name for s in scenarios] == ["direct", "deployed"]
     assert scenarios[1].is_target and not scenarios[1].has_gateway
     both = with_targets(build_scenarios(matrix, ["pii"]), [target], ("pii",))
