@@ -46,10 +46,12 @@ DONE_GRACE_S = 15.0  # after the hard ceiling, for the workers' last reports
 
 
 class RoundFailed(Exception):
-    pass
+    """A round the workers could not finish (one was lost): the bench ends the run with a partial report."""
 
 
 class Coordinator:
+    """Locust's ``MasterRunner`` driven one round at a time (see the module's protocol)."""
+
     def __init__(self, workers: int, bind: tuple[str, int]) -> None:
         self.expected = workers
         self.env = Environment(user_classes=[locustfile.LLMUser], events=locustfile.events)
