@@ -8,7 +8,7 @@ workers and prints ``ready``; then each stdin line is a round message (as for
 One round, with Locust's ``MasterRunner`` (its documented messages and custom messages):
 
 1. ``taxgate_round`` to every worker: the round's locustfile options (the worker writes
-   its samples to a file of its own);
+   its samples to a file of its own) and, the first time, the load prompts;
 2. ``start(users)``: Locust deals the users to the workers; each reports its count;
 3. ``taxgate_first_user`` to each worker, in Locust's worker-index order: the number of
    its first user (so the users are numbered 0..N-1 across workers, the prompts of one
@@ -39,6 +39,7 @@ from locust.runners import STATE_INIT, STATE_MISSING, STATE_RUNNING
 from loadtest import locustfile
 from loadtest.bench.distributed import WORKER_LOST_S, first_users, split_quota
 from loadtest.bench.loadlayout import split_host_port
+from loadtest.datasets import load_dataset
 
 POLL_S = 0.02
 SPAWN_TIMEOUT_S = 30.0
@@ -59,6 +60,10 @@ class Coordinator:
         self.runner.register_message("taxgate_done", self._on_done)
         self.key = ""
         self.done: dict[str, dict] = {}
+        # The load prompts go to the workers from here (the same list on every machine), once
+        # per worker and prompt set: (dataset, labels) -> (id, prompts); worker -> id it has.
+        self._prompts: dict[tuple[str, str], tuple[str, list[str]]] = {}
+        self._sent: dict[str, str] = {}
 
     @property
     def port(self) -> int:
@@ -95,8 +100,7 @@ class Coordinator:
         clients = sorted((c.id for c in self.runner.clients.ready), key=self.runner.get_worker_index)
         self.key, self.done = uuid.uuid4().hex, {}
         self.env.host = message["host"]
-        options = {k: v for k, v in message.items() if k != "samples_out"}
-        self.runner.send_message("taxgate_round", {"key": self.key, "message": options})
+        self._send_round(clients, {k: v for k, v in message.items() if k != "samples_out"})
         users = int(message["users"])
         try:
             self.runner.start(users, spawn_rate=users * 100)
@@ -106,6 +110,24 @@ class Coordinator:
         finally:
             self._stop(len(clients))
         return self._answer(clients, Path(message["samples_out"]), cut)
+
+    def _send_round(self, clients: list[str], options: dict) -> None:
+        prompts_id, prompts = self._prompts_for(options.get("dataset") or "",
+                                                options.get("labels", "benign"))
+        for client in clients:
+            fresh = self._sent.get(client) != prompts_id
+            self.runner.send_message("taxgate_round", {
+                "key": self.key, "message": options, "prompts_id": prompts_id,
+                "prompts": prompts if fresh else None,
+            }, client_id=client)
+            self._sent[client] = prompts_id
+
+    def _prompts_for(self, dataset: str, labels: str) -> tuple[str, list[str]]:
+        if (dataset, labels) not in self._prompts:
+            wanted = None if labels in ("", "all") else labels.split(",")
+            prompts = [item.text for item in load_dataset(dataset or None, labels=wanted)]
+            self._prompts[(dataset, labels)] = (uuid.uuid4().hex, prompts)
+        return self._prompts[(dataset, labels)]
 
     def _deal(self, clients: list[str], requests: int) -> None:
         deadline = time.monotonic() + SPAWN_TIMEOUT_S

@@ -8,8 +8,9 @@ and when its share of the requests is answered (or time is up) sends the master 
 samples and the CPU time it used, sampled through the round, so the bench's saturation
 check covers this process wherever it runs.
 
-Everything a round needs arrives from the master; the dataset is read from the path the
-master names (the bundled one unless ``--dataset``: give remote workers the same file).
+Everything a round needs arrives from the master, the load prompts included (once per
+prompt set): a worker on another machine needs no copy of ``--dataset``, and every
+worker draws from the same list whatever its checkout holds.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class WorkerSide:
         self.work_dir = work_dir
         self.key = ""
         self.sent = True
+        self.prompts: list[str] = []  # the master's load prompts (the same on every machine)
         self.cpu: list[tuple[float, float]] = []
         self._sampler: gevent.Greenlet | None = None
         for name, handler in (("taxgate_round", self.on_round),
@@ -59,8 +61,12 @@ class WorkerSide:
 
     def on_round(self, environment, msg) -> None:
         self.key, self.sent = msg.data["key"], False
+        if msg.data.get("prompts") is not None:
+            self.prompts = msg.data["prompts"]
         self.samples_path.unlink(missing_ok=True)
-        options = {**msg.data["message"], "samples_out": str(self.samples_path)}
+        # The locustfile's workload loads the bundled set, whole; its prompts are then the master's.
+        options = {**msg.data["message"], "samples_out": str(self.samples_path), "dataset": "",
+                   "labels": "all"}
         environment.parsed_options = round_options(options)
         self.cpu = [(time.time(), time.process_time())]
         self._sampler = gevent.spawn(self._sample_cpu)
@@ -73,6 +79,7 @@ class WorkerSide:
     def on_test_start(self, environment, **_kwargs) -> None:
         workload = getattr(environment, "taxgate_workload", None)
         if workload is not None:
+            workload.prompts = self.prompts
             workload.first_user = AsyncResult()
             workload.when_done = self.report
 

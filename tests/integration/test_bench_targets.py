@@ -269,3 +269,20 @@ def test_workers_that_never_join_end_the_run_with_what_to_do(sim, deployed, tmp_
     assert "only 1 of 2 Locust workers joined within 5 s" in message
     assert f"taxgate bench worker --master HOST:{port}" in message
     assert not (out / "report.json").exists()  # nothing was measured: no report
+
+
+def test_workers_send_the_prompts_of_the_masters_dataset(tmp_path):
+    # Labels the bundled set does not have: a worker could only send these from the master's list.
+    dataset = tmp_path / "mine.jsonl"
+    texts = [f"my own prompt number {i}" for i in range(7)]
+    dataset.write_bytes(b"".join(orjson.dumps({"text": t, "label": "mine"}) + b"\n" for t in texts))
+    server, recorder = start_sim(profile="instant", record=True)
+    workload = Workload(model=MODEL, max_tokens=4, stop_timeout_s=10, labels="mine", dataset=dataset)
+    try:
+        with DistributedGenerator(tmp_path / "locust.log", LoadLayout(local=2)) as generator:
+            for repeat in range(2):  # the second round reuses the list the workers were sent
+                spec = RoundSpec("direct", 4, repeat, server.base_url, duration_s=60, requests=8)
+                run_round(spec, workload, tmp_path, generator)
+    finally:
+        server.stop()
+    assert len(recorder.prompts) == 16 and set(recorder.prompts) <= set(texts)
