@@ -22,7 +22,8 @@ import pytest
 
 from loadtest.bench.distributed import DistributedGenerator
 from loadtest.bench.loadlayout import LoadLayout
-from loadtest.bench.rounds import LoadGenerator, RoundSpec, Workload, run_round
+from loadtest.bench.rounds import LoadGenerator, RoundSpec, Workload, round_message, run_round
+from loadtest.bench.samples import read_samples
 from loadtest.bench.schema import Report
 from loadtest.datasets import load_dataset
 from loadtest.harness import free_port
@@ -286,3 +287,21 @@ def test_workers_send_the_prompts_of_the_masters_dataset(tmp_path):
     finally:
         server.stop()
     assert len(recorder.prompts) == 16 and set(recorder.prompts) <= set(texts)
+
+
+def test_workers_end_a_timed_round_when_its_time_is_up(tmp_path):
+    server, _ = start_sim(profile="instant")
+    workload = Workload(model=MODEL, max_tokens=4, stop_timeout_s=30)
+    samples_path = tmp_path / "timed.jsonl"
+    try:
+        with DistributedGenerator(tmp_path / "locust.log", LoadLayout(local=2)) as generator:
+            spec = RoundSpec("direct", 3, 0, server.base_url, duration_s=1)
+            answer = generator.run(round_message(spec, workload, samples_path), 120)
+    finally:
+        server.stop()
+    # Stopped sending at 1 s and drained, not cut at the 30 s ceiling.
+    assert answer["ok"] and not answer["cut"]
+    samples = read_samples(samples_path)
+    assert len(samples) > 3 and all(s.ok for s in samples)
+    assert {s.user for s in samples} == {0, 1, 2}
+    assert len(answer["processes"]) == 2 and all(len(p["cpu"]) >= 2 for p in answer["processes"])
