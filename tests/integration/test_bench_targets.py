@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -197,7 +198,8 @@ def test_a_worker_killed_mid_run_leaves_a_partial_report(sim, deployed, tmp_path
     assert "Traceback" not in stdout + stderr
     report = read_report(out)
     (missing,) = report.meta.missing
-    assert "lost a worker" in missing or "worker(s) 2 exited" in missing
+    # Seen mid-round by the master (no heartbeat) or between rounds by the bench (exited).
+    assert re.search(r"lost a worker|local Locust worker\(s\) [12] exited", missing), missing
     assert "of 40 rounds" in missing
     assert report.scenarios  # what was measured before is in the report
     assert not bench_processes(proc.pid, "loadtest.bench.locust")  # nothing left running
