@@ -6,7 +6,15 @@ import random
 
 import pytest
 
-from loadtest.bench.distributed import LoadLost, first_users, lost_rounds, process_cores, split_quota
+from loadtest.bench import cpu
+from loadtest.bench.distributed import (
+    LoadLost,
+    first_users,
+    load_cores,
+    lost_rounds,
+    process_cores,
+    split_quota,
+)
 from loadtest.bench.loadlayout import LoadLayout, split_host_port
 from loadtest.bench.options import BenchOptions
 
@@ -79,3 +87,31 @@ def test_a_lost_worker_leaves_a_list_of_what_was_not_measured():
     assert note.startswith("the load generator (Locust) failed a round: lost a worker mid-round")
     assert "direct at 4 users: 1 of 2 rounds; deployed at 4 users: 1 of 2 rounds" in note
     assert "at 1 users" not in note
+
+
+class MasterSeries:
+    """The sampler's view of the master process only (what load_cores reads from it)."""
+
+    def __init__(self, series):
+        self._series = series
+
+    def series(self, name):
+        return self._series if name == "load generator" else []
+
+
+class Workers:
+    def __init__(self, processes):
+        self.processes = processes
+
+
+def test_load_cores_sum_every_process_and_flag_the_busiest():
+    master = MasterSeries([(0.0, 0.0), (10.0, 1.0)])  # 0.1 cores
+    workers = Workers([{"cpu": [[0.0, 0.0], [10.0, 9.0]]}, {"cpu": [[0.0, 0.0], [10.0, 4.0]]}])
+    cores = load_cores(workers, master, 2.0, 8.0)
+    assert cores[cpu.LOAD_GENERATOR] == pytest.approx(1.4)
+    assert cores[cpu.LOAD_BUSIEST] == pytest.approx(0.9)
+    assert cpu.CLIENT_BOUND in cpu.saturation_flags(cores, 16)  # one worker is at its core
+    one = load_cores(Workers([]), master, 2.0, 8.0)  # one Locust process: itself
+    assert one[cpu.LOAD_GENERATOR] == one[cpu.LOAD_BUSIEST] == pytest.approx(0.1)
+    assert load_cores(Workers([]), MasterSeries([]), 2.0, 8.0) == {
+        cpu.LOAD_GENERATOR: None, cpu.LOAD_BUSIEST: None}
