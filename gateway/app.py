@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import orjson
@@ -21,6 +21,7 @@ from gateway.audit_writer import AuditStore
 from gateway.auth import ApiKeyAuth
 from gateway.client_timeouts import BodyTimeout
 from gateway.drain import DrainMiddleware, StreamDrain
+from gateway.endpoints import ENDPOINTS, Endpoint, by_path
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound, error_response
 from gateway.http1 import Http1Client
 from gateway.listeners import ListenerSplit
@@ -60,12 +61,7 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
                                    on_event=_audit_sink(audit, settings))
         pool = UpstreamPool(settings, http, metrics, clock=clock)
         try:
-            try:
-                await pipeline.start()
-            except MonitorLoadError as exc:
-                app.state.startup_error = exc  # for the CLI's last word: what to fix
-                raise
-            await pool.start()
+            await _start(app, pipeline, pool)
             sync_audit = settings.audit.enabled and settings.audit.sync == "always"
             app.state.pool = pool
             app.state.proxy = Proxy(settings, pool, pipeline, metrics,
@@ -88,31 +84,52 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
     app.state.metrics = metrics
     app.state.drain = drain
     app.state.startup_error = None
+    for endpoint in ENDPOINTS.values():
+        app.add_route(endpoint.path, _completion_route(endpoint), methods=["POST"])
+    app.add_route("/v1/models", _models, methods=["GET"])
+    app.add_route("/health", _health, methods=["GET"])
+    app.add_route("/ready", _ready, methods=["GET"])
+    app.add_route("/metrics", _prometheus(registry, metrics_dir), methods=["GET"])
+    app.add_exception_handler(HTTPException, _http_error(metrics))
+    _add_middleware(app, settings, metrics, drain)
+    return app
 
-    async def chat(request: Request) -> Response:
-        return await request.app.state.proxy.handle(request, "chat")
 
-    async def completions(request: Request) -> Response:
-        return await request.app.state.proxy.handle(request, "completions")
+async def _start(app: FastAPI, pipeline: MonitorPipeline, pool: UpstreamPool) -> None:
+    try:
+        await pipeline.start()
+    except MonitorLoadError as exc:
+        app.state.startup_error = exc  # for the CLI's last word: what to fix
+        raise
+    await pool.start()
 
-    async def responses(request: Request) -> Response:
-        return await request.app.state.proxy.handle(request, "responses")
 
-    async def models(request: Request) -> Response:
-        body = {"object": "list", "data": request.app.state.pool.models()}
-        return Response(orjson.dumps(body), media_type="application/json")
+def _completion_route(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+    async def route(request: Request) -> Response:
+        return await request.app.state.proxy.handle(request, endpoint)
 
-    async def health(_request: Request) -> Response:
-        return Response(b'{"status":"ok"}', media_type="application/json")
+    return route
 
-    async def ready(request: Request) -> Response:
-        pool: UpstreamPool = request.app.state.pool
-        upstreams = {r.url: {"healthy": r.healthy, "models": len(r.models),
-                             "outstanding": r.outstanding} for r in pool.replicas}
-        status = 200 if pool.ready else 503
-        return Response(orjson.dumps({"ready": pool.ready, "upstreams": upstreams}),
-                        status_code=status, media_type="application/json")
 
+async def _models(request: Request) -> Response:
+    body = {"object": "list", "data": request.app.state.pool.models()}
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+async def _health(_request: Request) -> Response:
+    return Response(b'{"status":"ok"}', media_type="application/json")
+
+
+async def _ready(request: Request) -> Response:
+    pool: UpstreamPool = request.app.state.pool
+    upstreams = {r.url: {"healthy": r.healthy, "models": len(r.models),
+                         "outstanding": r.outstanding} for r in pool.replicas}
+    status = 200 if pool.ready else 503
+    return Response(orjson.dumps({"ready": pool.ready, "upstreams": upstreams}),
+                    status_code=status, media_type="application/json")
+
+
+def _prometheus(registry: CollectorRegistry, metrics_dir: str | None) -> Callable[[Request], Awaitable[Response]]:
     async def prometheus(_request: Request) -> Response:
         if metrics_dir is None:
             return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
@@ -121,20 +138,18 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
         multiprocess.MultiProcessCollector(merged, path=metrics_dir)
         return Response(generate_latest(merged), media_type=CONTENT_TYPE_LATEST)
 
-    app.add_route("/v1/chat/completions", chat, methods=["POST"])
-    app.add_route("/v1/completions", completions, methods=["POST"])
-    app.add_route("/v1/responses", responses, methods=["POST"])
-    app.add_route("/v1/models", models, methods=["GET"])
-    app.add_route("/health", health, methods=["GET"])
-    app.add_route("/ready", ready, methods=["GET"])
-    app.add_route("/metrics", prometheus, methods=["GET"])
+    return prometheus
+
+
+def _http_error(metrics: GatewayMetrics) -> Callable[[Request, HTTPException], Awaitable[Response]]:
+    served = ", ".join(endpoint.path for endpoint in ENDPOINTS.values())
 
     async def http_error(request: Request, exc: HTTPException) -> Response:
         # The router raises these two only: an unknown path, or a known one and another method.
         if exc.status_code == 404:
             error: GatewayError = NotFound(
                 f"no route {request.method} {request.url.path}; the gateway serves "
-                "/v1/chat/completions, /v1/completions, /v1/responses and /v1/models")
+                f"{served} and /v1/models")
         elif exc.status_code == 405:
             error = MethodNotAllowed(f"{request.method} {request.url.path}: {exc.detail}")
         else:
@@ -142,11 +157,13 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
         metrics.requests.labels("other", "unknown", str(error.status)).inc()
         return error_response(error)
 
-    app.add_exception_handler(HTTPException, http_error)
+    return http_error
+
+
+def _add_middleware(app: FastAPI, settings: Settings, metrics: GatewayMetrics, drain: StreamDrain) -> None:
     # Added last runs first: a request on the wrong listener is refused before anything
     # but its request id, and an API key is asked for before the body is read.
-    routes = {"/v1/chat/completions": "chat", "/v1/completions": "completions",
-              "/v1/responses": "responses"}
+    routes = {path: endpoint.name for path, endpoint in by_path().items()}
 
     app.add_middleware(BodyTimeout, timeout_s=settings.timeouts.client_body_s)
     if settings.api_keys:
@@ -165,7 +182,6 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
         app.add_middleware(ListenerSplit, ops_port=settings.metrics.address[1],
                            on_refused=metrics.requests.labels("other", "unknown", "404").inc)
     app.add_middleware(RequestId)
-    return app
 
 
 def _audit_sink(audit: AuditStore, settings: Settings) -> Callable[[Decision, str], None] | None:

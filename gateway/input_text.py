@@ -12,7 +12,9 @@ What no text monitor can read is listed as ``Uncheckable`` by kind: token-id pro
 (``token_ids``, which the gateway can detokenize), prompt or media embeddings
 (``embeddings``) and media content parts (``image``, ``audio``, ``video``, ``file``,
 and ``other`` for a part type this module does not know). ``gateway.uncheckable``
-decides what happens to them. Everything here is pure: no I/O.
+decides what happens to them. Everything here is pure: no I/O. Each endpoint's reader
+(``read_chat`` in ``gateway.endpoints.chat``, ...) builds its ``InputView`` with the
+helpers here.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from typing import Any
 import orjson
 
 from gateway.errors import BadRequest
-from gateway.protocol import ParsedRequest
 from monitors.base import Span
 from monitors.redact import apply_redactions
 
@@ -115,122 +116,40 @@ class InputView:
         return orjson.dumps(body)
 
 
-def read_input(request: ParsedRequest, *, check_tools: bool) -> InputView:
-    """The texts input monitors see; BadRequest for a text field that is not a string."""
+def new_view(body: dict[str, Any]) -> InputView:
+    """A new view of a request (an endpoint's reader fills it), with its prompt
+    embeddings listed when it has some."""
     view = InputView()
-    body = request.body
     if body.get("prompt_embeds") not in (None, [], ""):
         view.uncheckable.append(Uncheckable("embeddings", "prompt_embeds"))
-    if request.route == "responses":
-        _read_responses(body, view, check_tools=check_tools)
-        return view
-    if request.route == "chat":
-        for index, message in enumerate(body["messages"]):
-            view.add(list(_message_fields(message, ("messages", index), view)))
-        if check_tools:
-            for index, tool in enumerate(_list(body.get("tools"))):
-                # The function (name, description, parameter schema) is what the chat
-                # template renders; the tool's ``type`` is not worth a monitor's time.
-                if isinstance(tool, dict) and isinstance(tool.get("function"), dict):
-                    view.add(list(_strings(tool["function"], ("tools", index, "function"))))
-                else:
-                    view.add(list(_strings(tool, ("tools", index))))
-        for index, document in enumerate(_list(body.get("documents"))):
-            view.add(list(_strings(document, ("documents", index))))
-        return view
-    prompt = body.get("prompt")
-    if isinstance(prompt, str):
-        view.add([(("prompt",), prompt)])
-    elif isinstance(prompt, list) and prompt and all(isinstance(p, list) for p in prompt):
-        for index, tokens in enumerate(prompt):
-            view.token_prompts.append(TokenPrompt(("prompt", index), tokens))
-    elif isinstance(prompt, list) and prompt and not isinstance(prompt[0], str):
-        view.token_prompts.append(TokenPrompt(("prompt",), prompt))
-    elif isinstance(prompt, list):
-        for index, item in enumerate(prompt):
-            view.add([(("prompt", index), item)])
-    view.uncheckable.extend(Uncheckable("token_ids", _dotted(p.path))
-                            for p in view.token_prompts)
     return view
 
 
-def _read_responses(body: dict[str, Any], view: InputView, *, check_tools: bool) -> None:
-    """The Responses API: ``instructions``, then ``input`` (a string, or one text per
-    item), then the tool definitions."""
-    if body.get("instructions") is not None:
-        view.add([(("instructions",), _text(body["instructions"], ("instructions",)))])
-    given = body["input"]
-    if isinstance(given, str):
-        view.add([(("input",), given)])
-    else:
-        for index, item in enumerate(given):
-            view.add(list(_item_fields(item, ("input", index), view)))
-    if check_tools:
-        for index, tool in enumerate(_list(body.get("tools"))):
-            view.add(list(_strings(tool, ("tools", index))))
-
-
-def _item_fields(item: Any, where: Path, view: InputView) -> Iterator[tuple[Path, str]]:
-    """One input item: a message (``type`` ``message`` or absent), a function call or its
-    output, a reasoning item. Any other item (an ``item_reference`` to stored state, a
-    built-in tool's call) is input no monitor here reads: listed as ``other``."""
-    if not isinstance(item, dict):
-        param = _dotted(where)
-        raise BadRequest(f"invalid request: {param}: must be an object", param=param)
-    kind = item.get("type", "message")
-    if kind == "message":
-        content = item.get("content")
-        if not isinstance(content, (str, list)):
-            param = _dotted((*where, "content"))
-            raise BadRequest(f"invalid request: {param}: must be a string or a list of "
-                             f"content parts, not {_json_type(content)}", param=param)
-        yield from _message_fields(item, where, view)
-    elif kind == "function_call":
-        for key in ("name", "arguments"):
-            if item.get(key) is not None:
-                yield (*where, key), _text(item[key], (*where, key))
-    elif kind == "function_call_output":
-        output = item.get("output")
-        if isinstance(output, list):
-            for index, part in enumerate(output):
-                yield from _part_fields(part, (*where, "output", index), view)
-        else:
-            yield (*where, "output"), _text(output, (*where, "output"))
-    elif kind == "reasoning":
-        for key in ("summary", "content"):
-            for index, part in enumerate(_list(item.get(key))):
-                if isinstance(part, dict) and part.get("text") is not None:
-                    path = (*where, key, index, "text")
-                    yield path, _text(part["text"], path)
-    else:
-        view.uncheckable.append(Uncheckable("other", _dotted(where)))
-
-
-def _message_fields(message: dict[str, Any], where: Path, view: InputView
+def message_fields(message: dict[str, Any], where: Path, view: InputView
                     ) -> Iterator[tuple[Path, str]]:
     content = message.get("content")
     if isinstance(content, str):
         yield (*where, "content"), content
     elif isinstance(content, list):
         for index, part in enumerate(content):
-            yield from _part_fields(part, (*where, "content", index), view)
+            yield from part_fields(part, (*where, "content", index), view)
     for key in ("reasoning_content", "reasoning"):
         if message.get(key) is not None:
-            yield (*where, key), _text(message[key], (*where, key))
-    for index, call in enumerate(_list(message.get("tool_calls"))):
+            yield (*where, key), text_field(message[key], (*where, key))
+    for index, call in enumerate(as_list(message.get("tool_calls"))):
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict):
             continue
         for key in ("name", "arguments"):
             if function.get(key) is not None:
                 path = (*where, "tool_calls", index, "function", key)
-                yield path, _text(function[key], path)
+                yield path, text_field(function[key], path)
 
 
-def _part_fields(part: dict[str, Any], where: Path, view: InputView
+def part_fields(part: dict[str, Any], where: Path, view: InputView
                  ) -> Iterator[tuple[Path, str]]:
     if not isinstance(part, dict):  # validated for chat; a Responses item's parts are not
-        param = _dotted(where)
+        param = dotted(where)
         raise BadRequest(f"invalid request: {param}: a content part must be an object",
                          param=param)
     kind = part.get("type")
@@ -240,33 +159,33 @@ def _part_fields(part: dict[str, Any], where: Path, view: InputView
     if kind in MEDIA_PARTS:
         media.insert(0, MEDIA_PARTS[kind])
     if media:
-        view.uncheckable.append(Uncheckable(media[0], _dotted(where)))
+        view.uncheckable.append(Uncheckable(media[0], dotted(where)))
         return
     if kind not in TEXT_PARTS:
-        view.uncheckable.append(Uncheckable("other", _dotted(where)))
+        view.uncheckable.append(Uncheckable("other", dotted(where)))
         return
     key = TEXT_PARTS[kind]
-    yield (*where, key), _text(part.get(key), (*where, key))
+    yield (*where, key), text_field(part.get(key), (*where, key))
 
 
-def _strings(node: Any, where: Path) -> Iterator[tuple[Path, str]]:
+def strings(node: Any, where: Path) -> Iterator[tuple[Path, str]]:
     """Every string value under ``node`` (a tool's name, descriptions, enums...)."""
     if isinstance(node, str):
         yield where, node
     elif isinstance(node, dict):
         for key, value in node.items():
-            yield from _strings(value, (*where, key))
+            yield from strings(value, (*where, key))
     elif isinstance(node, list):
         for index, value in enumerate(node):
-            yield from _strings(value, (*where, index))
+            yield from strings(value, (*where, index))
 
 
-def _text(value: Any, path: Path) -> str:
+def text_field(value: Any, path: Path) -> str:
     if isinstance(value, str):
         return value
-    param = _dotted(path)
+    param = dotted(path)
     raise BadRequest(f"invalid request: {param}: must be a string, not "
-                     f"{_json_type(value)}", param=param)
+                     f"{json_type(value)}", param=param)
 
 
 def _clip(spans: Sequence[Span], start: int, length: int) -> list[Span]:
@@ -286,15 +205,15 @@ def _set(body: Any, path: Path, value: str) -> None:
     _get(body, path[:-1])[path[-1]] = value
 
 
-def _list(value: Any) -> list:
+def as_list(value: Any) -> list:
     return value if isinstance(value, list) else []
 
 
-def _dotted(path: Path) -> str:
+def dotted(path: Path) -> str:
     return ".".join(str(key) for key in path)
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):

@@ -14,18 +14,11 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
-from gateway.answer import (
-    ProtocolViolation,
-    choice_fields,
-    choices_of,
-    clear_choice,
-    redact_logprobs,
-    set_field,
-    usage_counts,
-)
+from gateway.answer import ProtocolViolation
 from gateway.context import RequestContext
 from gateway.detokenize import Detokenizer, pool_post
 from gateway.drain import StreamDrain
+from gateway.endpoints import Endpoint
 from gateway.errors import (
     BadRequest,
     ContentBlocked,
@@ -37,27 +30,18 @@ from gateway.errors import (
     UpstreamStatus,
     error_response,
 )
-from gateway.input_text import read_input
 from gateway.metrics import GatewayMetrics
-from gateway.monitored_relay import MonitoredRelay
-from gateway.protocol import ParsedRequest, Route, parse_request
+from gateway.monitored_relay import OutputGuard, note_flags, relay_monitored
+from gateway.protocol import ParsedRequest, parse_body
 from gateway.recorder import StreamRecorder
-from gateway.relay import RESPONSES, midstream_error, relay_raw
-from gateway.response_output import block_response, response_texts, set_text
-from gateway.responses_relay import ResponsesRelay
+from gateway.relay import midstream_error, relay_raw
 from gateway.settings import Settings
+from gateway.stream_policy import stream_policy
 from gateway.uncheckable import settle
 from gateway.upstream import UpstreamCall, UpstreamPool
 from monitors.pipeline import MonitorOverloaded, MonitorPipeline
-from monitors.redact import apply_redactions
 
 log = logging.getLogger("taxgate.proxy")
-
-PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions",
-         "responses": "/v1/responses"}
-# The request field a blocked input is reported on, by route.
-INPUT_PARAM = {"chat": "messages", "completions": "prompt", "responses": "input"}
-FLAGS_HEADER = "x-taxgate-flags"
 
 
 async def _client_gone(request: Request) -> None:
@@ -82,11 +66,13 @@ class Proxy:
         self._check_output = pipeline.has_stage("output")
         # Input no monitor can read is settled only when a monitor could act on it.
         self._enforce_input = pipeline.enforces("input")
+        # Shadow-only output monitors never hold a stream's text back: they only watch.
+        self._enforce_output = pipeline.enforces("output")
         self._detokenizer = Detokenizer(pool_post(pool, metrics))
         self._in_flight = 0
 
-    async def handle(self, request: Request, route: Route) -> Response:
-        ctx = RequestContext(request_id=request.state.request_id, route=route,
+    async def handle(self, request: Request, endpoint: Endpoint) -> Response:
+        ctx = RequestContext(request_id=request.state.request_id, route=endpoint.name,
                              started=self._clock())
         self._metrics.in_flight.inc()
         self._in_flight += 1
@@ -95,14 +81,14 @@ class Proxy:
             if limit and self._in_flight > limit:
                 raise Overloaded(f"the gateway is at its limit of {limit} requests in flight "
                                  "(max_in_flight); retry later", retry_after_s=1)
-            response = await self._serve(request, ctx)
+            response = await self._serve(request, endpoint, ctx)
         except GatewayError as error:
             response = self._error(error, ctx)
         except MonitorOverloaded as exc:
             response = self._error(Overloaded(f"monitor {exc.monitor_id} is overloaded; retry "
                                               "later", retry_after_s=exc.retry_after_s), ctx)
         except ClientDisconnect:
-            self._metrics.client_disconnects.labels(route).inc()
+            self._metrics.client_disconnects.labels(ctx.route).inc()
             ctx.status = 499
             response = Response(status_code=499)
         except asyncio.CancelledError:
@@ -123,10 +109,10 @@ class Proxy:
         return response
 
     # -- the request path ---------------------------------------------------------------
-    async def _serve(self, request: Request, ctx: RequestContext) -> Response:
+    async def _serve(self, request: Request, endpoint: Endpoint, ctx: RequestContext) -> Response:
         raw = await self._read_body(request)
         parse_started = self._clock()
-        parsed = parse_request(ctx.route, raw)
+        parsed = parse_body(endpoint.name, endpoint.request_model, raw)
         ctx.model = parsed.model
         known = self._pool.knows_model(parsed.model)
         if known is False:
@@ -136,20 +122,20 @@ class Proxy:
         ctx.add_phase("parse", self._clock() - parse_started)
         if self._settings.log_prompts:
             log.info("request %s model %s prompt %r", ctx.request_id, parsed.model,
-                     read_input(parsed, check_tools=False).texts)
+                     endpoint.read_input(parsed.body, check_tools=False).texts)
         if self._check_input:
-            raw = await self._input_monitors(parsed, raw, ctx)
+            raw = await self._input_monitors(endpoint, parsed, raw, ctx)
         headers = {"content-type": "application/json", "x-request-id": ctx.request_id}
         if not parsed.stream:
             return await self._unless_client_leaves(request, ctx,
-                                                    self._whole(raw, headers, parsed, ctx))
-        call = await self._open(raw, headers, parsed, ctx)
-        return self._stream(call, ctx)
+                                                    self._whole(endpoint, raw, headers, parsed, ctx))
+        call = await self._open(endpoint, raw, headers, parsed, ctx)
+        return self._stream(endpoint, call, ctx)
 
-    async def _open(self, raw: bytes, headers: dict[str, str], parsed: ParsedRequest,
+    async def _open(self, endpoint: Endpoint, raw: bytes, headers: dict[str, str], parsed: ParsedRequest,
                     ctx: RequestContext) -> UpstreamCall:
         """Send upstream; an upstream HTTP error is passed on as it is."""
-        call = await self._pool.open(PATHS[ctx.route], raw, headers, model=parsed.model,
+        call = await self._pool.open(endpoint.path, raw, headers, model=parsed.model,
                                      stream=parsed.stream)
         ctx.upstream_sent = call.sent_at
         status = call.response.status_code
@@ -207,9 +193,9 @@ class Proxy:
             raise BadRequest("request body is empty; send a JSON object")
         return bytes(body)
 
-    async def _input_monitors(self, parsed: ParsedRequest, raw: bytes,
+    async def _input_monitors(self, endpoint: Endpoint, parsed: ParsedRequest, raw: bytes,
                               ctx: RequestContext) -> bytes:
-        view = read_input(parsed, check_tools=self._settings.check_tools)
+        view = endpoint.read_input(parsed.body, check_tools=self._settings.check_tools)
         if self._enforce_input and view.uncheckable:
             started = self._clock()
 
@@ -224,19 +210,19 @@ class Proxy:
         result = await self._pipeline.check("input", view.texts, request_id=ctx.request_id,
                                             context={"route": ctx.route, "model": ctx.model})
         ctx.add_phase("input_monitors", self._clock() - started)
-        self._note_flags(result, ctx)
+        note_flags(result, ctx)
         if result.blocked_by is not None:
             await self._flush_audit()
             raise ContentBlocked(f"the request was blocked by the {result.blocked_by.monitor_id}"
-                                 " safety monitor", param=INPUT_PARAM[ctx.route])
+                                 " safety monitor", param=endpoint.input_param)
         if result.redacted:
             return view.redacted_body(parsed.body, result.redactions)
         return raw
 
     # -- non-streamed -------------------------------------------------------------------
-    async def _whole(self, raw: bytes, headers: dict[str, str], parsed: ParsedRequest,
+    async def _whole(self, endpoint: Endpoint, raw: bytes, headers: dict[str, str], parsed: ParsedRequest,
                      ctx: RequestContext) -> Response:
-        call = await self._open(raw, headers, parsed, ctx)
+        call = await self._open(endpoint, raw, headers, parsed, ctx)
         try:
             body = await call.response.aread()
         except httpx.HTTPError as exc:
@@ -246,55 +232,25 @@ class Proxy:
         finally:
             await call.aclose()
         ctx.upstream_first = ctx.upstream_last = self._clock()
-        if ctx.route == "responses":
-            return await self._whole_response(body, call.replica.url, ctx)
+        output = endpoint.output
         try:
-            payload = orjson.loads(body)
-            choices = choices_of(payload, streamed=False)
-            counts = usage_counts(payload.get("usage"))
-            fields = [(choice, field) for choice in choices
-                      for field in choice_fields(ctx.route, choice, streamed=False)] \
-                if self._check_output else []
+            answer = output.answer(body, texts=self._check_output)
         except (orjson.JSONDecodeError, ProtocolViolation) as exc:
             self._metrics.upstream_errors.labels(call.replica.url, "protocol").inc()
-            raise UpstreamError(f"upstream {call.replica.url} answered a body that is not a "
-                                f"completion ({exc})") from None
-        if counts is not None:
-            ctx.prompt_tokens, ctx.completion_tokens = counts
-        if fields and await self._output_monitors(choices, fields, ctx):
-            body = orjson.dumps(payload)
-        return await self._reply(body, ctx)
-
-    async def _whole_response(self, body: bytes, url: str, ctx: RequestContext) -> Response:
-        """A Responses API object: every output text checked, redacted in place; a block
-        replaces the output with the refusal (status ``incomplete``, ``content_filter``)."""
-        try:
-            payload = orjson.loads(body)
-            if not isinstance(payload, dict):
-                raise ProtocolViolation("the answer is not a JSON object")
-            texts = response_texts(payload) if self._check_output else []
-            counts = usage_counts(payload.get("usage"))
-        except (orjson.JSONDecodeError, ProtocolViolation) as exc:
-            self._metrics.upstream_errors.labels(url, "protocol").inc()
-            raise UpstreamError(f"upstream {url} answered a body that is not a Response "
-                                f"({exc})") from None
-        if counts is not None:
-            ctx.prompt_tokens, ctx.completion_tokens = counts
-        if texts:
+            raise UpstreamError(f"upstream {call.replica.url} answered a body that is not "
+                                f"{output.noun} ({exc})") from None
+        if answer.usage is not None:
+            ctx.prompt_tokens, ctx.completion_tokens = answer.usage
+        if answer.texts:
+            # Every text of the answer (content, reasoning, tool calls, logprobs) checked;
+            # a block replaces it with the refusal, a redaction masks it in place.
             started = self._clock()
-            result = await self._pipeline.check(
-                "output", [t.text for t in texts], request_id=ctx.request_id,
-                kinds=[t.kind for t in texts], context={"route": ctx.route, "model": ctx.model})
+            result = await self._pipeline.check("output", answer.texts, request_id=ctx.request_id,
+                                                kinds=answer.kinds,
+                                                context={"route": ctx.route, "model": ctx.model})
             ctx.add_phase("output_monitors", self._clock() - started)
-            self._note_flags(result, ctx)
-            if result.blocked_by is not None:
-                block_response(payload, self._settings.refusal_message)
-                body = orjson.dumps(payload)
-            elif result.redacted:
-                for text, spans in zip(texts, result.redactions, strict=True):
-                    if spans:
-                        set_text(payload, text.path, apply_redactions(text.text, spans))
-                body = orjson.dumps(payload)
+            note_flags(result, ctx)
+            body = answer.apply(result, self._settings.refusal_message) or body
         return await self._reply(body, ctx)
 
     async def _reply(self, body: bytes, ctx: RequestContext) -> Response:
@@ -304,53 +260,22 @@ class Proxy:
         headers.update(ctx.verdict_headers())
         return Response(body, media_type="application/json", headers=headers)
 
-    async def _output_monitors(self, choices: list[dict], fields: list, ctx: RequestContext
-                               ) -> bool:
-        """Check every text of every choice (content, reasoning, tool calls, logprobs);
-        True when the payload was changed."""
-        started = self._clock()
-        result = await self._pipeline.check("output", [field.text for _, field in fields],
-                                            request_id=ctx.request_id,
-                                            kinds=[field.kind for _, field in fields],
-                                            context={"route": ctx.route, "model": ctx.model})
-        ctx.add_phase("output_monitors", self._clock() - started)
-        self._note_flags(result, ctx)
-        if result.blocked_by is not None:
-            for choice in choices:
-                clear_choice(ctx.route, choice, self._settings.refusal_message, streamed=False)
-            return True
-        changed = False
-        for (choice, field), spans in zip(fields, result.redactions, strict=True):
-            if not spans:
-                continue
-            changed = True
-            if field.key == "logprobs":
-                redact_logprobs(ctx.route, choice, spans)
-            else:
-                set_field(ctx.route, choice, field.key, apply_redactions(field.text, spans),
-                          streamed=False)
-        return changed
-
     # -- streamed -----------------------------------------------------------------------
-    def _stream(self, call: UpstreamCall, ctx: RequestContext) -> StreamingResponse:
+    def _stream(self, endpoint: Endpoint, call: UpstreamCall, ctx: RequestContext) -> StreamingResponse:
         labels = (ctx.route, ctx.model)
         errors = self._metrics.upstream_errors
         rec = StreamRecorder(ctx, self._metrics.itl.labels(*labels),
                              lambda kind: errors.labels(call.replica.url, kind).inc(), self._clock)
         idle_s = self._settings.timeouts.idle_s
-        if self._check_output and ctx.route == "responses":
-            body: AsyncIterator[bytes] = ResponsesRelay(
-                call, rec, pipeline=self._pipeline, streaming=self._settings.streaming,
-                metrics=self._metrics, idle_s=idle_s,
-                refusal=self._settings.refusal_message).__aiter__()
-        elif self._check_output:
-            body = MonitoredRelay(
-                call, rec, pipeline=self._pipeline, streaming=self._settings.streaming,
-                metrics=self._metrics, idle_s=idle_s).__aiter__()
-        elif ctx.route == "responses":
-            body = relay_raw(call, rec, idle_s, RESPONSES)
+        if self._check_output:
+            guard = OutputGuard(self._pipeline.stage("output", request_id=ctx.request_id,
+                                                     context={"route": ctx.route, "model": ctx.model}), rec)
+            policy = stream_policy(guard, self._settings.streaming, rec.clock, enforcing=self._enforce_output)
+            dialect = endpoint.output.stream(ctx.verdict_fields, self._settings.refusal_message, rec.clock)
+            body: AsyncIterator[bytes] = relay_monitored(call, rec, dialect, policy, guard, metrics=self._metrics,
+                                                         idle_s=idle_s)
         else:
-            body = relay_raw(call, rec, idle_s)
+            body = relay_raw(call, rec, idle_s, endpoint.raw)
         body = self._drain.guard(body, ctx)  # at shutdown: a shutting_down event, not a cut
         headers = {"cache-control": "no-cache"}
         headers.update(ctx.verdict_headers())
@@ -374,9 +299,6 @@ class Proxy:
             self._finish(ctx)
 
     # -- bookkeeping --------------------------------------------------------------------
-    def _note_flags(self, result, ctx: RequestContext) -> None:
-        ctx.note(result)
-
     async def _flush_audit(self) -> None:
         if self._audit_flush is not None:
             await self._audit_flush()

@@ -4,9 +4,9 @@ into complete events (sent as received), checks that each is JSON (garbage ends 
 stream with an error event instead of reaching the client), counts text-carrying events
 with one regex, reads only the ``usage`` event, and checks that the stream ended with
 ``[DONE]`` (a stream cut short ends with an SSE error event, never a silent 200).
-A Responses API stream (``RESPONSES``) ends with ``response.completed`` instead, and a
-fault ends it with that API's typed ``error`` event. ``gateway.policy_relay`` holds the
-other relays, those that apply output monitors.
+Each endpoint (``gateway.endpoints``) gives its ``RawStream``: a Responses API stream
+ends with ``response.completed`` instead, and a fault ends it with that API's typed
+``error`` event. ``gateway.monitored_relay`` is the relay that applies output monitors.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from functools import partial
 
 import httpx
 import orjson
@@ -31,7 +30,6 @@ log = logging.getLogger("taxgate.relay")
 _TEXT_FIELD = re.compile(
     rb'"(?:content|text|reasoning_content|reasoning|arguments|refusal|delta)"\s*:\s*"(?!")')
 _USAGE = re.compile(rb'"usage"\s*:\s*(?!null)')
-_DONE = b"data: [DONE]"
 
 
 def _event_break(tail: bytes) -> bytes:
@@ -142,18 +140,31 @@ class RawStream:
     error_encoder: Callable[[bytes], Callable[[GatewayError], bytes]]
 
 
-def _responses_error_encoder(last: bytes) -> Callable[[GatewayError], bytes]:
-    return partial(error_event, sequence_number=next_sequence(last))
-
-
-CHAT = RawStream((_DONE,), lambda _last: error_event)
-# A Responses API stream sends no [DONE]: one of these events ends it.
-RESPONSES = RawStream((b"event: response.completed", b"event: response.incomplete",
-                       b"event: response.failed"), _responses_error_encoder)
+def _after_body(rest: list[tuple[bytes, bytes]], done: bool, tail: bytes, last: bytes, usage_read: bytes,
+                rec: StreamRecorder, url: str, stream: RawStream) -> list[bytes]:
+    """What ``relay_raw`` sends once the upstream's body ended: an event left without its
+    blank line, and the error event of a stream that never reached its end marker."""
+    out = []
+    if rest and all(_is_json(data) for _, data in rest):
+        tail_bytes = b"".join(raw for raw, _ in rest)
+        done = done or any(end in tail + tail_bytes for end in stream.ends)
+        tail = (tail + tail_bytes)[-max(len(end) for end in stream.ends):]
+        last = rest[-1][1]
+        out.append(tail_bytes)
+    if usage_read:
+        rec.usage(usage_from(usage_read))
+    if not done:
+        # A blank line first ends any partial event the upstream left, so the client's
+        # parser reads the error event as an event of its own.
+        out.append(_event_break(tail) + end_of_stream_error(rec, UpstreamError(
+            f"upstream {url} ended the stream without "
+            f"{stream.ends[0].decode().removeprefix('event: ')}"), "protocol",
+            stream.error_encoder(last)))
+    return out
 
 
 async def relay_raw(call: UpstreamCall, rec: StreamRecorder, idle_s: float,
-                    stream: RawStream = CHAT) -> AsyncIterator[bytes]:
+                    stream: RawStream) -> AsyncIterator[bytes]:
     ends = stream.ends
     done = False
     longest = max(len(end) for end in ends)
@@ -197,22 +208,8 @@ async def relay_raw(call: UpstreamCall, rec: StreamRecorder, idle_s: float,
                     usage_read = b""
                 rec.delivered()
         rec.upstream_done()
-        rest = parser.flush()
-        if rest and all(_is_json(data) for _, data in rest):
-            tail_bytes = b"".join(raw for raw, _ in rest)
-            done = done or any(end in tail + tail_bytes for end in ends)
-            tail = (tail + tail_bytes)[-longest:]
-            last = rest[-1][1]
-            yield tail_bytes
-        if usage_read:
-            rec.usage(usage_from(usage_read))
-        if not done:
-            # A blank line first ends any partial event the upstream left, so the client's
-            # parser reads the error event as an event of its own.
-            yield _event_break(tail) + end_of_stream_error(rec, UpstreamError(
-                f"upstream {call.replica.url} ended the stream without "
-                f"{ends[0].decode().removeprefix('event: ')}"), "protocol",
-                stream.error_encoder(last))
+        for data in _after_body(parser.flush(), done, tail, last, usage_read, rec, call.replica.url, stream):
+            yield data
     except httpx.HTTPError as exc:
         yield _event_break(tail) + end_of_stream_error(
             rec, midstream_error(exc, call.replica.url, idle_s), "midstream",

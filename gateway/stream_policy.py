@@ -1,8 +1,10 @@
 """Output monitors on a stream: when a check runs, what may leave, when the stream stops.
 
-Two policies behind one interface, both pure step logic with the check injected (the
-relay passes the monitor pipeline; tests pass a fake): upstream items in, items to send
-out, or a stop.
+Two policies behind one protocol (``StreamPolicy``), both pure step logic: upstream
+items in, items to send out, or a stop. Each is handed one ``Guard``: the monitor
+pipeline's checks bound to the output stage and the request (the relay passes
+``gateway.monitored_relay.OutputGuard``; tests pass a fake), which both checks text and
+says how much of it must stay held.
 
 - ``HoldBack`` releases a character as soon as every enforcing monitor has checked a
   text containing it and none can still change its verdict on it (``hold``). A check
@@ -12,31 +14,43 @@ out, or a stop.
 - ``StreamFirst`` sends everything at once and checks behind, one check in flight per
   stream; a hit cuts the stream, and what left before it is counted as leaked.
 
-An *item* is one upstream event's share of one choice. An item that leaves whole and
-untouched is sent as the upstream's own bytes; one that leaves in parts, or with text
-masked, is re-encoded from its parsed chunk.
+An *item* is one upstream event's share of one choice (the endpoint's stream dialect
+makes them, ``gateway.endpoints``). An item that leaves whole and untouched is sent as
+the upstream's own bytes; one that leaves in parts, or with text masked, leaves as a
+``Part`` (the texts to send per field), which the dialect writes into its wire format:
+the policies know no wire format.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-import orjson
-
-from gateway.answer import field_kind, redact_logprobs, set_field
+from gateway.answer import field_kind
+from gateway.settings import StreamingSpec
 from gateway.textstream import FieldText
-from monitors.pipeline import StageResult
+from monitors.base import Span
+from monitors.verdicts import StageResult
 
-# texts, their field kinds, the longer texts they are prefixes of (for redaction; see
-# MonitorPipeline.check) -> the stage's result, or None when a fail-closed monitor could
-# not take the check (the stream must stop rather than leak).
-Check = Callable[[list[str], list[str], list[str] | None], Awaitable[StageResult | None]]
-# window text, where its unreleased part starts, field kind -> where holding begins.
-Hold = Callable[[str, int, str], int]
+
+class Guard(Protocol):
+    """The output checks of one request, bound to its stage."""
+
+    @property
+    def context_chars(self) -> int:
+        """How far back a check's context must reach (``MonitorPipeline.context_chars``)."""
+
+    async def check(self, texts: Sequence[str], kinds: Sequence[str] | None = None,
+                    whole: Sequence[str] | None = None) -> StageResult | None:
+        """The stage's result on ``texts`` (``whole``: the longer texts they are prefixes
+        of, for redaction; see MonitorPipeline.check), or None when a fail-closed monitor
+        could not take the check (the stream must stop rather than leak)."""
+
+    def hold(self, text: str, start: int, kind: str = "content") -> int:
+        """Where in ``text`` (unreleased from ``start``) holding begins."""
 
 
 @dataclass(slots=True)
@@ -44,7 +58,7 @@ class Item:
     index: int  # the choice
     chunk: dict[str, Any]  # the event, with only this choice
     raw: bytes | None  # the event as received, when it carried only this choice
-    texts: list[tuple[str, str]]  # (field key, text) in choice_fields order
+    texts: list[tuple[str, str]]  # (field key, text) in ChoiceFormat.fields order
     finished: bool  # carries the choice's finish_reason
     arrived: float
     ranges: list[tuple[str, int, int]] = field(default_factory=list)
@@ -57,11 +71,23 @@ class Item:
 
 
 @dataclass(slots=True)
+class Part:
+    """What of an item leaves now, when not its own bytes: per field key the text to send
+    (masked), the spans masking its logprobs (its last part only), and whether it is the
+    item's last part and whether an earlier part left already."""
+
+    texts: dict[str, str]
+    logprobs: list[Span] | None
+    whole: bool
+    repeat: bool
+
+
+@dataclass(slots=True)
 class Out:
-    """Send ``chunk`` (re-encoded), or the item's own bytes when ``chunk`` is None."""
+    """Send ``part`` (re-encoded by the dialect), or the item's own bytes when ``part`` is None."""
 
     item: Item
-    chunk: dict[str, Any] | None
+    part: Part | None
 
 
 @dataclass(slots=True)
@@ -75,12 +101,29 @@ class Stop:
 class Step:
     out: list[Out] = field(default_factory=list)
     stop: Stop | None = None
+    # Hold-back releases of text: (seconds the oldest released item was held, characters).
+    released: list[tuple[float, int]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class StreamStats:
     checks: int = 0
     hold_cap_released: int = 0  # fields let out undecided at max_hold_chars
+
+
+class StreamPolicy(Protocol):
+    mode: str  # "holdback" or "stream_first", as metrics name it
+    stats: StreamStats
+
+    async def feed(self, items: list[Item]) -> Step:
+        """The items of one upstream read."""
+
+    async def drain(self) -> Step:
+        """Everything still held leaves (checked): the upstream ended, or an event that
+        does not go through the policy comes next."""
+
+    async def close(self) -> None:
+        """Stop any check still running."""
 
 
 class _Fields:
@@ -125,28 +168,25 @@ class _Plan:
         return len(self.text) > self.unreleased
 
 
-def _plan(key: tuple[int, str], stream: FieldText, hold: Hold, *, final: bool) -> _Plan:
+def _plan(key: tuple[int, str], stream: FieldText, guard: Guard, *, final: bool) -> _Plan:
     window, start, unreleased = stream.window()
-    upto = len(window) if final else hold(window, unreleased, field_kind(key[1]))
+    upto = len(window) if final else guard.hold(window, unreleased, field_kind(key[1]))
     stream.looked = start + len(window)
     return _Plan(key, stream, window[:upto], start, unreleased, window)
 
 
 class HoldBack:
-    def __init__(self, route: str, check: Check, hold: Hold, *, overlap: int,
-                 max_hold_chars: int, at_max_hold: str, clock: Callable[[], float],
-                 reach: int = 0,
-                 on_release: Callable[[float, int], None] = lambda delay, chars: None) -> None:
-        self._route = route
-        self._check = check
-        self._hold = hold
-        self._fields = _Fields(overlap, reach)
+    mode = "holdback"
+
+    def __init__(self, guard: Guard, *, overlap: int, max_hold_chars: int, at_max_hold: str,
+                 clock: Callable[[], float]) -> None:
+        self._guard = guard
+        self._fields = _Fields(overlap, guard.context_chars)
         self._queues: dict[int, deque[Item]] = {}
-        self._finished: set[int] = set()
+        self._complete: set[int] = set()
         self._max_hold = max_hold_chars
         self._at_max_hold = at_max_hold
         self._clock = clock
-        self._on_release = on_release
         self.stats = StreamStats()
 
     async def feed(self, items: list[Item]) -> Step:
@@ -155,13 +195,15 @@ class HoldBack:
             self._fields.add(item)
             self._queues.setdefault(item.index, deque()).append(item)
             if item.finished:
-                self._finished.add(item.index)
+                self._complete.add(item.index)
         stop = await self._check_new()
-        return Step(out=self._emit(), stop=stop)
+        step = Step(stop=stop)
+        self._emit(step)
+        return step
 
     async def drain(self) -> Step:
         """The upstream ended (or a usage event came): everything left is final."""
-        self._finished.update(self._queues)
+        self._complete.update(self._queues)
         return await self.feed([])
 
     async def close(self) -> None:
@@ -169,23 +211,23 @@ class HoldBack:
 
     async def _check_new(self) -> Stop | None:
         plans = []
-        for (index, key), stream in self._fields.unchecked(self._finished):
-            final = index in self._finished
-            plan = _plan((index, key), stream, self._hold, final=final)
+        for (index, key), stream in self._fields.unchecked(self._complete):
+            final = index in self._complete
+            plan = _plan((index, key), stream, self._guard, final=final)
             held = len(plan.window) - len(plan.text)
             if not final and held > self._max_hold:
                 if self._at_max_hold == "block":
                     return Stop(index, reason="hold_cap")
                 # Let it out checked but undecided: check all of it, hold nothing.
                 self.stats.hold_cap_released += 1
-                plan = _plan((index, key), stream, self._hold, final=True)
+                plan = _plan((index, key), stream, self._guard, final=True)
             if plan.releases:
                 plans.append(plan)
         if plans:
             self.stats.checks += 1
-            result = await self._check([plan.text for plan in plans],
-                                       [field_kind(plan.key[1]) for plan in plans],
-                                       [plan.window for plan in plans])
+            result = await self._guard.check([plan.text for plan in plans],
+                                             [field_kind(plan.key[1]) for plan in plans],
+                                             [plan.window for plan in plans])
             if result is None:
                 return Stop(plans[0].key[0], reason="overloaded")
             if result.blocked_by is not None:
@@ -195,7 +237,7 @@ class HoldBack:
             for plan, spans in zip(plans, result.redactions, strict=True):
                 plan.stream.accept(plan.start, plan.start + len(plan.text), spans)
         for (index, _key), stream in self._fields.by_key.items():
-            if index in self._finished:
+            if index in self._complete:
                 stream.release_all()
         return None
 
@@ -210,7 +252,7 @@ class HoldBack:
         while low < high:
             middle = (low + high) // 2
             self.stats.checks += 1
-            result = await self._check([text[:starts[middle]]], [kind], None)
+            result = await self._guard.check([text[:starts[middle]]], [kind], None)
             if result is not None and result.blocked_by is None:
                 passed, low = (starts[middle], result), middle + 1
             else:
@@ -218,12 +260,12 @@ class HoldBack:
         if passed is not None:
             prefix, result = passed
             # What could still grow at the end of the prefix stays back, as always.
-            upto = self._hold(text[:prefix], plan.unreleased, kind)
+            upto = self._guard.hold(text[:prefix], plan.unreleased, kind)
             plan.stream.accept(plan.start, plan.start + upto,
                                [span for span in result.redactions[0] if span.end <= upto])
 
-    def _emit(self) -> list[Out]:
-        out: list[Out] = []
+    def _emit(self, step: Step) -> None:
+        out = step.out
         now = self._clock()
         for index, queue in self._queues.items():
             chars = 0
@@ -254,7 +296,7 @@ class HoldBack:
                     break
                 queue.popleft()
             if oldest is not None:
-                self._on_release(now - oldest, chars)
+                step.released.append((now - oldest, chars))
             unsent: dict[str, int] = {}
             for item in queue:
                 for key, _, _ in item.ranges:
@@ -262,53 +304,31 @@ class HoldBack:
             for (choice, key), stream in self._fields.by_key.items():
                 if choice == index:
                     stream.forget(unsent.get(key, stream.cleared))
-        return out
 
-    def _part(self, item: Item, streams, whole: bool) -> dict[str, Any]:
-        """The item's chunk carrying its text from what was sent up to what may leave."""
-        chunk = orjson.loads(orjson.dumps(item.chunk))
-        # A Responses stream's item is one delta event, not a choice of a chunk.
-        choice = chunk if self._route == "responses" else chunk["choices"][0]
+    @staticmethod
+    def _part(item: Item, streams, whole: bool) -> Part:
+        """The item's texts from what was sent up to what may leave."""
+        texts: dict[str, str] = {}
+        logprobs: list[Span] | None = None
         for key, start, end, stream in streams:
             upto = end if whole else min(end, stream.cleared)
             if key == "logprobs":
                 if whole:
-                    redact_logprobs(self._route, choice, stream.spans_within(start, end))
+                    logprobs = stream.spans_within(start, end)
             else:
-                set_field(self._route, choice, key, stream.piece(item.sent[key], upto),
-                          streamed=True)
+                texts[key] = stream.piece(item.sent[key], upto)
             item.sent[key] = upto
-        if not whole and self._route != "responses":
-            choice["finish_reason"] = None
-            if "logprobs" in choice:
-                choice["logprobs"] = None  # they leave with the item's last part
-        if item.parted:
-            _drop_once_fields(self._route, choice)
+        part = Part(texts, logprobs, whole, item.parted)
         item.parted = True
-        return chunk
-
-
-def _drop_once_fields(route: str, choice: dict[str, Any]) -> None:
-    """A later part of one event must not repeat what a client reads once (the role, a
-    tool call's id and type)."""
-    if route == "completions":
-        return
-    delta = choice.get("delta")
-    if not isinstance(delta, dict):
-        return
-    delta.pop("role", None)
-    for call in delta.get("tool_calls") or ():
-        call.pop("id", None)
-        call.pop("type", None)
+        return part
 
 
 class StreamFirst:
-    def __init__(self, route: str, check: Check, hold: Hold, *, overlap: int,
-                 reach: int = 0) -> None:
-        self._route = route
-        self._check = check
-        self._hold = hold
-        self._fields = _Fields(overlap, reach)
+    mode = "stream_first"
+
+    def __init__(self, guard: Guard, *, overlap: int) -> None:
+        self._guard = guard
+        self._fields = _Fields(overlap, guard.context_chars)
         self._behind: asyncio.Task | None = None
         self._behind_plans: list[_Plan] = []
         self._behind_from = 0  # items sent when the text it checks began
@@ -351,7 +371,7 @@ class StreamFirst:
 
     def _start_behind(self, *, final: bool) -> None:
         plans = [plan for key, stream in self._fields.unchecked(final)
-                 if (plan := _plan(key, stream, self._hold, final=final)).releases]
+                 if (plan := _plan(key, stream, self._guard, final=final)).releases]
         if not plans:
             return
         for plan in plans:
@@ -359,7 +379,7 @@ class StreamFirst:
         self._behind_from, self._checked_upto = self._checked_upto, self._sent_items
         self.stats.checks += 1
         self._behind_plans = plans
-        self._behind = asyncio.ensure_future(self._check(
+        self._behind = asyncio.ensure_future(self._guard.check(
             [plan.text for plan in plans], [field_kind(plan.key[1]) for plan in plans], None))
 
     async def _collect(self, *, wait: bool) -> Stop | None:
@@ -383,3 +403,13 @@ class StreamFirst:
         if stop is not None:
             stop.leaked = max(0, stop.leaked - unsent)
         return stop
+
+
+def stream_policy(guard: Guard, streaming: StreamingSpec, clock: Callable[[], float], *,
+                  enforcing: bool) -> StreamPolicy:
+    """The configured policy; shadow-only output monitors (not ``enforcing``) never hold
+    text back: they only watch."""
+    if enforcing and streaming.mode == "holdback":
+        return HoldBack(guard, overlap=streaming.overlap_chars, max_hold_chars=streaming.max_hold_chars,
+                        at_max_hold=streaming.at_max_hold, clock=clock)
+    return StreamFirst(guard, overlap=streaming.overlap_chars)

@@ -41,6 +41,21 @@ def enable_multiprocess_metrics() -> str:
     return path
 
 
+def _work(serve: Callable[[list[socket.socket]], int], sockets: list[socket.socket]) -> None:
+    """A forked worker's life: serve, then exit with serve's code (never returns)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    code = 1
+    try:
+        code = serve(sockets)
+    except BaseException:
+        log.exception("worker %d failed", os.getpid())
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 def run_workers(count: int, sockets: list[socket.socket],
                 serve: Callable[[list[socket.socket]], int], metrics_dir: str) -> int:
     """Fork ``count`` workers that each run ``serve(sockets)``; return when all stopped."""
@@ -50,17 +65,7 @@ def run_workers(count: int, sockets: list[socket.socket],
     def spawn() -> None:
         pid = os.fork()
         if pid == 0:  # the worker
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            code = 1
-            try:
-                code = serve(sockets)
-            except BaseException:
-                log.exception("worker %d failed", os.getpid())
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
+            _work(serve, sockets)
         children[pid] = time.monotonic()
 
     def stop(signum, _frame) -> None:

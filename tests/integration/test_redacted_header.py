@@ -75,3 +75,19 @@ def test_a_streamed_output_redaction_is_told_in_the_final_chunk(start_gateway):
         assert whole.headers["x-taxgate-redacted"] == "contact"
     finally:
         echo.stop()
+
+
+def test_a_streamed_responses_redaction_is_told_in_its_final_event(start_gateway):
+    echo = ThreadedServer(create_sim_app(SimSettings(profile="instant", model="sim"),
+                                         registry=CollectorRegistry())).start()
+    try:
+        gateway = start_gateway(upstreams=[echo.base_url], monitors=[
+            {"name": "pii", "id": "contact", "stages": ["input", "output"], "action": "redact"}])
+        streamed = httpx.post(gateway.v1 + "/responses", timeout=30, json={
+            "model": "sim", "input": SAID, "stream": True, "max_output_tokens": 32})
+        assert streamed.headers["x-taxgate-redacted"] == "contact"  # the input, before any event
+        events = [orjson.loads(line[6:]) for line in streamed.content.splitlines() if line.startswith(b"data: ")]
+        assert events[-1]["type"] in ("response.completed", "response.incomplete")
+        assert events[-1]["taxgate_redacted"] == ["contact"]
+    finally:
+        echo.stop()

@@ -7,7 +7,7 @@ import httpx
 import orjson
 import pytest
 
-from gateway.answer import choice_fields, redact_logprobs
+from gateway.endpoints.completions import CompletionFormat
 from monitors.base import Span
 from tests.unit.gateway.test_proxy import gateway, serving
 
@@ -121,8 +121,9 @@ def test_choice_fields_of_a_completion_and_its_logprobs():
     choice = {"index": 0, "text": "hi bob", "logprobs": {"tokens": ["hi", " bob"],
                                                           "top_logprobs": [{"hi": -1},
                                                                            {" bob": -1}]}}
-    assert [(f.key, f.text) for f in choice_fields("completions", choice, streamed=False)] == \
+    completions = CompletionFormat()
+    assert [(f.key, f.text) for f in completions.fields(choice, streamed=False)] == \
         [("text", "hi bob"), ("logprobs", "hi bob")]
-    redact_logprobs("completions", choice, [Span(3, 6, "NAME")])
+    completions.redact_logprobs(choice, [Span(3, 6, "NAME")])
     assert choice["logprobs"]["tokens"] == ["hi", "[REDACTED:NAME]"]
     assert choice["logprobs"]["top_logprobs"][1] == {"[REDACTED:NAME]": 0.0}

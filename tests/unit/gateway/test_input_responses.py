@@ -5,9 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from gateway.endpoints import parse_request, read_input
 from gateway.errors import BadRequest
-from gateway.input_text import read_input
-from gateway.protocol import parse_request
 from tests.unit.gateway.test_input_text import mask
 
 

@@ -7,9 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.endpoints import parse_request, read_input
 from gateway.errors import BadRequest
-from gateway.input_text import read_input
-from gateway.protocol import parse_request
 from monitors.base import Span
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from gateway.endpoints import parse_request
 from gateway.errors import BadRequest
-from gateway.protocol import ParsedRequest, parse_request
+from gateway.protocol import ParsedRequest
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 

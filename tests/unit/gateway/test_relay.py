@@ -13,10 +13,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.context import RequestContext
+from gateway.endpoints.chat import CHAT
+from gateway.endpoints.responses import RESPONSES
 from gateway.errors import UpstreamError, UpstreamTimeout
 from gateway.recorder import StreamRecorder
 from gateway.relay import (
-    RESPONSES,
     _EventSplitter,
     _is_json,
     count_text_events,
@@ -212,7 +213,7 @@ class Relayed:
         self.itl = Histogram()
         ticks = iter(range(1, 10_000))
         self.rec = StreamRecorder(self.ctx, self.itl, self.kinds.append, lambda: float(next(ticks)))
-        self.args = (self.call, self.rec, 2.0) + ((ends,) if ends else ())
+        self.args = (self.call, self.rec, 2.0, (ends or CHAT).raw)
         self.writes: list[bytes] = []
 
     async def run(self) -> Relayed:

@@ -7,8 +7,8 @@ import orjson
 import pytest
 
 from gateway.answer import ProtocolViolation
-from gateway.response_output import block_response, response_texts, set_text
-from gateway.responses_relay import event_texts
+from gateway.endpoints.response_output import block_response, response_texts, set_text
+from gateway.endpoints.responses import event_texts
 from tests.unit.gateway.test_proxy import gateway
 from tests.unit.gateway.test_proxy_responses import PII_OUT, typed, upstream
 

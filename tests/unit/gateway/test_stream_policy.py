@@ -16,6 +16,8 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.endpoints.chat import ChatFormat
+from gateway.endpoints.choices import ChoiceStream
 from gateway.stream_policy import HoldBack, Item, StreamFirst
 from monitors.base import Span
 from monitors.builtin.blocklist import BlocklistMonitor, keyword_regex
@@ -31,6 +33,24 @@ BLOCKLIST = BlocklistMonitor([keyword_regex(["project zeus", "forbidden"])])
 def _decision(text_index: int) -> Decision:
     return Decision("fake", "fake", "output", "block", True, 1.0, {}, None, False, text_index,
                     "", 0.0)
+
+
+class FakeGuard:
+    """The Guard a policy is handed (the pipeline's checks bound to a stage and request),
+    over a fake check and hold."""
+
+    def __init__(self, check, hold, context_chars: int = 0) -> None:
+        self.check = check
+        self.hold = hold
+        self.context_chars = context_chars
+
+
+# What leaves, as the chat dialect writes it.
+DIALECT = ChoiceStream(ChatFormat(), lambda: {}, lambda: 0.0)
+
+
+def wire(out) -> dict:
+    return orjson.loads(DIALECT.encode(out)[6:])
 
 
 def redacting(find):
@@ -72,7 +92,7 @@ def items_of(pieces: list[str]) -> list[Item]:
 def sent_text(outs) -> str:
     text = []
     for out in outs:
-        data = out.chunk if out.chunk is not None else orjson.loads(out.item.raw[6:])
+        data = wire(out)
         text.append(data["choices"][0]["delta"].get("content") or "")
     return "".join(text)
 
@@ -94,7 +114,7 @@ async def run(policy, pieces: list[str], reads: list[int]):
 
 
 def holdback(check, hold, overlap=50):
-    return HoldBack("chat", check, lambda text, start, kind: max(start, hold(text, start)),
+    return HoldBack(FakeGuard(check, lambda text, start, kind="content": max(start, hold(text, start))),
                     overlap=overlap, max_hold_chars=4096, at_max_hold="release",
                     clock=lambda: 0.0)
 
@@ -191,7 +211,8 @@ async def test_untouched_items_go_out_as_the_upstreams_bytes():
     policy = holdback(redacting(PII.find), PII.hold)
     items = items_of(["one ", "two ", "three"])
     step = await policy.feed(items)
-    assert [out.chunk for out in step.out] == [None, None, None]  # raw bytes, all of them
+    assert [out.part for out in step.out] == [None, None, None]  # raw bytes, all of them
+    assert [DIALECT.encode(out) for out in step.out] == [item.raw for item in items]
 
 
 async def test_a_split_item_is_sent_in_parts_and_its_finish_reason_only_once():
@@ -200,14 +221,13 @@ async def test_a_split_item_is_sent_in_parts_and_its_finish_reason_only_once():
     outs = []
     for item in items:
         outs += (await policy.feed([item])).out
-    finishes = [(o.chunk or orjson.loads(o.item.raw[6:]))["choices"][0]["finish_reason"]
-                for o in outs]
+    finishes = [wire(o)["choices"][0]["finish_reason"] for o in outs]
     assert sent_text(outs) == "mail [REDACTED:EMAIL] now done"
     assert finishes.count("stop") == 1 and finishes[-1] == "stop"
 
 
 async def test_hold_cap_releases_and_counts():
-    policy = HoldBack("chat", redacting(lambda t: []), lambda text, start, kind: start,
+    policy = HoldBack(FakeGuard(redacting(lambda t: []), lambda text, start, kind="content": start),
                       overlap=10, max_hold_chars=8, at_max_hold="release", clock=lambda: 0.0)
     step = await policy.feed(items_of(["abcdefghijkl", "m"])[:1])
     assert sent_text(step.out) == "abcdefghijkl"
@@ -215,7 +235,7 @@ async def test_hold_cap_releases_and_counts():
 
 
 async def test_hold_cap_block_stops_the_stream():
-    policy = HoldBack("chat", redacting(lambda t: []), lambda text, start, kind: start,
+    policy = HoldBack(FakeGuard(redacting(lambda t: []), lambda text, start, kind="content": start),
                       overlap=10, max_hold_chars=8, at_max_hold="block", clock=lambda: 0.0)
     step = await policy.feed(items_of(["abcdefghijkl", "m"])[:1])
     assert step.stop is not None and step.stop.reason == "hold_cap" and not step.out
@@ -231,7 +251,7 @@ async def test_overloaded_check_stops_holdback():
 
 
 async def test_stream_first_sends_at_once_and_counts_what_leaked():
-    policy = StreamFirst("chat", blocking(lambda t: "forbidden" in t), lambda t, s, k: len(t),
+    policy = StreamFirst(FakeGuard(blocking(lambda t: "forbidden" in t), lambda t, s, k="content": len(t)),
                          overlap=10)
     items = items_of(["a ", "b ", "forbidden ", "c ", "d"])
     outs = []
@@ -245,7 +265,7 @@ async def test_stream_first_sends_at_once_and_counts_what_leaked():
 
 
 async def test_stream_first_checks_the_last_token_before_the_finish():
-    policy = StreamFirst("chat", blocking(lambda t: "forbidden" in t), lambda t, s, k: len(t),
+    policy = StreamFirst(FakeGuard(blocking(lambda t: "forbidden" in t), lambda t, s, k="content": len(t)),
                          overlap=10)
     step = await policy.feed(items_of(["all ", "fine ", "forbidden"]))
     assert step.stop is not None

@@ -8,10 +8,9 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from gateway.detokenize import Detokenizer
+from gateway.endpoints import parse_request, read_input
 from gateway.errors import UpstreamError
-from gateway.input_text import read_input
 from gateway.metrics import GatewayMetrics
-from gateway.protocol import parse_request
 from gateway.uncheckable import UncheckablePolicy, UncheckableRejected, plan, settle
 
 IMAGE = {"type": "image_url", "image_url": {"url": "http://x/i.png"}}

@@ -293,7 +293,7 @@ async def test_overload_fail_open_passes_and_counts(make_pipeline, prom):
 async def test_a_full_batcher_queue_is_an_overload(registry, make_pipeline):
     pipeline = await make_pipeline({"name": "blocking", "batch": {"max_queue": 1, "max_wait_ms": 0}})
     blocking = registry.instances["blocking"]
-    (batcher,) = [entry.batcher for entry in pipeline._entries]
+    (batcher,) = [entry.batcher for entry in pipeline._runners]
     first = asyncio.create_task(pipeline.check("input", ["one"], request_id="a"))
     await wait_until(blocking.entered.is_set, what="the first batch running")
     second = asyncio.create_task(pipeline.check("input", ["two"], request_id="b"))

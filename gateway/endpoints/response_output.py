@@ -5,7 +5,7 @@ A Response carries an ``output`` list of items: ``message`` items with ``output_
 and ``refusal`` content parts, ``reasoning`` items with ``summary`` and ``content``
 texts, ``function_call`` items with a ``name`` and ``arguments``. Each text is named by
 a *field id* ``(output_index, family, sub_index)``, the same id its stream deltas carry
-(``gateway.responses_relay``), so a text streamed as deltas and repeated whole in the
+(``gateway.endpoints.responses``), so a text streamed as deltas and repeated whole in the
 ``*.done`` events and ``response.completed`` is known as one field. Its *kind* is what
 a monitor's ``fields`` option selects (``content``, ``refusal``, ``reasoning``,
 ``tool_calls``). Item types that carry no model text (a built-in tool's call, say) are
