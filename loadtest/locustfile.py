@@ -55,9 +55,11 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import gevent
+from gevent.event import AsyncResult
 from locust import FastHttpUser, constant, events, task
 from locust.exception import StopUser
 from locust.runners import MasterRunner
@@ -130,10 +132,19 @@ class Workload:
         self.finished = 0
         self.sending = True
         self._user_ids = itertools.count()
+        # Set by taxgate bench's Locust workers (loadtest/bench/locustworker.py): the master
+        # numbers the users of all workers as one process would (first_user: this worker's
+        # first number, known once every worker has spawned), and a worker whose quota is
+        # answered reports to the master (when_done) instead of quitting the whole test.
+        self.first_user: AsyncResult | None = None
+        self.when_done: Callable[[], None] | None = None
 
     def next_user(self, worker_index: int) -> tuple[int, random.Random]:
         # Distinct, repeatable prompt orders per user (and per worker when distributed).
         user = next(self._user_ids)
+        if self.first_user is not None:
+            user += self.first_user.get()
+            worker_index = 0  # the same prompts as one process sends (taxgate bench)
         return user, random.Random(f"{self.seed}:{worker_index}:{user}")
 
     def may_start(self) -> bool:
@@ -226,7 +237,7 @@ class LLMUser(FastHttpUser):
         self._report(sample)
         if workload.answered():
             # From another greenlet: quit() kills every user, this one included.
-            gevent.spawn(self.environment.runner.quit)
+            gevent.spawn(workload.when_done or self.environment.runner.quit)
 
     def _read_stream(self, response, started_at: float, t0: float) -> Sample:
         timer = StreamTimer(route=self.workload.route)

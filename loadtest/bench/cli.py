@@ -21,10 +21,12 @@ from loadtest.bench.kit import command_line, levels, machine_description, quiet_
 from loadtest.bench.matrix import DEFAULT_MATRIX, MatrixError
 from loadtest.bench.options import DEFAULT_SIM_PROFILE, PROFILES, BenchOptions
 from loadtest.bench.routes import CHAT, ROUTES
+from loadtest.bench.targets import TargetError, parse_targets
 from loadtest.datasets import DatasetError, DatasetSpec
 from loadtest.harness import ProcessError
 
 logger = logging.getLogger(__name__)
+PARTIAL = 3  # exit status: a report was written, but something it set out to measure is missing
 
 # `taxgate bench NAME`: module with configure_parser(parser) and run(args) -> int, help.
 SUBCOMMANDS = {
@@ -40,6 +42,9 @@ SUBCOMMANDS = {
     "soak": ("loadtest.bench.soak",
              "minutes of mixed load with injected upstream faults and client disconnects: every "
              "answer defined, no slot leaked, RSS flat; see `taxgate bench soak --help`"),
+    "worker": ("loadtest.bench.workercli",
+               "join a run's load as a Locust worker from another machine (the run: `taxgate "
+               "bench --expect-workers N`); see `taxgate bench worker --help`"),
 }
 
 
@@ -89,6 +94,25 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--load-labels", default="benign", metavar="LABELS",
                       help="labels of the prompts sent as load (default benign: the tax "
                            "legitimate traffic pays); 'all' for every item")
+    what.add_argument("--target", action="append", default=[], metavar="NAME=URL",
+                      help="an already-running OpenAI-compatible endpoint (a deployed gateway, "
+                           "another gateway, a vLLM router) measured as scenario NAME against "
+                           "direct (--upstream: give the one it forwards to); repeatable. "
+                           "--sets none runs only the targets")
+    what.add_argument("--target-key", action="append", default=[], metavar="NAME=KEY",
+                      help="bearer key for target NAME, or NAME=env:VAR to read it from $VAR "
+                           "(kept out of the report and the logs)")
+    load = parser.add_argument_group("load generator (Locust)")
+    load.add_argument("--load-workers", type=int, default=0, metavar="N",
+                      help="load from a Locust master and N worker processes on this host "
+                           "instead of one process (default 0); same rounds, statistics and "
+                           "prompts")
+    load.add_argument("--expect-workers", type=int, default=0, metavar="N",
+                      help="also wait for N workers started elsewhere with `taxgate bench "
+                           "worker --master HOST:PORT` (default 0)")
+    load.add_argument("--master-bind", default="", metavar="HOST:PORT",
+                      help="where the Locust master listens for workers (default: loopback and "
+                           "a free port; 0.0.0.0:5557 with --expect-workers)")
     how = parser.add_argument_group("how long (override the profile)")
     how.add_argument("--concurrency", type=levels, metavar="N,N,...",
                      help="concurrent users per level, e.g. 1,16,64")
@@ -186,6 +210,10 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         plots=args.plots,
         verbose=args.verbose,
         command=command_line(),
+        targets=parse_targets(args.target, args.target_key),
+        load_workers=args.load_workers,
+        expect_workers=args.expect_workers,
+        master_bind=args.master_bind,
     )
 
 
@@ -209,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
         result = BenchRunner(options, console).run()
-    except (MatrixError, DatasetError) as exc:
+    except (MatrixError, DatasetError, TargetError) as exc:
         console.print(f"[red]taxgate bench: {exc}[/]")
         return 2
     except ProcessError as exc:
@@ -225,7 +253,9 @@ def run(args: argparse.Namespace) -> int:
     plots = write_plots(report, options.out) if options.plots else []
     write_report(report, options.out, plots)
     print_summary(report, summary_console(), options.out)
-    return 0
+    for missing in result.missing:
+        console.print(f"[yellow]partial report: {missing}[/]", highlight=False)
+    return PARTIAL if result.missing else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,9 @@ import psutil
 
 MACHINE = "machine"
 LOAD_GENERATOR = "load generator"
+# With Locust workers (``distributed``): the busiest of the master and worker processes,
+# each one core; LOAD_GENERATOR is then their sum.
+LOAD_BUSIEST = "busiest load process"
 UPSTREAM = "upstream"
 GATEWAY = "gateway"
 BENCH = "bench processes"  # all of the above together, every gateway included
@@ -71,7 +74,8 @@ def saturation_flags(cores: Mapping[str, float | None], cpu_count: int) -> list[
         value = cores.get(role)
         return value is not None and value >= limit
 
-    if over(LOAD_GENERATOR, PROCESS_BOUND):
+    if over(LOAD_BUSIEST if cores.get(LOAD_BUSIEST) is not None else LOAD_GENERATOR,
+            PROCESS_BOUND):
         flags.append(CLIENT_BOUND)
     if over(UPSTREAM, PROCESS_BOUND):
         flags.append(UPSTREAM_BOUND)

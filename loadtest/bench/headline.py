@@ -11,7 +11,7 @@ is used (and its flags are shown on every line).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from loadtest.bench import schema
 from loadtest.bench.cpu import is_saturated
@@ -37,8 +37,9 @@ def headline_level(levels: Sequence[schema.LevelSummary]) -> int | None:
 
 def headline_rows(tax: Sequence[schema.TaxRow], safety: Sequence[schema.SafetyRow],
                   scenarios: Sequence[schema.ScenarioRow],
-                  level: int | None) -> list[schema.HeadlineRow]:
-    """The bare gateway against direct, then each monitor set against the bare gateway."""
+                  level: int | None, targets: Collection[str] = ()) -> list[schema.HeadlineRow]:
+    """The bare gateway against direct, then each monitor set against the bare gateway
+    (each of ``targets``, endpoints the bench did not start, against direct)."""
     if level is None:
         return []
     by_safety = {s.scenario: s for s in safety}
@@ -48,7 +49,7 @@ def headline_rows(tax: Sequence[schema.TaxRow], safety: Sequence[schema.SafetyRo
     for t in tax:
         if t.concurrency != level:
             continue
-        wanted = DIRECT if t.scenario == GATEWAY else GATEWAY
+        wanted = DIRECT if t.scenario == GATEWAY or t.scenario in targets else GATEWAY
         if t.baseline != wanted:
             continue
         s = by_safety.get(t.scenario)

@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from loadtest.bench.options import LevelPlan
+from loadtest.bench.targets import redact_argv
 
 # Libraries that log every request at INFO (the warm-up, the scrapes and the safety
 # pass send hundreds), which would bury the progress bar.
@@ -88,7 +89,7 @@ def command_line() -> str:
     if program == "__main__.py":  # python -m gateway bench / python -m loadtest.bench
         package = Path(sys.argv[0]).resolve().parent
         program = "python -m " + (package.name if package.name == "gateway" else "loadtest.bench")
-    return " ".join([program, *(shlex.quote(a) for a in sys.argv[1:])])
+    return " ".join([program, *(shlex.quote(a) for a in redact_argv(sys.argv[1:]))])
 
 
 def quiet_logs(verbose: bool) -> None:

@@ -14,9 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from loadtest.bench.loadlayout import LoadLayout
 from loadtest.bench.routes import CHAT, ROUTES
 from loadtest.datasets import DatasetSpec
+
+if TYPE_CHECKING:
+    from loadtest.bench.targets import Target
 
 # Shared by both profiles unless a flag says otherwise.
 DEFAULT_SIM_PROFILE = "llama-8b-h100"
@@ -128,6 +133,12 @@ class BenchOptions:
     plots: bool = True
     verbose: bool = False
     command: str = ""
+    # Endpoints the bench did not start, measured against direct (--target).
+    targets: tuple[Target, ...] = ()
+    # Locust workers started here, workers joining from elsewhere, the master's address.
+    load_workers: int = 0
+    expect_workers: int = 0
+    master_bind: str = ""
 
     def __post_init__(self) -> None:
         if not self.concurrency or min(self.concurrency) < 1:
@@ -151,6 +162,17 @@ class BenchOptions:
             raise ValueError("--target-ms and --target-relative must be >= 0")
         if self.ci_method not in ("t", "bootstrap"):
             raise ValueError("--ci must be 't' or 'bootstrap'")
+        self._check_load()
+
+    def _check_load(self) -> None:
+        if self.load_workers < 0 or self.expect_workers < 0:
+            raise ValueError("--load-workers and --expect-workers must be >= 0")
+        if self.master_bind:
+            self.load_layout.bind_address()  # raises on a malformed HOST:PORT
+
+    @property
+    def load_layout(self) -> LoadLayout:
+        return LoadLayout(self.load_workers, self.expect_workers, self.master_bind)
 
     @property
     def dataset(self) -> Path | None:

@@ -141,6 +141,9 @@ def _plot_cpu(report: Report, ax, names: list[str], levels: list[int], width: fl
             ys.append(row.gateway_cpu_s_per_1k_tokens)
         if xs:
             ax.bar(xs, ys, width, label=name)
+    if report.targets:  # an empty panel would read as "costs nothing"
+        ax.text(0.5, 0.5, "not known for --target endpoints\n(not started by the bench)",
+                transform=ax.transAxes, ha="center", va="center", fontsize=8, color="#666")
     ax.set_xticks(range(len(levels)), [_level_label(report, c) for c in levels], fontsize=8)
     ax.set_title("gateway CPU per 1,000 output tokens")
     ax.set_ylabel("CPU seconds")

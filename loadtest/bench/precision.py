@@ -13,7 +13,7 @@ back (``tax.paired_rounds``) and a resolved comparison's data no longer changes.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from loadtest.bench.aggregate import CellStats
@@ -40,21 +40,25 @@ class Precision:
         return (estimate.high - estimate.low) / 2 <= self.ratio_half_width
 
 
-def comparisons(names: Sequence[str]) -> list[tuple[str, str]]:
-    """(scenario, baseline) pairs the headline shows, among the scenarios that ran."""
+def comparisons(names: Sequence[str], targets: Collection[str] = ()) -> list[tuple[str, str]]:
+    """(scenario, baseline) pairs the headline shows, among the scenarios that ran
+    (``targets``, endpoints the bench did not start, against ``direct``)."""
     pairs = []
     if GATEWAY in names and DIRECT in names:
         pairs.append((GATEWAY, DIRECT))
     if GATEWAY in names:
-        pairs += [(name, GATEWAY) for name in names if name not in (DIRECT, GATEWAY)]
+        pairs += [(name, GATEWAY) for name in names if name not in (DIRECT, GATEWAY, *targets)]
+    if DIRECT in names:
+        pairs += [(name, DIRECT) for name in names if name in targets]
     return pairs
 
 
 def unresolved(cells: Mapping[tuple[str, int], CellStats], names: Sequence[str], users: int,
-               precision: Precision, method: str = "t") -> list[tuple[str, str]]:
+               precision: Precision, method: str = "t",
+               targets: Collection[str] = ()) -> list[tuple[str, str]]:
     """The comparisons at ``users`` whose intervals are still too wide."""
     wide = []
-    for name, baseline in comparisons(names):
+    for name, baseline in comparisons(names, targets):
         cell, base = cells.get((name, users)), cells.get((baseline, users))
         if cell is None or base is None:
             continue

@@ -21,6 +21,7 @@ from loadtest.bench.aggregate import CellStats, Latencies
 from loadtest.bench.cpu import (
     BENCH,
     GATEWAY,
+    LOAD_BUSIEST,
     LOAD_GENERATOR,
     MACHINE,
     UPSTREAM,
@@ -32,6 +33,7 @@ from loadtest.bench.routes import PATHS as ROUTE_PATHS
 from loadtest.bench.safety import Rates, SafetyResult
 from loadtest.bench.stats import Estimate, Percentiles
 from loadtest.bench.tables import Table, all_tables
+from loadtest.bench.targets import target_rows
 from loadtest.bench.tax import TaxRow, tax_rows
 
 if TYPE_CHECKING:
@@ -64,7 +66,7 @@ def _latency_fields(lat: Latencies) -> dict:
     return {f"{m}_ms": _ms(lat.metric(m), lat.count(m)) for m in ("ttft", "itl", "e2e", "tpot")}
 
 
-_PARTS = (LOAD_GENERATOR, UPSTREAM, GATEWAY, BENCH, MACHINE)
+_PARTS = (LOAD_GENERATOR, LOAD_BUSIEST, UPSTREAM, GATEWAY, BENCH, MACHINE)
 
 
 def _cell_flags(cell: CellStats, cpu_count: int) -> list[str]:
@@ -137,8 +139,9 @@ def build_report(result: BenchResult, machine: dict) -> schema.Report:
         for level in options.concurrency for name in names
         if (cell := result.cells.get((name, level))) is not None
     ]
+    targets = [t.target.name for t in result.targets]
     rows = tax_rows(result.cells, names, options.concurrency, options.ci_method,
-                    random.Random(options.seed))
+                    random.Random(options.seed), targets)
     tax = [
         schema.TaxRow(
             scenario=row.scenario, baseline=row.baseline, concurrency=row.concurrency,
@@ -190,13 +193,14 @@ def build_report(result: BenchResult, machine: dict) -> schema.Report:
         wall_s=result.wall_s,
         phases_s=result.phases_s,
         notes=notes,
+        missing=list(result.missing),
     )
     levels = level_summaries(scenario_rows)
     level = headline_level(levels)
     return schema.Report(meta=meta, headline_concurrency=level,
-                         headline=headline_rows(tax, safety, scenario_rows, level),
+                         headline=headline_rows(tax, safety, scenario_rows, level, targets),
                          levels=levels, scenarios=scenario_rows, tax=tax, safety=safety,
-                         monitor_timings=timings)
+                         monitor_timings=timings, targets=target_rows(result.targets))
 
 
 def write_json(report: BaseModel | dict, path: Path) -> None:
@@ -227,7 +231,7 @@ def _meta_lines(report: schema.Report) -> list[str]:
         f"interval: {m.ci_method}",
         f"- wall time: {m.wall_s:.0f} s ("
         + ", ".join(f"{name} {secs:.0f} s" for name, secs in m.phases_s.items()) + ")",
-    ] + [f"- note: {note}" for note in m.notes]
+    ] + [f"- note: {note}" for note in m.notes] + [f"- MISSING: {what}" for what in m.missing]
 
 
 def _plan_text(p: schema.PlanLevel) -> str:

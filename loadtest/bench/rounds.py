@@ -17,7 +17,7 @@ import json
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from loadtest.bench.procs import PROJECT_ROOT, child_env
@@ -48,6 +48,7 @@ class RoundSpec:
     duration_s: int  # a ceiling when ``requests`` is set
     requests: int = 0  # 0: run for duration_s
     stagger_s: float = 0.0
+    api_key: str = field(default="", repr=False)  # a --target's bearer key
 
     @property
     def key(self) -> str:
@@ -72,6 +73,7 @@ def round_message(spec: RoundSpec, workload: Workload, samples_path: Path) -> di
         # The same prompt order in every scenario's round r: paired comparisons.
         "prompt_seed": workload.seed * 1000 + spec.repeat,
         "samples_out": str(samples_path),
+        "api_key": spec.api_key,
     }
 
 
@@ -84,7 +86,7 @@ def round_options(message: dict) -> argparse.Namespace:
         max_tokens=int(message["max_tokens"]),
         route=message.get("route", "chat"),
         ignore_eos=bool(message.get("ignore_eos", True)),
-        api_key="",
+        api_key=message.get("api_key", ""),
         prompt_seed=int(message.get("prompt_seed", 0)),
         itl_events="none",  # the samples file has every gap; spare the load generator
         samples_out=message["samples_out"],

@@ -21,12 +21,19 @@ from rich.console import Console
 
 from loadtest.bench import cpu, echo, precision, promscrape
 from loadtest.bench.aggregate import CellStats, cell_stats, steady_window
+from loadtest.bench.distributed import (
+    LoadLost,
+    load_generator,
+    lost_rounds,
+    round_load_cores,
+    watch_load,
+)
 from loadtest.bench.kit import PhaseClock, progress_bar, round_plan
 from loadtest.bench.localmodel import local_detoxify
 from loadtest.bench.matrix import Matrix, load_matrix
 from loadtest.bench.options import BenchOptions, LevelPlan
 from loadtest.bench.procs import ManagedProcess, ProcessGroup
-from loadtest.bench.rounds import LoadGenerator, RoundSpec, Workload, run_round
+from loadtest.bench.rounds import RoundSpec, Workload, run_round
 from loadtest.bench.safety import (
     SafetyJob,
     SafetyResult,
@@ -36,6 +43,7 @@ from loadtest.bench.safety import (
 )
 from loadtest.bench.samples import Sample
 from loadtest.bench.scenarios import CLASSIFIER, Scenario, build_scenarios
+from loadtest.bench.targets import NONE_SETS, TargetReport, TargetRun, target_timings, with_targets
 from loadtest.bench.tax import DIRECT
 from loadtest.bench.traffic import warm_up
 from loadtest.datasets import load_dataset
@@ -61,6 +69,10 @@ class BenchResult:
     wall_s: float
     phases_s: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # --target endpoints measured (what the bench could not know, their /metrics).
+    targets: list[TargetReport] = field(default_factory=list)
+    # What the run set out to measure and could not (a target left out, rounds not run).
+    missing: list[str] = field(default_factory=list)
 
 
 class BenchRunner:
@@ -73,13 +85,15 @@ class BenchRunner:
         self.extended: dict[int, list[list[str]]] = {}
         # Per level that used every extra repeat, the comparisons still too wide after them.
         self.still_wide: dict[int, list[str]] = {}
+        self.targets = TargetRun(options.targets)
+        self.missing: list[str] = []
 
     def run(self) -> BenchResult:
         options = self.options
         started_at, t0 = datetime.now(UTC), time.monotonic()
         matrix = load_matrix(options.matrix)
         set_names, notes = self._sets(matrix)
-        scenarios = build_scenarios(matrix, set_names)
+        scenarios = with_targets(build_scenarios(matrix, set_names), options.targets, options.sets)
         load_prompts = [i.text for i in (options.datasets[0].load(self._labels()) if options.datasets
                                          else load_dataset(None, labels=self._labels()))]
         if not load_prompts:
@@ -95,13 +109,18 @@ class BenchRunner:
                 if process.proc is not None:
                     sampler.watch(name, process.proc.pid)
             model = options.model or discover_model(urls[DIRECT])
+            scenarios = self._probe_targets(scenarios, urls, model)
             phases.lap("start servers")
             self._warm_up(urls, model, load_prompts)
             phases.lap("warm-up")
-            gateways = {name: url for name, url in urls.items() if name != DIRECT}
+            gateways = {name: url for name, url in urls.items()
+                        if name != DIRECT and name not in self.targets.names}
             before = self._scrape(gateways)
+            self.targets.read(after=False)
             samples, cpu_use = self._rounds(scenarios, urls, model, group, sampler)
             timings = self._timings(before, self._scrape(gateways))
+            self.targets.read(after=True)
+            timings.update(target_timings(self.targets))
             phases.lap("rounds")
             notes += self._extension_notes()
             safety = self._safety_pass(scenarios, matrix, urls, model, detoxify_files) if options.safety else {}
@@ -113,6 +132,7 @@ class BenchRunner:
         notes += [f"{s.name}: classifier served by the simulator's /classify (a word rule standing "
                   "in for a guard model on a GPU): latency only, catch rates meaningless"
                   for s in scenarios if self._simulated_classifier(s)]
+        notes.append(options.load_layout.describe())
         cells = {
             key: cell_stats(key[0], key[1], rounds, cpu_use[key])
             for key, rounds in samples.items()
@@ -121,7 +141,21 @@ class BenchRunner:
             options=options, scenarios=scenarios, cells=cells, safety=safety, timings=timings,
             model=model, upstream_kind=self._upstream_kind(), started_at=started_at,
             wall_s=time.monotonic() - t0, phases_s=phases.laps, notes=notes,
+            targets=self.targets.reports(), missing=self.missing,
         )
+
+    def _probe_targets(self, scenarios: list[Scenario], urls: dict[str, str],
+                       model: str) -> list[Scenario]:
+        """The scenarios without the targets that cannot be measured (each said why)."""
+        if not self.targets.targets:
+            return scenarios
+        with self.console.status(f"probing {len(self.targets.targets)} --target endpoint(s)..."):
+            problems = self.targets.probe(model, self.options.route)
+        for problem in problems.values():
+            self.console.print(f"[yellow]{problem}: left out of the run[/]")
+            self.missing.append(problem)
+        urls.update(self.targets.urls())
+        return [s for s in scenarios if s.name not in problems]
 
     def _labels(self) -> list[str] | None:
         labels = self.options.load_labels
@@ -178,7 +212,7 @@ class BenchRunner:
         """The sets to run, and notes on those left out: with --upstream there is no simulator
         to serve /classify, so a classifier set needs --classifier-url."""
         options = self.options
-        names = matrix.select(list(options.sets or ()))
+        names = [] if NONE_SETS in (options.sets or ()) else matrix.select(list(options.sets or ()))
         if not options.upstream or options.classifier_url:
             return names, []
         served = [name for name in names if any(
@@ -211,7 +245,8 @@ class BenchRunner:
         with self.console.status(f"warming up every scenario for {options.warmup_s:g} s..."):
             failures = asyncio.run(warm_up(list(urls.values()), model, prompts,
                                            options.max_tokens, options.warmup_s,
-                                           seed=options.seed, route=options.route))
+                                           seed=options.seed, route=options.route,
+                                           auth=self.targets.auth()))
         for name, url in urls.items():
             if failures[url]:
                 self.console.print(f"[yellow]warm-up: {failures[url]} failed request(s) to "
@@ -227,10 +262,12 @@ class BenchRunner:
         plan = round_plan([s.name for s in scenarios], options.plans)
         samples: dict[tuple[str, int], list[list[Sample]]] = {}
         cpu_use: dict[tuple[str, int], list[dict[str, float | None]]] = {}
-        generator = LoadGenerator(options.work_dir / "logs" / "locust.log")
+        generator = load_generator(options.load_layout, options.work_dir / "logs" / "locust.log",
+                                   options.ready_timeout_s)
         names = [s.name for s in scenarios]
+        keys = self.targets.keys()
         with generator, progress_bar(self.console) as progress:
-            sampler.watch(cpu.LOAD_GENERATOR, generator.pid)
+            watch_load(generator, sampler)
             task = progress.add_task("rounds", total=len(plan))
 
             def measure(repeat: int, level: LevelPlan, name: str, of: str) -> None:
@@ -238,18 +275,24 @@ class BenchRunner:
                     f"repeat {repeat + 1}/{of}  {level.users:>3} users  {name:<14}"))
                 group.check_alive()  # a dead gateway would otherwise read as a slow one
                 spec = RoundSpec(name, level.users, repeat, urls[name], level.duration_s,
-                                 requests=level.requests, stagger_s=level.stagger_s)
+                                 requests=level.requests, stagger_s=level.stagger_s,
+                                 api_key=keys.get(name, ""))
                 got = run_round(spec, workload, options.work_dir, generator)
                 samples.setdefault((name, level.users), []).append(got)
+                cores = self._round_cpu(sampler, name, got)
                 cpu_use.setdefault((name, level.users), []).append(
-                    self._round_cpu(sampler, name, got))
+                    {**cores, **round_load_cores(generator, sampler, got)})
                 progress.advance(task)
 
-            for repeat, level, name in plan:
-                measure(repeat, level, name, str(level.repeats))
-            for level in options.plans:
-                self._extra_repeats(level, names, samples, cpu_use, measure,
-                                    grow=lambda n: progress.update(task, total=progress.tasks[task].total + n))
+            try:
+                for repeat, level, name in plan:
+                    measure(repeat, level, name, str(level.repeats))
+                for level in options.plans:
+                    self._extra_repeats(level, names, samples, cpu_use, measure,
+                                        grow=lambda n: progress.update(task, total=progress.tasks[task].total + n))
+            except LoadLost as exc:
+                self.missing += lost_rounds(exc, plan, samples)
+                self.console.print(f"[red]{self.missing[-1]}[/]")
         return samples, cpu_use
 
     def _extra_repeats(self, level: LevelPlan, names: list[str], samples, cpu_use, measure,
@@ -261,7 +304,7 @@ class BenchRunner:
             cells = {key: cell_stats(key[0], key[1], rounds, cpu_use[key])
                      for key, rounds in samples.items() if key[1] == level.users}
             wide = precision.unresolved(cells, names, level.users, self._target(),
-                                        self.options.ci_method)
+                                        self.options.ci_method, self.targets.names)
             run = precision.extra_repeat(names, wide)
             pairs = [f"{name} vs {baseline}" for name, baseline in wide]
             if not run:
@@ -324,7 +367,7 @@ class BenchRunner:
                      detoxify_files: dict[str, tuple[Path, Path]]) -> dict[str, SafetyResult]:
         """The safety pass in front of an echo simulator: the rounds' own without --upstream,
         else one started for it (``echo``), so it measures the monitor sets, not the model."""
-        if not self.options.upstream:
+        if not self.options.upstream or not any(s.is_monitor_set for s in scenarios):
             return self._safety(scenarios, urls, model)
         options = self.options
         engine = (options.classifier_url, options.classifier_model or SIM_CLASSIFIER_MODEL) \

@@ -29,14 +29,20 @@ class Scenario:
     streaming: dict[str, Any] | None = None
     local_detoxify: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # An endpoint the bench did not start (``--target``): measured against direct only.
+    external_url: str | None = None
 
     @property
     def has_gateway(self) -> bool:
         return self.monitors is not None
 
     @property
+    def is_target(self) -> bool:
+        return self.external_url is not None
+
+    @property
     def is_monitor_set(self) -> bool:
-        return self.name not in (DIRECT, GATEWAY)
+        return self.name not in (DIRECT, GATEWAY) and not self.is_target
 
 
 def build_scenarios(matrix: Matrix, set_names: list[str]) -> list[Scenario]:

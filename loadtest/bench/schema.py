@@ -163,6 +163,27 @@ class MonitorTiming(_Model):
     mean_ms: float
 
 
+class CounterDelta(_Model):
+    """How much one counter of a target's /metrics rose during the rounds."""
+
+    metric: str
+    labels: dict[str, str]
+    increase: float
+
+
+class TargetRow(_Model):
+    """An endpoint the bench did not start (``--target``): what it could not know, what it read."""
+
+    name: str
+    url: str
+    taxgate: bool = Field(description="its /metrics is a taxgate's (timings and counters read)")
+    unknown: list[str] = Field(description="what the bench could not know about it")
+    counters: list[CounterDelta] = Field(
+        description="skipped checks, monitor and upstream errors, refused requests during the "
+                    "rounds (a taxgate only)")
+    notes: list[str]
+
+
 class Machine(_Model):
     cpu_count: int | None
     platform: str
@@ -198,6 +219,9 @@ class Meta(_Model):
     phases_s: dict[str, float] = Field(description="wall seconds per phase of the run")
     p99_min_samples: int = P99_MIN_SAMPLES
     notes: list[str]
+    missing: list[str] = Field(default_factory=list,
+                               description="what the run set out to measure and could not "
+                                           "(a target left out, rounds a lost worker stopped)")
 
 
 class Report(_Model):
@@ -211,6 +235,8 @@ class Report(_Model):
     tax: list[TaxRow]
     safety: list[SafetyRow]
     monitor_timings: list[MonitorTiming]
+    targets: list[TargetRow] = Field(default_factory=list,
+                                     description="the --target endpoints (not started by the bench)")
 
 
 def report_json_schema() -> dict:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from loadtest.bench.cpu import BENCH, GATEWAY, LOAD_GENERATOR, MACHINE, UPSTREAM
+from loadtest.bench.cpu import BENCH, GATEWAY, LOAD_BUSIEST, LOAD_GENERATOR, MACHINE, UPSTREAM
 from loadtest.bench.safety import is_benign
 from loadtest.bench.schema import (
     P99_MIN_SAMPLES,
@@ -163,15 +163,16 @@ def headline_table(report: Report) -> Table:
         rows,
         f"At {level} concurrent user{'' if level == 1 else 's'} ({why}). Taxes in ms with a 95% interval (±) over "
         "paired repeats; the bare gateway against the upstream, each monitor set against "
-        "the bare gateway. CPU: the gateway processes' CPU seconds per 1,000 output tokens, "
-        "and over the baseline's. Caught: harmful dataset items blocked, redacted or "
-        "flagged (the safety pass, every source pooled: see the safety table per source); false positive: benign "
+        "the bare gateway, each --target endpoint against the upstream. CPU: the gateway "
+        "processes' CPU seconds per 1,000 output tokens, and over the baseline's. Caught: harmful "
+        "dataset items blocked, redacted or flagged (the safety pass, every source pooled: see the "
+        "safety table per source); false positive: benign "
         f"items blocked, redacted or flagged, whatever the action. Flags at every level: {per_set}.",
     )
 
 
 def saturation_table(report: Report) -> Table:
-    parts = (LOAD_GENERATOR, UPSTREAM, GATEWAY, BENCH, MACHINE)
+    parts = (LOAD_GENERATOR, LOAD_BUSIEST, UPSTREAM, GATEWAY, BENCH, MACHINE)
     rows = [
         (s.name, str(s.concurrency),
          *("-" if s.cpu_cores.get(part) is None else f"{s.cpu_cores[part]:.2f}"
@@ -182,11 +183,12 @@ def saturation_table(report: Report) -> Table:
                        f"{flags(lv.flags)}" for lv in report.levels)
     return Table(
         "Saturation (CPU during the rounds)",
-        ("scenario", "users", "load gen cores", "upstream cores", "gateway cores",
-         "bench cores", "machine cores", "flags"),
+        ("scenario", "users", "load gen cores", "busiest load proc", "upstream cores",
+         "gateway cores", "bench cores", "machine cores", "flags"),
         rows,
         f"Median over the rounds of the mean cores used in each round's steady window. "
-        f"client-/upstream-/gateway-bound: that process used >= 85% of its one core; "
+        f"client-/upstream-/gateway-bound: that process used >= 85% of its one core (with "
+        f"Locust workers: the busiest of the master and workers; load gen: all of them); "
         f"machine-bound: the whole machine (other tenants included) >= 85% of its cores; "
         f"other-load: processes not the bench's used >= 25% of the machine. "
         f"A client-, upstream- or machine-bound level's tax is partly this machine's. "
@@ -313,4 +315,26 @@ def all_tables(report: Report) -> list[Table]:
         tables.append(safety_table(report))
     if report.monitor_timings:
         tables.append(timing_table(report))
+    if report.targets:
+        tables.append(target_table(report))
     return tables
+
+
+def target_table(report: Report) -> Table:
+    rows = []
+    for t in report.targets:
+        counted = "; ".join(
+            f"{c.metric.removeprefix('taxgate_').removesuffix('_total')}"
+            f"{'{' + ','.join(f'{k}={v}' for k, v in c.labels.items()) + '}' if c.labels else ''}"
+            f" +{c.increase:,.0f}" for c in t.counters)
+        seen = (counted or "none rose") if t.taxgate else "-"
+        rows.append((t.name, t.url, "yes" if t.taxgate else "no", seen, "; ".join(t.notes)))
+    unknown = "; ".join(report.targets[0].unknown) if report.targets else ""
+    return Table(
+        "Targets (endpoints the bench did not start)",
+        ("target", "URL", "taxgate /metrics", "skipped checks, errors, refusals in the rounds",
+         "notes"),
+        rows,
+        f"Measured against direct like every scenario. Not known to the bench: {unknown}. "
+        "Its monitor time, when it is a taxgate, is in the gateway-side timings table.",
+    )

@@ -9,7 +9,7 @@ per-repeat paired deltas (repeat r of both scenarios ran back to back).
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from loadtest.bench.aggregate import METRICS, CellStats
@@ -139,17 +139,20 @@ def tax_rows(
     concurrencies: Sequence[int],
     method: str = "t",
     rng: random.Random | None = None,
+    targets: Collection[str] = (),
 ) -> list[TaxRow]:
     """Every scenario against ``direct``, and every monitor set also against ``gateway``.
 
-    A baseline that was not run (e.g. --sets without the gateway) is skipped.
+    A baseline that was not run (e.g. --sets without the gateway) is skipped. ``targets``
+    (endpoints the bench did not start) are compared with ``direct`` only: the bench's
+    own bare gateway is no baseline for another deployment.
     """
     rng = rng if rng is not None else random.Random(0)
     rows = []
     for concurrency in concurrencies:
         for name in scenarios:
             for baseline in (DIRECT, GATEWAY):
-                if name == baseline or (name == DIRECT and baseline == GATEWAY):
+                if name == baseline or (name in (DIRECT, *targets) and baseline == GATEWAY):
                     continue
                 base = cells.get((baseline, concurrency))
                 cell = cells.get((name, concurrency))

@@ -122,7 +122,7 @@ def _refusal(status: int, data: dict, flags: str) -> Outcome:
 
 async def warm_up(base_urls: list[str], model: str, prompts: list[str], max_tokens: int,
                   seconds: float, concurrency: int = 4, seed: int = 0,
-                  route: str = CHAT) -> dict[str, int]:
+                  route: str = CHAT, auth: httpx.Auth | None = None) -> dict[str, int]:
     """Streamed requests to every URL for ``seconds`` (connection pools, caches, lazy model
     loads); returns how many failed per URL, so a broken scenario shows up before the rounds.
     """
@@ -132,7 +132,7 @@ async def warm_up(base_urls: list[str], model: str, prompts: list[str], max_toke
     rng = random.Random(seed)
     deadline = time.monotonic() + seconds
     limits = pool_limits(concurrency * len(base_urls))
-    async with httpx.AsyncClient(timeout=httpx.Timeout(60.0), limits=limits) as client:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(60.0), limits=limits, auth=auth) as client:
 
         async def loop(url: str) -> None:
             while time.monotonic() < deadline:

@@ -21,7 +21,7 @@ from tests.unit.deploy import deployfiles as files
 
 K8S = files.DEPLOY / "k8s"
 # What a user applies; base, vllm and sim are parts of these.
-APPLIED = ("overlays/cpu", "overlays/gpu", "overlays/gpu-guard", "loadtest")
+APPLIED = ("overlays/cpu", "overlays/gpu", "overlays/gpu-guard", "loadtest", "bench")
 ALL_KUSTOMIZATIONS = ("base", "vllm", "sim", "guard", *APPLIED)
 K8S_VERSIONS = ("1.29.0", kubernetes_validate.utils.latest_version())
 CRD_GROUPS = ("monitoring.coreos.com/",)
@@ -31,6 +31,7 @@ EXTERNAL = {
     "overlays/gpu": {("Secret", "taxgate-api-keys"), ("Secret", "taxgate-audit-db")},
     "overlays/gpu-guard": {("Secret", "taxgate-api-keys"), ("Secret", "taxgate-audit-db")},
     "loadtest": {("Secret", "taxgate-api-keys")},
+    "bench": {("Secret", "taxgate-api-keys")},
     "base": {("Secret", "taxgate-api-keys")},
 }
 
@@ -257,3 +258,72 @@ def test_the_guard_overlay_points_the_classifier_at_the_guard_service_and_scales
     # Without guard-gpu the guard runs on CPU (the default).
     (cpu_guard,) = find(render("guard"), "Deployment", "guard")
     assert "nvidia.com/gpu" not in cpu_guard["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
+
+
+def _args(docs, job: str) -> dict[str, str]:
+    """A Job's ``--flag=value`` arguments (its single container's)."""
+    (doc,) = find(docs, "Job", job)
+    (container,) = doc["spec"]["template"]["spec"]["containers"]
+    return dict(arg.removeprefix("--").split("=", 1) for arg in container["args"] if "=" in arg)
+
+
+def _service_port(docs, url: str) -> None:
+    parts = urlsplit(url)
+    (service,) = find(docs, "Service", parts.hostname)
+    assert parts.port in {p["port"] for p in service["spec"]["ports"]}, url
+
+
+def test_bench_job_measures_the_deployed_gateway_against_its_vllm():
+    bench = _args(render("bench"), "taxgate-bench")
+    name, _, url = bench["target"].partition("=")
+    _service_port(render("base"), url)  # the gateway Service
+    _service_port(render("vllm"), bench["upstream"])  # what the gpu overlay's gateway fronts
+    (gateway,) = find(render("overlays/gpu"), "Deployment", "taxgate")
+    env = {e["name"]: e.get("value") for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert bench["upstream"] in env["TAXGATE_UPSTREAMS"].split(",")
+    # The key comes from the environment (a Secret), never as a literal argument.
+    assert bench["target-key"] == f"{name}=env:BENCH_TARGET_KEY"
+    assert bench["sets"] == "none"
+
+
+def test_bench_workers_join_the_bench_master_and_match_its_count():
+    docs = render("bench")
+    bench, worker = _args(docs, "taxgate-bench"), _args(docs, "taxgate-bench-worker")
+    host, port = worker["master"].rsplit(":", 1)
+    (service,) = find(docs, "Service", host)
+    (service_port,) = [p for p in service["spec"]["ports"] if p["port"] == int(port)]
+    # The Service's named target port is the one the bench's Locust master binds.
+    (job,) = find(docs, "Job", "taxgate-bench")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert int(bench["master-bind"].rsplit(":", 1)[1]) == ports[service_port["targetPort"]]
+    (workers,) = find(docs, "Job", "taxgate-bench-worker")
+    assert workers["spec"]["parallelism"] == workers["spec"]["completions"] == int(bench["expect-workers"])
+
+
+def test_bench_leaves_its_report_in_a_volume():
+    docs = render("bench")
+    (job,) = find(docs, "Job", "taxgate-bench")
+    spec = job["spec"]["template"]["spec"]
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"]
+              if "persistentVolumeClaim" in v}
+    (mount,) = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] in claims]
+    assert find(docs, "PersistentVolumeClaim", claims[mount["name"]])
+    out = _args(docs, "taxgate-bench")["out"]
+    assert out.startswith(mount["mountPath"] + "/")
+
+
+def test_only_the_bench_workers_reach_its_master_port():
+    docs = render("bench")
+    (policy,) = find(docs, "NetworkPolicy", "taxgate-bench-master")
+    (job,) = find(docs, "Job", "taxgate-bench")
+    (workers,) = find(docs, "Job", "taxgate-bench-worker")
+    master_labels = job["spec"]["template"]["metadata"]["labels"]
+    worker_labels = workers["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= master_labels.items()
+    (rule,) = policy["spec"]["ingress"]
+    (source,) = rule["from"]
+    assert source["podSelector"]["matchLabels"].items() <= worker_labels.items()
+    assert not source["podSelector"]["matchLabels"].items() <= master_labels.items()
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert [p["port"] for p in rule["ports"]] == [p["name"] for p in container["ports"]]
