@@ -42,11 +42,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("taxgate")
 
 
-def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
-               registry: CollectorRegistry | None = None,
-               monitor_registry: MonitorRegistry | None = None,
-               clock: Callable[[], float] = time.perf_counter,
-               metrics_dir: str | None = None, span_exporter: Any = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    client: httpx.AsyncClient | None = None,
+    registry: CollectorRegistry | None = None,
+    monitor_registry: MonitorRegistry | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+    metrics_dir: str | None = None,
+    span_exporter: Any = None,
+) -> FastAPI:
     """Build the gateway. ``client`` (e.g. over ``httpx.MockTransport``), ``registry`` and
     ``span_exporter`` (an OpenTelemetry ``SpanExporter`` in place of OTLP, when tracing is
     on) are injectable; shared objects are created in the lifespan, nothing at import."""
@@ -56,24 +61,42 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        http = HttpxTransport(client) if client is not None else Http1Client(
-            max_connections=settings.max_connections, keepalive_s=settings.keepalive_s)
-        audit = AuditStore(settings.audit, on_written=metrics.audit_events.inc,
-                           on_dropped=lambda count, _reason: metrics.audit_dropped.inc(count))
+        http = (
+            HttpxTransport(client)
+            if client is not None
+            else Http1Client(max_connections=settings.max_connections, keepalive_s=settings.keepalive_s)
+        )
+        audit = AuditStore(
+            settings.audit,
+            on_written=metrics.audit_events.inc,
+            on_dropped=lambda count, _reason: metrics.audit_dropped.inc(count),
+        )
         if settings.audit.enabled:
             await audit.start()
         tracing = _tracing(settings, metrics, span_exporter)
-        pipeline = MonitorPipeline(settings.monitors, metrics=metrics.monitors,
-                                   registry=monitor_registry, budgets=settings.budgets,
-                                   on_event=_audit_sink(audit, settings), observer=tracing)
+        pipeline = MonitorPipeline(
+            settings.monitors,
+            metrics=metrics.monitors,
+            registry=monitor_registry,
+            budgets=settings.budgets,
+            on_event=_audit_sink(audit, settings),
+            observer=tracing,
+        )
         pool = UpstreamPool(settings, http, metrics, clock=clock)
         try:
             await _start(app, pipeline, pool)
             sync_audit = settings.audit.enabled and settings.audit.sync == "always"
             app.state.pool = pool
-            app.state.proxy = Proxy(settings, pool, pipeline, metrics,
-                                    audit_flush=audit.flush if sync_audit else None,
-                                    clock=clock, drain=drain, tracing=tracing)
+            app.state.proxy = Proxy(
+                settings,
+                pool,
+                pipeline,
+                metrics,
+                audit_flush=audit.flush if sync_audit else None,
+                clock=clock,
+                drain=drain,
+                tracing=tracing,
+            )
             yield
         finally:
             try:
@@ -87,8 +110,9 @@ def create_app(settings: Settings, *, client: httpx.AsyncClient | None = None,
                 await _end_tracing(tracing)
 
     # No slash redirects: a 307 would build its Location from the client's Host header.
-    app = FastAPI(title="taxgate", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url=None, redirect_slashes=False)
+    app = FastAPI(
+        title="taxgate", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False
+    )
     app.state.metrics = metrics
     app.state.drain = drain
     app.state.startup_error = None
@@ -130,11 +154,13 @@ async def _health(_request: Request) -> Response:
 
 async def _ready(request: Request) -> Response:
     pool: UpstreamPool = request.app.state.pool
-    upstreams = {r.url: {"healthy": r.healthy, "models": len(r.models),
-                         "outstanding": r.outstanding} for r in pool.replicas}
+    upstreams = {
+        r.url: {"healthy": r.healthy, "models": len(r.models), "outstanding": r.outstanding} for r in pool.replicas
+    }
     status = 200 if pool.ready else 503
-    return Response(orjson.dumps({"ready": pool.ready, "upstreams": upstreams}),
-                    status_code=status, media_type="application/json")
+    return Response(
+        orjson.dumps({"ready": pool.ready, "upstreams": upstreams}), status_code=status, media_type="application/json"
+    )
 
 
 def _prometheus(registry: CollectorRegistry, metrics_dir: str | None) -> Callable[[Request], Awaitable[Response]]:
@@ -156,8 +182,8 @@ def _http_error(metrics: GatewayMetrics) -> Callable[[Request, HTTPException], A
         # The router raises these two only: an unknown path, or a known one and another method.
         if exc.status_code == 404:
             error: GatewayError = NotFound(
-                f"no route {request.method} {request.url.path}; the gateway serves "
-                f"{served} and /v1/models")
+                f"no route {request.method} {request.url.path}; the gateway serves {served} and /v1/models"
+            )
         elif exc.status_code == 405:
             error = MethodNotAllowed(f"{request.method} {request.url.path}: {exc.detail}")
         else:
@@ -177,18 +203,28 @@ def _add_middleware(app: FastAPI, settings: Settings, metrics: GatewayMetrics, d
     if settings.api_keys:
         # vLLM asks for its key on /v1/models too; /health never asks.
         keyed = {*routes, "/v1/models", *(("/ready", "/metrics") if settings.metrics.auth else ())}
-        app.add_middleware(ApiKeyAuth, keys=[key.get_secret_value() for key in settings.api_keys],
-                           protected={route.path: route.methods for route in app.router.routes
-                                      if isinstance(route, Route) and route.path in keyed},
-                           on_refused=lambda path: metrics.requests.labels(
-                               routes.get(path, "other"), "unknown", "401").inc())
+        app.add_middleware(
+            ApiKeyAuth,
+            keys=[key.get_secret_value() for key in settings.api_keys],
+            protected={
+                route.path: route.methods
+                for route in app.router.routes
+                if isinstance(route, Route) and route.path in keyed
+            },
+            on_refused=lambda path: metrics.requests.labels(routes.get(path, "other"), "unknown", "401").inc(),
+        )
     # The completion routes count their own stopped requests (Proxy.handle).
-    app.add_middleware(DrainMiddleware, drain=drain, on_stopped=lambda path: None
-                       if path in routes else metrics.requests.labels("other", "unknown",
-                                                                      "503").inc())
+    app.add_middleware(
+        DrainMiddleware,
+        drain=drain,
+        on_stopped=lambda path: None if path in routes else metrics.requests.labels("other", "unknown", "503").inc(),
+    )
     if settings.metrics.address is not None:
-        app.add_middleware(ListenerSplit, ops_port=settings.metrics.address[1],
-                           on_refused=metrics.requests.labels("other", "unknown", "404").inc)
+        app.add_middleware(
+            ListenerSplit,
+            ops_port=settings.metrics.address[1],
+            on_refused=metrics.requests.labels("other", "unknown", "404").inc,
+        )
     app.add_middleware(RequestId)
 
 
@@ -197,8 +233,12 @@ def _tracing(settings: Settings, metrics: GatewayMetrics, exporter: Any) -> Trac
         return None  # the SDK is not even imported
     from gateway.tracing.tracer import Tracing
 
-    return Tracing(settings.tracing, on_exported=metrics.trace_spans_exported.inc,
-                   on_failed=metrics.trace_spans_failed.inc, exporter=exporter)
+    return Tracing(
+        settings.tracing,
+        on_exported=metrics.trace_spans_exported.inc,
+        on_failed=metrics.trace_spans_failed.inc,
+        exporter=exporter,
+    )
 
 
 async def _end_tracing(tracing: Tracing | None) -> None:
@@ -212,7 +252,6 @@ def _audit_sink(audit: AuditStore, settings: Settings) -> Callable[[Decision, st
         return None
 
     def record(decision: Decision, request_id: str) -> None:
-        audit.record(event_from_decision(decision, request_id, ts=time.time(),
-                                         replica=audit.replica))
+        audit.record(event_from_decision(decision, request_id, ts=time.time(), replica=audit.replica))
 
     return record

@@ -39,8 +39,13 @@ class ApiKeyAuth:
     """``protected``: path -> the methods that need a key there. ``on_refused(path)``
     counts each 401."""
 
-    def __init__(self, app: ASGIApp, keys: Iterable[str], protected: Mapping[str, Iterable[str]],
-                 on_refused: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        keys: Iterable[str],
+        protected: Mapping[str, Iterable[str]],
+        on_refused: Callable[[str], None],
+    ) -> None:
         self.app = app
         self.keys = [key.encode() for key in keys]
         self.protected = {path: frozenset(methods) for path, methods in protected.items()}
@@ -49,8 +54,11 @@ class ApiKeyAuth:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             methods = self.protected.get(scope["path"])
-            if methods is not None and scope["method"] in methods \
-                    and not key_matches(presented_key(scope["headers"]), self.keys):
+            if (
+                methods is not None
+                and scope["method"] in methods
+                and not key_matches(presented_key(scope["headers"]), self.keys)
+            ):
                 self.on_refused(scope["path"])
                 error = Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>'")
                 await error_response(error)(scope, receive, send)

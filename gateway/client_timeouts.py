@@ -59,8 +59,9 @@ class BodyTimeout:
                     message = await receive()
             except TimeoutError:
                 body_done = True
-                raise RequestTimeout(f"the request body did not arrive within "
-                                     f"{self.timeout_s:g} s (timeouts.client_body_s)") from None
+                raise RequestTimeout(
+                    f"the request body did not arrive within {self.timeout_s:g} s (timeouts.client_body_s)"
+                ) from None
             if message["type"] != "http.request" or not message.get("more_body", False):
                 body_done = True
             return message

@@ -44,14 +44,18 @@ class RequestContext:
 
     def verdict_headers(self) -> dict[str, str]:
         """``x-taxgate-flags`` / ``x-taxgate-redacted`` for what is known when headers leave."""
-        return {name: ",".join(ids) for name, ids in
-                (("x-taxgate-flags", self.flags), ("x-taxgate-redacted", self.redacted)) if ids}
+        return {
+            name: ",".join(ids)
+            for name, ids in (("x-taxgate-flags", self.flags), ("x-taxgate-redacted", self.redacted))
+            if ids
+        }
 
     def verdict_fields(self) -> dict[str, list[str]]:
         """The same on a stream's final event (``taxgate_flags``, ``taxgate_redacted``): the
         headers left before the output was checked."""
-        return {name: list(ids) for name, ids in
-                (("taxgate_flags", self.flags), ("taxgate_redacted", self.redacted)) if ids}
+        return {
+            name: list(ids) for name, ids in (("taxgate_flags", self.flags), ("taxgate_redacted", self.redacted)) if ids
+        }
 
     def add_phase(self, name: str, seconds: float) -> None:
         self.phases[name] = self.phases.get(name, 0.0) + seconds

@@ -34,15 +34,13 @@ Post = Callable[[str, bytes, dict[str, str], str], Awaitable[tuple[int, bytes]]]
 def pool_post(pool: UpstreamPool, metrics: GatewayMetrics) -> Post:
     """A ``Post`` over the upstream pool (which counts its own connect/timeout faults)."""
 
-    async def post(path: str, body: bytes, headers: dict[str, str],
-                   model: str) -> tuple[int, bytes]:
+    async def post(path: str, body: bytes, headers: dict[str, str], model: str) -> tuple[int, bytes]:
         call = await pool.open(path, body, headers, model=model, stream=False)
         try:
             return call.response.status_code, await call.response.aread()
         except httpx.HTTPError as exc:
             metrics.upstream_errors.labels(call.replica.url, "midstream").inc()
-            raise UpstreamError(f"upstream {call.replica.url} failed while detokenizing: "
-                                f"{type(exc).__name__}") from exc
+            raise UpstreamError(f"upstream {call.replica.url} failed while detokenizing: {type(exc).__name__}") from exc
         finally:
             await call.aclose()
 
@@ -53,8 +51,7 @@ class Detokenizer:
     def __init__(self, post: Post) -> None:
         self._post = post
 
-    async def texts(self, prompts: list[TokenPrompt], *, model: str,
-                    request_id: str) -> list[str]:
+    async def texts(self, prompts: list[TokenPrompt], *, model: str, request_id: str) -> list[str]:
         """The text of each prompt, in order; raises on the first that fails."""
         headers = {"content-type": "application/json", "x-request-id": request_id}
         limit = asyncio.Semaphore(CONCURRENCY)

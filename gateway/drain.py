@@ -65,8 +65,7 @@ class StreamDrain:
     def __init__(self) -> None:
         self._served: set[_Served] = set()
         self._streams: set[asyncio.Task] = set()  # streams whose request is not tracked
-        self._current: contextvars.ContextVar[_Served | None] = contextvars.ContextVar(
-            "taxgate_served", default=None)
+        self._current: contextvars.ContextVar[_Served | None] = contextvars.ContextVar("taxgate_served", default=None)
         self.stopping = False
 
     @property
@@ -81,8 +80,7 @@ class StreamDrain:
             task.cancel(STOP_MESSAGE)
         return len(tasks)
 
-    async def guard(self, body: AsyncIterator[bytes], ctx: RequestContext
-                    ) -> AsyncIterator[bytes]:
+    async def guard(self, body: AsyncIterator[bytes], ctx: RequestContext) -> AsyncIterator[bytes]:
         task = asyncio.current_task()
         assert task is not None
         served = self._current.get()
@@ -100,8 +98,9 @@ class StreamDrain:
                 raise
             # Ours: the cancel was delivered and is handled here, so the event can be sent.
             task.uncancel()
-            error = ShuttingDown("the gateway is shutting down; the stream was ended "
-                                 "before it was complete: retry the request")
+            error = ShuttingDown(
+                "the gateway is shutting down; the stream was ended before it was complete: retry the request"
+            )
             ctx.status = error.status
             log.warning("request %s: stream ended at shutdown", ctx.request_id)
             yield error_event(error)
@@ -116,8 +115,7 @@ class DrainMiddleware:
     """Tracks each HTTP request for ``StreamDrain.stop`` and answers 503 ``shutting_down``
     when a request with no response yet is stopped. ``on_stopped(path)`` counts it."""
 
-    def __init__(self, app: ASGIApp, drain: StreamDrain,
-                 on_stopped: Callable[[str], None]) -> None:
+    def __init__(self, app: ASGIApp, drain: StreamDrain, on_stopped: Callable[[str], None]) -> None:
         self.app = app
         self.drain = drain
         self.on_stopped = on_stopped
@@ -145,10 +143,8 @@ class DrainMiddleware:
 
     async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.on_stopped(scope["path"])
-        error = ShuttingDown("the gateway is shutting down; the request was not completed: "
-                             "retry it", retry_after_s=1)
-        log.warning("%s %s: ended at shutdown before an answer", scope["method"],
-                    scope["path"])
+        error = ShuttingDown("the gateway is shutting down; the request was not completed: retry it", retry_after_s=1)
+        log.warning("%s %s: ended at shutdown before an answer", scope["method"], scope["path"])
         try:
             await error_response(error)(scope, receive, send)
         except RuntimeError:

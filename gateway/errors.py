@@ -17,8 +17,9 @@ class GatewayError(Exception):
     code: str | None = None
     content_type = "application/json"
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
-                 retry_after_s: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, param: str | None = None, code: str | None = None, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
@@ -27,8 +28,7 @@ class GatewayError(Exception):
         self.retry_after_s = retry_after_s
 
     def body(self) -> dict:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param,
-                          "code": self.code}}
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
     def body_bytes(self) -> bytes:
         return orjson.dumps(self.body())
@@ -122,8 +122,9 @@ class UpstreamStatus(GatewayError):
 def error_response(error: GatewayError) -> Response:
     """The HTTP answer to ``error``, on every route: its status, body and headers
     (``x-request-id`` is added by ``gateway.request_id``, as on every response)."""
-    return Response(error.body_bytes(), status_code=error.status, media_type=error.content_type,
-                    headers=error.headers())
+    return Response(
+        error.body_bytes(), status_code=error.status, media_type=error.content_type, headers=error.headers()
+    )
 
 
 def error_event(error: GatewayError, sequence_number: int | None = None) -> bytes:
@@ -135,6 +136,11 @@ def error_event(error: GatewayError, sequence_number: int | None = None) -> byte
     typed ``event: error``, numbered after the last event the client was sent."""
     if sequence_number is None:
         return b"data: " + error.body_bytes() + b"\n\n"
-    event = {"type": "error", "code": error.code, "message": error.message,
-             "param": error.param, "sequence_number": sequence_number}
+    event = {
+        "type": "error",
+        "code": error.code,
+        "message": error.message,
+        "param": error.param,
+        "sequence_number": sequence_number,
+    }
     return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"

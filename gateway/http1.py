@@ -80,8 +80,8 @@ class _Connection(asyncio.Protocol):
                     pass
             if not self.complete:
                 self._error = self._error or httpx.ReadError(
-                    "upstream closed the connection mid-response"
-                    + (f": {exc}" if exc else ""))
+                    "upstream closed the connection mid-response" + (f": {exc}" if exc else "")
+                )
         self._wake()
 
     # -- httptools callbacks ------------------------------------------------------
@@ -211,15 +211,20 @@ class Http1Client:
         self._slot_waiters: deque[asyncio.Future] = deque()
         self._closed = False
 
-    async def request(self, method: str, url: str, *, content: bytes = b"",
-                      headers: dict[str, str] | None = None,
-                      timeout: httpx.Timeout) -> Http1Response:
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        content: bytes = b"",
+        headers: dict[str, str] | None = None,
+        timeout: httpx.Timeout,
+    ) -> Http1Response:
         """Send; return once the response headers arrived (the body is read later)."""
         parts = urlsplit(url)
         origin = (parts.hostname or "127.0.0.1", parts.port or 80)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        head = [f"{method} {target} HTTP/1.1\r\nhost: {parts.netloc}\r\n"
-                f"content-length: {len(content)}\r\n"]
+        head = [f"{method} {target} HTTP/1.1\r\nhost: {parts.netloc}\r\ncontent-length: {len(content)}\r\n"]
         for name, value in (headers or {}).items():
             head.append(f"{name}: {value}\r\n")
         head.append("\r\n")
@@ -283,7 +288,8 @@ class Http1Client:
         loop = asyncio.get_running_loop()
         try:
             _transport, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: _Connection(origin), *origin), timeout)
+                loop.create_connection(lambda: _Connection(origin), *origin), timeout
+            )
         except TimeoutError:
             raise httpx.ConnectTimeout(f"connect to {origin[0]}:{origin[1]} timed out") from None
         except OSError as exc:

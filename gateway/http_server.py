@@ -41,8 +41,9 @@ class HeaderTooLarge(GatewayError):
 class HeaderLimitProtocol(HttpToolsProtocol):
     """httptools HTTP/1.1 with a deadline and a size cap on each request's headers."""
 
-    def __init__(self, *args, header_timeout_s: float, max_header_bytes: int,
-                 on_reject: Callable[[int], None], **kwargs) -> None:
+    def __init__(
+        self, *args, header_timeout_s: float, max_header_bytes: int, on_reject: Callable[[int], None], **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._header_timeout_s = header_timeout_s
         self._max_header_bytes = max_header_bytes
@@ -104,13 +105,17 @@ class HeaderLimitProtocol(HttpToolsProtocol):
     def _count(self, size: int) -> None:
         self._header_bytes += size
         if self._header_bytes > self._max_header_bytes:
-            self._reject(HeaderTooLarge(f"request line and headers exceed "
-                                        f"{self._max_header_bytes} bytes (max_header_bytes)"))
+            self._reject(
+                HeaderTooLarge(f"request line and headers exceed {self._max_header_bytes} bytes (max_header_bytes)")
+            )
 
     def _timed_out(self) -> None:
         self._header_timer = None
-        self._reject(RequestTimeout(f"the request headers did not arrive within "
-                                    f"{self._header_timeout_s:g} s (timeouts.client_header_s)"))
+        self._reject(
+            RequestTimeout(
+                f"the request headers did not arrive within {self._header_timeout_s:g} s (timeouts.client_header_s)"
+            )
+        )
 
     def _reject(self, error: GatewayError) -> None:
         self._disarm()
@@ -127,8 +132,12 @@ class HeaderLimitProtocol(HttpToolsProtocol):
         head = [STATUS_LINE[error.status]]
         for name, value in self.server_state.default_headers:
             head += [name, b": ", value, b"\r\n"]
-        head += [b"content-type: application/json\r\ncontent-length: ",
-                 str(len(body)).encode(), b"\r\nconnection: close\r\n\r\n", body]
+        head += [
+            b"content-type: application/json\r\ncontent-length: ",
+            str(len(body)).encode(),
+            b"\r\nconnection: close\r\n\r\n",
+            body,
+        ]
         self.transport.write(b"".join(head))
         self.transport.close()
 
@@ -167,15 +176,23 @@ def build_server(app, settings) -> tuple[GatewayServer, list[socket.socket] | No
     def on_reject(status: int) -> None:
         requests.labels("other", "unknown", str(status)).inc()
 
-    protocol = functools.partial(HeaderLimitProtocol,
-                                 header_timeout_s=settings.timeouts.client_header_s,
-                                 max_header_bytes=settings.max_header_bytes,
-                                 on_reject=on_reject)
+    protocol = functools.partial(
+        HeaderLimitProtocol,
+        header_timeout_s=settings.timeouts.client_header_s,
+        max_header_bytes=settings.max_header_bytes,
+        on_reject=on_reject,
+    )
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port,
+        app,
+        host=settings.host,
+        port=settings.port,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        http=protocol, access_log=False, log_level="warning", server_header=False,
-        timeout_graceful_shutdown=settings.shutdown_grace_s + STOP_FLUSH_S)
+        http=protocol,
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        timeout_graceful_shutdown=settings.shutdown_grace_s + STOP_FLUSH_S,
+    )
     server = GatewayServer(config, app.state.drain, settings.shutdown_grace_s)
     address = settings.metrics.address
     if address is None:

@@ -33,16 +33,31 @@ SEPARATOR = "\n"
 Path = tuple[str | int, ...]
 
 # Part type -> the key holding its text (vLLM's text part types).
-TEXT_PARTS = {"text": "text", "input_text": "text", "output_text": "text",
-              "refusal": "refusal", "thinking": "thinking", "tool_reference": "name"}
+TEXT_PARTS = {
+    "text": "text",
+    "input_text": "text",
+    "output_text": "text",
+    "refusal": "refusal",
+    "thinking": "thinking",
+    "tool_reference": "name",
+}
 # Part type -> uncheckable kind. A part with one of these keys is media whatever its
 # ``type`` says: vLLM infers the type from them when ``type`` is missing or a ``uuid``
 # is given, so a text-typed part must not smuggle an image past the check.
-MEDIA_PARTS = {"image_url": "image", "input_image": "image", "image_pil": "image",
-               "audio_url": "audio", "input_audio": "audio", "video_url": "video",
-               "file": "file", "input_file": "file", "image_embeds": "embeddings",
-               "audio_embeds": "embeddings", "video_embeds": "embeddings",
-               "prompt_embeds": "embeddings"}
+MEDIA_PARTS = {
+    "image_url": "image",
+    "input_image": "image",
+    "image_pil": "image",
+    "audio_url": "audio",
+    "input_audio": "audio",
+    "video_url": "video",
+    "file": "file",
+    "input_file": "file",
+    "image_embeds": "embeddings",
+    "audio_embeds": "embeddings",
+    "video_embeds": "embeddings",
+    "prompt_embeds": "embeddings",
+}
 KINDS = ("token_ids", "embeddings", "image", "audio", "video", "file", "other")
 
 
@@ -90,8 +105,7 @@ class InputView:
     def add_detokenized(self, prompt: TokenPrompt, text: str) -> None:
         self.add([(prompt.path, text)])
 
-    def redacted_body(self, body: dict[str, Any], redactions: Sequence[Sequence[Span]]
-                      ) -> bytes:
+    def redacted_body(self, body: dict[str, Any], redactions: Sequence[Sequence[Span]]) -> bytes:
         """``body`` re-encoded with each text's spans masked in the fields they fall in.
 
         A detokenized prompt that was redacted is sent as its redacted text; then every
@@ -125,8 +139,7 @@ def new_view(body: dict[str, Any]) -> InputView:
     return view
 
 
-def message_fields(message: dict[str, Any], where: Path, view: InputView
-                    ) -> Iterator[tuple[Path, str]]:
+def message_fields(message: dict[str, Any], where: Path, view: InputView) -> Iterator[tuple[Path, str]]:
     content = message.get("content")
     if isinstance(content, str):
         yield (*where, "content"), content
@@ -146,12 +159,10 @@ def message_fields(message: dict[str, Any], where: Path, view: InputView
                 yield path, text_field(function[key], path)
 
 
-def part_fields(part: dict[str, Any], where: Path, view: InputView
-                 ) -> Iterator[tuple[Path, str]]:
+def part_fields(part: dict[str, Any], where: Path, view: InputView) -> Iterator[tuple[Path, str]]:
     if not isinstance(part, dict):  # validated for chat; a Responses item's parts are not
         param = dotted(where)
-        raise BadRequest(f"invalid request: {param}: a content part must be an object",
-                         param=param)
+        raise BadRequest(f"invalid request: {param}: a content part must be an object", param=param)
     kind = part.get("type")
     if not isinstance(kind, str):
         kind = None  # vLLM then infers the type from the part's keys, as below
@@ -184,15 +195,17 @@ def text_field(value: Any, path: Path) -> str:
     if isinstance(value, str):
         return value
     param = dotted(path)
-    raise BadRequest(f"invalid request: {param}: must be a string, not "
-                     f"{json_type(value)}", param=param)
+    raise BadRequest(f"invalid request: {param}: must be a string, not {json_type(value)}", param=param)
 
 
 def _clip(spans: Sequence[Span], start: int, length: int) -> list[Span]:
     """The spans that fall in ``[start, start + length)``, relative to ``start``."""
     end = start + length
-    return [Span(max(span.start, start) - start, min(span.end, end) - start, span.label)
-            for span in spans if span.start < end and span.end > start]
+    return [
+        Span(max(span.start, start) - start, min(span.end, end) - start, span.label)
+        for span in spans
+        if span.start < end and span.end > start
+    ]
 
 
 def _get(body: Any, path: Path) -> Any:

@@ -56,10 +56,18 @@ async def _client_gone(request: Request) -> None:
 
 
 class Proxy:
-    def __init__(self, settings: Settings, pool: UpstreamPool, pipeline: MonitorPipeline,
-                 metrics: GatewayMetrics, *, audit_flush: Callable | None = None,
-                 clock: Callable[[], float] = time.perf_counter,
-                 drain: StreamDrain | None = None, tracing: Tracing | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: UpstreamPool,
+        pipeline: MonitorPipeline,
+        metrics: GatewayMetrics,
+        *,
+        audit_flush: Callable | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        drain: StreamDrain | None = None,
+        tracing: Tracing | None = None,
+    ) -> None:
         self._settings = settings
         self._tracing = tracing
         self._drain = drain if drain is not None else StreamDrain()
@@ -78,25 +86,32 @@ class Proxy:
         self._in_flight = 0
 
     async def handle(self, request: Request, endpoint: Endpoint) -> Response:
-        ctx = RequestContext(request_id=request.state.request_id, route=endpoint.name,
-                             started=self._clock())
+        ctx = RequestContext(request_id=request.state.request_id, route=endpoint.name, started=self._clock())
         if self._tracing is not None:
-            ctx.trace = self._tracing.start(request.headers, route=endpoint.name, path=endpoint.path,
-                                            request_id=ctx.request_id, started=ctx.started,
-                                            now=self._clock())
+            ctx.trace = self._tracing.start(
+                request.headers,
+                route=endpoint.name,
+                path=endpoint.path,
+                request_id=ctx.request_id,
+                started=ctx.started,
+                now=self._clock(),
+            )
         self._metrics.in_flight.inc()
         self._in_flight += 1
         try:
             limit = self._settings.max_in_flight
             if limit and self._in_flight > limit:
-                raise Overloaded(f"the gateway is at its limit of {limit} requests in flight "
-                                 "(max_in_flight); retry later", retry_after_s=1)
+                raise Overloaded(
+                    f"the gateway is at its limit of {limit} requests in flight (max_in_flight); retry later",
+                    retry_after_s=1,
+                )
             response = await self._serve(request, endpoint, ctx)
         except GatewayError as error:
             response = self._error(error, ctx)
         except MonitorOverloaded as exc:
-            response = self._error(Overloaded(f"monitor {exc.monitor_id} is overloaded; retry "
-                                              "later", retry_after_s=exc.retry_after_s), ctx)
+            response = self._error(
+                Overloaded(f"monitor {exc.monitor_id} is overloaded; retry later", retry_after_s=exc.retry_after_s), ctx
+            )
         except ClientDisconnect:
             self._metrics.client_disconnects.labels(ctx.route).inc()
             ctx.status = 499
@@ -111,8 +126,9 @@ class Proxy:
             # A bug, not a client or upstream fault: say so in the OpenAI shape, log it
             # whole, and still release the in-flight slot.
             log.exception("request %s failed inside the gateway", ctx.request_id)
-            response = self._error(GatewayError("internal gateway error; see the gateway "
-                                                "log for this x-request-id"), ctx)
+            response = self._error(
+                GatewayError("internal gateway error; see the gateway log for this x-request-id"), ctx
+            )
         if isinstance(response, StreamingResponse):
             return response  # the stream's own finally records the request
         self._finish(ctx)
@@ -127,28 +143,32 @@ class Proxy:
         known = self._pool.knows_model(parsed.model)
         if known is False:
             ctx.model = "unknown"
-            raise ModelNotFound(f"model {parsed.model!r} is not served here; GET /v1/models "
-                                "lists the models", param="model")
+            raise ModelNotFound(
+                f"model {parsed.model!r} is not served here; GET /v1/models lists the models", param="model"
+            )
         ctx.add_phase("parse", self._clock() - parse_started)
         if self._settings.log_prompts:
-            log.info("request %s model %s prompt %r", ctx.request_id, parsed.model,
-                     endpoint.read_input(parsed.body, check_tools=False).texts)
+            log.info(
+                "request %s model %s prompt %r",
+                ctx.request_id,
+                parsed.model,
+                endpoint.read_input(parsed.body, check_tools=False).texts,
+            )
         if self._check_input:
             raw = await self._input_monitors(endpoint, parsed, raw, ctx)
         headers = {"content-type": "application/json", "x-request-id": ctx.request_id}
         if ctx.trace is not None:
             ctx.trace.upstream(headers, ctx.route, ctx.model)  # vLLM's spans join the trace
         if not parsed.stream:
-            return await self._unless_client_leaves(request, ctx,
-                                                    self._whole(endpoint, raw, headers, parsed, ctx))
+            return await self._unless_client_leaves(request, ctx, self._whole(endpoint, raw, headers, parsed, ctx))
         call = await self._open(endpoint, raw, headers, parsed, ctx)
         return self._stream(endpoint, call, ctx)
 
-    async def _open(self, endpoint: Endpoint, raw: bytes, headers: dict[str, str], parsed: ParsedRequest,
-                    ctx: RequestContext) -> UpstreamCall:
+    async def _open(
+        self, endpoint: Endpoint, raw: bytes, headers: dict[str, str], parsed: ParsedRequest, ctx: RequestContext
+    ) -> UpstreamCall:
         """Send upstream; an upstream HTTP error is passed on as it is."""
-        call = await self._pool.open(endpoint.path, raw, headers, model=parsed.model,
-                                     stream=parsed.stream)
+        call = await self._pool.open(endpoint.path, raw, headers, model=parsed.model, stream=parsed.stream)
         ctx.upstream_sent = call.sent_at
         status = call.response.status_code
         if ctx.trace is not None:
@@ -167,12 +187,13 @@ class Proxy:
             # A streamed request answered with a whole body (HTML, JSON): not the
             # protocol, and nothing was sent to the client yet, so a plain 502.
             self._metrics.upstream_errors.labels(call.replica.url, "protocol").inc()
-            raise UpstreamError(f"upstream {call.replica.url} answered a streamed request with "
-                                f"{content_type or 'no content type'}, not an event stream")
+            raise UpstreamError(
+                f"upstream {call.replica.url} answered a streamed request with "
+                f"{content_type or 'no content type'}, not an event stream"
+            )
         raise UpstreamStatus(status, body, content_type or "application/json")
 
-    async def _unless_client_leaves(self, request: Request, ctx: RequestContext,
-                                    work: Awaitable[Response]) -> Response:
+    async def _unless_client_leaves(self, request: Request, ctx: RequestContext, work: Awaitable[Response]) -> Response:
         """Run ``work``, cancelling it when the client disconnects. A non-streamed request
         waits for vLLM's whole answer with no stream whose cancellation would notice the
         client leaving; cancelling closes the upstream request, so vLLM aborts it."""
@@ -195,54 +216,55 @@ class Proxy:
         limit = self._settings.max_body_bytes
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(f"request body of {declared} bytes exceeds the "
-                                  f"{limit}-byte limit (max_body_bytes)")
+            raise PayloadTooLarge(f"request body of {declared} bytes exceeds the {limit}-byte limit (max_body_bytes)")
         body = bytearray()
         async for part in request.stream():
             body += part
             if len(body) > limit:
-                raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit "
-                                      "(max_body_bytes)")
+                raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit (max_body_bytes)")
         if not body:
             raise BadRequest("request body is empty; send a JSON object")
         return bytes(body)
 
-    async def _input_monitors(self, endpoint: Endpoint, parsed: ParsedRequest, raw: bytes,
-                              ctx: RequestContext) -> bytes:
+    async def _input_monitors(
+        self, endpoint: Endpoint, parsed: ParsedRequest, raw: bytes, ctx: RequestContext
+    ) -> bytes:
         view = endpoint.read_input(parsed.body, check_tools=self._settings.check_tools)
         if self._enforce_input and view.uncheckable:
             started = self._clock()
 
             async def detokenize(prompts):
-                return await self._detokenizer.texts(prompts, model=parsed.model,
-                                                     request_id=ctx.request_id)
+                return await self._detokenizer.texts(prompts, model=parsed.model, request_id=ctx.request_id)
 
             await settle(view, self._settings.uncheckable_input, detokenize, self._metrics)
             if view.token_prompts:
                 ctx.add_phase("detokenize", self._clock() - started)
         started = self._clock()
-        result = await self._pipeline.check("input", view.texts, request_id=ctx.request_id,
-                                            context=ctx.monitor_context())
+        result = await self._pipeline.check(
+            "input", view.texts, request_id=ctx.request_id, context=ctx.monitor_context()
+        )
         ctx.add_phase("input_monitors", self._clock() - started)
         note_flags(result, ctx)
         if result.blocked_by is not None:
             await self._flush_audit()
-            raise ContentBlocked(f"the request was blocked by the {result.blocked_by.monitor_id}"
-                                 " safety monitor", param=endpoint.input_param)
+            raise ContentBlocked(
+                f"the request was blocked by the {result.blocked_by.monitor_id} safety monitor",
+                param=endpoint.input_param,
+            )
         if result.redacted:
             return view.redacted_body(parsed.body, result.redactions)
         return raw
 
     # -- non-streamed -------------------------------------------------------------------
-    async def _whole(self, endpoint: Endpoint, raw: bytes, headers: dict[str, str], parsed: ParsedRequest,
-                     ctx: RequestContext) -> Response:
+    async def _whole(
+        self, endpoint: Endpoint, raw: bytes, headers: dict[str, str], parsed: ParsedRequest, ctx: RequestContext
+    ) -> Response:
         call = await self._open(endpoint, raw, headers, parsed, ctx)
         try:
             body = await call.response.aread()
         except httpx.HTTPError as exc:
             self._metrics.upstream_errors.labels(call.replica.url, "midstream").inc()
-            raise midstream_error(exc, call.replica.url,
-                                  self._settings.timeouts.first_byte_s) from exc
+            raise midstream_error(exc, call.replica.url, self._settings.timeouts.first_byte_s) from exc
         finally:
             await call.aclose()
         ctx.upstream_first = ctx.upstream_last = self._clock()
@@ -251,17 +273,18 @@ class Proxy:
             answer = output.answer(body, texts=self._check_output)
         except (orjson.JSONDecodeError, ProtocolViolation) as exc:
             self._metrics.upstream_errors.labels(call.replica.url, "protocol").inc()
-            raise UpstreamError(f"upstream {call.replica.url} answered a body that is not "
-                                f"{output.noun} ({exc})") from None
+            raise UpstreamError(
+                f"upstream {call.replica.url} answered a body that is not {output.noun} ({exc})"
+            ) from None
         if answer.usage is not None:
             ctx.prompt_tokens, ctx.completion_tokens = answer.usage
         if answer.texts:
             # Every text of the answer (content, reasoning, tool calls, logprobs) checked;
             # a block replaces it with the refusal, a redaction masks it in place.
             started = self._clock()
-            result = await self._pipeline.check("output", answer.texts, request_id=ctx.request_id,
-                                                kinds=answer.kinds,
-                                                context=ctx.monitor_context())
+            result = await self._pipeline.check(
+                "output", answer.texts, request_id=ctx.request_id, kinds=answer.kinds, context=ctx.monitor_context()
+            )
             ctx.add_phase("output_monitors", self._clock() - started)
             note_flags(result, ctx)
             body = answer.apply(result, self._settings.refusal_message) or body
@@ -280,16 +303,22 @@ class Proxy:
     def _stream(self, endpoint: Endpoint, call: UpstreamCall, ctx: RequestContext) -> StreamingResponse:
         labels = (ctx.route, ctx.model)
         errors = self._metrics.upstream_errors
-        rec = StreamRecorder(ctx, self._metrics.itl.labels(*labels),
-                             lambda kind: errors.labels(call.replica.url, kind).inc(), self._clock)
+        rec = StreamRecorder(
+            ctx,
+            self._metrics.itl.labels(*labels),
+            lambda kind: errors.labels(call.replica.url, kind).inc(),
+            self._clock,
+        )
         idle_s = self._settings.timeouts.idle_s
         if self._check_output:
-            guard = OutputGuard(self._pipeline.stage("output", request_id=ctx.request_id,
-                                                     context=ctx.monitor_context()), rec)
+            guard = OutputGuard(
+                self._pipeline.stage("output", request_id=ctx.request_id, context=ctx.monitor_context()), rec
+            )
             policy = stream_policy(guard, self._settings.streaming, rec.clock, enforcing=self._enforce_output)
             dialect = endpoint.output.stream(ctx.verdict_fields, self._settings.refusal_message, rec.clock)
-            body: AsyncIterator[bytes] = relay_monitored(call, rec, dialect, policy, guard, metrics=self._metrics,
-                                                         idle_s=idle_s)
+            body: AsyncIterator[bytes] = relay_monitored(
+                call, rec, dialect, policy, guard, metrics=self._metrics, idle_s=idle_s
+            )
         else:
             body = relay_raw(call, rec, idle_s, endpoint.raw)
         body = self._drain.guard(body, ctx)  # at shutdown: a shutting_down event, not a cut
@@ -297,11 +326,9 @@ class Proxy:
             body = ctx.trace.watched(body, ctx)  # the finish reasons sent
         headers = {"cache-control": "no-cache"}
         headers.update(ctx.verdict_headers())
-        return StreamingResponse(self._tracked(body, ctx), media_type="text/event-stream",
-                                 headers=headers)
+        return StreamingResponse(self._tracked(body, ctx), media_type="text/event-stream", headers=headers)
 
-    async def _tracked(self, body: AsyncIterator[bytes], ctx: RequestContext
-                       ) -> AsyncIterator[bytes]:
+    async def _tracked(self, body: AsyncIterator[bytes], ctx: RequestContext) -> AsyncIterator[bytes]:
         try:
             async for data in body:
                 yield data

@@ -21,8 +21,9 @@ log = logging.getLogger("taxgate.relay")
 class StreamRecorder:
     __slots__ = ("ctx", "clock", "upstream_error", "_itl", "_last", "_events", "_usage")
 
-    def __init__(self, ctx: RequestContext, itl, upstream_error: Callable[[str], None],
-                 clock: Callable[[], float]) -> None:
+    def __init__(
+        self, ctx: RequestContext, itl, upstream_error: Callable[[str], None], clock: Callable[[], float]
+    ) -> None:
         self.ctx = ctx
         self.clock = clock
         self.upstream_error = upstream_error

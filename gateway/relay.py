@@ -27,8 +27,7 @@ from gateway.upstream import UpstreamCall
 log = logging.getLogger("taxgate.relay")
 
 # A field that carries text a client reads, non-empty; any JSON spacing.
-_TEXT_FIELD = re.compile(
-    rb'"(?:content|text|reasoning_content|reasoning|arguments|refusal|delta)"\s*:\s*"(?!")')
+_TEXT_FIELD = re.compile(rb'"(?:content|text|reasoning_content|reasoning|arguments|refusal|delta)"\s*:\s*"(?!")')
 _USAGE = re.compile(rb'"usage"\s*:\s*(?!null)')
 
 
@@ -74,7 +73,7 @@ class _EventSplitter:
             if end < 0:
                 self._rest = buffer
                 return []
-            self._rest = buffer[end + 2:]
+            self._rest = buffer[end + 2 :]
             events = []
             for block in buffer[:end].split(b"\n\n"):
                 if block.startswith(b"data: ") and b"\n" not in block:
@@ -110,8 +109,9 @@ def midstream_error(exc: Exception, url: str, idle_s: float) -> GatewayError:
     return UpstreamError(f"upstream {url} broke the stream: {type(exc).__name__}")
 
 
-def end_of_stream_error(rec: StreamRecorder, error: GatewayError, kind: str,
-                        encode: Callable[[GatewayError], bytes] = error_event) -> bytes:
+def end_of_stream_error(
+    rec: StreamRecorder, error: GatewayError, kind: str, encode: Callable[[GatewayError], bytes] = error_event
+) -> bytes:
     """Count, log and encode (``error_event``: chat's event unless ``encode`` numbers it
     for the Responses API) a fault that ends a stream already started."""
     rec.upstream_error(kind)
@@ -140,15 +140,23 @@ class RawStream:
     error_encoder: Callable[[bytes], Callable[[GatewayError], bytes]]
 
 
-def _after_body(rest: list[tuple[bytes, bytes]], done: bool, tail: bytes, last: bytes, usage_read: bytes,
-                rec: StreamRecorder, url: str, stream: RawStream) -> list[bytes]:
+def _after_body(
+    rest: list[tuple[bytes, bytes]],
+    done: bool,
+    tail: bytes,
+    last: bytes,
+    usage_read: bytes,
+    rec: StreamRecorder,
+    url: str,
+    stream: RawStream,
+) -> list[bytes]:
     """What ``relay_raw`` sends once the upstream's body ended: an event left without its
     blank line, and the error event of a stream that never reached its end marker."""
     out = []
     if rest and all(_is_json(data) for _, data in rest):
         tail_bytes = b"".join(raw for raw, _ in rest)
         done = done or any(end in tail + tail_bytes for end in stream.ends)
-        tail = (tail + tail_bytes)[-max(len(end) for end in stream.ends):]
+        tail = (tail + tail_bytes)[-max(len(end) for end in stream.ends) :]
         last = rest[-1][1]
         out.append(tail_bytes)
     if usage_read:
@@ -156,15 +164,21 @@ def _after_body(rest: list[tuple[bytes, bytes]], done: bool, tail: bytes, last: 
     if not done:
         # A blank line first ends any partial event the upstream left, so the client's
         # parser reads the error event as an event of its own.
-        out.append(_event_break(tail) + end_of_stream_error(rec, UpstreamError(
-            f"upstream {url} ended the stream without "
-            f"{stream.ends[0].decode().removeprefix('event: ')}"), "protocol",
-            stream.error_encoder(last)))
+        out.append(
+            _event_break(tail)
+            + end_of_stream_error(
+                rec,
+                UpstreamError(
+                    f"upstream {url} ended the stream without {stream.ends[0].decode().removeprefix('event: ')}"
+                ),
+                "protocol",
+                stream.error_encoder(last),
+            )
+        )
     return out
 
 
-async def relay_raw(call: UpstreamCall, rec: StreamRecorder, idle_s: float,
-                    stream: RawStream) -> AsyncIterator[bytes]:
+async def relay_raw(call: UpstreamCall, rec: StreamRecorder, idle_s: float, stream: RawStream) -> AsyncIterator[bytes]:
     ends = stream.ends
     done = False
     longest = max(len(end) for end in ends)
@@ -186,9 +200,12 @@ async def relay_raw(call: UpstreamCall, rec: StreamRecorder, idle_s: float,
                 if good:
                     last = events[bad - 1][1]
                     yield good
-                yield _event_break(good or tail) + end_of_stream_error(rec, UpstreamError(
-                    f"upstream {call.replica.url} sent an event that is not JSON"), "protocol",
-                    stream.error_encoder(last))
+                yield _event_break(good or tail) + end_of_stream_error(
+                    rec,
+                    UpstreamError(f"upstream {call.replica.url} sent an event that is not JSON"),
+                    "protocol",
+                    stream.error_encoder(last),
+                )
                 return
             if not chunk:
                 continue
@@ -212,8 +229,8 @@ async def relay_raw(call: UpstreamCall, rec: StreamRecorder, idle_s: float,
             yield data
     except httpx.HTTPError as exc:
         yield _event_break(tail) + end_of_stream_error(
-            rec, midstream_error(exc, call.replica.url, idle_s), "midstream",
-            stream.error_encoder(last))
+            rec, midstream_error(exc, call.replica.url, idle_s), "midstream", stream.error_encoder(last)
+        )
     finally:
         rec.close()
         await call.aclose()

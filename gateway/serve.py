@@ -11,19 +11,33 @@ from gateway.settings import SettingsError, load_settings
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, metavar="FILE",
-                        help="YAML settings file (upstreams, monitors, streaming, audit, ...); "
-                             "env TAXGATE_* and the flags below override it")
-    parser.add_argument("--upstream", action="append", metavar="URL", dest="upstreams",
-                        help="vLLM (or other OpenAI-compatible) server base URL, e.g. "
-                             "http://127.0.0.1:8000; repeat for several replicas")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="YAML settings file (upstreams, monitors, streaming, audit, ...); "
+        "env TAXGATE_* and the flags below override it",
+    )
+    parser.add_argument(
+        "--upstream",
+        action="append",
+        metavar="URL",
+        dest="upstreams",
+        help="vLLM (or other OpenAI-compatible) server base URL, e.g. "
+        "http://127.0.0.1:8000; repeat for several replicas",
+    )
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default 8080)")
-    parser.add_argument("--workers", type=int, default=1, metavar="N",
-                        help="gateway processes serving the port (default 1). One process "
-                             "uses one core: with output monitors or many streams, use about "
-                             "one worker per core left free by the upstream and monitors. "
-                             "/metrics aggregates all workers; they share the audit store")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="gateway processes serving the port (default 1). One process "
+        "uses one core: with output monitors or many streams, use about "
+        "one worker per core left free by the upstream and monitors. "
+        "/metrics aggregates all workers; they share the audit store",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,9 +45,9 @@ def run(args: argparse.Namespace) -> int:
     from gateway.http_server import build_server
 
     try:
-        settings = load_settings(args.config, env=os.environ,
-                                 overrides={"upstreams": args.upstreams, "host": args.host,
-                                            "port": args.port})
+        settings = load_settings(
+            args.config, env=os.environ, overrides={"upstreams": args.upstreams, "host": args.host, "port": args.port}
+        )
     except SettingsError as exc:
         print(f"taxgate serve: {exc}", file=sys.stderr)
         return 2
@@ -46,8 +60,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         server, sockets = build_server(app, settings)
     except OSError as exc:
-        print(f"taxgate serve: cannot listen on {settings.host}:{settings.port} and "
-              f"metrics.listen {settings.metrics.listen}: {exc.strerror}", file=sys.stderr)
+        print(
+            f"taxgate serve: cannot listen on {settings.host}:{settings.port} and "
+            f"metrics.listen {settings.metrics.listen}: {exc.strerror}",
+            file=sys.stderr,
+        )
         return 2
     try:
         server.run(sockets=sockets)
@@ -71,8 +88,7 @@ def _run_workers(settings, count: int) -> int:
         if settings.metrics.address is not None:
             sockets.append(bind(*settings.metrics.address))
     except OSError as exc:
-        print(f"taxgate serve: cannot listen on {settings.host}:{settings.port}: "
-              f"{exc.strerror}", file=sys.stderr)
+        print(f"taxgate serve: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
         return 2
 
     def serve_one(shared: list) -> int:
@@ -82,8 +98,7 @@ def _run_workers(settings, count: int) -> int:
             server.run(sockets=shared)
         except SystemExit as exc:
             if app.state.startup_error is not None:
-                print(f"taxgate serve: cannot start: {app.state.startup_error}",
-                      file=sys.stderr)
+                print(f"taxgate serve: cannot start: {app.state.startup_error}", file=sys.stderr)
             return 2 if exc.code else 0
         return 0
 

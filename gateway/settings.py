@@ -36,25 +36,23 @@ class Timeouts(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     connect_s: float = Field(5.0, gt=0, description="TCP connect to an upstream")
-    first_byte_s: float = Field(300.0, gt=0,
-                                description="request sent -> response headers / first chunk")
+    first_byte_s: float = Field(300.0, gt=0, description="request sent -> response headers / first chunk")
     idle_s: float = Field(120.0, gt=0, description="longest gap between two streamed chunks")
     # Client side: a connection that trickles its request must not hold a socket and a
     # task forever (slowloris). uvicorn bounds only the idle keep-alive gap.
-    client_header_s: float = Field(10.0, gt=0,
-                                   description="connection open / request started -> all "
-                                               "request headers received, else 408 and close")
-    client_body_s: float = Field(30.0, gt=0,
-                                 description="request headers received -> whole body "
-                                             "received, else 408 and close")
+    client_header_s: float = Field(
+        10.0, gt=0, description="connection open / request started -> all request headers received, else 408 and close"
+    )
+    client_body_s: float = Field(
+        30.0, gt=0, description="request headers received -> whole body received, else 408 and close"
+    )
 
 
 class Health(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     interval_s: float = Field(5.0, gt=0, description="how often each upstream is probed")
-    eject_after: int = Field(3, ge=1,
-                             description="consecutive failures before an upstream is ejected")
+    eject_after: int = Field(3, ge=1, description="consecutive failures before an upstream is ejected")
 
 
 class StreamingSpec(BaseModel):
@@ -83,10 +81,12 @@ class MetricsEndpoint(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    listen: str | None = Field(None, description="'host:port' of a second listener that "
-                               "alone serves /metrics and /ready (none: the main port)")
-    auth: bool = Field(False, description="/metrics and /ready need an API key from "
-                                          "api_keys, like the completion routes")
+    listen: str | None = Field(
+        None, description="'host:port' of a second listener that alone serves /metrics and /ready (none: the main port)"
+    )
+    auth: bool = Field(
+        False, description="/metrics and /ready need an API key from api_keys, like the completion routes"
+    )
 
     @field_validator("listen")
     @classmethod
@@ -106,8 +106,7 @@ def split_listen(listen: str) -> tuple[str, int]:
     host, sep, port = listen.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
     if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError(f"{listen!r} is not 'host:port' with a port 1-65535 "
-                         "(e.g. 127.0.0.1:9464)")
+        raise ValueError(f"{listen!r} is not 'host:port' with a port 1-65535 (e.g. 127.0.0.1:9464)")
     return host, int(port)
 
 
@@ -119,11 +118,9 @@ class Settings(BaseModel):
     upstreams: list[str] = Field(min_length=1)
     api_keys: list[SecretStr] = Field(default_factory=list)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
-    max_header_bytes: int = Field(64 * 1024, ge=1024,
-                                  description="request line plus headers; above it 431")
+    max_header_bytes: int = Field(64 * 1024, ge=1024, description="request line plus headers; above it 431")
     max_in_flight: int = Field(0, ge=0, description="0 = unlimited; beyond it answer 503")
-    connect_retries: int = Field(1, ge=0,
-                                 description="other replicas tried when a connect fails")
+    connect_retries: int = Field(1, ge=0, description="other replicas tried when a connect fails")
     max_connections: int = Field(1024, ge=1)
     # Below the 5 s after which uvicorn (and so vLLM) closes an idle connection: reusing one
     # the server is closing at that moment fails the request with a ReadError (502).
@@ -163,16 +160,18 @@ class Settings(BaseModel):
     def _metrics_port_free(self) -> Settings:
         address = self.metrics.address
         if address is not None and address[1] == self.port:
-            raise ValueError(f"metrics.listen {self.metrics.listen!r} uses the main port "
-                             f"{self.port}; give the metrics listener its own port")
+            raise ValueError(
+                f"metrics.listen {self.metrics.listen!r} uses the main port "
+                f"{self.port}; give the metrics listener its own port"
+            )
         if self.metrics.auth and not self.api_keys:
-            raise ValueError("metrics.auth is true but api_keys is empty: there is no key "
-                             "to ask for")
+            raise ValueError("metrics.auth is true but api_keys is empty: there is no key to ask for")
         return self
 
 
-def load_settings(config_file: Path | None = None, *, env: Mapping[str, str] | None = None,
-                  overrides: Mapping[str, Any] | None = None) -> Settings:
+def load_settings(
+    config_file: Path | None = None, *, env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> Settings:
     """Merge the sources (later wins) and validate; raise SettingsError naming the bad key."""
     data: dict[str, Any] = {}
     if config_file is not None:
@@ -199,8 +198,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
-        raise SettingsError(f"config file {path} must hold a mapping of keys, not a "
-                            f"{type(loaded).__name__}")
+        raise SettingsError(f"config file {path} must hold a mapping of keys, not a {type(loaded).__name__}")
     return loaded
 
 
@@ -210,7 +208,7 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     for name, raw in env.items():
         if not name.startswith(ENV_PREFIX) or not raw:
             continue
-        path = name[len(ENV_PREFIX):].lower().split("__")
+        path = name[len(ENV_PREFIX) :].lower().split("__")
         if path[0] not in Settings.model_fields:
             continue  # other tools' variables (TAXGATE_LOG_LEVEL, ...), not settings
         if path[0] in LIST_KEYS:

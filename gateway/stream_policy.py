@@ -43,8 +43,9 @@ class Guard(Protocol):
     def context_chars(self) -> int:
         """How far back a check's context must reach (``MonitorPipeline.context_chars``)."""
 
-    async def check(self, texts: Sequence[str], kinds: Sequence[str] | None = None,
-                    whole: Sequence[str] | None = None) -> StageResult | None:
+    async def check(
+        self, texts: Sequence[str], kinds: Sequence[str] | None = None, whole: Sequence[str] | None = None
+    ) -> StageResult | None:
         """The stage's result on ``texts`` (``whole``: the longer texts they are prefixes
         of, for redaction; see MonitorPipeline.check), or None when a fail-closed monitor
         could not take the check (the stream must stop rather than leak)."""
@@ -143,13 +144,14 @@ class _Fields:
             item.ranges.append((key, start, end))
             item.sent[key] = start
 
-    def unchecked(self, final: set[int] | bool = False
-                  ) -> list[tuple[tuple[int, str], FieldText]]:
+    def unchecked(self, final: set[int] | bool = False) -> list[tuple[tuple[int, str], FieldText]]:
         """Fields with text no check planned for yet; of the ``final`` choices (all when
         True), every field with text no check read (what was held is checked now)."""
-        return [(key, stream) for key, stream in self.by_key.items()
-                if stream.unchecked or (stream.checked < stream.end
-                                        and (final is True or (final and key[0] in final)))]
+        return [
+            (key, stream)
+            for key, stream in self.by_key.items()
+            if stream.unchecked or (stream.checked < stream.end and (final is True or (final and key[0] in final)))
+        ]
 
 
 @dataclass(slots=True)
@@ -178,8 +180,9 @@ def _plan(key: tuple[int, str], stream: FieldText, guard: Guard, *, final: bool)
 class HoldBack:
     mode = "holdback"
 
-    def __init__(self, guard: Guard, *, overlap: int, max_hold_chars: int, at_max_hold: str,
-                 clock: Callable[[], float]) -> None:
+    def __init__(
+        self, guard: Guard, *, overlap: int, max_hold_chars: int, at_max_hold: str, clock: Callable[[], float]
+    ) -> None:
         self._guard = guard
         self._fields = _Fields(overlap, guard.context_chars)
         self._queues: dict[int, deque[Item]] = {}
@@ -225,9 +228,11 @@ class HoldBack:
                 plans.append(plan)
         if plans:
             self.stats.checks += 1
-            result = await self._guard.check([plan.text for plan in plans],
-                                             [field_kind(plan.key[1]) for plan in plans],
-                                             [plan.window for plan in plans])
+            result = await self._guard.check(
+                [plan.text for plan in plans],
+                [field_kind(plan.key[1]) for plan in plans],
+                [plan.window for plan in plans],
+            )
             if result is None:
                 return Stop(plans[0].key[0], reason="overloaded")
             if result.blocked_by is not None:
@@ -246,13 +251,12 @@ class HoldBack:
         verdict. Binary search over the word starts of the new text (for a verdict that
         more text can only make worse); costs checks only when a stream is blocked."""
         text, kind = plan.text, field_kind(plan.key[1])
-        starts = [p for p in range(plan.unreleased + 1, len(text))
-                  if text[p - 1].isspace() and not text[p].isspace()]
+        starts = [p for p in range(plan.unreleased + 1, len(text)) if text[p - 1].isspace() and not text[p].isspace()]
         low, high, passed = 0, len(starts), None
         while low < high:
             middle = (low + high) // 2
             self.stats.checks += 1
-            result = await self._guard.check([text[:starts[middle]]], [kind], None)
+            result = await self._guard.check([text[: starts[middle]]], [kind], None)
             if result is not None and result.blocked_by is None:
                 passed, low = (starts[middle], result), middle + 1
             else:
@@ -261,8 +265,9 @@ class HoldBack:
             prefix, result = passed
             # What could still grow at the end of the prefix stays back, as always.
             upto = self._guard.hold(text[:prefix], plan.unreleased, kind)
-            plan.stream.accept(plan.start, plan.start + upto,
-                               [span for span in result.redactions[0] if span.end <= upto])
+            plan.stream.accept(
+                plan.start, plan.start + upto, [span for span in result.redactions[0] if span.end <= upto]
+            )
 
     def _emit(self, step: Step) -> None:
         out = step.out
@@ -272,18 +277,23 @@ class HoldBack:
             oldest: float | None = None
             while queue:
                 item = queue[0]
-                streams = [(key, start, end, self._fields.by_key[(index, key)])
-                           for key, start, end in item.ranges]
+                streams = [(key, start, end, self._fields.by_key[(index, key)]) for key, start, end in item.ranges]
                 whole = all(stream.cleared >= end for _, _, end, stream in streams)
                 # A part of an event goes out only if it shows something: sending the space
                 # before a held word on its own would double the events for nothing.
-                if not whole and not any(stream.piece(item.sent[key], min(end, stream.cleared)).strip()
-                                         for key, _, end, stream in streams
-                                         if stream.cleared > item.sent[key]):
+                if not whole and not any(
+                    stream.piece(item.sent[key], min(end, stream.cleared)).strip()
+                    for key, _, end, stream in streams
+                    if stream.cleared > item.sent[key]
+                ):
                     break
                 before = sum(item.sent.values())
-                untouched = whole and not item.parted and item.raw is not None and not any(
-                    stream.touches_span(start, end) for _, start, end, stream in streams)
+                untouched = (
+                    whole
+                    and not item.parted
+                    and item.raw is not None
+                    and not any(stream.touches_span(start, end) for _, start, end, stream in streams)
+                )
                 if untouched:
                     item.sent.update({key: end for key, _, end, _ in streams})
                     out.append(Out(item, None))
@@ -370,8 +380,11 @@ class StreamFirst:
             self._fields.by_key[(item.index, key)].forget(end)
 
     def _start_behind(self, *, final: bool) -> None:
-        plans = [plan for key, stream in self._fields.unchecked(final)
-                 if (plan := _plan(key, stream, self._guard, final=final)).releases]
+        plans = [
+            plan
+            for key, stream in self._fields.unchecked(final)
+            if (plan := _plan(key, stream, self._guard, final=final)).releases
+        ]
         if not plans:
             return
         for plan in plans:
@@ -379,8 +392,9 @@ class StreamFirst:
         self._behind_from, self._checked_upto = self._checked_upto, self._sent_items
         self.stats.checks += 1
         self._behind_plans = plans
-        self._behind = asyncio.ensure_future(self._guard.check(
-            [plan.text for plan in plans], [field_kind(plan.key[1]) for plan in plans], None))
+        self._behind = asyncio.ensure_future(
+            self._guard.check([plan.text for plan in plans], [field_kind(plan.key[1]) for plan in plans], None)
+        )
 
     async def _collect(self, *, wait: bool) -> Stop | None:
         task = self._behind
@@ -390,9 +404,11 @@ class StreamFirst:
         result = await task
         if result is None or result.blocked_by is not None:
             at = result.blocked_by.text_index or 0 if result is not None else 0
-            return Stop(self._behind_plans[at].key[0],
-                        leaked=self._sent_items - self._behind_from,
-                        reason="blocked" if result is not None else "overloaded")
+            return Stop(
+                self._behind_plans[at].key[0],
+                leaked=self._sent_items - self._behind_from,
+                reason="blocked" if result is not None else "overloaded",
+            )
         return None
 
     async def _final(self, unsent: int = 0) -> Stop | None:
@@ -405,11 +421,17 @@ class StreamFirst:
         return stop
 
 
-def stream_policy(guard: Guard, streaming: StreamingSpec, clock: Callable[[], float], *,
-                  enforcing: bool) -> StreamPolicy:
+def stream_policy(
+    guard: Guard, streaming: StreamingSpec, clock: Callable[[], float], *, enforcing: bool
+) -> StreamPolicy:
     """The configured policy; shadow-only output monitors (not ``enforcing``) never hold
     text back: they only watch."""
     if enforcing and streaming.mode == "holdback":
-        return HoldBack(guard, overlap=streaming.overlap_chars, max_hold_chars=streaming.max_hold_chars,
-                        at_max_hold=streaming.at_max_hold, clock=clock)
+        return HoldBack(
+            guard,
+            overlap=streaming.overlap_chars,
+            max_hold_chars=streaming.max_hold_chars,
+            at_max_hold=streaming.at_max_hold,
+            clock=clock,
+        )
     return StreamFirst(guard, overlap=streaming.overlap_chars)

@@ -25,8 +25,17 @@ from monitors.sentences import last_sentence_start
 
 
 class FieldText:
-    __slots__ = ("overlap", "reach", "_base_starts_sentence", "cleared", "checked", "looked",
-                 "_text", "_base", "_spans")
+    __slots__ = (
+        "overlap",
+        "reach",
+        "_base_starts_sentence",
+        "cleared",
+        "checked",
+        "looked",
+        "_text",
+        "_base",
+        "_spans",
+    )
 
     def __init__(self, overlap: int, reach: int = 0) -> None:
         self.overlap = overlap
@@ -67,7 +76,7 @@ class FieldText:
         everything not released. Returns the text, its absolute start, and where in it
         the unreleased part begins."""
         start = self._context_start()
-        text = self._text[start - self._base:]
+        text = self._text[start - self._base :]
         return text, start, self.cleared - start
 
     def accept(self, window_start: int, window_end: int, spans: Sequence[Span]) -> None:
@@ -78,8 +87,7 @@ class FieldText:
         # newest (it read the most context); a span reaching back into text already sent
         # keeps only what is still here to mask.
         kept = [s for s in self._spans if s.end <= self.cleared]
-        fresh = [Span(max(s.start, self.cleared), s.end, s.label) for s in found
-                 if s.end > self.cleared]
+        fresh = [Span(max(s.start, self.cleared), s.end, s.label) for s in found if s.end > self.cleared]
         self._spans = merge_spans(kept + fresh, self.end)
         self.checked = max(self.checked, window_end)
         self.looked = max(self.looked, window_end)
@@ -119,8 +127,11 @@ class FieldText:
     def spans_within(self, start: int, stop: int) -> list[Span]:
         """The spans that mask part of ``[start, stop)``, relative to ``start`` (one that
         began earlier has a negative start)."""
-        return [Span(span.start - start, span.end - start, span.label)
-                for span in self._spans if span.start < stop and start < span.end]
+        return [
+            Span(span.start - start, span.end - start, span.label)
+            for span in self._spans
+            if span.start < stop and start < span.end
+        ]
 
     def touches_span(self, start: int, stop: int) -> bool:
         return any(span.start < stop and start < span.end for span in self._spans)
@@ -131,7 +142,7 @@ class FieldText:
         context, at_sentence = self._context()
         keep_from = min(before, context)
         if keep_from > self._base:
-            self._text = self._text[keep_from - self._base:]
+            self._text = self._text[keep_from - self._base :]
             self._base = keep_from
             self._spans = [span for span in self._spans if span.end > keep_from]
             # The end of the sentence before is gone with it: remember what it showed.
@@ -173,4 +184,4 @@ class FieldText:
         return base + at, False
 
     def _slice(self, start: int, stop: int) -> str:
-        return self._text[start - self._base: stop - self._base]
+        return self._text[start - self._base : stop - self._base]

@@ -31,11 +31,24 @@ from gateway.metrics import GatewayMetrics
 
 SETTING = "uncheckable_input"
 # Which policy field governs each kind.
-POLICY_FIELD = {"token_ids": "token_ids", "embeddings": "embeddings", "image": "media",
-                "audio": "media", "video": "media", "file": "media", "other": "media"}
-_DESCRIBED = {"token_ids": "a token-id prompt", "embeddings": "prompt embeddings",
-              "image": "image content", "audio": "audio content", "video": "video content",
-              "file": "file content", "other": "a content part of an unknown type"}
+POLICY_FIELD = {
+    "token_ids": "token_ids",
+    "embeddings": "embeddings",
+    "image": "media",
+    "audio": "media",
+    "video": "media",
+    "file": "media",
+    "other": "media",
+}
+_DESCRIBED = {
+    "token_ids": "a token-id prompt",
+    "embeddings": "prompt embeddings",
+    "image": "image content",
+    "audio": "audio content",
+    "video": "video content",
+    "file": "file content",
+    "other": "a content part of an unknown type",
+}
 
 
 class UncheckableRejected(BadRequest):
@@ -57,8 +70,9 @@ class UncheckablePolicy(BaseModel):
         if data in ("reject", "allow"):
             return {"token_ids": data, "embeddings": data, "media": data}
         if isinstance(data, str):
-            raise ValueError(f"{data!r} is not one of detokenize, reject, allow (or a mapping "
-                             "of token_ids, embeddings, media)")
+            raise ValueError(
+                f"{data!r} is not one of detokenize, reject, allow (or a mapping of token_ids, embeddings, media)"
+            )
         return data
 
     def mode(self, kind: str) -> str:
@@ -90,21 +104,24 @@ def rejection(item: Uncheckable) -> UncheckableRejected:
     field = POLICY_FIELD[item.kind]
     return UncheckableRejected(
         f"{item.param}: {_DESCRIBED[item.kind]} cannot be read by this gateway's input "
-        f"monitors, and {SETTING}.{field} is 'reject'; send text instead", param=item.param)
+        f"monitors, and {SETTING}.{field} is 'reject'; send text instead",
+        param=item.param,
+    )
 
 
 def detokenize_failed(prompt_param: str, reason: str) -> UncheckableRejected:
     return UncheckableRejected(
         f"{prompt_param}: the upstream could not detokenize this token-id prompt ({reason}), "
         f"so the input monitors cannot check it ({SETTING}.token_ids is 'detokenize'); send "
-        "text instead", param=prompt_param)
+        "text instead",
+        param=prompt_param,
+    )
 
 
 Detokenize = Callable[[list[TokenPrompt]], Awaitable[list[str]]]
 
 
-async def settle(view: InputView, policy: UncheckablePolicy, detokenize: Detokenize,
-                 metrics: GatewayMetrics) -> None:
+async def settle(view: InputView, policy: UncheckablePolicy, detokenize: Detokenize, metrics: GatewayMetrics) -> None:
     """Refuse, detokenize into ``view.texts``, or count what the monitors cannot read.
 
     Raises UncheckableRejected (400). Nothing is counted as unchecked for a request

@@ -45,8 +45,7 @@ class UpstreamCall:
 
     __slots__ = ("replica", "response", "sent_at", "_pool", "_closed")
 
-    def __init__(self, pool: UpstreamPool, replica: Replica, response: httpx.Response,
-                 sent_at: float) -> None:
+    def __init__(self, pool: UpstreamPool, replica: Replica, response: httpx.Response, sent_at: float) -> None:
         self._pool = pool
         self.replica = replica
         self.response = response
@@ -70,11 +69,16 @@ class HttpxTransport:
     def __init__(self, client: httpx.AsyncClient) -> None:
         self._client = client
 
-    async def request(self, method: str, url: str, *, content: bytes = b"",
-                      headers: dict[str, str] | None = None,
-                      timeout: httpx.Timeout) -> httpx.Response:
-        request = self._client.build_request(method, url, content=content, headers=headers,
-                                             timeout=timeout)
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        content: bytes = b"",
+        headers: dict[str, str] | None = None,
+        timeout: httpx.Timeout,
+    ) -> httpx.Response:
+        request = self._client.build_request(method, url, content=content, headers=headers, timeout=timeout)
         return await self._client.send(request, stream=True)
 
     async def get(self, url: str, *, timeout: float) -> tuple[int, bytes]:
@@ -86,20 +90,26 @@ class HttpxTransport:
 
 
 class UpstreamPool:
-    def __init__(self, settings: Settings, client: Http1Client | HttpxTransport,
-                 metrics: GatewayMetrics, *,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        client: Http1Client | HttpxTransport,
+        metrics: GatewayMetrics,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self._settings = settings
         self._client = client
         self._metrics = metrics
         self._clock = clock
         self.replicas = [Replica(url) for url in settings.upstreams]
         timeouts = settings.timeouts
-        self._stream_timeout = httpx.Timeout(connect=timeouts.connect_s, read=timeouts.idle_s,
-                                             write=timeouts.idle_s, pool=timeouts.connect_s)
-        self._whole_timeout = httpx.Timeout(connect=timeouts.connect_s,
-                                            read=timeouts.first_byte_s,
-                                            write=timeouts.idle_s, pool=timeouts.connect_s)
+        self._stream_timeout = httpx.Timeout(
+            connect=timeouts.connect_s, read=timeouts.idle_s, write=timeouts.idle_s, pool=timeouts.connect_s
+        )
+        self._whole_timeout = httpx.Timeout(
+            connect=timeouts.connect_s, read=timeouts.first_byte_s, write=timeouts.idle_s, pool=timeouts.connect_s
+        )
         self._health_task: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -123,13 +133,11 @@ class UpstreamPool:
     async def _probe(self, replica: Replica) -> None:
         """``GET /v1/models`` proves the API answers and refreshes the model list."""
         try:
-            status, body = await self._client.get(f"{replica.url}/v1/models",
-                                                  timeout=self._settings.timeouts.connect_s)
+            status, body = await self._client.get(f"{replica.url}/v1/models", timeout=self._settings.timeouts.connect_s)
             if status != 200:
                 raise ValueError(f"status {status}")
             replica.models = list(orjson.loads(body).get("data", []))
-        except (httpx.HTTPError, orjson.JSONDecodeError, AttributeError, ValueError,
-                TypeError) as exc:
+        except (httpx.HTTPError, orjson.JSONDecodeError, AttributeError, ValueError, TypeError) as exc:
             self._record_failure(replica, f"health probe failed: {type(exc).__name__}")
             return
         self._record_success(replica)
@@ -138,8 +146,7 @@ class UpstreamPool:
         replica.failures += 1
         if replica.healthy and replica.failures >= self._settings.health.eject_after:
             replica.healthy = False
-            log.warning("upstream %s ejected after %d failures (%s)", replica.url,
-                        replica.failures, reason)
+            log.warning("upstream %s ejected after %d failures (%s)", replica.url, replica.failures, reason)
         self._metrics.upstream_healthy.labels(replica.url).set(1 if replica.healthy else 0)
 
     def _record_success(self, replica: Replica) -> None:
@@ -169,8 +176,9 @@ class UpstreamPool:
 
     # -- requests -----------------------------------------------------------------
     def pick(self, model: str | None, exclude: set[str]) -> Replica | None:
-        candidates = [r for r in self.replicas if r.url not in exclude
-                      and (model is None or not r.models or r.serves(model))]
+        candidates = [
+            r for r in self.replicas if r.url not in exclude and (model is None or not r.models or r.serves(model))
+        ]
         healthy = [r for r in candidates if r.healthy]
         # With every candidate ejected, still try one: better a fast 502 than refusing
         # traffic when the health view is stale.
@@ -179,8 +187,9 @@ class UpstreamPool:
             return None
         return min(pool, key=lambda r: r.outstanding)
 
-    async def open(self, path: str, body: bytes, headers: dict[str, str], *, model: str | None,
-                   stream: bool) -> UpstreamCall:
+    async def open(
+        self, path: str, body: bytes, headers: dict[str, str], *, model: str | None, stream: bool
+    ) -> UpstreamCall:
         """Send the request; return the open response (its body is not read yet)."""
         tried: set[str] = set()
         timeout = self._stream_timeout if stream else self._whole_timeout
@@ -193,8 +202,9 @@ class UpstreamPool:
             replica.outstanding += 1
             sent_at = self._clock()
             try:
-                response = await self._client.request("POST", replica.url + path, content=body,
-                                                      headers=headers, timeout=timeout)
+                response = await self._client.request(
+                    "POST", replica.url + path, content=body, headers=headers, timeout=timeout
+                )
             except _CONNECT_FAILURES as exc:
                 replica.outstanding -= 1
                 last_error = exc
@@ -203,25 +213,26 @@ class UpstreamPool:
                 continue
             except httpx.PoolTimeout as exc:
                 replica.outstanding -= 1
-                raise Overloaded(f"all {self._settings.max_connections} upstream connections "
-                                 "are busy (max_connections); retry later",
-                                 retry_after_s=1) from exc
+                raise Overloaded(
+                    f"all {self._settings.max_connections} upstream connections "
+                    "are busy (max_connections); retry later",
+                    retry_after_s=1,
+                ) from exc
             except httpx.TimeoutException as exc:
                 replica.outstanding -= 1
                 self._metrics.upstream_errors.labels(replica.url, "timeout").inc()
-                raise UpstreamTimeout(f"upstream {replica.url} did not answer within "
-                                      f"{timeout.read:g} s") from exc
+                raise UpstreamTimeout(f"upstream {replica.url} did not answer within {timeout.read:g} s") from exc
             except httpx.TransportError as exc:
                 replica.outstanding -= 1
                 self._metrics.upstream_errors.labels(replica.url, "protocol").inc()
-                raise UpstreamError(f"upstream {replica.url} failed: {type(exc).__name__}: "
-                                    f"{exc}") from exc
+                raise UpstreamError(f"upstream {replica.url} failed: {type(exc).__name__}: {exc}") from exc
             except asyncio.CancelledError:
                 replica.outstanding -= 1
                 raise
             self._record_success(replica)
             return UpstreamCall(self, replica, response, sent_at)
         if last_error is not None:
-            raise UpstreamError(f"cannot connect to any upstream ({len(tried)} tried): "
-                                f"{type(last_error).__name__}: {last_error}") from last_error
+            raise UpstreamError(
+                f"cannot connect to any upstream ({len(tried)} tried): {type(last_error).__name__}: {last_error}"
+            ) from last_error
         raise UpstreamUnavailable("no upstream serves this model right now", retry_after_s=5)

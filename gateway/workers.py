@@ -56,8 +56,9 @@ def _work(serve: Callable[[list[socket.socket]], int], sockets: list[socket.sock
         os._exit(code)
 
 
-def run_workers(count: int, sockets: list[socket.socket],
-                serve: Callable[[list[socket.socket]], int], metrics_dir: str) -> int:
+def run_workers(
+    count: int, sockets: list[socket.socket], serve: Callable[[list[socket.socket]], int], metrics_dir: str
+) -> int:
     """Fork ``count`` workers that each run ``serve(sockets)``; return when all stopped."""
     children: dict[int, float] = {}  # pid -> start time
     stopping = False
@@ -98,8 +99,7 @@ def run_workers(count: int, sockets: list[socket.socket],
                 continue
             if time.monotonic() - started < _RESTART_BACKOFF_S:
                 # It cannot even start (a bad monitor, a port in use): stop them all.
-                print(f"taxgate serve: worker {pid} exited with {code} at start; stopping",
-                      file=sys.stderr)
+                print(f"taxgate serve: worker {pid} exited with {code} at start; stopping", file=sys.stderr)
                 stop(signal.SIGTERM, None)
                 worst = max(worst, code if code > 0 else 1)
                 continue

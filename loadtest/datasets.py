@@ -103,8 +103,9 @@ def _default_name(path: Path) -> str:
     return "/".join(parts)
 
 
-def load_dataset(path: Path | None = None, labels: Iterable[str] | None = None,
-                 columns: Columns = Columns()) -> list[Item]:
+def load_dataset(
+    path: Path | None = None, labels: Iterable[str] | None = None, columns: Columns = Columns()
+) -> list[Item]:
     """Read a JSONL or CSV file, or every ``*.jsonl`` / ``*.csv`` in a folder (sorted by name).
 
     ``path`` defaults to the bundled datasets. ``labels`` keeps only those labels.

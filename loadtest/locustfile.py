@@ -82,28 +82,48 @@ from loadtest.harness import discover_model  # noqa: E402
 def _add_arguments(parser) -> None:
     # On the parser itself, not a group: Locust's web UI options (is_secret) only work there.
     group = parser
-    group.add_argument("--dataset", default="",
-                       help="JSONL file or folder (text, label); default: the bundled one")
+    group.add_argument("--dataset", default="", help="JSONL file or folder (text, label); default: the bundled one")
     group.add_argument("--labels", default="benign", help="comma-separated labels, or 'all'")
     group.add_argument("--model", default="", help="model name; default: first of GET /v1/models")
     group.add_argument("--max-tokens", type=int, default=128, help="max_tokens per request")
-    group.add_argument("--route", choices=list(ROUTES), default=CHAT,
-                       help="chat: streamed /v1/chat/completions (default); responses: "
-                            "streamed /v1/responses")
-    group.add_argument("--no-ignore-eos", dest="ignore_eos", action="store_false", default=True,
-                       help="let the model stop early (default: always generate max-tokens)")
+    group.add_argument(
+        "--route",
+        choices=list(ROUTES),
+        default=CHAT,
+        help="chat: streamed /v1/chat/completions (default); responses: streamed /v1/responses",
+    )
+    group.add_argument(
+        "--no-ignore-eos",
+        dest="ignore_eos",
+        action="store_false",
+        default=True,
+        help="let the model stop early (default: always generate max-tokens)",
+    )
     group.add_argument("--api-key", default="", is_secret=True, help="sent as a Bearer token")
     group.add_argument("--prompt-seed", type=int, default=0, help="seed of the prompt order")
-    group.add_argument("--itl-events", choices=["mean", "every", "none"], default="mean",
-                       help="ITL samples for Locust's table: per-request mean, every gap, none")
-    group.add_argument("--samples-out", default="", env_var="TAXGATE_SAMPLES_OUT",
-                       help="append one JSON line per request to this file")
-    group.add_argument("--stagger-s", type=float, default=0.0,
-                       help="each user waits a random 0..S s before its first request, so "
-                            "users started together do not stay in lockstep (default 0)")
-    group.add_argument("--max-requests", type=int, default=0,
-                       help="end the test once this many requests were sent and answered, "
-                            "counted per Locust process (default 0: run for --run-time)")
+    group.add_argument(
+        "--itl-events",
+        choices=["mean", "every", "none"],
+        default="mean",
+        help="ITL samples for Locust's table: per-request mean, every gap, none",
+    )
+    group.add_argument(
+        "--samples-out", default="", env_var="TAXGATE_SAMPLES_OUT", help="append one JSON line per request to this file"
+    )
+    group.add_argument(
+        "--stagger-s",
+        type=float,
+        default=0.0,
+        help="each user waits a random 0..S s before its first request, so "
+        "users started together do not stay in lockstep (default 0)",
+    )
+    group.add_argument(
+        "--max-requests",
+        type=int,
+        default=0,
+        help="end the test once this many requests were sent and answered, "
+        "counted per Locust process (default 0: run for --run-time)",
+    )
 
 
 class Workload:
@@ -169,8 +189,7 @@ class Workload:
         return (quota_met or not self.sending) and self.finished >= self.started
 
     def body(self, prompt: str) -> dict:
-        return request_body(self.route, self.model, prompt, self.max_tokens, stream=True,
-                            ignore_eos=self.ignore_eos)
+        return request_body(self.route, self.model, prompt, self.max_tokens, stream=True, ignore_eos=self.ignore_eos)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -222,8 +241,12 @@ class LLMUser(FastHttpUser):
         started_at = time.time()
         t0 = time.perf_counter()
         with self.client.post(
-            workload.path, json=workload.body(prompt), headers=workload.headers,
-            stream=True, catch_response=True, name=f"{workload.route} (headers)",
+            workload.path,
+            json=workload.body(prompt),
+            headers=workload.headers,
+            stream=True,
+            catch_response=True,
+            name=f"{workload.route} (headers)",
         ) as response:
             status = response.status_code
             if status != 200:
@@ -260,8 +283,7 @@ class LLMUser(FastHttpUser):
         if response.status_code == 400 and code == "content_blocked":
             return Sample(started_at, 400, None, elapsed, (), 0, blocked=True, user=self.user_id)
         error = f"HTTP {response.status_code}: {message or code or 'no error body'}"[:300]
-        return Sample(started_at, response.status_code, None, elapsed, (), 0, error=error,
-                      user=self.user_id)
+        return Sample(started_at, response.status_code, None, elapsed, (), 0, error=error, user=self.user_id)
 
     def _report(self, sample: Sample) -> None:
         workload = self.workload
@@ -269,22 +291,45 @@ class LLMUser(FastHttpUser):
             workload.writer.write(sample)
         fire = self.environment.events.request.fire
         if sample.blocked:
-            fire(request_type="LLM", name="blocked", response_time=(sample.e2e_s or 0) * 1000,
-                 response_length=0, exception=None, context={})
+            fire(
+                request_type="LLM",
+                name="blocked",
+                response_time=(sample.e2e_s or 0) * 1000,
+                response_length=0,
+                exception=None,
+                context={},
+            )
             return
         if not sample.ok:
             return  # already a failure on the "<route> (headers)" row
         tokens = sample.output_tokens
-        fire(request_type="LLM", name="ttft", response_time=sample.ttft_s * 1000,
-             response_length=tokens, exception=None, context={})
+        fire(
+            request_type="LLM",
+            name="ttft",
+            response_time=sample.ttft_s * 1000,
+            response_length=tokens,
+            exception=None,
+            context={},
+        )
         if sample.itls_s and workload.itl_events != "none":
-            gaps = sample.itls_s if workload.itl_events == "every" else (
-                sum(sample.itls_s) / len(sample.itls_s),)
+            gaps = sample.itls_s if workload.itl_events == "every" else (sum(sample.itls_s) / len(sample.itls_s),)
             for gap in gaps:
-                fire(request_type="LLM", name="itl", response_time=gap * 1000,
-                     response_length=0, exception=None, context={})
-        fire(request_type="LLM", name="e2e", response_time=(sample.e2e_s or 0) * 1000,
-             response_length=tokens, exception=None, context={})
+                fire(
+                    request_type="LLM",
+                    name="itl",
+                    response_time=gap * 1000,
+                    response_length=0,
+                    exception=None,
+                    context={},
+                )
+        fire(
+            request_type="LLM",
+            name="e2e",
+            response_time=(sample.e2e_s or 0) * 1000,
+            response_length=tokens,
+            exception=None,
+            context={},
+        )
 
 
 def _error_of(body: str | bytes | None) -> tuple[str, str]:

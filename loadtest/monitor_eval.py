@@ -49,7 +49,7 @@ def mask(text: str, detector: PiiDetector, limit: int = EXAMPLE_CHARS) -> str:
     for span in spans:
         if span.start < last:
             continue
-        out += [text[last:span.start], f"[{span.label}]"]
+        out += [text[last : span.start], f"[{span.label}]"]
         last = span.end
     out.append(text[last:])
     masked = " ".join("".join(out).split())
@@ -99,16 +99,21 @@ def _hit_label(spec: MonitorSpec, monitor: Monitor | AsyncMonitor, text: str, sc
     return None
 
 
-def _hits(monitors: list[tuple[MonitorSpec, Monitor | AsyncMonitor]], text: str,
-          score: Scorer) -> list[tuple[str, str]]:
+def _hits(
+    monitors: list[tuple[MonitorSpec, Monitor | AsyncMonitor]], text: str, score: Scorer
+) -> list[tuple[str, str]]:
     """``(action, monitor label)`` of each monitor that acts on ``text``."""
-    return [(spec.action, label) for spec, monitor in monitors
-            if "input" in spec.stages or "output" in spec.stages
-            if (label := _hit_label(spec, monitor, text, score)) is not None]
+    return [
+        (spec.action, label)
+        for spec, monitor in monitors
+        if "input" in spec.stages or "output" in spec.stages
+        if (label := _hit_label(spec, monitor, text, score)) is not None
+    ]
 
 
-def evaluate(name: str, monitors: list[tuple[MonitorSpec, Monitor | AsyncMonitor]], items: list[Item],
-             score: Scorer) -> SetResult:
+def evaluate(
+    name: str, monitors: list[tuple[MonitorSpec, Monitor | AsyncMonitor]], items: list[Item], score: Scorer
+) -> SetResult:
     result = SetResult(name)
     started = time.perf_counter()
     for item in items:
@@ -135,9 +140,12 @@ def rate(k: int, n: int) -> dict:
 def summary(result: SetResult) -> dict:
     rows = {}
     for label in sorted(result.total):
-        rows[label] = {**rate(result.caught[label], result.total[label]),
-                       "by_action": {action: rate(k, result.total[label])
-                                     for action, k in sorted(result.by_action[label].items())}}
+        rows[label] = {
+            **rate(result.caught[label], result.total[label]),
+            "by_action": {
+                action: rate(k, result.total[label]) for action, k in sorted(result.by_action[label].items())
+            },
+        }
     sources = {key: rate(counts["caught"], counts["n"]) for key, counts in sorted(result.by_source.items())}
     return {"set": result.name, "labels": rows, "seconds": result.seconds, "sources": sources}
 
@@ -163,8 +171,14 @@ def print_summary(data: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.monitor_eval", description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset", type=Path, action="append", required=True, metavar="PATH",
-                        help="JSONL/CSV file or folder (repeatable; items are pooled)")
+    parser.add_argument(
+        "--dataset",
+        type=Path,
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="JSONL/CSV file or folder (repeatable; items are pooled)",
+    )
     parser.add_argument("--matrix", type=Path, help="scenario matrix (default: the bench's)")
     parser.add_argument("--sets", help="sets to score (default: all but detoxify)")
     parser.add_argument("--examples", type=int, default=3, help="false positives shown per monitor label")
@@ -191,9 +205,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  false positives {label}: {len(texts)}")
             for text in texts[: args.examples]:
                 print(f"    - {mask(text, detector)}")
-        data["false_positives"] = {label: {"n": len(texts),
-                                           "examples": [mask(t, detector) for t in texts[: args.examples]]}
-                                   for label, texts in sorted(by_label.items())}
+        data["false_positives"] = {
+            label: {"n": len(texts), "examples": [mask(t, detector) for t in texts[: args.examples]]}
+            for label, texts in sorted(by_label.items())
+        }
         for _spec, monitor in monitors:
             score.close(monitor)
     score.shutdown()

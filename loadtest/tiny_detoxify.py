@@ -48,8 +48,7 @@ def _vocabulary() -> list[str]:
     chars = string.ascii_lowercase + string.digits + string.punctuation
     # Every entry once: a duplicate makes the file longer than the tokenizer's vocabulary,
     # and the ids past it crash the embedding lookup.
-    return list(dict.fromkeys([*_SPECIAL_TOKENS, *chars, *(f"##{c}" for c in chars),
-                               *_COMMON_WORDS]))
+    return list(dict.fromkeys([*_SPECIAL_TOKENS, *chars, *(f"##{c}" for c in chars), *_COMMON_WORDS]))
 
 
 def build_detoxify_checkpoint(
@@ -125,7 +124,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("out", type=Path, help="output folder")
     parser.add_argument(
-        "--bert-base", action="store_true",
+        "--bert-base",
+        action="store_true",
         help="bert-base shape (768 wide, 12 layers): the real model's cost, for benchmarks",
     )
     parser.add_argument("--seed", type=int, default=0)

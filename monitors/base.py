@@ -115,8 +115,10 @@ def _require(cls: type, names: tuple[str, ...], want_async: bool, other: str) ->
         method = cls.__dict__.get(name)
         if method is not None and inspect.iscoroutinefunction(method) != want_async:
             kind = "a plain def" if want_async else "async"
-            raise TypeError(f"{cls.__qualname__}.{name} is {kind}: derive from monitors.{other} "
-                            f"for {'a sync' if want_async else 'an async'} {name}")
+            raise TypeError(
+                f"{cls.__qualname__}.{name} is {kind}: derive from monitors.{other} "
+                f"for {'a sync' if want_async else 'an async'} {name}"
+            )
 
 
 class Monitor(_Hooks, ABC):
@@ -139,8 +141,9 @@ class Monitor(_Hooks, ABC):
         super().__init_subclass__(**kwargs)
         _require(cls, ("check", "close"), False, "AsyncMonitor")
         if "inline" in cls.__dict__ and not isinstance(cls.__dict__["inline"], property):
-            raise TypeError(f"{cls.__qualname__}.inline must be a property "
-                            "(@property def inline(self) -> bool), not an attribute")
+            raise TypeError(
+                f"{cls.__qualname__}.inline must be a property (@property def inline(self) -> bool), not an attribute"
+            )
 
     @property
     def inline(self) -> bool:

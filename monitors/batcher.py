@@ -192,9 +192,7 @@ class MicroBatcher:
             try:
                 findings = await loop.run_in_executor(self._executor, self._fn, texts)
                 if len(findings) != len(texts):
-                    raise ValueError(
-                        f"monitor {self._name!r} returned {len(findings)} findings for {len(texts)} texts"
-                    )
+                    raise ValueError(f"monitor {self._name!r} returned {len(findings)} findings for {len(texts)} texts")
             except asyncio.CancelledError:
                 self._fail(batch, RuntimeError(f"monitor {self._name!r} is shut down"))
                 raise
@@ -206,8 +204,10 @@ class MicroBatcher:
                 elapsed = self._clock() - started
                 self._batch_seconds += _EWMA_WEIGHT * (elapsed - self._batch_seconds)
             if len(findings) != len(batch):
-                self._fail(batch, ValueError(f"monitor {self._name!r} returned {len(findings)} "
-                                             f"findings for {len(batch)} texts"))
+                self._fail(
+                    batch,
+                    ValueError(f"monitor {self._name!r} returned {len(findings)} findings for {len(batch)} texts"),
+                )
                 continue
             for item, finding in zip(batch, findings, strict=True):
                 if not item.future.done():

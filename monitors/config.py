@@ -67,7 +67,8 @@ class MonitorSpec(BaseModel):
             raise ValueError(
                 f"monitor {self.id!r}: degrade: skip lets checks through unchecked, which "
                 "on_error: closed forbids (on_error defaults to closed); set on_error: open "
-                "or degrade: never")
+                "or degrade: never"
+            )
         return self
 
     @property

@@ -57,8 +57,13 @@ def chars_hold(text: str, start: int, size: int) -> int:
 
 
 # Flags by name: the ``regex`` package does not share every value with ``re``.
-_FLAGS = {re.IGNORECASE: regex.IGNORECASE, re.MULTILINE: regex.MULTILINE,
-          re.DOTALL: regex.DOTALL, re.VERBOSE: regex.VERBOSE, re.ASCII: regex.ASCII}
+_FLAGS = {
+    re.IGNORECASE: regex.IGNORECASE,
+    re.MULTILINE: regex.MULTILINE,
+    re.DOTALL: regex.DOTALL,
+    re.VERBOSE: regex.VERBOSE,
+    re.ASCII: regex.ASCII,
+}
 
 
 def compile_partial(pattern: str, flags: int = 0) -> regex.Pattern:

@@ -32,8 +32,9 @@ class VerdictObserver(Protocol):
 
 
 class VerdictRecorder:
-    def __init__(self, metrics: MonitorMetrics, on_event: EventSink | None = None,
-                 observer: VerdictObserver | None = None) -> None:
+    def __init__(
+        self, metrics: MonitorMetrics, on_event: EventSink | None = None, observer: VerdictObserver | None = None
+    ) -> None:
         self.metrics = metrics
         self._on_event = on_event
         self._observer = observer
@@ -57,8 +58,7 @@ class VerdictRecorder:
     def duration(self, monitor_id: str, stage: str, seconds: float) -> None:
         self.child(self.metrics.duration, monitor_id, stage).observe(seconds)
 
-    def skipped(self, monitor_id: str, stage: str, reason: str,
-                context: Mapping[str, str] = NO_CONTEXT) -> None:
+    def skipped(self, monitor_id: str, stage: str, reason: str, context: Mapping[str, str] = NO_CONTEXT) -> None:
         self.child(self.metrics.skipped, monitor_id, stage, reason).inc()
         if self._observer is not None:
             self._observe(self._observer.skipped, monitor_id, stage, reason, context)

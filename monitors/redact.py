@@ -43,7 +43,7 @@ def apply_redactions(text: str, spans: Iterable[Span]) -> str:
     parts: list[str] = []
     position = 0
     for span in merge_spans(spans, len(text)):
-        parts.append(text[position:span.start])
+        parts.append(text[position : span.start])
         parts.append(marker(span.label))
         position = span.end
     parts.append(text[position:])
@@ -63,7 +63,7 @@ def excerpt(text: str, spans: Iterable[Span], max_chars: int = 120) -> str:
     first = masked.find("[REDACTED:")
     start = max(0, first - budget // 3) if first >= 0 else 0
     start = min(start, len(masked) - budget)
-    window = masked[start:start + budget]
+    window = masked[start : start + budget]
     prefix = _ELLIPSIS if start > 0 else ""
     suffix = _ELLIPSIS if start + budget < len(masked) else ""
     return f"{prefix}{window}{suffix}"

@@ -57,9 +57,7 @@ class _LazyFactory:
         except ImportError as exc:
             hint = _EXTRAS_HINT.get(self.name)
             extra = f"; {hint}" if hint else ""
-            raise MonitorLoadError(
-                f"monitor {self.name!r}: cannot import {self.target} ({exc}){extra}"
-            ) from exc
+            raise MonitorLoadError(f"monitor {self.name!r}: cannot import {self.target} ({exc}){extra}") from exc
         except AttributeError as exc:
             raise MonitorLoadError(f"monitor {self.name!r}: {self.target} not found ({exc})") from exc
         except Exception as exc:  # a plugin module can fail any way on import, e.g. a monitor
@@ -77,9 +75,7 @@ class MonitorRegistry:
         self._factories: dict[str, Factory | _LazyFactory] = dict(factories or {})
 
     @classmethod
-    def from_entry_points(
-        cls, group: str = ENTRY_POINT_GROUP, *, include_builtins: bool = True
-    ) -> MonitorRegistry:
+    def from_entry_points(cls, group: str = ENTRY_POINT_GROUP, *, include_builtins: bool = True) -> MonitorRegistry:
         """The built-ins plus every entry point of ``group`` in the installed distributions."""
         registry = cls()
         if include_builtins:
@@ -93,7 +89,9 @@ class MonitorRegistry:
                 # First one wins so a stray plugin cannot silently replace e.g. ``pii``.
                 logger.warning(
                     "monitor entry point %r -> %s ignored: the name is already taken by %s",
-                    ep.name, ep.value, getattr(known, "target", known),
+                    ep.name,
+                    ep.value,
+                    getattr(known, "target", known),
                 )
                 continue
             registry._factories[ep.name] = _LazyFactory(ep.name, ep.value)
@@ -121,9 +119,7 @@ class MonitorRegistry:
         except MonitorLoadError:
             raise
         except Exception as exc:  # a plugin's factory can fail any way; say which one did
-            raise MonitorLoadError(
-                f"monitor {spec.name!r} failed to build: {type(exc).__name__}: {exc}"
-            ) from exc
+            raise MonitorLoadError(f"monitor {spec.name!r} failed to build: {type(exc).__name__}: {exc}") from exc
         if not isinstance(monitor, Monitor | AsyncMonitor):
             raise MonitorLoadError(
                 f"monitor {spec.name!r}: factory returned {type(monitor).__name__}, not a Monitor or AsyncMonitor"
@@ -140,7 +136,6 @@ def parse_options(spec: MonitorSpec, model: type[OptionsT]) -> OptionsT:
         return model.model_validate(spec.options)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(options)'}: {err['msg']}"
-            for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or '(options)'}: {err['msg']}" for err in exc.errors()
         )
         raise MonitorLoadError(f"monitor {spec.id!r} ({spec.name}) options: {problems}") from exc

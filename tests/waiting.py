@@ -10,8 +10,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-async def wait_until(condition: Callable[[], object], timeout_s: float = 5.0,
-                     what: str = "the condition") -> None:
+async def wait_until(condition: Callable[[], object], timeout_s: float = 5.0, what: str = "the condition") -> None:
     """Poll ``condition`` (it may be made true by another thread) until it holds; an
     AssertionError naming ``what`` once ``timeout_s`` has passed."""
     deadline = time.monotonic() + timeout_s

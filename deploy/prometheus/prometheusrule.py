@@ -26,16 +26,16 @@ def prometheus_rule(release: str) -> dict:
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
         # kube-prometheus-stack picks up rules labelled with its Helm release name.
-        "metadata": {"name": "taxgate", "labels": {"app.kubernetes.io/name": "taxgate",
-                                                   "release": release}},
+        "metadata": {"name": "taxgate", "labels": {"app.kubernetes.io/name": "taxgate", "release": release}},
         "spec": {"groups": groups},
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--release", default="prometheus",
-                        help="kube-prometheus-stack Helm release name (default: prometheus)")
+    parser.add_argument(
+        "--release", default="prometheus", help="kube-prometheus-stack Helm release name (default: prometheus)"
+    )
     args = parser.parse_args(argv)
     sys.stdout.write(yaml.safe_dump(prometheus_rule(args.release), sort_keys=False, width=120))
     return 0

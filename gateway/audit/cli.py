@@ -89,56 +89,70 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         parser.description = "Read the audit log: monitor verdicts other than pass."
     parser.add_argument(
         # Not "command": the top-level parser already stores the subcommand name there.
-        "audit_command", metavar="{list,export,stats}", nargs="?",
-        choices=("list", "export", "stats"), default="list",
+        "audit_command",
+        metavar="{list,export,stats}",
+        nargs="?",
+        choices=("list", "export", "stats"),
+        default="list",
         help="list: a table of the newest events (default); export: JSON Lines, one event "
-             "per line; stats: event counts by monitor, stage and action",
+        "per line; stats: event counts by monitor, stage and action",
     )
     parser.add_argument(
-        "--db", default=None, metavar="PATH",
-        help="the SQLite audit database, as in audit.path of the gateway settings "
-             f"(default: {AuditSettings().path})",
+        "--db",
+        default=None,
+        metavar="PATH",
+        help=f"the SQLite audit database, as in audit.path of the gateway settings (default: {AuditSettings().path})",
     )
     parser.add_argument(
-        "--dsn", default=None, metavar="URL",
+        "--dsn",
+        default=None,
+        metavar="URL",
         help="the shared PostgreSQL audit log, as in audit.dsn of the gateway settings "
-             "(postgresql://user@host:5432/db; default: $TAXGATE_AUDIT__DSN when --db is "
-             "not given)",
+        "(postgresql://user@host:5432/db; default: $TAXGATE_AUDIT__DSN when --db is "
+        "not given)",
     )
     # The filter flags: each one's dest is the AuditFilter field it sets (see _filter).
     parser.add_argument("--replica", help="only events written by this gateway replica")
     parser.add_argument("--monitor", help="only events from this monitor id")
     parser.add_argument("--stage", choices=STAGES, help="only events of this stage")
     parser.add_argument(
-        "--action", choices=ACTIONS,
+        "--action",
+        choices=ACTIONS,
         help="only events where the gateway did this: block, redact or annotate (a hit "
-             "enforced; block also for a failed on_error: closed monitor), shadow (a hit "
-             "recorded, not enforced), error (a failed monitor whose text went through "
-             "unchecked, e.g. on_error: open)",
+        "enforced; block also for a failed on_error: closed monitor), shadow (a hit "
+        "recorded, not enforced), error (a failed monitor whose text went through "
+        "unchecked, e.g. on_error: open)",
     )
     parser.add_argument(
-        "--errors", action="store_true",
-        help="only verdicts of monitors that failed (error, timeout, overload), whatever "
-             "the gateway then did",
+        "--errors",
+        action="store_true",
+        help="only verdicts of monitors that failed (error, timeout, overload), whatever the gateway then did",
     )
     parser.add_argument("--request-id", help="only events of this request id")
     parser.add_argument("--trace-id", help="only events of this OpenTelemetry trace id (32 hex digits)")
     parser.add_argument(
-        "--since", type=_time_arg, metavar="TIME",
+        "--since",
+        type=_time_arg,
+        metavar="TIME",
         help="only events at or after TIME: ISO 8601 (no offset means UTC) or a duration "
-             "back from now such as 15m, 2h, 1d",
+        "back from now such as 15m, 2h, 1d",
     )
     parser.add_argument(
-        "--until", type=_time_arg, metavar="TIME",
+        "--until",
+        type=_time_arg,
+        metavar="TIME",
         help="only events before TIME (same forms as --since)",
     )
     parser.add_argument(
-        "--limit", type=_positive_int, metavar="N",
+        "--limit",
+        type=_positive_int,
+        metavar="N",
         help=f"the newest N matching events (list: default {LIST_DEFAULT_LIMIT}; "
-             "export: default all; stats counts every match)",
+        "export: default all; stats counts every match)",
     )
     parser.add_argument(
-        "--out", metavar="FILE",
+        "--out",
+        metavar="FILE",
         help="export: write the JSON Lines to FILE instead of stdout",
     )
 
@@ -147,21 +161,21 @@ def run(args: argparse.Namespace) -> int:
     """Run ``taxgate audit``; returns the process exit code."""
     audit_filter = _filter(args)
     if args.db is not None and args.dsn is not None:
-        print("taxgate audit: pass --db (a SQLite file) or --dsn (PostgreSQL), not both",
-              file=sys.stderr)
+        print("taxgate audit: pass --db (a SQLite file) or --dsn (PostgreSQL), not both", file=sys.stderr)
         return EXIT_USAGE
     source = _source(args)
     if is_dsn(source):
         label = redact_dsn(source)
     elif source.startswith("postgres"):
-        print(f"taxgate audit: --dsn {redact_dsn(source)!r} must start with postgresql://",
-              file=sys.stderr)
+        print(f"taxgate audit: --dsn {redact_dsn(source)!r} must start with postgresql://", file=sys.stderr)
         return EXIT_USAGE
     elif not os.path.isfile(source):
-        print(f"taxgate audit: no audit database at {source!r}. Pass --db with the file "
-              "named by audit.path in the gateway settings (the gateway creates it on start "
-              "when audit.enabled is true), or --dsn for a PostgreSQL audit log.",
-              file=sys.stderr)
+        print(
+            f"taxgate audit: no audit database at {source!r}. Pass --db with the file "
+            "named by audit.path in the gateway settings (the gateway creates it on start "
+            "when audit.enabled is true), or --dsn for a PostgreSQL audit log.",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     else:
         label = source
@@ -185,8 +199,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _filter(args: argparse.Namespace) -> AuditFilter:
-    return AuditFilter(**{field.name: getattr(args, field.name)
-                          for field in dataclasses.fields(AuditFilter)})
+    return AuditFilter(**{field.name: getattr(args, field.name) for field in dataclasses.fields(AuditFilter)})
 
 
 def _source(args: argparse.Namespace) -> str:
@@ -207,8 +220,7 @@ def _iso(ts: float) -> str:
 
 def _list(db: str, label: str, audit_filter: AuditFilter) -> None:
     table = Table(title=f"audit events in {escape(label)}")
-    for name in ("time (UTC)", "request", "replica", "route", "model", "stage", "monitor",
-                 "action", "hit", "score"):
+    for name in ("time (UTC)", "request", "replica", "route", "model", "stage", "monitor", "action", "hit", "score"):
         table.add_column(name, no_wrap=True)
     table.add_column("labels")
     table.add_column("error")
@@ -218,10 +230,18 @@ def _list(db: str, label: str, audit_filter: AuditFilter) -> None:
         count += 1
         top = sorted(event.labels.items(), key=lambda item: item[1], reverse=True)[:3]
         cells = (
-            _iso(event.ts), event.request_id, event.replica, event.route, event.model,
-            event.stage, event.monitor, event.action,
-            "yes" if event.hit else "no", f"{event.score:.3f}",
-            " ".join(f"{name}={score:.2f}" for name, score in top), event.error or "",
+            _iso(event.ts),
+            event.request_id,
+            event.replica,
+            event.route,
+            event.model,
+            event.stage,
+            event.monitor,
+            event.action,
+            "yes" if event.hit else "no",
+            f"{event.score:.3f}",
+            " ".join(f"{name}={score:.2f}" for name, score in top),
+            event.error or "",
             event.excerpt,
         )
         # Text, not str: excerpts are user and model text, and "[...]" must not be read
@@ -245,8 +265,7 @@ def _export(db: str, audit_filter: AuditFilter, out: str | None) -> None:
 
 def _write_jsonl(events: Iterable[AuditEvent], file: IO[str]) -> None:
     for event in events:
-        file.write(orjson.dumps(dataclasses.asdict(event), option=orjson.OPT_APPEND_NEWLINE)
-                   .decode())
+        file.write(orjson.dumps(dataclasses.asdict(event), option=orjson.OPT_APPEND_NEWLINE).decode())
 
 
 def _stats(db: str, label: str, audit_filter: AuditFilter) -> None:

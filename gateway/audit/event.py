@@ -10,8 +10,23 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from monitors.pipeline import Decision
 
-COLUMNS = ("request_id", "ts", "stage", "monitor", "action", "hit", "score", "labels",
-           "error", "excerpt", "route", "model", "replica", "trace_id", "span_id")
+COLUMNS = (
+    "request_id",
+    "ts",
+    "stage",
+    "monitor",
+    "action",
+    "hit",
+    "score",
+    "labels",
+    "error",
+    "excerpt",
+    "route",
+    "model",
+    "replica",
+    "trace_id",
+    "span_id",
+)
 GROUPS = ("monitor", "stage", "action", "replica")
 Group = Literal["monitor", "stage", "action", "replica"]
 # What an event's ``action`` says was done; see ``AuditEvent``.
@@ -63,23 +78,34 @@ def recorded_action(action: str, error: str | None) -> str:
     return "error" if error is not None and action == "pass" else action
 
 
-def event_from_decision(decision: Decision, request_id: str, *, ts: float,
-                        replica: str) -> AuditEvent:
+def event_from_decision(decision: Decision, request_id: str, *, ts: float, replica: str) -> AuditEvent:
     """The audit event for one monitor verdict of the pipeline."""
     return AuditEvent(
-        request_id=request_id, ts=ts, stage=decision.stage, monitor=decision.monitor_id,
-        action=recorded_action(decision.action, decision.error), hit=decision.hit,
-        score=decision.score, labels=dict(decision.labels), error=decision.error,
-        excerpt=decision.excerpt, route=decision.context.get("route", ""),
-        model=decision.context.get("model", ""), replica=replica,
-        trace_id=decision.context.get("trace_id", ""), span_id=decision.context.get("span_id", ""))
+        request_id=request_id,
+        ts=ts,
+        stage=decision.stage,
+        monitor=decision.monitor_id,
+        action=recorded_action(decision.action, decision.error),
+        hit=decision.hit,
+        score=decision.score,
+        labels=dict(decision.labels),
+        error=decision.error,
+        excerpt=decision.excerpt,
+        route=decision.context.get("route", ""),
+        model=decision.context.get("model", ""),
+        replica=replica,
+        trace_id=decision.context.get("trace_id", ""),
+        span_id=decision.context.get("span_id", ""),
+    )
 
 
 def event_from_row(values: Mapping[str, object]) -> AuditEvent:
     """An event from its columns, already in Python types (the backend decodes ts, labels)."""
     score = values["score"]
-    return AuditEvent(**{
-        **{column: values[column] for column in COLUMNS},
-        "hit": bool(values["hit"]),
-        "score": math.nan if score is None else score,  # SQLite stores NaN as NULL
-    })
+    return AuditEvent(
+        **{
+            **{column: values[column] for column in COLUMNS},
+            "hit": bool(values["hit"]),
+            "score": math.nan if score is None else score,  # SQLite stores NaN as NULL
+        }
+    )

@@ -79,27 +79,27 @@ class AuditFilter:
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def events_query(audit_filter: AuditFilter, dialect: Dialect,
-                 missing: Collection[str] = ()) -> tuple[str, list[object]]:
+def events_query(
+    audit_filter: AuditFilter, dialect: Dialect, missing: Collection[str] = ()
+) -> tuple[str, list[object]]:
     """The matching events: the columns of ``COLUMNS`` in order, then ``id``."""
     where, params = audit_filter.where(dialect, missing)
     select = ", ".join(f"{_column(column, missing)} AS {column}" for column in COLUMNS)
     sql = f"SELECT {select}, id FROM audit_events{where}"
     if audit_filter.limit is not None:
-        sql = (f"SELECT * FROM ({sql} ORDER BY ts DESC, id DESC LIMIT {dialect.placeholder})"
-               " AS newest")
+        sql = f"SELECT * FROM ({sql} ORDER BY ts DESC, id DESC LIMIT {dialect.placeholder}) AS newest"
         params.append(audit_filter.limit)
     return sql + " ORDER BY ts, id", params
 
 
-def count_query(by: Group, audit_filter: AuditFilter, dialect: Dialect,
-                missing: Collection[str] = ()) -> tuple[str, list[object]]:
+def count_query(
+    by: Group, audit_filter: AuditFilter, dialect: Dialect, missing: Collection[str] = ()
+) -> tuple[str, list[object]]:
     """(value of ``by``, count) for the matching events, largest count first."""
     if by not in GROUPS:
         raise ValueError(f"cannot group audit events by {by!r}")
     where, params = audit_filter.where(dialect, missing)
-    sql = (f"SELECT {_column(by, missing)} AS {by}, COUNT(*) FROM audit_events{where} "
-           "GROUP BY 1 ORDER BY 2 DESC, 1")
+    sql = f"SELECT {_column(by, missing)} AS {by}, COUNT(*) FROM audit_events{where} GROUP BY 1 ORDER BY 2 DESC, 1"
     return sql, params
 
 

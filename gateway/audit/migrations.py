@@ -21,8 +21,11 @@ class Migration:
 
 
 SQLITE: tuple[Migration, ...] = (
-    Migration(1, "audit_events with indexes on ts, monitor, request_id", (
-        """CREATE TABLE IF NOT EXISTS audit_events (
+    Migration(
+        1,
+        "audit_events with indexes on ts, monitor, request_id",
+        (
+            """CREATE TABLE IF NOT EXISTS audit_events (
             id         INTEGER PRIMARY KEY,
             request_id TEXT    NOT NULL,
             ts         REAL    NOT NULL,
@@ -37,22 +40,32 @@ SQLITE: tuple[Migration, ...] = (
             route      TEXT    NOT NULL DEFAULT '',
             model      TEXT    NOT NULL DEFAULT ''
         )""",
-        "CREATE INDEX IF NOT EXISTS audit_events_ts ON audit_events (ts)",
-        "CREATE INDEX IF NOT EXISTS audit_events_monitor ON audit_events (monitor)",
-        "CREATE INDEX IF NOT EXISTS audit_events_request_id ON audit_events (request_id)",
-    )),
-    Migration(2, "replica column: which gateway wrote the event", (
-        "ALTER TABLE audit_events ADD COLUMN replica TEXT NOT NULL DEFAULT ''",
-    )),
-    Migration(3, "trace_id and span_id columns: the request's OpenTelemetry trace", (
-        "ALTER TABLE audit_events ADD COLUMN trace_id TEXT NOT NULL DEFAULT ''",
-        "ALTER TABLE audit_events ADD COLUMN span_id TEXT NOT NULL DEFAULT ''",
-    )),
+            "CREATE INDEX IF NOT EXISTS audit_events_ts ON audit_events (ts)",
+            "CREATE INDEX IF NOT EXISTS audit_events_monitor ON audit_events (monitor)",
+            "CREATE INDEX IF NOT EXISTS audit_events_request_id ON audit_events (request_id)",
+        ),
+    ),
+    Migration(
+        2,
+        "replica column: which gateway wrote the event",
+        ("ALTER TABLE audit_events ADD COLUMN replica TEXT NOT NULL DEFAULT ''",),
+    ),
+    Migration(
+        3,
+        "trace_id and span_id columns: the request's OpenTelemetry trace",
+        (
+            "ALTER TABLE audit_events ADD COLUMN trace_id TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE audit_events ADD COLUMN span_id TEXT NOT NULL DEFAULT ''",
+        ),
+    ),
 )
 
 POSTGRES: tuple[Migration, ...] = (
-    Migration(1, "audit_events with indexes on ts, monitor, request_id", (
-        """CREATE TABLE IF NOT EXISTS audit_events (
+    Migration(
+        1,
+        "audit_events with indexes on ts, monitor, request_id",
+        (
+            """CREATE TABLE IF NOT EXISTS audit_events (
             id         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
             request_id TEXT             NOT NULL,
             ts         TIMESTAMPTZ      NOT NULL,
@@ -67,18 +80,25 @@ POSTGRES: tuple[Migration, ...] = (
             route      TEXT             NOT NULL DEFAULT '',
             model      TEXT             NOT NULL DEFAULT ''
         )""",
-        "CREATE INDEX IF NOT EXISTS audit_events_ts ON audit_events (ts)",
-        # Monitor and time together: "what did pii redact yesterday" reads one index range.
-        "CREATE INDEX IF NOT EXISTS audit_events_monitor_ts ON audit_events (monitor, ts)",
-        "CREATE INDEX IF NOT EXISTS audit_events_request_id ON audit_events (request_id)",
-    )),
-    Migration(2, "replica column: which gateway wrote the event", (
-        "ALTER TABLE audit_events ADD COLUMN IF NOT EXISTS replica TEXT NOT NULL DEFAULT ''",
-    )),
-    Migration(3, "trace_id and span_id columns: the request's OpenTelemetry trace", (
-        "ALTER TABLE audit_events ADD COLUMN IF NOT EXISTS trace_id TEXT NOT NULL DEFAULT ''",
-        "ALTER TABLE audit_events ADD COLUMN IF NOT EXISTS span_id TEXT NOT NULL DEFAULT ''",
-    )),
+            "CREATE INDEX IF NOT EXISTS audit_events_ts ON audit_events (ts)",
+            # Monitor and time together: "what did pii redact yesterday" reads one index range.
+            "CREATE INDEX IF NOT EXISTS audit_events_monitor_ts ON audit_events (monitor, ts)",
+            "CREATE INDEX IF NOT EXISTS audit_events_request_id ON audit_events (request_id)",
+        ),
+    ),
+    Migration(
+        2,
+        "replica column: which gateway wrote the event",
+        ("ALTER TABLE audit_events ADD COLUMN IF NOT EXISTS replica TEXT NOT NULL DEFAULT ''",),
+    ),
+    Migration(
+        3,
+        "trace_id and span_id columns: the request's OpenTelemetry trace",
+        (
+            "ALTER TABLE audit_events ADD COLUMN IF NOT EXISTS trace_id TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE audit_events ADD COLUMN IF NOT EXISTS span_id TEXT NOT NULL DEFAULT ''",
+        ),
+    ),
 )
 
 
@@ -93,6 +113,7 @@ def pending(migrations: Sequence[Migration], current: int) -> list[Migration]:
     """
     for expected, migration in enumerate(migrations, start=1):
         if migration.version != expected:
-            raise ValueError(f"audit migrations must be numbered 1, 2, 3, ...; found "
-                             f"{migration.version} at position {expected}")
+            raise ValueError(
+                f"audit migrations must be numbered 1, 2, 3, ...; found {migration.version} at position {expected}"
+            )
     return [migration for migration in migrations if migration.version > current]

@@ -17,22 +17,19 @@ from gateway.audit.filter import AuditFilter, count_query, events_query
 EVERY = AuditFilter()  # no condition: the whole log
 
 
-def iter_events(source: str | Path, audit_filter: AuditFilter = EVERY
-                ) -> Iterator[AuditEvent]:
+def iter_events(source: str | Path, audit_filter: AuditFilter = EVERY) -> Iterator[AuditEvent]:
     """Events matching ``audit_filter``, oldest first. The query runs at the call."""
     reader = open_reader(source)
     sql, params = events_query(audit_filter, reader.dialect, reader.missing_columns())
     return map(reader.decode, reader.rows(sql, params))
 
 
-def query_events(source: str | Path, audit_filter: AuditFilter = EVERY
-                 ) -> list[AuditEvent]:
+def query_events(source: str | Path, audit_filter: AuditFilter = EVERY) -> list[AuditEvent]:
     """``iter_events`` as a list."""
     return list(iter_events(source, audit_filter))
 
 
-def count_events(source: str | Path, by: Group, audit_filter: AuditFilter = EVERY
-                 ) -> dict[str, int]:
+def count_events(source: str | Path, by: Group, audit_filter: AuditFilter = EVERY) -> dict[str, int]:
     """Events matching ``audit_filter`` counted per value of column ``by``, largest count
     first (``limit`` does not apply)."""
     reader = open_reader(source)

@@ -40,6 +40,8 @@ class AuditSettings(BaseModel):
     @classmethod
     def _postgres_url(cls, dsn: SecretStr | None) -> SecretStr | None:
         if dsn is not None and not is_dsn(dsn.get_secret_value()):
-            raise ValueError(f"must be a PostgreSQL URL starting with {' or '.join(DSN_SCHEMES)}"
-                             " (e.g. postgresql://taxgate@db:5432/taxgate)")
+            raise ValueError(
+                f"must be a PostgreSQL URL starting with {' or '.join(DSN_SCHEMES)}"
+                " (e.g. postgresql://taxgate@db:5432/taxgate)"
+            )
         return dsn

@@ -101,10 +101,8 @@ class AuditStore:
         self._next_prune = 0.0
         self._thread: threading.Thread | None = None
         self._stopped: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._drop_log = _RateLimitedLog(
-            "audit: dropped %d event(s) since the last warning; latest reason: %s")
-        self._sync_log = _RateLimitedLog(
-            "audit: %d response(s) released before their events were committed: %s")
+        self._drop_log = _RateLimitedLog("audit: dropped %d event(s) since the last warning; latest reason: %s")
+        self._sync_log = _RateLimitedLog("audit: %d response(s) released before their events were committed: %s")
 
     async def start(self) -> None:
         """Open the database (migrating it) and start the writer; raises AuditError if the
@@ -114,9 +112,7 @@ class AuditStore:
         if self._backend is None:
             self._backend = make_backend(self.settings, self.replica)
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._thread = threading.Thread(
-            target=self._run, args=(ready,), name="taxgate-audit-writer", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="taxgate-audit-writer", daemon=True)
         self._thread.start()
         # Shielded: a cancelled start must not cancel the thread's future under it (the
         # thread's set_result would then raise and leave the connection open).
@@ -166,8 +162,7 @@ class AuditStore:
             with self._cond:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
-            self._sync_log.warn(1, f"no commit within audit.sync_timeout_s="
-                                   f"{self.settings.sync_timeout_s:g}")
+            self._sync_log.warn(1, f"no commit within audit.sync_timeout_s={self.settings.sync_timeout_s:g}")
 
     async def close(self) -> None:
         """Drain and commit everything queued, stop the writer and close the database."""
@@ -201,10 +196,12 @@ class AuditStore:
         except AuditError as exc:
             backend.close()
             key = "audit.dsn" if self.settings.dsn is not None else "audit.path"
-            ready.set_exception(AuditError(
-                f"{exc}. Set {key} to a database the gateway can open, or "
-                "audit.enabled: false to run without the audit log."
-            ))
+            ready.set_exception(
+                AuditError(
+                    f"{exc}. Set {key} to a database the gateway can open, or "
+                    "audit.enabled: false to run without the audit log."
+                )
+            )
             self._abandon()
             self._stopped.set_result(None)
             return
@@ -254,8 +251,7 @@ class AuditStore:
                 # Let a batch fill up, but no longer than the interval, and not at all
                 # when someone waits on flush() or the store is closing.
                 deadline = time.monotonic() + self.settings.flush_interval_ms / 1000
-                while (len(self._pending) < limit and not self._waiters
-                       and not self._stopping):
+                while len(self._pending) < limit and not self._waiters and not self._stopping:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
@@ -282,8 +278,9 @@ class AuditStore:
                 backend.write(rows)
             except AuditUnavailable as exc:
                 if not self._wait_for_database(exc, backoff):
-                    self._dropped(len(rows), f"{backend.name} still unavailable after "
-                                             f"drain_timeout_s at shutdown: {exc}")
+                    self._dropped(
+                        len(rows), f"{backend.name} still unavailable after drain_timeout_s at shutdown: {exc}"
+                    )
                     return
                 continue
             except AuditError as exc:
@@ -307,9 +304,13 @@ class AuditStore:
         if released:
             self._sync_log.warn(len(released), f"{backend.name} is unavailable")
         if first:
-            logger.warning("audit: %s is unavailable (%s); retrying with backoff, up to "
-                           "%d events wait in the queue, later ones are dropped",
-                           backend.name, exc, self.settings.queue_max)
+            logger.warning(
+                "audit: %s is unavailable (%s); retrying with backoff, up to "
+                "%d events wait in the queue, later ones are dropped",
+                backend.name,
+                exc,
+                self.settings.queue_max,
+            )
         while True:
             delay = backoff.delay()
             if self._stop_requested.is_set():
@@ -323,8 +324,7 @@ class AuditStore:
             try:
                 backend.open()
             except AuditError as again:
-                logger.debug("audit: reconnect to %s failed (%d events queued): %s",
-                             backend.name, waiting, again)
+                logger.debug("audit: reconnect to %s failed (%d events queued): %s", backend.name, waiting, again)
                 continue
             return True
 
@@ -362,8 +362,7 @@ class AuditStore:
         try:
             deleted = backend.prune(time.time() - days * 86400, PRUNE_CHUNK)
         except AuditError as exc:
-            logger.warning("audit: retention (delete events older than %g days) failed: %s",
-                           days, exc)
+            logger.warning("audit: retention (delete events older than %g days) failed: %s", days, exc)
             self._next_prune = time.monotonic() + min(interval, 60.0)
             return
         if deleted:

@@ -80,8 +80,9 @@ class Output(Protocol):
         """Read a whole answer (``texts``: with the texts output monitors check).
         Raises ProtocolViolation or orjson.JSONDecodeError."""
 
-    def stream(self, verdicts: Callable[[], dict[str, list[str]]], refusal: str,
-               clock: Callable[[], float]) -> StreamDialect:
+    def stream(
+        self, verdicts: Callable[[], dict[str, list[str]]], refusal: str, clock: Callable[[], float]
+    ) -> StreamDialect:
         """A stream's dialect; ``verdicts`` gives the request's annotate flags and redactions
         as final-event fields (``RequestContext.verdict_fields``, read when the stream ends)."""
 

@@ -146,8 +146,9 @@ class ChoiceStream:
     end = "[DONE]"
     event_noun = "a completion chunk"
 
-    def __init__(self, form: ChoiceFormat, verdicts: Callable[[], dict[str, list[str]]],
-                 clock: Callable[[], float]) -> None:
+    def __init__(
+        self, form: ChoiceFormat, verdicts: Callable[[], dict[str, list[str]]], clock: Callable[[], float]
+    ) -> None:
         self._format = form
         self._verdicts = verdicts
         self._clock = clock
@@ -238,6 +239,7 @@ class ChoiceOutput:
     def answer(self, body: bytes, *, texts: bool) -> ChoiceAnswer:
         return ChoiceAnswer(self.format, body, texts=texts)
 
-    def stream(self, verdicts: Callable[[], dict[str, list[str]]], refusal: str,
-               clock: Callable[[], float]) -> ChoiceStream:
+    def stream(
+        self, verdicts: Callable[[], dict[str, list[str]]], refusal: str, clock: Callable[[], float]
+    ) -> ChoiceStream:
         return ChoiceStream(self.format, verdicts, clock)

@@ -48,8 +48,7 @@ def read_completions(body: dict[str, Any], *, check_tools: bool) -> InputView:
     elif isinstance(prompt, list):
         for index, item in enumerate(prompt):
             view.add([(("prompt", index), item)])
-    view.uncheckable.extend(Uncheckable("token_ids", dotted(p.path))
-                            for p in view.token_prompts)
+    view.uncheckable.extend(Uncheckable("token_ids", dotted(p.path)) for p in view.token_prompts)
     return view
 
 

@@ -81,11 +81,9 @@ def item_texts(item: Any, output_index: int, where: Path = ()) -> Iterator[Outpu
     elif kind == "reasoning":
         for key, family in (("summary", "summary"), ("content", "reasoning_content")):
             for at, part in enumerate(_parts(item.get(key), f"reasoning.{key}")):
-                text = _string(_obj(part, f"reasoning.{key} part").get("text"),
-                               f"reasoning.{key}.text")
+                text = _string(_obj(part, f"reasoning.{key} part").get("text"), f"reasoning.{key}.text")
                 if text:
-                    yield OutputText((output_index, family, at), "reasoning",
-                                     (*where, key, at, "text"), text)
+                    yield OutputText((output_index, family, at), "reasoning", (*where, key, at, "text"), text)
     elif kind == "function_call":
         for key in ("name", "arguments"):
             text = _string(item.get(key), f"function_call.{key}")
@@ -110,8 +108,7 @@ def response_texts(response: Any, where: Path = ()) -> list[OutputText]:
     output = response.get("output")
     if not isinstance(output, list):
         raise ProtocolViolation(f"output is {type(output).__name__}, not a list")
-    return [text for at, item in enumerate(output)
-            for text in item_texts(item, at, (*where, "output", at))]
+    return [text for at, item in enumerate(output) for text in item_texts(item, at, (*where, "output", at))]
 
 
 def set_text(node: Any, path: Path, text: str) -> None:
@@ -125,9 +122,13 @@ def set_text(node: Any, path: Path, text: str) -> None:
 
 
 def refusal_item(refusal: str) -> dict[str, Any]:
-    return {"id": "msg_blocked", "type": "message", "status": "incomplete",
-            "role": "assistant",
-            "content": [{"type": "output_text", "text": refusal, "annotations": []}]}
+    return {
+        "id": "msg_blocked",
+        "type": "message",
+        "status": "incomplete",
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": refusal, "annotations": []}],
+    }
 
 
 def block_response(response: dict[str, Any], refusal: str) -> None:

@@ -101,8 +101,10 @@ def _item_fields(item: Any, where: Path, view: InputView) -> Iterator[tuple[Path
         content = item.get("content")
         if not isinstance(content, (str, list)):
             param = dotted((*where, "content"))
-            raise BadRequest(f"invalid request: {param}: must be a string or a list of "
-                             f"content parts, not {json_type(content)}", param=param)
+            raise BadRequest(
+                f"invalid request: {param}: must be a string or a list of content parts, not {json_type(content)}",
+                param=param,
+            )
         yield from message_fields(item, where, view)
     elif kind == "function_call":
         for key in ("name", "arguments"):
@@ -149,17 +151,18 @@ DONE_TEXTS = {
     "response.reasoning_summary_text.done": ("summary", "reasoning", "text", "summary_index"),
     "response.function_call_arguments.done": ("arguments", "tool_calls", "arguments", None),
 }
-PARTS = {"response.content_part.added": "content_index",
-         "response.content_part.done": "content_index",
-         "response.reasoning_summary_part.added": "summary_index",
-         "response.reasoning_summary_part.done": "summary_index"}
+PARTS = {
+    "response.content_part.added": "content_index",
+    "response.content_part.done": "content_index",
+    "response.reasoning_summary_part.added": "summary_index",
+    "response.reasoning_summary_part.done": "summary_index",
+}
 ITEMS = ("response.output_item.added", "response.output_item.done")
 TERMINAL = ("response.completed", "response.incomplete", "response.failed")
 
 
 def encode(data: dict[str, Any]) -> bytes:
-    return (b"event: " + str(data.get("type", "message")).encode() + b"\ndata: "
-            + orjson.dumps(data) + b"\n\n")
+    return b"event: " + str(data.get("type", "message")).encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
 def event_texts(data: dict[str, Any]) -> list[OutputText]:
@@ -168,19 +171,22 @@ def event_texts(data: dict[str, Any]) -> list[OutputText]:
     if isinstance(data.get("response"), dict):
         return response_texts(data["response"], ("response",))
     if kind in ITEMS:
-        return list(item_texts(data.get("item"), index_of(data.get("output_index"),
-                                                          "output_index"), ("item",)))
+        return list(item_texts(data.get("item"), index_of(data.get("output_index"), "output_index"), ("item",)))
     if kind in PARTS:
-        return list(part_texts(data.get("part"), index_of(data.get("output_index"),
-                                                          "output_index"),
-                               index_of(data.get(PARTS[kind]), PARTS[kind]), ("part",)))
+        return list(
+            part_texts(
+                data.get("part"),
+                index_of(data.get("output_index"), "output_index"),
+                index_of(data.get(PARTS[kind]), PARTS[kind]),
+                ("part",),
+            )
+        )
     if kind in DONE_TEXTS:
         family, field_kind, key, sub = DONE_TEXTS[kind]
         text = data.get(key)
         if not isinstance(text, str):
             raise ProtocolViolation(f"{kind}.{key} is not a string")
-        field = (index_of(data.get("output_index"), "output_index"), family,
-                 index_of(data.get(sub), sub) if sub else 0)
+        field = (index_of(data.get("output_index"), "output_index"), family, index_of(data.get(sub), sub) if sub else 0)
         return [OutputText(field, field_kind, (key,), text)] if text else []
     return []
 
@@ -199,8 +205,7 @@ class ResponsesStream:
     end = "response.completed"
     event_noun = "a Responses event"
 
-    def __init__(self, verdicts: Callable[[], dict[str, list[str]]], refusal: str,
-                 clock: Callable[[], float]) -> None:
+    def __init__(self, verdicts: Callable[[], dict[str, list[str]]], refusal: str, clock: Callable[[], float]) -> None:
         self._verdicts = verdicts
         self._refusal = refusal
         self._clock = clock
@@ -238,8 +243,7 @@ class ResponsesStream:
         delta = data.get("delta")
         if not isinstance(delta, str):
             raise ProtocolViolation(f"{data['type']}.delta is not a string")
-        field = (index_of(data.get("output_index"), "output_index"), family,
-                 index_of(data.get(sub), sub) if sub else 0)
+        field = (index_of(data.get("output_index"), "output_index"), family, index_of(data.get(sub), sub) if sub else 0)
         index = self._field_ids.get(field)
         if index is None:
             index = self._field_ids[field] = len(self._fields)
@@ -347,8 +351,9 @@ class ResponsesOutput:
     def answer(self, body: bytes, *, texts: bool) -> ResponsesAnswer:
         return ResponsesAnswer(body, texts=texts)
 
-    def stream(self, verdicts: Callable[[], dict[str, list[str]]], refusal: str,
-               clock: Callable[[], float]) -> ResponsesStream:
+    def stream(
+        self, verdicts: Callable[[], dict[str, list[str]]], refusal: str, clock: Callable[[], float]
+    ) -> ResponsesStream:
         return ResponsesStream(verdicts, refusal, clock)
 
 

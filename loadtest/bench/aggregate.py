@@ -85,8 +85,7 @@ def latencies(samples: Iterable[Sample]) -> Latencies:
             if per_token is not None:
                 tpots.append(per_token)
     counts = {"ttft": len(ttfts), "itl": len(itls), "e2e": len(e2es), "tpot": len(tpots)}
-    return Latencies(summarize(ttfts), summarize(itls), summarize(e2es), summarize(tpots),
-                     counts)
+    return Latencies(summarize(ttfts), summarize(itls), summarize(e2es), summarize(tpots), counts)
 
 
 def steady_window(samples: Sequence[Sample]) -> tuple[float, float, list[Sample]]:
@@ -125,9 +124,11 @@ def throughput(samples: Sequence[Sample]) -> Throughput:
         completed = sum(ok for _, _, ok in cycles)
         begin, end, _ = steady_window(samples)
         per_cycle_s = total_s / len(cycles)
-        return Throughput(users * tokens / len(cycles) / per_cycle_s,
-                          users * completed / len(cycles) / per_cycle_s,
-                          end - begin if end > begin else total_s / users)
+        return Throughput(
+            users * tokens / len(cycles) / per_cycle_s,
+            users * completed / len(cycles) / per_cycle_s,
+            end - begin if end > begin else total_s / users,
+        )
     begin, end, in_window = steady_window(samples)
     if not in_window:
         return Throughput(0.0, 0.0, 0.0)
@@ -152,8 +153,7 @@ def _cycles(samples: Sequence[Sample]) -> list[tuple[float, int, int]]:
     return [c for c in cycles if c[0] > 0]
 
 
-def round_stats(samples: Sequence[Sample],
-                cpu: Mapping[str, float | None] | None = None) -> RoundStats:
+def round_stats(samples: Sequence[Sample], cpu: Mapping[str, float | None] | None = None) -> RoundStats:
     errors = [s for s in samples if s.error is not None]
     examples = tuple(dict.fromkeys(s.error for s in errors))[:3]
     return RoundStats(
@@ -211,8 +211,12 @@ class CellStats:
         return cpu_s / tokens * 1000.0 if tokens > 0 else None
 
 
-def cell_stats(scenario: str, concurrency: int, rounds: Sequence[Sequence[Sample]],
-               cpu: Sequence[Mapping[str, float | None]] | None = None) -> CellStats:
+def cell_stats(
+    scenario: str,
+    concurrency: int,
+    rounds: Sequence[Sequence[Sample]],
+    cpu: Sequence[Mapping[str, float | None]] | None = None,
+) -> CellStats:
     """Pool the repeats of one cell; throughput is total tokens over total steady time.
 
     ``cpu`` holds each round's cores per part, in the order of ``rounds``.

@@ -138,17 +138,38 @@ class Cell:
 
 # -- flags --------------------------------------------------------------------------
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    kit.add_load_options(parser, concurrency=(4, 8, 16, 32), duration_s=4.0, repeats=3, warmup_s=2.0,
-                         users="closed-loop clients")
+    kit.add_load_options(
+        parser, concurrency=(4, 8, 16, 32), duration_s=4.0, repeats=3, warmup_s=2.0, users="closed-loop clients"
+    )
     judge = parser.add_argument_group("the judge and the budget")
-    judge.add_argument("--budget-ms", type=float, default=150.0, metavar="MS",
-                       help="budgets.input of the 'budget' gateway (default 150)")
-    judge.add_argument("--timeout-ms", type=float, default=1000.0, metavar="MS",
-                       help="the judge monitor's timeout_ms in both gateways (default 1000)")
-    judge.add_argument("--judge-latency-ms", type=float, default=100.0, metavar="MS",
-                       help="time the slow judge takes per answer (default 100)")
-    judge.add_argument("--judge-slots", type=int, default=4, metavar="N",
-                       help="answers the judge serves at once (default 4: 40 checks/s at 100 ms)")
+    judge.add_argument(
+        "--budget-ms",
+        type=float,
+        default=150.0,
+        metavar="MS",
+        help="budgets.input of the 'budget' gateway (default 150)",
+    )
+    judge.add_argument(
+        "--timeout-ms",
+        type=float,
+        default=1000.0,
+        metavar="MS",
+        help="the judge monitor's timeout_ms in both gateways (default 1000)",
+    )
+    judge.add_argument(
+        "--judge-latency-ms",
+        type=float,
+        default=100.0,
+        metavar="MS",
+        help="time the slow judge takes per answer (default 100)",
+    )
+    judge.add_argument(
+        "--judge-slots",
+        type=int,
+        default=4,
+        metavar="N",
+        help="answers the judge serves at once (default 4: 40 checks/s at 100 ms)",
+    )
     kit.add_output_options(parser, out="taxgate-budget")
 
 
@@ -167,8 +188,7 @@ async def closed_loop(base: str, clients: int, seconds: float) -> tuple[list[flo
     ttfts: list[float] = []
     e2es: list[float] = []
     failed = 0
-    body = {"model": MODEL, "stream": True, "max_tokens": 8,
-            "messages": [{"role": "user", "content": PROMPT}]}
+    body = {"model": MODEL, "stream": True, "max_tokens": 8, "messages": [{"role": "user", "content": PROMPT}]}
     end = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
 
@@ -225,13 +245,26 @@ def judge_served(base: str) -> float:
 
 
 # -- the servers --------------------------------------------------------------------
-def gateway_config(port: int, upstream: str, judge: str, args: argparse.Namespace,
-                   budget: bool, work: Path, name: str) -> Path:
-    monitor = {"name": "judge", "id": "judge", "stages": ["input"], "base_url": judge,
-               "model": "guard", "timeout_ms": args.timeout_ms, "on_error": "open",
-               "degrade": "skip" if budget else "never"}
-    config = {"host": LOOPBACK, "port": port, "upstreams": [upstream], "monitors": [monitor],
-              "audit": {"path": str(work / f"audit-{name}.db")}}
+def gateway_config(
+    port: int, upstream: str, judge: str, args: argparse.Namespace, budget: bool, work: Path, name: str
+) -> Path:
+    monitor = {
+        "name": "judge",
+        "id": "judge",
+        "stages": ["input"],
+        "base_url": judge,
+        "model": "guard",
+        "timeout_ms": args.timeout_ms,
+        "on_error": "open",
+        "degrade": "skip" if budget else "never",
+    }
+    config = {
+        "host": LOOPBACK,
+        "port": port,
+        "upstreams": [upstream],
+        "monitors": [monitor],
+        "audit": {"path": str(work / f"audit-{name}.db")},
+    }
     if budget:
         config["budgets"] = {"input": args.budget_ms}
     path = work / "configs" / f"gateway-{name}.yaml"
@@ -246,22 +279,64 @@ def start_servers(group: ProcessGroup, args: argparse.Namespace, work: Path) -> 
     judge = f"http://{LOOPBACK}:{judge_port}"
     sim = f"http://{LOOPBACK}:{sim_port}"
     logs = work / "logs"
-    group.add(ManagedProcess("slow judge", [
-        sys.executable, "-m", "loadtest.slow_judge", "--port", str(judge_port),
-        "--latency-ms", str(args.judge_latency_ms), "--slots", str(args.judge_slots)],
-        logs / "judge.log", judge + "/health", judge))
-    group.add(ManagedProcess("simulator", [
-        sys.executable, "-m", "loadtest.sim", "--host", LOOPBACK, "--port", str(sim_port),
-        "--profile", "instant", "--model", MODEL, "--seed", str(args.seed), "--log-level", "warning"],
-        logs / "simulator.log", sim + "/health", sim))
+    group.add(
+        ManagedProcess(
+            "slow judge",
+            [
+                sys.executable,
+                "-m",
+                "loadtest.slow_judge",
+                "--port",
+                str(judge_port),
+                "--latency-ms",
+                str(args.judge_latency_ms),
+                "--slots",
+                str(args.judge_slots),
+            ],
+            logs / "judge.log",
+            judge + "/health",
+            judge,
+        )
+    )
+    group.add(
+        ManagedProcess(
+            "simulator",
+            [
+                sys.executable,
+                "-m",
+                "loadtest.sim",
+                "--host",
+                LOOPBACK,
+                "--port",
+                str(sim_port),
+                "--profile",
+                "instant",
+                "--model",
+                MODEL,
+                "--seed",
+                str(args.seed),
+                "--log-level",
+                "warning",
+            ],
+            logs / "simulator.log",
+            sim + "/health",
+            sim,
+        )
+    )
     urls = {DIRECT: sim, "judge": judge}
     for name, budget in ((NO_BUDGET, False), (BUDGET, True)):
         port = free_port(taken=taken)
         base = f"http://{LOOPBACK}:{port}"
         config = gateway_config(port, sim, judge, args, budget, work, name)
-        group.add(ManagedProcess(f"gateway {name}", [
-            sys.executable, "-m", "gateway", "--log-level", "warning", "serve",
-            "--config", str(config)], logs / f"gateway-{name}.log", base + "/ready", base))
+        group.add(
+            ManagedProcess(
+                f"gateway {name}",
+                [sys.executable, "-m", "gateway", "--log-level", "warning", "serve", "--config", str(config)],
+                logs / f"gateway-{name}.log",
+                base + "/ready",
+                base,
+            )
+        )
         urls[name] = base
     group.start_all()
     group.wait_ready(args.ready_timeout)
@@ -277,8 +352,7 @@ def measure(urls: dict[str, str], scenario: str, clients: int, repeat: int, seco
     # Closed loop: the last requests end up to one latency after the round's seconds.
     elapsed = time.perf_counter() - started
     time.sleep(0.3)  # a late check's verdict lands after its request: let the counters settle
-    row = Round(scenario, clients, repeat, ttfts, e2es, failed, elapsed,
-                judge_served(urls["judge"]) - served)
+    row = Round(scenario, clients, repeat, ttfts, e2es, failed, elapsed, judge_served(urls["judge"]) - served)
     if before is not None:
         after = scrape(base)
         row.counters = {key: after[key] - before[key] for key in after}
@@ -302,8 +376,9 @@ def run_rounds(args: argparse.Namespace, console: Console) -> tuple[list[Round],
         with kit.progress_bar(console) as progress:
             task = progress.add_task("rounds", total=len(plan))
             for repeat, level, name in plan:
-                progress.update(task, description=f"repeat {repeat + 1}/{level.repeats}  "
-                                                  f"{level.users:>3} clients  {name:<9}")
+                progress.update(
+                    task, description=f"repeat {repeat + 1}/{level.repeats}  {level.users:>3} clients  {name:<9}"
+                )
                 group.check_alive()
                 rounds.append(measure(urls, name, level.users, repeat, args.duration))
                 progress.advance(task)
@@ -339,18 +414,28 @@ def cell_fields(cell: Cell, base: Cell, method: str, rng: random.Random) -> dict
     """One row of report.json (times in ms, shares in [0, 1])."""
     gateway = cell.scenario != DIRECT
     fields = {
-        "scenario": cell.scenario, "clients": cell.clients, "rounds": len(cell.rounds),
-        "requests": cell.requests, "failed": cell.failed, "requests_per_s": cell.rps,
+        "scenario": cell.scenario,
+        "clients": cell.clients,
+        "rounds": len(cell.rounds),
+        "requests": cell.requests,
+        "failed": cell.failed,
+        "requests_per_s": cell.rps,
         **{f"{m}_{p}_ms": cell.percentile_ms(m, p) for m in ("ttft", "e2e") for p in ("p50", "p95", "p99")},
-        "judge_checks_per_s": cell.judge_per_s, "judge_busy": cell.judge_busy,
+        "judge_checks_per_s": cell.judge_per_s,
+        "judge_busy": cell.judge_busy,
     }
     for q in (50, 95):
         tax = cell.tax_ms(base, q, method, rng) if gateway else None
         fields[f"ttft_tax_p{q}_ms"] = None if tax is None else tax.as_dict()
     if gateway:
-        fields.update(in_time=cell.in_time, skipped_predicted=cell.skipped_predicted,
-                      skipped_late=cell.skipped_late, monitor_errors=cell.monitor_errors,
-                      coverage=cell.coverage, accounted=cell.accounted)
+        fields.update(
+            in_time=cell.in_time,
+            skipped_predicted=cell.skipped_predicted,
+            skipped_late=cell.skipped_late,
+            monitor_errors=cell.monitor_errors,
+            coverage=cell.coverage,
+            accounted=cell.accounted,
+        )
     return fields
 
 
@@ -360,18 +445,52 @@ def budget_table(cells: dict[tuple[str, int], Cell], method: str, rng: random.Ra
         base = cells[(DIRECT, clients)]
         gateway = name != DIRECT
         taxes = [_tax(cell.tax_ms(base, q, method, rng)) if gateway else "-" for q in (50, 95)]
-        counters = ([f"{cell.in_time:.0f}", f"{cell.skipped_predicted:.0f}", f"{cell.skipped_late:.0f}",
-                     f"{cell.monitor_errors:.0f}", _share(cell.coverage), _share(cell.accounted)]
-                    if gateway else ["-"] * 6)
-        rows.append((name, str(clients), f"{cell.rps:.0f}", _ms(cell.percentile_ms("ttft", "p50")),
-                     _ms(cell.percentile_ms("ttft", "p95")), *taxes, _ms(cell.percentile_ms("e2e", "p95")),
-                     f"{cell.judge_per_s:.1f}", f"{cell.judge_busy:.0%}", *counters))
+        counters = (
+            [
+                f"{cell.in_time:.0f}",
+                f"{cell.skipped_predicted:.0f}",
+                f"{cell.skipped_late:.0f}",
+                f"{cell.monitor_errors:.0f}",
+                _share(cell.coverage),
+                _share(cell.accounted),
+            ]
+            if gateway
+            else ["-"] * 6
+        )
+        rows.append(
+            (
+                name,
+                str(clients),
+                f"{cell.rps:.0f}",
+                _ms(cell.percentile_ms("ttft", "p50")),
+                _ms(cell.percentile_ms("ttft", "p95")),
+                *taxes,
+                _ms(cell.percentile_ms("e2e", "p95")),
+                f"{cell.judge_per_s:.1f}",
+                f"{cell.judge_busy:.0%}",
+                *counters,
+            )
+        )
     return Table(
         "Tax budget: a slow judge past its capacity",
-        ("scenario", "clients", "req/s", "TTFT p50 ms", "TTFT p95 ms", "TTFT tax p50 ms", "TTFT tax p95 ms",
-         "E2E p95 ms",
-         "judge checks/s", "judge busy", "in time", "skipped predicted", "skipped late", "monitor errors",
-         "coverage", "accounted"),
+        (
+            "scenario",
+            "clients",
+            "req/s",
+            "TTFT p50 ms",
+            "TTFT p95 ms",
+            "TTFT tax p50 ms",
+            "TTFT tax p95 ms",
+            "E2E p95 ms",
+            "judge checks/s",
+            "judge busy",
+            "in time",
+            "skipped predicted",
+            "skipped late",
+            "monitor errors",
+            "coverage",
+            "accounted",
+        ),
         rows,
         "Percentiles over every repeat pooled (linear interpolation, as `taxgate bench`); tax: scenario minus "
         "direct at the same level, 95% interval over paired repeats in brackets (none with 1 repeat). "
@@ -388,11 +507,13 @@ def headline(cells: dict[tuple[str, int], Cell], args: argparse.Namespace) -> st
         value = cell.percentile_ms("ttft", name)
         return "-" if value is None else f"{value:.0f} ms"
 
-    return (f"At {top} clients, judge capacity {capacity:.0f} checks/s: with budgets.input={args.budget_ms:g} ms "
-            f"TTFT p50 {p(budget, 'p50')} / p95 {p(budget, 'p95')}, judge {budget.judge_busy:.0%} busy, "
-            f"coverage {_share(budget.coverage)}, {budget.skipped_predicted + budget.skipped_late:.0f} skips "
-            f"counted (accounted {_share(budget.accounted)}); without: p50 {p(plain, 'p50')} / p95 "
-            f"{p(plain, 'p95')}, judge {plain.judge_busy:.0%} busy, coverage {_share(plain.coverage)}.")
+    return (
+        f"At {top} clients, judge capacity {capacity:.0f} checks/s: with budgets.input={args.budget_ms:g} ms "
+        f"TTFT p50 {p(budget, 'p50')} / p95 {p(budget, 'p95')}, judge {budget.judge_busy:.0%} busy, "
+        f"coverage {_share(budget.coverage)}, {budget.skipped_predicted + budget.skipped_late:.0f} skips "
+        f"counted (accounted {_share(budget.accounted)}); without: p50 {p(plain, 'p50')} / p95 "
+        f"{p(plain, 'p95')}, judge {plain.judge_busy:.0%} busy, coverage {_share(plain.coverage)}."
+    )
 
 
 def plot(cells: dict[tuple[str, int], Cell], path: Path) -> None:
@@ -410,8 +531,7 @@ def plot(cells: dict[tuple[str, int], Cell], path: Path) -> None:
             values = [tax_value(c, cells[(DIRECT, c.clients)], q, rng) for c in mine]
             tax.plot(levels, values, marker="o", linestyle=style, label=f"{name} p{q}")
         cover.plot(levels, [(c.coverage or 0.0) * 100 for c in mine], marker="o", label=f"{name} coverage")
-        cover.plot(levels, [c.judge_busy * 100 for c in mine], marker="x", linestyle=":",
-                   label=f"{name} judge busy")
+        cover.plot(levels, [c.judge_busy * 100 for c in mine], marker="x", linestyle=":", label=f"{name} judge busy")
     tax.set(xlabel="concurrent clients", ylabel="TTFT tax (ms)", title="TTFT tax vs load")
     cover.set(xlabel="concurrent clients", ylabel="%", title="Coverage and judge use vs load", ylim=(0, 105))
     for axis in (tax, cover):
@@ -427,25 +547,38 @@ def tax_value(cell: Cell, base: Cell, q: float, rng: random.Random) -> float:
     return float("nan") if est is None else est.value
 
 
-def write(args: argparse.Namespace, cells: dict[tuple[str, int], Cell], phases: dict[str, float],
-          started: datetime, wall_s: float) -> tuple[str, Table]:
+def write(
+    args: argparse.Namespace,
+    cells: dict[tuple[str, int], Cell],
+    phases: dict[str, float],
+    started: datetime,
+    wall_s: float,
+) -> tuple[str, Table]:
     from loadtest.bench.report import write_table_report
 
     rng = random.Random(args.seed)
     table = budget_table(cells, args.ci_method, rng)
     text = headline(cells, args)
     payload = {
-        "meta": {"date": started.isoformat(timespec="seconds"), "command": kit.command_line(),
-                 "wall_s": wall_s, "phases_s": phases, "ci_method": args.ci_method,
-                 "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                             if not k.startswith("_") and k not in ("command", "bench_command", "log_level")}},
+        "meta": {
+            "date": started.isoformat(timespec="seconds"),
+            "command": kit.command_line(),
+            "wall_s": wall_s,
+            "phases_s": phases,
+            "ci_method": args.ci_method,
+            "options": {
+                k: (str(v) if isinstance(v, Path) else v)
+                for k, v in vars(args).items()
+                if not k.startswith("_") and k not in ("command", "bench_command", "log_level")
+            },
+        },
         "headline": text,
-        "rows": [cell_fields(cell, cells[(DIRECT, cell.clients)], args.ci_method, rng)
-                 for cell in cells.values()],
+        "rows": [cell_fields(cell, cells[(DIRECT, cell.clients)], args.ci_method, rng) for cell in cells.values()],
     }
     plot(cells, args.out / "budget.png")
-    write_table_report(args.out, TITLE, payload, [table], [text, *kit.meta_lines(payload["meta"])],
-                       images=[args.out / "budget.png"])
+    write_table_report(
+        args.out, TITLE, payload, [table], [text, *kit.meta_lines(payload["meta"])], images=[args.out / "budget.png"]
+    )
     return text, table
 
 
@@ -460,8 +593,9 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     out = kit.summary_console()
     out.print(text)
     kit.print_table(out, table)
-    out.print(f"report: {args.out / 'report.html'}  (also report.md, report.json, budget.png) - "
-              f"{time.monotonic() - t0:.0f} s")
+    out.print(
+        f"report: {args.out / 'report.html'}  (also report.md, report.json, budget.png) - {time.monotonic() - t0:.0f} s"
+    )
     return 0
 
 

@@ -30,21 +30,31 @@ PARTIAL = 3  # exit status: a report was written, but something it set out to me
 
 # `taxgate bench NAME`: module with configure_parser(parser) and run(args) -> int, help.
 SUBCOMMANDS = {
-    "monitors": ("loadtest.bench.monitorcli",
-                 "each monitor's check latency and throughput in process, at several micro-batch "
-                 "sizes (no HTTP, no upstream); see `taxgate bench monitors --help`"),
-    "budget": ("loadtest.bench.budget",
-               "what a tax budget buys and costs: a slow judge driven past its capacity, with and "
-               "without `budgets`; see `taxgate bench budget --help`"),
-    "audit": ("loadtest.bench.audit",
-              "what the audit log costs: the store alone, then gateways with SQLite or PostgreSQL "
-              "audit under load; see `taxgate bench audit --help`"),
-    "soak": ("loadtest.bench.soak",
-             "minutes of mixed load with injected upstream faults and client disconnects: every "
-             "answer defined, no slot leaked, RSS flat; see `taxgate bench soak --help`"),
-    "worker": ("loadtest.bench.workercli",
-               "join a run's load as a Locust worker from another machine (the run: `taxgate "
-               "bench --expect-workers N`); see `taxgate bench worker --help`"),
+    "monitors": (
+        "loadtest.bench.monitorcli",
+        "each monitor's check latency and throughput in process, at several micro-batch "
+        "sizes (no HTTP, no upstream); see `taxgate bench monitors --help`",
+    ),
+    "budget": (
+        "loadtest.bench.budget",
+        "what a tax budget buys and costs: a slow judge driven past its capacity, with and "
+        "without `budgets`; see `taxgate bench budget --help`",
+    ),
+    "audit": (
+        "loadtest.bench.audit",
+        "what the audit log costs: the store alone, then gateways with SQLite or PostgreSQL "
+        "audit under load; see `taxgate bench audit --help`",
+    ),
+    "soak": (
+        "loadtest.bench.soak",
+        "minutes of mixed load with injected upstream faults and client disconnects: every "
+        "answer defined, no slot leaked, RSS flat; see `taxgate bench soak --help`",
+    ),
+    "worker": (
+        "loadtest.bench.workercli",
+        "join a run's load as a Locust worker from another machine (the run: `taxgate "
+        "bench --expect-workers N`); see `taxgate bench worker --help`",
+    ),
 }
 
 
@@ -52,121 +62,229 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     quick, full = PROFILES["quick"], PROFILES["full"]
     profile = parser.add_mutually_exclusive_group()
     profile.add_argument(
-        "--quick", dest="profile", action="store_const", const="quick",
-        help=f"the default: {quick.describe()} (requests per round x repeats; ~5 min on "
-             "2 cores)")
+        "--quick",
+        dest="profile",
+        action="store_const",
+        const="quick",
+        help=f"the default: {quick.describe()} (requests per round x repeats; ~5 min on 2 cores)",
+    )
     profile.add_argument(
-        "--full", dest="profile", action="store_const", const="full",
-        help=f"{full.describe()}: longer answers, more samples (~25 min on 2 cores)")
+        "--full",
+        dest="profile",
+        action="store_const",
+        const="full",
+        help=f"{full.describe()}: longer answers, more samples (~25 min on 2 cores)",
+    )
     parser.set_defaults(profile="quick")
     what = parser.add_argument_group("what to measure")
-    what.add_argument("--upstream", metavar="URL",
-                      help="a running OpenAI-compatible server (e.g. vLLM at "
-                           "http://127.0.0.1:8000) instead of the built-in simulator, for the "
-                           "load rounds; the safety pass still runs in front of an echo "
-                           "simulator (it measures the monitor sets, not the model)")
-    what.add_argument("--route", choices=ROUTES, default=CHAT,
-                      help="the API every request goes over, in the rounds, the warm-up and "
-                           "the safety pass: chat (default: streamed /v1/chat/completions) or "
-                           "responses (streamed /v1/responses, the OpenAI Responses API: TTFT "
-                           "at the first response.output_text.delta, ITL between deltas, E2E "
-                           "to the final response.completed/incomplete event, output tokens "
-                           "from its usage)")
-    what.add_argument("--profile", dest="sim_profile", default=DEFAULT_SIM_PROFILE,
-                      metavar="NAME", help="simulator latency profile (default "
-                                           f"{DEFAULT_SIM_PROFILE}; see `taxgate sim --help`)")
+    what.add_argument(
+        "--upstream",
+        metavar="URL",
+        help="a running OpenAI-compatible server (e.g. vLLM at "
+        "http://127.0.0.1:8000) instead of the built-in simulator, for the "
+        "load rounds; the safety pass still runs in front of an echo "
+        "simulator (it measures the monitor sets, not the model)",
+    )
+    what.add_argument(
+        "--route",
+        choices=ROUTES,
+        default=CHAT,
+        help="the API every request goes over, in the rounds, the warm-up and "
+        "the safety pass: chat (default: streamed /v1/chat/completions) or "
+        "responses (streamed /v1/responses, the OpenAI Responses API: TTFT "
+        "at the first response.output_text.delta, ITL between deltas, E2E "
+        "to the final response.completed/incomplete event, output tokens "
+        "from its usage)",
+    )
+    what.add_argument(
+        "--profile",
+        dest="sim_profile",
+        default=DEFAULT_SIM_PROFILE,
+        metavar="NAME",
+        help=f"simulator latency profile (default {DEFAULT_SIM_PROFILE}; see `taxgate sim --help`)",
+    )
     what.add_argument("--model", help="model name (default: the upstream's first model)")
-    what.add_argument("--classifier-url", metavar="URL",
-                      help="a vLLM pooling server (`vllm serve M --runner pooling`) for the "
-                           "`classifier` monitors of the matrix that name no base_url (default: "
-                           "the simulator's /classify; needed with --upstream)")
-    what.add_argument("--classifier-model", metavar="NAME",
-                      help="its served model name (default: the simulator's sim-guard)")
-    what.add_argument("--matrix", type=Path, metavar="FILE",
-                      help=f"scenario matrix YAML (default {DEFAULT_MATRIX.name} in loadtest/)")
-    what.add_argument("--sets", metavar="A,B",
-                      help="monitor sets of the matrix to run (default: all of them)")
-    what.add_argument("--dataset", type=DatasetSpec.parse, action="append", metavar="[NAME=]PATH",
-                      help="JSONL/CSV file or folder of {text, label}, optionally with a column "
-                           "map PATH:text=COL,label=COL (or label==VALUE); repeatable: the safety "
-                           "pass reports each set apart, the load uses the first (default: the "
-                           "bundled one)")
-    what.add_argument("--load-labels", default="benign", metavar="LABELS",
-                      help="labels of the prompts sent as load (default benign: the tax "
-                           "legitimate traffic pays); 'all' for every item")
-    what.add_argument("--target", action="append", default=[], metavar="NAME=URL",
-                      help="an already-running OpenAI-compatible endpoint (a deployed gateway, "
-                           "another gateway, a vLLM router) measured as scenario NAME against "
-                           "direct (--upstream: give the one it forwards to); repeatable. "
-                           "--sets none runs only the targets")
-    what.add_argument("--target-key", action="append", default=[], metavar="NAME=KEY",
-                      help="bearer key for target NAME, or NAME=env:VAR to read it from $VAR "
-                           "(kept out of the report and the logs)")
+    what.add_argument(
+        "--classifier-url",
+        metavar="URL",
+        help="a vLLM pooling server (`vllm serve M --runner pooling`) for the "
+        "`classifier` monitors of the matrix that name no base_url (default: "
+        "the simulator's /classify; needed with --upstream)",
+    )
+    what.add_argument(
+        "--classifier-model", metavar="NAME", help="its served model name (default: the simulator's sim-guard)"
+    )
+    what.add_argument(
+        "--matrix", type=Path, metavar="FILE", help=f"scenario matrix YAML (default {DEFAULT_MATRIX.name} in loadtest/)"
+    )
+    what.add_argument("--sets", metavar="A,B", help="monitor sets of the matrix to run (default: all of them)")
+    what.add_argument(
+        "--dataset",
+        type=DatasetSpec.parse,
+        action="append",
+        metavar="[NAME=]PATH",
+        help="JSONL/CSV file or folder of {text, label}, optionally with a column "
+        "map PATH:text=COL,label=COL (or label==VALUE); repeatable: the safety "
+        "pass reports each set apart, the load uses the first (default: the "
+        "bundled one)",
+    )
+    what.add_argument(
+        "--load-labels",
+        default="benign",
+        metavar="LABELS",
+        help="labels of the prompts sent as load (default benign: the tax "
+        "legitimate traffic pays); 'all' for every item",
+    )
+    what.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="an already-running OpenAI-compatible endpoint (a deployed gateway, "
+        "another gateway, a vLLM router) measured as scenario NAME against "
+        "direct (--upstream: give the one it forwards to); repeatable. "
+        "--sets none runs only the targets",
+    )
+    what.add_argument(
+        "--target-key",
+        action="append",
+        default=[],
+        metavar="NAME=KEY",
+        help="bearer key for target NAME, or NAME=env:VAR to read it from $VAR (kept out of the report and the logs)",
+    )
     load = parser.add_argument_group("load generator (Locust)")
-    load.add_argument("--load-workers", type=int, default=0, metavar="N",
-                      help="load from a Locust master and N worker processes on this host "
-                           "instead of one process (default 0); same rounds, statistics and "
-                           "prompts")
-    load.add_argument("--expect-workers", type=int, default=0, metavar="N",
-                      help="also wait for N workers started elsewhere with `taxgate bench "
-                           "worker --master HOST:PORT` (default 0)")
-    load.add_argument("--master-bind", default="", metavar="HOST:PORT",
-                      help="where the Locust master listens for workers (default: loopback and "
-                           "a free port; 0.0.0.0:5557 with --expect-workers)")
+    load.add_argument(
+        "--load-workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="load from a Locust master and N worker processes on this host "
+        "instead of one process (default 0); same rounds, statistics and "
+        "prompts",
+    )
+    load.add_argument(
+        "--expect-workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also wait for N workers started elsewhere with `taxgate bench worker --master HOST:PORT` (default 0)",
+    )
+    load.add_argument(
+        "--master-bind",
+        default="",
+        metavar="HOST:PORT",
+        help="where the Locust master listens for workers (default: loopback and "
+        "a free port; 0.0.0.0:5557 with --expect-workers)",
+    )
     how = parser.add_argument_group("how long (override the profile)")
-    how.add_argument("--concurrency", type=levels, metavar="N,N,...",
-                     help="concurrent users per level, e.g. 1,16,64")
-    how.add_argument("--requests", type=int, metavar="N", dest="requests_per_user",
-                     help="requests per user per round, every level (default: the profile's)")
-    how.add_argument("--duration", type=int, metavar="S",
-                     help="rounds of S seconds instead of a request count")
-    how.add_argument("--repeats", type=int, metavar="N",
-                     help="rounds per scenario and level, exactly (default: the profile's, per "
-                          "level, then up to its extra repeats of the pairs whose TTFT/E2E p50 "
-                          "tax interval is still wider than --target-ms and --target-relative, "
-                          "or whose tok/s ratio interval is over ±0.05)")
+    how.add_argument("--concurrency", type=levels, metavar="N,N,...", help="concurrent users per level, e.g. 1,16,64")
+    how.add_argument(
+        "--requests",
+        type=int,
+        metavar="N",
+        dest="requests_per_user",
+        help="requests per user per round, every level (default: the profile's)",
+    )
+    how.add_argument("--duration", type=int, metavar="S", help="rounds of S seconds instead of a request count")
+    how.add_argument(
+        "--repeats",
+        type=int,
+        metavar="N",
+        help="rounds per scenario and level, exactly (default: the profile's, per "
+        "level, then up to its extra repeats of the pairs whose TTFT/E2E p50 "
+        "tax interval is still wider than --target-ms and --target-relative, "
+        "or whose tok/s ratio interval is over ±0.05)",
+    )
     how.add_argument("--warmup", type=float, metavar="S", help="warm-up seconds (all at once)")
     how.add_argument("--max-tokens", type=int, metavar="N", help="output tokens per request")
     how.add_argument("--seed", type=int, default=0, help="seed of prompts and simulator")
-    how.add_argument("--target-ms", type=float, default=5.0, metavar="MS",
-                     help="the half-width a TTFT/E2E p50 tax interval must reach before the "
-                          "profile's extra repeats stop (default 5)")
-    how.add_argument("--target-relative", type=float, default=0.10, metavar="F",
-                     help="or this fraction of the tax, whichever is wider (default 0.10)")
-    how.add_argument("--ci", dest="ci_method", choices=["t", "bootstrap"], default="t",
-                     help="interval over repeats: Student t (default) or bootstrap")
+    how.add_argument(
+        "--target-ms",
+        type=float,
+        default=5.0,
+        metavar="MS",
+        help="the half-width a TTFT/E2E p50 tax interval must reach before the "
+        "profile's extra repeats stop (default 5)",
+    )
+    how.add_argument(
+        "--target-relative",
+        type=float,
+        default=0.10,
+        metavar="F",
+        help="or this fraction of the tax, whichever is wider (default 0.10)",
+    )
+    how.add_argument(
+        "--ci",
+        dest="ci_method",
+        choices=["t", "bootstrap"],
+        default="t",
+        help="interval over repeats: Student t (default) or bootstrap",
+    )
     safety = parser.add_argument_group("safety pass")
-    safety.add_argument("--no-safety", dest="safety", action="store_false",
-                        help="skip the catch-rate pass over the labelled dataset")
-    safety.add_argument("--safety-concurrency", type=int, default=32, metavar="N",
-                        help="requests in flight per monitor set (default 32)")
-    safety.add_argument("--safety-stream", action="store_true",
-                        help="stream the safety requests (default: plain JSON, cheaper)")
-    safety.add_argument("--safety-max-tokens", type=int, default=256, metavar="N",
-                        help="cap on each safety answer (default 256; the simulator's echo "
-                             "stops at the prompt's end anyway)")
-    safety.add_argument("--safety-sample", type=int, default=0, metavar="N",
-                        help="send at most N items per label (default 0: every item); for "
-                             "slow upstreams such as vLLM on CPU")
+    safety.add_argument(
+        "--no-safety", dest="safety", action="store_false", help="skip the catch-rate pass over the labelled dataset"
+    )
+    safety.add_argument(
+        "--safety-concurrency",
+        type=int,
+        default=32,
+        metavar="N",
+        help="requests in flight per monitor set (default 32)",
+    )
+    safety.add_argument(
+        "--safety-stream", action="store_true", help="stream the safety requests (default: plain JSON, cheaper)"
+    )
+    safety.add_argument(
+        "--safety-max-tokens",
+        type=int,
+        default=256,
+        metavar="N",
+        help="cap on each safety answer (default 256; the simulator's echo stops at the prompt's end anyway)",
+    )
+    safety.add_argument(
+        "--safety-sample",
+        type=int,
+        default=0,
+        metavar="N",
+        help="send at most N items per label (default 0: every item); for slow upstreams such as vLLM on CPU",
+    )
     out = parser.add_argument_group("output")
-    out.add_argument("--out", type=Path, default=Path("taxgate-report"), metavar="DIR",
-                     help="report folder (default ./taxgate-report)")
+    out.add_argument(
+        "--out",
+        type=Path,
+        default=Path("taxgate-report"),
+        metavar="DIR",
+        help="report folder (default ./taxgate-report)",
+    )
     out.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNGs")
-    out.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "taxgate",
-                     metavar="DIR", help="where locally built models are kept")
-    out.add_argument("--ready-timeout", type=float, default=180.0, metavar="S",
-                     help="how long servers may take to become ready (default 180)")
-    out.add_argument("--verbose", action="store_true",
-                     help="show the libraries' INFO logs (each HTTP request, ...) on the terminal")
+    out.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path.home() / ".cache" / "taxgate",
+        metavar="DIR",
+        help="where locally built models are kept",
+    )
+    out.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=180.0,
+        metavar="S",
+        help="how long servers may take to become ready (default 180)",
+    )
+    out.add_argument(
+        "--verbose", action="store_true", help="show the libraries' INFO logs (each HTTP request, ...) on the terminal"
+    )
     # Optional: plain `taxgate bench [flags]` is the safety-tax run. A subcommand's flags
     # go after its name; they share the names and meanings of the flags above.
-    sub = parser.add_subparsers(dest="bench_command", title="other measurements",
-                                metavar="{" + ",".join(SUBCOMMANDS) + "}",
-                                help="instead of the safety-tax run")
+    sub = parser.add_subparsers(
+        dest="bench_command",
+        title="other measurements",
+        metavar="{" + ",".join(SUBCOMMANDS) + "}",
+        help="instead of the safety-tax run",
+    )
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         module = importlib.import_module(module_name)
-        child = sub.add_parser(name, help=help_text,
-                               description=module.__doc__.split("\n\n")[1].replace("\n", " "))
+        child = sub.add_parser(name, help=help_text, description=module.__doc__.split("\n\n")[1].replace("\n", " "))
         module.configure_parser(child)
         child.set_defaults(_bench_module=module)
 
@@ -261,7 +379,8 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m loadtest.bench",
-        description="Measure the safety tax: direct vs gateway vs monitor sets, under load.")
+        description="Measure the safety tax: direct vs gateway vs monitor sets, under load.",
+    )
     configure_parser(parser)
     logging.basicConfig(level=logging.WARNING)
     return run(parser.parse_args(argv))

@@ -74,8 +74,7 @@ def saturation_flags(cores: Mapping[str, float | None], cpu_count: int) -> list[
         value = cores.get(role)
         return value is not None and value >= limit
 
-    if over(LOAD_BUSIEST if cores.get(LOAD_BUSIEST) is not None else LOAD_GENERATOR,
-            PROCESS_BOUND):
+    if over(LOAD_BUSIEST if cores.get(LOAD_BUSIEST) is not None else LOAD_GENERATOR, PROCESS_BOUND):
         flags.append(CLIENT_BOUND)
     if over(UPSTREAM, PROCESS_BOUND):
         flags.append(UPSTREAM_BOUND)
@@ -131,9 +130,13 @@ class CpuSampler:
     every ``children_every_s`` only: listing them scans all of /proc.
     """
 
-    def __init__(self, interval_s: float = 0.2, children_every_s: float = 2.0,
-                 clock: Callable[[], float] = time.time,
-                 machine: Callable[[], float] = machine_busy_seconds) -> None:
+    def __init__(
+        self,
+        interval_s: float = 0.2,
+        children_every_s: float = 2.0,
+        clock: Callable[[], float] = time.time,
+        machine: Callable[[], float] = machine_busy_seconds,
+    ) -> None:
         self.interval_s = interval_s
         self.children_every_s = children_every_s
         self._clock = clock

@@ -69,12 +69,10 @@ def first_users(users: Sequence[int]) -> list[int]:
 
 def process_cores(processes: Sequence[Mapping], begin: float, end: float) -> list[float | None]:
     """Mean cores of each worker over ``[begin, end]`` from the CPU series it reported."""
-    return [cpu.cores_between([tuple(point) for point in p.get("cpu", ())], begin, end)
-            for p in processes]
+    return [cpu.cores_between([tuple(point) for point in p.get("cpu", ())], begin, end) for p in processes]
 
 
-def load_cores(generator: LoadGenerator, sampler: cpu.CpuSampler, begin: float,
-               end: float) -> dict[str, float | None]:
+def load_cores(generator: LoadGenerator, sampler: cpu.CpuSampler, begin: float, end: float) -> dict[str, float | None]:
     """The load parts of a round's CPU: all load processes together, and the busiest one."""
     master = cpu.cores_between(sampler.series(cpu.LOAD_GENERATOR), begin, end)
     workers = process_cores(getattr(generator, "processes", ()), begin, end)
@@ -103,12 +101,29 @@ class DistributedGenerator(LoadGenerator):
     def _start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         host, port = self.layout.bind_address()
-        argv = [sys.executable, "-m", "loadtest.bench.locustmaster", "--bind", f"{host}:{port}",
-                "--workers", str(self.layout.workers), "--timeout", str(self.start_timeout_s)]
+        argv = [
+            sys.executable,
+            "-m",
+            "loadtest.bench.locustmaster",
+            "--bind",
+            f"{host}:{port}",
+            "--workers",
+            str(self.layout.workers),
+            "--timeout",
+            str(self.start_timeout_s),
+        ]
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                env=child_env(), cwd=PROJECT_ROOT, start_new_session=True, text=True, bufsize=1)
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=child_env(),
+                cwd=PROJECT_ROOT,
+                start_new_session=True,
+                text=True,
+                bufsize=1,
+            )
         listening = self._read_line(60.0)
         if not listening.startswith("listening "):
             raise self._failure("(master) did not start")
@@ -123,10 +138,14 @@ class DistributedGenerator(LoadGenerator):
         log_path = self.worker_log(index)
         with log_path.open("wb") as log:
             return subprocess.Popen(
-                [sys.executable, "-m", "loadtest.bench.locustworker",
-                 "--master", f"{LOOPBACK}:{port}"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=child_env(),
-                cwd=PROJECT_ROOT, start_new_session=True)
+                [sys.executable, "-m", "loadtest.bench.locustworker", "--master", f"{LOOPBACK}:{port}"],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=child_env(),
+                cwd=PROJECT_ROOT,
+                start_new_session=True,
+            )
 
     def worker_log(self, index: int) -> Path:
         return self.log_path.with_name(f"{self.log_path.stem}-worker-{index + 1}.log")
@@ -140,8 +159,9 @@ class DistributedGenerator(LoadGenerator):
     def run(self, message: dict, timeout_s: float) -> dict:
         dead = [i + 1 for i, w in enumerate(self.workers) if w.poll() is not None]
         if dead:
-            raise LoadLost(f"local Locust worker(s) {', '.join(map(str, dead))} exited; see "
-                           f"{self.worker_log(dead[0] - 1)}")
+            raise LoadLost(
+                f"local Locust worker(s) {', '.join(map(str, dead))} exited; see {self.worker_log(dead[0] - 1)}"
+            )
         try:
             answer = super().run(message, timeout_s)
         except ProcessError as exc:
@@ -153,8 +173,10 @@ class DistributedGenerator(LoadGenerator):
 
     def _failure(self, what: str) -> ProcessError:
         lost = "lost a worker" in what
-        text = (f"the load generator (Locust) {what}\n  log: {self.log_path}\n"
-                f"--- last lines of its log ---\n{log_tail(self.log_path)}")
+        text = (
+            f"the load generator (Locust) {what}\n  log: {self.log_path}\n"
+            f"--- last lines of its log ---\n{log_tail(self.log_path)}"
+        )
         return LoadLost(text) if lost else ProcessError(text)
 
     def stop(self) -> None:
@@ -181,22 +203,27 @@ def watch_load(generator: LoadGenerator, sampler: cpu.CpuSampler) -> None:
         sampler.watch(cpu.LOAD_GENERATOR, generator.pid)
 
 
-def round_load_cores(generator: LoadGenerator, sampler: cpu.CpuSampler,
-                     samples: Sequence) -> dict[str, float | None]:
+def round_load_cores(generator: LoadGenerator, sampler: cpu.CpuSampler, samples: Sequence) -> dict[str, float | None]:
     """The load parts of a round: all load processes, the busiest (one process: itself)."""
     begin, end, _ = steady_window(samples)
     return load_cores(generator, sampler, begin, end)
 
 
-def lost_rounds(exc: LoadLost, plan: Sequence[tuple[int, object, str]],
-                samples: Mapping[tuple[str, int], Sequence]) -> list[str]:
+def lost_rounds(
+    exc: LoadLost, plan: Sequence[tuple[int, object, str]], samples: Mapping[tuple[str, int], Sequence]
+) -> list[str]:
     """What a run that lost its load generator did not measure, for the report."""
     planned: dict[tuple[str, int], int] = {}
     for _repeat, level, name in plan:
         key = (name, level.users)
         planned[key] = planned.get(key, 0) + 1
-    short = [f"{name} at {users} users: {len(samples.get((name, users), ()))} of {n} rounds"
-             for (name, users), n in planned.items() if len(samples.get((name, users), ())) < n]
+    short = [
+        f"{name} at {users} users: {len(samples.get((name, users), ()))} of {n} rounds"
+        for (name, users), n in planned.items()
+        if len(samples.get((name, users), ())) < n
+    ]
     first_line = str(exc).strip().splitlines()[0]
-    return [f"{first_line}; the rounds stopped there and the report has what was measured "
-            f"before (the round in progress is dropped): {'; '.join(short)}"]
+    return [
+        f"{first_line}; the rounds stopped there and the report has what was measured "
+        f"before (the round in progress is dropped): {'; '.join(short)}"
+    ]

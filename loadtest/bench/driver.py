@@ -27,8 +27,12 @@ from loadtest.bench.rounds import round_options
 
 
 def run_round(spec: dict) -> dict:
-    env = Environment(user_classes=[locustfile.LLMUser], host=spec["host"],
-                      events=locustfile.events, parsed_options=round_options(spec))
+    env = Environment(
+        user_classes=[locustfile.LLMUser],
+        host=spec["host"],
+        events=locustfile.events,
+        parsed_options=round_options(spec),
+    )
     runner = env.create_local_runner()
     users = int(spec["users"])
     # The loop's cached clock stood still while we blocked on stdin between rounds; timers
@@ -41,9 +45,10 @@ def run_round(spec: dict) -> dict:
         if workload is None or workload.stop_sending():
             runner.quit()
 
-    timers = [gevent.spawn_later(float(spec["duration_s"]), time_is_up),
-              gevent.spawn_later(float(spec["duration_s"]) + float(spec["stop_timeout_s"]),
-                                 runner.quit)]
+    timers = [
+        gevent.spawn_later(float(spec["duration_s"]), time_is_up),
+        gevent.spawn_later(float(spec["duration_s"]) + float(spec["stop_timeout_s"]), runner.quit),
+    ]
     runner.greenlet.join()
     gevent.killall(timers)
     return {"ok": True, "errors": len(runner.errors)}
@@ -57,8 +62,7 @@ def main() -> int:
         try:
             answer = run_round(json.loads(line))
         except Exception as exc:  # noqa: BLE001 - the bench reports it and stops the run
-            answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}",
-                      "traceback": traceback.format_exc()}
+            answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
         print(json.dumps(answer), flush=True)
     return 0
 

@@ -34,20 +34,55 @@ def simulator(port: int, *, profile: str, model: str, seed: int, log: Path) -> M
     base = f"http://{LOOPBACK}:{port}"
     return ManagedProcess(
         "simulator",
-        [sys.executable, "-m", "loadtest.sim", "--host", LOOPBACK, "--port", str(port),
-         "--profile", profile, "--output-mode", "echo", "--seed", str(seed), "--model", model,
-         "--log-level", "warning"],
-        log, base + "/health", base)
+        [
+            sys.executable,
+            "-m",
+            "loadtest.sim",
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(port),
+            "--profile",
+            profile,
+            "--output-mode",
+            "echo",
+            "--seed",
+            str(seed),
+            "--model",
+            model,
+            "--log-level",
+            "warning",
+        ],
+        log,
+        base + "/health",
+        base,
+    )
 
 
-def gateway(scenario: Scenario, matrix: Matrix, *, upstream: str, port: int, work_dir: Path,
-            detoxify_files: tuple[Path, Path] | None, classifier: tuple[str, str] | None = None,
-            tag: str = "") -> ManagedProcess:
+def gateway(
+    scenario: Scenario,
+    matrix: Matrix,
+    *,
+    upstream: str,
+    port: int,
+    work_dir: Path,
+    detoxify_files: tuple[Path, Path] | None,
+    classifier: tuple[str, str] | None = None,
+    tag: str = "",
+) -> ManagedProcess:
     """A gateway with ``scenario``'s monitors in front of ``upstream``; its config and log
     are named after the scenario (and ``tag``). ``classifier``: (URL, model) of the engine
     serving its ``classifier`` monitors."""
-    config = gateway_config(scenario, matrix, upstream=upstream, host=LOOPBACK, port=port,
-                            work_dir=work_dir, detoxify_files=detoxify_files, classifier=classifier)
+    config = gateway_config(
+        scenario,
+        matrix,
+        upstream=upstream,
+        host=LOOPBACK,
+        port=port,
+        work_dir=work_dir,
+        detoxify_files=detoxify_files,
+        classifier=classifier,
+    )
     name = f"{tag}gateway-{scenario.name}"
     config_path = work_dir / "configs" / f"{name}.yaml"
     config_path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,28 +91,55 @@ def gateway(scenario: Scenario, matrix: Matrix, *, upstream: str, port: int, wor
     return ManagedProcess(
         f"{tag.rstrip('-') + ' ' if tag else ''}gateway for scenario {scenario.name!r}",
         [sys.executable, "-m", "gateway", "--log-level", "warning", "serve", "--config", str(config_path)],
-        work_dir / "logs" / f"{name}.log", base + "/ready", base)
+        work_dir / "logs" / f"{name}.log",
+        base + "/ready",
+        base,
+    )
 
 
 @contextmanager
-def echo_gateways(scenarios: list[Scenario], matrix: Matrix, *, model: str, seed: int, work_dir: Path,
-                  detoxify_files: dict[str, tuple[Path, Path]], ready_timeout_s: float,
-                  console: Console, classifier: tuple[str, str] | None = None,
-                  sim_classifier_model: str = "sim-guard") -> Iterator[dict[str, str]]:
+def echo_gateways(
+    scenarios: list[Scenario],
+    matrix: Matrix,
+    *,
+    model: str,
+    seed: int,
+    work_dir: Path,
+    detoxify_files: dict[str, tuple[Path, Path]],
+    ready_timeout_s: float,
+    console: Console,
+    classifier: tuple[str, str] | None = None,
+    sim_classifier_model: str = "sim-guard",
+) -> Iterator[dict[str, str]]:
     """An echo simulator serving ``model`` and a gateway per monitor set in front of it,
     for the safety pass; yields the gateways' URLs by scenario; stops them all on exit.
     ``classifier`` monitors call ``classifier`` (URL, model), else the simulator's /classify."""
     sets = [s for s in scenarios if s.is_monitor_set]
     taken: set[int] = set()
     with ProcessGroup() as group:
-        sim = group.add(simulator(free_port(taken=taken), profile=SAFETY_SIM_PROFILE, model=model,
-                                  seed=seed, log=work_dir / "logs" / "safety-simulator.log"))
+        sim = group.add(
+            simulator(
+                free_port(taken=taken),
+                profile=SAFETY_SIM_PROFILE,
+                model=model,
+                seed=seed,
+                log=work_dir / "logs" / "safety-simulator.log",
+            )
+        )
         urls = {}
         for scenario in sets:
-            process = group.add(gateway(
-                scenario, matrix, upstream=sim.base_url, port=free_port(taken=taken), work_dir=work_dir,
-                detoxify_files=detoxify_files.get(scenario.local_detoxify or ""),
-                classifier=classifier or (sim.base_url, sim_classifier_model), tag="safety-"))
+            process = group.add(
+                gateway(
+                    scenario,
+                    matrix,
+                    upstream=sim.base_url,
+                    port=free_port(taken=taken),
+                    work_dir=work_dir,
+                    detoxify_files=detoxify_files.get(scenario.local_detoxify or ""),
+                    classifier=classifier or (sim.base_url, sim_classifier_model),
+                    tag="safety-",
+                )
+            )
             urls[scenario.name] = process.base_url
         with console.status(f"safety pass: starting an echo simulator and {len(sets)} gateway(s)..."):
             group.start_all()

@@ -23,9 +23,10 @@ def level_summaries(rows: Sequence[schema.ScenarioRow]) -> list[schema.LevelSumm
     for row in rows:
         flags = levels.setdefault(row.concurrency, [])
         flags += [f for f in row.flags if f not in flags]
-    return [schema.LevelSummary(concurrency=level, flags=sorted(flags),
-                                saturated=is_saturated(flags))
-            for level, flags in sorted(levels.items())]
+    return [
+        schema.LevelSummary(concurrency=level, flags=sorted(flags), saturated=is_saturated(flags))
+        for level, flags in sorted(levels.items())
+    ]
 
 
 def headline_level(levels: Sequence[schema.LevelSummary]) -> int | None:
@@ -35,9 +36,13 @@ def headline_level(levels: Sequence[schema.LevelSummary]) -> int | None:
     return min((s.concurrency for s in levels), default=None)
 
 
-def headline_rows(tax: Sequence[schema.TaxRow], safety: Sequence[schema.SafetyRow],
-                  scenarios: Sequence[schema.ScenarioRow],
-                  level: int | None, targets: Collection[str] = ()) -> list[schema.HeadlineRow]:
+def headline_rows(
+    tax: Sequence[schema.TaxRow],
+    safety: Sequence[schema.SafetyRow],
+    scenarios: Sequence[schema.ScenarioRow],
+    level: int | None,
+    targets: Collection[str] = (),
+) -> list[schema.HeadlineRow]:
     """The bare gateway against direct, then each monitor set against the bare gateway
     (each of ``targets``, endpoints the bench did not start, against direct)."""
     if level is None:
@@ -53,21 +58,25 @@ def headline_rows(tax: Sequence[schema.TaxRow], safety: Sequence[schema.SafetyRo
         if t.baseline != wanted:
             continue
         s = by_safety.get(t.scenario)
-        rows.append(schema.HeadlineRow(
-            scenario=t.scenario, baseline=t.baseline, concurrency=level,
-            ttft_p50_ms=t.ttft_ms.p50 if t.ttft_ms else None,
-            e2e_p50_ms=t.e2e_ms.p50 if t.e2e_ms else None,
-            throughput_ratio=t.throughput_ratio,
-            gateway_cpu_s_per_1k_tokens=cpu.get(t.scenario),
-            cpu_s_per_1k_tokens=t.cpu_s_per_1k_tokens,
-            harmful_catch_rate=s.harmful_catch_rate if s else None,
-            false_positive_rate=s.false_positive_rate if s else None,
-            false_block_rate=s.false_block_rate if s else None,
-            false_alter_rate=s.false_alter_rate if s else None,
-            false_flag_rate=s.false_flag_rate if s else None,
-            flags=t.flags,
-            flagged_levels=_merged(flagged.get(t.scenario, {}), flagged.get(t.baseline, {})),
-        ))
+        rows.append(
+            schema.HeadlineRow(
+                scenario=t.scenario,
+                baseline=t.baseline,
+                concurrency=level,
+                ttft_p50_ms=t.ttft_ms.p50 if t.ttft_ms else None,
+                e2e_p50_ms=t.e2e_ms.p50 if t.e2e_ms else None,
+                throughput_ratio=t.throughput_ratio,
+                gateway_cpu_s_per_1k_tokens=cpu.get(t.scenario),
+                cpu_s_per_1k_tokens=t.cpu_s_per_1k_tokens,
+                harmful_catch_rate=s.harmful_catch_rate if s else None,
+                false_positive_rate=s.false_positive_rate if s else None,
+                false_block_rate=s.false_block_rate if s else None,
+                false_alter_rate=s.false_alter_rate if s else None,
+                false_flag_rate=s.false_flag_rate if s else None,
+                flags=t.flags,
+                flagged_levels=_merged(flagged.get(t.scenario, {}), flagged.get(t.baseline, {})),
+            )
+        )
     return rows
 
 

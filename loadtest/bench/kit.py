@@ -43,35 +43,76 @@ def levels(text: str) -> tuple[int, ...]:
     return values
 
 
-def add_load_options(parser: argparse.ArgumentParser, *, concurrency: Sequence[int], duration_s: float,
-                     repeats: int, warmup_s: float, users: str = "concurrent clients") -> None:
+def add_load_options(
+    parser: argparse.ArgumentParser,
+    *,
+    concurrency: Sequence[int],
+    duration_s: float,
+    repeats: int,
+    warmup_s: float,
+    users: str = "concurrent clients",
+) -> None:
     """``--concurrency``, ``--duration``, ``--repeats``, ``--warmup``, ``--seed``, ``--ci``:
     the flags the safety-tax run has, with this subcommand's defaults."""
     how = parser.add_argument_group("how long")
-    how.add_argument("--concurrency", type=levels, default=tuple(concurrency), metavar="N,N,...",
-                     help=f"{users} per level (default {','.join(map(str, concurrency))})")
-    how.add_argument("--duration", type=float, default=duration_s, metavar="S",
-                     help=f"seconds of each round (default {duration_s:g})")
-    how.add_argument("--repeats", type=int, default=repeats, metavar="N",
-                     help=f"rounds per scenario and level, interleaved (default {repeats}; an "
-                          "interval needs >= 2)")
-    how.add_argument("--warmup", type=float, default=warmup_s, metavar="S",
-                     help=f"seconds of untimed traffic first (default {warmup_s:g})")
+    how.add_argument(
+        "--concurrency",
+        type=levels,
+        default=tuple(concurrency),
+        metavar="N,N,...",
+        help=f"{users} per level (default {','.join(map(str, concurrency))})",
+    )
+    how.add_argument(
+        "--duration",
+        type=float,
+        default=duration_s,
+        metavar="S",
+        help=f"seconds of each round (default {duration_s:g})",
+    )
+    how.add_argument(
+        "--repeats",
+        type=int,
+        default=repeats,
+        metavar="N",
+        help=f"rounds per scenario and level, interleaved (default {repeats}; an interval needs >= 2)",
+    )
+    how.add_argument(
+        "--warmup",
+        type=float,
+        default=warmup_s,
+        metavar="S",
+        help=f"seconds of untimed traffic first (default {warmup_s:g})",
+    )
     how.add_argument("--seed", type=int, default=0, help="seed of the request mix and simulator")
-    how.add_argument("--ci", dest="ci_method", choices=["t", "bootstrap"], default="t",
-                     help="interval over repeats: Student t (default) or bootstrap")
+    how.add_argument(
+        "--ci",
+        dest="ci_method",
+        choices=["t", "bootstrap"],
+        default="t",
+        help="interval over repeats: Student t (default) or bootstrap",
+    )
 
 
 def add_output_options(parser: argparse.ArgumentParser, *, out: str) -> None:
     """``--out``, ``--ready-timeout``, ``--verbose``."""
     group = parser.add_argument_group("output")
-    group.add_argument("--out", type=Path, default=Path(out), metavar="DIR",
-                       help=f"report folder: report.json, report.md, report.html, server logs "
-                            f"(default ./{out})")
-    group.add_argument("--ready-timeout", type=float, default=180.0, metavar="S",
-                       help="how long servers may take to become ready (default 180)")
-    group.add_argument("--verbose", action="store_true",
-                       help="show the libraries' INFO logs (each HTTP request, ...) on the terminal")
+    group.add_argument(
+        "--out",
+        type=Path,
+        default=Path(out),
+        metavar="DIR",
+        help=f"report folder: report.json, report.md, report.html, server logs (default ./{out})",
+    )
+    group.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=180.0,
+        metavar="S",
+        help="how long servers may take to become ready (default 180)",
+    )
+    group.add_argument(
+        "--verbose", action="store_true", help="show the libraries' INFO logs (each HTTP request, ...) on the terminal"
+    )
 
 
 def check_load_options(args: argparse.Namespace) -> None:
@@ -104,8 +145,9 @@ def terminate(signum, _frame) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def guarded(name: str, console: Console, work: Callable[[], int],
-            usage_errors: tuple[type[Exception], ...] = (ValueError,)) -> int:
+def guarded(
+    name: str, console: Console, work: Callable[[], int], usage_errors: tuple[type[Exception], ...] = (ValueError,)
+) -> int:
     """Run ``work`` as a subcommand: SIGTERM unwinds like Ctrl-C (servers stopped), a usage
     error is status 2, a server that failed 1, an interrupt 130; each said in one line."""
     from loadtest.harness import ProcessError
@@ -158,8 +200,7 @@ class PhaseClock:
         self._last = now
 
 
-def round_plan(names: list[str],
-               levels: tuple[LevelPlan, ...]) -> list[tuple[int, LevelPlan, str]]:
+def round_plan(names: list[str], levels: tuple[LevelPlan, ...]) -> list[tuple[int, LevelPlan, str]]:
     """``(repeat, level, scenario)`` in run order: interleaved, rotating the start.
 
     Repeat r runs every level that has an r-th repeat, each with every scenario once.
@@ -180,9 +221,10 @@ def round_plan(names: list[str],
 def simple_levels(concurrency: Sequence[int], repeats: int, duration_s: float) -> tuple[LevelPlan, ...]:
     """Timed rounds of ``duration_s`` at each level, ``repeats`` of each: the plan of the
     subcommands that have no profile."""
-    return tuple(LevelPlan(users=users, repeats=repeats, requests=0,
-                           duration_s=max(1, round(duration_s)), stagger_s=0.0)
-                 for users in concurrency)
+    return tuple(
+        LevelPlan(users=users, repeats=repeats, requests=0, duration_s=max(1, round(duration_s)), stagger_s=0.0)
+        for users in concurrency
+    )
 
 
 def machine_description() -> dict[str, object]:
@@ -197,10 +239,12 @@ def machine_description() -> dict[str, object]:
 def meta_lines(meta: dict) -> list[str]:
     """The "Run" list of a subcommand's report: when, where, how, how long."""
     machine = machine_description()
-    lines = [f"- date: {meta['date']}",
-             f"- machine: {machine['cpu_count']} CPUs, {machine['platform']}, Python {machine['python']}",
-             f"- command: `{meta['command']}`",
-             f"- interval over repeats: {meta.get('ci_method', 't')}; wall time {meta['wall_s']:.0f} s"]
+    lines = [
+        f"- date: {meta['date']}",
+        f"- machine: {machine['cpu_count']} CPUs, {machine['platform']}, Python {machine['python']}",
+        f"- command: `{meta['command']}`",
+        f"- interval over repeats: {meta.get('ci_method', 't')}; wall time {meta['wall_s']:.0f} s",
+    ]
     if meta.get("phases_s"):
         lines[-1] += " (" + ", ".join(f"{k} {v:.0f} s" for k, v in meta["phases_s"].items()) + ")"
     return lines

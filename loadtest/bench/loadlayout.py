@@ -40,8 +40,10 @@ class LoadLayout:
         parts = [f"{self.local} on this host"] if self.local else []
         if self.remote:
             parts.append(f"{self.remote} joined from elsewhere (taxgate bench worker)")
-        return (f"load: a Locust master and {self.workers} worker process(es), "
-                f"{' and '.join(parts)}; users numbered across workers as in one process")
+        return (
+            f"load: a Locust master and {self.workers} worker process(es), "
+            f"{' and '.join(parts)}; users numbered across workers as in one process"
+        )
 
 
 def split_host_port(text: str, flag: str) -> tuple[str, int]:
@@ -53,6 +55,10 @@ def split_host_port(text: str, flag: str) -> tuple[str, int]:
 
 def add_master_flag(parser: argparse.ArgumentParser) -> None:
     """``--master HOST:PORT`` of a Locust worker (``taxgate bench worker``, local workers)."""
-    parser.add_argument("--master", required=True, metavar="HOST:PORT",
-                        help="the run's Locust master: the host running `taxgate bench "
-                             f"--expect-workers N` and its --master-bind port (default {DEFAULT_PORT})")
+    parser.add_argument(
+        "--master",
+        required=True,
+        metavar="HOST:PORT",
+        help="the run's Locust master: the host running `taxgate bench "
+        f"--expect-workers N` and its --master-bind port (default {DEFAULT_PORT})",
+    )

@@ -48,8 +48,9 @@ def local_detoxify(preset: str, cache_dir: Path, log_dir: Path) -> tuple[Path, P
     if preset == "bert-base":
         argv.append("--bert-base")
     with log_path.open("wb") as log:
-        code = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=child_env(),
-                              cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL).returncode
+        code = subprocess.run(
+            argv, stdout=log, stderr=subprocess.STDOUT, env=child_env(), cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL
+        ).returncode
     if code != 0 or not checkpoint.is_file():
         raise ProcessError(
             f"building the local Detoxify model ({preset}) failed with status {code}; "

@@ -78,9 +78,11 @@ class Coordinator:
         deadline = time.monotonic() + timeout_s
         while len(self.runner.clients.ready) < self.expected:
             if time.monotonic() > deadline:
-                return (f"only {len(self.runner.clients.ready)} of {self.expected} Locust "
-                        f"workers joined within {timeout_s:.0f} s; start the missing ones with "
-                        f"`taxgate bench worker --master HOST:{self.port}`")
+                return (
+                    f"only {len(self.runner.clients.ready)} of {self.expected} Locust "
+                    f"workers joined within {timeout_s:.0f} s; start the missing ones with "
+                    f"`taxgate bench worker --master HOST:{self.port}`"
+                )
             gevent.sleep(POLL_S)
         return None
 
@@ -90,8 +92,11 @@ class Coordinator:
 
     def _lost(self, clients: list[str]) -> list[str]:
         present = self.runner.clients
-        return [self._name(c) for c in clients if c not in self.done
-                and (c not in present or present[c].state == STATE_MISSING)]
+        return [
+            self._name(c)
+            for c in clients
+            if c not in self.done and (c not in present or present[c].state == STATE_MISSING)
+        ]
 
     def run_round(self, message: dict) -> dict:
         missing = self.wait_for_workers(WORKER_LOST_S)
@@ -105,21 +110,25 @@ class Coordinator:
         try:
             self.runner.start(users, spawn_rate=users * 100)
             self._deal(clients, int(message.get("requests", 0)))
-            cut = self._wait_done(clients, float(message["duration_s"]),
-                                  float(message["stop_timeout_s"]))
+            cut = self._wait_done(clients, float(message["duration_s"]), float(message["stop_timeout_s"]))
         finally:
             self._stop(len(clients))
         return self._answer(clients, Path(message["samples_out"]), cut)
 
     def _send_round(self, clients: list[str], options: dict) -> None:
-        prompts_id, prompts = self._prompts_for(options.get("dataset") or "",
-                                                options.get("labels", "benign"))
+        prompts_id, prompts = self._prompts_for(options.get("dataset") or "", options.get("labels", "benign"))
         for client in clients:
             fresh = self._sent.get(client) != prompts_id
-            self.runner.send_message("taxgate_round", {
-                "key": self.key, "message": options, "prompts_id": prompts_id,
-                "prompts": prompts if fresh else None,
-            }, client_id=client)
+            self.runner.send_message(
+                "taxgate_round",
+                {
+                    "key": self.key,
+                    "message": options,
+                    "prompts_id": prompts_id,
+                    "prompts": prompts if fresh else None,
+                },
+                client_id=client,
+            )
             self._sent[client] = prompts_id
 
     def _prompts_for(self, dataset: str, labels: str) -> tuple[str, list[str]]:
@@ -138,11 +147,19 @@ class Coordinator:
                 raise RoundFailed(f"lost a worker while spawning users: {', '.join(lost) or 'timeout'}")
             gevent.sleep(POLL_S)
         counts = [present[c].user_count for c in clients]
-        for client, count, first, quota in zip(clients, counts, first_users(counts),
-                                               split_quota(requests, counts), strict=True):
-            self.runner.send_message("taxgate_first_user", {
-                "key": self.key, "first_user": first, "max_requests": quota, "users": count,
-            }, client_id=client)
+        for client, count, first, quota in zip(
+            clients, counts, first_users(counts), split_quota(requests, counts), strict=True
+        ):
+            self.runner.send_message(
+                "taxgate_first_user",
+                {
+                    "key": self.key,
+                    "first_user": first,
+                    "max_requests": quota,
+                    "users": count,
+                },
+                client_id=client,
+            )
 
     def _wait_done(self, clients: list[str], duration_s: float, stop_timeout_s: float) -> bool:
         """Until every worker reported; True when the hard ceiling cut the round short."""
@@ -152,8 +169,10 @@ class Coordinator:
         while len(self.done) < len(clients):
             lost = self._lost(clients)
             if lost:
-                raise RoundFailed(f"lost a worker mid-round: {', '.join(lost)} stopped answering "
-                                  "(its process died, or its host or network failed)")
+                raise RoundFailed(
+                    f"lost a worker mid-round: {', '.join(lost)} stopped answering "
+                    "(its process died, or its host or network failed)"
+                )
             now = time.monotonic()
             if now > soft and not stop_sent:
                 self.runner.send_message("taxgate_stop_sending", {"key": self.key})
@@ -186,10 +205,13 @@ class Coordinator:
         with samples_out.open("w", encoding="utf-8") as out:
             for report in reports.values():
                 out.writelines(line + "\n" for line in report.get("samples", ()))
-        processes = [{"name": self._name(c), "pid": r.get("pid"), "cpu": r.get("cpu", [])}
-                     for c, r in reports.items()]
-        return {"ok": True, "errors": sum(r.get("errors", 0) for r in reports.values()), "cut": cut,
-                "processes": processes}
+        processes = [{"name": self._name(c), "pid": r.get("pid"), "cpu": r.get("cpu", [])} for c, r in reports.items()]
+        return {
+            "ok": True,
+            "errors": sum(r.get("errors", 0) for r in reports.values()),
+            "cut": cut,
+            "processes": processes,
+        }
 
     def quit(self) -> None:
         self.runner.quit()
@@ -225,8 +247,7 @@ def serve(coordinator: Coordinator) -> None:
         except RoundFailed as exc:
             answer = {"ok": False, "error": str(exc)}
         except Exception as exc:  # noqa: BLE001 - the bench reports it and stops the run
-            answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}",
-                      "traceback": traceback.format_exc()}
+            answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
         print(json.dumps(answer), flush=True)
 
 

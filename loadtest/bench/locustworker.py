@@ -47,9 +47,11 @@ class WorkerSide:
         self.prompts: list[str] = []  # the master's load prompts (the same on every machine)
         self.cpu: list[tuple[float, float]] = []
         self._sampler: gevent.Greenlet | None = None
-        for name, handler in (("taxgate_round", self.on_round),
-                              ("taxgate_first_user", self.on_first_user),
-                              ("taxgate_stop_sending", self.on_stop_sending)):
+        for name, handler in (
+            ("taxgate_round", self.on_round),
+            ("taxgate_first_user", self.on_first_user),
+            ("taxgate_stop_sending", self.on_stop_sending),
+        ):
             self.runner.register_message(name, handler)
         # After the locustfile's own listeners (it was imported first): the workload exists.
         env.events.test_start.add_listener(self.on_test_start)
@@ -65,8 +67,7 @@ class WorkerSide:
             self.prompts = msg.data["prompts"]
         self.samples_path.unlink(missing_ok=True)
         # The locustfile's workload loads the bundled set, whole; its prompts are then the master's.
-        options = {**msg.data["message"], "samples_out": str(self.samples_path), "dataset": "",
-                   "labels": "all"}
+        options = {**msg.data["message"], "samples_out": str(self.samples_path), "dataset": "", "labels": "all"}
         environment.parsed_options = round_options(options)
         self.cpu = [(time.time(), time.process_time())]
         self._sampler = gevent.spawn(self._sample_cpu)
@@ -110,10 +111,17 @@ class WorkerSide:
         lines = []
         if self.samples_path.exists():
             lines = self.samples_path.read_text(encoding="utf-8").splitlines()
-        self.runner.send_message("taxgate_done", {
-            "key": self.key, "samples": lines, "cpu": self.cpu, "pid": os.getpid(),
-            "host": socket.gethostname(), "errors": len(self.runner.errors),
-        })
+        self.runner.send_message(
+            "taxgate_done",
+            {
+                "key": self.key,
+                "samples": lines,
+                "cpu": self.cpu,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "errors": len(self.runner.errors),
+            },
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -127,12 +135,18 @@ def run(args: argparse.Namespace) -> int:
     try:
         env.create_worker_runner(host, port)
     except ConnectionError:
-        print(f"taxgate bench worker: no Locust master answered at {host}:{port}; is "
-              "`taxgate bench --expect-workers N` running there?", file=sys.stderr)
+        print(
+            f"taxgate bench worker: no Locust master answered at {host}:{port}; is "
+            "`taxgate bench --expect-workers N` running there?",
+            file=sys.stderr,
+        )
         return 1
     WorkerSide(env, work_dir)
-    print(f"taxgate bench worker: joined the Locust master at {host}:{port}; running its "
-          "rounds until the bench ends", file=sys.stderr, flush=True)
+    print(
+        f"taxgate bench worker: joined the Locust master at {host}:{port}; running its rounds until the bench ends",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         env.runner.greenlet.join()
     except KeyboardInterrupt:
@@ -143,8 +157,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.bench.locustworker",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m loadtest.bench.locustworker", description=__doc__.split("\n\n")[0])
     add_master_flag(parser)
     return run(parser.parse_args(argv))
 

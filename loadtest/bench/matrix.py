@@ -89,8 +89,7 @@ class Matrix(BaseModel):
                 self.streaming_for(name)
             except ValidationError as exc:
                 problems = "; ".join(
-                    f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
-                    for e in exc.errors()
+                    f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors()
                 )
                 raise ValueError(f"sets.{name}.streaming (over the default): {problems}") from None
         return self
@@ -110,10 +109,7 @@ class Matrix(BaseModel):
             return list(self.sets)
         unknown = [n for n in names if n not in self.sets]
         if unknown:
-            raise MatrixError(
-                f"unknown monitor set(s) {', '.join(unknown)}; the matrix has "
-                f"{', '.join(self.sets)}"
-            )
+            raise MatrixError(f"unknown monitor set(s) {', '.join(unknown)}; the matrix has {', '.join(self.sets)}")
         return list(dict.fromkeys(names))
 
 

@@ -39,49 +39,127 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     # Dests carry a prefix: `taxgate bench` has flags of the same names, and argparse
     # copies a subcommand's values over its parent's.
     what = parser.add_argument_group("what to measure")
-    what.add_argument("--monitors", dest="m_monitors", type=_names, default=("detoxify",),
-                      metavar="A,B", help="monitors to measure, by registry name (default detoxify); "
-                                          "each is built as the gateway builds it, with default options")
-    what.add_argument("--model", dest="m_model", choices=PRESETS, default="bert-base",
-                      help="the local random-weight Detoxify model: bert-base (the real model's cost, "
-                           "the default) or tiny (a smoke test in seconds)")
-    what.add_argument("--model-dir", dest="m_model_dir", type=Path, metavar="DIR",
-                      help="use the Detoxify checkpoint in DIR (detoxify.ckpt and hf-config/, as "
-                           "`python -m loadtest.tiny_detoxify DIR` writes) instead of --model")
-    what.add_argument("--device", dest="m_device", choices=["cpu", "cuda"], default="cpu",
-                      help="where Detoxify runs (default cpu)")
-    what.add_argument("--batches", dest="m_batches", type=_batches, default=(1, 32),
-                      metavar="N,N,...", help="max_batch settings of the micro-batcher to compare; the "
-                                              "smallest is the speed-up baseline (default 1,32)")
-    what.add_argument("--dataset", dest="m_dataset", type=Path, metavar="PATH",
-                      help="JSONL/CSV file or folder of texts (default: the bundled datasets)")
+    what.add_argument(
+        "--monitors",
+        dest="m_monitors",
+        type=_names,
+        default=("detoxify",),
+        metavar="A,B",
+        help="monitors to measure, by registry name (default detoxify); "
+        "each is built as the gateway builds it, with default options",
+    )
+    what.add_argument(
+        "--model",
+        dest="m_model",
+        choices=PRESETS,
+        default="bert-base",
+        help="the local random-weight Detoxify model: bert-base (the real model's cost, "
+        "the default) or tiny (a smoke test in seconds)",
+    )
+    what.add_argument(
+        "--model-dir",
+        dest="m_model_dir",
+        type=Path,
+        metavar="DIR",
+        help="use the Detoxify checkpoint in DIR (detoxify.ckpt and hf-config/, as "
+        "`python -m loadtest.tiny_detoxify DIR` writes) instead of --model",
+    )
+    what.add_argument(
+        "--device", dest="m_device", choices=["cpu", "cuda"], default="cpu", help="where Detoxify runs (default cpu)"
+    )
+    what.add_argument(
+        "--batches",
+        dest="m_batches",
+        type=_batches,
+        default=(1, 32),
+        metavar="N,N,...",
+        help="max_batch settings of the micro-batcher to compare; the smallest is the speed-up baseline (default 1,32)",
+    )
+    what.add_argument(
+        "--dataset",
+        dest="m_dataset",
+        type=Path,
+        metavar="PATH",
+        help="JSONL/CSV file or folder of texts (default: the bundled datasets)",
+    )
     how = parser.add_argument_group("how long")
-    how.add_argument("--concurrency", dest="m_concurrency", type=int, default=32, metavar="C",
-                     help="concurrent requests, each with one text in flight (default 32)")
+    how.add_argument(
+        "--concurrency",
+        dest="m_concurrency",
+        type=int,
+        default=32,
+        metavar="C",
+        help="concurrent requests, each with one text in flight (default 32)",
+    )
     stop = how.add_mutually_exclusive_group()
-    stop.add_argument("--duration", dest="m_duration", type=float, metavar="S",
-                      help="seconds each round issues texts; those in flight are still counted "
-                           "(default 10 unless --requests)")
-    stop.add_argument("--requests", dest="m_requests", type=int, metavar="N",
-                      help="texts per round instead of a duration")
-    how.add_argument("--repeats", dest="m_repeats", type=int, default=3, metavar="N",
-                     help="rounds per setting, interleaved (default 3; the interval needs >= 2)")
-    how.add_argument("--max-wait-ms", dest="m_max_wait_ms", type=float, default=BatchSpec().max_wait_ms,
-                     metavar="MS", help="how long the batcher waits to fill a batch (default %(default)s, "
-                                        "the gateway's)")
-    how.add_argument("--warmup", dest="m_warmup", type=int, default=2, metavar="N",
-                     help="untimed calls per monitor and batch size before the rounds (default 2)")
-    how.add_argument("--torch-threads", dest="m_torch_threads", type=int, metavar="N",
-                     help="torch intra-op threads (default: torch's own, usually the core count)")
-    how.add_argument("--seed", dest="m_seed", type=int, default=0, metavar="N",
-                     help="seed of the text order (default 0)")
-    how.add_argument("--ci", dest="m_ci_method", choices=["t", "bootstrap"], default="t",
-                     help="interval over repeats: Student t (default) or bootstrap")
+    stop.add_argument(
+        "--duration",
+        dest="m_duration",
+        type=float,
+        metavar="S",
+        help="seconds each round issues texts; those in flight are still counted (default 10 unless --requests)",
+    )
+    stop.add_argument(
+        "--requests", dest="m_requests", type=int, metavar="N", help="texts per round instead of a duration"
+    )
+    how.add_argument(
+        "--repeats",
+        dest="m_repeats",
+        type=int,
+        default=3,
+        metavar="N",
+        help="rounds per setting, interleaved (default 3; the interval needs >= 2)",
+    )
+    how.add_argument(
+        "--max-wait-ms",
+        dest="m_max_wait_ms",
+        type=float,
+        default=BatchSpec().max_wait_ms,
+        metavar="MS",
+        help="how long the batcher waits to fill a batch (default %(default)s, the gateway's)",
+    )
+    how.add_argument(
+        "--warmup",
+        dest="m_warmup",
+        type=int,
+        default=2,
+        metavar="N",
+        help="untimed calls per monitor and batch size before the rounds (default 2)",
+    )
+    how.add_argument(
+        "--torch-threads",
+        dest="m_torch_threads",
+        type=int,
+        metavar="N",
+        help="torch intra-op threads (default: torch's own, usually the core count)",
+    )
+    how.add_argument(
+        "--seed", dest="m_seed", type=int, default=0, metavar="N", help="seed of the text order (default 0)"
+    )
+    how.add_argument(
+        "--ci",
+        dest="m_ci_method",
+        choices=["t", "bootstrap"],
+        default="t",
+        help="interval over repeats: Student t (default) or bootstrap",
+    )
     out = parser.add_argument_group("output")
-    out.add_argument("--out", dest="m_out", type=Path, default=Path("taxgate-monitors"), metavar="DIR",
-                     help="report folder: report.json, report.md, report.html (default ./taxgate-monitors)")
-    out.add_argument("--cache-dir", dest="m_cache_dir", type=Path, default=Path.home() / ".cache" / "taxgate",
-                     metavar="DIR", help="where locally built models are kept (shared with `taxgate bench`)")
+    out.add_argument(
+        "--out",
+        dest="m_out",
+        type=Path,
+        default=Path("taxgate-monitors"),
+        metavar="DIR",
+        help="report folder: report.json, report.md, report.html (default ./taxgate-monitors)",
+    )
+    out.add_argument(
+        "--cache-dir",
+        dest="m_cache_dir",
+        type=Path,
+        default=Path.home() / ".cache" / "taxgate",
+        metavar="DIR",
+        help="where locally built models are kept (shared with `taxgate bench`)",
+    )
 
 
 def options_from_args(args: argparse.Namespace):
@@ -90,13 +168,24 @@ def options_from_args(args: argparse.Namespace):
 
     duration = args.m_duration if args.m_duration is not None or args.m_requests is not None else 10.0
     return MonitorBenchOptions(
-        monitors=args.m_monitors, model=args.m_model,
-        model_dir=args.m_model_dir.resolve() if args.m_model_dir else None, device=args.m_device,
-        batches=args.m_batches, concurrency=args.m_concurrency, duration_s=duration,
-        requests=args.m_requests, repeats=args.m_repeats, max_wait_ms=args.m_max_wait_ms,
-        warmup=args.m_warmup, torch_threads=args.m_torch_threads, dataset=args.m_dataset,
-        seed=args.m_seed, ci_method=args.m_ci_method, out=args.m_out.resolve(),
-        cache_dir=args.m_cache_dir, command=command_line(),
+        monitors=args.m_monitors,
+        model=args.m_model,
+        model_dir=args.m_model_dir.resolve() if args.m_model_dir else None,
+        device=args.m_device,
+        batches=args.m_batches,
+        concurrency=args.m_concurrency,
+        duration_s=duration,
+        requests=args.m_requests,
+        repeats=args.m_repeats,
+        max_wait_ms=args.m_max_wait_ms,
+        warmup=args.m_warmup,
+        torch_threads=args.m_torch_threads,
+        dataset=args.m_dataset,
+        seed=args.m_seed,
+        ci_method=args.m_ci_method,
+        out=args.m_out.resolve(),
+        cache_dir=args.m_cache_dir,
+        command=command_line(),
     )
 
 
@@ -142,6 +231,5 @@ def run(args: argparse.Namespace, *, registry=None) -> int:
         out.print(rich_table(table))
     for note in report.meta.notes:
         out.print(f"[yellow]note: {note}[/]")
-    out.print(f"report: {options.out / 'report.html'}  (also report.md, report.json) - "
-              f"{report.meta.wall_s:.0f} s")
+    out.print(f"report: {options.out / 'report.html'}  (also report.md, report.json) - {report.meta.wall_s:.0f} s")
     return 0

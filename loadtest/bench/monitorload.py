@@ -70,8 +70,9 @@ def padded(lengths: Sequence[int]) -> int:
     return len(lengths) * max(lengths, default=0)
 
 
-def split_encodable(texts: Sequence[str], encoded: Sequence[Sequence[int]],
-                    vocab_size: int) -> tuple[dict[str, int], list[str]]:
+def split_encodable(
+    texts: Sequence[str], encoded: Sequence[Sequence[int]], vocab_size: int
+) -> tuple[dict[str, int], list[str]]:
     """``({text: tokens} of the texts the model can embed, [texts it cannot])``.
 
     A vocab.txt with duplicate lines gives ids past the embedding table, and such a
@@ -118,12 +119,11 @@ async def run_round(
     registry = CollectorRegistry()
     batcher = None
     if variant.max_batch is not None:
-        spec = BatchSpec(max_batch=variant.max_batch, max_wait_ms=max_wait_ms,
-                         max_queue=max(1024, concurrency))
-        batcher = MicroBatcher(counted, spec, name=variant.monitor,
-                               metrics=MonitorMetrics(registry), clock=clock)
+        spec = BatchSpec(max_batch=variant.max_batch, max_wait_ms=max_wait_ms, max_queue=max(1024, concurrency))
+        batcher = MicroBatcher(counted, spec, name=variant.monitor, metrics=MonitorMetrics(registry), clock=clock)
         submit: Callable[[list[str]], Awaitable[list[Finding]]] = batcher.submit
     else:
+
         async def submit(batch: list[str]) -> list[Finding]:
             return counted(batch)
 
@@ -160,7 +160,13 @@ async def run_round(
         batches = int(registry.get_sample_value("taxgate_monitor_batch_size_count", labels) or 0)
         batched_texts = int(registry.get_sample_value("taxgate_monitor_batch_size_sum", labels) or 0)
     return RoundResult(
-        variant=variant, repeat=repeat, latencies_s=tuple(latencies), wall_s=last_done - start,
-        batches=batches, batched_texts=batched_texts, tokens=tally[0], padded_tokens=tally[1],
+        variant=variant,
+        repeat=repeat,
+        latencies_s=tuple(latencies),
+        wall_s=last_done - start,
+        batches=batches,
+        batched_texts=batched_texts,
+        tokens=tally[0],
+        padded_tokens=tally[1],
         cpu_s=cpu_clock() - cpu_start,
     )

@@ -102,10 +102,17 @@ def _ms(p: Percentiles | None, n: int) -> schema.Percentiles | None:
 
 def _row(s: VariantStats) -> VariantRow:
     return VariantRow(
-        monitor=s.variant.monitor, max_batch=s.variant.max_batch, rounds=s.rounds, texts=s.texts,
-        texts_per_s=_interval(s.texts_per_s), texts_per_cpu_s=s.texts_per_cpu_s,
-        latency_ms=_ms(s.latency_s, s.texts), mean_batch=s.mean_batch, padding=s.padding,
-        speedup=_interval(s.speedup), baseline=s.baseline,
+        monitor=s.variant.monitor,
+        max_batch=s.variant.max_batch,
+        rounds=s.rounds,
+        texts=s.texts,
+        texts_per_s=_interval(s.texts_per_s),
+        texts_per_cpu_s=s.texts_per_cpu_s,
+        latency_ms=_ms(s.latency_s, s.texts),
+        mean_batch=s.mean_batch,
+        padding=s.padding,
+        speedup=_interval(s.speedup),
+        baseline=s.baseline,
     )
 
 
@@ -113,26 +120,48 @@ def build_report(result: MonitorBenchResult, machine: dict) -> MonitorReport:
     options = result.options
     stats = variant_stats(result.rounds, options.ci_method, random.Random(options.seed))
     rounds = [
-        RoundRow(monitor=r.variant.monitor, max_batch=r.variant.max_batch, repeat=r.repeat,
-                 texts=r.texts, wall_s=r.wall_s, texts_per_s=r.texts_per_s, batches=r.batches,
-                 mean_batch=mean_batch(r.batched_texts, r.batches), tokens=r.tokens,
-                 padded_tokens=r.padded_tokens, cores_used=r.cores_used)
+        RoundRow(
+            monitor=r.variant.monitor,
+            max_batch=r.variant.max_batch,
+            repeat=r.repeat,
+            texts=r.texts,
+            wall_s=r.wall_s,
+            texts_per_s=r.texts_per_s,
+            batches=r.batches,
+            mean_batch=mean_batch(r.batched_texts, r.batches),
+            tokens=r.tokens,
+            padded_tokens=r.padded_tokens,
+            cores_used=r.cores_used,
+        )
         for r in result.rounds
     ]
-    per_round = (f"{options.duration_s:g} s" if options.requests is None
-                 else f"{options.requests} texts")
+    per_round = f"{options.duration_s:g} s" if options.requests is None else f"{options.requests} texts"
     meta = MonitorMeta(
-        date=result.started_at.isoformat(timespec="seconds"), machine=schema.Machine(**machine),
-        command=options.command, monitors=list(options.monitors), model=result.model,
-        concurrency=options.concurrency, batches=list(options.batches), per_round=per_round,
-        repeats=options.repeats, max_wait_ms=options.max_wait_ms, texts=result.texts,
-        tokens_mean=result.tokens_mean, tokens_max=result.tokens_max, torch=result.torch,
-        torch_threads=result.torch_threads, load_avg_before=list(result.load_avg_before),
-        load_avg_after=list(result.load_avg_after), cores_used=result.cores_used,
-        ci_method=options.ci_method, wall_s=result.wall_s, notes=list(result.notes),
+        date=result.started_at.isoformat(timespec="seconds"),
+        machine=schema.Machine(**machine),
+        command=options.command,
+        monitors=list(options.monitors),
+        model=result.model,
+        concurrency=options.concurrency,
+        batches=list(options.batches),
+        per_round=per_round,
+        repeats=options.repeats,
+        max_wait_ms=options.max_wait_ms,
+        texts=result.texts,
+        tokens_mean=result.tokens_mean,
+        tokens_max=result.tokens_max,
+        torch=result.torch,
+        torch_threads=result.torch_threads,
+        load_avg_before=list(result.load_avg_before),
+        load_avg_after=list(result.load_avg_after),
+        cores_used=result.cores_used,
+        ci_method=options.ci_method,
+        wall_s=result.wall_s,
+        notes=list(result.notes),
     )
-    return MonitorReport(meta=meta, headline=[_row(s) for s in headline(stats)],
-                         variants=[_row(s) for s in stats], rounds=rounds)
+    return MonitorReport(
+        meta=meta, headline=[_row(s) for s in headline(stats)], variants=[_row(s) for s in stats], rounds=rounds
+    )
 
 
 def _setting(row: VariantRow) -> str:
@@ -171,8 +200,14 @@ def _number(value: float | None, fmt: str = ".1f") -> str:
 
 def headline_table(report: MonitorReport) -> Table:
     rows = [
-        (h.monitor, _setting(h), _rate(h.texts_per_s), _latency(h.latency_ms, "p50"),
-         _speedup(h), h.baseline.rsplit(" ", 1)[-1] if h.baseline else "-")
+        (
+            h.monitor,
+            _setting(h),
+            _rate(h.texts_per_s),
+            _latency(h.latency_ms, "p50"),
+            _speedup(h),
+            h.baseline.rsplit(" ", 1)[-1] if h.baseline else "-",
+        )
         for h in report.headline
     ]
     m = report.meta
@@ -188,16 +223,35 @@ def headline_table(report: MonitorReport) -> Table:
 
 def variants_table(report: MonitorReport) -> Table:
     rows = [
-        (v.monitor, _setting(v), _rate(v.texts_per_s), _per_s(v.texts_per_cpu_s),
-         _latency(v.latency_ms, "p50"), _latency(v.latency_ms, "p99"), _number(v.mean_batch),
-         share(v.padding), _speedup(v), f"{v.texts:,}")
+        (
+            v.monitor,
+            _setting(v),
+            _rate(v.texts_per_s),
+            _per_s(v.texts_per_cpu_s),
+            _latency(v.latency_ms, "p50"),
+            _latency(v.latency_ms, "p99"),
+            _number(v.mean_batch),
+            share(v.padding),
+            _speedup(v),
+            f"{v.texts:,}",
+        )
         for v in report.variants
     ]
     m = report.meta
     return Table(
         "Per monitor and setting",
-        ("monitor", "max batch", "texts/s", "texts/CPU-s", "p50 ms", "p99 ms", "mean batch",
-         "padding", "speed-up", "texts"),
+        (
+            "monitor",
+            "max batch",
+            "texts/s",
+            "texts/CPU-s",
+            "p50 ms",
+            "p99 ms",
+            "mean batch",
+            "padding",
+            "speed-up",
+            "texts",
+        ),
         rows,
         f"{m.concurrency} concurrent single-text requests, {m.per_round} per round, "
         f"{m.repeats} interleaved repeats, max_wait {m.max_wait_ms:g} ms. Latency: submit to "
@@ -233,17 +287,19 @@ def meta_lines(report: MonitorReport) -> list[str]:
 
 def render_markdown(report: MonitorReport) -> str:
     first, *rest = all_tables(report)
-    return "\n".join([f"# {TITLE} report", "", md_table(first), "## Run", "", *meta_lines(report), "",
-                      *(md_table(t) for t in rest)])
+    return "\n".join(
+        [f"# {TITLE} report", "", md_table(first), "## Run", "", *meta_lines(report), "", *(md_table(t) for t in rest)]
+    )
 
 
 def render_html(report: MonitorReport) -> str:
     first, *rest = all_tables(report)
     meta = "".join(f"<li>{html.escape(line.removeprefix('- '))}</li>" for line in meta_lines(report))
-    return html_page(f"{TITLE} report", html_table(first, "headline") + f"<h2>Run</h2><ul>{meta}</ul>"
-                     + "".join(html_table(t) for t in rest))
+    return html_page(
+        f"{TITLE} report",
+        html_table(first, "headline") + f"<h2>Run</h2><ul>{meta}</ul>" + "".join(html_table(t) for t in rest),
+    )
 
 
 def write_report(report: MonitorReport, out_dir: Path) -> list[Path]:
     return write_files(out_dir, report, render_markdown(report), render_html(report))
-

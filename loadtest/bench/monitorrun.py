@@ -62,9 +62,12 @@ class MonitorBenchOptions:
             raise ValueError("--batches must be integers >= 1")
         if self.model not in PRESETS:
             raise ValueError(f"--model must be one of {', '.join(PRESETS)}")
-        for flag, value in (("--concurrency", self.concurrency), ("--repeats", self.repeats),
-                            ("--requests", 1 if self.requests is None else self.requests),
-                            ("--duration", 1 if self.duration_s is None else self.duration_s)):
+        for flag, value in (
+            ("--concurrency", self.concurrency),
+            ("--repeats", self.repeats),
+            ("--requests", 1 if self.requests is None else self.requests),
+            ("--duration", 1 if self.duration_s is None else self.duration_s),
+        ):
             if value <= 0:
                 raise ValueError(f"{flag} must be positive, got {value}")
         if (self.duration_s is None) == (self.requests is None):
@@ -100,11 +103,12 @@ def detoxify_files(options: MonitorBenchOptions, console: Console) -> tuple[Path
     if options.model_dir is not None:
         checkpoint, config_dir = options.model_dir / CHECKPOINT, options.model_dir / CONFIG_DIR
         if not checkpoint.is_file() or not (config_dir / "config.json").is_file():
-            raise ValueError(f"--model-dir {options.model_dir} holds no {CHECKPOINT} and "
-                             f"{CONFIG_DIR}/config.json (as `python -m loadtest.tiny_detoxify DIR` writes)")
+            raise ValueError(
+                f"--model-dir {options.model_dir} holds no {CHECKPOINT} and "
+                f"{CONFIG_DIR}/config.json (as `python -m loadtest.tiny_detoxify DIR` writes)"
+            )
         return checkpoint, config_dir, f"from {options.model_dir}"
-    console.print(f"[dim]local Detoxify model ({options.model}): building or reusing in "
-                  f"{options.cache_dir}[/]")
+    console.print(f"[dim]local Detoxify model ({options.model}): building or reusing in {options.cache_dir}[/]")
     checkpoint, config_dir = local_detoxify(options.model, options.cache_dir, options.out / "logs")
     return checkpoint, config_dir, f"local {options.model}, random weights"
 
@@ -118,8 +122,9 @@ def encode(config_dir: Path, texts: list[str]) -> list[list[int]]:
 
 
 class MonitorBenchRunner:
-    def __init__(self, options: MonitorBenchOptions, console: Console | None = None,
-                 registry: MonitorRegistry | None = None) -> None:
+    def __init__(
+        self, options: MonitorBenchOptions, console: Console | None = None, registry: MonitorRegistry | None = None
+    ) -> None:
         self.options = options
         self.console = console or Console(stderr=True)
         self.registry = registry or MonitorRegistry.from_entry_points()
@@ -132,9 +137,16 @@ class MonitorBenchRunner:
         if not texts:
             raise ValueError("the dataset has no texts")
         random.Random(options.seed).shuffle(texts)
-        result = MonitorBenchResult(options=options, rounds=[], started_at=started_at, wall_s=0.0,
-                                    texts=0, load_avg_before=load_before, load_avg_after=load_before,
-                                    cores_used=0.0)
+        result = MonitorBenchResult(
+            options=options,
+            rounds=[],
+            started_at=started_at,
+            wall_s=0.0,
+            texts=0,
+            load_avg_before=load_before,
+            load_avg_after=load_before,
+            cores_used=0.0,
+        )
         built: dict[str, Monitor] = {}
         token_count = None
         try:
@@ -142,24 +154,26 @@ class MonitorBenchRunner:
                 spec = MonitorSpec(name=name)
                 if name == DETOXIFY:
                     checkpoint, config_dir, where = detoxify_files(options, console)
-                    spec = MonitorSpec(name=name, checkpoint=str(checkpoint),
-                                       config_path=str(config_dir), device=options.device)
+                    spec = MonitorSpec(
+                        name=name, checkpoint=str(checkpoint), config_path=str(config_dir), device=options.device
+                    )
                     token_count, texts = self._tokens(config_dir, texts, result)
                     hf = json.loads((config_dir / "config.json").read_text(encoding="utf-8"))
                     result.model = f"{hf['hidden_size']}x{hf['num_hidden_layers']} BERT, {where}"
                 monitor = self.registry.build(spec)
                 if isinstance(monitor, AsyncMonitor):
                     asyncio.run(monitor.close())
-                    raise ValueError(f"monitor {name!r} has an async check: it does its own batching "
-                                     "over I/O, and this bench measures CPU-bound checks")
+                    raise ValueError(
+                        f"monitor {name!r} has an async check: it does its own batching "
+                        "over I/O, and this bench measures CPU-bound checks"
+                    )
                 built[name] = monitor
             self._torch(result)
             variants = [v for name, m in built.items() for v in self._variants(name, m)]
             self._warm_up(built, texts)
             cpu_started, rounds_started = time.process_time(), time.perf_counter()
             result.rounds = asyncio.run(self._rounds(built, variants, texts, token_count))
-            result.cores_used = ((time.process_time() - cpu_started)
-                                 / max(time.perf_counter() - rounds_started, 1e-9))
+            result.cores_used = (time.process_time() - cpu_started) / max(time.perf_counter() - rounds_started, 1e-9)
         finally:
             for monitor in built.values():
                 monitor.close()
@@ -167,22 +181,30 @@ class MonitorBenchRunner:
         result.load_avg_after = os.getloadavg()
         result.wall_s = time.monotonic() - t0
         if inline := [n for n, m in built.items() if m.inline]:
-            result.notes.append(f"{', '.join(inline)}: inline (the gateway calls it on the event loop, "
-                                "not through the micro-batcher), so --batches does not apply")
+            result.notes.append(
+                f"{', '.join(inline)}: inline (the gateway calls it on the event loop, "
+                "not through the micro-batcher), so --batches does not apply"
+            )
         # Only the load before says much: after the run it includes our own threads.
         if load_before[0] > (os.cpu_count() or 1) * 0.5:
-            result.notes.append("the load average was already high before the run: another process "
-                                "was using the CPU, so the numbers are noisy; compare the intervals")
+            result.notes.append(
+                "the load average was already high before the run: another process "
+                "was using the CPU, so the numbers are noisy; compare the intervals"
+            )
         return result
 
     def _tokens(self, config_dir: Path, texts: list[str], result: MonitorBenchResult):
-        token_count, dropped = split_encodable(texts, encode(config_dir, texts),
-                                               json.loads((config_dir / "config.json").read_text(
-                                                   encoding="utf-8"))["vocab_size"])
+        token_count, dropped = split_encodable(
+            texts,
+            encode(config_dir, texts),
+            json.loads((config_dir / "config.json").read_text(encoding="utf-8"))["vocab_size"],
+        )
         if dropped:
-            result.notes.append(f"left out {len(dropped)} of {len(texts)} texts: their token ids are "
-                                f"past the model's vocab_size (duplicate lines in "
-                                f"{config_dir / 'vocab.txt'}?)")
+            result.notes.append(
+                f"left out {len(dropped)} of {len(texts)} texts: their token ids are "
+                f"past the model's vocab_size (duplicate lines in "
+                f"{config_dir / 'vocab.txt'}?)"
+            )
         tokens = list(token_count.values())
         result.tokens_mean, result.tokens_max = sum(tokens) / len(tokens), max(tokens)
         return token_count, list(token_count)
@@ -209,12 +231,18 @@ class MonitorBenchRunner:
                     for _ in range(self.options.warmup):
                         monitor.check(texts[:size])
 
-    async def _rounds(self, built: dict[str, Monitor], variants: list[Variant], texts: list[str],
-                      token_count: dict[str, int] | None) -> list[RoundResult]:
+    async def _rounds(
+        self, built: dict[str, Monitor], variants: list[Variant], texts: list[str], token_count: dict[str, int] | None
+    ) -> list[RoundResult]:
         options = self.options
         by_name = {v.name: v for v in variants}
-        level = LevelPlan(users=options.concurrency, repeats=options.repeats,
-                          requests=options.requests or 0, duration_s=1, stagger_s=0.0)
+        level = LevelPlan(
+            users=options.concurrency,
+            repeats=options.repeats,
+            requests=options.requests or 0,
+            duration_s=1,
+            stagger_s=0.0,
+        )
         plan = round_plan(list(by_name), (level,))
         results = []
         with progress_bar(self.console) as progress:
@@ -222,10 +250,18 @@ class MonitorBenchRunner:
             for repeat, _, name in plan:
                 progress.update(task, description=f"repeat {repeat + 1}/{options.repeats}  {name:<22}")
                 variant = by_name[name]
-                results.append(await run_round(
-                    built[variant.monitor].check, texts, variant, concurrency=options.concurrency,
-                    duration_s=options.duration_s, requests=options.requests,
-                    max_wait_ms=options.max_wait_ms, repeat=repeat,
-                    token_count=token_count if variant.monitor == DETOXIFY else None))
+                results.append(
+                    await run_round(
+                        built[variant.monitor].check,
+                        texts,
+                        variant,
+                        concurrency=options.concurrency,
+                        duration_s=options.duration_s,
+                        requests=options.requests,
+                        max_wait_ms=options.max_wait_ms,
+                        repeat=repeat,
+                        token_count=token_count if variant.monitor == DETOXIFY else None,
+                    )
+                )
                 progress.advance(task)
         return results

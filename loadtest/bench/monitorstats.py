@@ -58,8 +58,9 @@ def _estimate(centre: float, values: list[float], method: str, rng: random.Rando
     return recentred(interval(values, method, rng), centre)
 
 
-def variant_stats(results: Sequence[RoundResult], method: str = "t",
-                  rng: random.Random | None = None) -> list[VariantStats]:
+def variant_stats(
+    results: Sequence[RoundResult], method: str = "t", rng: random.Random | None = None
+) -> list[VariantStats]:
     """One row per variant, by monitor then max_batch (inline first)."""
     rng = rng or random.Random(0)
     groups: dict[Variant, list[RoundResult]] = {}
@@ -79,21 +80,24 @@ def variant_stats(results: Sequence[RoundResult], method: str = "t",
             paired = [r for r in rounds if r.repeat in base_rounds]
             speedup = _estimate(
                 rate(pooled, _pooled(groups[base])),
-                paired_ratios([r.texts_per_s for r in paired],
-                              [base_rounds[r.repeat].texts_per_s for r in paired]),
-                method, rng)
-        rows.append(VariantStats(
-            variant=variant,
-            rounds=len(rounds),
-            texts=len(latencies),
-            texts_per_s=_estimate(pooled, [r.texts_per_s for r in rounds], method, rng),
-            texts_per_cpu_s=sum(r.texts for r in rounds) / cpu if cpu > 0 else None,
-            latency_s=summarize(latencies),
-            mean_batch=mean_batch(sum(r.batched_texts for r in rounds), sum(r.batches for r in rounds)),
-            padding=padding_share(sum(r.tokens for r in rounds), sum(r.padded_tokens for r in rounds)),
-            speedup=speedup,
-            baseline=base.name if speedup is not None and base is not None else None,
-        ))
+                paired_ratios([r.texts_per_s for r in paired], [base_rounds[r.repeat].texts_per_s for r in paired]),
+                method,
+                rng,
+            )
+        rows.append(
+            VariantStats(
+                variant=variant,
+                rounds=len(rounds),
+                texts=len(latencies),
+                texts_per_s=_estimate(pooled, [r.texts_per_s for r in rounds], method, rng),
+                texts_per_cpu_s=sum(r.texts for r in rounds) / cpu if cpu > 0 else None,
+                latency_s=summarize(latencies),
+                mean_batch=mean_batch(sum(r.batched_texts for r in rounds), sum(r.batches for r in rounds)),
+                padding=padding_share(sum(r.tokens for r in rounds), sum(r.padded_tokens for r in rounds)),
+                speedup=speedup,
+                baseline=base.name if speedup is not None and base is not None else None,
+            )
+        )
     return rows
 
 

@@ -59,8 +59,10 @@ class Profile:
         for users in self.concurrency:
             rule = self.rule_for(users)
             extra = f" (+{rule.extra} if wide)" if rule.extra else ""
-            parts.append(f"{users} user{'s' if users > 1 else ''}: "
-                         f"{users * rule.requests_per_user} requests x {rule.repeats}{extra}")
+            parts.append(
+                f"{users} user{'s' if users > 1 else ''}: "
+                f"{users * rule.requests_per_user} requests x {rule.repeats}{extra}"
+            )
         return "; ".join(parts) + f"; max_tokens {self.max_tokens}"
 
 
@@ -73,11 +75,15 @@ PROFILES = {
         # Extra repeats at 1 and 16 users only (what the headline must resolve); a
         # set that fills the gateway's core at 16 users varies most (detoxify).
         rules=(LevelRule(1, 5, 6, extra=4), LevelRule(16, 3, 6, extra=6), LevelRule(_MANY, 2, 3)),
-        warmup_s=2.0, max_tokens=32),
+        warmup_s=2.0,
+        max_tokens=32,
+    ),
     "full": Profile(
         concurrency=(1, 16, 64),
         rules=(LevelRule(1, 8, 6, extra=4), LevelRule(16, 5, 6, extra=6), LevelRule(_MANY, 3, 5)),
-        warmup_s=5.0, max_tokens=128),
+        warmup_s=5.0,
+        max_tokens=128,
+    ),
 }
 
 
@@ -154,8 +160,7 @@ class BenchOptions:
         if self.max_tokens < 2:
             raise ValueError("--max-tokens must be at least 2 (ITL needs two tokens)")
         if self.safety_sample < 0 or self.safety_max_tokens < 1 or self.safety_concurrency < 1:
-            raise ValueError("--safety-sample must be >= 0, --safety-max-tokens and "
-                             "--safety-concurrency >= 1")
+            raise ValueError("--safety-sample must be >= 0, --safety-max-tokens and --safety-concurrency >= 1")
         if self.route not in ROUTES:
             raise ValueError(f"--route must be one of {', '.join(ROUTES)}")
         if self.target_ms < 0 or self.target_relative < 0:

@@ -54,25 +54,33 @@ def plot_latency(report: Report, path: Path) -> Path:
             ax = axes[row][col]
             few = False
             for name in _scenario_names(report):
-                rows = sorted((s for s in report.scenarios if s.name == name and getattr(s, field)),
-                              key=lambda s: s.concurrency)
+                rows = sorted(
+                    (s for s in report.scenarios if s.name == name and getattr(s, field)), key=lambda s: s.concurrency
+                )
                 if not rows:
                     continue
                 xs = [s.concurrency for s in rows]
                 ys = [getattr(getattr(s, field), pct) for s in rows]
                 (line,) = ax.plot(xs, ys, marker="o", label=name)
                 # A p99 over fewer than 100 samples: an open marker (it is near the maximum).
-                thin = [(x, y) for s, x, y in zip(rows, xs, ys, strict=True)
-                        if pct == "p99" and not getattr(s, field).p99_supported]
+                thin = [
+                    (x, y)
+                    for s, x, y in zip(rows, xs, ys, strict=True)
+                    if pct == "p99" and not getattr(s, field).p99_supported
+                ]
                 if thin:
                     few = True
-                    ax.plot(*zip(*thin, strict=True), linestyle="none", marker="o",
-                            markerfacecolor="white", color=line.get_color())
+                    ax.plot(
+                        *zip(*thin, strict=True),
+                        linestyle="none",
+                        marker="o",
+                        markerfacecolor="white",
+                        color=line.get_color(),
+                    )
             ax.set_title(f"{label} {pct}" + (" (open: < 100 samples)" if few else ""))
             ax.set_ylabel("ms")
             ax.set_xscale("log", base=2)
-            ax.set_xticks(_levels(report), [_level_label(report, c, short=True)
-                                            for c in _levels(report)], fontsize=8)
+            ax.set_xticks(_levels(report), [_level_label(report, c, short=True) for c in _levels(report)], fontsize=8)
             ax.minorticks_off()
             ax.grid(True, alpha=0.3)
             if row == 1:
@@ -112,12 +120,9 @@ def plot_tax(report: Report, path: Path) -> Path:
             if xs:
                 ax.bar(xs, ys, width, yerr=errs, capsize=2, label=name)
         ax.axhline(0, color="black", linewidth=0.8)
-        few = pct == "p99" and any(getattr(t, field) is not None
-                                   and not getattr(t, field).p99_supported for t in rows)
-        ax.set_xticks(range(len(levels)), [_level_label(report, c) for c in levels],
-                      fontsize=8)
-        ax.set_title(f"{label} {pct}: scenario - direct"
-                     + (" († some < 100 samples)" if few else ""))
+        few = pct == "p99" and any(getattr(t, field) is not None and not getattr(t, field).p99_supported for t in rows)
+        ax.set_xticks(range(len(levels)), [_level_label(report, c) for c in levels], fontsize=8)
+        ax.set_title(f"{label} {pct}: scenario - direct" + (" († some < 100 samples)" if few else ""))
         ax.set_ylabel("ms (95% CI)")
         ax.grid(True, axis="y", alpha=0.3)
     _plot_cpu(report, axes[3], names, levels, width)
@@ -133,8 +138,7 @@ def _plot_cpu(report: Report, ax, names: list[str], levels: list[int], width: fl
     for i, name in enumerate(names):
         xs, ys = [], []
         for j, level in enumerate(levels):
-            row = next((s for s in report.scenarios
-                        if s.name == name and s.concurrency == level), None)
+            row = next((s for s in report.scenarios if s.name == name and s.concurrency == level), None)
             if row is None or row.gateway_cpu_s_per_1k_tokens is None:
                 continue
             xs.append(j + (i - (len(names) - 1) / 2) * width)
@@ -142,8 +146,16 @@ def _plot_cpu(report: Report, ax, names: list[str], levels: list[int], width: fl
         if xs:
             ax.bar(xs, ys, width, label=name)
     if report.targets:  # an empty panel would read as "costs nothing"
-        ax.text(0.5, 0.5, "not known for --target endpoints\n(not started by the bench)",
-                transform=ax.transAxes, ha="center", va="center", fontsize=8, color="#666")
+        ax.text(
+            0.5,
+            0.5,
+            "not known for --target endpoints\n(not started by the bench)",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="#666",
+        )
     ax.set_xticks(range(len(levels)), [_level_label(report, c) for c in levels], fontsize=8)
     ax.set_title("gateway CPU per 1,000 output tokens")
     ax.set_ylabel("CPU seconds")
@@ -156,11 +168,16 @@ def plot_safety_vs_tax(report: Report, path: Path) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 5.5))
     level = report.headline_concurrency
-    cpu = {s.name: s.gateway_cpu_s_per_1k_tokens for s in report.scenarios
-           if s.concurrency == level}
+    cpu = {s.name: s.gateway_cpu_s_per_1k_tokens for s in report.scenarios if s.concurrency == level}
     for safety in report.safety:
-        row = next((t for t in report.tax if t.scenario == safety.scenario
-                    and t.baseline == "direct" and t.concurrency == level), None)
+        row = next(
+            (
+                t
+                for t in report.tax
+                if t.scenario == safety.scenario and t.baseline == "direct" and t.concurrency == level
+            ),
+            None,
+        )
         if row is None or row.ttft_ms is None or safety.harmful_catch_rate is None:
             continue
         d = row.ttft_ms.p50
@@ -172,9 +189,13 @@ def plot_safety_vs_tax(report: Report, path: Path) -> Path:
         cost = cpu.get(safety.scenario)
         cost_text = "" if cost is None else f", {cost:.2f} CPU-s/1k tok"
         false_text = "n/a" if false_rate is None else f"{false_rate * 100:.1f}%"
-        ax.annotate(f"{safety.scenario}{caveat}\nfalse positive (any action) {false_text}"
-                    f"{cost_text}", (x, y), textcoords="offset points",
-                    xytext=(6, -16 if y > 90 else 4), fontsize=8)
+        ax.annotate(
+            f"{safety.scenario}{caveat}\nfalse positive (any action) {false_text}{cost_text}",
+            (x, y),
+            textcoords="offset points",
+            xytext=(6, -16 if y > 90 else 4),
+            fontsize=8,
+        )
     summary = next((lv for lv in report.levels if lv.concurrency == level), None)
     bounded = "\nevery level saturated: the lowest is shown" if summary and summary.saturated else ""
     ax.set_xlabel(f"TTFT p50 tax vs direct, {_users(level)} (ms, 95% interval)")
@@ -193,8 +214,7 @@ def plot_safety_vs_tax(report: Report, path: Path) -> Path:
 
 def write_plots(report: Report, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [plot_latency(report, out_dir / PLOT_FILES[0]),
-             plot_tax(report, out_dir / PLOT_FILES[1])]
+    paths = [plot_latency(report, out_dir / PLOT_FILES[0]), plot_tax(report, out_dir / PLOT_FILES[1])]
     if report.safety:
         paths.append(plot_safety_vs_tax(report, out_dir / PLOT_FILES[2]))
     return paths

@@ -53,9 +53,14 @@ def comparisons(names: Sequence[str], targets: Collection[str] = ()) -> list[tup
     return pairs
 
 
-def unresolved(cells: Mapping[tuple[str, int], CellStats], names: Sequence[str], users: int,
-               precision: Precision, method: str = "t",
-               targets: Collection[str] = ()) -> list[tuple[str, str]]:
+def unresolved(
+    cells: Mapping[tuple[str, int], CellStats],
+    names: Sequence[str],
+    users: int,
+    precision: Precision,
+    method: str = "t",
+    targets: Collection[str] = (),
+) -> list[tuple[str, str]]:
     """The comparisons at ``users`` whose intervals are still too wide."""
     wide = []
     for name, baseline in comparisons(names, targets):
@@ -64,8 +69,8 @@ def unresolved(cells: Mapping[tuple[str, int], CellStats], names: Sequence[str],
             continue
         row = tax_row(cell, base, method, random.Random(0))
         resolved = precision.resolves_ratio(row.throughput_ratio) and all(
-            precision.resolves_ms(row.deltas_ms.get(metric, {}).get("p50"))
-            for metric in precision.metrics)
+            precision.resolves_ms(row.deltas_ms.get(metric, {}).get("p50")) for metric in precision.metrics
+        )
         if not resolved:
             wide.append((name, baseline))
     return wide

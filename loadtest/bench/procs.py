@@ -35,8 +35,7 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 class ManagedProcess:
     """A server child: ``argv`` run with stdout+stderr to ``log_path``, ready at ``ready_url``."""
 
-    def __init__(self, name: str, argv: Sequence[str], log_path: Path, ready_url: str,
-                 base_url: str) -> None:
+    def __init__(self, name: str, argv: Sequence[str], log_path: Path, ready_url: str, base_url: str) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
@@ -50,13 +49,20 @@ class ManagedProcess:
             # Own session: a Ctrl-C in the terminal reaches only the bench, which then
             # stops the children in order instead of all of them dying mid-write.
             self.proc = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=child_env(), cwd=PROJECT_ROOT, start_new_session=True,
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=child_env(),
+                cwd=PROJECT_ROOT,
+                start_new_session=True,
             )
 
     def details(self) -> str:
-        return (f"\n  command: {' '.join(self.argv)}\n  log: {self.log_path}\n"
-                f"--- last lines of its log ---\n{log_tail(self.log_path)}")
+        return (
+            f"\n  command: {' '.join(self.argv)}\n  log: {self.log_path}\n"
+            f"--- last lines of its log ---\n{log_tail(self.log_path)}"
+        )
 
     def failure(self, what: str) -> ProcessError:
         return ProcessError(f"{self.name} {what}{self.details()}")

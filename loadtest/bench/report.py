@@ -45,8 +45,7 @@ REPORT_FILES = ("report.json", "report.md", "report.html")
 def _ms(p: Percentiles | None, n: int) -> schema.Percentiles | None:
     if p is None:
         return None
-    return schema.Percentiles(**p.scaled(1000.0).as_dict(), n=n,
-                              p99_supported=n >= schema.P99_MIN_SAMPLES)
+    return schema.Percentiles(**p.scaled(1000.0).as_dict(), n=n, p99_supported=n >= schema.P99_MIN_SAMPLES)
 
 
 def _interval(e: Estimate) -> schema.Interval:
@@ -58,8 +57,9 @@ def _deltas(row: TaxRow, metric: str) -> schema.DeltaPercentiles | None:
     if not per_pct or len(per_pct) < 3:
         return None
     n = row.counts.get(metric, 0)
-    return schema.DeltaPercentiles(**{k: _interval(v) for k, v in per_pct.items()},
-                                   n_min=n, p99_supported=n >= schema.P99_MIN_SAMPLES)
+    return schema.DeltaPercentiles(
+        **{k: _interval(v) for k, v in per_pct.items()}, n_min=n, p99_supported=n >= schema.P99_MIN_SAMPLES
+    )
 
 
 def _latency_fields(lat: Latencies) -> dict:
@@ -104,8 +104,9 @@ def _safety_row(result: SafetyResult, notes: list[str]) -> schema.SafetyRow:
     return schema.SafetyRow(
         scenario=result.scenario,
         **_rates(result.rates),
-        sources=[schema.SafetySourceRow(source=source, **_rates(rates))
-                 for source, rates in result.source_rates().items()],
+        sources=[
+            schema.SafetySourceRow(source=source, **_rates(rates)) for source, rates in result.source_rates().items()
+        ],
         error_examples=result.error_examples,
         elapsed_s=result.elapsed_s,
         notes=[*notes, *result.notes],
@@ -136,43 +137,47 @@ def build_report(result: BenchResult, machine: dict) -> schema.Report:
             gateway_cpu_s_per_1k_tokens=cell.gateway_cpu_s_per_1k_tokens,
             flags=flags[(cell.scenario, cell.concurrency)],
         )
-        for level in options.concurrency for name in names
+        for level in options.concurrency
+        for name in names
         if (cell := result.cells.get((name, level))) is not None
     ]
     targets = [t.target.name for t in result.targets]
-    rows = tax_rows(result.cells, names, options.concurrency, options.ci_method,
-                    random.Random(options.seed), targets)
+    rows = tax_rows(result.cells, names, options.concurrency, options.ci_method, random.Random(options.seed), targets)
     tax = [
         schema.TaxRow(
-            scenario=row.scenario, baseline=row.baseline, concurrency=row.concurrency,
-            ttft_ms=_deltas(row, "ttft"), itl_ms=_deltas(row, "itl"),
-            e2e_ms=_deltas(row, "e2e"), tpot_ms=_deltas(row, "tpot"),
+            scenario=row.scenario,
+            baseline=row.baseline,
+            concurrency=row.concurrency,
+            ttft_ms=_deltas(row, "ttft"),
+            itl_ms=_deltas(row, "itl"),
+            e2e_ms=_deltas(row, "e2e"),
+            tpot_ms=_deltas(row, "tpot"),
             throughput_ratio=_interval(row.throughput_ratio),
-            cpu_s_per_1k_tokens=(_interval(row.cpu_s_per_1k_tokens)
-                                 if row.cpu_s_per_1k_tokens is not None else None),
-            flags=sorted(set(flags[(row.scenario, row.concurrency)])
-                         | set(flags[(row.baseline, row.concurrency)])),
+            cpu_s_per_1k_tokens=(_interval(row.cpu_s_per_1k_tokens) if row.cpu_s_per_1k_tokens is not None else None),
+            flags=sorted(set(flags[(row.scenario, row.concurrency)]) | set(flags[(row.baseline, row.concurrency)])),
         )
         for row in rows
     ]
-    safety = [_safety_row(result.safety[name], list(by_name[name].notes))
-              for name in names if name in result.safety]
+    safety = [_safety_row(result.safety[name], list(by_name[name].notes)) for name in names if name in result.safety]
     timings = [
-        schema.MonitorTiming(scenario=name, metric=t.metric, labels=t.labels, count=t.count,
-                             mean_ms=t.mean_ms)
-        for name in names for t in result.timings.get(name, [])
+        schema.MonitorTiming(scenario=name, metric=t.metric, labels=t.labels, count=t.count, mean_ms=t.mean_ms)
+        for name in names
+        for t in result.timings.get(name, [])
     ]
     notes = list(result.notes)
     notes += [f"{s.name}: {note}" for s in result.scenarios for note in s.notes]
-    notes.append("load rounds send only items labelled "
-                 f"{options.load_labels!r}, so every scenario carries the same traffic")
+    notes.append(
+        f"load rounds send only items labelled {options.load_labels!r}, so every scenario carries the same traffic"
+    )
     if options.safety:
-        notes.append(f"safety pass: every dataset item once per monitor set, through gateways in front of "
-                     f"the built-in simulator in echo mode{' (not --upstream)' if options.upstream else ''}: the "
-                     f"answer repeats the prompt, so input and output monitors see the labelled text and the "
-                     f"rates measure the monitor sets, not a model; "
-                     f"{'streamed' if options.safety_stream else 'not streamed'}, "
-                     f"max_tokens {options.safety_max_tokens}")
+        notes.append(
+            f"safety pass: every dataset item once per monitor set, through gateways in front of "
+            f"the built-in simulator in echo mode{' (not --upstream)' if options.upstream else ''}: the "
+            f"answer repeats the prompt, so input and output monitors see the labelled text and the "
+            f"rates measure the monitor sets, not a model; "
+            f"{'streamed' if options.safety_stream else 'not streamed'}, "
+            f"max_tokens {options.safety_max_tokens}"
+        )
     meta = schema.Meta(
         date=result.started_at.isoformat(timespec="seconds"),
         machine=schema.Machine(**machine),
@@ -182,9 +187,12 @@ def build_report(result: BenchResult, machine: dict) -> schema.Report:
         route=options.route,
         profile=options.profile_name,
         concurrency=list(options.concurrency),
-        plan=[schema.PlanLevel(users=p.users, repeats=p.repeats, requests=p.requests,
-                               duration_s=p.duration_s, stagger_s=p.stagger_s)
-              for p in options.plans],
+        plan=[
+            schema.PlanLevel(
+                users=p.users, repeats=p.repeats, requests=p.requests, duration_s=p.duration_s, stagger_s=p.stagger_s
+            )
+            for p in options.plans
+        ],
         warmup_s=options.warmup_s,
         max_tokens=options.max_tokens,
         load_labels=options.load_labels,
@@ -197,10 +205,17 @@ def build_report(result: BenchResult, machine: dict) -> schema.Report:
     )
     levels = level_summaries(scenario_rows)
     level = headline_level(levels)
-    return schema.Report(meta=meta, headline_concurrency=level,
-                         headline=headline_rows(tax, safety, scenario_rows, level, targets),
-                         levels=levels, scenarios=scenario_rows, tax=tax, safety=safety,
-                         monitor_timings=timings, targets=target_rows(result.targets))
+    return schema.Report(
+        meta=meta,
+        headline_concurrency=level,
+        headline=headline_rows(tax, safety, scenario_rows, level, targets),
+        levels=levels,
+        scenarios=scenario_rows,
+        tax=tax,
+        safety=safety,
+        monitor_timings=timings,
+        targets=target_rows(result.targets),
+    )
 
 
 def write_json(report: BaseModel | dict, path: Path) -> None:
@@ -220,18 +235,24 @@ def md_table(table: Table) -> str:
 
 def _meta_lines(report: schema.Report) -> list[str]:
     m = report.meta
-    return [
-        f"- date: {m.date}",
-        f"- machine: {m.machine.cpu_count} CPUs, {m.machine.platform}, Python {m.machine.python}",
-        f"- command: `{m.command}`",
-        f"- upstream: {m.upstream_kind}; model `{m.model}`; route {m.route} (streamed "
-        f"{ROUTE_PATHS.get(m.route, m.route)})",
-        f"- profile {m.profile}: " + "; ".join(_plan_text(p) for p in m.plan)
-        + f"; interleaved; warm-up {m.warmup_s:g} s; max_tokens {m.max_tokens}; "
-        f"interval: {m.ci_method}",
-        f"- wall time: {m.wall_s:.0f} s ("
-        + ", ".join(f"{name} {secs:.0f} s" for name, secs in m.phases_s.items()) + ")",
-    ] + [f"- note: {note}" for note in m.notes] + [f"- MISSING: {what}" for what in m.missing]
+    return (
+        [
+            f"- date: {m.date}",
+            f"- machine: {m.machine.cpu_count} CPUs, {m.machine.platform}, Python {m.machine.python}",
+            f"- command: `{m.command}`",
+            f"- upstream: {m.upstream_kind}; model `{m.model}`; route {m.route} (streamed "
+            f"{ROUTE_PATHS.get(m.route, m.route)})",
+            f"- profile {m.profile}: "
+            + "; ".join(_plan_text(p) for p in m.plan)
+            + f"; interleaved; warm-up {m.warmup_s:g} s; max_tokens {m.max_tokens}; "
+            f"interval: {m.ci_method}",
+            f"- wall time: {m.wall_s:.0f} s ("
+            + ", ".join(f"{name} {secs:.0f} s" for name, secs in m.phases_s.items())
+            + ")",
+        ]
+        + [f"- note: {note}" for note in m.notes]
+        + [f"- MISSING: {what}" for what in m.missing]
+    )
 
 
 def _plan_text(p: schema.PlanLevel) -> str:
@@ -244,8 +265,7 @@ def _split(report: schema.Report, plots: list[Path]):
     tables = all_tables(report)
     first = [t for t in tables if t.title.startswith("Headline")]
     pareto = [p for p in plots if p.name == PARETO_PLOT]
-    return (first, [t for t in tables if t not in first], pareto,
-            [p for p in plots if p not in pareto])
+    return (first, [t for t in tables if t not in first], pareto, [p for p in plots if p not in pareto])
 
 
 def render_markdown(report: schema.Report, plots: list[Path]) -> str:
@@ -264,13 +284,10 @@ def render_markdown(report: schema.Report, plots: list[Path]) -> str:
 def html_table(table: Table, css_id: str = "") -> str:
     esc = html.escape
     head = "".join(f"<th>{esc(h)}</th>" for h in table.headers)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>" for row in table.rows
-    )
+    body = "".join("<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>" for row in table.rows)
     caption = f"<p class='cap'>{esc(table.caption)}</p>" if table.caption else ""
     ident = f" id='{css_id}'" if css_id else ""
-    return (f"<h2>{esc(table.title)}</h2>{caption}<table{ident}><tr>{head}</tr>{body}"
-            "</table>")
+    return f"<h2>{esc(table.title)}</h2>{caption}<table{ident}><tr>{head}</tr>{body}</table>"
 
 
 _STYLE = """
@@ -283,8 +300,10 @@ text-align:right}td:first-child,th:first-child{text-align:left}th{background:#f2
 
 def _img(p: Path) -> str:
     esc = html.escape
-    return (f"<h3>{esc(p.stem.replace('_', ' '))}</h3><img alt='{esc(p.stem)}' "
-            f"src='data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}'>")
+    return (
+        f"<h3>{esc(p.stem.replace('_', ' '))}</h3><img alt='{esc(p.stem)}' "
+        f"src='data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}'>"
+    )
 
 
 def render_html(report: schema.Report, plots: list[Path]) -> str:
@@ -294,16 +313,19 @@ def render_html(report: schema.Report, plots: list[Path]) -> str:
     head = "".join(html_table(t, "headline") for t in first) + "".join(map(_img, pareto))
     tables = "".join(html_table(t) for t in rest)
     images = "".join(map(_img, other_plots))
-    return html_page("taxgate bench report",
-                     f"{head}<h2>Run</h2><ul>{meta}</ul>{tables}"
-                     f"{'<h2>Plots</h2>' + images if images else ''}")
+    return html_page(
+        "taxgate bench report",
+        f"{head}<h2>Run</h2><ul>{meta}</ul>{tables}{'<h2>Plots</h2>' + images if images else ''}",
+    )
 
 
 def html_page(title: str, body: str) -> str:
     """A self-contained page: ``body`` under an ``<h1>`` of ``title``, with the report's style."""
     esc = html.escape
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
-            f"<style>{_STYLE}</style></head><body><h1>{esc(title)}</h1>{body}</body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
+        f"<style>{_STYLE}</style></head><body><h1>{esc(title)}</h1>{body}</body></html>"
+    )
 
 
 def write_files(out_dir: Path, report: BaseModel | dict, markdown: str, html_text: str) -> list[Path]:
@@ -321,16 +343,34 @@ def write_report(report: schema.Report, out_dir: Path, plots: list[Path]) -> lis
     return write_files(out_dir, report, render_markdown(report, plots), render_html(report, plots))
 
 
-def write_table_report(out_dir: Path, title: str, payload: BaseModel | dict, tables: list[Table],
-                       lines: list[str], images: list[Path] = ()) -> list[Path]:
+def write_table_report(
+    out_dir: Path, title: str, payload: BaseModel | dict, tables: list[Table], lines: list[str], images: list[Path] = ()
+) -> list[Path]:
     """A subcommand's report: ``payload`` as report.json, and report.md / report.html with
     ``lines`` (a headline, then the run's "- key: value" lines), ``tables`` and ``images``."""
     head = [line for line in lines if not line.startswith("- ")]
     run = [line for line in lines if line.startswith("- ")]
-    markdown = "\n".join([f"# {title} report", "", *head, "", "## Run", "", *run, "",
-                          *(md_table(t) for t in tables), *(f"![{p.stem}]({p.name})\n" for p in images)])
+    markdown = "\n".join(
+        [
+            f"# {title} report",
+            "",
+            *head,
+            "",
+            "## Run",
+            "",
+            *run,
+            "",
+            *(md_table(t) for t in tables),
+            *(f"![{p.stem}]({p.name})\n" for p in images),
+        ]
+    )
     esc = html.escape
-    body = ("".join(f"<p>{esc(line)}</p>" for line in head)
-            + "<h2>Run</h2><ul>" + "".join(f"<li>{esc(line.removeprefix('- '))}</li>" for line in run) + "</ul>"
-            + "".join(html_table(t) for t in tables) + "".join(_img(p) for p in images if p.exists()))
+    body = (
+        "".join(f"<p>{esc(line)}</p>" for line in head)
+        + "<h2>Run</h2><ul>"
+        + "".join(f"<li>{esc(line.removeprefix('- '))}</li>" for line in run)
+        + "</ul>"
+        + "".join(html_table(t) for t in tables)
+        + "".join(_img(p) for p in images if p.exists())
+    )
     return write_files(out_dir, payload, markdown, html_page(f"{title} report", body))

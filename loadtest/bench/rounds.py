@@ -113,9 +113,15 @@ class LoadGenerator:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "loadtest.bench.driver"], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=log, env=child_env(), cwd=PROJECT_ROOT,
-                start_new_session=True, text=True, bufsize=1,
+                [sys.executable, "-m", "loadtest.bench.driver"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=child_env(),
+                cwd=PROJECT_ROOT,
+                start_new_session=True,
+                text=True,
+                bufsize=1,
             )
         if self._read_line(self.start_timeout_s) != "ready":
             raise self._failure("did not start")
@@ -131,16 +137,14 @@ class LoadGenerator:
         except ValueError:
             raise self._failure(f"answered {line[:200]!r} instead of a round result") from None
         if not answer.get("ok"):
-            raise self._failure(f"failed a round: {answer.get('error')}\n"
-                                f"{answer.get('traceback', '')}")
+            raise self._failure(f"failed a round: {answer.get('error')}\n{answer.get('traceback', '')}")
         return answer
 
     def _read_line(self, timeout_s: float) -> str:
         # readline() has no timeout; a helper thread gives it one (a hung driver must not
         # hang the bench).
         result: list[str] = []
-        reader = threading.Thread(target=lambda: result.append(self.proc.stdout.readline()),
-                                  daemon=True)
+        reader = threading.Thread(target=lambda: result.append(self.proc.stdout.readline()), daemon=True)
         reader.start()
         reader.join(timeout_s)
         if reader.is_alive():
@@ -149,8 +153,10 @@ class LoadGenerator:
         return result[0].strip() if result else ""
 
     def _failure(self, what: str) -> ProcessError:
-        return ProcessError(f"the load generator (Locust) {what}\n  log: {self.log_path}\n"
-                            f"--- last lines of its log ---\n{log_tail(self.log_path)}")
+        return ProcessError(
+            f"the load generator (Locust) {what}\n  log: {self.log_path}\n"
+            f"--- last lines of its log ---\n{log_tail(self.log_path)}"
+        )
 
     def stop(self) -> None:
         proc = self.proc
@@ -171,8 +177,7 @@ class LoadGenerator:
         self.stop()
 
 
-def run_round(spec: RoundSpec, workload: Workload, work_dir: Path,
-              generator: LoadGenerator) -> list[Sample]:
+def run_round(spec: RoundSpec, workload: Workload, work_dir: Path, generator: LoadGenerator) -> list[Sample]:
     """Run one round in the load generator; return its samples."""
     samples_path = work_dir / "samples" / f"{spec.key}.jsonl"
     samples_path.parent.mkdir(parents=True, exist_ok=True)

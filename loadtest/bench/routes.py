@@ -20,15 +20,19 @@ ROUTES = (CHAT, RESPONSES)
 PATHS = {CHAT: "/v1/chat/completions", RESPONSES: "/v1/responses"}
 
 
-def request_body(route: str, model: str, prompt: str, max_tokens: int, *, stream: bool,
-                 ignore_eos: bool) -> dict[str, Any]:
+def request_body(
+    route: str, model: str, prompt: str, max_tokens: int, *, stream: bool, ignore_eos: bool
+) -> dict[str, Any]:
     body: dict[str, Any]
     if route == RESPONSES:
-        body = {"model": model, "input": prompt, "max_output_tokens": max_tokens,
-                "stream": stream}
+        body = {"model": model, "input": prompt, "max_output_tokens": max_tokens, "stream": stream}
     else:
-        body = {"model": model, "messages": [{"role": "user", "content": prompt}],
-                "max_tokens": max_tokens, "stream": stream}
+        body = {
+            "model": model,
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": max_tokens,
+            "stream": stream,
+        }
         if stream:
             body["stream_options"] = {"include_usage": True}
     if ignore_eos:
@@ -40,10 +44,13 @@ def whole_answer(route: str, data: dict[str, Any]) -> tuple[str, str | None]:
     """``(text, finish reason)`` of a non-streamed answer; a Responses answer a monitor
     cut (``incomplete``, reason ``content_filter``) reads as chat's ``content_filter``."""
     if route == RESPONSES:
-        texts = [part.get("text") or "" for item in data.get("output") or ()
-                 if isinstance(item, dict) and item.get("type") == "message"
-                 for part in item.get("content") or ()
-                 if isinstance(part, dict) and part.get("type") == "output_text"]
+        texts = [
+            part.get("text") or ""
+            for item in data.get("output") or ()
+            if isinstance(item, dict) and item.get("type") == "message"
+            for part in item.get("content") or ()
+            if isinstance(part, dict) and part.get("type") == "output_text"
+        ]
         details = data.get("incomplete_details")
         reason = details.get("reason") if isinstance(details, dict) else None
         return "".join(texts), reason or data.get("status")

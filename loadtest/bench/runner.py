@@ -94,11 +94,18 @@ class BenchRunner:
         matrix = load_matrix(options.matrix)
         set_names, notes = self._sets(matrix)
         scenarios = with_targets(build_scenarios(matrix, set_names), options.targets, options.sets)
-        load_prompts = [i.text for i in (options.datasets[0].load(self._labels()) if options.datasets
-                                         else load_dataset(None, labels=self._labels()))]
+        load_prompts = [
+            i.text
+            for i in (
+                options.datasets[0].load(self._labels())
+                if options.datasets
+                else load_dataset(None, labels=self._labels())
+            )
+        ]
         if not load_prompts:
-            raise ValueError(f"the dataset has no items labelled {options.load_labels!r} "
-                             "to send as load (see --load-labels)")
+            raise ValueError(
+                f"the dataset has no items labelled {options.load_labels!r} to send as load (see --load-labels)"
+            )
         options.work_dir.mkdir(parents=True, exist_ok=True)
         phases = PhaseClock()
         detoxify_files = self._local_models(scenarios)
@@ -113,8 +120,7 @@ class BenchRunner:
             phases.lap("start servers")
             self._warm_up(urls, model, load_prompts)
             phases.lap("warm-up")
-            gateways = {name: url for name, url in urls.items()
-                        if name != DIRECT and name not in self.targets.names}
+            gateways = {name: url for name, url in urls.items() if name != DIRECT and name not in self.targets.names}
             before = self._scrape(gateways)
             self.targets.read(after=False)
             samples, cpu_use = self._rounds(scenarios, urls, model, group, sampler)
@@ -129,23 +135,31 @@ class BenchRunner:
             notes.append("safety pass skipped (--no-safety)")
         if options.upstream:
             notes.append("--upstream: the upstream's CPU is not sampled (not our process)")
-        notes += [f"{s.name}: classifier served by the simulator's /classify (a word rule standing "
-                  "in for a guard model on a GPU): latency only, catch rates meaningless"
-                  for s in scenarios if self._simulated_classifier(s)]
+        notes += [
+            f"{s.name}: classifier served by the simulator's /classify (a word rule standing "
+            "in for a guard model on a GPU): latency only, catch rates meaningless"
+            for s in scenarios
+            if self._simulated_classifier(s)
+        ]
         notes.append(options.load_layout.describe())
-        cells = {
-            key: cell_stats(key[0], key[1], rounds, cpu_use[key])
-            for key, rounds in samples.items()
-        }
+        cells = {key: cell_stats(key[0], key[1], rounds, cpu_use[key]) for key, rounds in samples.items()}
         return BenchResult(
-            options=options, scenarios=scenarios, cells=cells, safety=safety, timings=timings,
-            model=model, upstream_kind=self._upstream_kind(), started_at=started_at,
-            wall_s=time.monotonic() - t0, phases_s=phases.laps, notes=notes,
-            targets=self.targets.reports(), missing=self.missing,
+            options=options,
+            scenarios=scenarios,
+            cells=cells,
+            safety=safety,
+            timings=timings,
+            model=model,
+            upstream_kind=self._upstream_kind(),
+            started_at=started_at,
+            wall_s=time.monotonic() - t0,
+            phases_s=phases.laps,
+            notes=notes,
+            targets=self.targets.reports(),
+            missing=self.missing,
         )
 
-    def _probe_targets(self, scenarios: list[Scenario], urls: dict[str, str],
-                       model: str) -> list[Scenario]:
+    def _probe_targets(self, scenarios: list[Scenario], urls: dict[str, str], model: str) -> list[Scenario]:
         """The scenarios without the targets that cannot be measured (each said why)."""
         if not self.targets.targets:
             return scenarios
@@ -170,32 +184,50 @@ class BenchRunner:
         presets = {s.local_detoxify for s in scenarios if s.local_detoxify}
         files = {}
         for preset in sorted(presets):
-            self.console.print(f"[dim]local Detoxify model ({preset}): building or reusing "
-                               f"in {self.options.cache_dir}[/]")
-            files[preset] = local_detoxify(preset, self.options.cache_dir,
-                                           self.options.work_dir / "logs")
+            self.console.print(
+                f"[dim]local Detoxify model ({preset}): building or reusing in {self.options.cache_dir}[/]"
+            )
+            files[preset] = local_detoxify(preset, self.options.cache_dir, self.options.work_dir / "logs")
         return files
 
-    def _start(self, group: ProcessGroup, scenarios: list[Scenario], matrix: Matrix,
-               detoxify_files: dict[str, tuple[Path, Path]]) -> dict[str, str]:
+    def _start(
+        self,
+        group: ProcessGroup,
+        scenarios: list[Scenario],
+        matrix: Matrix,
+        detoxify_files: dict[str, tuple[Path, Path]],
+    ) -> dict[str, str]:
         """Start the simulator (unless --upstream) and one gateway per gateway scenario."""
         options, work = self.options, self.options.work_dir
         taken: set[int] = set()
         if options.upstream:
             upstream = options.upstream.rstrip("/").removesuffix("/v1")
         else:
-            self._servers[cpu.UPSTREAM] = sim = group.add(echo.simulator(
-                free_port(taken=taken), profile=options.sim_profile, model=options.model or SIM_MODEL,
-                seed=options.seed, log=work / "logs" / "simulator.log"))
+            self._servers[cpu.UPSTREAM] = sim = group.add(
+                echo.simulator(
+                    free_port(taken=taken),
+                    profile=options.sim_profile,
+                    model=options.model or SIM_MODEL,
+                    seed=options.seed,
+                    log=work / "logs" / "simulator.log",
+                )
+            )
             upstream = sim.base_url
         urls = {DIRECT: upstream}
         for scenario in scenarios:
             if not scenario.has_gateway:
                 continue
-            process = group.add(echo.gateway(
-                scenario, matrix, upstream=upstream, port=free_port(taken=taken), work_dir=work,
-                detoxify_files=detoxify_files.get(scenario.local_detoxify or ""),
-                classifier=self._classifier(upstream)))
+            process = group.add(
+                echo.gateway(
+                    scenario,
+                    matrix,
+                    upstream=upstream,
+                    port=free_port(taken=taken),
+                    work_dir=work,
+                    detoxify_files=detoxify_files.get(scenario.local_detoxify or ""),
+                    classifier=self._classifier(upstream),
+                )
+            )
             self._servers[f"{cpu.GATEWAY}:{scenario.name}"] = process
             urls[scenario.name] = process.base_url
         with self.console.status(f"starting {len(group.processes)} server(s)..."):
@@ -203,8 +235,9 @@ class BenchRunner:
             if options.upstream:
                 # Not our process: only its URL can be watched. /v1/models, not /health: a
                 # proxy in front of vLLM may not forward /health.
-                wait_ready(Server(f"the upstream {upstream}", upstream + "/v1/models"),
-                           options.ready_timeout_s, poll_s=1.0)
+                wait_ready(
+                    Server(f"the upstream {upstream}", upstream + "/v1/models"), options.ready_timeout_s, poll_s=1.0
+                )
             group.wait_ready(options.ready_timeout_s)
         return urls
 
@@ -215,20 +248,28 @@ class BenchRunner:
         names = [] if NONE_SETS in (options.sets or ()) else matrix.select(list(options.sets or ()))
         if not options.upstream or options.classifier_url:
             return names, []
-        served = [name for name in names if any(
-            m["name"] == CLASSIFIER and not m.get("base_url") for m in matrix.sets[name].monitor_configs())]
+        served = [
+            name
+            for name in names
+            if any(m["name"] == CLASSIFIER and not m.get("base_url") for m in matrix.sets[name].monitor_configs())
+        ]
         if served and options.sets:
-            raise ValueError(f"set(s) {', '.join(served)} call a classifier engine, and with --upstream "
-                             "there is no simulator to serve one: pass --classifier-url URL (and "
-                             "--classifier-model NAME), or leave them out of --sets")
-        notes = [f"{name}: skipped (with --upstream its classifier engine must be named: --classifier-url)"
-                 for name in served]
+            raise ValueError(
+                f"set(s) {', '.join(served)} call a classifier engine, and with --upstream "
+                "there is no simulator to serve one: pass --classifier-url URL (and "
+                "--classifier-model NAME), or leave them out of --sets"
+            )
+        notes = [
+            f"{name}: skipped (with --upstream its classifier engine must be named: --classifier-url)"
+            for name in served
+        ]
         return [name for name in names if name not in served], notes
 
     def _simulated_classifier(self, scenario: Scenario) -> bool:
         """Whether the set's classifier monitors are served by the simulator's /classify."""
         return not self.options.classifier_url and any(
-            m["name"] == CLASSIFIER and not m.get("base_url") for m in scenario.monitors or ())
+            m["name"] == CLASSIFIER and not m.get("base_url") for m in scenario.monitors or ()
+        )
 
     def _classifier(self, upstream: str) -> tuple[str, str] | None:
         """(URL, model) of the engine for ``classifier`` monitors: --classifier-url, else the
@@ -243,27 +284,44 @@ class BenchRunner:
     def _warm_up(self, urls: dict[str, str], model: str, prompts: list[str]) -> None:
         options = self.options
         with self.console.status(f"warming up every scenario for {options.warmup_s:g} s..."):
-            failures = asyncio.run(warm_up(list(urls.values()), model, prompts,
-                                           options.max_tokens, options.warmup_s,
-                                           seed=options.seed, route=options.route,
-                                           auth=self.targets.auth()))
+            failures = asyncio.run(
+                warm_up(
+                    list(urls.values()),
+                    model,
+                    prompts,
+                    options.max_tokens,
+                    options.warmup_s,
+                    seed=options.seed,
+                    route=options.route,
+                    auth=self.targets.auth(),
+                )
+            )
         for name, url in urls.items():
             if failures[url]:
-                self.console.print(f"[yellow]warm-up: {failures[url]} failed request(s) to "
-                                   f"{name} ({url}); its rounds will show the errors[/]")
+                self.console.print(
+                    f"[yellow]warm-up: {failures[url]} failed request(s) to "
+                    f"{name} ({url}); its rounds will show the errors[/]"
+                )
 
-    def _rounds(self, scenarios: list[Scenario], urls: dict[str, str], model: str,
-                group: ProcessGroup, sampler: cpu.CpuSampler):
+    def _rounds(
+        self, scenarios: list[Scenario], urls: dict[str, str], model: str, group: ProcessGroup, sampler: cpu.CpuSampler
+    ):
         """Every round of the plan; returns samples and CPU (cores per part) per cell and round."""
         options = self.options
-        workload = Workload(model=model, max_tokens=options.max_tokens,
-                            labels=options.load_labels, dataset=options.dataset,
-                            seed=options.seed, route=options.route)
+        workload = Workload(
+            model=model,
+            max_tokens=options.max_tokens,
+            labels=options.load_labels,
+            dataset=options.dataset,
+            seed=options.seed,
+            route=options.route,
+        )
         plan = round_plan([s.name for s in scenarios], options.plans)
         samples: dict[tuple[str, int], list[list[Sample]]] = {}
         cpu_use: dict[tuple[str, int], list[dict[str, float | None]]] = {}
-        generator = load_generator(options.load_layout, options.work_dir / "logs" / "locust.log",
-                                   options.ready_timeout_s)
+        generator = load_generator(
+            options.load_layout, options.work_dir / "logs" / "locust.log", options.ready_timeout_s
+        )
         names = [s.name for s in scenarios]
         keys = self.targets.keys()
         with generator, progress_bar(self.console) as progress:
@@ -271,40 +329,56 @@ class BenchRunner:
             task = progress.add_task("rounds", total=len(plan))
 
             def measure(repeat: int, level: LevelPlan, name: str, of: str) -> None:
-                progress.update(task, description=(
-                    f"repeat {repeat + 1}/{of}  {level.users:>3} users  {name:<14}"))
+                progress.update(task, description=(f"repeat {repeat + 1}/{of}  {level.users:>3} users  {name:<14}"))
                 group.check_alive()  # a dead gateway would otherwise read as a slow one
-                spec = RoundSpec(name, level.users, repeat, urls[name], level.duration_s,
-                                 requests=level.requests, stagger_s=level.stagger_s,
-                                 api_key=keys.get(name, ""))
+                spec = RoundSpec(
+                    name,
+                    level.users,
+                    repeat,
+                    urls[name],
+                    level.duration_s,
+                    requests=level.requests,
+                    stagger_s=level.stagger_s,
+                    api_key=keys.get(name, ""),
+                )
                 got = run_round(spec, workload, options.work_dir, generator)
                 samples.setdefault((name, level.users), []).append(got)
                 cores = self._round_cpu(sampler, name, got)
                 cpu_use.setdefault((name, level.users), []).append(
-                    {**cores, **round_load_cores(generator, sampler, got)})
+                    {**cores, **round_load_cores(generator, sampler, got)}
+                )
                 progress.advance(task)
 
             try:
                 for repeat, level, name in plan:
                     measure(repeat, level, name, str(level.repeats))
                 for level in options.plans:
-                    self._extra_repeats(level, names, samples, cpu_use, measure,
-                                        grow=lambda n: progress.update(task, total=progress.tasks[task].total + n))
+                    self._extra_repeats(
+                        level,
+                        names,
+                        samples,
+                        cpu_use,
+                        measure,
+                        grow=lambda n: progress.update(task, total=progress.tasks[task].total + n),
+                    )
             except LoadLost as exc:
                 self.missing += lost_rounds(exc, plan, samples)
                 self.console.print(f"[red]{self.missing[-1]}[/]")
         return samples, cpu_use
 
-    def _extra_repeats(self, level: LevelPlan, names: list[str], samples, cpu_use, measure,
-                       grow) -> None:
+    def _extra_repeats(self, level: LevelPlan, names: list[str], samples, cpu_use, measure, grow) -> None:
         """Up to ``level.extra`` more repeats, each of the baselines and the sets whose
         comparison is still too wide (``precision``); what stays wide after all of them is
         kept for the report's notes."""
         for extra in range(level.extra + 1 if level.extra else 0):
-            cells = {key: cell_stats(key[0], key[1], rounds, cpu_use[key])
-                     for key, rounds in samples.items() if key[1] == level.users}
-            wide = precision.unresolved(cells, names, level.users, self._target(),
-                                        self.options.ci_method, self.targets.names)
+            cells = {
+                key: cell_stats(key[0], key[1], rounds, cpu_use[key])
+                for key, rounds in samples.items()
+                if key[1] == level.users
+            }
+            wide = precision.unresolved(
+                cells, names, level.users, self._target(), self.options.ci_method, self.targets.names
+            )
             run = precision.extra_repeat(names, wide)
             pairs = [f"{name} vs {baseline}" for name, baseline in wide]
             if not run:
@@ -320,8 +394,7 @@ class BenchRunner:
                 measure(repeat, level, name, f"{level.repeats}+{extra + 1}")
 
     def _target(self) -> precision.Precision:
-        return precision.Precision(half_width_ms=self.options.target_ms,
-                                   relative=self.options.target_relative)
+        return precision.Precision(half_width_ms=self.options.target_ms, relative=self.options.target_relative)
 
     def _extension_notes(self) -> list[str]:
         target = self._target()
@@ -330,27 +403,27 @@ class BenchRunner:
             level = next(plan for plan in self.options.plans if plan.users == users)
             at = f"{users} user{'s' if users != 1 else ''}"
             first = ", ".join(wide[0])
-            notes.append(f"{at}: {len(wide)} extra repeat(s) of the baselines and the "
-                         f"sets still too wide (TTFT/E2E p50 tax interval over "
-                         f"±{target.half_width_ms:g} ms and {target.relative:.0%} of the tax, or "
-                         f"tok/s ratio over ±{target.ratio_half_width:g}): first {first}")
+            notes.append(
+                f"{at}: {len(wide)} extra repeat(s) of the baselines and the "
+                f"sets still too wide (TTFT/E2E p50 tax interval over "
+                f"±{target.half_width_ms:g} ms and {target.relative:.0%} of the tax, or "
+                f"tok/s ratio over ±{target.ratio_half_width:g}): first {first}"
+            )
             if users in self.still_wide:
-                notes.append(f"{at}: after all {level.extra} extra repeats still too wide: "
-                             f"{', '.join(self.still_wide[users])}")
+                notes.append(
+                    f"{at}: after all {level.extra} extra repeats still too wide: {', '.join(self.still_wide[users])}"
+                )
         return notes
 
     @staticmethod
-    def _round_cpu(sampler: cpu.CpuSampler, scenario: str,
-                   samples: list[Sample]) -> dict[str, float | None]:
+    def _round_cpu(sampler: cpu.CpuSampler, scenario: str, samples: list[Sample]) -> dict[str, float | None]:
         """Mean cores of each part over the round's steady window."""
         sampler.sample()  # a point after the window's end even for the shortest rounds
         begin, end, _ = steady_window(samples)
-        parts = {cpu.LOAD_GENERATOR: cpu.LOAD_GENERATOR, cpu.UPSTREAM: cpu.UPSTREAM,
-                 cpu.MACHINE: cpu.MACHINE}
+        parts = {cpu.LOAD_GENERATOR: cpu.LOAD_GENERATOR, cpu.UPSTREAM: cpu.UPSTREAM, cpu.MACHINE: cpu.MACHINE}
         if scenario != DIRECT:
             parts[cpu.GATEWAY] = f"{cpu.GATEWAY}:{scenario}"
-        cores = {part: cpu.cores_between(sampler.series(name), begin, end)
-                 for part, name in parts.items()}
+        cores = {part: cpu.cores_between(sampler.series(name), begin, end) for part, name in parts.items()}
         ours = [cpu.cores_between(sampler.series(name), begin, end) for name in sampler.names()]
         cores[cpu.BENCH] = sum(c for c in ours if c is not None)
         return cores
@@ -363,23 +436,39 @@ class BenchRunner:
     def _timings(before: dict[str, dict], after: dict[str, dict]) -> dict[str, list]:
         return {name: promscrape.timings_between(before[name], after[name]) for name in after}
 
-    def _safety_pass(self, scenarios: list[Scenario], matrix: Matrix, urls: dict[str, str], model: str,
-                     detoxify_files: dict[str, tuple[Path, Path]]) -> dict[str, SafetyResult]:
+    def _safety_pass(
+        self,
+        scenarios: list[Scenario],
+        matrix: Matrix,
+        urls: dict[str, str],
+        model: str,
+        detoxify_files: dict[str, tuple[Path, Path]],
+    ) -> dict[str, SafetyResult]:
         """The safety pass in front of an echo simulator: the rounds' own without --upstream,
         else one started for it (``echo``), so it measures the monitor sets, not the model."""
         if not self.options.upstream or not any(s.is_monitor_set for s in scenarios):
             return self._safety(scenarios, urls, model)
         options = self.options
-        engine = (options.classifier_url, options.classifier_model or SIM_CLASSIFIER_MODEL) \
-            if options.classifier_url else None
-        with echo.echo_gateways(scenarios, matrix, model=model, seed=self.options.seed,
-                                work_dir=self.options.work_dir, detoxify_files=detoxify_files,
-                                classifier=engine, sim_classifier_model=SIM_CLASSIFIER_MODEL,
-                                ready_timeout_s=self.options.ready_timeout_s, console=self.console) as echoes:
+        engine = (
+            (options.classifier_url, options.classifier_model or SIM_CLASSIFIER_MODEL)
+            if options.classifier_url
+            else None
+        )
+        with echo.echo_gateways(
+            scenarios,
+            matrix,
+            model=model,
+            seed=self.options.seed,
+            work_dir=self.options.work_dir,
+            detoxify_files=detoxify_files,
+            classifier=engine,
+            sim_classifier_model=SIM_CLASSIFIER_MODEL,
+            ready_timeout_s=self.options.ready_timeout_s,
+            console=self.console,
+        ) as echoes:
             return self._safety(scenarios, echoes, model)
 
-    def _safety(self, scenarios: list[Scenario], urls: dict[str, str],
-                model: str) -> dict[str, SafetyResult]:
+    def _safety(self, scenarios: list[Scenario], urls: dict[str, str], model: str) -> dict[str, SafetyResult]:
         options = self.options
         items = safety_items(options.datasets)
         jobs = []
@@ -399,10 +488,14 @@ class BenchRunner:
             jobs.append(SafetyJob(scenario.name, urls[scenario.name], chosen, note))
         if not jobs:
             return {}
-        with self.console.status(f"safety pass: {len(items)} items through "
-                                 f"{len(jobs)} monitor set(s)..."):
-            return asyncio.run(safety_pass(
-                jobs, model, max_tokens=options.safety_max_tokens,
-                concurrency=options.safety_concurrency, stream=options.safety_stream,
-                route=options.route,
-            ))
+        with self.console.status(f"safety pass: {len(items)} items through {len(jobs)} monitor set(s)..."):
+            return asyncio.run(
+                safety_pass(
+                    jobs,
+                    model,
+                    max_tokens=options.safety_max_tokens,
+                    concurrency=options.safety_concurrency,
+                    stream=options.safety_stream,
+                    route=options.route,
+                )
+            )

@@ -62,8 +62,7 @@ def safety_items(datasets: Sequence[DatasetSpec]) -> list[Item]:
     names = [spec.name for spec in datasets]
     if len(set(names)) < len(names):
         raise ValueError(f"two datasets are named alike ({', '.join(names)}); name them NAME=PATH")
-    return [(i.text, f"{spec.name}/{i.label}", i.source or spec.name)
-            for spec in datasets for i in spec.load()]
+    return [(i.text, f"{spec.name}/{i.label}", i.source or spec.name) for spec in datasets for i in spec.load()]
 
 
 def classify(outcome: Outcome) -> str:
@@ -236,16 +235,15 @@ async def safety_pass(
     All jobs run at once, each with its own concurrency limit. Requests do not
     ignore EOS: in echo mode the answer ends with the prompt, so max_tokens only caps it.
     """
-    results = {job.scenario: SafetyResult(job.scenario, notes=[job.note] if job.note else [])
-               for job in jobs}
-    async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_s),
-                                 limits=pool_limits(concurrency * max(len(jobs), 1))) as client:
+    results = {job.scenario: SafetyResult(job.scenario, notes=[job.note] if job.note else []) for job in jobs}
+    async with httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout_s), limits=pool_limits(concurrency * max(len(jobs), 1))
+    ) as client:
 
         async def one(name: str, url: str, item: Item, gate: asyncio.Semaphore) -> None:
             text, label, source = item[0], item[1], item[2] if len(item) > 2 else ""
             async with gate:
-                body = request_body(route, model, text, max_tokens, stream=stream,
-                                    ignore_eos=False)
+                body = request_body(route, model, text, max_tokens, stream=stream, ignore_eos=False)
                 outcome = await ask(client, url, body, route)
             verdict = classify(outcome)
             result = results[name]

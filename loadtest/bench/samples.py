@@ -40,17 +40,22 @@ class Sample:
 
     def to_line(self) -> bytes:
         # Microsecond resolution is plenty and keeps a 64-token line near 1 KB.
-        return orjson.dumps({
-            "start": round(self.start, 6),
-            "status": self.status,
-            "ttft_s": _round(self.ttft_s),
-            "e2e_s": _round(self.e2e_s),
-            "itls_s": [round(v, 6) for v in self.itls_s],
-            "output_tokens": self.output_tokens,
-            "error": self.error,
-            "blocked": self.blocked,
-            "user": self.user,
-        }) + b"\n"
+        return (
+            orjson.dumps(
+                {
+                    "start": round(self.start, 6),
+                    "status": self.status,
+                    "ttft_s": _round(self.ttft_s),
+                    "e2e_s": _round(self.e2e_s),
+                    "itls_s": [round(v, 6) for v in self.itls_s],
+                    "output_tokens": self.output_tokens,
+                    "error": self.error,
+                    "blocked": self.blocked,
+                    "user": self.user,
+                }
+            )
+            + b"\n"
+        )
 
     @classmethod
     def from_dict(cls, data: dict) -> Sample:
@@ -67,8 +72,7 @@ class Sample:
         )
 
     @classmethod
-    def from_stream(cls, start: float, status: int, result: StreamResult,
-                    user: int = -1) -> Sample:
+    def from_stream(cls, start: float, status: int, result: StreamResult, user: int = -1) -> Sample:
         return cls(
             start=start,
             status=status,

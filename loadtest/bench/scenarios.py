@@ -49,20 +49,23 @@ def build_scenarios(matrix: Matrix, set_names: list[str]) -> list[Scenario]:
     """``direct``, ``gateway``, then the chosen sets, in that (interleaving) order."""
     scenarios = [
         Scenario(DIRECT, "the upstream itself, no gateway"),
-        Scenario(GATEWAY, "the gateway with no monitors (proxy tax)", monitors=(),
-                 streaming=matrix.streaming_for_default()),
+        Scenario(
+            GATEWAY, "the gateway with no monitors (proxy tax)", monitors=(), streaming=matrix.streaming_for_default()
+        ),
     ]
     for name in set_names:
         spec = matrix.sets[name]
         notes = (RANDOM_WEIGHTS_NOTE,) if spec.local_detoxify else ()
-        scenarios.append(Scenario(
-            name=name,
-            description=spec.description or name,
-            monitors=tuple(spec.monitor_configs()),
-            streaming=matrix.streaming_for(name),
-            local_detoxify=spec.local_detoxify,
-            notes=notes,
-        ))
+        scenarios.append(
+            Scenario(
+                name=name,
+                description=spec.description or name,
+                monitors=tuple(spec.monitor_configs()),
+                streaming=matrix.streaming_for(name),
+                local_detoxify=spec.local_detoxify,
+                notes=notes,
+            )
+        )
     return scenarios
 
 
@@ -97,8 +100,10 @@ def gateway_config(
     for monitor in monitors:
         if monitor["name"] == CLASSIFIER and not monitor.get("base_url"):
             if classifier is None:
-                raise ValueError(f"scenario {scenario.name!r} needs a classifier engine: pass "
-                                 "--classifier-url (and --classifier-model)")
+                raise ValueError(
+                    f"scenario {scenario.name!r} needs a classifier engine: pass "
+                    "--classifier-url (and --classifier-model)"
+                )
             monitor["base_url"], monitor["model"] = classifier[0], monitor.get("model") or classifier[1]
     # The gateway audits by default, to a file in its working directory: give each
     # gateway its own file so they neither share a database nor litter the cwd.

@@ -64,11 +64,12 @@ class ScenarioRow(_Model):
     notes: list[str]
     cpu_cores: dict[str, float | None] = Field(
         description="median over the rounds of the mean cores each part used in the "
-                    "steady window: load generator, upstream, gateway, machine")
+        "steady window: load generator, upstream, gateway, machine"
+    )
     gateway_cpu_s_per_1k_tokens: float | None = Field(
-        description="the gateway processes' CPU seconds per 1,000 output tokens (None: direct)")
-    flags: list[str] = Field(description="client-bound, upstream-bound, machine-bound, "
-                                         "gateway-bound (from cpu_cores)")
+        description="the gateway processes' CPU seconds per 1,000 output tokens (None: direct)"
+    )
+    flags: list[str] = Field(description="client-bound, upstream-bound, machine-bound, gateway-bound (from cpu_cores)")
 
 
 class TaxRow(_Model):
@@ -83,7 +84,8 @@ class TaxRow(_Model):
     tpot_ms: DeltaPercentiles | None
     throughput_ratio: Interval
     cpu_s_per_1k_tokens: Interval | None = Field(
-        description="gateway CPU s per 1,000 tokens, scenario minus baseline (direct: 0)")
+        description="gateway CPU s per 1,000 tokens, scenario minus baseline (direct: 0)"
+    )
     flags: list[str] = Field(description="saturation flags of either side")
 
 
@@ -92,8 +94,9 @@ class LevelSummary(_Model):
 
     concurrency: int = Field(ge=1)
     flags: list[str]
-    saturated: bool = Field(description="client-, upstream- or machine-bound: its tax is "
-                                        "partly this machine's, not the gateway's")
+    saturated: bool = Field(
+        description="client-, upstream- or machine-bound: its tax is partly this machine's, not the gateway's"
+    )
 
 
 class HeadlineRow(_Model):
@@ -109,14 +112,16 @@ class HeadlineRow(_Model):
     cpu_s_per_1k_tokens: Interval | None = Field(description="over the baseline")
     harmful_catch_rate: float | None
     false_positive_rate: float | None = Field(
-        None, description="benign items blocked, altered or flagged (a false positive of any action)")
+        None, description="benign items blocked, altered or flagged (a false positive of any action)"
+    )
     false_block_rate: float | None
     false_alter_rate: float | None
     false_flag_rate: float | None = None
     flags: list[str]
     flagged_levels: dict[str, list[str]] = Field(
         default_factory=dict,
-        description="every level at which this row's scenario or baseline carries a flag: users -> flags")
+        description="every level at which this row's scenario or baseline carries a flag: users -> flags",
+    )
 
 
 class SafetyRates(_Model):
@@ -125,11 +130,13 @@ class SafetyRates(_Model):
     n: int = Field(ge=0, description="items sent")
     errors: int = Field(ge=0, description="items with no usable answer (left out of rates)")
     catch_rate: dict[str, float | None] = Field(
-        description="per harmful label (any label but benign): share blocked, altered or flagged")
+        description="per harmful label (any label but benign): share blocked, altered or flagged"
+    )
     harmful_catch_rate: float | None
     harmful_ci95: list[float] | None = Field(None, description="Wilson 95 % interval of harmful_catch_rate")
     false_positive_rate: float | None = Field(
-        description="benign items blocked, altered or flagged: a false positive of any action")
+        description="benign items blocked, altered or flagged: a false positive of any action"
+    )
     false_positive_ci95: list[float] | None = Field(description="Wilson 95 % interval of false_positive_rate")
     false_block_rate: float | None
     false_alter_rate: float | None
@@ -138,7 +145,8 @@ class SafetyRates(_Model):
     ci95: dict[str, list[float]] = Field(
         default_factory=dict,
         description="label -> Wilson 95 % interval [low, high] of its caught share "
-                    "(benign labels: of blocked + altered)")
+        "(benign labels: of blocked + altered)",
+    )
 
 
 class SafetySourceRow(SafetyRates):
@@ -179,8 +187,8 @@ class TargetRow(_Model):
     taxgate: bool = Field(description="its /metrics is a taxgate's (timings and counters read)")
     unknown: list[str] = Field(description="what the bench could not know about it")
     counters: list[CounterDelta] = Field(
-        description="skipped checks, monitor and upstream errors, refused requests during the "
-                    "rounds (a taxgate only)")
+        description="skipped checks, monitor and upstream errors, refused requests during the rounds (a taxgate only)"
+    )
     notes: list[str]
 
 
@@ -219,24 +227,27 @@ class Meta(_Model):
     phases_s: dict[str, float] = Field(description="wall seconds per phase of the run")
     p99_min_samples: int = P99_MIN_SAMPLES
     notes: list[str]
-    missing: list[str] = Field(default_factory=list,
-                               description="what the run set out to measure and could not "
-                                           "(a target left out, rounds a lost worker stopped)")
+    missing: list[str] = Field(
+        default_factory=list,
+        description="what the run set out to measure and could not (a target left out, rounds a lost worker stopped)",
+    )
 
 
 class Report(_Model):
     meta: Meta
     headline_concurrency: int | None = Field(
         description="the highest level no client-, upstream- or machine-bound flag marks (else the "
-                    "lowest); gateway-bound marks the gateway's own limit, part of the tax")
+        "lowest); gateway-bound marks the gateway's own limit, part of the tax"
+    )
     headline: list[HeadlineRow]
     levels: list[LevelSummary]
     scenarios: list[ScenarioRow]
     tax: list[TaxRow]
     safety: list[SafetyRow]
     monitor_timings: list[MonitorTiming]
-    targets: list[TargetRow] = Field(default_factory=list,
-                                     description="the --target endpoints (not started by the bench)")
+    targets: list[TargetRow] = Field(
+        default_factory=list, description="the --target endpoints (not started by the bench)"
+    )
 
 
 def report_json_schema() -> dict:

@@ -155,18 +155,20 @@ def verdict(result: GatewayResult, max_rss_growth_mb: float) -> list[str]:
     """What failed, in words; empty when the gateway held."""
     failures = []
     if result.counters.in_flight != 0:
-        failures.append(f"{result.name}: {result.counters.in_flight:g} in-flight slot(s) "
-                        "leaked (taxgate_in_flight_requests after the load ended)")
+        failures.append(
+            f"{result.name}: {result.counters.in_flight:g} in-flight slot(s) "
+            "leaked (taxgate_in_flight_requests after the load ended)"
+        )
     if result.undefined:
         failures.append(f"{result.name}: {result.undefined} undefined answer(s)")
     if result.rss_growth > max_rss_growth_mb * 2**20:
-        failures.append(f"{result.name}: RSS grew {result.rss_growth / 2**20:.1f} MB "
-                        f"(limit {max_rss_growth_mb:g} MB)")
+        failures.append(f"{result.name}: RSS grew {result.rss_growth / 2**20:.1f} MB (limit {max_rss_growth_mb:g} MB)")
     counted, early = result.counters.requests_total, result.outcomes.get(CLIENT_LEFT_EARLY, 0)
     if not result.sent - early <= counted <= result.sent:
-        failures.append(f"{result.name}: the gateway counted {counted:g} requests, the "
-                        f"clients sent {result.sent} ({early} left within milliseconds)")
+        failures.append(
+            f"{result.name}: the gateway counted {counted:g} requests, the "
+            f"clients sent {result.sent} ({early} left within milliseconds)"
+        )
     if result.counters.requests.get("500"):
-        failures.append(f"{result.name}: {result.counters.requests['500']:g} request(s) "
-                        "counted as 500")
+        failures.append(f"{result.name}: {result.counters.requests['500']:g} request(s) counted as 500")
     return failures

@@ -19,9 +19,36 @@ PERCENTILES = (50, 95, 99)
 # Two-sided 97.5% quantiles of Student's t, df = 1..30 (the usual table). Past 30 a
 # Cornish-Fisher expansion around the normal quantile is accurate to ~1e-4.
 _T975 = (
-    12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
-    2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
-    2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423,
+    12.7062,
+    4.3027,
+    3.1824,
+    2.7764,
+    2.5706,
+    2.4469,
+    2.3646,
+    2.3060,
+    2.2622,
+    2.2281,
+    2.2010,
+    2.1788,
+    2.1604,
+    2.1448,
+    2.1314,
+    2.1199,
+    2.1098,
+    2.1009,
+    2.0930,
+    2.0860,
+    2.0796,
+    2.0739,
+    2.0687,
+    2.0639,
+    2.0595,
+    2.0555,
+    2.0518,
+    2.0484,
+    2.0452,
+    2.0423,
 )
 _Z975 = 1.959964
 
@@ -146,8 +173,12 @@ class Estimate:
 
     def scaled(self, factor: float) -> Estimate:
         """The same estimate in other units (seconds -> ms: 1000)."""
-        return Estimate(self.value * factor, None if self.low is None else self.low * factor,
-                        None if self.high is None else self.high * factor, self.n)
+        return Estimate(
+            self.value * factor,
+            None if self.low is None else self.low * factor,
+            None if self.high is None else self.high * factor,
+            self.n,
+        )
 
 
 def t_interval(values: Sequence[float]) -> Estimate:
@@ -160,9 +191,7 @@ def t_interval(values: Sequence[float]) -> Estimate:
     return Estimate(m, m - half, m + half, n)
 
 
-def bootstrap_interval(
-    values: Sequence[float], rng: random.Random, resamples: int = 2000
-) -> Estimate:
+def bootstrap_interval(values: Sequence[float], rng: random.Random, resamples: int = 2000) -> Estimate:
     """Mean and 95% percentile-bootstrap interval; ``rng`` is injected so runs are repeatable.
 
     Assumes nothing about the shape of the deltas, but with under ~10 repeats the
@@ -185,14 +214,11 @@ def interval(values: Sequence[float], method: str, rng: random.Random) -> Estima
     raise ValueError(f"unknown interval method {method!r}: use 't' or 'bootstrap'")
 
 
-def paired_deltas(
-    scenario: Sequence[float | None], baseline: Sequence[float | None]
-) -> list[float]:
+def paired_deltas(scenario: Sequence[float | None], baseline: Sequence[float | None]) -> list[float]:
     """Per-repeat scenario - baseline, skipping repeats where either side has no value."""
     if len(scenario) != len(baseline):
         raise ValueError(
-            f"paired deltas need one value per repeat on both sides, "
-            f"got {len(scenario)} and {len(baseline)}"
+            f"paired deltas need one value per repeat on both sides, got {len(scenario)} and {len(baseline)}"
         )
     pairs = zip(scenario, baseline, strict=True)
     return [s - b for s, b in pairs if s is not None and b is not None]
@@ -202,14 +228,14 @@ def paired_ratios(scenario: Sequence[float], baseline: Sequence[float]) -> list[
     """Per-repeat scenario / baseline, skipping repeats with a zero baseline."""
     if len(scenario) != len(baseline):
         raise ValueError(
-            f"paired ratios need one value per repeat on both sides, "
-            f"got {len(scenario)} and {len(baseline)}"
+            f"paired ratios need one value per repeat on both sides, got {len(scenario)} and {len(baseline)}"
         )
     return [s / b for s, b in zip(scenario, baseline, strict=True) if b > 0]
 
 
-def pooled_delta(rounds: Sequence[Sequence[float]], base_rounds: Sequence[Sequence[float]], q: float,
-                 method: str, rng: random.Random) -> Estimate | None:
+def pooled_delta(
+    rounds: Sequence[Sequence[float]], base_rounds: Sequence[Sequence[float]], q: float, method: str, rng: random.Random
+) -> Estimate | None:
     """The tax the bench reports, for benches that keep raw values per round: the ``q``-th
     percentile of every round pooled minus the baseline's, with the width of the interval
     over the per-round paired deltas (round r of both ran back to back). None when either
@@ -219,8 +245,9 @@ def pooled_delta(rounds: Sequence[Sequence[float]], base_rounds: Sequence[Sequen
     if not mine or not theirs:
         return None
     centre = percentile(mine, q) - percentile(theirs, q)
-    per_round = paired_deltas([percentile(r, q) if r else None for r in rounds],
-                              [percentile(r, q) if r else None for r in base_rounds])
+    per_round = paired_deltas(
+        [percentile(r, q) if r else None for r in rounds], [percentile(r, q) if r else None for r in base_rounds]
+    )
     if not per_round:
         return Estimate(centre, None, None, 0)
     return recentred(interval(per_round, method, rng), centre)

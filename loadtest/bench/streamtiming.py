@@ -70,7 +70,7 @@ class StreamTimer:
         line = line.strip()
         if not line.startswith(DATA_PREFIX):
             return  # blank separators, comments (": ping"), "event:" lines
-        payload = line[len(DATA_PREFIX):].strip()
+        payload = line[len(DATA_PREFIX) :].strip()
         self.result.e2e_s = at_s
         if payload == DONE:
             return
@@ -133,9 +133,7 @@ class StreamTimer:
     def finish(self) -> StreamResult:
         """Close the measurement; the result is final after this."""
         result = self.result
-        result.output_tokens = (
-            self._usage_tokens if self._usage_tokens is not None else result.text_chunks
-        )
+        result.output_tokens = self._usage_tokens if self._usage_tokens is not None else result.text_chunks
         if self._keep_text:
             result.text = "".join(self._parts)
         if result.error is None and result.ttft_s is None and not result.blocked:

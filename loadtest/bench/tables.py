@@ -22,8 +22,10 @@ from loadtest.bench.schema import (
 
 # After a p99 taken over fewer than P99_MIN_SAMPLES values: it is near the sample's maximum.
 FEW = "†"
-FEW_NOTE = (f"{FEW} p99 over fewer than {P99_MIN_SAMPLES} requests: close to the largest "
-            "value seen, not a percentile to rely on.")
+FEW_NOTE = (
+    f"{FEW} p99 over fewer than {P99_MIN_SAMPLES} requests: close to the largest "
+    "value seen, not a percentile to rely on."
+)
 
 
 @dataclass(frozen=True)
@@ -106,16 +108,40 @@ def _d(p: DeltaPercentiles | None, name: str) -> Interval | None:
 
 def scenario_table(report: Report) -> Table:
     rows = [
-        (s.name, str(s.concurrency), pct(s.ttft_ms, "p50"), pct(s.ttft_ms, "p99"),
-         pct(s.itl_ms, "p50"), pct(s.itl_ms, "p99"), pct(s.e2e_ms, "p50"), pct(s.e2e_ms, "p99"),
-         f"{s.output_tokens_per_s:,.0f}", f"{s.requests_per_s:.2f}",
-         cpu_per_1k(s.gateway_cpu_s_per_1k_tokens), str(s.requests), str(s.errors))
+        (
+            s.name,
+            str(s.concurrency),
+            pct(s.ttft_ms, "p50"),
+            pct(s.ttft_ms, "p99"),
+            pct(s.itl_ms, "p50"),
+            pct(s.itl_ms, "p99"),
+            pct(s.e2e_ms, "p50"),
+            pct(s.e2e_ms, "p99"),
+            f"{s.output_tokens_per_s:,.0f}",
+            f"{s.requests_per_s:.2f}",
+            cpu_per_1k(s.gateway_cpu_s_per_1k_tokens),
+            str(s.requests),
+            str(s.errors),
+        )
         for s in sorted(report.scenarios, key=lambda s: s.concurrency)
     ]
     return Table(
         "Latency and throughput",
-        ("scenario", "users", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99", "E2E p50",
-         "E2E p99", "tok/s", "req/s", "gw CPU s/1k tok", "requests", "errors"),
+        (
+            "scenario",
+            "users",
+            "TTFT p50",
+            "TTFT p99",
+            "ITL p50",
+            "ITL p99",
+            "E2E p50",
+            "E2E p99",
+            "tok/s",
+            "req/s",
+            "gw CPU s/1k tok",
+            "requests",
+            "errors",
+        ),
         rows,
         "Milliseconds, all repeats pooled. tok/s and req/s: each user's request-to-request "
         "cycles in the closed loop. gw CPU: the gateway processes' CPU seconds per 1,000 "
@@ -127,8 +153,11 @@ def false_positives(h: HeadlineRow) -> str:
     """``1.2% (block 0.2%, flag 1.0%)``: any action, then the actions that make it up."""
     if h.false_positive_rate is None:
         return "-" if h.harmful_catch_rate is None else "n/a (no benign item answered)"
-    parts = [f"{name} {share(value)}" for name, value in
-             (("block", h.false_block_rate), ("alter", h.false_alter_rate), ("flag", h.false_flag_rate)) if value]
+    parts = [
+        f"{name} {share(value)}"
+        for name, value in (("block", h.false_block_rate), ("alter", h.false_alter_rate), ("flag", h.false_flag_rate))
+        if value
+    ]
     return share(h.false_positive_rate) + (f" ({', '.join(parts)})" if parts else "")
 
 
@@ -140,26 +169,48 @@ def _flagged(h: HeadlineRow) -> str:
 def headline_table(report: Report) -> Table:
     rows = []
     for h in report.headline:
-        caught = share(h.harmful_catch_rate) if h.harmful_catch_rate is not None else (
-            "-" if h.false_positive_rate is None else "n/a (no harmful item answered)")
-        rows.append((
-            h.scenario, h.baseline, delta(h.ttft_p50_ms, compact=True),
-            delta(h.e2e_p50_ms, compact=True), ratio(h.throughput_ratio, compact=True),
-            cpu_per_1k(h.gateway_cpu_s_per_1k_tokens),
-            cpu_delta(h.cpu_s_per_1k_tokens, compact=True),
-            caught, false_positives(h), flags(h.flags),
-        ))
+        caught = (
+            share(h.harmful_catch_rate)
+            if h.harmful_catch_rate is not None
+            else ("-" if h.false_positive_rate is None else "n/a (no harmful item answered)")
+        )
+        rows.append(
+            (
+                h.scenario,
+                h.baseline,
+                delta(h.ttft_p50_ms, compact=True),
+                delta(h.e2e_p50_ms, compact=True),
+                ratio(h.throughput_ratio, compact=True),
+                cpu_per_1k(h.gateway_cpu_s_per_1k_tokens),
+                cpu_delta(h.cpu_s_per_1k_tokens, compact=True),
+                caught,
+                false_positives(h),
+                flags(h.flags),
+            )
+        )
     level = report.headline_concurrency
     saturated = next((lv for lv in report.levels if lv.concurrency == level), None)
-    why = ("the highest level that no client-, upstream- or machine-bound flag marks; gateway-bound "
-           "marks the gateway's own limit, part of its tax" if saturated and not saturated.saturated
-           else "every level is marked client-, upstream- or machine-bound: the lowest is shown, read it "
-                "with care")
+    why = (
+        "the highest level that no client-, upstream- or machine-bound flag marks; gateway-bound "
+        "marks the gateway's own limit, part of its tax"
+        if saturated and not saturated.saturated
+        else "every level is marked client-, upstream- or machine-bound: the lowest is shown, read it with care"
+    )
     per_set = "; ".join(_flagged(h) for h in report.headline)
     return Table(
         f"Headline at {level} user{'' if level == 1 else 's'}",
-        ("scenario", "vs", "TTFT p50 tax", "E2E p50 tax", "tok/s ratio", "gw CPU s/1k tok",
-         "CPU over vs", "caught harmful", "false positive (any action)", "flags"),
+        (
+            "scenario",
+            "vs",
+            "TTFT p50 tax",
+            "E2E p50 tax",
+            "tok/s ratio",
+            "gw CPU s/1k tok",
+            "CPU over vs",
+            "caught harmful",
+            "false positive (any action)",
+            "flags",
+        ),
         rows,
         f"At {level} concurrent user{'' if level == 1 else 's'} ({why}). Taxes in ms with a 95% interval (±) over "
         "paired repeats; the bare gateway against the upstream, each monitor set against "
@@ -174,17 +225,30 @@ def headline_table(report: Report) -> Table:
 def saturation_table(report: Report) -> Table:
     parts = (LOAD_GENERATOR, LOAD_BUSIEST, UPSTREAM, GATEWAY, BENCH, MACHINE)
     rows = [
-        (s.name, str(s.concurrency),
-         *("-" if s.cpu_cores.get(part) is None else f"{s.cpu_cores[part]:.2f}"
-           for part in parts), flags(s.flags))
+        (
+            s.name,
+            str(s.concurrency),
+            *("-" if s.cpu_cores.get(part) is None else f"{s.cpu_cores[part]:.2f}" for part in parts),
+            flags(s.flags),
+        )
         for s in sorted(report.scenarios, key=lambda s: s.concurrency)
     ]
-    levels = "; ".join(f"{lv.concurrency} user{'' if lv.concurrency == 1 else 's'}: "
-                       f"{flags(lv.flags)}" for lv in report.levels)
+    levels = "; ".join(
+        f"{lv.concurrency} user{'' if lv.concurrency == 1 else 's'}: {flags(lv.flags)}" for lv in report.levels
+    )
     return Table(
         "Saturation (CPU during the rounds)",
-        ("scenario", "users", "load gen cores", "busiest load proc", "upstream cores",
-         "gateway cores", "bench cores", "machine cores", "flags"),
+        (
+            "scenario",
+            "users",
+            "load gen cores",
+            "busiest load proc",
+            "upstream cores",
+            "gateway cores",
+            "bench cores",
+            "machine cores",
+            "flags",
+        ),
         rows,
         f"Median over the rounds of the mean cores used in each round's steady window. "
         f"client-/upstream-/gateway-bound: that process used >= 85% of its one core (with "
@@ -202,19 +266,42 @@ def tax_table(report: Report, baseline: str, compact: bool = False) -> Table:
         return text + (FEW if p is not None and name == "p99" and not p.p99_supported else "")
 
     rows = [
-        (t.scenario, str(t.concurrency), d(t.ttft_ms, "p50"), d(t.ttft_ms, "p99"),
-         d(t.itl_ms, "p50"), d(t.itl_ms, "p99"), d(t.e2e_ms, "p50"), d(t.e2e_ms, "p99"),
-         ratio(t.throughput_ratio, compact), cpu_delta(t.cpu_s_per_1k_tokens, compact),
-         flags(t.flags))
+        (
+            t.scenario,
+            str(t.concurrency),
+            d(t.ttft_ms, "p50"),
+            d(t.ttft_ms, "p99"),
+            d(t.itl_ms, "p50"),
+            d(t.itl_ms, "p99"),
+            d(t.e2e_ms, "p50"),
+            d(t.e2e_ms, "p99"),
+            ratio(t.throughput_ratio, compact),
+            cpu_delta(t.cpu_s_per_1k_tokens, compact),
+            flags(t.flags),
+        )
         for t in sorted(report.tax, key=lambda t: t.concurrency)
         if t.baseline == baseline
     ]
-    headers = ("scenario", "users", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99", "E2E p50",
-               "E2E p99", "tok/s ratio", "gw CPU s/1k tok", "flags")
+    headers = (
+        "scenario",
+        "users",
+        "TTFT p50",
+        "TTFT p99",
+        "ITL p50",
+        "ITL p99",
+        "E2E p50",
+        "E2E p99",
+        "tok/s ratio",
+        "gw CPU s/1k tok",
+        "flags",
+    )
     if compact:  # the terminal prints each level's flags once, under the tables
         headers, rows = headers[:-1], [row[:-1] for row in rows]
-    what = ("total tax: scenario minus the upstream alone" if baseline == "direct"
-            else "monitor tax: scenario minus the gateway with no monitors")
+    what = (
+        "total tax: scenario minus the upstream alone"
+        if baseline == "direct"
+        else "monitor tax: scenario minus the gateway with no monitors"
+    )
     return Table(
         f"Safety tax vs {baseline}",
         headers,
@@ -258,26 +345,50 @@ def _benign(row: SafetyRates, value: float | None, interval: list[float] | None 
 
 def _safety_cells(row: SafetyRates, labels: list[str]) -> tuple[str, ...]:
     harmful = [label for label in row.counts if not is_benign(label)]
-    caught = (unmeasured(row.counts, harmful, "harmful") if row.harmful_catch_rate is None
-              else _interval(row.harmful_catch_rate, row.harmful_ci95))
-    return (*(_caught(row, label) for label in labels), caught,
-            _benign(row, row.false_positive_rate, row.false_positive_ci95),
-            _benign(row, row.false_block_rate), _benign(row, row.false_alter_rate),
-            _benign(row, row.false_flag_rate), str(row.n), str(row.errors))
+    caught = (
+        unmeasured(row.counts, harmful, "harmful")
+        if row.harmful_catch_rate is None
+        else _interval(row.harmful_catch_rate, row.harmful_ci95)
+    )
+    return (
+        *(_caught(row, label) for label in labels),
+        caught,
+        _benign(row, row.false_positive_rate, row.false_positive_ci95),
+        _benign(row, row.false_block_rate),
+        _benign(row, row.false_alter_rate),
+        _benign(row, row.false_flag_rate),
+        str(row.n),
+        str(row.errors),
+    )
 
 
 def safety_table(report: Report) -> Table:
     labels = sorted({label for s in report.safety for label in s.catch_rate})
     rows = []
     for s in report.safety:
-        rows.append((s.scenario, "all" if len(s.sources) > 1 else (s.sources[0].source if s.sources else "all"),
-                     *_safety_cells(s, labels)))
+        rows.append(
+            (
+                s.scenario,
+                "all" if len(s.sources) > 1 else (s.sources[0].source if s.sources else "all"),
+                *_safety_cells(s, labels),
+            )
+        )
         if len(s.sources) > 1:
             rows += [(s.scenario, src.source, *_safety_cells(src, labels)) for src in s.sources]
     return Table(
         "Safety effect (labelled dataset, per source)",
-        ("monitor set", "source", *(f"caught {label}" for label in labels), "caught harmful",
-         "false positive (any)", "false block", "false alter", "false flag", "items", "errors"),
+        (
+            "monitor set",
+            "source",
+            *(f"caught {label}" for label in labels),
+            "caught harmful",
+            "false positive (any)",
+            "false block",
+            "false alter",
+            "false flag",
+            "items",
+            "errors",
+        ),
         rows,
         "Measured through gateways in front of the built-in simulator in echo mode (the answer repeats the "
         "prompt): the monitor sets, not a model. Caught = blocked, redacted or flagged, with its Wilson 95% "
@@ -293,8 +404,15 @@ def timing_table(report: Report) -> Table:
     for t in report.monitor_timings:
         part = " / ".join(t.labels.values()) or "-"
         unit = " ms" if t.metric.endswith("_seconds") else " texts"
-        rows.append((t.scenario, t.metric.removeprefix("taxgate_").removesuffix("_seconds"),
-                     part, f"{t.count:,.0f}", f"{t.mean_ms:.2f}{unit}"))
+        rows.append(
+            (
+                t.scenario,
+                t.metric.removeprefix("taxgate_").removesuffix("_seconds"),
+                part,
+                f"{t.count:,.0f}",
+                f"{t.mean_ms:.2f}{unit}",
+            )
+        )
     return Table(
         "Gateway-side timings during the rounds (from /metrics)",
         ("scenario", "histogram", "part", "observations", "mean"),
@@ -326,14 +444,15 @@ def target_table(report: Report) -> Table:
         counted = "; ".join(
             f"{c.metric.removeprefix('taxgate_').removesuffix('_total')}"
             f"{'{' + ','.join(f'{k}={v}' for k, v in c.labels.items()) + '}' if c.labels else ''}"
-            f" +{c.increase:,.0f}" for c in t.counters)
+            f" +{c.increase:,.0f}"
+            for c in t.counters
+        )
         seen = (counted or "none rose") if t.taxgate else "-"
         rows.append((t.name, t.url, "yes" if t.taxgate else "no", seen, "; ".join(t.notes)))
     unknown = "; ".join(report.targets[0].unknown) if report.targets else ""
     return Table(
         "Targets (endpoints the bench did not start)",
-        ("target", "URL", "taxgate /metrics", "skipped checks, errors, refusals in the rounds",
-         "notes"),
+        ("target", "URL", "taxgate /metrics", "skipped checks, errors, refusals in the rounds", "notes"),
         rows,
         f"Measured against direct like every scenario. Not known to the bench: {unknown}. "
         "Its monitor time, when it is a taxgate, is in the gateway-side timings table.",

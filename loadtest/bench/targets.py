@@ -61,8 +61,7 @@ class Target:
     api_key: str = field(default="", repr=False)
 
     def scenario(self) -> Scenario:
-        return Scenario(self.name, f"already running at {self.url} (not started by the bench)",
-                        external_url=self.url)
+        return Scenario(self.name, f"already running at {self.url} (not started by the bench)", external_url=self.url)
 
 
 def _split(text: str, flag: str) -> tuple[str, str]:
@@ -81,16 +80,19 @@ def _key(value: str, name: str, environ: Mapping[str, str]) -> str:
     return environ[variable]
 
 
-def parse_targets(pairs: Sequence[str], keys: Sequence[str] = (),
-                  environ: Mapping[str, str] | None = None) -> tuple[Target, ...]:
+def parse_targets(
+    pairs: Sequence[str], keys: Sequence[str] = (), environ: Mapping[str, str] | None = None
+) -> tuple[Target, ...]:
     """``--target NAME=URL`` and ``--target-key NAME=KEY`` (or ``NAME=env:VAR``) flags."""
     environ = os.environ if environ is None else environ
     urls: dict[str, str] = {}
     for pair in pairs:
         name, url = _split(pair, "--target")
         if not _NAME.match(name) or name in (DIRECT, GATEWAY, NONE_SETS):
-            raise TargetError(f"--target {pair!r}: NAME must be letters, digits, '.', '_' or '-' "
-                              f"and not {DIRECT}, {GATEWAY} or {NONE_SETS}")
+            raise TargetError(
+                f"--target {pair!r}: NAME must be letters, digits, '.', '_' or '-' "
+                f"and not {DIRECT}, {GATEWAY} or {NONE_SETS}"
+            )
         if name in urls:
             raise TargetError(f"--target {name} is given twice")
         if not url.startswith(("http://", "https://")):
@@ -113,9 +115,11 @@ def _one_key_per_url(targets: Sequence[Target]) -> None:
     for target in targets:
         name, key = keys.setdefault(target.url, (target.name, target.api_key))
         if key != target.api_key:
-            raise TargetError(f"--target {name} and {target.name} have the same URL but not the "
-                              "same key: give one of them another URL to the same server "
-                              "(a host name and its IP address)")
+            raise TargetError(
+                f"--target {name} and {target.name} have the same URL but not the "
+                "same key: give one of them another URL to the same server "
+                "(a host name and its IP address)"
+            )
 
 
 def redact_argv(argv: Sequence[str]) -> list[str]:
@@ -141,8 +145,7 @@ def _hidden(pair: str) -> str:
     return f"{name}={value}" if value.startswith(ENV_PREFIX) else f"{name}=***"
 
 
-def with_targets(scenarios: list[Scenario], targets: Sequence[Target],
-                 sets: Sequence[str] | None) -> list[Scenario]:
+def with_targets(scenarios: list[Scenario], targets: Sequence[Target], sets: Sequence[str] | None) -> list[Scenario]:
     """The run's scenarios: the matrix's (only ``direct`` with ``--sets none``), then the targets."""
     if sets is not None and NONE_SETS in sets:
         if list(sets) != [NONE_SETS]:
@@ -153,8 +156,7 @@ def with_targets(scenarios: list[Scenario], targets: Sequence[Target],
     taken = {s.name for s in scenarios}
     clash = [t.name for t in targets if t.name in taken]
     if clash:
-        raise TargetError(f"--target {', '.join(clash)}: a monitor set of the matrix has that "
-                          "name; pick another")
+        raise TargetError(f"--target {', '.join(clash)}: a monitor set of the matrix has that name; pick another")
     return scenarios + [t.scenario() for t in targets]
 
 
@@ -179,8 +181,10 @@ def _headers(target: Target) -> dict[str, str]:
 
 def _models_problem(response: httpx.Response, target: Target, model: str) -> str | None:
     if response.status_code in (401, 403):
-        return (f"refused the bench (HTTP {response.status_code} on GET /v1/models): give its "
-                f"key with --target-key {target.name}=KEY")
+        return (
+            f"refused the bench (HTTP {response.status_code} on GET /v1/models): give its "
+            f"key with --target-key {target.name}=KEY"
+        )
     if response.status_code != 200:
         return f"answered HTTP {response.status_code} to GET /v1/models"
     try:
@@ -188,13 +192,14 @@ def _models_problem(response: httpx.Response, target: Target, model: str) -> str
     except (ValueError, KeyError, TypeError, AttributeError):
         return "GET /v1/models did not answer an OpenAI model list"
     if model not in served:
-        return (f"serves {', '.join(served) or 'no model'}, not {model!r} (the run's model): it "
-                "fronts another upstream than --upstream, or pass --model")
+        return (
+            f"serves {', '.join(served) or 'no model'}, not {model!r} (the run's model): it "
+            "fronts another upstream than --upstream, or pass --model"
+        )
     return None
 
 
-async def probe(client: httpx.AsyncClient, target: Target, model: str,
-                route: str = CHAT) -> str | None:
+async def probe(client: httpx.AsyncClient, target: Target, model: str, route: str = CHAT) -> str | None:
     """Why the target cannot be measured (None: it can): one model list and one request."""
     try:
         response = await client.get(target.url + "/v1/models", headers=_headers(target))
@@ -289,11 +294,9 @@ class TargetRun:
 
         async def all_probes() -> list[str | None]:
             async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_s), auth=self.auth()) as client:
-                return await asyncio.gather(*(probe(client, t, model, route)
-                                              for t in self.targets.values()))
+                return await asyncio.gather(*(probe(client, t, model, route) for t in self.targets.values()))
 
-        for target, problem in zip(list(self.targets.values()), asyncio.run(all_probes()),
-                                   strict=True):
+        for target, problem in zip(list(self.targets.values()), asyncio.run(all_probes()), strict=True):
             if problem:
                 self.problems[target.name] = f"--target {target.name} {problem}"
                 del self.targets[target.name]
@@ -313,8 +316,11 @@ class TargetRun:
 
     def metrics_texts(self) -> dict[str, tuple[str, str]]:
         """(before, after) /metrics text of each target that is a taxgate."""
-        return {name: (self._before[name], self._after[name]) for name in self.targets
-                if self._before.get(name) and self._after.get(name)}
+        return {
+            name: (self._before[name], self._after[name])
+            for name in self.targets
+            if self._before.get(name) and self._after.get(name)
+        }
 
     def reports(self) -> list[TargetReport]:
         reports = []
@@ -323,17 +329,19 @@ class TargetRun:
             report = TargetReport(target, taxgate=texts is not None)
             if texts:
                 report.counters = counter_deltas(counters(texts[0]), counters(texts[1]))
-                report.notes.append("/metrics read before and after the rounds: one replica's "
-                                    "view when several serve the URL")
+                report.notes.append(
+                    "/metrics read before and after the rounds: one replica's view when several serve the URL"
+                )
             else:
-                report.notes.append("its /metrics is not a taxgate's (or not readable with its "
-                                    "key): no gateway-side timings or counters")
+                report.notes.append(
+                    "its /metrics is not a taxgate's (or not readable with its "
+                    "key): no gateway-side timings or counters"
+                )
             reports.append(report)
         return reports
 
 
-def run_scenarios(matrix: Matrix, sets: Sequence[str] | None,
-                  targets: Sequence[Target]) -> list[Scenario]:
+def run_scenarios(matrix: Matrix, sets: Sequence[str] | None, targets: Sequence[Target]) -> list[Scenario]:
     """The run's scenarios: the matrix's chosen sets (none with ``--sets none``), the targets."""
     names = [] if NONE_SETS in (sets or ()) else matrix.select(list(sets or ()))
     return with_targets(build_scenarios(matrix, names), targets, sets)
@@ -341,16 +349,20 @@ def run_scenarios(matrix: Matrix, sets: Sequence[str] | None,
 
 def target_timings(run: TargetRun) -> dict[str, list[promscrape.Timing]]:
     """The gateway-side histogram means of each target that is a taxgate, over the rounds."""
-    return {name: promscrape.timings_between(promscrape.parse(before), promscrape.parse(after))
-            for name, (before, after) in run.metrics_texts().items()}
+    return {
+        name: promscrape.timings_between(promscrape.parse(before), promscrape.parse(after))
+        for name, (before, after) in run.metrics_texts().items()
+    }
 
 
 def target_rows(reports: Sequence[TargetReport]) -> list[schema.TargetRow]:
     return [
         schema.TargetRow(
-            name=r.target.name, url=r.target.url, taxgate=r.taxgate, unknown=list(UNKNOWN),
-            counters=[schema.CounterDelta(metric=m, labels=labels, increase=v)
-                      for m, labels, v in r.counters],
+            name=r.target.name,
+            url=r.target.url,
+            taxgate=r.taxgate,
+            unknown=list(UNKNOWN),
+            counters=[schema.CounterDelta(metric=m, labels=labels, increase=v) for m, labels, v in r.counters],
             notes=r.notes,
         )
         for r in reports

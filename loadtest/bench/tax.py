@@ -85,8 +85,7 @@ def throughput_ratio(cell: CellStats, base: CellStats, method: str, rng: random.
     return recentred(interval(per_repeat, method, rng), centre)
 
 
-def cpu_delta(cell: CellStats, base: CellStats, method: str,
-              rng: random.Random) -> Estimate | None:
+def cpu_delta(cell: CellStats, base: CellStats, method: str, rng: random.Random) -> Estimate | None:
     """Gateway CPU s per 1,000 tokens over the baseline's; None when it was not sampled."""
     mine = cell.gateway_cpu_s_per_1k_tokens
     if mine is None:
@@ -97,27 +96,24 @@ def cpu_delta(cell: CellStats, base: CellStats, method: str,
     rounds, base_rounds = paired_rounds(cell, base)
     per_repeat = paired_deltas(
         [r.gateway_cpu_s_per_1k_tokens for r in rounds],
-        [0.0 if base.scenario == DIRECT else r.gateway_cpu_s_per_1k_tokens
-         for r in base_rounds],
+        [0.0 if base.scenario == DIRECT else r.gateway_cpu_s_per_1k_tokens for r in base_rounds],
     )
     if not per_repeat:
         return Estimate(mine - theirs, None, None, 0)
     return recentred(interval(per_repeat, method, rng), mine - theirs)
 
 
-def tax_row(
-    cell: CellStats, base: CellStats, method: str = "t", rng: random.Random | None = None
-) -> TaxRow:
+def tax_row(cell: CellStats, base: CellStats, method: str = "t", rng: random.Random | None = None) -> TaxRow:
     if cell.concurrency != base.concurrency:
         raise ValueError(
-            f"tax compares one concurrency: {cell.scenario}@{cell.concurrency} "
-            f"vs {base.scenario}@{base.concurrency}"
+            f"tax compares one concurrency: {cell.scenario}@{cell.concurrency} vs {base.scenario}@{base.concurrency}"
         )
     rng = rng if rng is not None else random.Random(0)
     deltas: dict[str, dict[str, Estimate]] = {}
     for metric in METRICS:
         per_pct = {
-            pct: est for pct in PERCENTILE_NAMES
+            pct: est
+            for pct in PERCENTILE_NAMES
             if (est := metric_delta(cell, base, metric, pct, method, rng)) is not None
         }
         if per_pct:

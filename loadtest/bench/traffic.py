@@ -42,8 +42,7 @@ def pool_limits(connections: int) -> httpx.Limits:
     uvicorn closes a keep-alive connection after 5 s idle, httpx's default expiry is
     also 5 s: a request sent on a connection at that moment dies with a ReadError.
     """
-    return httpx.Limits(max_connections=connections, max_keepalive_connections=connections,
-                        keepalive_expiry=2.0)
+    return httpx.Limits(max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=2.0)
 
 
 # A reused connection the server closed at the same instant fails before any byte of
@@ -51,8 +50,7 @@ def pool_limits(connections: int) -> httpx.Limits:
 _RETRYABLE = (httpx.ReadError, httpx.RemoteProtocolError, httpx.ConnectError)
 
 
-async def ask(client: httpx.AsyncClient, base_url: str, body: dict,
-              route: str = CHAT) -> Outcome:
+async def ask(client: httpx.AsyncClient, base_url: str, body: dict, route: str = CHAT) -> Outcome:
     """Send one request (streamed or not, as ``body`` says) and read it to the end."""
     for attempt in (1, 2):
         try:
@@ -68,15 +66,13 @@ async def ask(client: httpx.AsyncClient, base_url: str, body: dict,
 async def _ask_once(client: httpx.AsyncClient, url: str, body: dict, route: str) -> Outcome:
     if body.get("stream"):
         return await _streamed(client, url, body, route)
-    response = await client.post(url, content=orjson.dumps(body),
-                                 headers={"content-type": "application/json"})
+    response = await client.post(url, content=orjson.dumps(body), headers={"content-type": "application/json"})
     flags = response.headers.get(FLAGS_HEADER, "")
     redacted = response.headers.get(REDACTED_HEADER, "")
     try:
         data = orjson.loads(response.content)
     except orjson.JSONDecodeError:
-        return Outcome(response.status_code, flags=flags,
-                       error=f"HTTP {response.status_code}: body is not JSON")
+        return Outcome(response.status_code, flags=flags, error=f"HTTP {response.status_code}: body is not JSON")
     if response.status_code != 200:
         return _refusal(response.status_code, data, flags)
     text, finish_reason = whole_answer(route, data)
@@ -84,8 +80,9 @@ async def _ask_once(client: httpx.AsyncClient, url: str, body: dict, route: str)
 
 
 async def _streamed(client: httpx.AsyncClient, url: str, body: dict, route: str) -> Outcome:
-    async with client.stream("POST", url, content=orjson.dumps(body),
-                             headers={"content-type": "application/json"}) as response:
+    async with client.stream(
+        "POST", url, content=orjson.dumps(body), headers={"content-type": "application/json"}
+    ) as response:
         flags = response.headers.get(FLAGS_HEADER, "")
         redacted = response.headers.get(REDACTED_HEADER, "")
         if response.status_code != 200:
@@ -107,8 +104,9 @@ async def _streamed(client: httpx.AsyncClient, url: str, body: dict, route: str)
             timer.feed(b"data: " + event.data, time.perf_counter() - t0)
         result = timer.finish()
     error = None if result.blocked else result.error
-    return Outcome(200, text=result.text, finish_reason=result.finish_reason, flags=flags,
-                   error=error, redacted=redacted)
+    return Outcome(
+        200, text=result.text, finish_reason=result.finish_reason, flags=flags, error=error, redacted=redacted
+    )
 
 
 def _refusal(status: int, data: dict, flags: str) -> Outcome:
@@ -116,13 +114,22 @@ def _refusal(status: int, data: dict, flags: str) -> Outcome:
     error = error if isinstance(error, dict) else {}
     code = str(error.get("code") or "")
     message = str(error.get("message") or "")
-    return Outcome(status, error_code=code, flags=flags,
-                   error=f"HTTP {status}: {message or code or 'no error body'}"[:300])
+    return Outcome(
+        status, error_code=code, flags=flags, error=f"HTTP {status}: {message or code or 'no error body'}"[:300]
+    )
 
 
-async def warm_up(base_urls: list[str], model: str, prompts: list[str], max_tokens: int,
-                  seconds: float, concurrency: int = 4, seed: int = 0,
-                  route: str = CHAT, auth: httpx.Auth | None = None) -> dict[str, int]:
+async def warm_up(
+    base_urls: list[str],
+    model: str,
+    prompts: list[str],
+    max_tokens: int,
+    seconds: float,
+    concurrency: int = 4,
+    seed: int = 0,
+    route: str = CHAT,
+    auth: httpx.Auth | None = None,
+) -> dict[str, int]:
     """Streamed requests to every URL for ``seconds`` (connection pools, caches, lazy model
     loads); returns how many failed per URL, so a broken scenario shows up before the rounds.
     """
@@ -136,8 +143,7 @@ async def warm_up(base_urls: list[str], model: str, prompts: list[str], max_toke
 
         async def loop(url: str) -> None:
             while time.monotonic() < deadline:
-                body = request_body(route, model, rng.choice(prompts), max_tokens,
-                                    stream=True, ignore_eos=True)
+                body = request_body(route, model, rng.choice(prompts), max_tokens, stream=True, ignore_eos=True)
                 outcome = await ask(client, url, body, route)
                 if outcome.status != 200 and outcome.error_code != "content_blocked":
                     failures[url] += 1

@@ -83,7 +83,7 @@ def card_number(rng: random.Random, prefixes: list[Mapping[str, Any]]) -> str:
 
 
 def spaced(value: str, group: int = 4) -> str:
-    return " ".join(value[i:i + group] for i in range(0, len(value), group))
+    return " ".join(value[i : i + group] for i in range(0, len(value), group))
 
 
 def iban(rng: random.Random, formats: list[Mapping[str, Any]]) -> str:
@@ -144,8 +144,9 @@ def pii_values(rng: random.Random, vocab: Mapping[str, Any]) -> dict[str, str]:
 # --------------------------------------------------------------------------- assembly
 
 
-def expand(label: str, templates: Mapping[str, Mapping[str, list[str]]], rng: random.Random,
-           count: int, exclude: set[str]) -> list[str]:
+def expand(
+    label: str, templates: Mapping[str, Mapping[str, list[str]]], rng: random.Random, count: int, exclude: set[str]
+) -> list[str]:
     """``count`` distinct fillings of the templates not in ``exclude``, drawn at random."""
     found: dict[str, None] = {}
     items = list(templates.items())
@@ -197,21 +198,24 @@ def build(data: Mapping[str, Any], seed: int = SEED) -> dict[str, list[str]]:
 
 def render(texts: Mapping[str, list[str]]) -> dict[str, bytes]:
     """File name -> the JSONL bytes it holds."""
-    return {f"{label}.jsonl": b"".join(orjson.dumps({"text": text, "label": label}) + b"\n"
-                                       for text in items)
-            for label, items in texts.items()}
+    return {
+        f"{label}.jsonl": b"".join(orjson.dumps({"text": text, "label": label}) + b"\n" for text in items)
+        for label, items in texts.items()
+    }
 
 
 def stale(files: Mapping[str, bytes], out_dir: Path) -> list[str]:
     """The names of the files in ``out_dir`` that differ from ``files`` (or are missing)."""
-    return [name for name, content in files.items()
-            if not (out_dir / name).is_file() or (out_dir / name).read_bytes() != content]
+    return [
+        name
+        for name, content in files.items()
+        if not (out_dir / name).is_file() or (out_dir / name).read_bytes() != content
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="do not write; exit 1 when a committed file differs")
+    parser.add_argument("--check", action="store_true", help="do not write; exit 1 when a committed file differs")
     parser.add_argument("--templates", type=Path, default=TEMPLATES, help=argparse.SUPPRESS)
     parser.add_argument("--out-dir", type=Path, default=HERE, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -223,8 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         names = stale(files, args.out_dir)
         for name in names:
-            print(f"{args.out_dir / name} is stale: run python loadtest/data/generate.py",
-                  file=sys.stderr)
+            print(f"{args.out_dir / name} is stale: run python loadtest/data/generate.py", file=sys.stderr)
         return 1 if names else 0
     for name, content in files.items():
         (args.out_dir / name).write_bytes(content)

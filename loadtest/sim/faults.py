@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 FAULT_KINDS = ("reset", "stall", "garbage")
-GARBAGE_EVENT = b"data: {\"choices\": [{\"delta\": \x00\xff<html>not json\n\n"
+GARBAGE_EVENT = b'data: {"choices": [{"delta": \x00\xff<html>not json\n\n'
 GARBAGE_BODY = b"<html><body>502 upstream went wrong</body></html>"
 
 

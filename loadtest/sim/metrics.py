@@ -34,42 +34,47 @@ class SimCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         engine, stats, labels = self._engine, self._engine.stats, self._labels
-        yield self._gauge("vllm:num_requests_running",
-                          "Number of requests in model execution batches.", engine.num_running)
-        yield self._gauge("vllm:num_requests_waiting",
-                          "Number of requests waiting to be processed.", engine.num_waiting)
-        yield self._gauge("vllm:kv_cache_usage_perc",
-                          "KV-cache usage. 1 means 100 percent usage.",
-                          engine.num_running / engine.profile.max_num_seqs)
-        yield self._counter("vllm:prompt_tokens", "Number of prefill tokens processed.",
-                            stats.prompt_tokens)
-        yield self._counter("vllm:generation_tokens", "Number of generation tokens processed.",
-                            stats.generation_tokens)
-        yield self._counter("vllm:num_preemptions",
-                            "Cumulative number of preemption from the engine.", 0)
-        success = CounterMetricFamily("vllm:request_success",
-                                      "Count of successfully processed requests.",
-                                      labels=[*LABELS, "finished_reason"])
+        yield self._gauge(
+            "vllm:num_requests_running", "Number of requests in model execution batches.", engine.num_running
+        )
+        yield self._gauge(
+            "vllm:num_requests_waiting", "Number of requests waiting to be processed.", engine.num_waiting
+        )
+        yield self._gauge(
+            "vllm:kv_cache_usage_perc",
+            "KV-cache usage. 1 means 100 percent usage.",
+            engine.num_running / engine.profile.max_num_seqs,
+        )
+        yield self._counter("vllm:prompt_tokens", "Number of prefill tokens processed.", stats.prompt_tokens)
+        yield self._counter("vllm:generation_tokens", "Number of generation tokens processed.", stats.generation_tokens)
+        yield self._counter("vllm:num_preemptions", "Cumulative number of preemption from the engine.", 0)
+        success = CounterMetricFamily(
+            "vllm:request_success", "Count of successfully processed requests.", labels=[*LABELS, "finished_reason"]
+        )
         for reason in FINISH_REASONS:
             success.add_metric([*labels, reason], stats.finished[reason])
         yield success
         for name, doc, hist in (
-            ("vllm:time_to_first_token_seconds",
-             "Histogram of time to first token in seconds.", stats.ttft),
-            ("vllm:inter_token_latency_seconds",
-             "Histogram of inter-token latency in seconds.", stats.itl),
-            ("vllm:request_time_per_output_token_seconds",
-             "Histogram of time_per_output_token_seconds per request.", stats.tpot),
-            ("vllm:e2e_request_latency_seconds",
-             "Histogram of e2e request latency in seconds.", stats.e2e),
-            ("vllm:request_queue_time_seconds",
-             "Histogram of time spent in WAITING phase for request.", stats.queue_time),
-            ("vllm:request_prompt_tokens", "Number of prefill tokens processed.",
-             stats.request_prompt_tokens),
-            ("vllm:request_generation_tokens", "Number of generation tokens processed.",
-             stats.request_generation_tokens),
-            ("vllm:iteration_tokens_total", "Histogram of number of tokens per engine_step.",
-             stats.iteration_tokens),
+            ("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", stats.ttft),
+            ("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", stats.itl),
+            (
+                "vllm:request_time_per_output_token_seconds",
+                "Histogram of time_per_output_token_seconds per request.",
+                stats.tpot,
+            ),
+            ("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", stats.e2e),
+            (
+                "vllm:request_queue_time_seconds",
+                "Histogram of time spent in WAITING phase for request.",
+                stats.queue_time,
+            ),
+            ("vllm:request_prompt_tokens", "Number of prefill tokens processed.", stats.request_prompt_tokens),
+            (
+                "vllm:request_generation_tokens",
+                "Number of generation tokens processed.",
+                stats.request_generation_tokens,
+            ),
+            ("vllm:iteration_tokens_total", "Histogram of number of tokens per engine_step.", stats.iteration_tokens),
         ):
             yield self._histogram(name, doc, hist)
 

@@ -100,8 +100,7 @@ class _GenerationResponse:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         if fault is not None and fault.kind == "reset":
             # Half of what Content-Length promised, then the connection drops.
-            await send({"type": "http.response.body", "body": body[:len(body) // 2],
-                        "more_body": True})
+            await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
             raise InjectedFault("reset mid-body")
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
@@ -109,8 +108,9 @@ class _GenerationResponse:
 class StreamedGeneration(_GenerationResponse):
     """``text/event-stream`` with vLLM's chunk sequence, then ``[DONE]``."""
 
-    def __init__(self, engine: SimEngine, gen: Generation, encoder: ChunkEncoder,
-                 include_usage: bool, fault: Fault | None = None) -> None:
+    def __init__(
+        self, engine: SimEngine, gen: Generation, encoder: ChunkEncoder, include_usage: bool, fault: Fault | None = None
+    ) -> None:
         super().__init__(engine, gen, fault)
         self.encoder = encoder
         self.include_usage = include_usage
@@ -156,8 +156,16 @@ class StreamedGeneration(_GenerationResponse):
 class WholeGeneration(_GenerationResponse):
     """The non-streamed JSON body, sent once the generation finished."""
 
-    def __init__(self, engine: SimEngine, gen: Generation, kind: str, request_id: str,
-                 created: int, model: str, fault: Fault | None = None) -> None:
+    def __init__(
+        self,
+        engine: SimEngine,
+        gen: Generation,
+        kind: str,
+        request_id: str,
+        created: int,
+        model: str,
+        fault: Fault | None = None,
+    ) -> None:
         super().__init__(engine, gen, fault)
         self.kind = kind
         self.request_id = request_id
@@ -168,10 +176,17 @@ class WholeGeneration(_GenerationResponse):
         text = await self.whole_text(send)
         if text is None:
             return
-        body = response_body(self.kind, self.request_id, self.created, self.model,
-                             text, self.gen.queue.finish_reason or "stop",
-                             self.gen.prompt_tokens, self.gen.completion_tokens,
-                             SYSTEM_FINGERPRINT)
+        body = response_body(
+            self.kind,
+            self.request_id,
+            self.created,
+            self.model,
+            text,
+            self.gen.queue.finish_reason or "stop",
+            self.gen.prompt_tokens,
+            self.gen.completion_tokens,
+            SYSTEM_FINGERPRINT,
+        )
         await self.send_whole(send, body)
 
 
@@ -179,8 +194,7 @@ class ResponsesStream(_GenerationResponse):
     """The Responses API's typed event stream (``loadtest.sim.responses_api``); it ends
     with ``response.completed``, no ``[DONE]``."""
 
-    def __init__(self, engine: SimEngine, gen: Generation, encoder: EventEncoder,
-                 fault: Fault | None = None) -> None:
+    def __init__(self, engine: SimEngine, gen: Generation, encoder: EventEncoder, fault: Fault | None = None) -> None:
         super().__init__(engine, gen, fault)
         self.encoder = encoder
 
@@ -201,8 +215,7 @@ class ResponsesStream(_GenerationResponse):
                 fault = None
             chunks += 1
             sent += len(tokens)
-            await send({"type": "http.response.body", "body": encoder.delta("".join(tokens)),
-                        "more_body": True})
+            await send({"type": "http.response.body", "body": encoder.delta("".join(tokens)), "more_body": True})
             if queue.finish_reason is not None:
                 break
         if fault is not None and await self._strike(fault, send):
@@ -216,8 +229,7 @@ class ResponsesStream(_GenerationResponse):
 class ResponsesWhole(_GenerationResponse):
     """The non-streamed Response object, sent once the generation finished."""
 
-    def __init__(self, engine: SimEngine, gen: Generation, rid: str, model: str,
-                 fault: Fault | None = None) -> None:
+    def __init__(self, engine: SimEngine, gen: Generation, rid: str, model: str, fault: Fault | None = None) -> None:
         super().__init__(engine, gen, fault)
         self.rid = rid
         self.model = model
@@ -226,6 +238,12 @@ class ResponsesWhole(_GenerationResponse):
         text = await self.whole_text(send)
         if text is None:
             return
-        body = whole_body(self.rid, self.model, text, self.gen.queue.finish_reason or "stop",
-                          self.gen.prompt_tokens, self.gen.completion_tokens)
+        body = whole_body(
+            self.rid,
+            self.model,
+            text,
+            self.gen.queue.finish_reason or "stop",
+            self.gen.prompt_tokens,
+            self.gen.completion_tokens,
+        )
         await self.send_whole(send, body)

@@ -41,8 +41,13 @@ def parse_responses(body: bytes) -> GenerationRequest:
     else:
         raise RequestError(400, "`input` must be a string or a list of items", param="input")
     # Echo says back the last user input, as for chat.
-    return _build(RESPONSES, data, user[-1] if user else (texts[-1] if texts else ""),
-                  count_chat_tokens(texts), data.get("max_output_tokens"))
+    return _build(
+        RESPONSES,
+        data,
+        user[-1] if user else (texts[-1] if texts else ""),
+        count_chat_tokens(texts),
+        data.get("max_output_tokens"),
+    )
 
 
 def _item_text(item: dict[str, Any]) -> str:
@@ -50,8 +55,9 @@ def _item_text(item: dict[str, Any]) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "\n".join(part["text"] for part in content
-                         if isinstance(part, dict) and isinstance(part.get("text"), str))
+        return "\n".join(
+            part["text"] for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
     return ""
 
 
@@ -60,39 +66,65 @@ def response_id() -> str:
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
-    return {"input_tokens": prompt_tokens, "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens": completion_tokens,
-            "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": prompt_tokens + completion_tokens}
+    return {
+        "input_tokens": prompt_tokens,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
 
 
-def response_object(rid: str, created: int, model: str, *, status: str, text: str | None,
-                    message_id: str, usage: dict[str, Any] | None) -> dict[str, Any]:
+def response_object(
+    rid: str, created: int, model: str, *, status: str, text: str | None, message_id: str, usage: dict[str, Any] | None
+) -> dict[str, Any]:
     """The Response object; ``text`` None while the stream has produced no output yet."""
     output = [] if text is None else [_message(message_id, text, "completed")]
-    return {"id": rid, "object": "response", "created_at": created, "model": model,
-            "status": status, "error": None, "incomplete_details": None,
-            "instructions": None, "output": output, "parallel_tool_calls": True,
-            "temperature": 1.0, "tool_choice": "auto", "tools": [], "top_p": 1.0,
-            "max_output_tokens": None, "previous_response_id": None,
-            "reasoning": None, "text": {"format": {"type": "text"}}, "truncation": "disabled",
-            "usage": usage, "metadata": {}}
+    return {
+        "id": rid,
+        "object": "response",
+        "created_at": created,
+        "model": model,
+        "status": status,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": None,
+        "output": output,
+        "parallel_tool_calls": True,
+        "temperature": 1.0,
+        "tool_choice": "auto",
+        "tools": [],
+        "top_p": 1.0,
+        "max_output_tokens": None,
+        "previous_response_id": None,
+        "reasoning": None,
+        "text": {"format": {"type": "text"}},
+        "truncation": "disabled",
+        "usage": usage,
+        "metadata": {},
+    }
 
 
 def _message(message_id: str, text: str, status: str) -> dict[str, Any]:
-    return {"id": message_id, "type": "message", "status": status, "role": "assistant",
-            "content": [_part(text)]}
+    return {"id": message_id, "type": "message", "status": status, "role": "assistant", "content": [_part(text)]}
 
 
 def _part(text: str) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
-def whole_body(rid: str, model: str, text: str, finish_reason: str, prompt_tokens: int,
-               completion_tokens: int) -> bytes:
-    body = response_object(rid, int(time.time()), model, status="completed", text=text,
-                           message_id="msg_" + secrets.token_hex(8),
-                           usage=_usage(prompt_tokens, completion_tokens))
+def whole_body(
+    rid: str, model: str, text: str, finish_reason: str, prompt_tokens: int, completion_tokens: int
+) -> bytes:
+    body = response_object(
+        rid,
+        int(time.time()),
+        model,
+        status="completed",
+        text=text,
+        message_id="msg_" + secrets.token_hex(8),
+        usage=_usage(prompt_tokens, completion_tokens),
+    )
     if finish_reason == "length":
         body["status"] = "incomplete"
         body["incomplete_details"] = {"reason": "max_output_tokens"}
@@ -118,40 +150,57 @@ class EventEncoder:
 
     def start(self) -> bytes:
         """``response.created``, ``response.in_progress``, the item and its empty part."""
-        body = response_object(self._rid, self._created, self._model, status="in_progress",
-                               text=None, message_id=self._message_id, usage=None)
+        body = response_object(
+            self._rid,
+            self._created,
+            self._model,
+            status="in_progress",
+            text=None,
+            message_id=self._message_id,
+            usage=None,
+        )
         message = _message(self._message_id, "", "in_progress")
         message["content"] = []
-        return (self._event("response.created", {"response": body})
-                + self._event("response.in_progress", {"response": body})
-                + self._event("response.output_item.added",
-                              {"output_index": 0, "item": message})
-                + self._event("response.content_part.added",
-                              {"item_id": self._message_id, "output_index": 0,
-                               "content_index": 0, "part": _part("")}))
+        return (
+            self._event("response.created", {"response": body})
+            + self._event("response.in_progress", {"response": body})
+            + self._event("response.output_item.added", {"output_index": 0, "item": message})
+            + self._event(
+                "response.content_part.added",
+                {"item_id": self._message_id, "output_index": 0, "content_index": 0, "part": _part("")},
+            )
+        )
 
     def delta(self, text: str) -> bytes:
         self._text.append(text)
-        return self._event("response.output_text.delta",
-                           {"item_id": self._message_id, "output_index": 0,
-                            "content_index": 0, "delta": text, "logprobs": []})
+        return self._event(
+            "response.output_text.delta",
+            {"item_id": self._message_id, "output_index": 0, "content_index": 0, "delta": text, "logprobs": []},
+        )
 
     def finish(self, completion_tokens: int, finish_reason: str) -> bytes:
         """The ``*.done`` events repeating the whole text, then ``response.completed``."""
         text = "".join(self._text)
-        body = response_object(self._rid, self._created, self._model, status="completed",
-                               text=text, message_id=self._message_id,
-                               usage=_usage(self._prompt_tokens, completion_tokens))
+        body = response_object(
+            self._rid,
+            self._created,
+            self._model,
+            status="completed",
+            text=text,
+            message_id=self._message_id,
+            usage=_usage(self._prompt_tokens, completion_tokens),
+        )
         last = "response.completed"
         if finish_reason == "length":
             body["status"] = "incomplete"
             body["incomplete_details"] = {"reason": "max_output_tokens"}
             last = "response.incomplete"
         where = {"item_id": self._message_id, "output_index": 0, "content_index": 0}
-        return (self._event("response.output_text.done", {**where, "text": text,
-                                                          "logprobs": []})
-                + self._event("response.content_part.done", {**where, "part": _part(text)})
-                + self._event("response.output_item.done",
-                              {"output_index": 0,
-                               "item": _message(self._message_id, text, "completed")})
-                + self._event(last, {"response": body}))
+        return (
+            self._event("response.output_text.done", {**where, "text": text, "logprobs": []})
+            + self._event("response.content_part.done", {**where, "part": _part(text)})
+            + self._event(
+                "response.output_item.done", {"output_index": 0, "item": _message(self._message_id, text, "completed")}
+            )
+            + self._event(last, {"response": body})
+        )

@@ -79,9 +79,15 @@ def count_events(data: bytes, carry: bytes) -> tuple[int, bytes]:
 
 
 def request_body(max_tokens: int) -> bytes:
-    return orjson.dumps({"model": MODEL, "stream": True, "ignore_eos": True,
-                         "max_tokens": max_tokens,
-                         "messages": [{"role": "user", "content": "Tell me about the sea."}]})
+    return orjson.dumps(
+        {
+            "model": MODEL,
+            "stream": True,
+            "ignore_eos": True,
+            "max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": "Tell me about the sea."}],
+        }
+    )
 
 
 Streamer = Callable[[Tally, float], Awaitable[None]]
@@ -92,8 +98,7 @@ def httpx_streamer(client: httpx.AsyncClient, body: bytes) -> Streamer:
 
     async def stream(tally: Tally, stop_at: float) -> None:
         while time.perf_counter() < stop_at:
-            async with client.stream("POST", "/v1/chat/completions", content=body,
-                                     headers=headers) as response:
+            async with client.stream("POST", "/v1/chat/completions", content=body, headers=headers) as response:
                 response.raise_for_status()
                 carry = b""
                 async for data in response.aiter_raw():
@@ -105,9 +110,10 @@ def httpx_streamer(client: httpx.AsyncClient, body: bytes) -> Streamer:
 
 
 def raw_streamer(port: int, body: bytes) -> Streamer:
-    request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-               b"Content-Type: application/json\r\nContent-Length: "
-               + str(len(body)).encode() + b"\r\n\r\n" + body)
+    request = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
     # The simulator streams with chunked transfer encoding; this ends every response.
     last_chunk = b"\r\n0\r\n\r\n"
 
@@ -126,7 +132,7 @@ def raw_streamer(port: int, body: bytes) -> Streamer:
                         raise RuntimeError("simulator closed the connection mid-stream")
                     events, carry = count_events(data, carry)
                     tally.events += events
-                    tail = (tail + data)[-len(last_chunk):]
+                    tail = (tail + data)[-len(last_chunk) :]
                 tally.requests += 1
         finally:
             writer.close()
@@ -134,14 +140,11 @@ def raw_streamer(port: int, body: bytes) -> Streamer:
     return stream
 
 
-async def drive(base_url: str, port: int, server_pid: int, args: argparse.Namespace
-                ) -> Measurement:
+async def drive(base_url: str, port: int, server_pid: int, args: argparse.Namespace) -> Measurement:
     body = request_body(args.max_tokens)
-    limits = httpx.Limits(max_connections=args.concurrency,
-                          max_keepalive_connections=args.concurrency)
+    limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60) as client:
-        stream = (httpx_streamer(client, body) if args.client == "httpx"
-                  else raw_streamer(port, body))
+        stream = httpx_streamer(client, body) if args.client == "httpx" else raw_streamer(port, body)
 
         async def phase(seconds: float) -> Tally:
             tally = Tally()
@@ -159,8 +162,7 @@ async def drive(base_url: str, port: int, server_pid: int, args: argparse.Namesp
         server_after = process_cpu_seconds(server_pid)
         client_cpu = time.process_time() - client_before
         itl_after = itl_totals(base_url)
-    server_cpu = (None if server_before is None or server_after is None
-                  else server_after - server_before)
+    server_cpu = None if server_before is None or server_after is None else server_after - server_before
     itl_count = itl_after[1] - itl_before[1]
     engine_itl = (itl_after[0] - itl_before[0]) / itl_count if itl_count else 0.0
     return Measurement(tally, elapsed, server_cpu, client_cpu, engine_itl)
@@ -169,26 +171,33 @@ async def drive(base_url: str, port: int, server_pid: int, args: argparse.Namesp
 def report(result: Measurement, args: argparse.Namespace) -> None:
     seconds = result.seconds
     chunks = max(result.tally.chunks, 1)
-    print(f"profile={args.profile} client={args.client} concurrency={args.concurrency} "
-          f"max_tokens={args.max_tokens} measured={seconds:.1f}s "
-          f"loadavg={os.getloadavg()[0]:.1f} cpus={os.cpu_count()}")
-    print(f"chunks/s: {result.tally.chunks / seconds:,.0f}   "
-          f"requests/s: {result.tally.requests / seconds:.1f}")
+    print(
+        f"profile={args.profile} client={args.client} concurrency={args.concurrency} "
+        f"max_tokens={args.max_tokens} measured={seconds:.1f}s "
+        f"loadavg={os.getloadavg()[0]:.1f} cpus={os.cpu_count()}"
+    )
+    print(f"chunks/s: {result.tally.chunks / seconds:,.0f}   requests/s: {result.tally.requests / seconds:.1f}")
     if result.server_cpu_s is not None:
-        print(f"simulator CPU: {result.server_cpu_s / seconds:.0%} of one core, "
-              f"{result.server_cpu_s / chunks * 1e6:.1f} us per chunk")
-    print(f"client CPU:    {result.client_cpu_s / seconds:.0%} of one core, "
-          f"{result.client_cpu_s / chunks * 1e6:.1f} us per chunk")
+        print(
+            f"simulator CPU: {result.server_cpu_s / seconds:.0%} of one core, "
+            f"{result.server_cpu_s / chunks * 1e6:.1f} us per chunk"
+        )
+    print(
+        f"client CPU:    {result.client_cpu_s / seconds:.0%} of one core, "
+        f"{result.client_cpu_s / chunks * 1e6:.1f} us per chunk"
+    )
     print(f"engine step gap (ITL seen by the simulator): {result.engine_itl_s * 1e3:.2f} ms")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.sim.selfbench",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m loadtest.sim.selfbench", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="instant", help="latency profile (default instant)")
-    parser.add_argument("--client", choices=["httpx", "raw"], default="httpx",
-                        help="load generator: httpx, or a minimal HTTP/1.1 client that costs "
-                             "less per chunk (default httpx)")
+    parser.add_argument(
+        "--client",
+        choices=["httpx", "raw"],
+        default="httpx",
+        help="load generator: httpx, or a minimal HTTP/1.1 client that costs less per chunk (default httpx)",
+    )
     parser.add_argument("--concurrency", type=int, default=64, help="concurrent streams")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured duration")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured lead-in")
@@ -197,8 +206,21 @@ def main(argv: list[str] | None = None) -> int:
 
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "loadtest.sim", "--profile", args.profile,
-                               "--port", str(port), "--model", MODEL, "--log-level", "warning"])
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "loadtest.sim",
+            "--profile",
+            args.profile,
+            "--port",
+            str(port),
+            "--model",
+            MODEL,
+            "--log-level",
+            "warning",
+        ]
+    )
     try:
         wait_ready(Server("the simulator", base_url + "/health", server), timeout_s=20)
         result = asyncio.run(drive(base_url, port, server.pid, args))

@@ -65,16 +65,21 @@ def build_output_source(settings: SimSettings, rng: random.Random) -> OutputSour
 
 
 def error_response(error: RequestError) -> Response:
-    return Response(error_body(error), status_code=error.status,
-                    media_type="application/json")
+    return Response(error_body(error), status_code=error.status, media_type="application/json")
 
 
 class SimService:
     """The request handlers, bound to one engine and output source."""
 
-    def __init__(self, settings: SimSettings, engine: SimEngine, source: OutputSource,
-                 faults: FaultPlan | None = None, on_fault: Callable[[str], None] | None = None,
-                 classifier: ClassifyEngine | None = None) -> None:
+    def __init__(
+        self,
+        settings: SimSettings,
+        engine: SimEngine,
+        source: OutputSource,
+        faults: FaultPlan | None = None,
+        on_fault: Callable[[str], None] | None = None,
+        classifier: ClassifyEngine | None = None,
+    ) -> None:
         self.settings = settings
         self.engine = engine
         self.classifier = classifier
@@ -89,8 +94,7 @@ class SimService:
     async def completions(self, request: Request) -> ASGIApp:
         return await self._generate(request, parse_completion)
 
-    async def _generate(self, request: Request,
-                        parse: Callable[[bytes], GenerationRequest]) -> ASGIApp:
+    async def _generate(self, request: Request, parse: Callable[[bytes], GenerationRequest]) -> ASGIApp:
         settings = self.settings
         try:
             req = parse(await request.body())
@@ -104,11 +108,16 @@ class SimService:
         rid = request_id(req.kind)
         created = int(time.time())
         if req.stream:
-            encoder = ChunkEncoder(req.kind, rid, created, settings.model,
-                                   prompt_tokens=req.prompt_tokens,
-                                   include_usage=req.include_usage,
-                                   continuous_usage=req.continuous_usage,
-                                   system_fingerprint=SYSTEM_FINGERPRINT)
+            encoder = ChunkEncoder(
+                req.kind,
+                rid,
+                created,
+                settings.model,
+                prompt_tokens=req.prompt_tokens,
+                include_usage=req.include_usage,
+                continuous_usage=req.continuous_usage,
+                system_fingerprint=SYSTEM_FINGERPRINT,
+            )
             # Starlette calls whatever ASGI callable an endpoint returns, so these
             # stand in for Response objects.
             return StreamedGeneration(self.engine, gen, encoder, req.include_usage, fault)
@@ -126,9 +135,7 @@ class SimService:
         fault = self._draw_fault(len(output.tokens))
         rid = response_id()
         if req.stream:
-            return ResponsesStream(self.engine, gen,
-                                   EventEncoder(rid, self.settings.model, req.prompt_tokens),
-                                   fault)
+            return ResponsesStream(self.engine, gen, EventEncoder(rid, self.settings.model, req.prompt_tokens), fault)
         return ResponsesWhole(self.engine, gen, rid, self.settings.model, fault)
 
     def _draw_fault(self, max_chunks: int) -> Fault | None:
@@ -139,9 +146,12 @@ class SimService:
 
     def _check_model(self, model: str | None) -> None:
         if model is not None and model != self.settings.model:
-            raise RequestError(404, f"The model `{model}` does not exist. "
-                                    f"Valid aliases: {self.settings.model}.",
-                               err_type="NotFoundError", param="model")
+            raise RequestError(
+                404,
+                f"The model `{model}` does not exist. Valid aliases: {self.settings.model}.",
+                err_type="NotFoundError",
+                param="model",
+            )
 
     async def tokenize(self, request: Request) -> Response:
         try:
@@ -149,8 +159,7 @@ class SimService:
             self._check_model(model)
         except RequestError as error:
             return error_response(error)
-        return Response(tokenize_body(tokens, self.settings.max_model_len),
-                        media_type="application/json")
+        return Response(tokenize_body(tokens, self.settings.max_model_len), media_type="application/json")
 
     async def detokenize(self, request: Request) -> Response:
         try:
@@ -162,9 +171,15 @@ class SimService:
 
     async def models(self, request: Request) -> Response:
         settings = self.settings
-        return Response(models_body(settings.model, self.started, settings.max_model_len,
-                                    ((settings.classifier_model, settings.classifier_max_len),)),
-                        media_type="application/json")
+        return Response(
+            models_body(
+                settings.model,
+                self.started,
+                settings.max_model_len,
+                ((settings.classifier_model, settings.classifier_max_len),),
+            ),
+            media_type="application/json",
+        )
 
     async def classify(self, request: Request) -> Response:
         """vLLM's pooling ``/classify``, served by the simulated guard classifier."""
@@ -172,16 +187,21 @@ class SimService:
         try:
             req = parse_classify(await request.body())
             if req.model is not None and req.model != settings.classifier_model:
-                raise RequestError(404, f"The model `{req.model}` does not exist. "
-                                        f"Valid aliases: {settings.classifier_model}.",
-                                   err_type="NotFoundError", param="model")
+                raise RequestError(
+                    404,
+                    f"The model `{req.model}` does not exist. Valid aliases: {settings.classifier_model}.",
+                    err_type="NotFoundError",
+                    param="model",
+                )
             tokens = text_tokens(req.texts, settings.classifier_max_len)
         except RequestError as error:
             return error_response(error)
         assert self.classifier is not None  # built in the lifespan, with the engine
         await self.classifier.classify(len(req.texts), tokens)
-        return Response(classify_body(settings.classifier_model, req.texts, tokens, req.use_activation),
-                        media_type="application/json")
+        return Response(
+            classify_body(settings.classifier_model, req.texts, tokens, req.use_activation),
+            media_type="application/json",
+        )
 
 
 def _service(request: Request) -> SimService:
@@ -224,8 +244,12 @@ async def http_error(request: Request, exc: Exception) -> Response:
     # vLLM answers unknown routes and wrong methods with FastAPI's plain shape, not the
     # OpenAI error shape; a simulator should not be nicer than the real thing.
     assert isinstance(exc, HTTPException)
-    return Response(orjson.dumps({"detail": exc.detail}), status_code=exc.status_code,
-                    media_type="application/json", headers=exc.headers)
+    return Response(
+        orjson.dumps({"detail": exc.detail}),
+        status_code=exc.status_code,
+        media_type="application/json",
+        headers=exc.headers,
+    )
 
 
 def _log_engine_exit(task: asyncio.Task[None]) -> None:
@@ -239,8 +263,9 @@ def create_sim_app(settings: SimSettings, registry: CollectorRegistry | None = N
     ``registry`` receives the vLLM-named metrics (a fresh one when not given).
     """
     registry = registry if registry is not None else CollectorRegistry()
-    injected = Counter("sim_injected_faults", "Answers that failed on purpose (--fault-*), "
-                       "by kind.", ["kind"], registry=registry)
+    injected = Counter(
+        "sim_injected_faults", "Answers that failed on purpose (--fault-*), by kind.", ["kind"], registry=registry
+    )
     for kind in FAULT_KINDS:
         injected.labels(kind)
 
@@ -256,11 +281,13 @@ def create_sim_app(settings: SimSettings, registry: CollectorRegistry | None = N
         registry.register(collector)
         faults = FaultPlan(settings.faults, random.Random(f"{settings.seed}:faults"))
         classifier = ClassifyEngine(settings.classifier(), random.Random(f"{settings.seed}:classify"))
-        app.state.service = SimService(settings, engine, source, faults,
-                                       on_fault=lambda kind: injected.labels(kind).inc(),
-                                       classifier=classifier)
-        tasks = [asyncio.create_task(engine.run(), name="sim-engine"),
-                 asyncio.create_task(classifier.run(), name="sim-classifier")]
+        app.state.service = SimService(
+            settings, engine, source, faults, on_fault=lambda kind: injected.labels(kind).inc(), classifier=classifier
+        )
+        tasks = [
+            asyncio.create_task(engine.run(), name="sim-engine"),
+            asyncio.create_task(classifier.run(), name="sim-classifier"),
+        ]
         for task in tasks:
             task.add_done_callback(_log_engine_exit)
         try:
@@ -282,5 +309,4 @@ def create_sim_app(settings: SimSettings, registry: CollectorRegistry | None = N
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan,
-                     exception_handlers={HTTPException: http_error})
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})

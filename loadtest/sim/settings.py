@@ -39,8 +39,7 @@ class SimSettings:
     def __post_init__(self) -> None:
         get_profile(self.profile)  # fail early on an unknown name
         if self.output_mode not in OUTPUT_MODES:
-            raise ValueError(f"unknown output mode {self.output_mode!r}; "
-                             f"known: {', '.join(OUTPUT_MODES)}")
+            raise ValueError(f"unknown output mode {self.output_mode!r}; known: {', '.join(OUTPUT_MODES)}")
         if self.max_num_seqs is not None and self.max_num_seqs < 1:
             raise ValueError(f"max_num_seqs must be >= 1, got {self.max_num_seqs}")
         if self.max_model_len < 2:
@@ -48,8 +47,9 @@ class SimSettings:
         if not self.model:
             raise ValueError("the served model name must not be empty")
         if self.classifier_profile not in CLASSIFIER_PROFILES:
-            raise ValueError(f"unknown classifier profile {self.classifier_profile!r}; "
-                             f"known: {', '.join(CLASSIFIER_PROFILES)}")
+            raise ValueError(
+                f"unknown classifier profile {self.classifier_profile!r}; known: {', '.join(CLASSIFIER_PROFILES)}"
+            )
         if not self.classifier_model or self.classifier_model == self.model:
             raise ValueError("the classifier's model name must be set and differ from the LLM's")
         if self.classifier_max_len < 8:

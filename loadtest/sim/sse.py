@@ -33,9 +33,18 @@ class ChunkEncoder:
     ``stream_options.continuous_usage_stats``) every chunk carries the usage so far.
     """
 
-    def __init__(self, kind: str, request_id: str, created: int, model: str, *,
-                 prompt_tokens: int = 0, include_usage: bool = False,
-                 continuous_usage: bool = False, system_fingerprint: str = "") -> None:
+    def __init__(
+        self,
+        kind: str,
+        request_id: str,
+        created: int,
+        model: str,
+        *,
+        prompt_tokens: int = 0,
+        include_usage: bool = False,
+        continuous_usage: bool = False,
+        system_fingerprint: str = "",
+    ) -> None:
         if kind not in (CHAT, COMPLETION):
             raise ValueError(f"unknown chunk kind {kind!r}")
         self.kind = kind
@@ -44,8 +53,7 @@ class ChunkEncoder:
         self._continuous_usage = continuous_usage
         self._fingerprint = b',"system_fingerprint":' + orjson.dumps(system_fingerprint)
         obj = "chat.completion.chunk" if kind == CHAT else "text_completion"
-        header = orjson.dumps({"id": request_id, "object": obj, "created": created,
-                               "model": model})
+        header = orjson.dumps({"id": request_id, "object": obj, "created": created, "model": model})
         # '{"id":...,"model":"m"' -- left open so choices (and usage) can follow.
         self._head = b"data: " + header[:-1]
         if kind == CHAT:
@@ -59,15 +67,25 @@ class ChunkEncoder:
 
     def role(self) -> bytes:
         """The chat stream's first chunk: the assistant role and empty content."""
-        return (self._head
-                + b',"choices":[{"index":0,"delta":{"role":"assistant","content":""},'
-                  b'"logprobs":null,"finish_reason":null}]'
-                + self._usage_field(0) + b',"prompt_token_ids":null,"prompt_text":null}\n\n')
+        return (
+            self._head + b',"choices":[{"index":0,"delta":{"role":"assistant","content":""},'
+            b'"logprobs":null,"finish_reason":null}]'
+            + self._usage_field(0)
+            + b',"prompt_token_ids":null,"prompt_text":null}\n\n'
+        )
 
     def text(self, text: str, completion_tokens: int = 0) -> bytes:
         """A content chunk; ``completion_tokens`` only matters with continuous usage."""
-        return (self._head + self._text_open + orjson.dumps(text) + self._text_mid + b"null"
-                + self._text_ids + self._usage_field(completion_tokens) + b"}\n\n")
+        return (
+            self._head
+            + self._text_open
+            + orjson.dumps(text)
+            + self._text_mid
+            + b"null"
+            + self._text_ids
+            + self._usage_field(completion_tokens)
+            + b"}\n\n"
+        )
 
     def final(self, text: str, finish_reason: str, completion_tokens: int = 0) -> bytes:
         """The last content chunk: vLLM sends the last token with the finish reason."""
@@ -75,20 +93,31 @@ class ChunkEncoder:
         if self.kind == CHAT:
             ids = b',"stop_reason":null' + ids
         fingerprint = b"" if self._include_usage else self._fingerprint
-        return (self._head + self._text_open + orjson.dumps(text) + self._text_mid
-                + orjson.dumps(finish_reason) + ids + self._usage_field(completion_tokens)
-                + fingerprint + b"}\n\n")
+        return (
+            self._head
+            + self._text_open
+            + orjson.dumps(text)
+            + self._text_mid
+            + orjson.dumps(finish_reason)
+            + ids
+            + self._usage_field(completion_tokens)
+            + fingerprint
+            + b"}\n\n"
+        )
 
     def usage(self, completion_tokens: int) -> bytes:
         """The ``stream_options.include_usage`` chunk: no choices, just the totals."""
-        return (self._head + b',"choices":[],"usage":'
-                + orjson.dumps(usage_dict(self._prompt_tokens, completion_tokens))
-                + self._fingerprint + b"}\n\n")
+        return (
+            self._head
+            + b',"choices":[],"usage":'
+            + orjson.dumps(usage_dict(self._prompt_tokens, completion_tokens))
+            + self._fingerprint
+            + b"}\n\n"
+        )
 
     def _usage_field(self, completion_tokens: int) -> bytes:
         if not self._continuous_usage:
             return b""
         # vLLM's per-chunk usage also spells out the (empty) completion details.
-        usage = {**usage_dict(self._prompt_tokens, completion_tokens),
-                 "completion_tokens_details": None}
+        usage = {**usage_dict(self._prompt_tokens, completion_tokens), "completion_tokens_details": None}
         return b',"usage":' + orjson.dumps(usage)

@@ -45,12 +45,74 @@ class BatchHistogram:
 
 # Bucket bounds copied in spirit from vLLM (vllm/v1/metrics/buckets.py) so dashboards
 # built for vLLM show the same resolution.
-TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0,
-                2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)
-ITL_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
-               5.0, 7.5, 10.0, 20.0, 40.0, 80.0)
-REQUEST_LATENCY_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0,
-                           40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)
+TTFT_BUCKETS = (
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+    160.0,
+    640.0,
+    2560.0,
+)
+ITL_BUCKETS = (
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+)
+REQUEST_LATENCY_BUCKETS = (
+    0.3,
+    0.5,
+    0.8,
+    1.0,
+    1.5,
+    2.0,
+    2.5,
+    5.0,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    40.0,
+    50.0,
+    60.0,
+    120.0,
+    240.0,
+    480.0,
+    960.0,
+    1920.0,
+    7680.0,
+)
 TOKEN_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 ITERATION_TOKEN_BUCKETS = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
 
@@ -66,16 +128,11 @@ class EngineStats:
     ttft: BatchHistogram = field(default_factory=lambda: BatchHistogram(TTFT_BUCKETS))
     itl: BatchHistogram = field(default_factory=lambda: BatchHistogram(ITL_BUCKETS))
     tpot: BatchHistogram = field(default_factory=lambda: BatchHistogram(ITL_BUCKETS))
-    e2e: BatchHistogram = field(
-        default_factory=lambda: BatchHistogram(REQUEST_LATENCY_BUCKETS))
-    queue_time: BatchHistogram = field(
-        default_factory=lambda: BatchHistogram(REQUEST_LATENCY_BUCKETS))
-    request_prompt_tokens: BatchHistogram = field(
-        default_factory=lambda: BatchHistogram(TOKEN_BUCKETS))
-    request_generation_tokens: BatchHistogram = field(
-        default_factory=lambda: BatchHistogram(TOKEN_BUCKETS))
-    iteration_tokens: BatchHistogram = field(
-        default_factory=lambda: BatchHistogram(ITERATION_TOKEN_BUCKETS))
+    e2e: BatchHistogram = field(default_factory=lambda: BatchHistogram(REQUEST_LATENCY_BUCKETS))
+    queue_time: BatchHistogram = field(default_factory=lambda: BatchHistogram(REQUEST_LATENCY_BUCKETS))
+    request_prompt_tokens: BatchHistogram = field(default_factory=lambda: BatchHistogram(TOKEN_BUCKETS))
+    request_generation_tokens: BatchHistogram = field(default_factory=lambda: BatchHistogram(TOKEN_BUCKETS))
+    iteration_tokens: BatchHistogram = field(default_factory=lambda: BatchHistogram(ITERATION_TOKEN_BUCKETS))
 
     @property
     def aborted(self) -> int:

@@ -43,15 +43,13 @@ class LatencyProfile:
             raise ValueError(f"max_num_seqs must be >= 1, got {self.max_num_seqs}")
         if not 0.0 <= self.jitter < 1.0:
             raise ValueError(f"jitter must be in [0, 1), got {self.jitter}")
-        costs = (self.prefill_s_per_token, self.step_base_s, self.step_per_seq_s,
-                 self.request_overhead_s)
+        costs = (self.prefill_s_per_token, self.step_base_s, self.step_per_seq_s, self.request_overhead_s)
         if min(costs) < 0:
             raise ValueError(f"profile {self.name!r} has a negative cost")
 
     def step_time(self, running: int, prefill_tokens: int, rng: random.Random) -> float:
         """Seconds one engine step takes with ``running`` sequences and that much prefill."""
-        seconds = (self.step_base_s + self.step_per_seq_s * running
-                   + self.prefill_s_per_token * prefill_tokens)
+        seconds = self.step_base_s + self.step_per_seq_s * running + self.prefill_s_per_token * prefill_tokens
         return self._jittered(seconds, rng)
 
     def overhead_time(self, rng: random.Random) -> float:
@@ -73,22 +71,39 @@ PROFILES: dict[str, LatencyProfile] = {
     for profile in (
         # Llama-3.1-8B, bf16, one H100: ~12 ms ITL alone, ~47 ms with 256 running;
         # ~100 ms TTFT for a short prompt at low load.
-        LatencyProfile("llama-8b-h100", prefill_s_per_token=5e-5, step_base_s=0.0115,
-                       step_per_seq_s=1.4e-4, max_num_seqs=256, jitter=0.05,
-                       request_overhead_s=0.075),
+        LatencyProfile(
+            "llama-8b-h100",
+            prefill_s_per_token=5e-5,
+            step_base_s=0.0115,
+            step_per_seq_s=1.4e-4,
+            max_num_seqs=256,
+            jitter=0.05,
+            request_overhead_s=0.075,
+        ),
         # Llama-3.1-70B, bf16, four H100s (tensor parallel): ~22 ms ITL alone.
-        LatencyProfile("llama-70b-h100x4", prefill_s_per_token=1.2e-4, step_base_s=0.022,
-                       step_per_seq_s=2.5e-4, max_num_seqs=256, jitter=0.05,
-                       request_overhead_s=0.09),
+        LatencyProfile(
+            "llama-70b-h100x4",
+            prefill_s_per_token=1.2e-4,
+            step_base_s=0.022,
+            step_per_seq_s=2.5e-4,
+            max_num_seqs=256,
+            jitter=0.05,
+            request_overhead_s=0.09,
+        ),
         # Fast and with few slots, so tests reach the queueing knee with a handful of streams.
-        LatencyProfile("tiny-cpu", prefill_s_per_token=1e-5, step_base_s=0.002,
-                       step_per_seq_s=2e-4, max_num_seqs=8, jitter=0.1,
-                       request_overhead_s=0.001),
+        LatencyProfile(
+            "tiny-cpu",
+            prefill_s_per_token=1e-5,
+            step_base_s=0.002,
+            step_per_seq_s=2e-4,
+            max_num_seqs=8,
+            jitter=0.1,
+            request_overhead_s=0.001,
+        ),
         # For measuring the gateway alone. A zero step would make the engine loop spin a
         # core whenever a stream is open; 1 ms (1,000 tokens/s per stream) is far faster
         # than any real model, yet bounded.
-        LatencyProfile("instant", prefill_s_per_token=0.0, step_base_s=0.001,
-                       step_per_seq_s=0.0, max_num_seqs=1024),
+        LatencyProfile("instant", prefill_s_per_token=0.0, step_base_s=0.001, step_per_seq_s=0.0, max_num_seqs=1024),
     )
 }
 
@@ -97,9 +112,7 @@ def get_profile(name: str) -> LatencyProfile:
     try:
         return PROFILES[name]
     except KeyError:
-        raise ValueError(
-            f"unknown latency profile {name!r}; known: {', '.join(sorted(PROFILES))}"
-        ) from None
+        raise ValueError(f"unknown latency profile {name!r}; known: {', '.join(sorted(PROFILES))}") from None
 
 
 @dataclass(eq=False)
@@ -260,8 +273,7 @@ def simulate_closed_loop(
             first_token[id(seq)] = now
         for seq in step.finished:
             submitted, client = seq.payload
-            results.append(RequestTiming(first_token.pop(id(seq)) - submitted,
-                                         now - submitted, seq.output_tokens))
+            results.append(RequestTiming(first_token.pop(id(seq)) - submitted, now - submitted, seq.output_tokens))
             if remaining[client] > 0:
                 remaining[client] -= 1
                 arrivals.append((now + profile.overhead_time(rng), now, client))

@@ -48,8 +48,7 @@ def encode(text: str) -> list[int]:
     ids = []
     for token in tokenize(text):
         raw = token.encode("utf-8")
-        ids.extend(int.from_bytes(b"\x01" + raw[i:i + ID_BYTES], "big")
-                   for i in range(0, len(raw), ID_BYTES))
+        ids.extend(int.from_bytes(b"\x01" + raw[i : i + ID_BYTES], "big") for i in range(0, len(raw), ID_BYTES))
     return ids
 
 

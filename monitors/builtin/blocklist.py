@@ -53,7 +53,7 @@ def read_entries(path: Path) -> tuple[list[str], list[str]]:
         if not line or line.startswith("#"):
             continue
         if line.startswith(_REGEX_PREFIX):
-            patterns.append(line[len(_REGEX_PREFIX):].strip())
+            patterns.append(line[len(_REGEX_PREFIX) :].strip())
         else:
             keywords.append(line)
     return keywords, patterns
@@ -108,8 +108,9 @@ def create(spec: MonitorSpec) -> BlocklistMonitor:
     files = [] if options.file is None else [options.file]
     for name in options.lists:
         if name not in SHIPPED_LISTS:
-            raise MonitorLoadError(f"monitor {spec.id!r}: no shipped blocklist {name!r}; "
-                                   f"shipped: {', '.join(SHIPPED_LISTS) or 'none'}")
+            raise MonitorLoadError(
+                f"monitor {spec.id!r}: no shipped blocklist {name!r}; shipped: {', '.join(SHIPPED_LISTS) or 'none'}"
+            )
         files.append(LISTS_DIR / f"{name}.txt")
     for path in files:
         try:

@@ -32,9 +32,16 @@ class InjectionModel:
     ``weights`` maps an n-gram (words joined by one space) to its idf and coefficient.
     """
 
-    def __init__(self, token_pattern: str, ngram_max: int, weights: Mapping[str, tuple[float, float]],
-                 intercept: float, threshold: float = 0.5, meta: Mapping | None = None,
-                 segment_chars: int = 0) -> None:
+    def __init__(
+        self,
+        token_pattern: str,
+        ngram_max: int,
+        weights: Mapping[str, tuple[float, float]],
+        intercept: float,
+        threshold: float = 0.5,
+        meta: Mapping | None = None,
+        segment_chars: int = 0,
+    ) -> None:
         self._tokens = re.compile(token_pattern)
         self.segment_chars = segment_chars
         self._ngram_max = ngram_max
@@ -97,8 +104,12 @@ class InjectionModel:
             grams = [word for word in words if word in weights]
             grams += [pair for pair in map(" ".join, zip(words, words[1:], strict=False)) if pair in weights]
             return grams
-        return [gram for n in range(1, self._ngram_max + 1) for i in range(len(words) - n + 1)
-                if (gram := " ".join(words[i:i + n])) in weights]
+        return [
+            gram
+            for n in range(1, self._ngram_max + 1)
+            for i in range(len(words) - n + 1)
+            if (gram := " ".join(words[i : i + n])) in weights
+        ]
 
     def _logistic(self, grams: Sequence[str]) -> float:
         terms = self._terms
@@ -145,10 +156,16 @@ def chunks(text: str, width: int) -> list[tuple[int, int]]:
 
 
 def to_json(model: InjectionModel) -> dict:
-    return {"format": FORMAT, "token_pattern": model._tokens.pattern, "ngram_max": model._ngram_max,
-            "intercept": model._intercept, "threshold": model.threshold, "segment_chars": model.segment_chars,
-            "meta": model.meta,
-            "weights": {gram: list(pair) for gram, pair in sorted(model._weights.items())}}
+    return {
+        "format": FORMAT,
+        "token_pattern": model._tokens.pattern,
+        "ngram_max": model._ngram_max,
+        "intercept": model._intercept,
+        "threshold": model.threshold,
+        "segment_chars": model.segment_chars,
+        "meta": model.meta,
+        "weights": {gram: list(pair) for gram, pair in sorted(model._weights.items())},
+    }
 
 
 def save(model: InjectionModel, path: Path = MODEL_PATH) -> None:
@@ -161,33 +178,62 @@ def load(path: Path = MODEL_PATH) -> InjectionModel:
     try:
         data = json.loads(gzip.decompress(path.read_bytes()))
     except (OSError, ValueError) as exc:
-        raise MonitorLoadError(f"cannot read the injection model {path}: {exc}; retrain it with "
-                               "python -m loadtest.train_injection") from exc
+        raise MonitorLoadError(
+            f"cannot read the injection model {path}: {exc}; retrain it with python -m loadtest.train_injection"
+        ) from exc
     if data.get("format") != FORMAT:
-        raise MonitorLoadError(f"{path}: model format {data.get('format')!r}, expected {FORMAT}; "
-                               "retrain it with python -m loadtest.train_injection")
-    return InjectionModel(data["token_pattern"], data["ngram_max"],
-                          {gram: (idf, coef) for gram, (idf, coef) in data["weights"].items()},
-                          data["intercept"], data["threshold"], data.get("meta"), data.get("segment_chars", 0))
+        raise MonitorLoadError(
+            f"{path}: model format {data.get('format')!r}, expected {FORMAT}; "
+            "retrain it with python -m loadtest.train_injection"
+        )
+    return InjectionModel(
+        data["token_pattern"],
+        data["ngram_max"],
+        {gram: (idf, coef) for gram, (idf, coef) in data["weights"].items()},
+        data["intercept"],
+        data["threshold"],
+        data.get("meta"),
+        data.get("segment_chars", 0),
+    )
 
 
-def from_fitted(vectorizer, classifier, threshold: float = 0.5, meta: Mapping | None = None,
-                segment_chars: int = 0, digits: int = 6) -> InjectionModel:
+def from_fitted(
+    vectorizer, classifier, threshold: float = 0.5, meta: Mapping | None = None, segment_chars: int = 0, digits: int = 6
+) -> InjectionModel:
     """The scorer for a fitted ``TfidfVectorizer`` and binary ``LogisticRegression``.
 
     Numbers are rounded to ``digits`` significant digits to keep the file small (a score
     moves by about 1e-6). Refuses any configuration this scorer would score differently.
     """
     params = vectorizer.get_params()
-    expected = {"analyzer": "word", "lowercase": True, "preprocessor": None, "tokenizer": None,
-                "strip_accents": None, "norm": "l2", "use_idf": True, "smooth_idf": True,
-                "sublinear_tf": True, "binary": False, "stop_words": None}
+    expected = {
+        "analyzer": "word",
+        "lowercase": True,
+        "preprocessor": None,
+        "tokenizer": None,
+        "strip_accents": None,
+        "norm": "l2",
+        "use_idf": True,
+        "smooth_idf": True,
+        "sublinear_tf": True,
+        "binary": False,
+        "stop_words": None,
+    }
     wrong = [key for key, value in expected.items() if params[key] != value]
     if wrong or params["ngram_range"][0] != 1 or list(classifier.classes_) != [False, True]:
         raise ValueError(f"unsupported vectorizer or classifier settings: {wrong or 'ngram/classes'}")
     coefs = classifier.coef_[0]
     idf = vectorizer.idf_
-    weights = {gram: (float(f"{idf[j]:.{digits}g}"), float(f"{coefs[j]:.{digits}g}"))
-               for gram, j in vectorizer.vocabulary_.items()}
-    return InjectionModel(params["token_pattern"], params["ngram_range"][1], weights,
-                          float(classifier.intercept_[0]), threshold, meta, segment_chars)
+    weights = {
+        gram: (float(f"{idf[j]:.{digits}g}"), float(f"{coefs[j]:.{digits}g}"))
+        for gram, j in vectorizer.vocabulary_.items()
+    }
+    return InjectionModel(
+        params["token_pattern"],
+        params["ngram_range"][1],
+        weights,
+        float(classifier.intercept_[0]),
+        threshold,
+        meta,
+        segment_chars,
+    )

@@ -60,8 +60,7 @@ def _rarity(pair: str) -> int:
 
 def _surrogate_end(text: str, end: int) -> int:
     # As pyobscenity does: a match ending inside a UTF-16 surrogate pair takes the pair whole.
-    if end < len(text) and 0xD800 <= ord(text[end - 1]) <= 0xDBFF \
-            and 0xDC00 <= ord(text[end]) <= 0xDFFF:
+    if end < len(text) and 0xD800 <= ord(text[end - 1]) <= 0xDBFF and 0xDC00 <= ord(text[end]) <= 0xDFFF:
         return end + 1
     return end
 
@@ -71,8 +70,13 @@ class LexiconMatcher:
 
     """``blacklist`` holds each term's regex and a literal every match of it contains."""
 
-    def __init__(self, blacklist: Sequence[tuple[str, str]], whitelist: Sequence[str],
-                 blacklist_table: Table, whitelist_table: Table) -> None:
+    def __init__(
+        self,
+        blacklist: Sequence[tuple[str, str]],
+        whitelist: Sequence[str],
+        blacklist_table: Table,
+        whitelist_table: Table,
+    ) -> None:
         # Each term filed under one two-character piece of its literal: a text lacking that
         # piece cannot match it, and a text's pieces are one set built per call, so the
         # prefilter costs a set and a few dict lookups, not a substring test per term.
@@ -83,7 +87,7 @@ class LexiconMatcher:
             if len(literal) < 2:
                 self._always.append(entry)
             else:
-                pair = max((literal[i:i + 2] for i in range(len(literal) - 1)), key=_rarity)
+                pair = max((literal[i : i + 2] for i in range(len(literal) - 1)), key=_rarity)
                 self._by_pair.setdefault(pair, []).append(entry)
         self._pairs = list(self._by_pair.items())
         # A whitelisted term without metacharacters matches only where it occurs verbatim.
@@ -94,11 +98,13 @@ class LexiconMatcher:
     def __call__(self, text: str) -> list[tuple[int, int]]:
         transformed = text.translate(self._black_table)
         # ~80 substring tests beat building the set of a window's ~100 pairs.
-        candidates = [entry for pair, entries in self._pairs if pair in transformed
-                      for entry in entries]
-        hits = {(m.start(), _surrogate_end(text, m.end()))
-                for literal, pattern in self._always + candidates if literal in transformed
-                for m in pattern.finditer(transformed)}
+        candidates = [entry for pair, entries in self._pairs if pair in transformed for entry in entries]
+        hits = {
+            (m.start(), _surrogate_end(text, m.end()))
+            for literal, pattern in self._always + candidates
+            if literal in transformed
+            for m in pattern.finditer(transformed)
+        }
         if not hits:
             return []
         allowed = self._whitelisted(text)
@@ -106,9 +112,12 @@ class LexiconMatcher:
 
     def _whitelisted(self, text: str) -> list[tuple[int, int]]:
         transformed = text.translate(self._white_table)
-        return [(m.start(), _surrogate_end(text, m.end()))
-                for literal, pattern in self._white if literal in transformed
-                for m in pattern.finditer(transformed)]
+        return [
+            (m.start(), _surrogate_end(text, m.end()))
+            for literal, pattern in self._white
+            if literal in transformed
+            for m in pattern.finditer(transformed)
+        ]
 
 
 def _overlaps(span: tuple[int, int], intervals: list[tuple[int, int]]) -> bool:
@@ -140,8 +149,9 @@ def obscenity() -> LexiconMatcher:
             if isinstance(transformer, RemapCharacterTransformer):
                 mapped.update(transformer.mapping)
             elif not isinstance(transformer, LowercaseTransformer):
-                raise MonitorLoadError(f"pyobscenity's preset changed: transformer "
-                                       f"{type(transformer).__name__} is not supported")
+                raise MonitorLoadError(
+                    f"pyobscenity's preset changed: transformer {type(transformer).__name__} is not supported"
+                )
             out.append(transformer.transform_func)
         return out
 
@@ -153,8 +163,7 @@ def obscenity() -> LexiconMatcher:
     except ValueError as exc:
         raise MonitorLoadError(f"pyobscenity's preset changed: {exc}") from exc
     return LexiconMatcher(
-        [(_source(term["pattern"]), required_literal(term["pattern"]))
-         for term in built["blacklisted_terms"]],
+        [(_source(term["pattern"]), required_literal(term["pattern"])) for term in built["blacklisted_terms"]],
         [_source(term["pattern"]) for term in built["whitelisted_terms"]],
         *tables,
     )
@@ -175,8 +184,11 @@ def required_literal(pattern) -> str:
 
     # as_regex writes a code point as two hex digits: one above 0xff would not read back
     # as itself, so such a literal is no safe filter.
-    literals = ["".join(map(chr, node.chars)) for node in pattern.nodes
-                if isinstance(node, LiteralNode) and max(node.chars, default=0) <= 0xFF]
+    literals = [
+        "".join(map(chr, node.chars))
+        for node in pattern.nodes
+        if isinstance(node, LiteralNode) and max(node.chars, default=0) <= 0xFF
+    ]
     return max(literals, key=len, default="")
 
 

@@ -61,9 +61,21 @@ _AFTER_INITIAL = re.compile(r"\b[A-Z]\. $")
 _NUMBER_TOKEN = re.compile(r"[-+(\[#$€£\"'‘“]*\d[\d.,:/'’%)\-]*[.,;:!?)\]\"'’”%]*")
 
 # Insults of wit or nerve: none is profanity (none is in Surge AI's list of 1,598 terms).
-MILD_WORDS: tuple[str, ...] = ("stupid", "stupidity", "idiot", "idiots", "idiotic", "dumb",
-                               "fool", "fools", "foolish", "silly", "coward", "cowards",
-                               "cowardly")
+MILD_WORDS: tuple[str, ...] = (
+    "stupid",
+    "stupidity",
+    "idiot",
+    "idiots",
+    "idiotic",
+    "dumb",
+    "fool",
+    "fools",
+    "foolish",
+    "silly",
+    "coward",
+    "cowards",
+    "cowardly",
+)
 
 Lexicon = Callable[[str], list[tuple[int, int]]]
 # Scores kept for reuse; cleared when it grows past this (a few streams' worth of sentences).
@@ -95,7 +107,7 @@ def _segments(text: str, bounds: list[tuple[int, int]], width: int) -> list[str]
             continue
         step = width // 2
         for at in range(start, end - step, step):
-            out.append(text[at:min(at + width, end)])
+            out.append(text[at : min(at + width, end)])
     return out or [text]
 
 
@@ -122,13 +134,20 @@ class ProfanityMonitor(Monitor):
     # Texts past ~1 ms of work (~0.5 us per character) go to a worker thread.
     inline_max_chars = 2048
 
-    def __init__(self, predict_prob: Callable[[list[str]], Sequence[float]], *,
-                 scoring: str = "segments", segment_chars: int = 200,
-                 lexicon: Lexicon | None = None, threshold: float = 0.5,
-                 mild_words: Sequence[str] = MILD_WORDS) -> None:
+    def __init__(
+        self,
+        predict_prob: Callable[[list[str]], Sequence[float]],
+        *,
+        scoring: str = "segments",
+        segment_chars: int = 200,
+        lexicon: Lexicon | None = None,
+        threshold: float = 0.5,
+        mild_words: Sequence[str] = MILD_WORDS,
+    ) -> None:
         self._predict_prob = predict_prob
-        self._mild = re.compile(r"\b(?:" + "|".join(map(re.escape, mild_words)) + r")\b",
-                                re.IGNORECASE) if mild_words else None
+        self._mild = (
+            re.compile(r"\b(?:" + "|".join(map(re.escape, mild_words)) + r")\b", re.IGNORECASE) if mild_words else None
+        )
         self._threshold = threshold  # the spec's: what the pipeline will call a hit
         self._scoring = scoring
         self._width = segment_chars
@@ -172,8 +191,7 @@ class ProfanityMonitor(Monitor):
         (finding,) = self.check([fragment])
         return begin if finding.score >= self._threshold else at
 
-    def _model_scores(self, texts: list[str], bounds: list[list[tuple[int, int]]] | None = None
-                      ) -> list[float]:
+    def _model_scores(self, texts: list[str], bounds: list[list[tuple[int, int]]] | None = None) -> list[float]:
         if self._scoring == "whole":
             whole = dict(zip(texts, (float(p) for p in self._predict_prob(texts)), strict=True))
             self._discount_mild(whole)
@@ -200,8 +218,7 @@ class ProfanityMonitor(Monitor):
         mild = self._mild
         if mild is None:
             return
-        flagged = [piece for piece, score in scores.items()
-                   if score >= self._threshold and mild.search(piece)]
+        flagged = [piece for piece, score in scores.items() if score >= self._threshold and mild.search(piece)]
         if flagged:
             without = self._predict_prob([mild.sub("", piece) for piece in flagged])
             for piece, score in zip(flagged, without, strict=True):
@@ -230,8 +247,15 @@ class ProfanityMonitor(Monitor):
         model = self._model_scores(texts, bounds)
         findings = []
         for i, (text, score) in enumerate(zip(texts, model, strict=True)):
-            hits = [hit for hit in self._lexicon_hits(text, bounds[i] if bounds is not None else None)
-                    if not is_surname(text, *hit) and not in_number(text, *hit)] if self._lexicon is not None else []
+            hits = (
+                [
+                    hit
+                    for hit in self._lexicon_hits(text, bounds[i] if bounds is not None else None)
+                    if not is_surname(text, *hit) and not in_number(text, *hit)
+                ]
+                if self._lexicon is not None
+                else []
+            )
             labels = {LABEL: score}
             if hits:
                 labels[LEXICON_LABEL] = 1.0
@@ -245,22 +269,28 @@ def create(spec: MonitorSpec) -> ProfanityMonitor:
     try:
         # Imported here: unpickling the model takes about a second.
         from monitors.builtin import profanity_model
+
         predict_prob = profanity_model.load()
     except ImportError as exc:
         raise MonitorLoadError(
-            f"monitor {spec.id!r}: alt-profanity-check is not installed ({exc}); "
-            "pip install alt-profanity-check"
+            f"monitor {spec.id!r}: alt-profanity-check is not installed ({exc}); pip install alt-profanity-check"
         ) from exc
     lexicon = None
     if options.lexicon == "obscenity":
         try:
             from monitors.builtin import lexicon as obscenity
+
             lexicon = obscenity.obscenity()
         except ImportError as exc:
             raise MonitorLoadError(
                 f"monitor {spec.id!r}: pyobscenity is not installed ({exc}); pip install "
                 "pyobscenity, or set lexicon: none"
             ) from exc
-    return ProfanityMonitor(predict_prob, scoring=options.scoring,
-                            segment_chars=options.segment_chars, lexicon=lexicon,
-                            threshold=spec.threshold, mild_words=options.mild_words)
+    return ProfanityMonitor(
+        predict_prob,
+        scoring=options.scoring,
+        segment_chars=options.segment_chars,
+        lexicon=lexicon,
+        threshold=spec.threshold,
+        mild_words=options.mild_words,
+    )

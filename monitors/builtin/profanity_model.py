@@ -32,8 +32,12 @@ class ProfanityModel:
     calibrated probability is ``1 / (1 + exp(a * decision + b))``.
     """
 
-    def __init__(self, token_pattern: str, weights: dict[str, tuple[float, tuple[float, ...]]],
-                 models: Sequence[tuple[float, float, float]]) -> None:
+    def __init__(
+        self,
+        token_pattern: str,
+        weights: dict[str, tuple[float, tuple[float, ...]]],
+        models: Sequence[tuple[float, float, float]],
+    ) -> None:
         self._tokens = re.compile(token_pattern)
         self._weights = weights
         self._models = tuple(models)
@@ -87,19 +91,27 @@ def load(folder: Path | None = None) -> ProfanityModel:
 
 def _require(ok: bool, what: str) -> None:
     if not ok:
-        raise MonitorLoadError(f"alt-profanity-check's shipped model changed: {what}; "
-                               "the fast scorer only reproduces the known configuration")
+        raise MonitorLoadError(
+            f"alt-profanity-check's shipped model changed: {what}; "
+            "the fast scorer only reproduces the known configuration"
+        )
 
 
 def from_fitted(vectorizer, calibrated) -> ProfanityModel:
     """The scorer for a fitted ``TfidfVectorizer`` and ``CalibratedClassifierCV``."""
     params = vectorizer.get_params()
     _require(params["analyzer"] == "word" and params["ngram_range"] == (1, 1), "not word unigrams")
-    _require(params["lowercase"] and params["preprocessor"] is None
-             and params["tokenizer"] is None and params["strip_accents"] is None,
-             "other preprocessing")
-    _require(params["norm"] == "l2" and params["use_idf"] and not params["sublinear_tf"]
-             and not params["binary"], "other weighting")
+    _require(
+        params["lowercase"]
+        and params["preprocessor"] is None
+        and params["tokenizer"] is None
+        and params["strip_accents"] is None,
+        "other preprocessing",
+    )
+    _require(
+        params["norm"] == "l2" and params["use_idf"] and not params["sublinear_tf"] and not params["binary"],
+        "other weighting",
+    )
     _require(list(calibrated.classes_) == [0, 1], "not binary")
     idf = vectorizer.idf_
     vocabulary = vectorizer.vocabulary_
@@ -109,9 +121,7 @@ def from_fitted(vectorizer, calibrated) -> ProfanityModel:
         estimator = member.estimator
         _require(estimator.coef_.shape == (1, len(vocabulary)), "not one linear model")
         calibrator = member.calibrators[0]
-        models.append((float(estimator.intercept_[0]), float(calibrator.a_),
-                       float(calibrator.b_)))
+        models.append((float(estimator.intercept_[0]), float(calibrator.a_), float(calibrator.b_)))
         coefs.append(estimator.coef_[0])
-    weights = {word: (float(idf[j]), tuple(float(c[j]) for c in coefs))
-               for word, j in vocabulary.items()}
+    weights = {word: (float(idf[j]), tuple(float(c[j]) for c in coefs)) for word, j in vocabulary.items()}
     return ProfanityModel(params["token_pattern"], weights, models)

@@ -30,8 +30,7 @@ class RunningGateway:
     def sample(self, name: str, **labels: str) -> float:
         return self.registry.get_sample_value(name, labels) or 0.0
 
-    def wait_sample(self, name: str, expected: float, timeout_s: float = 5, **labels: str
-                    ) -> float:
+    def wait_sample(self, name: str, expected: float, timeout_s: float = 5, **labels: str) -> float:
         """The sample once it reaches ``expected``: a stream is recorded just after its
         last byte left, so a client that stopped at ``[DONE]`` can be a moment ahead."""
         deadline = time.monotonic() + timeout_s
@@ -51,10 +50,14 @@ def start_gateway(tmp_path) -> Iterator[GatewayFactory]:
     """``start_gateway(upstreams=[url], monitors=[...], monitor_registry=..., **settings)``."""
     running: list[RunningGateway] = []
 
-    def start(*, upstreams: list[str], monitor_registry: MonitorRegistry | None = None,
-              ready_path: str = "/health", **overrides: Any) -> RunningGateway:
-        data: dict[str, Any] = {"upstreams": upstreams,
-                                "audit": {"path": str(tmp_path / f"audit{len(running)}.db")}}
+    def start(
+        *,
+        upstreams: list[str],
+        monitor_registry: MonitorRegistry | None = None,
+        ready_path: str = "/health",
+        **overrides: Any,
+    ) -> RunningGateway:
+        data: dict[str, Any] = {"upstreams": upstreams, "audit": {"path": str(tmp_path / f"audit{len(running)}.db")}}
         data.update(overrides)
         settings = Settings.model_validate(data)
         registry = CollectorRegistry()

@@ -26,8 +26,7 @@ pytestmark = pytest.mark.integration
 
 def run_bench(out: Path, *flags: str, timeout_s: float = 600) -> Report:
     """Run the real CLI (as `taxgate bench`, through the gateway's dispatcher)."""
-    argv = [sys.executable, "-m", "gateway", "bench", "--out", str(out),
-            "--cache-dir", str(out / "cache"), *flags]
+    argv = [sys.executable, "-m", "gateway", "bench", "--out", str(out), "--cache-dir", str(out / "cache"), *flags]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s)
     assert done.returncode == 0, f"bench failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
     assert "Safety tax vs direct" in done.stdout and "Headline at" in done.stdout
@@ -57,8 +56,9 @@ def assert_complete(report: Report, scenarios: list[str], levels: list[int]) -> 
 @pytest.fixture(scope="module")
 def sim_report(tmp_path_factory) -> tuple[Report, Path]:
     out = tmp_path_factory.mktemp("bench") / "report"
-    report = run_bench(out, "--concurrency", "1,4", "--requests", "3", "--repeats", "2",
-                       "--warmup", "1", "--sets", "profanity,pii")
+    report = run_bench(
+        out, "--concurrency", "1,4", "--requests", "3", "--repeats", "2", "--warmup", "1", "--sets", "profanity,pii"
+    )
     return report, out
 
 
@@ -87,8 +87,21 @@ def test_the_safety_pass_measures_the_monitors_whatever_the_upstream(sim_report,
     settings = SimSettings(profile="instant", output_mode="random", model="sim-llama-8b", seed=0)
     server = ThreadedServer(create_sim_app(settings)).start()
     try:
-        report = run_bench(tmp_path / "report", "--upstream", server.base_url, "--concurrency", "1",
-                           "--requests", "2", "--repeats", "1", "--warmup", "0.5", "--sets", "profanity,pii")
+        report = run_bench(
+            tmp_path / "report",
+            "--upstream",
+            server.base_url,
+            "--concurrency",
+            "1",
+            "--requests",
+            "2",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0.5",
+            "--sets",
+            "profanity,pii",
+        )
     finally:
         server.stop()
     echo, other = ({s.scenario: s for s in r.safety} for r in (sim_report[0], report))
@@ -117,8 +130,7 @@ def test_bench_samples_the_cpu_of_its_processes(sim_report):
     assert sum(row.cpu_cores["load generator"] for row in report.scenarios) > 0
     assert sum(row.cpu_cores["upstream"] for row in report.scenarios) > 0
     # Any gateway spends some CPU per token.
-    assert sum(row.gateway_cpu_s_per_1k_tokens for row in report.scenarios
-               if row.name != "direct") > 0
+    assert sum(row.gateway_cpu_s_per_1k_tokens for row in report.scenarios if row.name != "direct") > 0
     assert {lv.concurrency for lv in report.levels} == {1, 4}
     assert report.headline_concurrency in (1, 4)
     assert {h.scenario for h in report.headline} == {"gateway", "profanity", "pii"}
@@ -129,16 +141,35 @@ def test_bench_samples_the_cpu_of_its_processes(sim_report):
 def test_bench_over_the_responses_route(tmp_path):
     # The same interleaved rounds over streamed /v1/responses, as small as a run gets.
     out = tmp_path / "report"
-    report = run_bench(out, "--route", "responses", "--concurrency", "1",
-                       "--requests", "2", "--repeats", "1", "--warmup", "0.5",
-                       "--max-tokens", "8", "--sets", "pii", "--safety-sample", "2")
+    report = run_bench(
+        out,
+        "--route",
+        "responses",
+        "--concurrency",
+        "1",
+        "--requests",
+        "2",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0.5",
+        "--max-tokens",
+        "8",
+        "--sets",
+        "pii",
+        "--safety-sample",
+        "2",
+    )
     assert report.meta.route == "responses"
     assert_complete(report, ["direct", "gateway", "pii"], [1])
     for row in report.scenarios:
         assert row.output_tokens_per_s > 0, row.name
         assert row.itl_ms is not None and row.ttft_ms.p50 > 0
-    samples = [orjson.loads(line) for path in sorted((out / "work" / "samples").iterdir())
-               for line in path.read_bytes().splitlines()]
+    samples = [
+        orjson.loads(line)
+        for path in sorted((out / "work" / "samples").iterdir())
+        for line in path.read_bytes().splitlines()
+    ]
     # Output tokens from the final Response's usage: ignore_eos makes every answer 8 long.
     assert len(samples) == 3 * 2 and {s["output_tokens"] for s in samples} == {8}
     (pii,) = report.safety
@@ -150,15 +181,25 @@ def test_bench_over_the_responses_route(tmp_path):
 def chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
-        pytest.fail("headless Chromium is needed to check the HTML report: `make setup-tools` "
-                    "installs Debian's chromium")
+        pytest.fail(
+            "headless Chromium is needed to check the HTML report: `make setup-tools` installs Debian's chromium"
+        )
     return found
 
 
 def headless(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    argv = [chromium(), "--headless", "--no-sandbox", "--disable-gpu",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--no-first-run", f"--user-data-dir={tmp_path / 'chromium-profile'}", *args]
+    argv = [
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        *args,
+    ]
     return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -167,12 +208,11 @@ def test_html_report_renders_its_headline_and_plots_in_chromium(sim_report, tmp_
     page = (out / "report.html").as_uri()
     dom = headless(tmp_path, "--dump-dom", page)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    assert "<table id=\"headline\">" in dom.stdout and "Headline at" in dom.stdout
+    assert '<table id="headline">' in dom.stdout and "Headline at" in dom.stdout
     assert dom.stdout.index("Headline at") < dom.stdout.index("Latency and throughput")
     assert dom.stdout.count("data:image/png;base64,") == len(PLOT_FILES)
     shot = tmp_path / "report.png"
-    done = headless(tmp_path, f"--screenshot={shot}", "--window-size=1280,1400",
-                    "--hide-scrollbars", page)
+    done = headless(tmp_path, f"--screenshot={shot}", "--window-size=1280,1400", "--hide-scrollbars", page)
     assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
     with Image.open(shot) as image:
         rgb = image.convert("RGB")
@@ -188,10 +228,27 @@ def test_html_report_renders_its_headline_and_plots_in_chromium(sim_report, tmp_
 
 def test_bench_against_real_vllm(vllm_server, tmp_path):
     # vLLM on CPU with a tiny random model: few tokens, a small safety sample.
-    report = run_bench(tmp_path / "report", "--upstream", vllm_server.base_url,
-                       "--concurrency", "1,2", "--duration", "3", "--repeats", "1",
-                       "--warmup", "1", "--max-tokens", "8", "--sets", "pii",
-                       "--safety-sample", "3", "--safety-max-tokens", "8")
+    report = run_bench(
+        tmp_path / "report",
+        "--upstream",
+        vllm_server.base_url,
+        "--concurrency",
+        "1,2",
+        "--duration",
+        "3",
+        "--repeats",
+        "1",
+        "--warmup",
+        "1",
+        "--max-tokens",
+        "8",
+        "--sets",
+        "pii",
+        "--safety-sample",
+        "3",
+        "--safety-max-tokens",
+        "8",
+    )
     assert_complete(report, ["direct", "gateway", "pii"], [1, 2])
     assert report.meta.model == vllm_server.model
     assert report.meta.upstream_kind.startswith("external")
@@ -208,12 +265,34 @@ def test_locustfile_by_hand_stops_after_max_requests(tmp_path):
     server = ThreadedServer(create_sim_app(settings)).start()
     try:
         samples = tmp_path / "samples.jsonl"
-        argv = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtest" / "locustfile.py"),
-                "--headless", "--only-summary", "--host", server.base_url, "-u", "2",
-                "-r", "100", "--run-time", "120s", "--max-tokens", "4", "--model", "sim",
-                "--max-requests", "6", "--stagger-s", "0.1", "--samples-out", str(samples)]
-        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=100,
-                              check=False)
+        argv = [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(ROOT / "loadtest" / "locustfile.py"),
+            "--headless",
+            "--only-summary",
+            "--host",
+            server.base_url,
+            "-u",
+            "2",
+            "-r",
+            "100",
+            "--run-time",
+            "120s",
+            "--max-tokens",
+            "4",
+            "--model",
+            "sim",
+            "--max-requests",
+            "6",
+            "--stagger-s",
+            "0.1",
+            "--samples-out",
+            str(samples),
+        ]
+        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=100, check=False)
     finally:
         server.stop()
     assert done.returncode == 0, done.stderr[-3000:]
@@ -234,8 +313,7 @@ def test_load_generator_runs_timed_and_sized_rounds_in_one_process(tmp_path):
             started = time.monotonic()
             samples = run_round(timed, workload, tmp_path, generator)
             took = time.monotonic() - started
-            sized = RoundSpec("direct", 3, 1, server.base_url, duration_s=60, requests=7,
-                              stagger_s=0.05)
+            sized = RoundSpec("direct", 3, 1, server.base_url, duration_s=60, requests=7, stagger_s=0.05)
             again = run_round(sized, workload, tmp_path, generator)
             assert generator.pid == pid  # the same process served both rounds
     finally:
@@ -254,13 +332,30 @@ def test_extra_repeats_run_while_an_interval_is_too_wide(tmp_path):
     # A target no interval reaches: every comparison stays wide, so the level gets all of
     # the profile's extra repeats at 1 user (4), the baselines and the set alike.
     out = tmp_path / "report"
-    report = run_bench(out, "--concurrency", "1", "--requests", "2", "--warmup", "0.5",
-                       "--max-tokens", "8", "--sets", "pii", "--no-safety",
-                       "--target-ms", "0", "--target-relative", "0")
+    report = run_bench(
+        out,
+        "--concurrency",
+        "1",
+        "--requests",
+        "2",
+        "--warmup",
+        "0.5",
+        "--max-tokens",
+        "8",
+        "--sets",
+        "pii",
+        "--no-safety",
+        "--target-ms",
+        "0",
+        "--target-relative",
+        "0",
+    )
     assert {s.name: s.rounds for s in report.scenarios} == {"direct": 10, "gateway": 10, "pii": 10}
     assert any(note.startswith("1 user: 4 extra repeat(s)") for note in report.meta.notes)
-    assert any(note.startswith("1 user: after all 4 extra repeats still too wide: gateway vs direct")
-               for note in report.meta.notes)
+    assert any(
+        note.startswith("1 user: after all 4 extra repeats still too wide: gateway vs direct")
+        for note in report.meta.notes
+    )
     pii = next(t for t in report.tax if t.scenario == "pii" and t.baseline == "gateway")
     assert pii.ttft_ms.p50.n == 10  # every extra repeat paired
 
@@ -268,12 +363,27 @@ def test_extra_repeats_run_while_an_interval_is_too_wide(tmp_path):
 def test_the_classifier_set_calls_the_simulators_classify(tmp_path):
     # The served-guard set against the simulator's /classify: batched calls, in the report.
     out = tmp_path / "report"
-    report = run_bench(out, "--concurrency", "4", "--requests", "2", "--repeats", "1",
-                       "--warmup", "0.5", "--max-tokens", "16", "--sets", "classifier",
-                       "--safety-sample", "2")
+    report = run_bench(
+        out,
+        "--concurrency",
+        "4",
+        "--requests",
+        "2",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0.5",
+        "--max-tokens",
+        "16",
+        "--sets",
+        "classifier",
+        "--safety-sample",
+        "2",
+    )
     assert_complete(report, ["direct", "gateway", "classifier"], [4])
-    batches = [t for t in report.monitor_timings
-               if t.scenario == "classifier" and t.metric == "taxgate_monitor_batch_size"]
+    batches = [
+        t for t in report.monitor_timings if t.scenario == "classifier" and t.metric == "taxgate_monitor_batch_size"
+    ]
     assert batches and batches[0].count > 0 and batches[0].mean_ms >= 1.0  # texts per call
     assert any("classifier served by the simulator" in note for note in report.meta.notes)
     (classifier,) = report.safety

@@ -85,17 +85,29 @@ def sim():
 @pytest.fixture
 def deployed(sim, start_gateway):
     """A gateway with a key and a monitor, started outside the bench: what a target is."""
-    return start_gateway(upstreams=[sim.base_url], api_keys=[KEY],
-                         monitors=[{"name": "pii", "stages": ["input", "output"],
-                                    "action": "redact"}])
+    return start_gateway(
+        upstreams=[sim.base_url],
+        api_keys=[KEY],
+        monitors=[{"name": "pii", "stages": ["input", "output"], "action": "redact"}],
+    )
 
 
-def bench(out: Path, *flags: str, env: dict | None = None, timeout_s: float = 600
-          ) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-m", "gateway", "bench", "--out", str(out),
-            "--cache-dir", str(out / "cache"), "--no-plots", *flags]
-    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s,
-                          env={**os.environ, **(env or {})})
+def bench(out: Path, *flags: str, env: dict | None = None, timeout_s: float = 600) -> subprocess.CompletedProcess:
+    argv = [
+        sys.executable,
+        "-m",
+        "gateway",
+        "bench",
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(out / "cache"),
+        "--no-plots",
+        *flags,
+    ]
+    return subprocess.run(
+        argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s, env={**os.environ, **(env or {})}
+    )
 
 
 def read_report(out: Path) -> Report:
@@ -104,11 +116,30 @@ def read_report(out: Path) -> Report:
 
 def test_bench_measures_a_running_gateway_with_a_master_and_two_workers(sim, deployed, tmp_path):
     out = tmp_path / "report"
-    done = bench(out, "--upstream", sim.base_url, "--target", f"deployed={deployed.base_url}",
-                 "--target-key", "deployed=env:TG_TARGET_KEY", "--sets", "none",
-                 "--load-workers", "2", "--concurrency", "1,4", "--requests", "3",
-                 "--repeats", "2", "--warmup", "0.5", "--safety-sample", "5",
-                 env={"TG_TARGET_KEY": KEY})
+    done = bench(
+        out,
+        "--upstream",
+        sim.base_url,
+        "--target",
+        f"deployed={deployed.base_url}",
+        "--target-key",
+        "deployed=env:TG_TARGET_KEY",
+        "--sets",
+        "none",
+        "--load-workers",
+        "2",
+        "--concurrency",
+        "1,4",
+        "--requests",
+        "3",
+        "--repeats",
+        "2",
+        "--warmup",
+        "0.5",
+        "--safety-sample",
+        "5",
+        env={"TG_TARGET_KEY": KEY},
+    )
     assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
     assert "Traceback" not in done.stderr
     report = read_report(out)
@@ -122,15 +153,18 @@ def test_bench_measures_a_running_gateway_with_a_master_and_two_workers(sim, dep
     assert report.safety == []  # the safety pass measures the bench's own monitor sets only
     (target,) = report.targets
     assert target.taxgate and target.url == deployed.base_url
-    assert any(t.scenario == "deployed" and t.labels.get("monitor") == "pii"
-               for t in report.monitor_timings)  # the gateway's own monitor time, from /metrics
+    assert any(
+        t.scenario == "deployed" and t.labels.get("monitor") == "pii" for t in report.monitor_timings
+    )  # the gateway's own monitor time, from /metrics
     assert any("a Locust master and 2 worker process(es)" in n for n in report.meta.notes)
     assert all(row.cpu_cores.get("busiest load process") is not None for row in rows.values())
     logs = out / "work" / "logs"
     assert (logs / "locust-worker-1.log").exists() and (logs / "locust-worker-2.log").exists()
     # Each user was one of 0..3 across both workers, as one process numbers them.
-    users = {orjson.loads(line)["user"] for line in
-             (out / "work" / "samples" / "r0-c4-deployed.jsonl").read_bytes().splitlines()}
+    users = {
+        orjson.loads(line)["user"]
+        for line in (out / "work" / "samples" / "r0-c4-deployed.jsonl").read_bytes().splitlines()
+    }
     assert users == {0, 1, 2, 3}
     # The key reached the gateway (no 401) but no file the bench wrote.
     for path in out.rglob("*"):
@@ -138,18 +172,37 @@ def test_bench_measures_a_running_gateway_with_a_master_and_two_workers(sim, dep
             assert KEY.encode() not in path.read_bytes(), path
 
 
-def test_targets_that_cannot_be_measured_are_left_out_of_a_partial_report(sim, deployed,
-                                                                         tmp_path):
+def test_targets_that_cannot_be_measured_are_left_out_of_a_partial_report(sim, deployed, tmp_path):
     other, _ = start_sim(model="another-model")
     gone = f"http://127.0.0.1:{free_port()}"
     out = tmp_path / "report"
     try:
-        done = bench(out, "--upstream", sim.base_url, "--sets", "none", "--no-safety",
-                     "--target", f"gone={gone}", "--target", f"other={other.base_url}",
-                     "--target", f"nokey={deployed.base_url.replace('127.0.0.1', 'localhost')}",
-                     "--target", f"good={deployed.base_url}", "--target-key", f"good={KEY}",
-                     "--concurrency", "2", "--requests", "2", "--repeats", "1",
-                     "--warmup", "0")
+        done = bench(
+            out,
+            "--upstream",
+            sim.base_url,
+            "--sets",
+            "none",
+            "--no-safety",
+            "--target",
+            f"gone={gone}",
+            "--target",
+            f"other={other.base_url}",
+            "--target",
+            f"nokey={deployed.base_url.replace('127.0.0.1', 'localhost')}",
+            "--target",
+            f"good={deployed.base_url}",
+            "--target-key",
+            f"good={KEY}",
+            "--concurrency",
+            "2",
+            "--requests",
+            "2",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+        )
     finally:
         other.stop()
     assert done.returncode == 3, f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
@@ -174,18 +227,41 @@ def bench_processes(pid: int, module: str) -> list[psutil.Process]:
 
 def test_a_worker_killed_mid_run_leaves_a_partial_report(sim, deployed, tmp_path):
     out = tmp_path / "report"
-    argv = [sys.executable, "-m", "gateway", "bench", "--out", str(out), "--no-plots",
-            "--cache-dir", str(out / "cache"), "--upstream", sim.base_url, "--sets", "none",
-            "--target", f"deployed={deployed.base_url}", "--target-key", f"deployed={KEY}",
-            "--load-workers", "2", "--concurrency", "2", "--requests", "10", "--repeats", "40",
-            "--warmup", "0", "--no-safety"]
-    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    argv = [
+        sys.executable,
+        "-m",
+        "gateway",
+        "bench",
+        "--out",
+        str(out),
+        "--no-plots",
+        "--cache-dir",
+        str(out / "cache"),
+        "--upstream",
+        sim.base_url,
+        "--sets",
+        "none",
+        "--target",
+        f"deployed={deployed.base_url}",
+        "--target-key",
+        f"deployed={KEY}",
+        "--load-workers",
+        "2",
+        "--concurrency",
+        "2",
+        "--requests",
+        "10",
+        "--repeats",
+        "40",
+        "--warmup",
+        "0",
+        "--no-safety",
+    ]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         samples = out / "work" / "samples"
         # Once a round is in (the plan has 80), kill a worker: no goodbye, no last report.
-        asyncio.run(wait_until(lambda: samples.exists() and any(samples.iterdir()), 180,
-                               "the first measured round"))
+        asyncio.run(wait_until(lambda: samples.exists() and any(samples.iterdir()), 180, "the first measured round"))
         workers = bench_processes(proc.pid, "loadtest.bench.locustworker")
         assert len(workers) == 2
         workers[1].send_signal(signal.SIGKILL)
@@ -221,8 +297,7 @@ def test_one_process_and_two_workers_send_the_same_prompts(tmp_path, workers):
     server, recorder = start_sim(profile="instant", record=True)
     workload = Workload(model=MODEL, max_tokens=4, stop_timeout_s=10, seed=3)
     log = tmp_path / "locust.log"
-    generator = (DistributedGenerator(log, LoadLayout(local=workers)) if workers
-                 else LoadGenerator(log))
+    generator = DistributedGenerator(log, LoadLayout(local=workers)) if workers else LoadGenerator(log)
     try:
         with generator:
             spec = RoundSpec("direct", 5, 1, server.base_url, duration_s=60, requests=15)
@@ -236,15 +311,39 @@ def test_one_process_and_two_workers_send_the_same_prompts(tmp_path, workers):
 
 def test_a_worker_joins_from_another_machine_with_taxgate_bench_worker(sim, deployed, tmp_path):
     port = free_port()
-    worker = subprocess.Popen([sys.executable, "-m", "gateway", "bench", "worker", "--master",
-                               f"127.0.0.1:{port}"], cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "bench", "worker", "--master", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     out = tmp_path / "report"
     try:
-        done = bench(out, "--upstream", sim.base_url, "--sets", "none", "--no-safety",
-                     "--target", f"deployed={deployed.base_url}", "--target-key", f"deployed={KEY}",
-                     "--expect-workers", "1", "--master-bind", f"127.0.0.1:{port}",
-                     "--concurrency", "2", "--requests", "2", "--repeats", "2", "--warmup", "0")
+        done = bench(
+            out,
+            "--upstream",
+            sim.base_url,
+            "--sets",
+            "none",
+            "--no-safety",
+            "--target",
+            f"deployed={deployed.base_url}",
+            "--target-key",
+            f"deployed={KEY}",
+            "--expect-workers",
+            "1",
+            "--master-bind",
+            f"127.0.0.1:{port}",
+            "--concurrency",
+            "2",
+            "--requests",
+            "2",
+            "--repeats",
+            "2",
+            "--warmup",
+            "0",
+        )
         worker_output, _ = worker.communicate(timeout=60)  # it leaves when the master does
     finally:
         if worker.poll() is None:
@@ -261,11 +360,35 @@ def test_a_worker_joins_from_another_machine_with_taxgate_bench_worker(sim, depl
 def test_workers_that_never_join_end_the_run_with_what_to_do(sim, deployed, tmp_path):
     out = tmp_path / "report"
     port = free_port()
-    done = bench(out, "--upstream", sim.base_url, "--sets", "none", "--no-safety",
-                 "--target", f"deployed={deployed.base_url}", "--target-key", f"deployed={KEY}",
-                 "--load-workers", "1", "--expect-workers", "1", "--master-bind",
-                 f"127.0.0.1:{port}", "--ready-timeout", "5", "--concurrency", "1",
-                 "--requests", "1", "--repeats", "1", "--warmup", "0", timeout_s=120)
+    done = bench(
+        out,
+        "--upstream",
+        sim.base_url,
+        "--sets",
+        "none",
+        "--no-safety",
+        "--target",
+        f"deployed={deployed.base_url}",
+        "--target-key",
+        f"deployed={KEY}",
+        "--load-workers",
+        "1",
+        "--expect-workers",
+        "1",
+        "--master-bind",
+        f"127.0.0.1:{port}",
+        "--ready-timeout",
+        "5",
+        "--concurrency",
+        "1",
+        "--requests",
+        "1",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+        timeout_s=120,
+    )
     assert done.returncode == 1, f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
     assert "Traceback" not in done.stderr
     message = " ".join(done.stderr.split())

@@ -22,8 +22,10 @@ CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
 
 
 def chunk(text: str) -> bytes:
-    return (b'data: {"id":"c","object":"chat.completion.chunk","model":"scripted","choices":'
-            b'[{"index":0,"delta":{"content":"' + text.encode() + b'"},"finish_reason":null}]}\n\n')
+    return (
+        b'data: {"id":"c","object":"chat.completion.chunk","model":"scripted","choices":'
+        b'[{"index":0,"delta":{"content":"' + text.encode() + b'"},"finish_reason":null}]}\n\n'
+    )
 
 
 def scripted_upstream(hits: list[str]) -> Starlette:
@@ -46,20 +48,26 @@ def scripted_upstream(hits: list[str]) -> Starlette:
         if behaviour == "garbled":
             return Response(b"<html>not json</html>", media_type="text/html")
         if behaviour == "refuse":
-            return JSONResponse({"error": {"message": "bad", "type": "BadRequestError",
-                                           "param": None, "code": 400}}, status_code=400)
+            return JSONResponse(
+                {"error": {"message": "bad", "type": "BadRequestError", "param": None, "code": 400}}, status_code=400
+            )
         if behaviour == "break-stream":
+
             async def broken():
                 yield chunk("one")
                 yield chunk("two")
                 raise RuntimeError("engine died")  # the server drops the connection
+
             return StreamingResponse(broken(), media_type="text/event-stream")
         if behaviour == "linger-after-done":
+
             async def lingering():
                 yield chunk("one")
-                yield (b'data: {"id":"c","object":"chat.completion.chunk","model":"scripted",'
-                       b'"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":7,'
-                       b'"total_tokens":10}}\n\n')
+                yield (
+                    b'data: {"id":"c","object":"chat.completion.chunk","model":"scripted",'
+                    b'"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":7,'
+                    b'"total_tokens":10}}\n\n'
+                )
                 yield b"data: [DONE]\n\n"
                 # The end of the body comes late: a client that stops at [DONE] leaves first.
                 try:
@@ -67,21 +75,33 @@ def scripted_upstream(hits: list[str]) -> Starlette:
                 except asyncio.CancelledError:
                     hits.append("closed-after-done")
                     raise
+
             return StreamingResponse(lingering(), media_type="text/event-stream")
         if behaviour == "stall-stream":
+
             async def stalled():
                 yield chunk("one")
                 await asyncio.sleep(3)
                 yield chunk("late")
-            return StreamingResponse(stalled(), media_type="text/event-stream")
-        return JSONResponse({"id": "c", "object": "chat.completion", "model": MODEL,
-                             "choices": [{"index": 0, "finish_reason": "stop",
-                                          "message": {"role": "assistant", "content": "ok"}}],
-                             "usage": {"prompt_tokens": 1, "completion_tokens": 1,
-                                       "total_tokens": 2}})
 
-    return Starlette(routes=[Route("/v1/models", models), Route("/health", models),
-                             Route("/v1/chat/completions", chat, methods=["POST"])])
+            return StreamingResponse(stalled(), media_type="text/event-stream")
+        return JSONResponse(
+            {
+                "id": "c",
+                "object": "chat.completion",
+                "model": MODEL,
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "ok"}}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }
+        )
+
+    return Starlette(
+        routes=[
+            Route("/v1/models", models),
+            Route("/health", models),
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+        ]
+    )
 
 
 @pytest.fixture
@@ -94,8 +114,11 @@ def upstream():
 
 
 def ask(gateway, content: str, **extra) -> httpx.Response:
-    return httpx.post(gateway.v1 + "/chat/completions", timeout=30,
-                      json={**CHAT, "messages": [{"role": "user", "content": content}], **extra})
+    return httpx.post(
+        gateway.v1 + "/chat/completions",
+        timeout=30,
+        json={**CHAT, "messages": [{"role": "user", "content": content}], **extra},
+    )
 
 
 def test_upstream_timeout_is_504(start_gateway, upstream):
@@ -103,8 +126,7 @@ def test_upstream_timeout_is_504(start_gateway, upstream):
     response = ask(gateway, "slow")
     assert response.status_code == 504
     assert response.json()["error"]["code"] == "upstream_timeout"
-    assert gateway.sample("taxgate_upstream_errors_total", upstream=upstream.base_url,
-                          kind="timeout") == 1
+    assert gateway.sample("taxgate_upstream_errors_total", upstream=upstream.base_url, kind="timeout") == 1
 
 
 def test_garbled_upstream_is_502(start_gateway, upstream):
@@ -119,8 +141,7 @@ def test_upstream_error_status_passes_through(start_gateway, upstream):
     assert response.status_code == 400 and response.json()["error"]["message"] == "bad"
 
 
-@pytest.mark.parametrize("behaviour, code", [("break-stream", "bad_gateway"),
-                                             ("stall-stream", "upstream_timeout")])
+@pytest.mark.parametrize("behaviour, code", [("break-stream", "bad_gateway"), ("stall-stream", "upstream_timeout")])
 def test_midstream_failure_ends_with_sse_error_event(start_gateway, upstream, behaviour, code):
     gateway = start_gateway(upstreams=[upstream.base_url], timeouts={"idle_s": 0.5})
     response = ask(gateway, behaviour, stream=True)
@@ -128,19 +149,19 @@ def test_midstream_failure_ends_with_sse_error_event(start_gateway, upstream, be
     events = [line for line in response.text.splitlines() if line.startswith("data: ")]
     assert events[0].startswith('data: {"id"')
     assert f'"code":"{code}"' in events[-1]
-    assert gateway.sample("taxgate_upstream_errors_total", upstream=upstream.base_url,
-                          kind="midstream") == 1
+    assert gateway.sample("taxgate_upstream_errors_total", upstream=upstream.base_url, kind="midstream") == 1
 
 
-@pytest.mark.parametrize("monitors", [[], [{"name": "blocklist", "stages": ["output"],
-                                              "action": "block", "patterns": ["never-said"]}]],
-                         ids=["raw", "monitored"])
+@pytest.mark.parametrize(
+    "monitors",
+    [[], [{"name": "blocklist", "stages": ["output"], "action": "block", "patterns": ["never-said"]}]],
+    ids=["raw", "monitored"],
+)
 def test_client_closing_at_done_is_a_finished_request(start_gateway, upstream, monitors):
     # The sync openai client closes the connection as soon as it reads [DONE]; the
     # upstream's end of body may not have reached the gateway yet.
     gateway = start_gateway(upstreams=[upstream.base_url], monitors=monitors)
-    body = {**CHAT, "messages": [{"role": "user", "content": "linger-after-done"}],
-            "stream": True}
+    body = {**CHAT, "messages": [{"role": "user", "content": "linger-after-done"}], "stream": True}
     with httpx.Client(timeout=30) as client:
         with client.stream("POST", gateway.v1 + "/chat/completions", json=body) as response:
             lines: list[str] = []
@@ -150,10 +171,8 @@ def test_client_closing_at_done_is_a_finished_request(start_gateway, upstream, m
                 if line == "data: [DONE]":
                     break
     assert lines[-1] == "data: [DONE]"
-    assert gateway.wait_sample("taxgate_requests_total", 1, route="chat", model=MODEL,
-                               status="200") == 1
-    assert gateway.sample("taxgate_requests_total", route="chat", model=MODEL,
-                          status="499") == 0
+    assert gateway.wait_sample("taxgate_requests_total", 1, route="chat", model=MODEL, status="200") == 1
+    assert gateway.sample("taxgate_requests_total", route="chat", model=MODEL, status="499") == 0
     assert gateway.sample("taxgate_client_disconnects_total", route="chat") == 0
     # The usage event came before [DONE], so the upstream's count stands.
     assert gateway.sample("taxgate_completion_tokens_total", model=MODEL) == 7
@@ -177,8 +196,11 @@ def test_client_leaving_a_non_streamed_request_cancels_it_upstream(start_gateway
 
 
 def ask_with_timeout(gateway, content: str, timeout_s: float) -> httpx.Response:
-    return httpx.post(gateway.v1 + "/chat/completions", timeout=timeout_s,
-                      json={**CHAT, "messages": [{"role": "user", "content": content}]})
+    return httpx.post(
+        gateway.v1 + "/chat/completions",
+        timeout=timeout_s,
+        json={**CHAT, "messages": [{"role": "user", "content": content}]},
+    )
 
 
 def test_body_limit_is_413(start_gateway, upstream):
@@ -216,13 +238,17 @@ def test_in_flight_limit_answers_503_with_retry_after(start_gateway, upstream):
 
     async def two_at_once():
         async with httpx.AsyncClient(timeout=30) as client:
+
             async def second():
                 await asyncio.sleep(0.5)  # while the slow one is in flight
                 return await client.post(gateway.v1 + "/chat/completions", json=CHAT)
+
             return await asyncio.gather(
-                client.post(gateway.v1 + "/chat/completions",
-                            json={**CHAT, "messages": [{"role": "user", "content": "slow"}]}),
-                second())
+                client.post(
+                    gateway.v1 + "/chat/completions", json={**CHAT, "messages": [{"role": "user", "content": "slow"}]}
+                ),
+                second(),
+            )
 
     slow, rejected = asyncio.run(two_at_once())
     assert slow.status_code == 200

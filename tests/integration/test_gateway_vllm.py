@@ -27,8 +27,12 @@ def clients(vllm_server, gateway):
 
 def streamed_text(stream) -> tuple[str, list]:
     chunks = list(stream)
-    text = "".join(c.choices[0].delta.content or "" if c.choices and hasattr(c.choices[0], "delta")
-                   else (c.choices[0].text if c.choices else "") for c in chunks)
+    text = "".join(
+        c.choices[0].delta.content or ""
+        if c.choices and hasattr(c.choices[0], "delta")
+        else (c.choices[0].text if c.choices else "")
+        for c in chunks
+    )
     return text, chunks
 
 
@@ -43,8 +47,13 @@ def test_chat_non_streamed_matches_direct(vllm_server, gateway):
 
 def test_chat_streamed_matches_direct_with_usage(vllm_server, gateway):
     direct, through = clients(vllm_server, gateway)
-    kwargs = {"model": vllm_server.model, "messages": PROMPT, "stream": True,
-              "stream_options": {"include_usage": True}, **FIXED}
+    kwargs = {
+        "model": vllm_server.model,
+        "messages": PROMPT,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        **FIXED,
+    }
     text_a, _ = streamed_text(direct.chat.completions.create(**kwargs))
     text_b, chunks = streamed_text(through.chat.completions.create(**kwargs))
     assert text_b == text_a and text_b
@@ -57,16 +66,15 @@ def test_completions_match_direct_streamed_and_not(vllm_server, gateway):
     a = direct.completions.create(**kwargs).choices[0].text
     b = through.completions.create(**kwargs).choices[0].text
     assert a == b and b
-    streamed = "".join(c.choices[0].text for c in
-                       through.completions.create(stream=True, **kwargs) if c.choices)
+    streamed = "".join(c.choices[0].text for c in through.completions.create(stream=True, **kwargs) if c.choices)
     assert streamed == a
 
 
 def test_unknown_fields_reach_vllm(vllm_server, gateway):
     _, through = clients(vllm_server, gateway)
     response = through.chat.completions.create(
-        model=vllm_server.model, messages=PROMPT, max_tokens=11,
-        extra_body={"ignore_eos": True, "top_k": 5})
+        model=vllm_server.model, messages=PROMPT, max_tokens=11, extra_body={"ignore_eos": True, "top_k": 5}
+    )
     assert response.usage.completion_tokens == 11
     assert response.choices[0].finish_reason == "length"
 
@@ -74,8 +82,11 @@ def test_unknown_fields_reach_vllm(vllm_server, gateway):
 def test_models_request_id_and_server_timing(vllm_server, gateway):
     _, through = clients(vllm_server, gateway)
     assert [m.id for m in through.models.list().data] == [vllm_server.model]
-    response = httpx.post(gateway.v1 + "/chat/completions", headers={"x-request-id": "abc-123"},
-                          json={"model": vllm_server.model, "messages": PROMPT, "max_tokens": 4})
+    response = httpx.post(
+        gateway.v1 + "/chat/completions",
+        headers={"x-request-id": "abc-123"},
+        json={"model": vllm_server.model, "messages": PROMPT, "max_tokens": 4},
+    )
     assert response.status_code == 200
     assert response.headers["x-request-id"] == "abc-123"
     timing = response.headers["server-timing"]
@@ -94,8 +105,7 @@ def test_bad_requests_get_openai_errors(vllm_server, gateway):
     assert err.value.body["code"] == "model_not_found"
     route = httpx.get(gateway.base_url + "/v2/nothing")
     assert route.status_code == 404 and route.json()["error"]["code"] == "not_found"
-    assert gateway.sample("taxgate_requests_total", route="chat", model="unknown",
-                          status="400") == 2
+    assert gateway.sample("taxgate_requests_total", route="chat", model="unknown", status="400") == 2
 
 
 def test_metric_counts_match_requests(vllm_server, gateway):
@@ -104,9 +114,11 @@ def test_metric_counts_match_requests(vllm_server, gateway):
     for _ in range(3):
         through.chat.completions.create(model=vllm_server.model, messages=PROMPT, **exact)
     for _ in range(2):
-        list(through.chat.completions.create(model=vllm_server.model, messages=PROMPT,
-                                             stream=True, **exact,
-                                             stream_options={"include_usage": True}))
+        list(
+            through.chat.completions.create(
+                model=vllm_server.model, messages=PROMPT, stream=True, **exact, stream_options={"include_usage": True}
+            )
+        )
     labels = {"route": "chat", "model": vllm_server.model}
     assert gateway.wait_sample("taxgate_requests_total", 5, status="200", **labels) == 5
     assert gateway.sample("taxgate_e2e_seconds_count", **labels) == 5
@@ -121,8 +133,7 @@ def test_metric_counts_match_requests(vllm_server, gateway):
 
 
 def test_client_disconnect_aborts_vllm_request(vllm_server, gateway):
-    body = {"model": vllm_server.model, "messages": PROMPT, "max_tokens": 1000,
-            "ignore_eos": True, "stream": True}
+    body = {"model": vllm_server.model, "messages": PROMPT, "max_tokens": 1000, "ignore_eos": True, "stream": True}
     with httpx.Client(timeout=30) as client:
         with client.stream("POST", gateway.v1 + "/chat/completions", json=body) as response:
             lines = response.iter_lines()
@@ -142,8 +153,7 @@ def test_client_disconnect_aborts_vllm_request(vllm_server, gateway):
 def test_upstream_down_is_502(start_gateway, tmp_path):
     from tests.servers import free_port
 
-    gateway = start_gateway(upstreams=[f"http://127.0.0.1:{free_port()}"],
-                            health={"interval_s": 60})
+    gateway = start_gateway(upstreams=[f"http://127.0.0.1:{free_port()}"], health={"interval_s": 60})
     client = openai.OpenAI(base_url=gateway.v1, api_key="x", max_retries=0)
     with pytest.raises(openai.APIStatusError) as err:
         client.chat.completions.create(model="any", messages=PROMPT)

@@ -23,8 +23,11 @@ async def serve(answer):
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                          if line.lower().startswith(b"content-length")]
+                length = [
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                ]
                 body = await reader.readexactly(length[0]) if length else b""
                 if not await answer(head, body, writer):
                     break
@@ -54,8 +57,7 @@ async def test_chunked_stream_and_keep_alive_reuse():
     server, url, seen = await serve(answer)
     client = Http1Client(max_connections=4, keepalive_s=5)
     for _ in range(3):
-        response = await client.request("POST", url + "/v1/chat/completions",
-                                        content=b'{"x":1}', timeout=TIMEOUT)
+        response = await client.request("POST", url + "/v1/chat/completions", content=b'{"x":1}', timeout=TIMEOUT)
         assert response.status_code == 200
         assert response.headers["content-type"] == "text/event-stream"
         assert await response.aread() == b"data: a\n\ndata: b\n\n"

@@ -23,17 +23,26 @@ def sim():
 
 
 def test_a_jailbreak_prompt_is_blocked_and_an_everyday_one_answered(start_gateway, sim):
-    gateway = start_gateway(upstreams=[sim.base_url], monitors=[
-        {"name": "injection", "id": "injection", "stages": ["input"], "action": "block"}])
+    gateway = start_gateway(
+        upstreams=[sim.base_url],
+        monitors=[{"name": "injection", "id": "injection", "stages": ["input"], "action": "block"}],
+    )
     client = openai.OpenAI(base_url=gateway.v1, api_key="x", max_retries=0)
     attack = next(item.text for item in load_dataset(labels=["jailbreak"]) if "ignore" in item.text.lower())
     with pytest.raises(openai.BadRequestError) as err:
-        client.chat.completions.create(model="sim", max_tokens=4, messages=[
-            {"role": "system", "content": "You translate the user's text into French."},
-            {"role": "user", "content": "Please translate this email from my landlord. " + attack}])
+        client.chat.completions.create(
+            model="sim",
+            max_tokens=4,
+            messages=[
+                {"role": "system", "content": "You translate the user's text into French."},
+                {"role": "user", "content": "Please translate this email from my landlord. " + attack},
+            ],
+        )
     assert err.value.body["code"] == "content_blocked" and "injection" in err.value.body["message"]
-    ok = client.chat.completions.create(model="sim", max_tokens=4, messages=[
-        {"role": "user", "content": "How long should I knead bread dough by hand?"}])
+    ok = client.chat.completions.create(
+        model="sim",
+        max_tokens=4,
+        messages=[{"role": "user", "content": "How long should I knead bread dough by hand?"}],
+    )
     assert ok.choices[0].message.content
-    assert gateway.sample("taxgate_monitor_verdicts_total", monitor="injection", stage="input",
-                          action="block") == 1
+    assert gateway.sample("taxgate_monitor_verdicts_total", monitor="injection", stage="input", action="block") == 1

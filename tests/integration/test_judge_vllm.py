@@ -24,8 +24,9 @@ TIMEOUT_MS = 60_000
 
 
 def judge_spec(server, **extra) -> MonitorSpec:
-    return MonitorSpec(name="judge", base_url=server.base_url, model=server.model,
-                       max_tokens=16, timeout_ms=TIMEOUT_MS, **extra)
+    return MonitorSpec(
+        name="judge", base_url=server.base_url, model=server.model, max_tokens=16, timeout_ms=TIMEOUT_MS, **extra
+    )
 
 
 async def test_noise_from_the_model_is_a_parse_error(vllm_server):
@@ -43,7 +44,8 @@ async def test_pipeline_follows_on_error(vllm_server, on_error, blocked, fail_op
     events = []
     pipeline = MonitorPipeline(
         [judge_spec(vllm_server, id="guard", on_error=on_error)],
-        metrics=MonitorMetrics(prom), registry=MonitorRegistry.from_entry_points(),
+        metrics=MonitorMetrics(prom),
+        registry=MonitorRegistry.from_entry_points(),
         on_event=lambda decision, request_id: events.append((decision, request_id)),
     )
     await pipeline.start()

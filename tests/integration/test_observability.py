@@ -34,24 +34,41 @@ from tests.unit.deploy import deployfiles as files
 pytestmark = pytest.mark.integration
 
 MODEL = "sim-observed"
-INPUT_WORD = "forbidden-alpha"   # the input blocklist refuses prompts with it
+INPUT_WORD = "forbidden-alpha"  # the input blocklist refuses prompts with it
 OUTPUT_WORD = "forbidden-omega"  # passes input; the echoed output is then blocked
-BENIGN = ("Tell me about rivers, mountains and the gardens that grow between them, "
-          "with a long and calm description of each season in turn. ") * 3
+BENIGN = (
+    "Tell me about rivers, mountains and the gardens that grow between them, "
+    "with a long and calm description of each season in turn. "
+) * 3
 # The word sits mid-text, so stream_first has sent part of the window when it is caught.
 BLOCKED_OUTPUT = BENIGN + OUTPUT_WORD + " and then some more words to close the answer."
 MONITORS = [
-    {"name": "blocklist", "id": "blocklist-in", "stages": ["input"], "action": "block",
-     "keywords": [INPUT_WORD]},
+    {"name": "blocklist", "id": "blocklist-in", "stages": ["input"], "action": "block", "keywords": [INPUT_WORD]},
     # A pattern of its own runs in the micro-batcher's thread: the batch panels need one.
-    {"name": "blocklist", "id": "blocklist-out", "stages": ["output"], "action": "block",
-     "patterns": [rf"\b{OUTPUT_WORD}\b"]},
+    {
+        "name": "blocklist",
+        "id": "blocklist-out",
+        "stages": ["output"],
+        "action": "block",
+        "patterns": [rf"\b{OUTPUT_WORD}\b"],
+    },
     {"name": "pii", "stages": ["input", "output"], "action": "redact"},
-    {"name": "profanity", "id": "profanity-shadow", "stages": ["input", "output"],
-     "action": "shadow", "threshold": 0.5},
+    {
+        "name": "profanity",
+        "id": "profanity-shadow",
+        "stages": ["input", "output"],
+        "action": "shadow",
+        "threshold": 0.5,
+    },
     # Can never answer within 1 µs: a timeout on every check, let through (fail open).
-    {"name": "profanity", "id": "profanity-hasty", "stages": ["input"], "action": "block",
-     "timeout_ms": 0.001, "on_error": "open"},
+    {
+        "name": "profanity",
+        "id": "profanity-hasty",
+        "stages": ["input"],
+        "action": "block",
+        "timeout_ms": 0.001,
+        "on_error": "open",
+    },
 ]
 DEADLINE_S = 60
 
@@ -62,8 +79,7 @@ class Prometheus:
     base_url: str
 
     def query(self, promql: str) -> list[dict]:
-        response = httpx.get(f"{self.base_url}/api/v1/query", params={"query": promql},
-                             timeout=10)
+        response = httpx.get(f"{self.base_url}/api/v1/query", params={"query": promql}, timeout=10)
         body = response.json()
         if body.get("status") != "success":
             raise AssertionError(f"Prometheus rejected {promql!r}: {body.get('error')}")
@@ -74,8 +90,7 @@ class Prometheus:
         return [rule for group in body["data"]["groups"] for rule in group["rules"]]
 
     def label_values(self, label: str, match: str) -> list[str]:
-        body = httpx.get(f"{self.base_url}/api/v1/label/{label}/values",
-                         params={"match[]": match}, timeout=10).json()
+        body = httpx.get(f"{self.base_url}/api/v1/label/{label}/values", params={"match[]": match}, timeout=10).json()
         return body["data"]
 
 
@@ -90,8 +105,10 @@ def sim() -> Iterator[ThreadedServer]:
 def start_prometheus(workdir: Path, targets: dict[str, list[str]]) -> Prometheus:
     binary = files.tool("prometheus")
     if binary is None:
-        pytest.fail("no prometheus binary: apt-get install -y --no-install-recommends "
-                    "prometheus (the test starts its own; the service is not needed)")
+        pytest.fail(
+            "no prometheus binary: apt-get install -y --no-install-recommends "
+            "prometheus (the test starts its own; the service is not needed)"
+        )
     port = free_port()
     targets = {**targets, "prometheus": [f"127.0.0.1:{port}"]}
     # deploy/'s own config with test targets and a 1 s rhythm, so it is proven to load.
@@ -104,9 +121,16 @@ def start_prometheus(workdir: Path, targets: dict[str, list[str]]) -> Prometheus
     config_path.write_text(yaml.safe_dump(config))
     log_path = workdir / "prometheus.log"
     proc = subprocess.Popen(
-        [binary, f"--config.file={config_path}", f"--storage.tsdb.path={workdir / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-        stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
+        [
+            binary,
+            f"--config.file={config_path}",
+            f"--storage.tsdb.path={workdir / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     prometheus = Prometheus(proc, f"http://127.0.0.1:{port}")
     try:
         wait_http(prometheus.base_url + "/-/ready", 60, proc=proc, log_path=log_path)
@@ -126,11 +150,9 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 # -- traffic ---------------------------------------------------------------------------
-def chat(client: httpx.Client, base: str, text: str, *, stream: bool,
-         max_tokens: int = 80) -> tuple[int, str]:
+def chat(client: httpx.Client, base: str, text: str, *, stream: bool, max_tokens: int = 80) -> tuple[int, str]:
     """(status, finish_reason or error code) of one chat completion."""
-    body = {"model": MODEL, "messages": [{"role": "user", "content": text}],
-            "max_tokens": max_tokens, "stream": stream}
+    body = {"model": MODEL, "messages": [{"role": "user", "content": text}], "max_tokens": max_tokens, "stream": stream}
     if not stream:
         response = client.post(f"{base}/v1/chat/completions", json=body)
         data = response.json()
@@ -158,8 +180,13 @@ def completion(client: httpx.Client, base: str, *, stream: bool) -> int:
 
 
 def leave_mid_stream(client: httpx.Client, base: str) -> None:
-    body = {"model": MODEL, "messages": [{"role": "user", "content": BENIGN}],
-            "max_tokens": 400, "stream": True, "ignore_eos": True}
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": BENIGN}],
+        "max_tokens": 400,
+        "stream": True,
+        "ignore_eos": True,
+    }
     with client.stream("POST", f"{base}/v1/chat/completions", json=body) as response:
         assert response.status_code == 200
         next(response.iter_bytes())
@@ -169,18 +196,14 @@ def leave_mid_stream(client: httpx.Client, base: str) -> None:
 def send_traffic(base: str) -> None:
     with httpx.Client(timeout=30) as client:
         with ThreadPoolExecutor(8) as pool:  # concurrent, so monitor batches exceed one
-            benign = list(pool.map(lambda i: chat(client, base, BENIGN, stream=bool(i % 2)),
-                                   range(8)))
+            benign = list(pool.map(lambda i: chat(client, base, BENIGN, stream=bool(i % 2)), range(8)))
         assert all(status == 200 for status, _ in benign), benign
         assert completion(client, base, stream=False) == 200
         assert completion(client, base, stream=True) == 200
         for stream in (False, True):
-            assert chat(client, base, f"Please {INPUT_WORD} now", stream=stream) == (
-                400, "content_blocked")
-            assert chat(client, base, BLOCKED_OUTPUT, stream=stream,
-                        max_tokens=200) == (200, "content_filter")
-            assert chat(client, base, "Mail me at jane.doe@example.com please",
-                        stream=stream)[0] == 200
+            assert chat(client, base, f"Please {INPUT_WORD} now", stream=stream) == (400, "content_blocked")
+            assert chat(client, base, BLOCKED_OUTPUT, stream=stream, max_tokens=200) == (200, "content_filter")
+            assert chat(client, base, "Mail me at jane.doe@example.com please", stream=stream)[0] == 200
             assert chat(client, base, "you are a fucking idiot", stream=stream)[0] == 200
         leave_mid_stream(client, base)
 
@@ -197,12 +220,10 @@ def without_data(prometheus: Prometheus, exprs: list[tuple[str, str]]) -> list[s
 
 
 def checked_expressions() -> list[tuple[str, str]]:
-    exprs = [(f"panel {title!r}", files.to_promql(expr))
-             for title, expr in files.dashboard_queries()]
+    exprs = [(f"panel {title!r}", files.to_promql(expr)) for title, expr in files.dashboard_queries()]
     exprs += [(f"rule {rule['record']}", rule["expr"]) for rule in files.recording_rules()]
     # The recorded series themselves prove the rules evaluate, not only parse.
-    exprs += [(f"recorded {name}", name)
-              for name in sorted({rule["record"] for rule in files.recording_rules()})]
+    exprs += [(f"recorded {name}", name) for name in sorted({rule["record"] for rule in files.recording_rules()})]
     return exprs
 
 
@@ -210,19 +231,28 @@ def test_every_dashboard_and_rule_expression_returns_data(start_gateway, sim, tm
     started = time.monotonic()
     dead_upstream = f"http://127.0.0.1:{free_port()}"  # first in line: connect errors
     # A guard model on a serving engine (the simulator's /classify): the engine-call panels.
-    guard = {"name": "classifier", "id": "guard", "stages": ["input", "output"], "action": "annotate",
-             "threshold": 0.99, "base_url": sim.base_url, "model": "sim-guard",
-             "labels": ["safe", "unsafe"], "flag_labels": ["unsafe"]}
-    common = {"upstreams": [dead_upstream, sim.base_url], "monitors": [*MONITORS, guard],
-              "ready_path": "/ready"}
+    guard = {
+        "name": "classifier",
+        "id": "guard",
+        "stages": ["input", "output"],
+        "action": "annotate",
+        "threshold": 0.99,
+        "base_url": sim.base_url,
+        "model": "sim-guard",
+        "labels": ["safe", "unsafe"],
+        "flag_labels": ["unsafe"],
+    }
+    common = {"upstreams": [dead_upstream, sim.base_url], "monitors": [*MONITORS, guard], "ready_path": "/ready"}
     holdback = start_gateway(**common, streaming={"mode": "holdback", "overlap_chars": 16})
-    stream_first = start_gateway(**common, streaming={"mode": "stream_first",
-                                                      "overlap_chars": 16})
+    stream_first = start_gateway(**common, streaming={"mode": "stream_first", "overlap_chars": 16})
     gateways = [holdback, stream_first]
-    prometheus = start_prometheus(tmp_path, {
-        "taxgate": [g.base_url.removeprefix("http://") for g in gateways],
-        "vllm": [sim.base_url.removeprefix("http://")],
-    })
+    prometheus = start_prometheus(
+        tmp_path,
+        {
+            "taxgate": [g.base_url.removeprefix("http://") for g in gateways],
+            "vllm": [sim.base_url.removeprefix("http://")],
+        },
+    )
     try:
         # Two waves a few scrapes apart: a rate needs the counter to move between samples.
         for _wave in range(2):
@@ -236,21 +266,23 @@ def test_every_dashboard_and_rule_expression_returns_data(start_gateway, sim, tm
         deadline = time.monotonic() + DEADLINE_S
         while (failing := without_data(prometheus, exprs)) and time.monotonic() < deadline:
             time.sleep(1)
-        assert not failing, ("expressions in deploy/ that return no data from the real "
-                             "gateway:\n" + "\n".join(failing))
+        assert not failing, "expressions in deploy/ that return no data from the real gateway:\n" + "\n".join(failing)
         assert MODEL in prometheus.label_values("model", "taxgate_requests_total")
 
         # The check itself catches a rename: the same panels with one metric renamed.
-        renamed = [(where, expr.replace("taxgate_ttft_seconds", "taxgate_ttft_secs"))
-                   for where, expr in exprs if "taxgate_ttft_seconds_bucket" in expr]
+        renamed = [
+            (where, expr.replace("taxgate_ttft_seconds", "taxgate_ttft_secs"))
+            for where, expr in exprs
+            if "taxgate_ttft_seconds_bucket" in expr
+        ]
         assert renamed and len(without_data(prometheus, renamed)) == len(renamed)
 
         loaded = {rule["name"]: rule for rule in prometheus.rules()}
-        expected = ({rule["alert"] for rule in files.alerting_rules()}
-                    | {rule["record"] for rule in files.recording_rules()})
+        expected = {rule["alert"] for rule in files.alerting_rules()} | {
+            rule["record"] for rule in files.recording_rules()
+        }
         assert expected <= set(loaded), f"rules not loaded: {sorted(expected - set(loaded))}"
-        unhealthy = {name: rule.get("lastError") for name, rule in loaded.items()
-                     if rule["health"] != "ok"}
+        unhealthy = {name: rule.get("lastError") for name, rule in loaded.items() if rule["health"] != "ok"}
         assert not unhealthy, f"rules failing to evaluate: {unhealthy}"
         alerts = [rule for rule in loaded.values() if rule["type"] == "alerting"]
         assert len(alerts) == len(files.alerting_rules())

@@ -19,16 +19,20 @@ SAID = "Write to bob@example.com about the harbour"
 
 @pytest.fixture
 def sim():
-    app = create_sim_app(SimSettings(profile="instant", model="sim", output_mode="random"),
-                         registry=CollectorRegistry())
+    app = create_sim_app(
+        SimSettings(profile="instant", model="sim", output_mode="random"), registry=CollectorRegistry()
+    )
     server = ThreadedServer(app).start()
     yield server
     server.stop()
 
 
 def chat(gateway, stream: bool) -> httpx.Response:
-    return httpx.post(gateway.v1 + "/chat/completions", timeout=30, json={
-        "model": "sim", "max_tokens": 8, "stream": stream, "messages": [{"role": "user", "content": SAID}]})
+    return httpx.post(
+        gateway.v1 + "/chat/completions",
+        timeout=30,
+        json={"model": "sim", "max_tokens": 8, "stream": stream, "messages": [{"role": "user", "content": SAID}]},
+    )
 
 
 def final_chunk(body: bytes) -> dict:
@@ -38,10 +42,19 @@ def final_chunk(body: bytes) -> dict:
 
 
 def test_an_input_redaction_is_told_in_the_header_whole_and_streamed(start_gateway, sim):
-    gateway = start_gateway(upstreams=[sim.base_url], monitors=[
-        {"name": "pii", "id": "contact", "stages": ["input"], "action": "redact"},
-        {"name": "blocklist", "id": "port-words", "stages": ["input"], "action": "annotate",
-         "keywords": ["harbour"]}])
+    gateway = start_gateway(
+        upstreams=[sim.base_url],
+        monitors=[
+            {"name": "pii", "id": "contact", "stages": ["input"], "action": "redact"},
+            {
+                "name": "blocklist",
+                "id": "port-words",
+                "stages": ["input"],
+                "action": "annotate",
+                "keywords": ["harbour"],
+            },
+        ],
+    )
     whole = chat(gateway, stream=False)
     assert whole.status_code == 200
     assert whole.headers["x-taxgate-redacted"] == "contact"
@@ -53,20 +66,27 @@ def test_an_input_redaction_is_told_in_the_header_whole_and_streamed(start_gatew
 
 
 def test_nothing_redacted_sends_no_header(start_gateway, sim):
-    gateway = start_gateway(upstreams=[sim.base_url], monitors=[
-        {"name": "pii", "stages": ["input"], "action": "redact"}])
-    response = httpx.post(gateway.v1 + "/chat/completions", timeout=30, json={
-        "model": "sim", "max_tokens": 4, "messages": [{"role": "user", "content": "Tell me about rivers."}]})
+    gateway = start_gateway(
+        upstreams=[sim.base_url], monitors=[{"name": "pii", "stages": ["input"], "action": "redact"}]
+    )
+    response = httpx.post(
+        gateway.v1 + "/chat/completions",
+        timeout=30,
+        json={"model": "sim", "max_tokens": 4, "messages": [{"role": "user", "content": "Tell me about rivers."}]},
+    )
     assert response.status_code == 200
     assert "x-taxgate-redacted" not in response.headers
 
 
 def test_a_streamed_output_redaction_is_told_in_the_final_chunk(start_gateway):
-    echo = ThreadedServer(create_sim_app(SimSettings(profile="instant", model="sim"),
-                                         registry=CollectorRegistry())).start()
+    echo = ThreadedServer(
+        create_sim_app(SimSettings(profile="instant", model="sim"), registry=CollectorRegistry())
+    ).start()
     try:
-        gateway = start_gateway(upstreams=[echo.base_url], monitors=[
-            {"name": "pii", "id": "contact", "stages": ["output"], "action": "redact"}])
+        gateway = start_gateway(
+            upstreams=[echo.base_url],
+            monitors=[{"name": "pii", "id": "contact", "stages": ["output"], "action": "redact"}],
+        )
         streamed = chat(gateway, stream=True)
         assert "x-taxgate-redacted" not in streamed.headers  # the headers left before the output
         final = final_chunk(streamed.content)
@@ -78,13 +98,19 @@ def test_a_streamed_output_redaction_is_told_in_the_final_chunk(start_gateway):
 
 
 def test_a_streamed_responses_redaction_is_told_in_its_final_event(start_gateway):
-    echo = ThreadedServer(create_sim_app(SimSettings(profile="instant", model="sim"),
-                                         registry=CollectorRegistry())).start()
+    echo = ThreadedServer(
+        create_sim_app(SimSettings(profile="instant", model="sim"), registry=CollectorRegistry())
+    ).start()
     try:
-        gateway = start_gateway(upstreams=[echo.base_url], monitors=[
-            {"name": "pii", "id": "contact", "stages": ["input", "output"], "action": "redact"}])
-        streamed = httpx.post(gateway.v1 + "/responses", timeout=30, json={
-            "model": "sim", "input": SAID, "stream": True, "max_output_tokens": 32})
+        gateway = start_gateway(
+            upstreams=[echo.base_url],
+            monitors=[{"name": "pii", "id": "contact", "stages": ["input", "output"], "action": "redact"}],
+        )
+        streamed = httpx.post(
+            gateway.v1 + "/responses",
+            timeout=30,
+            json={"model": "sim", "input": SAID, "stream": True, "max_output_tokens": 32},
+        )
         assert streamed.headers["x-taxgate-redacted"] == "contact"  # the input, before any event
         events = [orjson.loads(line[6:]) for line in streamed.content.splitlines() if line.startswith(b"data: ")]
         assert events[-1]["type"] in ("response.completed", "response.incomplete")

@@ -16,16 +16,17 @@ from tests.servers import ThreadedServer
 
 pytestmark = pytest.mark.integration
 
-MONITORS = [{"name": "blocklist", "stages": ["input"], "keywords": ["forbiddenword"]},
-            {"name": "pii", "stages": ["output"], "action": "redact"}]
+MONITORS = [
+    {"name": "blocklist", "stages": ["input"], "keywords": ["forbiddenword"]},
+    {"name": "pii", "stages": ["output"], "action": "redact"},
+]
 SAID = "Write to bob@example.com about the harbour"
 REDACTED = "Write to [REDACTED:EMAIL] about the harbour"
 
 
 @pytest.fixture
 def sim():
-    app = create_sim_app(SimSettings(profile="instant", model="sim"),
-                         registry=CollectorRegistry())
+    app = create_sim_app(SimSettings(profile="instant", model="sim"), registry=CollectorRegistry())
     server = ThreadedServer(app).start()
     yield server
     server.stop()
@@ -45,11 +46,11 @@ def test_whole_response_redacted_and_input_blocked(client):
     assert response.output_text == REDACTED
     assert response.usage.output_tokens > 0
     with pytest.raises(openai.BadRequestError) as raised:
-        client.responses.create(model="sim", input=[
-            {"role": "user", "content": [{"type": "input_text", "text": "say forbiddenword"}]}])
+        client.responses.create(
+            model="sim", input=[{"role": "user", "content": [{"type": "input_text", "text": "say forbiddenword"}]}]
+        )
     assert raised.value.code == "content_blocked"
-    assert client.gateway.sample("taxgate_requests_total", route="responses", model="sim",
-                                 status="400") == 1
+    assert client.gateway.sample("taxgate_requests_total", route="responses", model="sim", status="400") == 1
 
 
 def test_streamed_response_redacted_in_deltas_and_final(client):
@@ -73,23 +74,23 @@ def test_streamed_input_blocked_before_any_event(client):
 
 
 # kind -> (the error event's code, the upstream_errors_total kind it is counted as)
-FAULTS = {"reset": ("bad_gateway", "midstream"), "garbage": ("bad_gateway", "protocol"),
-          "stall": ("upstream_timeout", "midstream")}
+FAULTS = {
+    "reset": ("bad_gateway", "midstream"),
+    "garbage": ("bad_gateway", "protocol"),
+    "stall": ("upstream_timeout", "midstream"),
+}
 
 
 @pytest.mark.parametrize("monitors", [[], MONITORS], ids=["raw", "monitored"])
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_a_faulted_stream_ends_with_a_typed_error_event(start_gateway, fault, monitors):
     # Every answer faults; a stall outlasts the gateway's idle timeout.
-    settings = SimSettings(profile="instant", model="sim",
-                           faults=FaultRates(**{fault: 1.0}, stall_s=30.0))
+    settings = SimSettings(profile="instant", model="sim", faults=FaultRates(**{fault: 1.0}, stall_s=30.0))
     sim = ThreadedServer(create_sim_app(settings, registry=CollectorRegistry())).start()
     try:
-        gateway = start_gateway(upstreams=[sim.base_url], monitors=monitors,
-                                timeouts={"idle_s": 0.3})
+        gateway = start_gateway(upstreams=[sim.base_url], monitors=monitors, timeouts={"idle_s": 0.3})
         client = openai.OpenAI(base_url=gateway.v1, api_key="x", max_retries=0)
-        events = list(client.responses.create(model="sim", input="one two three four five",
-                                              stream=True))
+        events = list(client.responses.create(model="sim", input="one two three four five", stream=True))
     finally:
         sim.stop()
     code, kind = FAULTS[fault]
@@ -98,5 +99,4 @@ def test_a_faulted_stream_ends_with_a_typed_error_event(start_gateway, fault, mo
     assert isinstance(last, ResponseErrorEvent), last
     assert last.code == code and last.sequence_number > events[-2].sequence_number
     assert "response.completed" not in [event.type for event in events]
-    assert gateway.wait_sample("taxgate_upstream_errors_total", 1, upstream=sim.base_url,
-                               kind=kind) == 1
+    assert gateway.wait_sample("taxgate_upstream_errors_total", 1, upstream=sim.base_url, kind=kind) == 1

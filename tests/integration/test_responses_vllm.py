@@ -15,8 +15,11 @@ INPUT = "Write a short poem about the sea."
 
 @pytest.fixture
 def clients(start_gateway, vllm_server):
-    gateway = start_gateway(upstreams=[vllm_server.base_url], ready_path="/ready", monitors=[
-        {"name": "pii", "stages": ["input", "output"], "action": "redact"}])
+    gateway = start_gateway(
+        upstreams=[vllm_server.base_url],
+        ready_path="/ready",
+        monitors=[{"name": "pii", "stages": ["input", "output"], "action": "redact"}],
+    )
     direct = openai.OpenAI(base_url=vllm_server.base_url + "/v1", api_key="x", max_retries=0)
     through = openai.OpenAI(base_url=gateway.v1, api_key="x", max_retries=0)
     return direct, through, vllm_server.model

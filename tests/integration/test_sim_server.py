@@ -31,7 +31,7 @@ class Sim:
         for line in httpx.get(self.base_url + "/metrics", timeout=5).text.splitlines():
             if not line.startswith(name + "{"):
                 continue
-            raw_labels, value = line[len(name) + 1:].rsplit("} ", 1)
+            raw_labels, value = line[len(name) + 1 :].rsplit("} ", 1)
             pairs = dict(part.split("=", 1) for part in raw_labels.split(","))
             if {k: v.strip('"') for k, v in pairs.items()} == wanted:
                 return float(value)
@@ -49,9 +49,23 @@ class Sim:
 def sim() -> Iterator[Sim]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "loadtest.sim", "--profile", "tiny-cpu", "--port", str(port),
-         "--model", MODEL, "--max-num-seqs", str(MAX_NUM_SEQS), "--log-level", "warning"],
-        cwd=ROOT)
+        [
+            sys.executable,
+            "-m",
+            "loadtest.sim",
+            "--profile",
+            "tiny-cpu",
+            "--port",
+            str(port),
+            "--model",
+            MODEL,
+            "--max-num-seqs",
+            str(MAX_NUM_SEQS),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/health", 30, proc=proc)
         yield Sim(f"http://127.0.0.1:{port}")
@@ -69,8 +83,7 @@ PROMPT = "Please say these exact words back to me."
 
 
 def test_chat_non_streamed(client):
-    response = client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": PROMPT}])
+    response = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": PROMPT}])
     assert response.choices[0].message.content == PROMPT
     assert response.choices[0].finish_reason == "stop"
     assert response.usage.completion_tokens == 9
@@ -79,8 +92,8 @@ def test_chat_non_streamed(client):
 
 def test_chat_streamed_with_usage(client):
     stream = client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": PROMPT}], stream=True,
-        stream_options={"include_usage": True})
+        model=MODEL, messages=[{"role": "user", "content": PROMPT}], stream=True, stream_options={"include_usage": True}
+    )
     chunks = list(stream)
     assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -94,20 +107,21 @@ def test_completions_streamed_and_not(client):
     whole = client.completions.create(model=MODEL, prompt="one two three", max_tokens=2)
     assert whole.choices[0].text == "one two"
     assert whole.choices[0].finish_reason == "length"
-    streamed = "".join(c.choices[0].text for c in client.completions.create(
-        model=MODEL, prompt="one two three", stream=True))
+    streamed = "".join(
+        c.choices[0].text for c in client.completions.create(model=MODEL, prompt="one two three", stream=True)
+    )
     assert streamed == "one two three"
 
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_ignore_eos_gives_exactly_max_tokens(client, stream):
-    kwargs = dict(model=MODEL, messages=[{"role": "user", "content": "Short."}],
-                  max_tokens=40, extra_body={"ignore_eos": True})
+    kwargs = dict(
+        model=MODEL, messages=[{"role": "user", "content": "Short."}], max_tokens=40, extra_body={"ignore_eos": True}
+    )
     if not stream:
         assert client.chat.completions.create(**kwargs).usage.completion_tokens == 40
         return
-    chunks = list(client.chat.completions.create(
-        **kwargs, stream=True, stream_options={"include_usage": True}))
+    chunks = list(client.chat.completions.create(**kwargs, stream=True, stream_options={"include_usage": True}))
     assert chunks[-1].usage.completion_tokens == 40
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
 
@@ -118,8 +132,9 @@ def test_unknown_model_is_404(client):
 
 
 def test_malformed_json_is_400(sim):
-    response = httpx.post(sim.base_url + "/v1/chat/completions", content=b"{nope",
-                          headers={"content-type": "application/json"})
+    response = httpx.post(
+        sim.base_url + "/v1/chat/completions", content=b"{nope", headers={"content-type": "application/json"}
+    )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == 400
 
@@ -130,21 +145,34 @@ def test_models_and_metrics_use_vllm_names(sim, client):
     assert [m.id for m in client.models.list()] == [MODEL, "sim-guard"]
     client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
     text = httpx.get(sim.base_url + "/metrics").text
-    for name in ("vllm:num_requests_running", "vllm:num_requests_waiting",
-                 "vllm:time_to_first_token_seconds_bucket",
-                 "vllm:inter_token_latency_seconds_bucket",
-                 "vllm:request_time_per_output_token_seconds_bucket",
-                 "vllm:e2e_request_latency_seconds_bucket", "vllm:generation_tokens_total",
-                 "vllm:prompt_tokens_total", "vllm:request_success_total"):
+    for name in (
+        "vllm:num_requests_running",
+        "vllm:num_requests_waiting",
+        "vllm:time_to_first_token_seconds_bucket",
+        "vllm:inter_token_latency_seconds_bucket",
+        "vllm:request_time_per_output_token_seconds_bucket",
+        "vllm:e2e_request_latency_seconds_bucket",
+        "vllm:generation_tokens_total",
+        "vllm:prompt_tokens_total",
+        "vllm:request_success_total",
+    ):
         assert name + "{" in text, name
     assert f'model_name="{MODEL}"' in text
     assert sim.metric("vllm:generation_tokens_total") > 0
 
 
 def long_stream(http: httpx.Client) -> httpx.Response:
-    request = http.build_request("POST", "/v1/chat/completions", json={
-        "model": MODEL, "stream": True, "ignore_eos": True, "max_tokens": 8000,
-        "messages": [{"role": "user", "content": "on and on"}]})
+    request = http.build_request(
+        "POST",
+        "/v1/chat/completions",
+        json={
+            "model": MODEL,
+            "stream": True,
+            "ignore_eos": True,
+            "max_tokens": 8000,
+            "messages": [{"role": "user", "content": "on and on"}],
+        },
+    )
     response = http.send(request, stream=True)
     assert response.status_code == 200
     return response

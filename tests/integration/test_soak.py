@@ -12,9 +12,30 @@ pytestmark = pytest.mark.integration
 def test_a_short_soak_holds_and_reports(tmp_path, capsys):
     # Garbage included: a stream event that is not JSON must end the stream with an SSE
     # error event on the raw relay as on the monitored one, or the soak counts it undefined.
-    code = main(["bench", "soak", "--duration", "6", "--warmup", "1", "--concurrency", "4",
-                 "--fault-reset", "0.1", "--fault-stall", "0.05", "--fault-garbage", "0.1",
-                 "--disconnect", "0.1", "--profile", "tiny-cpu", "--out", str(tmp_path)])
+    code = main(
+        [
+            "bench",
+            "soak",
+            "--duration",
+            "6",
+            "--warmup",
+            "1",
+            "--concurrency",
+            "4",
+            "--fault-reset",
+            "0.1",
+            "--fault-stall",
+            "0.05",
+            "--fault-garbage",
+            "0.1",
+            "--disconnect",
+            "0.1",
+            "--profile",
+            "tiny-cpu",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     out = capsys.readouterr().out
     report = json.loads((tmp_path / "report.json").read_text())
     assert code == 0, out

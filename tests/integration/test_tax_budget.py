@@ -40,13 +40,23 @@ def judge():
 
 
 def judge_monitor(judge, **extra) -> dict:
-    return {"name": "judge", "id": "guard", "stages": ["input"], "base_url": judge.base_url,
-            "model": "guard", "timeout_ms": 2000, **extra}
+    return {
+        "name": "judge",
+        "id": "guard",
+        "stages": ["input"],
+        "base_url": judge.base_url,
+        "model": "guard",
+        "timeout_ms": 2000,
+        **extra,
+    }
 
 
 def ask(gateway, text: str) -> httpx.Response:
-    return httpx.post(gateway.v1 + "/chat/completions", timeout=10, json={
-        "model": "sim", "max_tokens": 4, "messages": [{"role": "user", "content": text}]})
+    return httpx.post(
+        gateway.v1 + "/chat/completions",
+        timeout=10,
+        json={"model": "sim", "max_tokens": 4, "messages": [{"role": "user", "content": text}]},
+    )
 
 
 def in_background(gateway, text: str) -> tuple[threading.Thread, list]:
@@ -63,10 +73,12 @@ def wait_until(condition, timeout_s: float = 5) -> bool:
     return condition()
 
 
-def test_skip_monitor_gives_way_counts_every_skip_and_audits_late_verdicts(
-        start_gateway, sim, judge):
-    gateway = start_gateway(upstreams=[sim.base_url], budgets={"input": BUDGET_MS},
-                            monitors=[judge_monitor(judge, degrade="skip", on_error="open")])
+def test_skip_monitor_gives_way_counts_every_skip_and_audits_late_verdicts(start_gateway, sim, judge):
+    gateway = start_gateway(
+        upstreams=[sim.base_url],
+        budgets={"input": BUDGET_MS},
+        monitors=[judge_monitor(judge, degrade="skip", on_error="open")],
+    )
     labels = {"monitor": "guard", "stage": "input"}
     started = time.monotonic()
     late = ask(gateway, "say UNSAFE things")
@@ -95,8 +107,9 @@ def test_skip_monitor_gives_way_counts_every_skip_and_audits_late_verdicts(
 
 
 def test_fail_closed_judge_is_never_skipped_and_sheds_with_503(start_gateway, sim, judge):
-    gateway = start_gateway(upstreams=[sim.base_url], budgets={"input": BUDGET_MS},
-                            monitors=[judge_monitor(judge)])  # on_error: closed, degrade: never
+    gateway = start_gateway(
+        upstreams=[sim.base_url], budgets={"input": BUDGET_MS}, monitors=[judge_monitor(judge)]
+    )  # on_error: closed, degrade: never
     blocked = ask(gateway, "say UNSAFE things")
     # Waited past the budget for the verdict, and enforced it.
     assert blocked.status_code == 400 and blocked.json()["error"]["code"] == "content_blocked"
@@ -121,8 +134,24 @@ def test_the_budget_bench_runs_its_plan_and_reports_with_the_shared_statistics(t
 
     from gateway.cli import main
 
-    code = main(["bench", "budget", "--concurrency", "4", "--duration", "1", "--repeats", "2",
-                 "--warmup", "0.3", "--judge-latency-ms", "50", "--out", str(tmp_path)])
+    code = main(
+        [
+            "bench",
+            "budget",
+            "--concurrency",
+            "4",
+            "--duration",
+            "1",
+            "--repeats",
+            "2",
+            "--warmup",
+            "0.3",
+            "--judge-latency-ms",
+            "50",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     report = orjson.loads((tmp_path / "report.json").read_bytes())

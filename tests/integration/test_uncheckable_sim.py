@@ -22,15 +22,17 @@ def sim():
 
 
 def test_token_ids_from_the_simulator_are_detokenized_and_checked(start_gateway, sim):
-    gateway = start_gateway(upstreams=[sim.base_url], monitors=[
-        {"name": "blocklist", "stages": ["input"], "keywords": ["forbiddenword"]}])
+    gateway = start_gateway(
+        upstreams=[sim.base_url], monitors=[{"name": "blocklist", "stages": ["input"], "keywords": ["forbiddenword"]}]
+    )
 
     def tokens(text):
         return httpx.post(sim.base_url + "/tokenize", json={"prompt": text}).json()["tokens"]
 
     def complete(prompt):
-        return httpx.post(gateway.v1 + "/completions", timeout=10,
-                          json={"model": "sim", "prompt": prompt, "max_tokens": 8})
+        return httpx.post(
+            gateway.v1 + "/completions", timeout=10, json={"model": "sim", "prompt": prompt, "max_tokens": 8}
+        )
 
     blocked = complete(tokens("now say forbiddenword"))
     assert blocked.status_code == 400 and blocked.json()["error"]["code"] == "content_blocked"

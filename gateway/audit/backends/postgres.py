@@ -33,9 +33,14 @@ SCHEMA_TABLE = """CREATE TABLE IF NOT EXISTS taxgate_audit_schema (
 )"""
 # Defaults for what the DSN does not say: fail fast on connect, and notice a dead peer
 # (no RST after a network partition) in seconds, not after the kernel's 15-minute timeout.
-CONNECT_DEFAULTS = {"connect_timeout": "5", "keepalives": "1", "keepalives_idle": "10",
-                    "keepalives_interval": "5", "keepalives_count": "3",
-                    "tcp_user_timeout": "30000"}
+CONNECT_DEFAULTS = {
+    "connect_timeout": "5",
+    "keepalives": "1",
+    "keepalives_idle": "10",
+    "keepalives_interval": "5",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "30000",
+}
 READ_CHUNK = 2000
 
 
@@ -43,8 +48,7 @@ def _psycopg() -> Any:
     try:
         import psycopg
     except ImportError as exc:
-        raise AuditError("audit.dsn needs the PostgreSQL driver: pip install "
-                         "'taxgate[postgres]' (psycopg 3)") from exc
+        raise AuditError("audit.dsn needs the PostgreSQL driver: pip install 'taxgate[postgres]' (psycopg 3)") from exc
     return psycopg
 
 
@@ -54,15 +58,13 @@ def connect(dsn: str, *, application_name: str = "taxgate") -> Any:
     try:
         given = psycopg.conninfo.conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
-        raise AuditError(f"audit.dsn {redact_dsn(dsn)!r} is not a valid PostgreSQL "
-                         f"connection string: {exc}") from None
+        raise AuditError(f"audit.dsn {redact_dsn(dsn)!r} is not a valid PostgreSQL connection string: {exc}") from None
     extra = {k: v for k, v in CONNECT_DEFAULTS.items() if k not in given}
     extra.setdefault("application_name", application_name)
     try:
         return psycopg.connect(dsn, autocommit=True, **extra)
     except psycopg.OperationalError as exc:
-        raise AuditUnavailable(f"cannot connect to {redact_dsn(dsn)}: "
-                               f"{_first_line(exc)}") from None
+        raise AuditUnavailable(f"cannot connect to {redact_dsn(dsn)}: {_first_line(exc)}") from None
 
 
 def migrate(conn: Any) -> int:
@@ -70,18 +72,22 @@ def migrate(conn: Any) -> int:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
         conn.execute(SCHEMA_TABLE)
-        current = conn.execute(
-            "SELECT COALESCE(MAX(version), 0) FROM taxgate_audit_schema").fetchone()[0]
+        current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM taxgate_audit_schema").fetchone()[0]
         for migration in migrations.pending(migrations.POSTGRES, current):
             for statement in migration.statements:
                 conn.execute(statement)
-            conn.execute("INSERT INTO taxgate_audit_schema (version, description) "
-                         "VALUES (%s, %s)", (migration.version, migration.description))
+            conn.execute(
+                "INSERT INTO taxgate_audit_schema (version, description) VALUES (%s, %s)",
+                (migration.version, migration.description),
+            )
             current = migration.version
     known = migrations.latest(migrations.POSTGRES)
     if current > known:
-        logger.warning("audit: schema version %d is newer than this taxgate knows (%d); "
-                       "writing the columns it knows", current, known)
+        logger.warning(
+            "audit: schema version %d is newer than this taxgate knows (%d); writing the columns it knows",
+            current,
+            known,
+        )
     return current
 
 
@@ -103,13 +109,24 @@ class PostgresBackend:
         self._conn = conn
 
     def encode(self, event: AuditEvent) -> tuple[object, ...]:
-        labels = orjson.dumps({_text(str(k)) if isinstance(k, str) else k: v
-                               for k, v in event.labels.items()}).decode()
-        return (_text(event.request_id), datetime.fromtimestamp(float(event.ts), timezone.utc),
-                _text(event.stage), _text(event.monitor), _text(event.action), bool(event.hit),
-                float(event.score), labels, None if event.error is None else _text(event.error),
-                _text(event.excerpt), _text(event.route), _text(event.model),
-                _text(event.replica), _text(event.trace_id), _text(event.span_id))
+        labels = orjson.dumps({_text(str(k)) if isinstance(k, str) else k: v for k, v in event.labels.items()}).decode()
+        return (
+            _text(event.request_id),
+            datetime.fromtimestamp(float(event.ts), timezone.utc),
+            _text(event.stage),
+            _text(event.monitor),
+            _text(event.action),
+            bool(event.hit),
+            float(event.score),
+            labels,
+            None if event.error is None else _text(event.error),
+            _text(event.excerpt),
+            _text(event.route),
+            _text(event.model),
+            _text(event.replica),
+            _text(event.trace_id),
+            _text(event.span_id),
+        )
 
     def write(self, rows: Sequence[tuple[object, ...]]) -> None:
         psycopg = _psycopg()
@@ -127,12 +144,13 @@ class PostgresBackend:
         try:
             with conn.transaction():
                 # One replica prunes at a time; the others find the lock taken and skip.
-                if not conn.execute("SELECT pg_try_advisory_xact_lock(%s)",
-                                    (PRUNE_LOCK,)).fetchone()[0]:
+                if not conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (PRUNE_LOCK,)).fetchone()[0]:
                     return 0
                 cursor = conn.execute(
                     "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events "
-                    "WHERE ts < to_timestamp(%s) ORDER BY ts LIMIT %s)", (before, limit))
+                    "WHERE ts < to_timestamp(%s) ORDER BY ts LIMIT %s)",
+                    (before, limit),
+                )
                 return cursor.rowcount
         except psycopg.Error as exc:
             raise self._classify(exc, "prune") from None
@@ -154,8 +172,9 @@ class PostgresBackend:
         message = f"{what} on {self.name} failed: {type(exc).__name__}: {_first_line(exc)}"
         # Lost connection, server shutting down or restarting, too many clients: retry.
         # Anything else (bad data, a missing table, permissions) will not heal by retrying.
-        if (isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
-                or (self._conn is not None and self._conn.closed)):
+        if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)) or (
+            self._conn is not None and self._conn.closed
+        ):
             return AuditUnavailable(message)
         return AuditError(message)
 
@@ -185,8 +204,7 @@ class PostgresReader:
         # Server-side: an export of millions of rows streams instead of filling memory.
         cursor = conn.cursor(name="taxgate_audit_read")
         cursor.itersize = READ_CHUNK
-        return run_query(conn, cursor, sql, params, errors=psycopg.Error,
-                         source=redact_dsn(self._dsn))
+        return run_query(conn, cursor, sql, params, errors=psycopg.Error, source=redact_dsn(self._dsn))
 
     def decode(self, row: Sequence[object]) -> AuditEvent:
         values = dict(zip(COLUMNS, row, strict=False))

@@ -18,8 +18,7 @@ from gateway.audit.filter import SQLITE
 
 logger = logging.getLogger("gateway.audit")
 
-INSERT = (f"INSERT INTO audit_events ({', '.join(COLUMNS)}) "
-          f"VALUES ({', '.join('?' * len(COLUMNS))})")
+INSERT = f"INSERT INTO audit_events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 # A second writer (another gateway on the same file, a VACUUM) should delay us, not drop events.
 BUSY_TIMEOUT_MS = 5000
 
@@ -44,8 +43,7 @@ class SQLiteBackend:
                 conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if mode.lower() != "wal":
-                    logger.warning("audit: %s does not support WAL (journal_mode=%s)",
-                                   self.path, mode)
+                    logger.warning("audit: %s does not support WAL (journal_mode=%s)", self.path, mode)
                 conn.execute("PRAGMA synchronous = NORMAL")
                 migrate(conn)
                 break
@@ -62,9 +60,23 @@ class SQLiteBackend:
 
     def encode(self, event: AuditEvent) -> tuple[object, ...]:
         labels = orjson.dumps(event.labels).decode()
-        return (event.request_id, float(event.ts), event.stage, event.monitor, event.action,
-                int(bool(event.hit)), float(event.score), labels, event.error, event.excerpt,
-                event.route, event.model, event.replica, event.trace_id, event.span_id)
+        return (
+            event.request_id,
+            float(event.ts),
+            event.stage,
+            event.monitor,
+            event.action,
+            int(bool(event.hit)),
+            float(event.score),
+            labels,
+            event.error,
+            event.excerpt,
+            event.route,
+            event.model,
+            event.replica,
+            event.trace_id,
+            event.span_id,
+        )
 
     def write(self, rows: Sequence[tuple[object, ...]]) -> None:
         conn = self._connection()
@@ -80,8 +92,9 @@ class SQLiteBackend:
         conn = self._connection()
         try:
             cursor = conn.execute(
-                "DELETE FROM audit_events WHERE id IN "
-                "(SELECT id FROM audit_events WHERE ts < ? ORDER BY ts LIMIT ?)", (before, limit))
+                "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE ts < ? ORDER BY ts LIMIT ?)",
+                (before, limit),
+            )
         except sqlite3.Error as exc:
             raise _classify(exc, self.path) from exc
         return cursor.rowcount
@@ -113,9 +126,11 @@ def migrate(conn: sqlite3.Connection) -> int:
         _rollback(conn)
         raise
     if current > migrations.latest(migrations.SQLITE):
-        logger.warning("audit: schema version %d is newer than this taxgate knows (%d); "
-                       "writing the columns it knows", current,
-                       migrations.latest(migrations.SQLITE))
+        logger.warning(
+            "audit: schema version %d is newer than this taxgate knows (%d); writing the columns it knows",
+            current,
+            migrations.latest(migrations.SQLITE),
+        )
     return current
 
 
@@ -150,8 +165,7 @@ class SQLiteReader:
             conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
             conn.execute("SELECT 1 FROM audit_events LIMIT 1")
         except sqlite3.Error as exc:
-            raise AuditError(f"{str(self.path)!r} is not a readable taxgate audit database: "
-                             f"{exc}") from exc
+            raise AuditError(f"{str(self.path)!r} is not a readable taxgate audit database: {exc}") from exc
         return conn
 
     def missing_columns(self) -> frozenset[str]:
@@ -165,8 +179,7 @@ class SQLiteReader:
 
     def rows(self, sql: str, params: Sequence[object]) -> Iterator[Sequence[object]]:
         conn = self._open()
-        return run_query(conn, conn.cursor(), sql, params, errors=sqlite3.Error,
-                         source=repr(str(self.path)))
+        return run_query(conn, conn.cursor(), sql, params, errors=sqlite3.Error, source=repr(str(self.path)))
 
     def decode(self, row: Sequence[object]) -> AuditEvent:
         values = dict(zip(COLUMNS, row, strict=False))

@@ -41,8 +41,20 @@ from monitors.config import MonitorSpec
 from monitors.holds import compile_partial, pattern_hold
 from monitors.registry import parse_options
 
-__all__ = ["KINDS", "PHONE_REGIONS", "RULES", "Kind", "PhoneCheck", "PiiDetector", "PiiMonitor", "PiiOptions",
-           "Rule", "create", "iban_valid", "luhn_valid"]
+__all__ = [
+    "KINDS",
+    "PHONE_REGIONS",
+    "RULES",
+    "Kind",
+    "PhoneCheck",
+    "PiiDetector",
+    "PiiMonitor",
+    "PiiOptions",
+    "Rule",
+    "create",
+    "iban_valid",
+    "luhn_valid",
+]
 
 
 class PiiOptions(BaseModel):
@@ -55,26 +67,31 @@ class PiiOptions(BaseModel):
 class PiiDetector:
     """The compiled rules for the selected kinds. Pure: text in, spans out."""
 
-    def __init__(self, kinds: Sequence[Kind] = KINDS,
-                 phone_regions: Sequence[str] = PHONE_REGIONS) -> None:
+    def __init__(self, kinds: Sequence[Kind] = KINDS, phone_regions: Sequence[str] = PHONE_REGIONS) -> None:
         wanted = set(kinds)
         checks: dict[str, Callable[[str], bool]] = {}
         if "PHONE" in wanted and phone_regions:
             checks["phone"] = PhoneCheck(phone_regions)
-        rules = [rule for kind in KINDS if kind in wanted
-                 for rule in RULES if rule.kind == kind
-                 if rule.check is None or rule.check in checks]
+        rules = [
+            rule
+            for kind in KINDS
+            if kind in wanted
+            for rule in RULES
+            if rule.kind == kind
+            if rule.check is None or rule.check in checks
+        ]
         self._needs = _Hints([rule.needs for rule in rules])
         self._starts = _Hints([rule.starts for rule in rules])
-        self._rules = [(rule, re.compile(rule.pattern, rule.flags),
-                        checks.get(rule.check) if rule.check else None) for rule in rules]
+        self._rules = [
+            (rule, re.compile(rule.pattern, rule.flags), checks.get(rule.check) if rule.check else None)
+            for rule in rules
+        ]
         self._partial = [compile_partial(rule.pattern, rule.flags) for rule in rules]
 
     def hold(self, text: str, start: int = 0) -> int:
         """Where a candidate that more text could complete or extend starts (streaming)."""
         maybe = self._starts.per_rule(text, start)
-        return pattern_hold([partial for partial, can in zip(self._partial, maybe, strict=True) if can],
-                            text, start)
+        return pattern_hold([partial for partial, can in zip(self._partial, maybe, strict=True) if can], text, start)
 
     def find(self, text: str) -> list[Span]:
         accepted: list[Span] = []

@@ -6,16 +6,47 @@ import re
 from collections.abc import Sequence
 
 # Chosen by population and market size before any measurement, not from the test data.
-PHONE_REGIONS: tuple[str, ...] = ("US", "CA", "MX", "BR", "AR", "GB", "IE", "DE", "FR", "IT",
-                                  "ES", "NL", "PL", "RU", "TR", "SA", "AE", "ZA", "NG", "KE",
-                                  "EG", "IN", "PK", "BD", "CN", "JP", "KR", "ID", "PH", "AU",
-                                  "NZ")
+PHONE_REGIONS: tuple[str, ...] = (
+    "US",
+    "CA",
+    "MX",
+    "BR",
+    "AR",
+    "GB",
+    "IE",
+    "DE",
+    "FR",
+    "IT",
+    "ES",
+    "NL",
+    "PL",
+    "RU",
+    "TR",
+    "SA",
+    "AE",
+    "ZA",
+    "NG",
+    "KE",
+    "EG",
+    "IN",
+    "PK",
+    "BD",
+    "CN",
+    "JP",
+    "KR",
+    "ID",
+    "PH",
+    "AU",
+    "NZ",
+)
 
 
 # Decimals (3.14159 265), year ranges (1941-2011) and the SSN shape (its own rule decides)
 # that some region would accept as a number.
-NOT_A_PHONE = re.compile(r"[1-9]\d{0,2}\.\d{4,}.*|(?:1[89]|20)\d\d[ -](?:1[89]|20)\d\d"
-                         r"|\d{3}([- ])\d\d\1\d{4}")
+NOT_A_PHONE = re.compile(
+    r"[1-9]\d{0,2}\.\d{4,}.*|(?:1[89]|20)\d\d[ -](?:1[89]|20)\d\d"
+    r"|\d{3}([- ])\d\d\1\d{4}"
+)
 
 
 _RECENT_MAX = 512
@@ -77,8 +108,11 @@ class PhoneCheck:
 def cued_phone_ok(value: str) -> bool:
     # Introduced as a phone number, five digits are enough (many regions' local numbers are
     # that short), but a date or a decimal is still no phone.
-    return 5 <= sum(c.isdigit() for c in value) <= 15 and NOT_A_PHONE.fullmatch(value) is None \
+    return (
+        5 <= sum(c.isdigit() for c in value) <= 15
+        and NOT_A_PHONE.fullmatch(value) is None
         and re.fullmatch(r"\d{4}-\d\d-\d\d", value) is None
+    )
 
 
 def phone_ok(match: str) -> bool:

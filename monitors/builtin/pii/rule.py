@@ -6,13 +6,47 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-Kind = Literal["API_KEY", "PASSWORD", "IBAN", "CREDIT_CARD", "UK_NINO", "DE_TAX_ID", "FR_NIR", "ES_DNI",
-               "IT_FISCAL_CODE", "NL_BSN", "BR_CPF", "IN_AADHAAR", "IN_PAN", "JP_MY_NUMBER", "US_SSN",
-               "EMAIL", "IPV4", "PHONE"]
+Kind = Literal[
+    "API_KEY",
+    "PASSWORD",
+    "IBAN",
+    "CREDIT_CARD",
+    "UK_NINO",
+    "DE_TAX_ID",
+    "FR_NIR",
+    "ES_DNI",
+    "IT_FISCAL_CODE",
+    "NL_BSN",
+    "BR_CPF",
+    "IN_AADHAAR",
+    "IN_PAN",
+    "JP_MY_NUMBER",
+    "US_SSN",
+    "EMAIL",
+    "IPV4",
+    "PHONE",
+]
 # Precedence order for overlapping candidates: most specific first.
-KINDS: tuple[Kind, ...] = ("API_KEY", "PASSWORD", "IBAN", "CREDIT_CARD", "UK_NINO", "DE_TAX_ID", "FR_NIR",
-                           "ES_DNI", "IT_FISCAL_CODE", "NL_BSN", "BR_CPF", "IN_AADHAAR", "IN_PAN",
-                           "JP_MY_NUMBER", "US_SSN", "EMAIL", "IPV4", "PHONE")
+KINDS: tuple[Kind, ...] = (
+    "API_KEY",
+    "PASSWORD",
+    "IBAN",
+    "CREDIT_CARD",
+    "UK_NINO",
+    "DE_TAX_ID",
+    "FR_NIR",
+    "ES_DNI",
+    "IT_FISCAL_CODE",
+    "NL_BSN",
+    "BR_CPF",
+    "IN_AADHAAR",
+    "IN_PAN",
+    "JP_MY_NUMBER",
+    "US_SSN",
+    "EMAIL",
+    "IPV4",
+    "PHONE",
+)
 
 
 @dataclass(frozen=True)

@@ -51,8 +51,7 @@ def dashboard() -> dict:
 
 def dashboard_queries() -> list[tuple[str, str]]:
     """``(panel title, expr)`` for every query of every panel, as written."""
-    return [(panel["title"], t["expr"]) for panel in dashboard()["panels"]
-            for t in panel.get("targets", [])]
+    return [(panel["title"], t["expr"]) for panel in dashboard()["panels"] for t in panel.get("targets", [])]
 
 
 def to_promql(expr: str) -> str:
@@ -101,8 +100,7 @@ def exported_names() -> frozenset[str]:
     GatewayMetrics(registry)
     names: set[str] = set()
     # Labelled metrics export no sample until used, so derive names from the type.
-    suffixes = {"counter": ("_total",), "gauge": ("",),
-                "histogram": ("_bucket", "_sum", "_count")}
+    suffixes = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count")}
     for family in registry.collect():
         names.update(family.name + suffix for suffix in suffixes[family.type])
     sim = CollectorRegistry()

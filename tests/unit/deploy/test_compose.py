@@ -26,11 +26,16 @@ def compose() -> dict:
 
 def test_compose_file_validates_against_the_compose_spec():
     if importlib.util.find_spec("check_jsonschema") is None:
-        pytest.fail("check-jsonschema is not installed: pip install check-jsonschema "
-                    "(it ships the Compose Specification's schema)")
-    result = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema",
-                             "vendor.compose-spec", str(COMPOSE)],
-                            capture_output=True, text=True, timeout=120)
+        pytest.fail(
+            "check-jsonschema is not installed: pip install check-jsonschema "
+            "(it ships the Compose Specification's schema)"
+        )
+    result = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -56,8 +61,7 @@ def test_upstream_alias_is_served_by_each_upstream_profile():
         assert service["profiles"] == [profile]
         assert gateway_url.hostname in service["networks"]["default"]["aliases"]
     assert "--port" in services["sim"]["command"]
-    assert str(gateway_url.port) == services["sim"]["command"][
-        services["sim"]["command"].index("--port") + 1]
+    assert str(gateway_url.port) == services["sim"]["command"][services["sim"]["command"].index("--port") + 1]
     assert f"--port {gateway_url.port}" in services["vllm"]["command"][0]
 
 
@@ -80,8 +84,7 @@ def test_prometheus_scrapes_the_gateway_and_the_upstream():
     reachable = set(services)
     for service in services.values():
         reachable.update(service.get("networks", {}).get("default", {}).get("aliases", []))
-    targets = {job["job_name"]: job["static_configs"][0]["targets"]
-               for job in config["scrape_configs"]}
+    targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
     for job in ("taxgate", "vllm"):
         for target in targets[job]:
             host, port = target.split(":")
@@ -99,8 +102,7 @@ def test_grafana_gets_the_generated_dashboard_and_the_datasource():
     provisioning = files.DEPLOY / "grafana" / "provisioning"
     provider = yaml.safe_load((provisioning / "dashboards" / "taxgate.yaml").read_text())
     assert provider["providers"][0]["options"]["path"] == in_container
-    datasource = yaml.safe_load(
-        (provisioning / "datasources" / "prometheus.yaml").read_text())["datasources"][0]
+    datasource = yaml.safe_load((provisioning / "datasources" / "prometheus.yaml").read_text())["datasources"][0]
     assert datasource["type"] == "prometheus"
     assert urlsplit(datasource["url"]).hostname in compose()["services"]
 

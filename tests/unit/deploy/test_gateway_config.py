@@ -14,8 +14,7 @@ K8S_CONFIG = files.DEPLOY / "k8s" / "base" / "taxgate.yaml"
 # With a guard model on a serving engine: the same settings plus the classifier monitor.
 GUARD_CONFIGS = {
     "compose": (files.DEPLOY / "config" / "taxgate-guard.yaml", "http://classifier:8000"),
-    "k8s": (files.DEPLOY / "k8s" / "components" / "guard-classifier" / "taxgate-guard.yaml",
-            "http://guard:8000"),
+    "k8s": (files.DEPLOY / "k8s" / "components" / "guard-classifier" / "taxgate-guard.yaml", "http://guard:8000"),
 }
 # The containers give the upstream through the environment, as these files expect.
 ENV = {"TAXGATE_UPSTREAMS": "http://vllm:8000", "TAXGATE_API_KEYS": "k1,k2"}

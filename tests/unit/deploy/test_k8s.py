@@ -41,21 +41,22 @@ def render(path: str) -> tuple[dict, ...]:
     kubectl = files.tool("kubectl")
     if kubectl is None:
         pytest.skip("kubectl not installed: it renders the kustomizations (kubectl kustomize)")
-    result = subprocess.run([kubectl, "kustomize", str(K8S / path)], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run([kubectl, "kustomize", str(K8S / path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, f"kubectl kustomize {path} failed:\n{result.stderr}"
     return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
 
 
 def find(docs, kind: str, name: str | None = None) -> list[dict]:
-    return [d for d in docs
-            if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    return [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
 
 
 def pod_specs(docs) -> list[tuple[str, dict]]:
     """(workload name, pod template) of every Deployment and Job."""
-    return [(d["metadata"]["name"], d["spec"]["template"]) for d in docs
-            if d["kind"] in {"Deployment", "Job", "StatefulSet"}]
+    return [
+        (d["metadata"]["name"], d["spec"]["template"])
+        for d in docs
+        if d["kind"] in {"Deployment", "Job", "StatefulSet"}
+    ]
 
 
 def is_crd(doc: dict) -> bool:
@@ -77,8 +78,10 @@ def test_resources_validate_strictly(path, version):
         try:
             kubernetes_validate.validate(doc, version, strict=True)
         except kubernetes_validate.ValidationError as exc:
-            pytest.fail(f"{path}: {doc['kind']}/{doc['metadata']['name']} is invalid for "
-                        f"Kubernetes {version}: {exc.message} at {list(exc.path)}")
+            pytest.fail(
+                f"{path}: {doc['kind']}/{doc['metadata']['name']} is invalid for "
+                f"Kubernetes {version}: {exc.message} at {list(exc.path)}"
+            )
         checked += 1
     assert checked
 
@@ -89,10 +92,8 @@ def test_service_monitors_select_a_service_and_port(path):
     for monitor in find(docs, "ServiceMonitor"):
         assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
         wanted = monitor["spec"]["selector"]["matchLabels"]
-        services = [s for s in find(docs, "Service")
-                    if wanted.items() <= s["metadata"].get("labels", {}).items()]
-        assert len(services) == 1, f"ServiceMonitor {monitor['metadata']['name']} selects " \
-                                   f"{len(services)} Services"
+        services = [s for s in find(docs, "Service") if wanted.items() <= s["metadata"].get("labels", {}).items()]
+        assert len(services) == 1, f"ServiceMonitor {monitor['metadata']['name']} selects {len(services)} Services"
         ports = {p["name"] for p in services[0]["spec"]["ports"]}
         for endpoint in monitor["spec"]["endpoints"]:
             assert endpoint["port"] in ports
@@ -107,8 +108,7 @@ def test_services_select_pods_and_named_ports(path):
         selector = service["spec"]["selector"]
         matching = [t for _, t in pods if selector.items() <= t["metadata"]["labels"].items()]
         assert matching, f"Service {service['metadata']['name']} selects no pod"
-        names = {p["name"] for t in matching for c in t["spec"]["containers"]
-                 for p in c.get("ports", [])}
+        names = {p["name"] for t in matching for c in t["spec"]["containers"] for p in c.get("ports", [])}
         for port in service["spec"]["ports"]:
             assert port["targetPort"] in names, (service["metadata"]["name"], port)
 
@@ -193,8 +193,7 @@ def test_gateway_upstream_is_a_service_in_the_same_render(path):
 def test_scaling_objects_target_the_gateway():
     docs = render("overlays/gpu")
     (hpa,) = find(docs, "HorizontalPodAutoscaler")
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
-                                             "name": "taxgate"}
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "taxgate"}
     (pdb,) = find(docs, "PodDisruptionBudget")
     (deployment,) = find(docs, "Deployment", "taxgate")
     labels = deployment["spec"]["template"]["metadata"]["labels"]
@@ -203,8 +202,7 @@ def test_scaling_objects_target_the_gateway():
 
 def test_in_flight_autoscaling_uses_the_gateway_gauge_through_the_adapter():
     (hpa,) = find(render("overlays/gpu"), "HorizontalPodAutoscaler")
-    pods_metrics = [m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"]
-                    if m["type"] == "Pods"]
+    pods_metrics = [m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"]
     assert pods_metrics == ["taxgate_in_flight_requests"]
     assert "taxgate_in_flight_requests" in files.exported_names()
     values = yaml.safe_load((K8S / "prometheus-adapter" / "values.yaml").read_text())
@@ -228,13 +226,10 @@ def test_load_test_drives_the_gateway_service():
 
 def test_gpu_overlay_takes_the_audit_dsn_from_a_secret_and_names_each_pod():
     [deployment] = find(render("overlays/gpu"), "Deployment", "taxgate")
-    [gateway] = [c for c in deployment["spec"]["template"]["spec"]["containers"]
-                 if c["name"] == "gateway"]
+    [gateway] = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "gateway"]
     env = {e["name"]: e for e in gateway["env"]}
-    assert env["TAXGATE_AUDIT__DSN"]["valueFrom"]["secretKeyRef"] == {
-        "name": "taxgate-audit-db", "key": "dsn"}
-    assert env["TAXGATE_AUDIT__REPLICA"]["valueFrom"]["fieldRef"]["fieldPath"] == \
-        "metadata.name"
+    assert env["TAXGATE_AUDIT__DSN"]["valueFrom"]["secretKeyRef"] == {"name": "taxgate-audit-db", "key": "dsn"}
+    assert env["TAXGATE_AUDIT__REPLICA"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert "TAXGATE_UPSTREAMS" in env and "TAXGATE_API_KEYS" in env  # merged, not replaced
 
 
@@ -305,8 +300,9 @@ def test_bench_leaves_its_report_in_a_volume():
     docs = render("bench")
     (job,) = find(docs, "Job", "taxgate-bench")
     spec = job["spec"]["template"]["spec"]
-    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"]
-              if "persistentVolumeClaim" in v}
+    claims = {
+        v["name"]: v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"] if "persistentVolumeClaim" in v
+    }
     (mount,) = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] in claims]
     assert find(docs, "PersistentVolumeClaim", claims[mount["name"]])
     out = _args(docs, "taxgate-bench")["out"]

@@ -18,8 +18,10 @@ RULE_TESTS = PROMETHEUS_DIR / "tests" / "taxgate-rules.test.yml"
 def promtool() -> str:
     path = files.tool("promtool")
     if path is None:
-        pytest.fail("promtool not found: install Debian's prometheus package "
-                    "(apt-get install -y --no-install-recommends prometheus)")
+        pytest.fail(
+            "promtool not found: install Debian's prometheus package "
+            "(apt-get install -y --no-install-recommends prometheus)"
+        )
     return path
 
 
@@ -41,15 +43,15 @@ def test_promtool_checks_the_compose_prometheus_config(promtool):
 
 def test_alert_unit_tests_pass(promtool):
     # Paths in the test file are relative to it.
-    result = subprocess.run([promtool, "test", "rules", RULE_TESTS.name], cwd=RULE_TESTS.parent,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [promtool, "test", "rules", RULE_TESTS.name], cwd=RULE_TESTS.parent, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_every_alert_is_exercised_by_the_unit_tests():
     tested = RULE_TESTS.read_text(encoding="utf-8")
-    untested = [rule["alert"] for rule in files.alerting_rules()
-                if f'alertname="{rule["alert"]}"' not in tested]
+    untested = [rule["alert"] for rule in files.alerting_rules() if f'alertname="{rule["alert"]}"' not in tested]
     assert not untested, f"alerts with no promtool test: {untested}"
 
 
@@ -90,14 +92,17 @@ def test_compose_config_loads_the_rule_files_it_mounts():
 
 
 def test_prometheus_rule_for_the_operator_wraps_the_same_rules(promtool, tmp_path):
-    result = subprocess.run([sys.executable, str(PROMETHEUS_DIR / "prometheusrule.py"),
-                             "--release", "kps"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(PROMETHEUS_DIR / "prometheusrule.py"), "--release", "kps"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     resource = yaml.safe_load(result.stdout)
     assert resource["kind"] == "PrometheusRule"
     assert resource["metadata"]["labels"]["release"] == "kps"
-    names = [rule.get("record") or rule["alert"] for group in resource["spec"]["groups"]
-             for rule in group["rules"]]
+    names = [rule.get("record") or rule["alert"] for group in resource["spec"]["groups"] for rule in group["rules"]]
     assert sorted(names) == sorted(rule.get("record") or rule["alert"] for rule in files.rules())
     # What the operator hands Prometheus must still pass promtool.
     unwrapped = tmp_path / "unwrapped.yml"

@@ -15,8 +15,7 @@ def test_every_subcommand_explains_its_flags(command, capsys):
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    return next((action.choices for action in parser._actions
-                 if isinstance(action, argparse._SubParsersAction)), {})
+    return next((action.choices for action in parser._actions if isinstance(action, argparse._SubParsersAction)), {})
 
 
 def _undocumented(parser: argparse.ArgumentParser) -> list[str]:
@@ -40,8 +39,9 @@ def test_serve_with_a_bad_config_names_the_key(tmp_path, capsys):
 
 def test_serve_ends_on_what_to_fix_when_a_monitor_cannot_load(tmp_path, capsys):
     config = tmp_path / "monitors.yaml"
-    config.write_text("upstreams: [http://127.0.0.1:9]\nport: 0\naudit: {enabled: false}\n"
-                      "monitors: [{name: blocklist, id: words}]\n")
+    config.write_text(
+        "upstreams: [http://127.0.0.1:9]\nport: 0\naudit: {enabled: false}\nmonitors: [{name: blocklist, id: words}]\n"
+    )
     assert main(["serve", "--config", str(config)]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("taxgate serve: cannot start: monitor 'words': blocklist is empty")
@@ -50,9 +50,12 @@ def test_serve_ends_on_what_to_fix_when_a_monitor_cannot_load(tmp_path, capsys):
 def test_serve_refuses_two_monitors_with_one_id(tmp_path, capsys):
     # The pipeline owns the rule (metrics and audit events tell monitors apart by id).
     config = tmp_path / "twice.yaml"
-    config.write_text("upstreams: [http://127.0.0.1:9]\nport: 0\naudit: {enabled: false}\n"
-                      "monitors: [{name: pii}, {name: pii, action: redact}]\n")
+    config.write_text(
+        "upstreams: [http://127.0.0.1:9]\nport: 0\naudit: {enabled: false}\n"
+        "monitors: [{name: pii}, {name: pii, action: redact}]\n"
+    )
     assert main(["serve", "--config", str(config)]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last == ("taxgate serve: cannot start: monitor ids must be unique; repeated: pii "
-                    "(set `id:` to tell them apart)")
+    assert last == (
+        "taxgate serve: cannot start: monitor ids must be unique; repeated: pii (set `id:` to tell them apart)"
+    )

@@ -37,7 +37,8 @@ def test_server_timing_with_phases_and_upstream():
     ctx.add_phase("parse", 0.0001234)
     ctx.add_phase("output_monitors", 0.02)
     assert ctx.server_timing(now=12.0) == (
-        "parse;dur=0.123, output_monitors;dur=20.000, upstream;dur=1250.000, total;dur=2000.000")
+        "parse;dur=0.123, output_monitors;dur=20.000, upstream;dur=1250.000, total;dur=2000.000"
+    )
 
 
 def test_server_timing_without_an_upstream_answer():
@@ -52,9 +53,18 @@ def test_annotations_and_redactions_are_told_once_each_by_monitor_id():
 
     ctx = RequestContext("r1", "chat", 0.0)
     assert ctx.verdict_headers() == {} and ctx.verdict_fields() == {}
-    decisions = [SimpleNamespace(monitor_id=m, action=a) for m, a in
-                 (("pii", "redact"), ("topics", "annotate"), ("pii", "redact"), ("jb", "block"),
-                  ("tox", "pass"), ("secrets", "redact"), ("shadowed", "shadow"))]
+    decisions = [
+        SimpleNamespace(monitor_id=m, action=a)
+        for m, a in (
+            ("pii", "redact"),
+            ("topics", "annotate"),
+            ("pii", "redact"),
+            ("jb", "block"),
+            ("tox", "pass"),
+            ("secrets", "redact"),
+            ("shadowed", "shadow"),
+        )
+    ]
     ctx.note(SimpleNamespace(decisions=decisions))
     assert ctx.verdict_headers() == {"x-taxgate-flags": "topics", "x-taxgate-redacted": "pii,secrets"}
     assert ctx.verdict_fields() == {"taxgate_flags": ["topics"], "taxgate_redacted": ["pii", "secrets"]}

@@ -88,8 +88,7 @@ async def test_a_request_without_an_answer_yet_gets_a_503_at_stop():
         sent.append(message)
 
     scope = {"type": "http", "method": "POST", "path": "/v1/completions"}
-    task = asyncio.create_task(middleware_app(drain, stopped, waits_on_upstream)(
-        scope, None, send))
+    task = asyncio.create_task(middleware_app(drain, stopped, waits_on_upstream)(scope, None, send))
     await wait_until(lambda: drain.open_requests == 1, what="the request open")
     assert drain.stop() == 1
     await asyncio.wait_for(task, 5)
@@ -107,10 +106,14 @@ async def test_a_streaming_request_is_stopped_in_its_stream_not_around_it():
         async def child():
             async for data in drain.guard(upstream(closed), ctx):
                 out.append(data)
+
         await asyncio.create_task(child())
 
-    task = asyncio.create_task(middleware_app(drain, stopped, streams)(
-        {"type": "http", "method": "POST", "path": "/v1/chat/completions"}, None, None))
+    task = asyncio.create_task(
+        middleware_app(drain, stopped, streams)(
+            {"type": "http", "method": "POST", "path": "/v1/chat/completions"}, None, None
+        )
+    )
     # The stream's child task has sent its first event (and is now in the upstream's wait).
     await wait_until(lambda: out == [b"data: one\n\n"], what="the stream started")
     assert drain.stop() == 1
@@ -124,8 +127,9 @@ async def test_the_middleware_passes_other_cancellations_on():
     async def waits(scope, receive, send):
         await asyncio.sleep(30)
 
-    task = asyncio.create_task(middleware_app(drain, stopped, waits)(
-        {"type": "http", "method": "GET", "path": "/x"}, None, None))
+    task = asyncio.create_task(
+        middleware_app(drain, stopped, waits)({"type": "http", "method": "GET", "path": "/x"}, None, None)
+    )
     await wait_until(lambda: drain.open_requests == 1, what="the request open")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -9,8 +9,7 @@ from gateway.drain import ShuttingDown
 TYPED = [
     (errors.GatewayError("x"), 500, "internal_error", None),
     (errors.BadRequest("x"), 400, "invalid_request_error", "invalid_request"),
-    (errors.BadRequest("x", code="uncheckable_input"), 400, "invalid_request_error",
-     "uncheckable_input"),
+    (errors.BadRequest("x", code="uncheckable_input"), 400, "invalid_request_error", "uncheckable_input"),
     (errors.ContentBlocked("x"), 400, "invalid_request_error", "content_blocked"),
     (errors.Unauthorized("x"), 401, "authentication_error", "invalid_api_key"),
     (errors.NotFound("x"), 404, "invalid_request_error", "not_found"),
@@ -32,34 +31,34 @@ def test_each_error_is_an_openai_shaped_response(error, status, type_, code):
     assert response.status_code == status
     assert response.headers["content-type"] == "application/json"
     assert response.headers["content-length"] == str(len(response.body))
-    assert orjson.loads(response.body) == {"error": {
-        "message": "x", "type": type_, "param": error.param, "code": code}}
+    assert orjson.loads(response.body) == {"error": {"message": "x", "type": type_, "param": error.param, "code": code}}
 
 
 @pytest.mark.parametrize("error, status, type_, code", TYPED)
 def test_each_error_is_one_sse_event_holding_the_same_object(error, status, type_, code):
     event = errors.error_event(error)
     assert event.startswith(b"data: {") and event.endswith(b"\n\n") and event.count(b"\n\n") == 1
-    assert orjson.loads(event[6:]) == {"error": {
-        "message": "x", "type": type_, "param": error.param, "code": code}}
+    assert orjson.loads(event[6:]) == {"error": {"message": "x", "type": type_, "param": error.param, "code": code}}
 
 
 def test_the_responses_event_is_typed_and_numbered():
     event = errors.error_event(errors.UpstreamTimeout("slow"), sequence_number=7)
     head, data = event.removesuffix(b"\n\n").split(b"\n")
     assert head == b"event: error" and data.startswith(b"data: ")
-    assert orjson.loads(data[6:]) == {"type": "error", "code": "upstream_timeout",
-                                      "message": "slow", "param": None, "sequence_number": 7}
+    assert orjson.loads(data[6:]) == {
+        "type": "error",
+        "code": "upstream_timeout",
+        "message": "slow",
+        "param": None,
+        "sequence_number": 7,
+    }
     # The first event of a stream is number 0: still the typed shape.
-    assert errors.error_event(errors.UpstreamError("x"), sequence_number=0).startswith(
-        b"event: error\n")
+    assert errors.error_event(errors.UpstreamError("x"), sequence_number=0).startswith(b"event: error\n")
 
 
 def test_headers_come_from_the_error():
-    assert errors.error_response(errors.Overloaded("x", retry_after_s=0.2)).headers[
-        "retry-after"] == "1"
-    assert errors.error_response(errors.Overloaded("x", retry_after_s=2.6)).headers[
-        "retry-after"] == "3"
+    assert errors.error_response(errors.Overloaded("x", retry_after_s=0.2)).headers["retry-after"] == "1"
+    assert errors.error_response(errors.Overloaded("x", retry_after_s=2.6)).headers["retry-after"] == "3"
     assert "retry-after" not in errors.error_response(errors.BadRequest("x")).headers
     assert errors.error_response(RequestTimeout("x")).headers["connection"] == "close"
     shutdown = errors.error_response(ShuttingDown("x", retry_after_s=1)).headers

@@ -25,7 +25,9 @@ def answering(body: bytes, content_type: str = "text/event-stream", reads=None):
 
     def chat(request):
         import httpx
+
         return httpx.Response(200, content=stream(), headers={"content-type": content_type})
+
     return serving(chat)
 
 
@@ -34,16 +36,16 @@ def sample(client, name, **labels):
 
 
 def upstream_errors(client, kind):
-    return sample(client, "taxgate_upstream_errors_total", upstream="http://upstream.test",
-                  kind=kind)
+    return sample(client, "taxgate_upstream_errors_total", upstream="http://upstream.test", kind=kind)
 
 
 def events(text: str) -> list:
     return [orjson.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
 
 
-@pytest.mark.parametrize("usage", [{"prompt_tokens": "ten", "completion_tokens": 1},
-                                   {"prompt_tokens": 1, "completion_tokens": -3}, "lots"])
+@pytest.mark.parametrize(
+    "usage", [{"prompt_tokens": "ten", "completion_tokens": 1}, {"prompt_tokens": 1, "completion_tokens": -3}, "lots"]
+)
 @pytest.mark.parametrize("stream", [False, True])
 async def test_bad_usage_never_leaks_the_slot(tmp_path, usage, stream):
     if stream:
@@ -54,19 +56,18 @@ async def test_bad_usage_never_leaks_the_slot(tmp_path, usage, stream):
         handler = answering(orjson.dumps({**COMPLETION, "usage": usage}), "application/json")
     async with gateway(handler, tmp_path, max_in_flight=2) as client:
         for _ in range(3):  # more than max_in_flight: a leaked slot would 503 the third
-            response = await client.post("/v1/chat/completions",
-                                         json={**CHAT, "stream": stream})
+            response = await client.post("/v1/chat/completions", json={**CHAT, "stream": stream})
             assert response.status_code == (200 if stream else 502)
         assert sample(client, "taxgate_in_flight_requests") == 0
         assert upstream_errors(client, "protocol") == 3
         status = "200" if stream else "502"
-        assert sample(client, "taxgate_requests_total", route="chat", model="m",
-                      status=status) == 3
+        assert sample(client, "taxgate_requests_total", route="chat", model="m", status=status) == 3
 
 
 @pytest.mark.parametrize("monitors", [[], PII_OUT], ids=["raw", "monitored"])
-@pytest.mark.parametrize("body,content_type", [
-    (b"<html>oops</html>", "text/html"), (orjson.dumps(COMPLETION), "application/json")])
+@pytest.mark.parametrize(
+    "body,content_type", [(b"<html>oops</html>", "text/html"), (orjson.dumps(COMPLETION), "application/json")]
+)
 async def test_stream_answered_with_a_whole_body_is_502(tmp_path, monitors, body, content_type):
     async with gateway(answering(body, content_type), tmp_path, monitors=monitors) as client:
         response = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
@@ -84,13 +85,19 @@ async def test_stream_without_done_ends_with_an_error_event(tmp_path, monitors):
         last = events(response.text)[-1]
         assert last["error"]["code"] == "bad_gateway" and "[DONE]" in last["error"]["message"]
         assert upstream_errors(client, "protocol") == 1
-        assert sample(client, "taxgate_requests_total", route="chat", model="m",
-                      status="502") == 1
+        assert sample(client, "taxgate_requests_total", route="chat", model="m", status="502") == 1
 
 
-@pytest.mark.parametrize("payload", [{"choices": None}, {"choices": [1]},
-                                     {"choices": [{"index": 0, "message": "hi"}]},
-                                     {"choices": [{"index": 0, "message": {"content": 5}}]}, [1]])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"choices": None},
+        {"choices": [1]},
+        {"choices": [{"index": 0, "message": "hi"}]},
+        {"choices": [{"index": 0, "message": {"content": 5}}]},
+        [1],
+    ],
+)
 async def test_wrong_shaped_answer_is_502(tmp_path, payload):
     handler = answering(orjson.dumps(payload), "application/json")
     async with gateway(handler, tmp_path, monitors=PII_OUT) as client:
@@ -99,12 +106,17 @@ async def test_wrong_shaped_answer_is_502(tmp_path, payload):
         assert response.json()["error"]["type"] == "upstream_error"
 
 
-@pytest.mark.parametrize("chunk", [{"choices": [1]}, {"choices": {"a": 1}},
-                                   {"choices": [{"index": 0, "delta": "hi"}]},
-                                   {"choices": [{"index": "x", "delta": {}}]}])
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        {"choices": [1]},
+        {"choices": {"a": 1}},
+        {"choices": [{"index": 0, "delta": "hi"}]},
+        {"choices": [{"index": "x", "delta": {}}]},
+    ],
+)
 async def test_wrong_shaped_chunk_ends_the_monitored_stream_with_an_error(tmp_path, chunk):
-    body = sse("fine ").replace(b"data: [DONE]", b"data: " + orjson.dumps(chunk) +
-                                b"\n\ndata: [DONE]")
+    body = sse("fine ").replace(b"data: [DONE]", b"data: " + orjson.dumps(chunk) + b"\n\ndata: [DONE]")
     async with gateway(answering(body), tmp_path, monitors=PII_OUT) as client:
         response = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
         assert events(response.text)[-1]["error"]["code"] == "bad_gateway"
@@ -117,12 +129,12 @@ async def test_non_ascii_request_id_is_replaced(tmp_path):
 
     def chat(request):
         import httpx
+
         seen.append(request.headers["x-request-id"])
         return httpx.Response(200, json=COMPLETION)
 
     async with gateway(serving(chat), tmp_path) as client:
-        response = await client.post("/v1/chat/completions", json=CHAT,
-                                     headers={"x-request-id": b"abc\xff"})
+        response = await client.post("/v1/chat/completions", json=CHAT, headers={"x-request-id": b"abc\xff"})
     assert response.status_code == 200
     assert seen[0] != "abc\xff" and response.headers["x-request-id"] == seen[0]
 
@@ -140,11 +152,30 @@ async def test_token_count_does_not_depend_on_json_spacing(tmp_path, spaced):
 # -- any upstream chunk shape, both relays ---------------------------------------------
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-5, 5) | st.text(max_size=6),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-        st.sampled_from(["choices", "delta", "content", "index", "text", "message",
-                         "finish_reason", "tool_calls", "logprobs", "usage", "x"]),
-        inner, max_size=4),
-    max_leaves=12)
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "choices",
+                    "delta",
+                    "content",
+                    "index",
+                    "text",
+                    "message",
+                    "finish_reason",
+                    "tool_calls",
+                    "logprobs",
+                    "usage",
+                    "x",
+                ]
+            ),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
 
 
 @st.composite
@@ -159,8 +190,9 @@ def upstream_streams(draw):
     return events
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(reads=upstream_streams(), monitored=st.booleans())
 async def test_any_upstream_stream_has_a_defined_outcome(tmp_path, reads, monitored):
     handler = answering(b"", reads=reads or [b""])
@@ -170,17 +202,17 @@ async def test_any_upstream_stream_has_a_defined_outcome(tmp_path, reads, monito
         text = response.text
         ended = text.endswith("data: [DONE]\n\n")
         if not ended:  # a failure after the stream started: one error event, counted
-            last = text[text.rindex("\n\ndata: ") + 8:] if "\n\ndata: " in text else text[6:]
-            assert orjson.loads(last)["error"]["code"] in ("bad_gateway",
-                                                               "upstream_timeout")
+            last = text[text.rindex("\n\ndata: ") + 8 :] if "\n\ndata: " in text else text[6:]
+            assert orjson.loads(last)["error"]["code"] in ("bad_gateway", "upstream_timeout")
             assert sum(upstream_errors(client, kind) for kind in ("protocol", "midstream")) >= 1
         assert sample(client, "taxgate_in_flight_requests") == 0
         follow = await client.post("/v1/chat/completions", json=CHAT)
         assert follow.status_code in (200, 502)
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(payload=json_values)
 async def test_any_whole_answer_is_200_or_502(tmp_path, payload):
     handler = answering(orjson.dumps(payload), "application/json")

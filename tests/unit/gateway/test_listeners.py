@@ -4,12 +4,21 @@ import pytest
 from gateway.listeners import ListenerSplit, wrong_listener
 
 
-@pytest.mark.parametrize("path, on_ops, wrong", [
-    ("/metrics", True, False), ("/ready", True, False), ("/health", True, False),
-    ("/v1/chat/completions", True, True), ("/v1/models", True, True),
-    ("/metrics", False, True), ("/ready", False, True), ("/health", False, False),
-    ("/v1/chat/completions", False, False), ("/metrics/", False, False),
-])
+@pytest.mark.parametrize(
+    "path, on_ops, wrong",
+    [
+        ("/metrics", True, False),
+        ("/ready", True, False),
+        ("/health", True, False),
+        ("/v1/chat/completions", True, True),
+        ("/v1/models", True, True),
+        ("/metrics", False, True),
+        ("/ready", False, True),
+        ("/health", False, False),
+        ("/v1/chat/completions", False, False),
+        ("/metrics/", False, False),
+    ],
+)
 def test_which_path_answers_on_which_listener(path, on_ops, wrong):
     assert wrong_listener(path, on_ops) is wrong
 

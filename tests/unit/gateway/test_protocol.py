@@ -21,8 +21,13 @@ def refused(route, raw: bytes) -> BadRequest:
 
 
 def test_chat_request_is_parsed_and_kept_as_sent():
-    body = {**CHAT, "stream": True, "ignore_eos": True, "guided_json": {"type": "object"},
-            "messages": [{"role": "user", "content": "hi", "name": "ann"}]}
+    body = {
+        **CHAT,
+        "stream": True,
+        "ignore_eos": True,
+        "guided_json": {"type": "object"},
+        "messages": [{"role": "user", "content": "hi", "name": "ann"}],
+    }
     parsed = parse_request("chat", orjson.dumps(body))
     assert parsed == ParsedRequest("chat", body, "m", True)
     # Unknown fields pass through untouched, in the client's order.
@@ -50,8 +55,9 @@ def test_completion_with_prompt_embeds_only():
     assert parse_request("completions", orjson.dumps(body)).body == body
 
 
-@pytest.mark.parametrize("body", [{"model": "m"}, {"model": "m", "prompt_embeds": ""},
-                                  {"model": "m", "prompt_embeds": []}])
+@pytest.mark.parametrize(
+    "body", [{"model": "m"}, {"model": "m", "prompt_embeds": ""}, {"model": "m", "prompt_embeds": []}]
+)
 def test_completion_needs_a_prompt_or_embeds(body):
     error = refused("completions", orjson.dumps(body))
     assert error.message.endswith(": Value error, either prompt or prompt_embeds must be given")
@@ -64,9 +70,13 @@ def test_completion_token_ids_are_strict(prompt):
     assert error.param is not None and error.param.startswith("prompt")
 
 
-@pytest.mark.parametrize("body", [{"model": "m", "input": "hi"},
-                                  {"model": "m", "input": [{"role": "user", "content": "hi"}],
-                                   "instructions": "be brief", "stream": True}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"model": "m", "input": "hi"},
+        {"model": "m", "input": [{"role": "user", "content": "hi"}], "instructions": "be brief", "stream": True},
+    ],
+)
 def test_responses_request(body):
     parsed = parse_request("responses", orjson.dumps(body))
     assert parsed == ParsedRequest("responses", body, "m", body.get("stream", False))
@@ -85,23 +95,30 @@ def test_body_must_be_an_object(raw):
     assert (error.message, error.param) == ("request body must be a JSON object", None)
 
 
-@pytest.mark.parametrize("route, body, param, message", [
-    ("chat", {"messages": CHAT["messages"]}, "model", "Field required"),
-    ("chat", {**CHAT, "model": ""}, "model", "String should have at least 1 character"),
-    ("chat", {"model": "m", "messages": []}, "messages",
-     "List should have at least 1 item after validation, not 0"),
-    ("chat", {"model": "m", "messages": [{"content": "x"}]}, "messages.0.role", "Field required"),
-    ("chat", {**CHAT, "stream": "maybe"}, "stream",
-     "Input should be a valid boolean, unable to interpret input"),
-    ("completions", {"prompt": "x"}, "model", "Field required"),
-    ("responses", {"model": "m"}, "input", "Field required"),
-])
+@pytest.mark.parametrize(
+    "route, body, param, message",
+    [
+        ("chat", {"messages": CHAT["messages"]}, "model", "Field required"),
+        ("chat", {**CHAT, "model": ""}, "model", "String should have at least 1 character"),
+        (
+            "chat",
+            {"model": "m", "messages": []},
+            "messages",
+            "List should have at least 1 item after validation, not 0",
+        ),
+        ("chat", {"model": "m", "messages": [{"content": "x"}]}, "messages.0.role", "Field required"),
+        ("chat", {**CHAT, "stream": "maybe"}, "stream", "Input should be a valid boolean, unable to interpret input"),
+        ("completions", {"prompt": "x"}, "model", "Field required"),
+        ("responses", {"model": "m"}, "input", "Field required"),
+    ],
+)
 def test_invalid_field_is_named(route, body, param, message):
     error = refused(route, orjson.dumps(body))
     assert error.param == param
     assert error.message == f"invalid request: {param}: {message}"
-    assert error.body() == {"error": {"message": error.message, "type": "invalid_request_error",
-                                      "param": param, "code": "invalid_request"}}
+    assert error.body() == {
+        "error": {"message": error.message, "type": "invalid_request_error", "param": param, "code": "invalid_request"}
+    }
 
 
 def test_a_chat_body_is_not_a_completion():

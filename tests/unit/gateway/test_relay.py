@@ -38,26 +38,36 @@ USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
 USAGE_EVENT = b"data: " + orjson.dumps({"id": "c", "choices": [], "usage": USAGE}) + b"\n\n"
 DONE = b"data: [DONE]\n\n"
 # What vLLM writes: a role chunk, three text chunks, a finish chunk, usage, [DONE].
-STREAM = (chunk(role="assistant") + chunk(content="Hel") + chunk(content="lo") + chunk(content=" you")
-          + b'data: {"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
-          + USAGE_EVENT + DONE)
+STREAM = (
+    chunk(role="assistant")
+    + chunk(content="Hel")
+    + chunk(content="lo")
+    + chunk(content=" you")
+    + b'data: {"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+    + USAGE_EVENT
+    + DONE
+)
 
 
 # --------------------------------------------------------------------------- splitter
 
 # LF events (the fast path), then a comment, a multi-field event and CRLF framing (the
 # full parser, which the splitter switches to at the first CR).
-MIXED = (b'data: {"a":1}\n\n'
-         b": keep-alive\n\n"
-         b'event: message\ndata: {"b":2}\n\n'
-         b'data: {"c":3}\r\n\r\n'
-         b'data: {"d":4}\n\n'
-         b"data: [DONE]\n\n")
-MIXED_EVENTS = [(b'data: {"a":1}\n\n', b'{"a":1}'),
-                (b'event: message\ndata: {"b":2}\n\n', b'{"b":2}'),
-                (b'data: {"c":3}\r\n\r\n', b'{"c":3}'),
-                (b'data: {"d":4}\n\n', b'{"d":4}'),
-                (b"data: [DONE]\n\n", b"[DONE]")]
+MIXED = (
+    b'data: {"a":1}\n\n'
+    b": keep-alive\n\n"
+    b'event: message\ndata: {"b":2}\n\n'
+    b'data: {"c":3}\r\n\r\n'
+    b'data: {"d":4}\n\n'
+    b"data: [DONE]\n\n"
+)
+MIXED_EVENTS = [
+    (b'data: {"a":1}\n\n', b'{"a":1}'),
+    (b'event: message\ndata: {"b":2}\n\n', b'{"b":2}'),
+    (b'data: {"c":3}\r\n\r\n', b'{"c":3}'),
+    (b'data: {"d":4}\n\n', b'{"d":4}'),
+    (b"data: [DONE]\n\n", b"[DONE]"),
+]
 
 
 def split_in_pieces(data: bytes, cuts: list[int]) -> list[tuple[bytes, bytes]]:
@@ -99,7 +109,7 @@ def test_arbitrary_splits(cuts):
 def test_an_incomplete_event_waits_for_its_blank_line():
     splitter = _EventSplitter()
     assert splitter.feed(b'data: {"a"') == []
-    assert splitter.feed(b':1}\n') == []
+    assert splitter.feed(b":1}\n") == []
     assert splitter.feed(b'\ndata: {"b"') == [(b'data: {"a":1}\n\n', b'{"a":1}')]
     # The stream ended without the last blank line: the event still counts.
     assert splitter.flush() == [(b'data: {"b"', b'{"b"')]
@@ -115,18 +125,21 @@ def test_flush_of_an_empty_or_finished_stream():
 # --------------------------------------------------------------------------- scanners
 
 
-@pytest.mark.parametrize("data, count", [
-    (chunk(content="hi"), 1),
-    (chunk(content=""), 0),  # an empty text is no token for the client
-    (chunk(role="assistant"), 0),
-    (b'data: {"choices":[{"delta":{"content" :  "x"}}]}\n\n', 1),
-    (chunk(reasoning_content="think"), 1),
-    (b'data: {"choices":[{"text":"a"}]}\n\ndata: {"choices":[{"text":"b"}]}\n\n', 2),
-    (b'data: {"type":"response.output_text.delta","delta":"a"}\n\n', 1),
-    (b'data: {"choices":[{"delta":{"tool_calls":[{"function":{"arguments":"{}"}}]}}]}\n\n', 1),
-    (STREAM, 3),
-    (DONE, 0),
-])
+@pytest.mark.parametrize(
+    "data, count",
+    [
+        (chunk(content="hi"), 1),
+        (chunk(content=""), 0),  # an empty text is no token for the client
+        (chunk(role="assistant"), 0),
+        (b'data: {"choices":[{"delta":{"content" :  "x"}}]}\n\n', 1),
+        (chunk(reasoning_content="think"), 1),
+        (b'data: {"choices":[{"text":"a"}]}\n\ndata: {"choices":[{"text":"b"}]}\n\n', 2),
+        (b'data: {"type":"response.output_text.delta","delta":"a"}\n\n', 1),
+        (b'data: {"choices":[{"delta":{"tool_calls":[{"function":{"arguments":"{}"}}]}}]}\n\n', 1),
+        (STREAM, 3),
+        (DONE, 0),
+    ],
+)
 def test_count_text_events(data, count):
     assert count_text_events(data) == count
 
@@ -140,23 +153,42 @@ def test_usage_from_the_last_event_that_carries_one():
 
 def test_usage_from_a_responses_stream():
     usage = {"input_tokens": 4, "output_tokens": 2}
-    event = (b"event: response.completed\ndata: "
-             + orjson.dumps({"type": "response.completed", "response": {"id": "r", "usage": usage}})
-             + b"\n\n")
+    event = (
+        b"event: response.completed\ndata: "
+        + orjson.dumps({"type": "response.completed", "response": {"id": "r", "usage": usage}})
+        + b"\n\n"
+    )
     assert usage_from(event) == usage
 
 
-@pytest.mark.parametrize("data", [
-    DONE, b'data: {"usage":null}\n\n', b'data: {"usage": {"broken\n\n',
-    b'data: [{"usage": 1}]\n\n', b'data: {"response": "text", "x": {"usage": 1}}\n\n', b"",
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        DONE,
+        b'data: {"usage":null}\n\n',
+        b'data: {"usage": {"broken\n\n',
+        b'data: [{"usage": 1}]\n\n',
+        b'data: {"response": "text", "x": {"usage": 1}}\n\n',
+        b"",
+    ],
+)
 def test_usage_from_finds_none(data):
     assert usage_from(data) is None
 
 
-@pytest.mark.parametrize("data, ok", [(b"[DONE]", True), (b'{"a": 1}', True), (b"[]", True),
-                                      (b'"s"', True), (b"{bro", False), (b"", False),
-                                      (b"[DONE] ", False), (b"hello", False)])
+@pytest.mark.parametrize(
+    "data, ok",
+    [
+        (b"[DONE]", True),
+        (b'{"a": 1}', True),
+        (b"[]", True),
+        (b'"s"', True),
+        (b"{bro", False),
+        (b"", False),
+        (b"[DONE] ", False),
+        (b"hello", False),
+    ],
+)
 def test_is_json(data, ok):
     assert _is_json(data) is ok
 
@@ -264,8 +296,11 @@ async def test_a_stream_cut_before_done_ends_with_an_error_event():
     run = await Relayed([body]).run()
     assert run.body.startswith(body)
     assert error_event(run.body) == {
-        "message": f"upstream {URL} ended the stream without data: [DONE]", "type": "upstream_error",
-        "param": None, "code": "bad_gateway"}
+        "message": f"upstream {URL} ended the stream without data: [DONE]",
+        "type": "upstream_error",
+        "param": None,
+        "code": "bad_gateway",
+    }
     assert run.kinds == ["protocol"] and run.ctx.status == 502
     assert run.call.closed == 1
 
@@ -289,9 +324,22 @@ async def test_an_event_that_is_not_json_ends_the_stream_there():
     reads = [good + b"data: {not json}\n\n" + chunk(content="never"), DONE]
     run = await Relayed(reads).run()
     assert run.writes[0] == good
-    assert run.body == good + b"data: " + orjson.dumps({"error": {
-        "message": f"upstream {URL} sent an event that is not JSON", "type": "upstream_error",
-        "param": None, "code": "bad_gateway"}}) + b"\n\n"
+    assert (
+        run.body
+        == good
+        + b"data: "
+        + orjson.dumps(
+            {
+                "error": {
+                    "message": f"upstream {URL} sent an event that is not JSON",
+                    "type": "upstream_error",
+                    "param": None,
+                    "code": "bad_gateway",
+                }
+            }
+        )
+        + b"\n\n"
+    )
     assert run.kinds == ["protocol"] and run.ctx.status == 502
     assert run.call.response.taken == 1  # nothing more is read from the upstream
     assert run.call.closed == 1
@@ -303,10 +351,13 @@ async def test_garbage_as_the_first_event():
     assert error_event(run.body)["message"] == f"upstream {URL} sent an event that is not JSON"
 
 
-@pytest.mark.parametrize("error, kind_status, message", [
-    (httpx.ReadTimeout("idle"), 504, f"upstream {URL} sent nothing for 2 s mid-stream"),
-    (httpx.RemoteProtocolError("reset"), 502, f"upstream {URL} broke the stream: RemoteProtocolError"),
-])
+@pytest.mark.parametrize(
+    "error, kind_status, message",
+    [
+        (httpx.ReadTimeout("idle"), 504, f"upstream {URL} sent nothing for 2 s mid-stream"),
+        (httpx.RemoteProtocolError("reset"), 502, f"upstream {URL} broke the stream: RemoteProtocolError"),
+    ],
+)
 async def test_a_transport_fault_mid_stream(error, kind_status, message):
     run = await Relayed([chunk(content="a")], error=error).run()
     assert run.writes[0] == chunk(content="a")
@@ -317,10 +368,11 @@ async def test_a_transport_fault_mid_stream(error, kind_status, message):
 
 
 async def test_a_responses_stream_ends_with_its_completed_event():
-    completed = (b"event: response.completed\ndata: "
-                 + orjson.dumps({"type": "response.completed",
-                                 "response": {"usage": {"input_tokens": 5, "output_tokens": 1}}})
-                 + b"\n\n")
+    completed = (
+        b"event: response.completed\ndata: "
+        + orjson.dumps({"type": "response.completed", "response": {"usage": {"input_tokens": 5, "output_tokens": 1}}})
+        + b"\n\n"
+    )
     delta = b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":"x"}\n\n'
     run = await Relayed([delta, completed[:20], completed[20:]], ends=RESPONSES).run()
     assert run.body == delta + completed
@@ -334,8 +386,13 @@ async def test_a_responses_stream_without_its_end_event():
     last = run.body.rsplit(b"\n\n", 2)[-2]
     assert last.startswith(b"event: error\ndata: ")  # the Responses API's typed event
     event = orjson.loads(last.removeprefix(b"event: error\ndata: "))
-    assert event == {"type": "error", "code": "bad_gateway", "param": None, "sequence_number": 0,
-                     "message": f"upstream {URL} ended the stream without response.completed"}
+    assert event == {
+        "type": "error",
+        "code": "bad_gateway",
+        "param": None,
+        "sequence_number": 0,
+        "message": f"upstream {URL} ended the stream without response.completed",
+    }
     assert run.kinds == ["protocol"]
 
 
@@ -353,6 +410,7 @@ async def test_a_client_that_goes_away_still_closes_the_call():
 def test_end_of_stream_error_counts_and_encodes():
     run = Relayed([])
     event = end_of_stream_error(run.rec, UpstreamTimeout("too slow"), "midstream")
-    assert event == (b'data: {"error":{"message":"too slow","type":"upstream_error","param":null,'
-                     b'"code":"upstream_timeout"}}\n\n')
+    assert event == (
+        b'data: {"error":{"message":"too slow","type":"upstream_error","param":null,"code":"upstream_timeout"}}\n\n'
+    )
     assert run.kinds == ["midstream"] and run.ctx.status == 504

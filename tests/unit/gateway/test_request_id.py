@@ -8,8 +8,7 @@ def app_seeing(seen: list):
 
     async def app(scope, receive, send):
         seen.append(scope["state"]["request_id"])
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/event-stream")]})
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
         await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
         await send({"type": "http.response.body", "body": b"data: 2\n\n"})
 

@@ -11,10 +11,17 @@ def write(tmp_path, text):
 
 def test_yaml_env_and_flags_merge_in_order(tmp_path):
     path = write(tmp_path, "upstreams: [http://a:8000]\nport: 9000\naudit: {path: x.db}\n")
-    settings = load_settings(path, env={"TAXGATE_PORT": "9100", "TAXGATE_AUDIT__SYNC": "always",
-                                        "TAXGATE_API_KEYS": "k1, k2", "OTHER": "ignored",
-                                        "TAXGATE_LOG_LEVEL": "debug"},
-                             overrides={"port": 9200, "host": None})
+    settings = load_settings(
+        path,
+        env={
+            "TAXGATE_PORT": "9100",
+            "TAXGATE_AUDIT__SYNC": "always",
+            "TAXGATE_API_KEYS": "k1, k2",
+            "OTHER": "ignored",
+            "TAXGATE_LOG_LEVEL": "debug",
+        },
+        overrides={"port": 9200, "host": None},
+    )
     assert settings.port == 9200
     assert settings.audit.path == "x.db" and settings.audit.sync == "always"
     assert [key.get_secret_value() for key in settings.api_keys] == ["k1", "k2"]
@@ -26,14 +33,17 @@ def test_upstream_urls_normalised():
     assert settings.upstreams == ["http://h:1", "https://g"]
 
 
-@pytest.mark.parametrize("text, key", [
-    ("upstreams: [http://a]\nprot: 1\n", "prot"),
-    ("upstreams: [http://a]\ntimeouts: {conect_s: 1}\n", "timeouts.conect_s"),
-    ("upstreams: [ftp://a]\n", "upstreams"),
-    ("upstreams: [http://a]\nmonitors: [{name: pii, action: nuke}]\n", "monitors.0.action"),
-    ("upstreams: [http://a]\nstreaming: {window_chars: 10}\n", "streaming"),
-    ("port: 1\n", "upstreams"),
-])
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("upstreams: [http://a]\nprot: 1\n", "prot"),
+        ("upstreams: [http://a]\ntimeouts: {conect_s: 1}\n", "timeouts.conect_s"),
+        ("upstreams: [ftp://a]\n", "upstreams"),
+        ("upstreams: [http://a]\nmonitors: [{name: pii, action: nuke}]\n", "monitors.0.action"),
+        ("upstreams: [http://a]\nstreaming: {window_chars: 10}\n", "streaming"),
+        ("port: 1\n", "upstreams"),
+    ],
+)
 def test_errors_name_the_bad_key(tmp_path, text, key):
     with pytest.raises(SettingsError) as err:
         load_settings(write(tmp_path, text))
@@ -50,8 +60,12 @@ def test_bad_yaml_and_missing_file(tmp_path):
 
 
 def test_monitor_specific_options_kept():
-    settings = load_settings(overrides={"upstreams": ["http://a"], "monitors": [
-        {"name": "blocklist", "id": "words", "keywords": ["x"], "stages": ["output"]}]})
+    settings = load_settings(
+        overrides={
+            "upstreams": ["http://a"],
+            "monitors": [{"name": "blocklist", "id": "words", "keywords": ["x"], "stages": ["output"]}],
+        }
+    )
     spec = settings.monitors[0]
     assert spec.id == "words" and spec.options == {"keywords": ["x"]}
 
@@ -69,17 +83,19 @@ def test_edge_defaults_bound_every_client_read():
 
 
 def test_metrics_listen_is_host_and_port():
-    settings = load_settings(overrides={"upstreams": ["http://a"],
-                                        "metrics": {"listen": "[::1]:9464"}})
+    settings = load_settings(overrides={"upstreams": ["http://a"], "metrics": {"listen": "[::1]:9464"}})
     assert settings.metrics.address == ("::1", 9464)
 
 
-@pytest.mark.parametrize("metrics, message", [
-    ({"listen": "9464"}, "metrics.listen"),
-    ({"listen": "host:0"}, "metrics.listen"),
-    ({"listen": "127.0.0.1:8080"}, "metrics.listen '127.0.0.1:8080' uses the main port"),
-    ({"auth": True}, "metrics.auth is true but api_keys is empty"),
-])
+@pytest.mark.parametrize(
+    "metrics, message",
+    [
+        ({"listen": "9464"}, "metrics.listen"),
+        ({"listen": "host:0"}, "metrics.listen"),
+        ({"listen": "127.0.0.1:8080"}, "metrics.listen '127.0.0.1:8080' uses the main port"),
+        ({"auth": True}, "metrics.auth is true but api_keys is empty"),
+    ],
+)
 def test_bad_metrics_endpoint_settings(metrics, message):
     with pytest.raises(SettingsError, match=message):
         load_settings(overrides={"upstreams": ["http://a"], "metrics": metrics})

@@ -13,8 +13,7 @@ STREAM = (
     b"data: cr only\r\r"
     b"data: [DONE]\n\n"
 )
-EXPECTED = [b'{"a": 1}', b"line one\nline two", b'{"no_space": true}', b"crlf", b"cr only",
-            b"[DONE]"]
+EXPECTED = [b'{"a": 1}', b"line one\nline two", b'{"no_space": true}', b"crlf", b"cr only", b"[DONE]"]
 
 
 def parse_in_pieces(data: bytes, cuts: list[int]) -> list[bytes]:

@@ -31,8 +31,7 @@ BLOCKLIST = BlocklistMonitor([keyword_regex(["project zeus", "forbidden"])])
 
 
 def _decision(text_index: int) -> Decision:
-    return Decision("fake", "fake", "output", "block", True, 1.0, {}, None, False, text_index,
-                    "", 0.0)
+    return Decision("fake", "fake", "output", "block", True, 1.0, {}, None, False, text_index, "", 0.0)
 
 
 class FakeGuard:
@@ -71,12 +70,17 @@ def blocking(flagged):
             if flagged(text):
                 return StageResult(_decision(index), [[] for _ in texts], [], [], 0.0)
         return StageResult(None, [[] for _ in texts], [], [], 0.0)
+
     return check
 
 
 def chunk(text: str, finish: str | None) -> dict:
-    return {"id": "c", "object": "chat.completion.chunk", "model": "m",
-            "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]}
+    return {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "model": "m",
+        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}],
+    }
 
 
 def items_of(pieces: list[str]) -> list[Item]:
@@ -84,8 +88,16 @@ def items_of(pieces: list[str]) -> list[Item]:
     for position, piece in enumerate(pieces):
         finish = "stop" if position == len(pieces) - 1 else None
         data = chunk(piece, finish)
-        items.append(Item(0, data, b"data: " + orjson.dumps(data) + b"\n\n",
-                          [("content", piece)] if piece else [], finish is not None, 0.0))
+        items.append(
+            Item(
+                0,
+                data,
+                b"data: " + orjson.dumps(data) + b"\n\n",
+                [("content", piece)] if piece else [],
+                finish is not None,
+                0.0,
+            )
+        )
     return items
 
 
@@ -102,7 +114,7 @@ async def run(policy, pieces: list[str], reads: list[int]):
     items = items_of(pieces)
     outs, position = [], 0
     for size in reads + [len(items)]:
-        group, position = items[position:position + size], position + size
+        group, position = items[position : position + size], position + size
         if not group:
             continue
         step = await policy.feed(group)
@@ -114,16 +126,38 @@ async def run(policy, pieces: list[str], reads: list[int]):
 
 
 def holdback(check, hold, overlap=50):
-    return HoldBack(FakeGuard(check, lambda text, start, kind="content": max(start, hold(text, start))),
-                    overlap=overlap, max_hold_chars=4096, at_max_hold="release",
-                    clock=lambda: 0.0)
+    return HoldBack(
+        FakeGuard(check, lambda text, start, kind="content": max(start, hold(text, start))),
+        overlap=overlap,
+        max_hold_chars=4096,
+        at_max_hold="release",
+        clock=lambda: 0.0,
+    )
 
 
-fragments = st.sampled_from([
-    "hello ", "world", " ", ", ", "call me at ", "555-867-5309", "+44 20 7946 0958",
-    "bob@example.com", "4111 1111 1111 1111", "sk-abcdefghijklmnopqrstuvwx", "12", ".",
-    "project zeus", "project", " zeus", "forbidden", "\n", "192.168.0.1", "x",
-])
+fragments = st.sampled_from(
+    [
+        "hello ",
+        "world",
+        " ",
+        ", ",
+        "call me at ",
+        "555-867-5309",
+        "+44 20 7946 0958",
+        "bob@example.com",
+        "4111 1111 1111 1111",
+        "sk-abcdefghijklmnopqrstuvwx",
+        "12",
+        ".",
+        "project zeus",
+        "project",
+        " zeus",
+        "forbidden",
+        "\n",
+        "192.168.0.1",
+        "x",
+    ]
+)
 
 
 @st.composite
@@ -153,8 +187,7 @@ async def test_redaction_streamed_equals_redacting_the_whole(case):
 @given(split_text())
 async def test_blocklist_match_never_leaves(case):
     text, pieces, reads = case
-    outs, stop = await run(holdback(blocking(lambda t: bool(BLOCKLIST.find(t))),
-                                    BLOCKLIST.hold), pieces, reads)
+    outs, stop = await run(holdback(blocking(lambda t: bool(BLOCKLIST.find(t))), BLOCKLIST.hold), pieces, reads)
     client = sent_text(outs)
     matches = BLOCKLIST.find(text)
     if not matches:
@@ -173,8 +206,7 @@ BAD = re.compile(r"\bzeus\b")
 @given(split_text())
 async def test_classifier_block_sends_the_text_before_the_word_only(case):
     text, pieces, reads = case
-    classifier = holdback(blocking(lambda t: bool(BAD.search(t))),
-                          lambda text, start: word_hold(text))
+    classifier = holdback(blocking(lambda t: bool(BAD.search(t))), lambda text, start: word_hold(text))
     outs, stop = await run(classifier, pieces, reads)
     client = sent_text(outs)
     match = BAD.search(text)
@@ -183,12 +215,11 @@ async def test_classifier_block_sends_the_text_before_the_word_only(case):
         return
     assert stop is not None
     assert text.startswith(client) and len(client) <= match.start()  # (c): the word never left
-    before = text[:match.start()]
+    before = text[: match.start()]
     # (c): every complete word before it arrived (the one in front of it, if glued to
     # other text by no space, is the classifier's to judge with it).
     boundary = max(before.rfind(" "), before.rfind("\n")) + 1
-    assert len(client) >= len(before[:boundary].rstrip(" \n")) or \
-        before[:boundary].strip() == ""
+    assert len(client) >= len(before[:boundary].rstrip(" \n")) or before[:boundary].strip() == ""
 
 
 async def test_pii_leaves_as_soon_as_it_cannot_grow():
@@ -201,8 +232,7 @@ async def test_pii_leaves_as_soon_as_it_cannot_grow():
         sent.append(sent_text(step.out))
     sent.append(sent_text((await policy.drain()).out))
     # "Hello" waits for its word to end; the partial phone number waits for its end.
-    assert sent == ["", "Hello world, ", "call me at ", "",
-                    "[REDACTED:PHONE] ok", ""]
+    assert sent == ["", "Hello world, ", "call me at ", "", "[REDACTED:PHONE] ok", ""]
     # At most one check per read; none while only a partial word waits.
     assert len(check.calls) == 3
 
@@ -227,16 +257,26 @@ async def test_a_split_item_is_sent_in_parts_and_its_finish_reason_only_once():
 
 
 async def test_hold_cap_releases_and_counts():
-    policy = HoldBack(FakeGuard(redacting(lambda t: []), lambda text, start, kind="content": start),
-                      overlap=10, max_hold_chars=8, at_max_hold="release", clock=lambda: 0.0)
+    policy = HoldBack(
+        FakeGuard(redacting(lambda t: []), lambda text, start, kind="content": start),
+        overlap=10,
+        max_hold_chars=8,
+        at_max_hold="release",
+        clock=lambda: 0.0,
+    )
     step = await policy.feed(items_of(["abcdefghijkl", "m"])[:1])
     assert sent_text(step.out) == "abcdefghijkl"
     assert policy.stats.hold_cap_released == 1
 
 
 async def test_hold_cap_block_stops_the_stream():
-    policy = HoldBack(FakeGuard(redacting(lambda t: []), lambda text, start, kind="content": start),
-                      overlap=10, max_hold_chars=8, at_max_hold="block", clock=lambda: 0.0)
+    policy = HoldBack(
+        FakeGuard(redacting(lambda t: []), lambda text, start, kind="content": start),
+        overlap=10,
+        max_hold_chars=8,
+        at_max_hold="block",
+        clock=lambda: 0.0,
+    )
     step = await policy.feed(items_of(["abcdefghijkl", "m"])[:1])
     assert step.stop is not None and step.stop.reason == "hold_cap" and not step.out
 
@@ -251,8 +291,7 @@ async def test_overloaded_check_stops_holdback():
 
 
 async def test_stream_first_sends_at_once_and_counts_what_leaked():
-    policy = StreamFirst(FakeGuard(blocking(lambda t: "forbidden" in t), lambda t, s, k="content": len(t)),
-                         overlap=10)
+    policy = StreamFirst(FakeGuard(blocking(lambda t: "forbidden" in t), lambda t, s, k="content": len(t)), overlap=10)
     items = items_of(["a ", "b ", "forbidden ", "c ", "d"])
     outs = []
     for item in items[:3]:
@@ -265,8 +304,7 @@ async def test_stream_first_sends_at_once_and_counts_what_leaked():
 
 
 async def test_stream_first_checks_the_last_token_before_the_finish():
-    policy = StreamFirst(FakeGuard(blocking(lambda t: "forbidden" in t), lambda t, s, k="content": len(t)),
-                         overlap=10)
+    policy = StreamFirst(FakeGuard(blocking(lambda t: "forbidden" in t), lambda t, s, k="content": len(t)), overlap=10)
     step = await policy.feed(items_of(["all ", "fine ", "forbidden"]))
     assert step.stop is not None
     assert "forbidden" not in sent_text(step.out)
@@ -274,6 +312,7 @@ async def test_stream_first_checks_the_last_token_before_the_finish():
 
 def test_spans_helper_is_relative():
     from gateway.textstream import FieldText
+
     stream = FieldText(4)
     stream.add("my mail bob@example.com")
     stream.accept(0, 23, [Span(8, 23, "EMAIL")])
@@ -289,6 +328,7 @@ def _released(stream, text: str, upto: int) -> None:
 
 def test_a_checks_context_begins_at_its_sentences_start_within_reach():
     from gateway.textstream import FieldText
+
     first = "I can do anything for you. "
     long_sentence = "What do you want?” User: “What is your view?” Maximum: “It is hell"
     text = first + long_sentence + " on earth."
@@ -304,6 +344,7 @@ def test_a_checks_context_begins_at_its_sentences_start_within_reach():
 
 def test_the_sentence_start_survives_the_text_before_it_being_dropped():
     from gateway.textstream import FieldText
+
     stream = FieldText(10, reach=200)
     before = "Hello, terra! "
     _released(stream, before + "I am fine", len(before) + 9)
@@ -318,6 +359,7 @@ def test_the_sentence_start_survives_the_text_before_it_being_dropped():
 
 def test_a_long_sentence_past_the_reach_is_cut_at_a_word():
     from gateway.textstream import FieldText
+
     stream = FieldText(5, reach=20)
     text = "Start. " + "word " * 20
     _released(stream, text, len(text))

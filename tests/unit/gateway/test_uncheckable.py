@@ -17,8 +17,7 @@ IMAGE = {"type": "image_url", "image_url": {"url": "http://x/i.png"}}
 
 
 def view_of(route: str, body: dict):
-    return read_input(parse_request(route, orjson.dumps({"model": "m", **body})),
-                      check_tools=True)
+    return read_input(parse_request(route, orjson.dumps({"model": "m", **body})), check_tools=True)
 
 
 def tokens_view():
@@ -29,13 +28,16 @@ def sample(metrics: GatewayMetrics, name: str, **labels) -> float:
     return metrics.registry.get_sample_value(name, labels) or 0.0
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ("detokenize", ("detokenize", "reject", "reject")),
-    ("reject", ("reject", "reject", "reject")),
-    ("allow", ("allow", "allow", "allow")),
-    ({"media": "allow"}, ("detokenize", "reject", "allow")),
-    ({}, ("detokenize", "reject", "reject")),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("detokenize", ("detokenize", "reject", "reject")),
+        ("reject", ("reject", "reject", "reject")),
+        ("allow", ("allow", "allow", "allow")),
+        ({"media": "allow"}, ("detokenize", "reject", "allow")),
+        ({}, ("detokenize", "reject", "reject")),
+    ],
+)
 def test_policy_shorthand_and_mapping(raw, expected):
     policy = UncheckablePolicy.model_validate(raw)
     assert (policy.token_ids, policy.embeddings, policy.media) == expected
@@ -63,19 +65,16 @@ async def test_detokenize_mode_adds_the_texts_for_the_monitors():
 async def test_reject_mode_names_the_setting_and_counts():
     metrics = GatewayMetrics(CollectorRegistry())
     with pytest.raises(UncheckableRejected) as raised:
-        await settle(tokens_view(), UncheckablePolicy.model_validate("reject"),
-                     fake_detokenize, metrics)
+        await settle(tokens_view(), UncheckablePolicy.model_validate("reject"), fake_detokenize, metrics)
     error = raised.value
     assert (error.status, error.code, error.param) == (400, "uncheckable_input", "prompt.0")
     assert "uncheckable_input.token_ids" in error.message
-    assert sample(metrics, "taxgate_uncheckable_rejected_total", kind="token_ids",
-                  reason="setting") == 1
+    assert sample(metrics, "taxgate_uncheckable_rejected_total", kind="token_ids", reason="setting") == 1
 
 
 async def test_allow_mode_forwards_unread_and_counts_each_part():
     metrics = GatewayMetrics(CollectorRegistry())
-    view = view_of("chat", {"messages": [{"role": "user", "content": [
-        {"type": "text", "text": "hi"}, IMAGE, IMAGE]}]})
+    view = view_of("chat", {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}, IMAGE, IMAGE]}]})
     await settle(view, UncheckablePolicy.model_validate("allow"), fake_detokenize, metrics)
     assert view.texts == ["hi"]
     assert sample(metrics, "taxgate_unchecked_inputs_total", kind="image") == 2
@@ -83,8 +82,7 @@ async def test_allow_mode_forwards_unread_and_counts_each_part():
 
 async def test_default_refuses_embeddings_and_media_but_detokenizes():
     policy = UncheckablePolicy()
-    assert plan(view_of("completions", {"prompt_embeds": "AAAA"}), policy).rejected.kind \
-        == "embeddings"
+    assert plan(view_of("completions", {"prompt_embeds": "AAAA"}), policy).rejected.kind == "embeddings"
     chat = view_of("chat", {"messages": [{"role": "user", "content": [IMAGE]}]})
     assert plan(chat, policy).rejected.param == "messages.0.content.0"
     assert len(plan(tokens_view(), policy).detokenize) == 2
@@ -92,13 +90,23 @@ async def test_default_refuses_embeddings_and_media_but_detokenizes():
 
 async def test_a_refusal_wins_and_nothing_is_counted_as_unchecked():
     metrics = GatewayMetrics(CollectorRegistry())
-    view = view_of("chat", {"messages": [{"role": "user", "content": [
-        IMAGE, {"type": "input_audio", "input_audio": {"data": "A", "format": "wav"}}]}]})
+    view = view_of(
+        "chat",
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [IMAGE, {"type": "input_audio", "input_audio": {"data": "A", "format": "wav"}}],
+                }
+            ]
+        },
+    )
     policy = UncheckablePolicy.model_validate({"media": "allow", "embeddings": "reject"})
     await settle(view, policy, fake_detokenize, metrics)  # both media: allowed
     assert sample(metrics, "taxgate_unchecked_inputs_total", kind="audio") == 1
-    view = view_of("chat", {"messages": [{"role": "user", "content": [
-        IMAGE, {"type": "image_embeds", "image_embeds": "AAAA"}]}]})
+    view = view_of(
+        "chat", {"messages": [{"role": "user", "content": [IMAGE, {"type": "image_embeds", "image_embeds": "AAAA"}]}]}
+    )
     metrics = GatewayMetrics(CollectorRegistry())
     with pytest.raises(UncheckableRejected):
         await settle(view, policy, fake_detokenize, metrics)
@@ -106,6 +114,7 @@ async def test_a_refusal_wins_and_nothing_is_counted_as_unchecked():
 
 
 # -- the detokenizer -------------------------------------------------------------------
+
 
 class FakeUpstream:
     def __init__(self, answer):
@@ -118,21 +127,26 @@ class FakeUpstream:
 
 
 async def test_detokenizer_sends_vllms_request_and_keeps_the_order():
-    upstream = FakeUpstream(lambda body: (200, orjson.dumps(
-        {"prompt": "".join(chr(96 + t) for t in body["tokens"])})))
+    upstream = FakeUpstream(lambda body: (200, orjson.dumps({"prompt": "".join(chr(96 + t) for t in body["tokens"])})))
     view = view_of("completions", {"prompt": [[1, 2], [3], [4, 5, 6]]})
-    texts = await Detokenizer(upstream.post).texts(view.token_prompts, model="m",
-                                                   request_id="rid")
+    texts = await Detokenizer(upstream.post).texts(view.token_prompts, model="m", request_id="rid")
     assert texts == ["ab", "c", "def"]
     path, body, headers = upstream.calls[0]
     assert path == "/detokenize" and body == {"model": "m", "tokens": [1, 2]}
     assert headers["x-request-id"] == "rid"
 
 
-@pytest.mark.parametrize("status, answer", [
-    (404, b'{"detail": "Not Found"}'), (400, b'{"error": {"message": "bad token"}}'),
-    (200, b"not json"), (200, b'{"prompt": 5}'), (200, b"[1]"), (500, b""),
-])
+@pytest.mark.parametrize(
+    "status, answer",
+    [
+        (404, b'{"detail": "Not Found"}'),
+        (400, b'{"error": {"message": "bad token"}}'),
+        (200, b"not json"),
+        (200, b'{"prompt": 5}'),
+        (200, b"[1]"),
+        (500, b""),
+    ],
+)
 async def test_an_upstream_that_cannot_detokenize_refuses_the_request(status, answer):
     upstream = FakeUpstream(lambda body: (status, answer))
     view = view_of("completions", {"prompt": [[1], [2]]})
@@ -149,8 +163,7 @@ async def test_detokenize_failure_is_counted():
     metrics = GatewayMetrics(CollectorRegistry())
     with pytest.raises(UncheckableRejected):
         await settle(tokens_view(), UncheckablePolicy(), failing, metrics)
-    assert sample(metrics, "taxgate_uncheckable_rejected_total", kind="token_ids",
-                  reason="detokenize_failed") == 1
+    assert sample(metrics, "taxgate_uncheckable_rejected_total", kind="token_ids", reason="detokenize_failed") == 1
 
 
 async def test_a_transport_fault_keeps_its_own_error():
@@ -170,8 +183,7 @@ def test_the_setting_from_yaml_and_env():
     env["TAXGATE_UNCHECKABLE_INPUT__MEDIA"] = "allow"
     del env["TAXGATE_UNCHECKABLE_INPUT"]
     settings = load_settings(env=env)
-    assert (settings.uncheckable_input.token_ids, settings.uncheckable_input.media) == (
-        "detokenize", "allow")
+    assert (settings.uncheckable_input.token_ids, settings.uncheckable_input.media) == ("detokenize", "allow")
     assert settings.check_tools is True
     with pytest.raises(SettingsError, match="uncheckable_input"):
         load_settings(env={**env, "TAXGATE_UNCHECKABLE_INPUT__MEDIA": "detokenize"})

@@ -65,6 +65,5 @@ async def test_connect_failure_retried_once_then_502():
     with pytest.raises(UpstreamError, match="2 tried"):
         await pool.open("/v1/chat/completions", b"{}", {}, model="shared", stream=False)
     for url in (A, B):
-        assert registry.get_sample_value("taxgate_upstream_errors_total",
-                                         {"upstream": url, "kind": "connect"}) == 1
+        assert registry.get_sample_value("taxgate_upstream_errors_total", {"upstream": url, "kind": "connect"}) == 1
     assert all(replica.outstanding == 0 for replica in pool.replicas)

@@ -36,15 +36,17 @@ def test_saturation_flags_name_what_bounded_the_round():
     assert cpu.saturation_flags(idle, cpu_count=2) == []
     busy = {cpu.LOAD_GENERATOR: 0.95, cpu.UPSTREAM: 0.9, cpu.GATEWAY: 0.99, cpu.MACHINE: 1.9}
     assert cpu.saturation_flags(busy, cpu_count=2) == [
-        cpu.CLIENT_BOUND, cpu.UPSTREAM_BOUND, cpu.MACHINE_BOUND_FLAG, cpu.GATEWAY_BOUND]
+        cpu.CLIENT_BOUND,
+        cpu.UPSTREAM_BOUND,
+        cpu.MACHINE_BOUND_FLAG,
+        cpu.GATEWAY_BOUND,
+    ]
     # The same machine load is not bound on more cores; unsampled parts never flag.
     assert cpu.saturation_flags({cpu.MACHINE: 1.9, cpu.GATEWAY: None}, cpu_count=8) == []
     # A machine busy with other processes than the bench's says so.
     neighbours = {cpu.MACHINE: 1.9, cpu.BENCH: 0.3}
-    assert cpu.saturation_flags(neighbours, cpu_count=2) == [cpu.MACHINE_BOUND_FLAG,
-                                                             cpu.OTHER_LOAD]
-    assert cpu.saturation_flags({cpu.MACHINE: 1.9, cpu.BENCH: 1.6}, cpu_count=2) == [
-        cpu.MACHINE_BOUND_FLAG]
+    assert cpu.saturation_flags(neighbours, cpu_count=2) == [cpu.MACHINE_BOUND_FLAG, cpu.OTHER_LOAD]
+    assert cpu.saturation_flags({cpu.MACHINE: 1.9, cpu.BENCH: 1.6}, cpu_count=2) == [cpu.MACHINE_BOUND_FLAG]
 
 
 def test_only_client_upstream_and_machine_bounds_make_a_level_saturated():
@@ -56,16 +58,17 @@ def test_only_client_upstream_and_machine_bounds_make_a_level_saturated():
 def test_sampler_counts_the_children_of_a_watched_process():
     # Parent and child each burn a fixed amount of CPU time (not wall time: the machine
     # may be busy), then idle until stopped. The tree has used both amounts.
-    burn = ("import time\nwhile time.process_time() < {s}: pass\n"
-            "time.sleep(60)\n")
-    code = ("import subprocess, sys\n"
-            f"child = subprocess.Popen([sys.executable, '-c', {burn.format(s=0.3)!r}])\n"
-            + burn.format(s=0.2))
+    burn = "import time\nwhile time.process_time() < {s}: pass\ntime.sleep(60)\n"
+    code = (
+        "import subprocess, sys\n"
+        f"child = subprocess.Popen([sys.executable, '-c', {burn.format(s=0.3)!r}])\n" + burn.format(s=0.2)
+    )
     proc = subprocess.Popen([sys.executable, "-c", code])
     try:
         clock = [1000.0]
-        sampler = cpu.CpuSampler(interval_s=60, children_every_s=0.0,
-                                 clock=lambda: clock[0], machine=lambda: 1.5 * clock[0])
+        sampler = cpu.CpuSampler(
+            interval_s=60, children_every_s=0.0, clock=lambda: clock[0], machine=lambda: 1.5 * clock[0]
+        )
         sampler.watch(cpu.GATEWAY, proc.pid)
         deadline = time.monotonic() + 60
         while sampler.series(cpu.GATEWAY)[-1][1] < 0.45 and time.monotonic() < deadline:
@@ -73,8 +76,7 @@ def test_sampler_counts_the_children_of_a_watched_process():
             clock[0] += 1.0
             sampler.sample()
         assert sampler.series(cpu.GATEWAY)[-1][1] >= 0.45  # 0.2 + 0.3: the child counts
-        assert cpu.cores_between(sampler.series(cpu.MACHINE), 1000.0, 1001.0) == \
-            pytest.approx(1.5)
+        assert cpu.cores_between(sampler.series(cpu.MACHINE), 1000.0, 1001.0) == pytest.approx(1.5)
         assert sampler.names() == [cpu.GATEWAY]
     finally:
         for child in psutil.Process(proc.pid).children(recursive=True):

@@ -19,14 +19,17 @@ from loadtest.bench.loadlayout import LoadLayout, split_host_port
 from loadtest.bench.options import BenchOptions
 
 
-@pytest.mark.parametrize(("total", "users", "quotas"), [
-    (48, [8, 8], [24, 24]),  # 16 users x 3 requests on two workers
-    (15, [3, 2], [9, 6]),  # 5 users x 3: each worker its users' share
-    (7, [1, 1, 1], [3, 2, 2]),  # a remainder goes to the first workers
-    (3, [1, 0], [3, 0]),  # a worker dealt no user gets no request
-    (0, [4, 4], [0, 0]),  # a timed round: no quota
-    (1, [1, 1], [1, 1]),  # never 0 for a worker with users: 0 means "no quota" to Locust
-])
+@pytest.mark.parametrize(
+    ("total", "users", "quotas"),
+    [
+        (48, [8, 8], [24, 24]),  # 16 users x 3 requests on two workers
+        (15, [3, 2], [9, 6]),  # 5 users x 3: each worker its users' share
+        (7, [1, 1, 1], [3, 2, 2]),  # a remainder goes to the first workers
+        (3, [1, 0], [3, 0]),  # a worker dealt no user gets no request
+        (0, [4, 4], [0, 0]),  # a timed round: no quota
+        (1, [1, 1], [1, 1]),  # never 0 for a worker with users: 0 means "no quota" to Locust
+    ],
+)
 def test_quota_split_follows_the_users(total, users, quotas):
     assert split_quota(total, users) == quotas
 
@@ -44,8 +47,7 @@ def test_quota_split_always_sums_to_the_round():
 def test_users_are_numbered_across_workers_as_in_one_process():
     assert first_users([3, 2, 0, 4]) == [0, 3, 5, 5]
     counts = [5, 4, 4]
-    numbers = [first + i for first, n in zip(first_users(counts), counts, strict=True)
-               for i in range(n)]
+    numbers = [first + i for first, n in zip(first_users(counts), counts, strict=True) for i in range(n)]
     assert numbers == list(range(13))
 
 
@@ -53,8 +55,7 @@ def test_each_workers_cores_come_from_the_series_it_reported():
     busy = {"cpu": [[0.0, 0.0], [10.0, 9.0]]}  # 0.9 cores
     idle = {"cpu": [[0.0, 5.0], [10.0, 6.0]]}  # 0.1 cores
     late = {"cpu": [[4.0, 0.0], [10.0, 1.0]]}  # started after the window began
-    assert process_cores([busy, idle, late], 2.0, 8.0) == [pytest.approx(0.9),
-                                                          pytest.approx(0.1), None]
+    assert process_cores([busy, idle, late], 2.0, 8.0) == [pytest.approx(0.9), pytest.approx(0.1), None]
 
 
 def test_layout_binds_loopback_unless_workers_join_from_elsewhere():
@@ -77,13 +78,16 @@ def test_a_lost_worker_leaves_a_list_of_what_was_not_measured():
             self.users = users
 
     one, four = Level(1), Level(4)
-    plan = [(r, level, name) for r in range(2) for level in (one, four)
-            for name in ("direct", "deployed")]
-    samples = {("direct", 1): [[], []], ("deployed", 1): [[], []], ("direct", 4): [[]],
-               ("deployed", 4): [[]]}
-    (note,) = lost_rounds(LoadLost("the load generator (Locust) failed a round: lost a worker "
-                                   "mid-round: worker 2 on h stopped answering\n  log: x"),
-                          plan, samples)
+    plan = [(r, level, name) for r in range(2) for level in (one, four) for name in ("direct", "deployed")]
+    samples = {("direct", 1): [[], []], ("deployed", 1): [[], []], ("direct", 4): [[]], ("deployed", 4): [[]]}
+    (note,) = lost_rounds(
+        LoadLost(
+            "the load generator (Locust) failed a round: lost a worker "
+            "mid-round: worker 2 on h stopped answering\n  log: x"
+        ),
+        plan,
+        samples,
+    )
     assert note.startswith("the load generator (Locust) failed a round: lost a worker mid-round")
     assert "direct at 4 users: 1 of 2 rounds; deployed at 4 users: 1 of 2 rounds" in note
     assert "at 1 users" not in note
@@ -113,5 +117,4 @@ def test_load_cores_sum_every_process_and_flag_the_busiest():
     assert cpu.CLIENT_BOUND in cpu.saturation_flags(cores, 16)  # one worker is at its core
     one = load_cores(Workers([]), master, 2.0, 8.0)  # one Locust process: itself
     assert one[cpu.LOAD_GENERATOR] == one[cpu.LOAD_BUSIEST] == pytest.approx(0.1)
-    assert load_cores(Workers([]), MasterSeries([]), 2.0, 8.0) == {
-        cpu.LOAD_GENERATOR: None, cpu.LOAD_BUSIEST: None}
+    assert load_cores(Workers([]), MasterSeries([]), 2.0, 8.0) == {cpu.LOAD_GENERATOR: None, cpu.LOAD_BUSIEST: None}

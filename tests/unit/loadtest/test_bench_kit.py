@@ -27,8 +27,23 @@ def test_pooled_delta_is_the_difference_of_pooled_percentiles_with_the_paired_in
 
 @pytest.mark.parametrize("name", ["budget", "audit", "soak"])
 def test_every_subcommand_takes_the_shared_flags(tmp_path, name):
-    args = build_parser().parse_args(["bench", name, "--concurrency", "8", "--duration", "3", "--seed", "5",
-                                      "--out", str(tmp_path), "--verbose", "--ready-timeout", "30"])
+    args = build_parser().parse_args(
+        [
+            "bench",
+            name,
+            "--concurrency",
+            "8",
+            "--duration",
+            "3",
+            "--seed",
+            "5",
+            "--out",
+            str(tmp_path),
+            "--verbose",
+            "--ready-timeout",
+            "30",
+        ]
+    )
     assert args.bench_command == name and args.concurrency == (8,) and args.duration == 3
     assert args.seed == 5 and args.out == tmp_path and args.verbose and args.ready_timeout == 30
 

@@ -21,7 +21,14 @@ def minimal(**set_fields):
 def test_default_matrix_loads_with_the_default_sets():
     matrix = load_matrix()
     assert list(matrix.sets) == [
-        "profanity", "pii", "profanity-pii", "blocklist", "injection", "detoxify", "classifier"]
+        "profanity",
+        "pii",
+        "profanity-pii",
+        "blocklist",
+        "injection",
+        "detoxify",
+        "classifier",
+    ]
     assert matrix.sets["detoxify"].local_detoxify == "tiny"
     assert matrix.streaming_for("pii")["mode"] == "holdback"
     assert matrix.streaming_for("profanity")["mode"] == "stream_first"
@@ -30,19 +37,15 @@ def test_default_matrix_loads_with_the_default_sets():
 @pytest.mark.parametrize(
     ("data", "named"),
     [
-        ({"sets": {"pii": {"monitors": [{"name": "pii", "stages": ["inptu"]}]}}},
-         "sets.pii.monitors.0.stages.0"),
-        ({"sets": {"pii": {"monitors": [{"name": "pii", "threshold": 3}]}}},
-         "sets.pii.monitors.0.threshold"),
+        ({"sets": {"pii": {"monitors": [{"name": "pii", "stages": ["inptu"]}]}}}, "sets.pii.monitors.0.stages.0"),
+        ({"sets": {"pii": {"monitors": [{"name": "pii", "threshold": 3}]}}}, "sets.pii.monitors.0.threshold"),
         ({"sets": {"pii": {"monitor": [{"name": "pii"}]}}}, "sets.pii.monitor"),
         ({"sets": {"pii": {"monitors": []}}}, "sets.pii.monitors"),
-        ({"sets": {"pii": {"monitors": [{"name": "pii"}], "local_detoxify": "huge"}}},
-         "sets.pii.local_detoxify"),
+        ({"sets": {"pii": {"monitors": [{"name": "pii"}], "local_detoxify": "huge"}}}, "sets.pii.local_detoxify"),
         ({"sets": {}}, "sets"),
         ({"set": {}}, "set"),
         ({**minimal(), "gateway": {"port": 1}}, "gateway"),
-        ({**minimal(), "streaming": {"window_chars": 10, "overlap_chars": 20}},
-         "sets.pii.streaming"),
+        ({**minimal(), "streaming": {"window_chars": 10, "overlap_chars": 20}}, "sets.pii.streaming"),
         (minimal(streaming={"mode": "later"}), "sets.pii.streaming"),
     ],
 )
@@ -95,9 +98,16 @@ def test_gateway_configs_are_valid_gateway_settings(tmp_path):
     matrix = load_matrix()
     files = (tmp_path / "detoxify.ckpt", tmp_path / "hf-config")
     for scenario in build_scenarios(matrix, list(matrix.sets))[1:]:
-        config = gateway_config(scenario, matrix, upstream="http://127.0.0.1:9", host="127.0.0.1",
-                                port=1234, work_dir=tmp_path, detoxify_files=files,
-                                classifier=("http://127.0.0.1:9", "sim-guard"))
+        config = gateway_config(
+            scenario,
+            matrix,
+            upstream="http://127.0.0.1:9",
+            host="127.0.0.1",
+            port=1234,
+            work_dir=tmp_path,
+            detoxify_files=files,
+            classifier=("http://127.0.0.1:9", "sim-guard"),
+        )
         settings = Settings.model_validate(yaml.safe_load(yaml.safe_dump(config)))
         assert settings.upstreams == ["http://127.0.0.1:9"]
         assert settings.audit.path == str(tmp_path / f"audit-{scenario.name}.db")
@@ -128,16 +138,20 @@ def test_a_local_model_set_needs_the_built_files(tmp_path):
     matrix = load_matrix()
     detoxify = build_scenarios(matrix, ["detoxify"])[2]
     with pytest.raises(ValueError, match="locally built"):
-        gateway_config(detoxify, matrix, upstream="http://x:1", host="h", port=1,
-                       work_dir=tmp_path)
+        gateway_config(detoxify, matrix, upstream="http://x:1", host="h", port=1, work_dir=tmp_path)
 
 
 def test_rounds_are_interleaved_and_rotate_per_repeat():
     one, eight = LevelPlan(1, 3, 5, 120, 0.0), LevelPlan(8, 2, 24, 120, 0.25)
-    plan = [(r, level.users, name) for r, level, name
-            in round_plan(["direct", "gateway", "pii"], (one, eight))]
-    assert plan[:6] == [(0, 1, "direct"), (0, 1, "gateway"), (0, 1, "pii"),
-                        (0, 8, "direct"), (0, 8, "gateway"), (0, 8, "pii")]
+    plan = [(r, level.users, name) for r, level, name in round_plan(["direct", "gateway", "pii"], (one, eight))]
+    assert plan[:6] == [
+        (0, 1, "direct"),
+        (0, 1, "gateway"),
+        (0, 1, "pii"),
+        (0, 8, "direct"),
+        (0, 8, "gateway"),
+        (0, 8, "pii"),
+    ]
     assert [name for _, _, name in plan[6:9]] == ["gateway", "pii", "direct"]
     # Level 8 has 2 repeats, level 1 three: the third repeat runs level 1 alone.
     assert plan[12:] == [(2, 1, "pii"), (2, 1, "direct"), (2, 1, "gateway")]

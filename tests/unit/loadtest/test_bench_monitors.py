@@ -27,11 +27,18 @@ ROOT = Path(__file__).resolve().parents[3]
 BATCHED, BIG, INLINE = Variant("m", 1), Variant("m", 32), Variant("fast", None)
 
 
-def result(variant: Variant, repeat: int, latencies: list[float], wall_s: float, batches: int,
-           batched_texts: int, tokens: int = 0, padded_tokens: int = 0,
-           cpu_s: float = 0.0) -> RoundResult:
-    return RoundResult(variant, repeat, tuple(latencies), wall_s, batches, batched_texts, tokens,
-                       padded_tokens, cpu_s)
+def result(
+    variant: Variant,
+    repeat: int,
+    latencies: list[float],
+    wall_s: float,
+    batches: int,
+    batched_texts: int,
+    tokens: int = 0,
+    padded_tokens: int = 0,
+    cpu_s: float = 0.0,
+) -> RoundResult:
+    return RoundResult(variant, repeat, tuple(latencies), wall_s, batches, batched_texts, tokens, padded_tokens, cpu_s)
 
 
 def test_batch_settings_are_sorted_and_unique():
@@ -46,9 +53,15 @@ def test_variants_are_interleaved_by_the_bench_round_plan():
     names = [BATCHED.name, BIG.name, INLINE.name]
     plan = round_plan(names, (LevelPlan(users=8, repeats=3, requests=0, duration_s=1, stagger_s=0),))
     assert [(repeat, name) for repeat, _, name in plan] == [
-        (0, "m batch 1"), (0, "m batch 32"), (0, "fast inline"),
-        (1, "m batch 32"), (1, "fast inline"), (1, "m batch 1"),
-        (2, "fast inline"), (2, "m batch 1"), (2, "m batch 32"),
+        (0, "m batch 1"),
+        (0, "m batch 32"),
+        (0, "fast inline"),
+        (1, "m batch 32"),
+        (1, "fast inline"),
+        (1, "m batch 1"),
+        (2, "fast inline"),
+        (2, "m batch 1"),
+        (2, "m batch 32"),
     ]
 
 
@@ -115,11 +128,17 @@ def _sleepy_check(texts: list[str]) -> list[Finding]:
 
 async def test_run_round_counts_texts_and_reads_batch_sizes_from_the_histogram():
     texts = [f"text {i}" for i in range(5)]
-    unbatched = await run_round(_sleepy_check, texts, Variant("s", 1), concurrency=8,
-                                duration_s=None, requests=40)
-    batched = await run_round(_sleepy_check, texts, Variant("s", 8), concurrency=8,
-                              duration_s=None, requests=40, repeat=1,
-                              token_count={text: 10 + i for i, text in enumerate(texts)})
+    unbatched = await run_round(_sleepy_check, texts, Variant("s", 1), concurrency=8, duration_s=None, requests=40)
+    batched = await run_round(
+        _sleepy_check,
+        texts,
+        Variant("s", 8),
+        concurrency=8,
+        duration_s=None,
+        requests=40,
+        repeat=1,
+        token_count={text: 10 + i for i, text in enumerate(texts)},
+    )
     assert unbatched.texts == 40 and unbatched.batches == 40 and unbatched.batched_texts == 40
     assert batched.texts == 40 and batched.batched_texts == 40 and batched.repeat == 1
     assert batched.batches < 20  # batches of several texts
@@ -136,24 +155,27 @@ async def test_an_inline_round_calls_the_check_once_per_text_and_every_user_gets
         seen.extend(texts)
         return [Finding(score=0.0) for _ in texts]
 
-    done = await run_round(check, ["a", "b", "c"], Variant("i", None), concurrency=3,
-                           duration_s=None, requests=9)
+    done = await run_round(check, ["a", "b", "c"], Variant("i", None), concurrency=3, duration_s=None, requests=9)
     assert done.texts == 9 and done.batches == 9 and done.batched_texts == 9
     assert seen == ["a", "b", "c"] * 3  # the users took turns: one text each, in order
 
 
 async def test_run_round_stops_issuing_at_the_deadline():
-    done = await run_round(_sleepy_check, ["x"], Variant("s", 4), concurrency=4,
-                           duration_s=0.05, requests=None)
+    done = await run_round(_sleepy_check, ["x"], Variant("s", 4), concurrency=4, duration_s=0.05, requests=None)
     assert 0 < done.texts < 200
     assert done.wall_s > 0.03  # the last text issued before the deadline finished after it, or nearly
 
 
 def test_options_name_the_flag_that_is_wrong():
-    for bad, match in [({"concurrency": 0}, "--concurrency"), ({"repeats": 0}, "--repeats"),
-                       ({"batches": ()}, "--batches"), ({"model": "huge"}, "--model"),
-                       ({"duration_s": None}, "--duration and --requests"),
-                       ({"ci_method": "z"}, "--ci"), ({"monitors": ()}, "--monitors")]:
+    for bad, match in [
+        ({"concurrency": 0}, "--concurrency"),
+        ({"repeats": 0}, "--repeats"),
+        ({"batches": ()}, "--batches"),
+        ({"model": "huge"}, "--model"),
+        ({"duration_s": None}, "--duration and --requests"),
+        ({"ci_method": "z"}, "--ci"),
+        ({"monitors": ()}, "--monitors"),
+    ]:
         with pytest.raises(ValueError, match=match):
             MonitorBenchOptions(**bad)
 
@@ -187,8 +209,25 @@ def _run(argv: list[str], registry: MonitorRegistry | None = None) -> int:
 def test_a_small_run_writes_a_report_that_opens_with_the_headline(tmp_path, capsys):
     registry = MonitorRegistry({"sleepy": lambda spec: SleepyMonitor(), "quick": lambda spec: InlineMonitor()})
     out = tmp_path / "report"
-    code = _run(["--monitors", "sleepy,quick", "--batches", "1,8", "--concurrency", "8", "--requests", "32",
-                 "--repeats", "2", "--warmup", "1", "--out", str(out)], registry)
+    code = _run(
+        [
+            "--monitors",
+            "sleepy,quick",
+            "--batches",
+            "1,8",
+            "--concurrency",
+            "8",
+            "--requests",
+            "32",
+            "--repeats",
+            "2",
+            "--warmup",
+            "1",
+            "--out",
+            str(out),
+        ],
+        registry,
+    )
     assert code == 0
     report = MonitorReport.model_validate(json.loads((out / "report.json").read_text()))
     rows = {(v.monitor, v.max_batch): v for v in report.variants}
@@ -234,8 +273,9 @@ def test_plain_bench_flags_still_parse_without_the_subcommand():
 
 
 def _cli(*argv: str, timeout_s: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gateway", *argv], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout_s)
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *argv], cwd=ROOT, capture_output=True, text=True, timeout=timeout_s
+    )
 
 
 def test_help_documents_every_flag():
@@ -252,9 +292,26 @@ def test_help_documents_every_flag():
 
 def test_tiny_detoxify_end_to_end(tmp_path):
     out = tmp_path / "report"
-    done = _cli("bench", "monitors", "--model", "tiny", "--cache-dir", str(tmp_path / "cache"),
-                "--batches", "1,4", "--concurrency", "4", "--requests", "16", "--repeats", "2",
-                "--warmup", "1", "--out", str(out))
+    done = _cli(
+        "bench",
+        "monitors",
+        "--model",
+        "tiny",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--batches",
+        "1,4",
+        "--concurrency",
+        "4",
+        "--requests",
+        "16",
+        "--repeats",
+        "2",
+        "--warmup",
+        "1",
+        "--out",
+        str(out),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = MonitorReport.model_validate(json.loads((out / "report.json").read_text()))
     assert [(v.max_batch, v.texts) for v in report.variants] == [(1, 32), (4, 32)]

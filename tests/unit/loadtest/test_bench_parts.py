@@ -38,8 +38,13 @@ def test_classify(outcome, verdict):
 
 def test_safety_rates_leave_errors_out():
     result = SafetyResult("x")
-    for label, verdict in [("benign", "passed"), ("benign", "blocked"), ("benign", "error"),
-                           ("toxic", "flagged"), ("toxic", "passed")]:
+    for label, verdict in [
+        ("benign", "passed"),
+        ("benign", "blocked"),
+        ("benign", "error"),
+        ("toxic", "flagged"),
+        ("toxic", "passed"),
+    ]:
         result.add(label, verdict)
     assert result.share("benign", ("blocked",)) == 0.5
     assert result.catch_rates() == {"toxic": 0.5}
@@ -65,8 +70,7 @@ def test_metrics_difference_gives_means_over_the_interval():
     metrics.monitors.duration.labels("pii", "input").observe(0.004)
     metrics.overhead.labels("holdback").observe(0.5)
     after = promscrape.parse(generate_latest(registry).decode())
-    timings = {(t.metric, tuple(t.labels.values())): t
-               for t in promscrape.timings_between(before, after)}
+    timings = {(t.metric, tuple(t.labels.values())): t for t in promscrape.timings_between(before, after)}
     pii = timings[("taxgate_monitor_duration_seconds", ("pii", "input"))]
     assert pii.count == 2 and pii.mean_ms == pytest.approx(3.0)
     assert timings[("taxgate_overhead_seconds", ("holdback",))].mean_ms == pytest.approx(500.0)
@@ -96,22 +100,27 @@ def test_the_plan_sizes_rounds_by_requests_per_level(tmp_path):
     # At least 30 requests per scenario at 1 user, so its percentiles are more than a few points.
     assert one.requests * one.repeats >= 30
     assert options.rounds_total == 15
-    timed = BenchOptions(out=tmp_path, concurrency=(4,), warmup_s=0, max_tokens=8,
-                         duration_s=3, repeats=2, requests_per_user=9)
+    timed = BenchOptions(
+        out=tmp_path, concurrency=(4,), warmup_s=0, max_tokens=8, duration_s=3, repeats=2, requests_per_user=9
+    )
     (plan,) = timed.plans
     assert (plan.requests, plan.duration_s, plan.repeats) == (0, 3, 2)
-    sized = BenchOptions(out=tmp_path, concurrency=(4,), warmup_s=0, max_tokens=8,
-                         requests_per_user=9)
+    sized = BenchOptions(out=tmp_path, concurrency=(4,), warmup_s=0, max_tokens=8, requests_per_user=9)
     assert sized.plans[0].requests == 36
 
 
 def test_options_validate_their_ranges(tmp_path):
     base = dict(out=tmp_path, concurrency=(1,), duration_s=1, repeats=1, warmup_s=0, max_tokens=8)
     BenchOptions(**base)
-    for bad, match in [({"concurrency": ()}, "concurrency"), ({"duration_s": 0}, "duration"),
-                       ({"repeats": 0}, "repeats"), ({"max_tokens": 1}, "max-tokens"),
-                       ({"ci_method": "z"}, "--ci"), ({"requests_per_user": 0}, "requests"),
-                       ({"profile_name": "huge"}, "profile")]:
+    for bad, match in [
+        ({"concurrency": ()}, "concurrency"),
+        ({"duration_s": 0}, "duration"),
+        ({"repeats": 0}, "repeats"),
+        ({"max_tokens": 1}, "max-tokens"),
+        ({"ci_method": "z"}, "--ci"),
+        ({"requests_per_user": 0}, "requests"),
+        ({"profile_name": "huge"}, "profile"),
+    ]:
         with pytest.raises(ValueError, match=match):
             BenchOptions(**{**base, **bad})
 
@@ -127,7 +136,9 @@ def test_a_child_that_dies_is_named_with_its_log_tail(tmp_path):
     child = ManagedProcess(
         "gateway for scenario 'pii'",
         [sys.executable, "-c", "import sys; print('bad config: monitors.0.name'); sys.exit(2)"],
-        tmp_path / "gw.log", f"http://127.0.0.1:{port}/ready", f"http://127.0.0.1:{port}",
+        tmp_path / "gw.log",
+        f"http://127.0.0.1:{port}/ready",
+        f"http://127.0.0.1:{port}",
     )
     with ProcessGroup() as group:
         group.add(child)
@@ -141,9 +152,13 @@ def test_a_child_that_dies_is_named_with_its_log_tail(tmp_path):
 
 def test_a_child_that_never_gets_ready_times_out_and_is_stopped(tmp_path):
     port = free_port()
-    child = ManagedProcess("simulator", [sys.executable, "-c", "import time; time.sleep(60)"],
-                           tmp_path / "sim.log", f"http://127.0.0.1:{port}/health",
-                           f"http://127.0.0.1:{port}")
+    child = ManagedProcess(
+        "simulator",
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        tmp_path / "sim.log",
+        f"http://127.0.0.1:{port}/health",
+        f"http://127.0.0.1:{port}",
+    )
     with pytest.raises(ProcessError, match="simulator was not ready"):
         with ProcessGroup() as group:
             group.add(child)

@@ -15,23 +15,36 @@ NAMES = ["direct", "gateway", "pii", "detoxify"]
 
 
 def round_of(ttft, e2e=0.5, n=8, t0=1000.0):
-    return [Sample(start=t0 + i * e2e, status=200, ttft_s=ttft, e2e_s=e2e,
-                   itls_s=tuple([(e2e - ttft) / 4] * 4), output_tokens=5, error=None, blocked=False)
-            for i in range(n)]
+    return [
+        Sample(
+            start=t0 + i * e2e,
+            status=200,
+            ttft_s=ttft,
+            e2e_s=e2e,
+            itls_s=tuple([(e2e - ttft) / 4] * 4),
+            output_tokens=5,
+            error=None,
+            blocked=False,
+        )
+        for i in range(n)
+    ]
 
 
 def cell(name, ttfts, users=16):
     return cell_stats(name, users, [round_of(t) for t in ttfts])
 
 
-@pytest.mark.parametrize(("estimate", "resolved"), [
-    (Estimate(2.0, -2.9, 6.9, 6), True),  # ±4.9 ms
-    (Estimate(2.0, -3.5, 7.5, 6), False),  # ±5.5 ms
-    (Estimate(100.0, 91.0, 109.0, 6), True),  # ±9 ms, under 10 % of the tax
-    (Estimate(-100.0, -111.0, -89.0, 6), False),  # ±11 ms: over 10 % either sign
-    (Estimate(3.0, None, None, 1), False),  # one repeat: no spread known
-    (None, True),  # nothing measured: more repeats would not measure it
-])
+@pytest.mark.parametrize(
+    ("estimate", "resolved"),
+    [
+        (Estimate(2.0, -2.9, 6.9, 6), True),  # ±4.9 ms
+        (Estimate(2.0, -3.5, 7.5, 6), False),  # ±5.5 ms
+        (Estimate(100.0, 91.0, 109.0, 6), True),  # ±9 ms, under 10 % of the tax
+        (Estimate(-100.0, -111.0, -89.0, 6), False),  # ±11 ms: over 10 % either sign
+        (Estimate(3.0, None, None, 1), False),  # one repeat: no spread known
+        (None, True),  # nothing measured: more repeats would not measure it
+    ],
+)
 def test_interval_resolved_by_absolute_or_relative_width(estimate, resolved):
     assert Precision().resolves_ms(estimate) is resolved
 

@@ -30,8 +30,7 @@ LEVELS = (1, 4)
 
 def closed_loop(ttft: float, e2e: float, n: int = 6, tokens: int = 8) -> list[Sample]:
     gap = (e2e - ttft) / (tokens - 1)
-    return [Sample(100.0 + i * e2e, 200, ttft, e2e, (gap,) * (tokens - 1), tokens, user=0)
-            for i in range(n)]
+    return [Sample(100.0 + i * e2e, 200, ttft, e2e, (gap,) * (tokens - 1), tokens, user=0) for i in range(n)]
 
 
 # Cores per part in every round; at 4 users the machine (2 cores here) is saturated.
@@ -49,24 +48,34 @@ def synthetic_result(tmp_path: Path) -> BenchResult:
     cells = {}
     for scenario in scenarios:
         for level in LEVELS:
-            rounds = [closed_loop(0.1 + extra[scenario.name] + r * 0.002, 1.0 + level * 0.01)
-                      for r in range(2)]
+            rounds = [closed_loop(0.1 + extra[scenario.name] + r * 0.002, 1.0 + level * 0.01) for r in range(2)]
             cells[(scenario.name, level)] = cell_stats(
-                scenario.name, level, rounds, [round_cpu(scenario.name, level)] * 2)
+                scenario.name, level, rounds, [round_cpu(scenario.name, level)] * 2
+            )
     pii = SafetyResult("pii")
-    for label, verdict, count in [("benign", "passed", 9), ("benign", "altered", 1),
-                                  ("pii", "altered", 5), ("toxic", "passed", 5),
-                                  ("toxic", "error", 1)]:
+    for label, verdict, count in [
+        ("benign", "passed", 9),
+        ("benign", "altered", 1),
+        ("pii", "altered", 5),
+        ("toxic", "passed", 5),
+        ("toxic", "error", 1),
+    ]:
         for _ in range(count):
             pii.add(label, verdict)
-    options = BenchOptions(out=tmp_path, concurrency=LEVELS, repeats=2,
-                           warmup_s=1, max_tokens=8, command="taxgate bench --quick")
+    options = BenchOptions(
+        out=tmp_path, concurrency=LEVELS, repeats=2, warmup_s=1, max_tokens=8, command="taxgate bench --quick"
+    )
     return BenchResult(
-        options=options, scenarios=scenarios, cells=cells, safety={"pii": pii},
-        timings={"pii": [Timing("taxgate_monitor_duration_seconds",
-                                {"monitor": "pii", "stage": "input"}, 10, 0.25)]},
-        model="sim-llama-8b", upstream_kind="simulator", wall_s=12.0,
-        started_at=datetime(2026, 1, 2, tzinfo=UTC), phases_s={"rounds": 10.0},
+        options=options,
+        scenarios=scenarios,
+        cells=cells,
+        safety={"pii": pii},
+        timings={"pii": [Timing("taxgate_monitor_duration_seconds", {"monitor": "pii", "stage": "input"}, 10, 0.25)]},
+        model="sim-llama-8b",
+        upstream_kind="simulator",
+        wall_s=12.0,
+        started_at=datetime(2026, 1, 2, tzinfo=UTC),
+        phases_s={"rounds": 10.0},
     )
 
 
@@ -98,8 +107,7 @@ def test_tax_rows_against_both_baselines(report):
     assert ("gateway", "direct", 1) in pairs
     assert ("pii", "gateway", 4) in pairs
     assert ("gateway", "gateway", 1) not in pairs
-    row = next(t for t in report.tax
-               if (t.scenario, t.baseline, t.concurrency) == ("pii", "direct", 1))
+    row = next(t for t in report.tax if (t.scenario, t.baseline, t.concurrency) == ("pii", "direct", 1))
     assert row.ttft_ms.p50.value == pytest.approx(500.0)
     # Both repeats add exactly 500 ms: a zero-width interval.
     assert row.ttft_ms.p50.ci_low == pytest.approx(500.0)
@@ -156,11 +164,9 @@ def test_gateway_cpu_per_1k_tokens_and_its_tax(report):
     assert pii.gateway_cpu_s_per_1k_tokens == pytest.approx(0.016 / (8 / 1.01) * 1000)
     direct = next(s for s in report.scenarios if s.name == "direct" and s.concurrency == 1)
     assert direct.gateway_cpu_s_per_1k_tokens is None
-    over = next(t for t in report.tax
-                if (t.scenario, t.baseline, t.concurrency) == ("pii", "gateway", 1))
+    over = next(t for t in report.tax if (t.scenario, t.baseline, t.concurrency) == ("pii", "gateway", 1))
     assert over.cpu_s_per_1k_tokens.value == pytest.approx(0.008 / (8 / 1.01) * 1000)
-    total = next(t for t in report.tax
-                 if (t.scenario, t.baseline, t.concurrency) == ("gateway", "direct", 1))
+    total = next(t for t in report.tax if (t.scenario, t.baseline, t.concurrency) == ("gateway", "direct", 1))
     assert total.cpu_s_per_1k_tokens.value == pytest.approx(0.008 / (8 / 1.01) * 1000)
 
 
@@ -211,8 +217,7 @@ def test_the_headline_counts_false_positives_of_any_action_and_names_flagged_lev
     # An annotate-only set that flags every item: it blocks nothing, yet every benign item is
     # a false positive (the headline once read 0 % for it).
     detoxify = SafetyResult("detoxify")
-    for label, source in [("benign", "docs"), ("benign", "forum"), ("harmful_request", "redteam"),
-                          ("toxic", "forum")]:
+    for label, source in [("benign", "docs"), ("benign", "forum"), ("harmful_request", "redteam"), ("toxic", "forum")]:
         for _ in range(5):
             detoxify.add(label, "flagged", source)
     result.safety["detoxify"] = detoxify
@@ -239,9 +244,12 @@ def test_a_rate_with_nothing_to_measure_reads_n_a_and_why(report):
     pii.catch_rate["jailbreak"] = None
     text = " ".join(cell for row in safety_table(report).rows for cell in row)
     assert "n/a (all 3 jailbreak items errored)" in text
-    no_benign = pii.model_copy(update={
-        "counts": {k: v for k, v in pii.counts.items() if k != "benign"},
-        **dict.fromkeys(("false_positive_rate", "false_block_rate", "false_alter_rate", "false_flag_rate"))})
+    no_benign = pii.model_copy(
+        update={
+            "counts": {k: v for k, v in pii.counts.items() if k != "benign"},
+            **dict.fromkeys(("false_positive_rate", "false_block_rate", "false_alter_rate", "false_flag_rate")),
+        }
+    )
     report.safety[0] = no_benign
     row = safety_table(report).rows[0]
     assert row[-6:-2] == ("n/a (no benign item)",) * 4

@@ -14,10 +14,13 @@ def test_each_route_body_is_what_the_simulator_parses():
         body = request_body(route, "m", "hello there", 7, stream=True, ignore_eos=True)
         parsed = parse(orjson.dumps(body))
         assert (parsed.echo_text, parsed.max_tokens, parsed.stream, parsed.ignore_eos) == (
-            "hello there", 7, True, True), route
+            "hello there",
+            7,
+            True,
+            True,
+        ), route
     assert PATHS == {"chat": "/v1/chat/completions", "responses": "/v1/responses"}
-    assert request_body("chat", "m", "x", 2, stream=True, ignore_eos=False)["stream_options"] \
-        == {"include_usage": True}
+    assert request_body("chat", "m", "x", 2, stream=True, ignore_eos=False)["stream_options"] == {"include_usage": True}
 
 
 def test_whole_responses_answer_text_and_block():

@@ -16,8 +16,7 @@ def chunk(content=None, finish=None, usage=None, role=None):
         delta["role"] = role
     if content is not None:
         delta["content"] = content
-    event = {"object": "chat.completion.chunk",
-             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    event = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
     if usage is not None:
         event["usage"] = usage
     return b"data: " + orjson.dumps(event) + b"\n"
@@ -86,9 +85,16 @@ def feed_lines(timer: StreamTimer, reads: list[tuple[bytes, float]]) -> None:
 def test_responses_stream_times_its_text_deltas_and_reads_the_final_usage():
     encoder = EventEncoder("resp_1", "m", prompt_tokens=3)
     timer = StreamTimer(keep_text=True, route="responses")
-    feed_lines(timer, [(encoder.start(), 0.05), (encoder.delta("Hel"), 0.10),
-                       (encoder.delta("lo"), 0.12), (encoder.delta(" you"), 0.15),
-                       (encoder.finish(7, "stop"), 0.16)])
+    feed_lines(
+        timer,
+        [
+            (encoder.start(), 0.05),
+            (encoder.delta("Hel"), 0.10),
+            (encoder.delta("lo"), 0.12),
+            (encoder.delta(" you"), 0.15),
+            (encoder.finish(7, "stop"), 0.16),
+        ],
+    )
     result = timer.finish()
     assert result.ttft_s == 0.10  # not the response.created before it
     assert result.itls_s == pytest.approx([0.02, 0.03])
@@ -98,20 +104,29 @@ def test_responses_stream_times_its_text_deltas_and_reads_the_final_usage():
 
 
 def test_responses_stream_ends_blocked_or_failed():
-    cut = {"type": "response.incomplete", "sequence_number": 5, "response": {
-        "status": "incomplete", "incomplete_details": {"reason": "content_filter"}}}
+    cut = {
+        "type": "response.incomplete",
+        "sequence_number": 5,
+        "response": {"status": "incomplete", "incomplete_details": {"reason": "content_filter"}},
+    }
     timer = StreamTimer(route="responses")
     timer.feed(b"event: response.incomplete\n", 0.1)
     timer.feed(b"data: " + orjson.dumps(cut) + b"\n", 0.1)
     assert timer.finish().blocked
-    error = {"type": "error", "code": "bad_gateway", "message": "upstream broke the stream",
-             "param": None, "sequence_number": 9}
+    error = {
+        "type": "error",
+        "code": "bad_gateway",
+        "message": "upstream broke the stream",
+        "param": None,
+        "sequence_number": 9,
+    }
     timer = StreamTimer(route="responses")
-    feed_lines(timer, [(EventEncoder("r", "m", 1).delta("hi"), 0.1),
-                       (b"event: error\ndata: " + orjson.dumps(error) + b"\n\n", 0.2)])
+    feed_lines(
+        timer,
+        [(EventEncoder("r", "m", 1).delta("hi"), 0.1), (b"event: error\ndata: " + orjson.dumps(error) + b"\n\n", 0.2)],
+    )
     assert timer.finish().error == "upstream broke the stream"
-    failed = {"type": "response.failed", "response": {"status": "failed",
-                                                      "error": {"message": "engine died"}}}
+    failed = {"type": "response.failed", "response": {"status": "failed", "error": {"message": "engine died"}}}
     timer = StreamTimer(route="responses")
     timer.feed(b"data: " + orjson.dumps(failed), 0.1)
     assert timer.finish().error == "engine died"
@@ -120,11 +135,9 @@ def test_responses_stream_ends_blocked_or_failed():
 def test_samples_round_trip_through_a_file(tmp_path):
     path = tmp_path / "s.jsonl"
     writer = SampleWriter(path)
-    first = Sample(start=1.5, status=200, ttft_s=0.1, e2e_s=0.5, itls_s=(0.1, 0.2),
-                   output_tokens=3)
+    first = Sample(start=1.5, status=200, ttft_s=0.1, e2e_s=0.5, itls_s=(0.1, 0.2), output_tokens=3)
     writer.write(first)
-    writer.write(Sample(start=2.0, status=502, ttft_s=None, e2e_s=None, itls_s=(),
-                        output_tokens=0, error="HTTP 502"))
+    writer.write(Sample(start=2.0, status=502, ttft_s=None, e2e_s=None, itls_s=(), output_tokens=0, error="HTTP 502"))
     writer.close()
     # A writer killed mid-line leaves a torn last line: skipped, not fatal.
     with path.open("ab") as f:

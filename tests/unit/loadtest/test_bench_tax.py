@@ -14,8 +14,9 @@ from loadtest.bench.tax import tax_row, tax_rows
 
 def sample(start, ttft, e2e, tokens=5, itl=None, error=None, blocked=False):
     gaps = tuple(itl) if itl is not None else tuple([(e2e - ttft) / (tokens - 1)] * (tokens - 1))
-    return Sample(start=start, status=200, ttft_s=ttft, e2e_s=e2e, itls_s=gaps,
-                  output_tokens=tokens, error=error, blocked=blocked)
+    return Sample(
+        start=start, status=200, ttft_s=ttft, e2e_s=e2e, itls_s=gaps, output_tokens=tokens, error=error, blocked=blocked
+    )
 
 
 def closed_loop(ttft, e2e, n=5, tokens=5, t0=1000.0):
@@ -86,14 +87,17 @@ def test_tax_row_refuses_mismatched_concurrency():
 
 def test_tax_rows_pair_each_scenario_with_both_baselines():
     cells = {
-        (name, c): cell_stats(name, c, [closed_loop(0.1, 0.5)])
-        for name in ("direct", "gateway", "pii") for c in (1, 8)
+        (name, c): cell_stats(name, c, [closed_loop(0.1, 0.5)]) for name in ("direct", "gateway", "pii") for c in (1, 8)
     }
     rows = tax_rows(cells, ["direct", "gateway", "pii"], [1, 8], rng=random.Random(0))
     pairs = {(r.scenario, r.baseline, r.concurrency) for r in rows}
     assert pairs == {
-        ("gateway", "direct", 1), ("pii", "direct", 1), ("pii", "gateway", 1),
-        ("gateway", "direct", 8), ("pii", "direct", 8), ("pii", "gateway", 8),
+        ("gateway", "direct", 1),
+        ("pii", "direct", 1),
+        ("pii", "gateway", 1),
+        ("gateway", "direct", 8),
+        ("pii", "direct", 8),
+        ("pii", "gateway", 8),
     }
 
 

@@ -37,16 +37,16 @@ def find_pii(text: str) -> list[str]:
     """What a basic PII detector would flag; validated where a checksum exists."""
     found = []
     found += re.findall(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", text)
-    found += re.findall(r"(?:\+\d{1,2}\s?)?(?:\(\d{3}\)\s?|\d{3}-)555-\d{4}|\+44 20 7946 \d{4}",
-                        text)
-    found += [m for m in re.findall(r"\b\d(?:[ -]?\d){12,18}\b", text)
-              if luhn_ok(re.sub(r"\D", "", m))]
-    found += [m for m in re.findall(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b", text)
-              if iban_ok(m.replace(" ", ""))]
+    found += re.findall(r"(?:\+\d{1,2}\s?)?(?:\(\d{3}\)\s?|\d{3}-)555-\d{4}|\+44 20 7946 \d{4}", text)
+    found += [m for m in re.findall(r"\b\d(?:[ -]?\d){12,18}\b", text) if luhn_ok(re.sub(r"\D", "", m))]
+    found += [m for m in re.findall(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b", text) if iban_ok(m.replace(" ", ""))]
     found += re.findall(r"\b\d{3}-\d{2}-\d{4}\b", text)
     found += re.findall(r"\b(?:\d{1,3}\.){3}\d{1,3}\b", text)
-    found += re.findall(r"\bAKIA[0-9A-Z]{16}\b|\bghp_[A-Za-z0-9]{36}\b"
-                        r"|\bsk-(?:proj-)?[A-Za-z0-9]{32,}", text)
+    found += re.findall(
+        r"\bAKIA[0-9A-Z]{16}\b|\bghp_[A-Za-z0-9]{36}\b"
+        r"|\bsk-(?:proj-)?[A-Za-z0-9]{32,}",
+        text,
+    )
     return found
 
 
@@ -74,9 +74,16 @@ def test_every_pii_item_carries_something_a_detector_finds(items):
 
 def test_every_pii_kind_is_represented(items):
     joined = "\n".join(item.text for item in items if item.label == "pii")
-    for pattern in (r"@example\.", r"555-01\d\d", r"\d{3}-\d{2}-\d{4}", r"\bAKIA", r"\bghp_",
-                    r"\bsk-", r"\b203\.0\.113\.|\b192\.0\.2\.|\b198\.51\.100\.",
-                    r"\b[A-Z]{2}\d{2} ?[A-Z0-9]{4}"):
+    for pattern in (
+        r"@example\.",
+        r"555-01\d\d",
+        r"\d{3}-\d{2}-\d{4}",
+        r"\bAKIA",
+        r"\bghp_",
+        r"\bsk-",
+        r"\b203\.0\.113\.|\b192\.0\.2\.|\b198\.51\.100\.",
+        r"\b[A-Z]{2}\d{2} ?[A-Z0-9]{4}",
+    ):
         assert re.search(pattern, joined), pattern
 
 
@@ -102,12 +109,15 @@ def test_own_file(tmp_path: Path):
     assert load_dataset(path) == [Item("a", "x"), Item("b", "y")]
 
 
-@pytest.mark.parametrize("line, message", [
-    ("{not json", "not valid JSON"),
-    ('["a"]', "expected a JSON object"),
-    ('{"label": "x"}', "'text'"),
-    ('{"text": "a"}', "'label'"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("{not json", "not valid JSON"),
+        ('["a"]', "expected a JSON object"),
+        ('{"label": "x"}', "'text'"),
+        ('{"text": "a"}', "'label'"),
+    ],
+)
 def test_malformed_lines_name_file_and_line(tmp_path: Path, line, message):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"text": "fine", "label": "ok"}\n' + line + "\n")
@@ -148,8 +158,12 @@ def test_check_mode_names_the_stale_file_and_writes_nothing(tmp_path):
     stale = tmp_path / "toxic.jsonl"
     lines = stale.read_bytes().splitlines(keepends=True)
     stale.write_bytes(b"".join(lines[:-1]))
-    result = subprocess.run([sys.executable, str(DATA_DIR / "generate.py"), "--check",
-                             "--out-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(DATA_DIR / "generate.py"), "--check", "--out-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1
     assert result.stderr == f"{stale} is stale: run python loadtest/data/generate.py\n"
     assert stale.read_bytes() == b"".join(lines[:-1])
@@ -198,9 +212,9 @@ def test_generated_pii_values_pass_their_checksums():
 
 def test_csv_with_a_column_map(tmp_path):
     from loadtest.datasets import DatasetSpec
+
     path = tmp_path / "rows.csv"
-    path.write_text('prompt,cls,source\n"hello, there",benign,chat\n"multi\nline",toxic,x\n',
-                    encoding="utf-8")
+    path.write_text('prompt,cls,source\n"hello, there",benign,chat\n"multi\nline",toxic,x\n', encoding="utf-8")
     spec = DatasetSpec.parse(f"mine={path}:text=prompt,label=cls")
     assert spec.name == "mine" and spec.path == path
     items = spec.load()
@@ -216,6 +230,7 @@ def test_csv_with_a_column_map(tmp_path):
 
 def test_dataset_spec_names():
     from loadtest.datasets import DatasetSpec
+
     assert DatasetSpec.parse("/data/external/test").name == "external/test"
     assert DatasetSpec.parse("/data/my.jsonl").name == "my"
     with pytest.raises(DatasetError, match="column map"):

@@ -76,8 +76,11 @@ def test_a_server_that_never_answers_200_times_out_saying_what_it_answered(http_
     log = tmp_path / "stub.log"
     log.write_text("still loading the model\n")
     with pytest.raises(ServerNotReady) as caught:
-        wait_ready([Server("stub", http_server + "/ready", log_path=log),
-                    Server("other", http_server + "/also")], timeout_s=0.2, poll_s=0.02)
+        wait_ready(
+            [Server("stub", http_server + "/ready", log_path=log), Server("other", http_server + "/also")],
+            timeout_s=0.2,
+            poll_s=0.02,
+        )
     message = str(caught.value)
     assert "stub was not ready at" in message and "(last: HTTP 503)" in message
     assert "also not ready: other" in message and "still loading the model" in message
@@ -92,13 +95,15 @@ def test_nothing_listening_is_not_ready_yet(tmp_path):
 def test_a_process_that_died_fails_the_wait_at_once_with_its_log(tmp_path):
     log = tmp_path / "child.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-c", "import sys; print('bad config: port'); sys.exit(3)"],
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "import sys; print('bad config: port'); sys.exit(3)"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     proc.wait(timeout=30)
     started = time.monotonic()
     with pytest.raises(ServerDied) as caught:
-        wait_ready(Server("the gateway", f"http://127.0.0.1:{free_port()}/ready", proc, log),
-                   timeout_s=120)
+        wait_ready(Server("the gateway", f"http://127.0.0.1:{free_port()}/ready", proc, log), timeout_s=120)
     assert time.monotonic() - started < 60  # it did not wait out the two minutes
     message = str(caught.value)
     assert "the gateway exited with status 3 before" in message

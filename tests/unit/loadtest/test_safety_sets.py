@@ -20,8 +20,9 @@ def test_wilson_interval_known_values():
 def test_several_datasets_keep_their_labels_apart(tmp_path):
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     a.write_text('{"text": "hi", "label": "benign"}\n', encoding="utf-8")
-    b.write_text('{"text": "yo", "label": "toxic", "source": "forum"}\n{"text": "ok", "label": "benign"}\n',
-                 encoding="utf-8")
+    b.write_text(
+        '{"text": "yo", "label": "toxic", "source": "forum"}\n{"text": "ok", "label": "benign"}\n', encoding="utf-8"
+    )
     items = safety_items([DatasetSpec.parse(str(a)), DatasetSpec.parse(f"ext={b}")])
     # The source: the item's own field, else its dataset's name.
     assert items == [("hi", "a/benign", "a"), ("yo", "ext/toxic", "forum"), ("ok", "ext/benign", "ext")]
@@ -33,8 +34,11 @@ def test_several_datasets_keep_their_labels_apart(tmp_path):
 
 def test_result_pools_benign_labels_and_gives_intervals():
     result = SafetyResult("s")
-    result.counts = {"ext/benign": Counter(passed=98, altered=1, blocked=1),
-                     "ext/toxic": Counter(blocked=30, passed=70), "benign": Counter(passed=100)}
+    result.counts = {
+        "ext/benign": Counter(passed=98, altered=1, blocked=1),
+        "ext/toxic": Counter(blocked=30, passed=70),
+        "benign": Counter(passed=100),
+    }
     assert is_benign("ext/benign") and not is_benign("ext/toxic")
     assert set(result.catch_rates()) == {"ext/toxic"}
     assert result.benign_share(("blocked", "altered")) == pytest.approx(2 / 200)
@@ -46,9 +50,12 @@ def test_result_pools_benign_labels_and_gives_intervals():
 def test_rates_per_source_any_label_and_false_positives_of_any_action():
     result = SafetyResult("s")
     for label, verdict, source, count in [
-            ("harmful_request", "blocked", "redteam", 8), ("harmful_request", "passed", "redteam", 2),
-            ("harmful_request", "passed", "forum", 10), ("benign", "flagged", "forum", 10),
-            ("benign", "passed", "docs", 10)]:
+        ("harmful_request", "blocked", "redteam", 8),
+        ("harmful_request", "passed", "redteam", 2),
+        ("harmful_request", "passed", "forum", 10),
+        ("benign", "flagged", "forum", 10),
+        ("benign", "passed", "docs", 10),
+    ]:
         for _ in range(count):
             result.add(label, verdict, source)
     assert result.catch_rates() == {"harmful_request": pytest.approx(8 / 20)}

@@ -30,7 +30,7 @@ def events(text: str) -> list[dict | str]:
     for block in text.split("\n\n"):
         if block:
             assert block.startswith("data: ")
-            payload = block[len("data: "):]
+            payload = block[len("data: ") :]
             out.append(payload if payload == "[DONE]" else orjson.loads(payload))
     return out
 
@@ -60,8 +60,9 @@ async def test_non_streamed_chat_echoes_with_usage():
 
 async def test_streamed_chat_sequence_like_vllm():
     async with client_for() as client:
-        response = await client.post(CHAT, json=chat(
-            "One two three.", stream=True, stream_options={"include_usage": True}))
+        response = await client.post(
+            CHAT, json=chat("One two three.", stream=True, stream_options={"include_usage": True})
+        )
     assert response.headers["content-type"].startswith("text/event-stream")
     got = events(response.text)
     assert got[-1] == "[DONE]"
@@ -76,16 +77,18 @@ async def test_streamed_chat_sequence_like_vllm():
 
 async def test_ignore_eos_gives_exactly_max_tokens():
     async with client_for() as client:
-        body = (await client.post("/v1/completions", json={
-            "model": "sim", "prompt": "hi", "max_tokens": 25, "ignore_eos": True})).json()
+        body = (
+            await client.post(
+                "/v1/completions", json={"model": "sim", "prompt": "hi", "max_tokens": 25, "ignore_eos": True}
+            )
+        ).json()
     assert body["usage"]["completion_tokens"] == 25
     assert body["choices"][0]["finish_reason"] == "length"
 
 
 async def test_streamed_completion_without_usage():
     async with client_for() as client:
-        response = await client.post("/v1/completions", json={
-            "prompt": "a b c", "max_tokens": 2, "stream": True})
+        response = await client.post("/v1/completions", json={"prompt": "a b c", "max_tokens": 2, "stream": True})
     got = events(response.text)
     assert [e["choices"][0]["text"] for e in got[:-1]] == ["a", " b"]
     assert got[-2]["choices"][0]["finish_reason"] == "length" and "usage" not in got[-2]
@@ -132,14 +135,15 @@ async def test_random_mode_is_reproducible_per_seed():
 
 async def test_tokenize_and_detokenize_like_vllm():
     async with client_for() as client:
-        tokens = (await client.post("/tokenize", json={"model": "sim", "prompt": "Hi there"}))
+        tokens = await client.post("/tokenize", json={"model": "sim", "prompt": "Hi there"})
         body = tokens.json()
         assert body["count"] == len(body["tokens"]) == 2 and body["max_model_len"] > 0
         back = await client.post("/detokenize", json={"model": "sim", "tokens": body["tokens"]})
         assert back.json() == {"prompt": "Hi there"}
         # A token-id prompt in echo mode says its text back, and counts its ids.
-        echoed = (await client.post("/v1/completions", json={
-            "model": "sim", "prompt": body["tokens"], "max_tokens": 5})).json()
+        echoed = (
+            await client.post("/v1/completions", json={"model": "sim", "prompt": body["tokens"], "max_tokens": 5})
+        ).json()
         assert echoed["choices"][0]["text"] == "Hi there"
         assert echoed["usage"]["prompt_tokens"] == 2
         bad = await client.post("/detokenize", json={"model": "sim", "tokens": [7]})

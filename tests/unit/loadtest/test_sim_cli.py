@@ -24,13 +24,39 @@ def test_defaults_match_the_settings_defaults():
 
 
 def test_every_flag_reaches_the_settings():
-    settings = settings_from_args(parse(
-        "--host", "0.0.0.0", "--port", "9001", "--profile", "tiny-cpu", "--output-mode", "corpus",
-        "--corpus", "x.jsonl", "--max-num-seqs", "3", "--seed", "9", "--model", "m",
-        "--max-model-len", "512"))
-    assert settings == SimSettings(host="0.0.0.0", port=9001, profile="tiny-cpu",
-                                   output_mode="corpus", corpus_path=Path("x.jsonl"),
-                                   max_num_seqs=3, seed=9, model="m", max_model_len=512)
+    settings = settings_from_args(
+        parse(
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "9001",
+            "--profile",
+            "tiny-cpu",
+            "--output-mode",
+            "corpus",
+            "--corpus",
+            "x.jsonl",
+            "--max-num-seqs",
+            "3",
+            "--seed",
+            "9",
+            "--model",
+            "m",
+            "--max-model-len",
+            "512",
+        )
+    )
+    assert settings == SimSettings(
+        host="0.0.0.0",
+        port=9001,
+        profile="tiny-cpu",
+        output_mode="corpus",
+        corpus_path=Path("x.jsonl"),
+        max_num_seqs=3,
+        seed=9,
+        model="m",
+        max_model_len=512,
+    )
     assert settings.latency_profile().max_num_seqs == 3
 
 
@@ -45,8 +71,9 @@ def test_unknown_profile_is_a_usage_error():
         parse("--profile", "gpt-5")
 
 
-@pytest.mark.parametrize("overrides", [{"profile": "nope"}, {"output_mode": "poetry"},
-                                       {"max_num_seqs": 0}, {"model": ""}])
+@pytest.mark.parametrize(
+    "overrides", [{"profile": "nope"}, {"output_mode": "poetry"}, {"max_num_seqs": 0}, {"model": ""}]
+)
 def test_settings_reject_nonsense(overrides):
     with pytest.raises(ValueError):
         SimSettings(**overrides)

@@ -13,8 +13,7 @@ from loadtest.sim.output import Output
 from loadtest.sim.timing import LatencyProfile
 from tests.waiting import wait_until
 
-FAST = LatencyProfile("fast", prefill_s_per_token=0.0, step_base_s=0.001, step_per_seq_s=0.0,
-                      max_num_seqs=2)
+FAST = LatencyProfile("fast", prefill_s_per_token=0.0, step_base_s=0.001, step_per_seq_s=0.0, max_num_seqs=2)
 
 
 @pytest.fixture
@@ -69,8 +68,14 @@ async def test_abort_frees_the_slot_and_is_counted(engine):
 
 
 async def test_request_overhead_delays_entry_and_abort_during_it_wins():
-    slow_api = LatencyProfile("slow-api", prefill_s_per_token=0.0, step_base_s=0.001,
-                              step_per_seq_s=0.0, max_num_seqs=4, request_overhead_s=0.05)
+    slow_api = LatencyProfile(
+        "slow-api",
+        prefill_s_per_token=0.0,
+        step_base_s=0.001,
+        step_per_seq_s=0.0,
+        max_num_seqs=4,
+        request_overhead_s=0.05,
+    )
     engine = SimEngine(slow_api, random.Random(0))
     task = asyncio.create_task(engine.run())
     try:

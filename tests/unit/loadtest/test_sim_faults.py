@@ -49,10 +49,15 @@ def test_an_answer_of_no_tokens_still_gets_its_fault_at_zero():
     assert {f.after_chunks for f in draws(FaultRates(reset=1.0), 20, max_chunks=0)} == {0}
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"reset": -0.1}, "between 0 and 1"), ({"garbage": 1.5}, "between 0 and 1"),
-    ({"reset": 0.6, "stall": 0.6}, "add up to 1.2"), ({"stall_s": 0}, "stall_s"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"reset": -0.1}, "between 0 and 1"),
+        ({"garbage": 1.5}, "between 0 and 1"),
+        ({"reset": 0.6, "stall": 0.6}, "add up to 1.2"),
+        ({"stall_s": 0}, "stall_s"),
+    ],
+)
 def test_bad_rates_say_what_is_wrong(kwargs, message):
     with pytest.raises(ValueError, match=message):
         FaultRates(**kwargs)
@@ -60,8 +65,9 @@ def test_bad_rates_say_what_is_wrong(kwargs, message):
 
 def test_only_injected_tracebacks_are_dropped():
     def record(exc: BaseException) -> logging.LogRecord:
-        return logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, "Exception in "
-                                 "ASGI application", None, (type(exc), exc, None))
+        return logging.LogRecord(
+            "uvicorn.error", logging.ERROR, __file__, 1, "Exception in ASGI application", None, (type(exc), exc, None)
+        )
 
     keep = DropInjectedTracebacks()
     assert keep.filter(record(InjectedFault("reset"))) is False

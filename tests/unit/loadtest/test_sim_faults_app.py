@@ -8,8 +8,7 @@ from tests.unit.loadtest.test_sim_app import CHAT, chat, client_for
 
 async def injected(client, kind: str) -> float:
     text = (await client.get("/metrics")).text
-    line = next(line for line in text.splitlines()
-                if line.startswith(f'sim_injected_faults_total{{kind="{kind}"}}'))
+    line = next(line for line in text.splitlines() if line.startswith(f'sim_injected_faults_total{{kind="{kind}"}}'))
     return float(line.rsplit(" ", 1)[1])
 
 
@@ -50,8 +49,7 @@ async def test_stall_pauses_then_the_answer_completes():
 async def test_no_faults_by_default():
     async with client_for() as client:
         for _ in range(20):
-            assert (await client.post(CHAT, json=chat("hi", stream=True))).content.endswith(
-                b"[DONE]\n\n")
+            assert (await client.post(CHAT, json=chat("hi", stream=True))).content.endswith(b"[DONE]\n\n")
         assert await injected(client, "reset") == 0
 
 

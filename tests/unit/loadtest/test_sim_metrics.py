@@ -35,13 +35,15 @@ def test_collector_exports_vllm_names_and_labels():
     assert registry.get_sample_value("vllm:num_requests_running", labels) == 0
     assert registry.get_sample_value("vllm:num_requests_waiting", labels) == 0
     assert registry.get_sample_value("vllm:generation_tokens_total", labels) == 42
-    assert registry.get_sample_value("vllm:request_success_total",
-                                     {**labels, "finished_reason": "abort"}) == 2
+    assert registry.get_sample_value("vllm:request_success_total", {**labels, "finished_reason": "abort"}) == 2
     assert registry.get_sample_value("vllm:time_to_first_token_seconds_count", labels) == 4
-    assert registry.get_sample_value("vllm:time_to_first_token_seconds_bucket",
-                                     {**labels, "le": "0.06"}) == 4
+    assert registry.get_sample_value("vllm:time_to_first_token_seconds_bucket", {**labels, "le": "0.06"}) == 4
     text = generate_latest(registry).decode()
-    for name in ("vllm:inter_token_latency_seconds_bucket", "vllm:e2e_request_latency_seconds_sum",
-                 "vllm:prompt_tokens_total", "vllm:request_time_per_output_token_seconds_count",
-                 "vllm:kv_cache_usage_perc"):
+    for name in (
+        "vllm:inter_token_latency_seconds_bucket",
+        "vllm:e2e_request_latency_seconds_sum",
+        "vllm:prompt_tokens_total",
+        "vllm:request_time_per_output_token_seconds_count",
+        "vllm:kv_cache_usage_perc",
+    ):
         assert name in text

@@ -36,8 +36,7 @@ def test_empty_text_still_yields_a_token():
 
 def test_corpus_draws_texts_reproducibly():
     texts = ["alpha beta", "gamma delta", "epsilon"]
-    first = [CorpusSource(texts, random.Random(3)).generate("", 50, False).tokens
-             for _ in range(2)]
+    first = [CorpusSource(texts, random.Random(3)).generate("", 50, False).tokens for _ in range(2)]
     assert first[0] == first[1]
     source = CorpusSource(texts, random.Random(3))
     said = {"".join(source.generate("", 50, False).tokens) for _ in range(30)}

@@ -16,15 +16,26 @@ from loadtest.sim.timing import (
     simulate_closed_loop,
 )
 
-FLAT = LatencyProfile("flat", prefill_s_per_token=0.001, step_base_s=0.01, step_per_seq_s=0.001,
-                      max_num_seqs=2)
+FLAT = LatencyProfile("flat", prefill_s_per_token=0.001, step_base_s=0.01, step_per_seq_s=0.001, max_num_seqs=2)
 
 
-def run(profile_name: str, concurrency: int, *, seed: int = 0, output_tokens: int = 64,
-        prompt_tokens: int = 100, requests_per_client: int = 3):
-    return simulate_closed_loop(get_profile(profile_name), random.Random(seed),
-                                concurrency=concurrency, requests_per_client=requests_per_client,
-                                prompt_tokens=prompt_tokens, output_tokens=output_tokens)
+def run(
+    profile_name: str,
+    concurrency: int,
+    *,
+    seed: int = 0,
+    output_tokens: int = 64,
+    prompt_tokens: int = 100,
+    requests_per_client: int = 3,
+):
+    return simulate_closed_loop(
+        get_profile(profile_name),
+        random.Random(seed),
+        concurrency=concurrency,
+        requests_per_client=requests_per_client,
+        prompt_tokens=prompt_tokens,
+        output_tokens=output_tokens,
+    )
 
 
 def test_presets_exist():
@@ -37,11 +48,9 @@ def test_unknown_profile_names_the_known_ones():
         get_profile("nope")
 
 
-@pytest.mark.parametrize("field, value", [("max_num_seqs", 0), ("jitter", 1.5),
-                                          ("step_base_s", -1.0)])
+@pytest.mark.parametrize("field, value", [("max_num_seqs", 0), ("jitter", 1.5), ("step_base_s", -1.0)])
 def test_profile_rejects_nonsense(field, value):
-    kwargs = dict(name="x", prefill_s_per_token=0.0, step_base_s=0.01, step_per_seq_s=0.0,
-                  max_num_seqs=4)
+    kwargs = dict(name="x", prefill_s_per_token=0.0, step_base_s=0.01, step_per_seq_s=0.0, max_num_seqs=4)
     kwargs[field] = value
     with pytest.raises(ValueError):
         LatencyProfile(**kwargs)
@@ -62,8 +71,7 @@ def test_itl_grows_with_concurrency():
 def test_knee_at_max_num_seqs():
     # tiny-cpu runs 8 at once: up to 8 clients never queue; at 16, half wait for a whole
     # generation before their prefill.
-    ttft = {c: mean(t.ttft_s for t in run("tiny-cpu", c, requests_per_client=6))
-            for c in (4, 8, 16)}
+    ttft = {c: mean(t.ttft_s for t in run("tiny-cpu", c, requests_per_client=6)) for c in (4, 8, 16)}
     assert ttft[8] < 2 * ttft[4]
     assert ttft[16] > 5 * ttft[8]
 

@@ -53,7 +53,7 @@ def test_chat_prompt_adds_template_overhead_per_message():
 def test_token_ids_decode_back_to_the_text(text):
     ids = encode(text)
     assert len(ids) >= count_tokens(text)
-    assert all(0 < token_id < 2 ** 57 for token_id in ids)
+    assert all(0 < token_id < 2**57 for token_id in ids)
     assert decode(ids) == text
 
 
@@ -61,7 +61,7 @@ def test_short_tokens_take_one_id_each():
     assert len(encode("say hello now")) == count_tokens("say hello now") == 3
 
 
-@pytest.mark.parametrize("bad", [0, 1, -5, True, int.from_bytes(b"\x02ab", "big"), 2 ** 64])
+@pytest.mark.parametrize("bad", [0, 1, -5, True, int.from_bytes(b"\x02ab", "big"), 2**64])
 def test_ids_that_are_no_token_are_refused(bad):
     with pytest.raises(ValueError, match="out of vocabulary"):
         decode([encode("ok")[0], bad])

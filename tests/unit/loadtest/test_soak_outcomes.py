@@ -15,40 +15,46 @@ from loadtest.bench.soak_outcomes import (
 )
 
 CHUNK = b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
-ERROR = (b'data: {"error":{"message":"m","type":"upstream_error","param":null,'
-         b'"code":"bad_gateway"}}\n\n')
+ERROR = b'data: {"error":{"message":"m","type":"upstream_error","param":null,"code":"bad_gateway"}}\n\n'
 DONE = b"data: [DONE]\n\n"
 
 
-@pytest.mark.parametrize("status, body, outcome", [
-    (200, CHUNK + DONE, OK),
-    (200, CHUNK + ERROR, "stream error bad_gateway"),
-    (200, CHUNK.replace(b"\n\n", b"\r\n\r\n") + DONE, OK),
-    (200, CHUNK, UNFINISHED),
-    (200, b"", "undefined: 200 stream with no event"),
-    (200, CHUNK + b"data: {not json\n\n", "undefined: stream event that is not JSON"),
-    (200, b"<html>oops</html>\n\n", "undefined: stream event that is not SSE data"),
-    (200, DONE + CHUNK, "undefined: events after [DONE]"),
-    (200, ERROR + CHUNK + DONE, "undefined: events after an error"),
-    (503, b'{"error":{"message":"m","type":"server_error","code":"overloaded"}}',
-     "503 overloaded"),
-    (500, b"Internal Server Error", "undefined: 500 without an OpenAI error body"),
-])
+@pytest.mark.parametrize(
+    "status, body, outcome",
+    [
+        (200, CHUNK + DONE, OK),
+        (200, CHUNK + ERROR, "stream error bad_gateway"),
+        (200, CHUNK.replace(b"\n\n", b"\r\n\r\n") + DONE, OK),
+        (200, CHUNK, UNFINISHED),
+        (200, b"", "undefined: 200 stream with no event"),
+        (200, CHUNK + b"data: {not json\n\n", "undefined: stream event that is not JSON"),
+        (200, b"<html>oops</html>\n\n", "undefined: stream event that is not SSE data"),
+        (200, DONE + CHUNK, "undefined: events after [DONE]"),
+        (200, ERROR + CHUNK + DONE, "undefined: events after an error"),
+        (503, b'{"error":{"message":"m","type":"server_error","code":"overloaded"}}', "503 overloaded"),
+        (500, b"Internal Server Error", "undefined: 500 without an OpenAI error body"),
+    ],
+)
 def test_stream_outcomes(status, body, outcome):
     assert classify_stream(status, body) == outcome
 
 
-@pytest.mark.parametrize("status, body, outcome", [
-    (200, b'{"choices":[]}', OK),
-    (200, b"<html>", "undefined: 200 whose body is not JSON"),
-    (200, b'{"choices":null}', "undefined: 200 that is not a completion"),
-    (200, b"[1]", "undefined: 200 that is not a completion"),
-    (400, b'{"error":{"message":"m","type":"invalid_request_error","code":"content_blocked"}}',
-     "400 content_blocked"),
-    (502, b'{"error":"nope"}', "undefined: 502 without an OpenAI error body"),
-    (502, b'{"error":{"message":"m","type":"upstream_error","code":null}}',
-     "502 upstream_error"),
-])
+@pytest.mark.parametrize(
+    "status, body, outcome",
+    [
+        (200, b'{"choices":[]}', OK),
+        (200, b"<html>", "undefined: 200 whose body is not JSON"),
+        (200, b'{"choices":null}', "undefined: 200 that is not a completion"),
+        (200, b"[1]", "undefined: 200 that is not a completion"),
+        (
+            400,
+            b'{"error":{"message":"m","type":"invalid_request_error","code":"content_blocked"}}',
+            "400 content_blocked",
+        ),
+        (502, b'{"error":"nope"}', "undefined: 502 without an OpenAI error body"),
+        (502, b'{"error":{"message":"m","type":"upstream_error","code":null}}', "502 upstream_error"),
+    ],
+)
 def test_whole_outcomes(status, body, outcome):
     assert classify_whole(status, body) == outcome
 
@@ -91,20 +97,30 @@ def test_rss_from_proc_status():
 
 def result(**changes) -> GatewayResult:
     counters = GatewayCounters(requests={"200": 10})
-    base = dict(name="raw", outcomes={OK: 10}, counters=counters, rss_start=100 * 2**20,
-                rss_end=110 * 2**20, rss_peak=120 * 2**20)
+    base = dict(
+        name="raw",
+        outcomes={OK: 10},
+        counters=counters,
+        rss_start=100 * 2**20,
+        rss_end=110 * 2**20,
+        rss_peak=120 * 2**20,
+    )
     return GatewayResult(**{**base, **changes})
 
 
 def test_verdict_holds_and_names_every_failure():
     assert verdict(result(), 50) == []
     leaked = GatewayCounters(in_flight=1, requests={"200": 9, "500": 1})
-    failures = verdict(result(outcomes={OK: 9, UNFINISHED: 2}, counters=leaked,
-                              rss_end=200 * 2**20), 50)
+    failures = verdict(result(outcomes={OK: 9, UNFINISHED: 2}, counters=leaked, rss_end=200 * 2**20), 50)
     assert len(failures) == 5
     text = "\n".join(failures)
-    for part in ("1 in-flight slot(s) leaked", "2 undefined", "RSS grew 100.0 MB",
-                 "counted 10 requests, the clients sent 11 (0 left", "1 request(s) counted as 500"):
+    for part in (
+        "1 in-flight slot(s) leaked",
+        "2 undefined",
+        "RSS grew 100.0 MB",
+        "counted 10 requests, the clients sent 11 (0 left",
+        "1 request(s) counted as 500",
+    ):
         assert part in text
 
 
@@ -115,5 +131,4 @@ def test_requests_that_left_within_milliseconds_may_be_missing_from_the_count():
         assert verdict(result(outcomes=outcomes, counters=counters), 50) == []
     for counted in (7, 11):
         counters = GatewayCounters(requests={"200": counted})
-        assert "the gateway counted" in verdict(result(outcomes=outcomes,
-                                                       counters=counters), 50)[0]
+        assert "the gateway counted" in verdict(result(outcomes=outcomes, counters=counters), 50)[0]

@@ -34,8 +34,18 @@ def _formats(rng: random.Random) -> list[Callable[[int], str]]:
 
 
 def _sentences(fake: Faker) -> list[Callable[[], str]]:
-    return [fake.sentence, fake.catch_phrase, fake.bs, fake.job, fake.company, fake.street_address,
-            lambda: fake.text(max_nb_chars=160), fake.paragraph, fake.city, fake.color_name]
+    return [
+        fake.sentence,
+        fake.catch_phrase,
+        fake.bs,
+        fake.job,
+        fake.company,
+        fake.street_address,
+        lambda: fake.text(max_nb_chars=160),
+        fake.paragraph,
+        fake.city,
+        fake.color_name,
+    ]
 
 
 def numbers_in_text(count: int, seed: int = 0, top: int = 100_000) -> Iterator[tuple[str, str]]:

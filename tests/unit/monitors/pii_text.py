@@ -50,7 +50,7 @@ def nino(fake: Faker, rng: random.Random) -> str:
 def _group(value: str, rng: random.Random, size: int = 4) -> str:
     if rng.random() < 0.5:
         return value
-    return rng.choice([" ", "-"]).join(value[i:i + size] for i in range(0, len(value), size))
+    return rng.choice([" ", "-"]).join(value[i : i + size] for i in range(0, len(value), size))
 
 
 def _key(rng: random.Random, prefix: str) -> str:
@@ -61,14 +61,27 @@ def _key(rng: random.Random, prefix: str) -> str:
 Maker = Callable[[Faker, random.Random], str]
 KINDS: dict[str, tuple[str, Maker, tuple[str, ...]]] = {
     "API_KEY": ("en_US", lambda f, r: _key(r, r.choice(["sk_live_", "rk_live_", "sk_test_"])), ()),
-    "PASSWORD": ("en_US", lambda f, r: f.password(length=r.randint(8, 16)),
-                 ("my password is", "the password for the router is", "password:", "Password was",
-                  "use the password", "--password", "DB_PASSWORD=")),
+    "PASSWORD": (
+        "en_US",
+        lambda f, r: f.password(length=r.randint(8, 16)),
+        (
+            "my password is",
+            "the password for the router is",
+            "password:",
+            "Password was",
+            "use the password",
+            "--password",
+            "DB_PASSWORD=",
+        ),
+    ),
     "CREDIT_CARD": ("en_US", lambda f, r: f.credit_card_number(), ()),
     "IBAN": ("de_DE", lambda f, r: f.iban(), ()),
     "UK_NINO": ("en_GB", nino, ()),
-    "DE_TAX_ID": ("de_DE", lambda f, r: steuer_id(r), ("Steuer-ID", "steuerliche Identifikationsnummer",
-                                                       "tax ID", "IdNr.")),
+    "DE_TAX_ID": (
+        "de_DE",
+        lambda f, r: steuer_id(r),
+        ("Steuer-ID", "steuerliche Identifikationsnummer", "tax ID", "IdNr."),
+    ),
     "FR_NIR": ("fr_FR", lambda f, r: f.ssn(), ()),
     "ES_DNI": ("es_ES", lambda f, r: r.choice([f.nif, f.nie])(), ()),
     "IT_FISCAL_CODE": ("it_IT", lambda f, r: f.ssn(), ()),
@@ -84,8 +97,9 @@ KINDS: dict[str, tuple[str, Maker, tuple[str, ...]]] = {
 
 
 def _sentence(fake: Faker, rng: random.Random) -> list[str]:
-    shape = rng.choice([fake.sentence, fake.paragraph, lambda: fake.text(max_nb_chars=160),
-                        fake.catch_phrase, fake.address, fake.job])
+    shape = rng.choice(
+        [fake.sentence, fake.paragraph, lambda: fake.text(max_nb_chars=160), fake.catch_phrase, fake.address, fake.job]
+    )
     return shape().split()
 
 

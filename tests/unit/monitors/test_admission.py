@@ -40,8 +40,7 @@ def test_latency_and_concurrency_follow_the_checks_served():
     first = estimate.begin(clock())
     clock.now += 0.1
     estimate.end(first, clock())
-    assert (estimate.latency_s, estimate.concurrency, estimate.in_flight) == (
-        pytest.approx(0.1), 1.0, 0)
+    assert (estimate.latency_s, estimate.concurrency, estimate.in_flight) == (pytest.approx(0.1), 1.0, 0)
     # Two at once, each taking 0.3 s: the EWMA moves half way on each; both ran under
     # a load of two (the first saw the second arrive, the second found the first).
     a, b = estimate.begin(clock()), estimate.begin(clock())
@@ -87,10 +86,16 @@ def test_a_timed_out_check_raises_the_estimate():
     assert estimate.latency_s == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize(("queued", "incoming", "busy", "batches"), [
-    (0, 1, False, 1), (0, 1, True, 2), (31, 1, False, 1), (32, 1, False, 2),
-    (100, 4, True, 5),
-])
+@pytest.mark.parametrize(
+    ("queued", "incoming", "busy", "batches"),
+    [
+        (0, 1, False, 1),
+        (0, 1, True, 2),
+        (31, 1, False, 1),
+        (32, 1, False, 2),
+        (100, 4, True, 5),
+    ],
+)
 def test_batch_wait_counts_batches_ahead(queued, incoming, busy, batches):
     assert batch_wait(queued, incoming, 32, 0.02, busy) == pytest.approx(batches * 0.02)
 

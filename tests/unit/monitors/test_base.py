@@ -15,6 +15,7 @@ from monitors.registry import MonitorRegistry
 
 def test_an_async_check_on_a_monitor_is_refused_naming_async_monitor():
     with pytest.raises(TypeError, match=r"Judge\.check is async: derive from monitors\.AsyncMonitor"):
+
         class Judge(Monitor):
             async def check(self, texts):
                 return []
@@ -22,6 +23,7 @@ def test_an_async_check_on_a_monitor_is_refused_naming_async_monitor():
 
 def test_a_sync_check_on_an_async_monitor_is_refused_naming_monitor():
     with pytest.raises(TypeError, match=r"Regex\.check is a plain def: derive from monitors\.Monitor"):
+
         class Regex(AsyncMonitor):
             def check(self, texts):
                 return []
@@ -29,13 +31,16 @@ def test_a_sync_check_on_an_async_monitor_is_refused_naming_monitor():
 
 def test_close_must_match_the_base_class_too():
     with pytest.raises(TypeError, match=r"Leaky\.close is async"):
+
         class Leaky(Monitor):
             def check(self, texts):
                 return []
 
             async def close(self):
                 pass
+
     with pytest.raises(TypeError, match=r"Leaky\.close is a plain def"):
+
         class Leaky(AsyncMonitor):  # noqa: F811 - the same name, the other way round
             async def check(self, texts):
                 return []
@@ -46,6 +51,7 @@ def test_close_must_match_the_base_class_too():
 
 def test_inline_is_a_property_set_one_way():
     with pytest.raises(TypeError, match=r"Cheap\.inline must be a property"):
+
         class Cheap(Monitor):
             inline = True
 
@@ -63,7 +69,8 @@ def test_inline_is_a_property_set_one_way():
 
 
 def test_a_plugin_with_an_async_check_on_monitor_fails_to_load_with_the_fix(tmp_path, monkeypatch):
-    (tmp_path / "wrong_base_plugin.py").write_text(textwrap.dedent("""
+    (tmp_path / "wrong_base_plugin.py").write_text(
+        textwrap.dedent("""
         from monitors import Finding, Monitor
 
         class Remote(Monitor):
@@ -72,14 +79,17 @@ def test_a_plugin_with_an_async_check_on_monitor_fails_to_load_with_the_fix(tmp_
 
         def create(spec):
             return Remote()
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "wrong_base_plugin", raising=False)
     importlib.invalidate_caches()
     registry = MonitorRegistry()
     registry.register("remote", "wrong_base_plugin:create")
-    expected = (r"monitor 'remote': importing wrong_base_plugin:create failed: "
-                r"TypeError: Remote\.check is async: derive from monitors\.AsyncMonitor")
+    expected = (
+        r"monitor 'remote': importing wrong_base_plugin:create failed: "
+        r"TypeError: Remote\.check is async: derive from monitors\.AsyncMonitor"
+    )
     with pytest.raises(MonitorLoadError, match=expected):
         registry.build(MonitorSpec(name="remote"))
 
@@ -109,13 +119,13 @@ class RemoteUpper(AsyncMonitor):
 async def test_the_pipeline_calls_and_closes_each_kind_its_own_way(metrics):
     built = {"sync": Upper(), "async": RemoteUpper()}
     registry = MonitorRegistry({name: (lambda spec, m=monitor: m) for name, monitor in built.items()})
-    pipeline = MonitorPipeline([MonitorSpec(name="sync"), MonitorSpec(name="async")], metrics=metrics,
-                               registry=registry)
+    pipeline = MonitorPipeline(
+        [MonitorSpec(name="sync"), MonitorSpec(name="async")], metrics=metrics, registry=registry
+    )
     await pipeline.start()
     try:
         result = await pipeline.check("input", ["LOUD"], request_id="r")
     finally:
         await pipeline.close()
-    assert [(d.monitor_id, d.hit, d.error) for d in result.decisions] == [("sync", True, None),
-                                                                           ("async", True, None)]
+    assert [(d.monitor_id, d.hit, d.error) for d in result.decisions] == [("sync", True, None), ("async", True, None)]
     assert built["sync"].closed == 1 and built["async"].closed == 1

@@ -48,6 +48,7 @@ async def make_batcher(metrics: MonitorMetrics):
 
 # -- policy (pure) -----------------------------------------------------------
 
+
 def pending(loop: asyncio.AbstractEventLoop, text: str = "t") -> _Pending:
     return _Pending(text, 0.0, loop.create_future())
 
@@ -83,6 +84,7 @@ def test_policy_admission_and_retry_after():
 
 
 # -- plumbing ----------------------------------------------------------------
+
 
 async def test_concurrent_submits_share_one_call(make_batcher, prom: CollectorRegistry):
     fn = Recorder()
@@ -120,7 +122,7 @@ async def test_full_queue_raises_overloaded(make_batcher):
     fn = Recorder(hold=True)
     batcher = await make_batcher(fn, max_batch=8, max_wait_ms=0, max_queue=3)
     running = asyncio.create_task(batcher.submit(["first"]))
-    await wait_until(fn.entered.is_set)          # "first" is inside the model, queue empty
+    await wait_until(fn.entered.is_set)  # "first" is inside the model, queue empty
     queued = asyncio.create_task(batcher.submit(["a", "b", "c"]))
     await wait_until(lambda: batcher.queued == 3)
     with pytest.raises(MonitorOverloaded) as info:
@@ -141,7 +143,7 @@ async def test_a_cancelled_submit_does_not_break_the_batch_for_others(make_batch
     survivor = asyncio.create_task(batcher.submit(["keep me"]))
     await wait_until(lambda: batcher.queued == 2)
     with pytest.raises(TimeoutError):
-        await asyncio.wait_for(doomed, 0.01)      # the pipeline's timeout does exactly this
+        await asyncio.wait_for(doomed, 0.01)  # the pipeline's timeout does exactly this
     fn.release.set()
     assert [f.labels["len"] for f in await survivor] == [7.0]
     assert len(await first) == 1

@@ -43,10 +43,12 @@ async def budgeted(metrics):
         registry = MonitorRegistry()
         registry.register("slow", lambda _spec: slow)
         pipeline = MonitorPipeline(
-            [MonitorSpec(name="slow", stages=["input"], **spec)], metrics=metrics,
-            registry=registry, budgets=BudgetSpec(input=BUDGET_MS),
-            on_event=(lambda decision, rid: events.append((decision, rid))) if events is not None
-            else None)
+            [MonitorSpec(name="slow", stages=["input"], **spec)],
+            metrics=metrics,
+            registry=registry,
+            budgets=BudgetSpec(input=BUDGET_MS),
+            on_event=(lambda decision, rid: events.append((decision, rid))) if events is not None else None,
+        )
         await pipeline.start()
         made.append(pipeline)
         return pipeline, slow
@@ -77,13 +79,10 @@ async def test_coverage_series_exist_before_any_skip(budgeted, prom):
         assert sample(prom, "taxgate_monitor_skipped_total", reason=reason, **labels) == 0.0
 
 
-async def test_late_check_releases_the_request_and_its_verdict_is_recorded_as_shadow(
-        budgeted, prom):
+async def test_late_check_releases_the_request_and_its_verdict_is_recorded_as_shadow(budgeted, prom):
     events: list = []
-    pipeline, _ = await budgeted({"id": "judge", "degrade": "skip", "on_error": "open"},
-                                 events)
-    result = await pipeline.check("input", ["x marks the spot"], request_id="r1",
-                                  context={"route": "chat"})
+    pipeline, _ = await budgeted({"id": "judge", "degrade": "skip", "on_error": "open"}, events)
+    result = await pipeline.check("input", ["x marks the spot"], request_id="r1", context={"route": "chat"})
     # Released at the budget, not blocked, well before the check's own SLOW_S.
     assert result.blocked_by is None and result.skipped == ["judge"]
     assert result.elapsed_s < SLOW_S
@@ -93,8 +92,7 @@ async def test_late_check_releases_the_request_and_its_verdict_is_recorded_as_sh
     await wait_until(lambda: events, what="the late verdict")
     # The verdict arrived later: audited and counted, as what enforcing *would* have done.
     [(decision, request_id)] = events
-    assert (request_id, decision.action, decision.hit, decision.context) == (
-        "r1", "shadow", True, {"route": "chat"})
+    assert (request_id, decision.action, decision.hit, decision.context) == ("r1", "shadow", True, {"route": "chat"})
     assert sample(prom, "taxgate_monitor_verdicts_total", action="shadow", **labels) == 1
     assert sample(prom, "taxgate_monitor_checks_in_time_total", **labels) == 0
     assert not sample(prom, "taxgate_monitor_fail_open_total", **labels)
@@ -104,8 +102,10 @@ async def test_predicted_over_budget_is_not_queued_and_counted(budgeted, prom):
     pipeline, slow = await budgeted({"id": "judge", "degrade": "skip", "on_error": "open"})
     await pipeline.check("input", ["learn"], request_id="r0")  # late: teaches ~SLOW_S
     # r0's late verdict (a pass: no 'x') is recorded once its check is done.
-    await wait_until(lambda: sample(prom, "taxgate_monitor_verdicts_total", monitor="judge",
-                                    stage="input", action="pass") == 1, what="r0's late verdict")
+    await wait_until(
+        lambda: sample(prom, "taxgate_monitor_verdicts_total", monitor="judge", stage="input", action="pass") == 1,
+        what="r0's late verdict",
+    )
     first = asyncio.create_task(pipeline.check("input", ["a"], request_id="r1"))
     await wait_until(lambda: slow.calls == 2, what="r1's check in flight")  # one ahead of the next
     skipped = await pipeline.check("input", ["x"], request_id="r2")
@@ -125,14 +125,16 @@ async def test_checks_that_fit_are_waited_for_and_counted_in_time(metrics, prom)
     registry.register("quick", lambda _spec: Quick())
     pipeline = MonitorPipeline(
         [MonitorSpec(name="quick", stages=["input"], degrade="skip", on_error="open")],
-        metrics=metrics, registry=registry, budgets=BudgetSpec(input=BUDGET_MS))
+        metrics=metrics,
+        registry=registry,
+        budgets=BudgetSpec(input=BUDGET_MS),
+    )
     await pipeline.start()
     try:
         for text in ("a", "b", "x"):
             result = await pipeline.check("input", [text], request_id="r")
         assert result.blocked and not result.skipped
-        assert sample(prom, "taxgate_monitor_checks_in_time_total", monitor="quick",
-                      stage="input") == 3
+        assert sample(prom, "taxgate_monitor_checks_in_time_total", monitor="quick", stage="input") == 3
     finally:
         await pipeline.close()
 

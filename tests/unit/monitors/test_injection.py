@@ -133,6 +133,5 @@ def test_score_max_equals_the_best_of_the_whole_and_each_segments_slice(fitted, 
         if rng.random() < 0.1:
             text = "İstanbul. " + text  # lower case two characters long: the slow path
         width = rng.choice([40, 60, 120])
-        expected = max([model.score(text), *(model.score(text[a:b])
-                                             for a, b in injection_model.chunks(text, width))])
+        expected = max([model.score(text), *(model.score(text[a:b]) for a, b in injection_model.chunks(text, width))])
         assert model.score_max(text, width) == pytest.approx(expected, abs=1e-12), text

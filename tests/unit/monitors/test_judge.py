@@ -41,17 +41,19 @@ def scripted_app(requests: list[dict]) -> Starlette:
         if "NOTCHAT" in prompt:
             return JSONResponse({"object": "list", "data": []})
         answer = next((a for key, a in SCRIPT.items() if key in prompt), "safe")
-        return JSONResponse({
-            "id": "chatcmpl-1", "object": "chat.completion", "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": answer}}],
-        })
+        return JSONResponse(
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "model": body["model"],
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}],
+            }
+        )
 
     async def health(request: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
 
-    return Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"]),
-                             Route("/health", health)])
+    return Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"]), Route("/health", health)])
 
 
 @pytest.fixture(scope="module")
@@ -78,20 +80,24 @@ async def make_judge(server):
         await monitor.close()
 
 
-@pytest.mark.parametrize("answer, score, labels", [
-    ("safe", 0.0, {}),
-    ("  Safe \n", 0.0, {}),
-    ("unsafe", 1.0, {}),
-    ("unsafe\nS1", 1.0, {"S1": 1.0}),
-    ("\n\nunsafe\nS1, S10\n", 1.0, {"S1": 1.0, "S10": 1.0}),
-])
+@pytest.mark.parametrize(
+    "answer, score, labels",
+    [
+        ("safe", 0.0, {}),
+        ("  Safe \n", 0.0, {}),
+        ("unsafe", 1.0, {}),
+        ("unsafe\nS1", 1.0, {"S1": 1.0}),
+        ("\n\nunsafe\nS1, S10\n", 1.0, {"S1": 1.0, "S10": 1.0}),
+    ],
+)
 def test_parse_llama_guard_answers(answer, score, labels):
     finding = parse_verdict(answer)
     assert (finding.score, dict(finding.labels)) == (score, labels)
 
 
-@pytest.mark.parametrize("answer", ["", "  \n", "maybe", "safe\nS1", "unsafe\nviolence", "unsafe\nS1\nmore",
-                                    "The text is safe."])
+@pytest.mark.parametrize(
+    "answer", ["", "  \n", "maybe", "safe\nS1", "unsafe\nviolence", "unsafe\nS1\nmore", "The text is safe."]
+)
 def test_anything_else_is_a_parse_error(answer):
     with pytest.raises(JudgeParseError):
         parse_verdict(answer)
@@ -116,9 +122,14 @@ async def test_base_url_may_end_in_v1(make_judge, server):
     assert (await monitor.check(["hi"]))[0].score == 0.0
 
 
-@pytest.mark.parametrize("text, error", [
-    ("GARBAGE", JudgeParseError), ("BADCATS", JudgeParseError), ("NOTCHAT", JudgeParseError),
-])
+@pytest.mark.parametrize(
+    "text, error",
+    [
+        ("GARBAGE", JudgeParseError),
+        ("BADCATS", JudgeParseError),
+        ("NOTCHAT", JudgeParseError),
+    ],
+)
 async def test_garbage_raises(make_judge, text, error):
     monitor = make_judge()
     with pytest.raises(error):
@@ -153,7 +164,8 @@ def test_options_are_validated():
 async def test_pipeline_on_garbage_follows_on_error(server, prom, on_error, blocked, fail_open):
     pipeline = MonitorPipeline(
         [MonitorSpec(name="judge", base_url=server.base_url, model="guard", on_error=on_error, timeout_ms=5000)],
-        metrics=MonitorMetrics(prom), registry=MonitorRegistry.from_entry_points(),
+        metrics=MonitorMetrics(prom),
+        registry=MonitorRegistry.from_entry_points(),
     )
     await pipeline.start()
     try:

@@ -13,7 +13,7 @@ from monitors.redact import apply_redactions
 
 
 def found(text: str, kinds=pii.KINDS) -> list[tuple[str, str]]:
-    return [(text[s.start:s.end], s.label) for s in pii.PiiDetector(kinds).find(text)]
+    return [(text[s.start : s.end], s.label) for s in pii.PiiDetector(kinds).find(text)]
 
 
 def luhn_check_digit(body: str) -> str:
@@ -26,12 +26,14 @@ def luhn_check_digit(body: str) -> str:
 def group(digits: str, separator: str) -> str:
     if not separator:
         return digits
-    return separator.join(digits[i:i + 4] for i in range(0, len(digits), 4))
+    return separator.join(digits[i : i + 4] for i in range(0, len(digits), 4))
 
 
-cards = st.integers(13, 19).flatmap(
-    lambda n: st.text("0123456789", min_size=n - 1, max_size=n - 1)
-).map(lambda body: body + luhn_check_digit(body))
+cards = (
+    st.integers(13, 19)
+    .flatmap(lambda n: st.text("0123456789", min_size=n - 1, max_size=n - 1))
+    .map(lambda body: body + luhn_check_digit(body))
+)
 separators = st.sampled_from(["", " ", "-"])
 
 
@@ -49,7 +51,8 @@ def test_luhn_invalid_numbers_are_not_cards(number, separator, delta):
 
 def test_known_test_cards():
     assert found("visa 4111 1111 1111 1111, amex 3782-822463-10005") == [
-        ("4111 1111 1111 1111", "CREDIT_CARD"), ("3782-822463-10005", "CREDIT_CARD"),
+        ("4111 1111 1111 1111", "CREDIT_CARD"),
+        ("3782-822463-10005", "CREDIT_CARD"),
     ]
     assert found("not a card: 4111 1111 1111 1112") == []
 
@@ -67,7 +70,7 @@ def test_mod97_valid_ibans_are_found(country, bban):
     iban = make_iban(country, bban)
     assert pii.iban_valid(iban)
     assert found(f"send to {iban} please") == [(iban, "IBAN")]
-    spaced = " ".join(iban[i:i + 4] for i in range(0, len(iban), 4))
+    spaced = " ".join(iban[i : i + 4] for i in range(0, len(iban), 4))
     assert found(f"send to {spaced} please") == [(spaced, "IBAN")]
 
 
@@ -76,46 +79,51 @@ def test_a_mistyped_iban_digit_is_rejected(country, bban, position, delta):
     iban = make_iban(country, bban)
     digits = [i for i, c in enumerate(iban) if c.isdigit()]
     index = digits[position % len(digits)]
-    typo = iban[:index] + str((int(iban[index]) + delta) % 10) + iban[index + 1:]
+    typo = iban[:index] + str((int(iban[index]) + delta) % 10) + iban[index + 1 :]
     assert not pii.iban_valid(typo)
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("mail john.doe+tag@mail.example.co.uk.", [("john.doe+tag@mail.example.co.uk", "EMAIL")]),
-    ("call (212) 555-1234", [("(212) 555-1234", "PHONE")]),
-    ("call 212-555-1234 or 212.555.1234", [("212-555-1234", "PHONE"), ("212.555.1234", "PHONE")]),
-    ("call +1 415-555-0100", [("+1 415-555-0100", "PHONE")]),
-    ("ring +44 20 7946 0958", [("+44 20 7946 0958", "PHONE")]),
-    ("ring +49 (0)30 1234567", [("+49 (0)30 1234567", "PHONE")]),
-    ("ssn 123-45-6789", [("123-45-6789", "US_SSN")]),
-    ("host 10.0.0.254", [("10.0.0.254", "IPV4")]),
-    ("a version, not a host: v1.2.3.4, Version 10.0.0.1, revision 1.12.2.1, release 2.0.0.1",
-     []),
-    ("gateway at 192.168.1.1 since version 4", [("192.168.1.1", "IPV4")]),
-    ("IBAN DE89 3704 0044 0532 0130 00", [("DE89 3704 0044 0532 0130 00", "IBAN")]),
-    ("aws AKIAIOSFODNN7EXAMPLE", [("AKIAIOSFODNN7EXAMPLE", "API_KEY")]),
-    ("gh ghp_" + "a1" * 18, [("ghp_" + "a1" * 18, "API_KEY")]),
-    ("gh github_pat_" + "A" * 30, [("github_pat_" + "A" * 30, "API_KEY")]),
-    ("key sk-proj-abcdefghijklmnopqrstuvwxyz0123", [("sk-proj-abcdefghijklmnopqrstuvwxyz0123", "API_KEY")]),
-    ("slack xoxb-1234567890-abcdef", [("xoxb-1234567890-abcdef", "API_KEY")]),
-    ("g AIza" + "Q" * 35, [("AIza" + "Q" * 35, "API_KEY")]),
-    ("password=hunter22; API_KEY: 'abcd1234'", [("hunter22", "API_KEY"), ("abcd1234", "API_KEY")]),
-    ("Authorization: Bearer abcdefghijklmnopqrstuvwxyz.123", [("abcdefghijklmnopqrstuvwxyz.123", "API_KEY")]),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("mail john.doe+tag@mail.example.co.uk.", [("john.doe+tag@mail.example.co.uk", "EMAIL")]),
+        ("call (212) 555-1234", [("(212) 555-1234", "PHONE")]),
+        ("call 212-555-1234 or 212.555.1234", [("212-555-1234", "PHONE"), ("212.555.1234", "PHONE")]),
+        ("call +1 415-555-0100", [("+1 415-555-0100", "PHONE")]),
+        ("ring +44 20 7946 0958", [("+44 20 7946 0958", "PHONE")]),
+        ("ring +49 (0)30 1234567", [("+49 (0)30 1234567", "PHONE")]),
+        ("ssn 123-45-6789", [("123-45-6789", "US_SSN")]),
+        ("host 10.0.0.254", [("10.0.0.254", "IPV4")]),
+        ("a version, not a host: v1.2.3.4, Version 10.0.0.1, revision 1.12.2.1, release 2.0.0.1", []),
+        ("gateway at 192.168.1.1 since version 4", [("192.168.1.1", "IPV4")]),
+        ("IBAN DE89 3704 0044 0532 0130 00", [("DE89 3704 0044 0532 0130 00", "IBAN")]),
+        ("aws AKIAIOSFODNN7EXAMPLE", [("AKIAIOSFODNN7EXAMPLE", "API_KEY")]),
+        ("gh ghp_" + "a1" * 18, [("ghp_" + "a1" * 18, "API_KEY")]),
+        ("gh github_pat_" + "A" * 30, [("github_pat_" + "A" * 30, "API_KEY")]),
+        ("key sk-proj-abcdefghijklmnopqrstuvwxyz0123", [("sk-proj-abcdefghijklmnopqrstuvwxyz0123", "API_KEY")]),
+        ("slack xoxb-1234567890-abcdef", [("xoxb-1234567890-abcdef", "API_KEY")]),
+        ("g AIza" + "Q" * 35, [("AIza" + "Q" * 35, "API_KEY")]),
+        ("password=hunter22; API_KEY: 'abcd1234'", [("hunter22", "API_KEY"), ("abcd1234", "API_KEY")]),
+        ("Authorization: Bearer abcdefghijklmnopqrstuvwxyz.123", [("abcdefghijklmnopqrstuvwxyz.123", "API_KEY")]),
+    ],
+)
 def test_each_kind(text, expected):
     assert found(text) == expected
 
 
-@pytest.mark.parametrize("text", [
-    "order 2125551234 shipped",              # bare 10 digits: an id, not a phone
-    "ssn-like 000-12-3456 and 666-12-3456",  # never issued
-    "version 1.2.3.4.5 and 256.1.1.1",
-    "the password is secret",                # no assignment
-    "max_tokens=1024",
-    "call me at 555-1234",                   # too short to be sure
-    "price 1,299.00 for 3 items",
-    "SECRET_KEY = 'your-secret-key'; api_key: <API_KEY>; password=xxxxxxxx; token=changeme",  # placeholders
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "order 2125551234 shipped",  # bare 10 digits: an id, not a phone
+        "ssn-like 000-12-3456 and 666-12-3456",  # never issued
+        "version 1.2.3.4.5 and 256.1.1.1",
+        "the password is secret",  # no assignment
+        "max_tokens=1024",
+        "call me at 555-1234",  # too short to be sure
+        "price 1,299.00 for 3 items",
+        "SECRET_KEY = 'your-secret-key'; api_key: <API_KEY>; password=xxxxxxxx; token=changeme",  # placeholders
+    ],
+)
 def test_ordinary_text_is_left_alone(text):
     assert found(text) == []
 
@@ -166,10 +174,13 @@ def test_fast_on_long_adversarial_text():
     assert time.perf_counter() - started < 1.0
 
 
-@pytest.mark.parametrize("text, secret", [
-    ("pwd=(555) 867-5309", "867"),
-    ("password:(212) 555-0199 call me", "0199"),
-])
+@pytest.mark.parametrize(
+    "text, secret",
+    [
+        ("pwd=(555) 867-5309", "867"),
+        ("password:(212) 555-0199 call me", "0199"),
+    ],
+)
 def test_partly_overlapping_kinds_leak_nothing(text, secret):
     from monitors.builtin.pii import PiiDetector
     from monitors.redact import apply_redactions
@@ -178,23 +189,29 @@ def test_partly_overlapping_kinds_leak_nothing(text, secret):
     assert secret not in redacted
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("call 0412 345 678 tonight", "0412 345 678"),      # Australian mobile, national format
-    ("Büro: (030) 12345678", "(030) 12345678"),           # German landline
-    ("ring 020 7946 0018", "020 7946 0018"),              # London
-    ("mobile 01812-345678", "01812-345678"),             # Bangladesh
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("call 0412 345 678 tonight", "0412 345 678"),  # Australian mobile, national format
+        ("Büro: (030) 12345678", "(030) 12345678"),  # German landline
+        ("ring 020 7946 0018", "020 7946 0018"),  # London
+        ("mobile 01812-345678", "01812-345678"),  # Bangladesh
+    ],
+)
 def test_national_phone_numbers_validated_by_libphonenumber(text, expected):
     assert found(text) == [(expected, "PHONE")]
 
 
-@pytest.mark.parametrize("text", [
-    "-- Larry Wall in <199710291922.LAA07101@wall.org>",  # a Message-ID, not a mailbox
-    "Dennis Ritchie (1941-2011)",
-    "pi is 3.14159 265",
-    "id 12345678",
-    "call 0412 345 678",  # valid in AU only
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "-- Larry Wall in <199710291922.LAA07101@wall.org>",  # a Message-ID, not a mailbox
+        "Dennis Ritchie (1941-2011)",
+        "pi is 3.14159 265",
+        "id 12345678",
+        "call 0412 345 678",  # valid in AU only
+    ],
+)
 def test_not_phones_or_out_of_region(text):
     if text.startswith("call"):
         assert pii.PiiDetector(phone_regions=["US"]).find(text) == []
@@ -202,14 +219,17 @@ def test_not_phones_or_out_of_region(text):
         assert found(text) == []
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("Please contact Joe by phone at 22 12 34.", ["22 12 34"]),
-    ("You can reach Terry Cooper at 5012 3456.", ["5012 3456"]),
-    ("The phone number of Matthew Lynch is 40123.", ["40123"]),
-    ("Tel. +690 7290", ["+690 7290"]),
-    ("my phone has 1234 photos", []),                  # too short even when introduced
-    ("the phone was sold on 2024-05-17", []),          # a date, not a number
-    ("we reach the summit. Its height is 88488 m", []),  # the cue is in another sentence
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Please contact Joe by phone at 22 12 34.", ["22 12 34"]),
+        ("You can reach Terry Cooper at 5012 3456.", ["5012 3456"]),
+        ("The phone number of Matthew Lynch is 40123.", ["40123"]),
+        ("Tel. +690 7290", ["+690 7290"]),
+        ("my phone has 1234 photos", []),  # too short even when introduced
+        ("the phone was sold on 2024-05-17", []),  # a date, not a number
+        ("we reach the summit. Its height is 88488 m", []),  # the cue is in another sentence
+    ],
+)
 def test_a_number_introduced_as_a_phone_number_is_one(text, expected):
     assert [t for t, kind in found(text) if kind == "PHONE"] == expected

@@ -60,8 +60,12 @@ def unhinted(monkeypatch) -> pii.PiiDetector:
 
 def test_hints_change_no_finding_or_hold_on_the_bundled_texts(unhinted):
     hinted = pii.PiiDetector()
-    texts = [json.loads(line)["text"] for path in sorted(DATA.glob("*.jsonl"))
-             for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    texts = [
+        json.loads(line)["text"]
+        for path in sorted(DATA.glob("*.jsonl"))
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
     assert len(texts) > 500
     for text in texts:
         assert hinted.find(text) == unhinted.find(text), text

@@ -30,8 +30,9 @@ def _covered(detector, value: str, text: str) -> bool:
 @pytest.mark.parametrize("kind", [k for k in KINDS if k != "PHONE"])
 def test_every_kind_is_found_in_generated_text(detector, kind):
     found = [_covered(detector, value, text) for value, text in pii_in_text(kind, 150, seed=1)]
-    assert all(found), [text for (value, text), ok in zip(pii_in_text(kind, 150, seed=1), found, strict=True)
-                        if not ok][:3]
+    assert all(found), [
+        text for (value, text), ok in zip(pii_in_text(kind, 150, seed=1), found, strict=True) if not ok
+    ][:3]
 
 
 def test_each_kind_is_labelled_as_itself(detector):
@@ -80,19 +81,26 @@ def test_weak_checks_need_words_that_name_the_number(detector):
         assert [(s.start, s.end) for s in spans] == [(9, 21)] and spans[0].label in ("JP_MY_NUMBER", "CREDIT_CARD")
 
 
-@pytest.mark.parametrize("check, value", [
-    (checksums.de_tax_id_valid, "86095742719"), (checksums.jp_my_number_valid, "123456789018"),
-    (checksums.verhoeff_valid, "2363"), (checksums.nl_bsn_valid, "111222333"),
-    (checksums.br_cpf_valid, "529.982.247-25"), (checksums.es_dni_valid, "12345678Z"),
-    (checksums.es_dni_valid, "X1234567L"), (checksums.fr_nir_valid, "1 84 12 76 451 089 46"),
-])
+@pytest.mark.parametrize(
+    "check, value",
+    [
+        (checksums.de_tax_id_valid, "86095742719"),
+        (checksums.jp_my_number_valid, "123456789018"),
+        (checksums.verhoeff_valid, "2363"),
+        (checksums.nl_bsn_valid, "111222333"),
+        (checksums.br_cpf_valid, "529.982.247-25"),
+        (checksums.es_dni_valid, "12345678Z"),
+        (checksums.es_dni_valid, "X1234567L"),
+        (checksums.fr_nir_valid, "1 84 12 76 451 089 46"),
+    ],
+)
 def test_published_examples_pass_and_a_changed_digit_fails(check, value):
     # Examples printed in the schemes' own documentation; any one digit changed must fail.
     assert check(value)
     for i, char in enumerate(value):
         if char.isdigit():
             other = str((int(char) + 1) % 10)
-            assert not check(value[:i] + other + value[i + 1:]), (value, i)
+            assert not check(value[:i] + other + value[i + 1 :]), (value, i)
 
 
 def test_fiscal_codes_and_cards_from_faker_pass_their_checks():
@@ -107,7 +115,11 @@ def test_fiscal_codes_and_cards_from_faker_pass_their_checks():
 
 
 def test_passwords_in_prose_need_a_value_that_looks_like_one(detector):
-    for text in ["The password is incorrect.", "Your password was changed yesterday.",
-                 "Reset the password to continue.", "postgres://user:password@localhost/db",
-                 "Set DB_PASSWORD=${DB_PASSWORD} in the unit file."]:
+    for text in [
+        "The password is incorrect.",
+        "Your password was changed yesterday.",
+        "Reset the password to continue.",
+        "postgres://user:password@localhost/db",
+        "Set DB_PASSWORD=${DB_PASSWORD} in the unit file.",
+    ]:
         assert [s for s in detector.find(text) if s.label == "PASSWORD"] == [], text

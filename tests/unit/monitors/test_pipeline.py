@@ -40,8 +40,9 @@ class Classifier(AsyncMonitor):
 
     async def check(self, texts):
         await asyncio.sleep(self.delay)
-        return [Finding(score=t.count("x") / max(1, len(t)), labels={"xness": t.count("x") / max(1, len(t))})
-                for t in texts]
+        return [
+            Finding(score=t.count("x") / max(1, len(t)), labels={"xness": t.count("x") / max(1, len(t))}) for t in texts
+        ]
 
     async def close(self):
         self.closed = True
@@ -116,8 +117,9 @@ async def make_pipeline(registry, metrics):
     made = []
 
     async def make(*specs, on_event=None) -> MonitorPipeline:
-        pipeline = MonitorPipeline([MonitorSpec(**s) for s in specs], metrics=metrics,
-                                   registry=registry, on_event=on_event)
+        pipeline = MonitorPipeline(
+            [MonitorSpec(**s) for s in specs], metrics=metrics, registry=registry, on_event=on_event
+        )
         await pipeline.start()
         made.append(pipeline)
         return pipeline
@@ -223,14 +225,16 @@ async def test_same_monitor_twice_with_different_ids(make_pipeline, prom):
     result = await pipeline.check("input", ["worse"], request_id="r")
     assert result.blocked_by is None
     assert [(d.monitor_id, d.monitor_name, d.action) for d in result.decisions] == [
-        ("strict", "keyword", "pass"), ("lenient", "keyword", "annotate"),
+        ("strict", "keyword", "pass"),
+        ("lenient", "keyword", "annotate"),
     ]
     assert sample(prom, "taxgate_monitor_verdicts_total", monitor="lenient", stage="input", action="annotate") == 1
 
 
 async def test_duplicate_ids_are_refused(registry, metrics):
-    pipeline = MonitorPipeline([MonitorSpec(name="keyword"), MonitorSpec(name="keyword")], metrics=metrics,
-                               registry=registry)
+    pipeline = MonitorPipeline(
+        [MonitorSpec(name="keyword"), MonitorSpec(name="keyword")], metrics=metrics, registry=registry
+    )
     with pytest.raises(MonitorLoadError, match="repeated: keyword"):
         await pipeline.start()
 
@@ -238,8 +242,9 @@ async def test_duplicate_ids_are_refused(registry, metrics):
 @pytest.mark.parametrize("on_error, blocked, fail_open", [("closed", True, 0), ("open", False, 1)])
 async def test_a_raising_monitor_follows_on_error(make_pipeline, prom, caplog, on_error, blocked, fail_open):
     events = []
-    pipeline = await make_pipeline({"name": "raising", "on_error": on_error},
-                                   on_event=lambda d, rid: events.append((d, rid)))
+    pipeline = await make_pipeline(
+        {"name": "raising", "on_error": on_error}, on_event=lambda d, rid: events.append((d, rid))
+    )
     result = await pipeline.check("input", ["my password is hunter2"], request_id="req-7")
     [decision] = result.decisions
     assert decision.error == "error" and decision.failed_open == (not blocked)
@@ -255,8 +260,7 @@ async def test_a_raising_monitor_follows_on_error(make_pipeline, prom, caplog, o
 
 @pytest.mark.parametrize("on_error, blocked", [("closed", True), ("open", False)])
 async def test_a_hanging_monitor_times_out(make_pipeline, prom, on_error, blocked):
-    pipeline = await make_pipeline({"name": "hanging", "timeout_ms": 50, "on_error": on_error},
-                                   {"name": "keyword"})
+    pipeline = await make_pipeline({"name": "hanging", "timeout_ms": 50, "on_error": on_error}, {"name": "keyword"})
     started = time.perf_counter()
     result = await pipeline.check("input", ["fine"], request_id="r")
     assert time.perf_counter() - started < 0.5
@@ -313,8 +317,11 @@ async def test_a_content_block_earlier_in_order_beats_a_later_overload(make_pipe
 
 async def test_shadow_is_not_waited_on_but_recorded_when_done(registry, make_pipeline, prom):
     events = []
-    pipeline = await make_pipeline({"name": "gated", "action": "shadow"}, {"name": "keyword"},
-                                   on_event=lambda d, rid: events.append((d.monitor_id, d.action, rid)))
+    pipeline = await make_pipeline(
+        {"name": "gated", "action": "shadow"},
+        {"name": "keyword"},
+        on_event=lambda d, rid: events.append((d.monitor_id, d.action, rid)),
+    )
     result = await asyncio.wait_for(pipeline.check("input", ["fine"], request_id="r9"), 1.0)
     assert [d.monitor_id for d in result.decisions] == ["keyword"]
     assert result.blocked_by is None
@@ -327,8 +334,12 @@ async def test_shadow_is_not_waited_on_but_recorded_when_done(registry, make_pip
 
 async def test_close_waits_for_running_shadows(registry, metrics, prom):
     events: list[Decision] = []
-    pipeline = MonitorPipeline([MonitorSpec(name="gated", action="shadow")], metrics=metrics,
-                               registry=registry, on_event=lambda d, rid: events.append(d))
+    pipeline = MonitorPipeline(
+        [MonitorSpec(name="gated", action="shadow")],
+        metrics=metrics,
+        registry=registry,
+        on_event=lambda d, rid: events.append(d),
+    )
     await pipeline.start()
     await pipeline.check("output", ["x"], request_id="r")
     recorded_when_closed: list[int] = []
@@ -357,7 +368,8 @@ async def test_a_failing_shadow_never_blocks(make_pipeline, prom):
 async def test_a_monitor_that_fails_to_load_is_named(registry, metrics):
     pipeline = MonitorPipeline(
         [MonitorSpec(name="classifier", id="ok"), MonitorSpec(name="broken", id="tox-model")],
-        metrics=metrics, registry=registry,
+        metrics=metrics,
+        registry=registry,
     )
     with pytest.raises(MonitorLoadError, match=r"monitor 'tox-model': .*weights missing"):
         await pipeline.start()
@@ -423,8 +435,9 @@ async def test_inline_monitors_skip_the_batcher_and_still_count():
     regexes = MonitorSpec(name="blocklist", id="regexes", patterns=[r"z[a]p"])
     assert blocklist(keywords).inline and not blocklist(regexes).inline
     prom = CollectorRegistry()
-    pipeline = MonitorPipeline([keywords, regexes], metrics=MonitorMetrics(prom),
-                               registry=MonitorRegistry.from_entry_points())
+    pipeline = MonitorPipeline(
+        [keywords, regexes], metrics=MonitorMetrics(prom), registry=MonitorRegistry.from_entry_points()
+    )
     await pipeline.start()
     try:
         result = await pipeline.check("input", ["a zap here"], request_id="r")
@@ -471,8 +484,11 @@ async def test_a_long_inline_check_still_obeys_its_timeout():
 
 async def test_the_callers_context_reaches_every_recorded_decision(registry, make_pipeline):
     events = []
-    pipeline = await make_pipeline({"name": "keyword"}, {"name": "gated", "action": "shadow"},
-                                   on_event=lambda d, rid: events.append((d.monitor_id, d.context)))
+    pipeline = await make_pipeline(
+        {"name": "keyword"},
+        {"name": "gated", "action": "shadow"},
+        on_event=lambda d, rid: events.append((d.monitor_id, d.context)),
+    )
     context = {"route": "chat", "model": "tiny"}
     await pipeline.check("input", ["bad"], request_id="r", context=context)
     registry.instances["gated"].gate.set()

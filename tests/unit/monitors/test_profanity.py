@@ -16,14 +16,17 @@ def monitor():
 
 def test_insults_score_high_and_benign_text_low(monitor):
     insults = ["you are a worthless loser", "shut up you dumb bitch", "fuck you, you worthless piece of shit"]
-    benign = ["have a nice day", "The weather in Paris is lovely in spring.",
-              "I will review the pull request tomorrow morning."]
+    benign = [
+        "have a nice day",
+        "The weather in Paris is lovely in spring.",
+        "I will review the pull request tomorrow morning.",
+    ]
     findings = monitor.check(insults + benign)
     assert [f.score > 0.9 for f in findings[:3]] == [True] * 3
     assert [f.score < 0.5 for f in findings[3:]] == [True] * 3
     # "fuck"/"shit" are in the lexicon: score 1 with their spans; the model's own score stays a label.
     assert findings[2].score == 1.0 and findings[2].labels["lexicon"] == 1.0
-    assert [text[s.start:s.end] for s in findings[2].spans for text in [insults[2]]] == ["fuck", "shit"]
+    assert [text[s.start : s.end] for s in findings[2].spans for text in [insults[2]]] == ["fuck", "shit"]
     assert all(0.0 <= f.labels["profanity"] <= 1.0 for f in findings)
     assert all("lexicon" not in f.labels and f.score == f.labels["profanity"] for f in findings[3:])
     assert all(isinstance(f.score, float) for f in findings)
@@ -57,8 +60,12 @@ def test_a_long_text_no_longer_dilutes_an_insult():
 
 def test_a_mild_insult_alone_is_no_profanity(monitor):
     # The model flags each of these (1.00) for the one mild word in it.
-    mild = ["Are you stupid", "who wrote The Idiot", "Littering is dumb.",
-            "Never underestimate the power of human stupidity."]
+    mild = [
+        "Are you stupid",
+        "who wrote The Idiot",
+        "Littering is dumb.",
+        "Never underestimate the power of human stupidity.",
+    ]
     counted = profanity.create(MonitorSpec(name="profanity", mild_words=[]))
     assert all(f.score >= 0.95 for f in counted.check(mild))
     assert all(f.score < 0.5 for f in monitor.check(mild))
@@ -81,7 +88,9 @@ def test_lexicon_sees_through_compounds_and_leetspeak(monitor):
 
 def test_an_initial_or_a_title_ends_no_segment():
     assert profanity.segments("A story by Philip K. Dick. Mr. Smith read it.", 200) == [
-        "A story by Philip K. Dick.", "Mr. Smith read it."]
+        "A story by Philip K. Dick.",
+        "Mr. Smith read it.",
+    ]
 
 
 def test_a_capitalised_term_after_a_middle_initial_is_a_surname(monitor):
@@ -160,8 +169,12 @@ def test_lexicon_hits_per_sentence_match_the_whole_text_on_the_bundled_data():
     whole = obscenity.obscenity()
     fresh = profanity.ProfanityMonitor(lambda texts: [0.0] * len(texts), lexicon=whole)
     data = Path(__file__).resolve().parents[3] / "loadtest" / "data"
-    texts = [json.loads(line)["text"] for path in sorted(data.glob("*.jsonl"))
-             for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+    texts = [
+        json.loads(line)["text"]
+        for path in sorted(data.glob("*.jsonl"))
+        for line in path.read_text(encoding="utf-8").split("\n")
+        if line.strip()
+    ]
     assert len(texts) > 500
     for text in texts:
         (finding,) = fresh.check([text])
@@ -187,8 +200,7 @@ def test_a_number_is_never_read_as_leetspeak(monitor):
         finding = monitor.check([text])[0]
         spelt = text.replace(number, re.sub(r"\d+", "many", number), 1)
         assert (finding.score >= 0.95) == (monitor.check([spelt])[0].score >= 0.95), text
-        assert not any(number in text[s.start:s.end] or text[s.start:s.end] in number
-                       for s in finding.spans), text
+        assert not any(number in text[s.start : s.end] or text[s.start : s.end] in number for s in finding.spans), text
         checked += 1
     assert checked == 5_000
 
@@ -196,7 +208,13 @@ def test_a_number_is_never_read_as_leetspeak(monitor):
 def test_digits_inside_a_word_are_still_leetspeak(monitor):
     for text in ["what a sh1t show", "you a55hole"]:
         assert monitor.check([text])[0].spans, text
-    for text in ["We had 455 visitors in March.", "Room 717, floor 7.", "Call extension 4550 please.",
-                 "Use version 3.455.1", "It costs $455.", "Ref (455)."]:
+    for text in [
+        "We had 455 visitors in March.",
+        "Room 717, floor 7.",
+        "Call extension 4550 please.",
+        "Use version 3.455.1",
+        "It costs $455.",
+        "Ref (455).",
+    ]:
         finding = monitor.check([text])[0]
         assert not finding.spans and finding.score < 0.95, text

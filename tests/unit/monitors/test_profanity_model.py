@@ -29,8 +29,12 @@ def model():
 
 
 def bundled_texts() -> list[str]:
-    return [json.loads(line)["text"] for path in sorted(DATA.glob("*.jsonl"))
-            for line in path.read_text().splitlines() if line.strip()]
+    return [
+        json.loads(line)["text"]
+        for path in sorted(DATA.glob("*.jsonl"))
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]
 
 
 def test_equals_predict_prob_on_the_bundled_dataset(model, reference):
@@ -57,7 +61,8 @@ def vocabulary() -> list[str]:
 _KNOWN = st.deferred(lambda: st.sampled_from(vocabulary()))
 _WORD = st.one_of(_KNOWN, _KNOWN.map(str.upper), st.text(max_size=8))
 _TEXT = st.lists(_WORD, max_size=40).flatmap(
-    lambda words: st.sampled_from([" ", ", ", "! ", "\n", "_", "-"]).map(lambda sep: sep.join(words)))
+    lambda words: st.sampled_from([" ", ", ", "! ", "\n", "_", "-"]).map(lambda sep: sep.join(words))
+)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

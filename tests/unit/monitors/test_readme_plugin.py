@@ -24,8 +24,9 @@ async def test_the_readme_plugin_blocks_shouting_through_the_pipeline(metrics):
     exec(readme_plugin_example(), namespace)
     registry = MonitorRegistry()
     registry.register("shouting", namespace["create"])
-    pipeline = MonitorPipeline([MonitorSpec(name="shouting", action="block", threshold=0.6)],
-                               metrics=metrics, registry=registry)
+    pipeline = MonitorPipeline(
+        [MonitorSpec(name="shouting", action="block", threshold=0.6)], metrics=metrics, registry=registry
+    )
     await pipeline.start()
     try:
         loud = await pipeline.check("input", ["STOP SHOUTING"], request_id="r1")

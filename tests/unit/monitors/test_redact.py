@@ -19,7 +19,8 @@ def test_replaces_spans_with_upper_case_labels():
 
 def test_merges_overlapping_and_touching_spans():
     assert merge_spans([Span(0, 4, "A"), Span(2, 6, "B"), Span(6, 8, "A"), Span(10, 12, "C")], 20) == [
-        Span(0, 8, "A+B"), Span(10, 12, "C"),
+        Span(0, 8, "A+B"),
+        Span(10, 12, "C"),
     ]
     assert apply_redactions("abcdefghij", [Span(3, 5, "X"), Span(0, 4, "X")]) == "[REDACTED:X]fghij"
 
@@ -48,10 +49,12 @@ def test_short_excerpt_is_the_masked_text():
 def text_and_spans(draw):
     text = draw(st.text(min_size=0, max_size=80))
     n = len(text)
-    spans = draw(st.lists(
-        st.tuples(st.integers(0, n), st.integers(0, n), st.sampled_from(["EMAIL", "PHONE", "api_key"])),
-        max_size=6,
-    ))
+    spans = draw(
+        st.lists(
+            st.tuples(st.integers(0, n), st.integers(0, n), st.sampled_from(["EMAIL", "PHONE", "api_key"])),
+            max_size=6,
+        )
+    )
     return text, [Span(min(a, b), max(a, b), label) for a, b, label in spans]
 
 

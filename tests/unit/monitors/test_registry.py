@@ -89,9 +89,22 @@ def test_an_installed_plugin_is_found_by_entry_point(tmp_path, monkeypatch):
     shutil.copytree(PLUGIN, source)  # building writes build/ and egg-info next to the sources
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-         "--quiet", "--target", str(target), str(source)],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--quiet",
+            "--target",
+            str(target),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     monkeypatch.syspath_prepend(str(target))
     monkeypatch.delitem(sys.modules, "taxgate_plugin_example", raising=False)

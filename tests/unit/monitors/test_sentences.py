@@ -6,7 +6,12 @@ from monitors.sentences import last_sentence_start, sentences
 def test_sentences_end_at_punctuation_and_line_breaks_not_at_initials_or_titles():
     text = "Philip K. Dick met Mr. Smith. Then; later!\nDone?  yes"
     assert [text[a:b] for a, b in sentences(text)] == [
-        "Philip K. Dick met Mr. Smith.", "Then;", "later!", "Done?", "yes"]
+        "Philip K. Dick met Mr. Smith.",
+        "Then;",
+        "later!",
+        "Done?",
+        "yes",
+    ]
     assert sentences("   ") == []
 
 

@@ -27,8 +27,18 @@ from tests.waiting import wait_until
 
 
 def event(n: int = 0, **overrides) -> AuditEvent:
-    fields = dict(request_id=f"req-{n}", ts=1_700_000_000.0 + n, stage="input", monitor="pii",
-                  action="redact", hit=True, score=0.5, labels={}, error=None, excerpt="x")
+    fields = dict(
+        request_id=f"req-{n}",
+        ts=1_700_000_000.0 + n,
+        stage="input",
+        monitor="pii",
+        action="redact",
+        hit=True,
+        score=0.5,
+        labels={},
+        error=None,
+        excerpt="x",
+    )
     fields.update(overrides)
     return AuditEvent(**fields)
 
@@ -74,9 +84,12 @@ class Counts:
         self.dropped = 0
 
     def store(self, settings: AuditSettings, backend) -> AuditStore:
-        return AuditStore(settings, backend=backend,
-                          on_written=lambda n: setattr(self, "written", self.written + n),
-                          on_dropped=lambda n, _r: setattr(self, "dropped", self.dropped + n))
+        return AuditStore(
+            settings,
+            backend=backend,
+            on_written=lambda n: setattr(self, "written", self.written + n),
+            on_dropped=lambda n, _r: setattr(self, "dropped", self.dropped + n),
+        )
 
 
 def test_backoff_doubles_up_to_the_cap_and_resets():
@@ -89,18 +102,17 @@ def test_backoff_doubles_up_to_the_cap_and_resets():
 def test_dsn_helpers_hide_passwords():
     assert is_dsn("postgresql://a@b/c") and is_dsn("postgres://a@b/c")
     assert not is_dsn("/var/lib/taxgate/audit.db")
-    assert redact_dsn("postgresql://taxgate:s3cr%40t@db:5432/audit") == \
-        "postgresql://taxgate:***@db:5432/audit"
-    assert redact_dsn("postgresql://db/audit?password=s3cr3t&sslmode=require") == \
-        "postgresql://db/audit?password=***&sslmode=require"
+    assert redact_dsn("postgresql://taxgate:s3cr%40t@db:5432/audit") == "postgresql://taxgate:***@db:5432/audit"
+    assert (
+        redact_dsn("postgresql://db/audit?password=s3cr3t&sslmode=require")
+        == "postgresql://db/audit?password=***&sslmode=require"
+    )
     assert redact_dsn("postgresql://taxgate@db/audit") == "postgresql://taxgate@db/audit"
 
 
 def test_settings_choose_the_backend_and_reject_a_non_postgres_dsn(tmp_path):
-    assert isinstance(make_backend(AuditSettings(path=str(tmp_path / "a.db")), "r"),
-                      SQLiteBackend)
-    assert make_backend(AuditSettings(dsn="postgresql://u:pw@h/db"), "r").name == \
-        "postgresql://u:***@h/db"
+    assert isinstance(make_backend(AuditSettings(path=str(tmp_path / "a.db")), "r"), SQLiteBackend)
+    assert make_backend(AuditSettings(dsn="postgresql://u:pw@h/db"), "r").name == "postgresql://u:***@h/db"
     with pytest.raises(ValueError, match="PostgreSQL URL"):
         AuditSettings(dsn="mysql://h/db")
     assert "pw" not in repr(AuditSettings(dsn="postgresql://u:pw@h/db"))
@@ -120,8 +132,7 @@ def test_pending_migrations_in_order_and_numbering_checked():
 async def test_outage_queues_then_drops_beyond_the_queue_and_resumes(caplog):
     backend = FlakyBackend()
     counts = Counts()
-    store = counts.store(AuditSettings(queue_max=10, batch_max=4, flush_interval_ms=0,
-                                       retry_max_s=0.02), backend)
+    store = counts.store(AuditSettings(queue_max=10, batch_max=4, flush_interval_ms=0, retry_max_s=0.02), backend)
     await store.start()
     store.record(event(0))
     await wait_until(lambda: counts.written == 1)
@@ -149,8 +160,7 @@ async def test_outage_queues_then_drops_beyond_the_queue_and_resumes(caplog):
 async def test_flush_does_not_wait_while_the_database_is_down():
     backend = FlakyBackend()
     counts = Counts()
-    store = counts.store(AuditSettings(sync="always", sync_timeout_s=30, retry_max_s=0.02),
-                         backend)
+    store = counts.store(AuditSettings(sync="always", sync_timeout_s=30, retry_max_s=0.02), backend)
     await store.start()
     backend.down.set()
     store.record(event(1))
@@ -215,8 +225,7 @@ async def test_a_bad_row_costs_itself_not_its_batch():
 async def test_retention_prunes_on_its_interval(tmp_path):
     path = str(tmp_path / "audit.db")
     now = time.time()
-    store = AuditStore(AuditSettings(path=path, sync="always", retention_days=1,
-                                     retention_interval_s=0.05))
+    store = AuditStore(AuditSettings(path=path, sync="always", retention_days=1, retention_interval_s=0.05))
     await store.start()
     try:
         store.record(event(1, ts=now - 2 * 86400))
@@ -227,8 +236,7 @@ async def test_retention_prunes_on_its_interval(tmp_path):
         await store.close()
 
 
-V1_ROW = ("old", 1_700_000_000.0, "input", "pii", "redact", 1, 1.0, "{}", None, "x",
-          "/v1/chat/completions", "m")
+V1_ROW = ("old", 1_700_000_000.0, "input", "pii", "redact", 1, 1.0, "{}", None, "x", "/v1/chat/completions", "m")
 
 
 def test_sqlite_migrates_an_empty_file(tmp_path):
@@ -236,8 +244,7 @@ def test_sqlite_migrates_an_empty_file(tmp_path):
     backend.open()
     backend.close()
     conn = sqlite3.connect(tmp_path / "a.db")
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == \
-        audit_migrations.latest(audit_migrations.SQLITE)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == audit_migrations.latest(audit_migrations.SQLITE)
     assert "replica" in {row[1] for row in conn.execute("PRAGMA table_info(audit_events)")}
 
 
@@ -246,9 +253,11 @@ async def test_sqlite_upgrades_a_version_1_file_and_keeps_its_rows(tmp_path):
     conn = sqlite3.connect(path)
     for statement in audit_migrations.SQLITE[0].statements:
         conn.execute(statement)
-    conn.execute("INSERT INTO audit_events (request_id, ts, stage, monitor, action, hit, score,"
-                 " labels, error, excerpt, route, model) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                 V1_ROW)
+    conn.execute(
+        "INSERT INTO audit_events (request_id, ts, stage, monitor, action, hit, score,"
+        " labels, error, excerpt, route, model) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        V1_ROW,
+    )
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
@@ -256,8 +265,7 @@ async def test_sqlite_upgrades_a_version_1_file_and_keeps_its_rows(tmp_path):
     assert query_events(path, AuditFilter(trace_id="")) == query_events(path)
     store = AuditStore(AuditSettings(path=str(path)))
     await store.start()
-    store.record(event(1, replica="gw-a", trace_id="0af7651916cd43dd8448eb211c80319c",
-                       span_id="b7ad6b7169203331"))
+    store.record(event(1, replica="gw-a", trace_id="0af7651916cd43dd8448eb211c80319c", span_id="b7ad6b7169203331"))
     await store.close()
     old, new = query_events(path)
     assert (old.request_id, old.replica, old.trace_id, old.span_id) == ("old", "", "", "")

@@ -32,13 +32,48 @@ def db(tmp_path):
     path = str(tmp_path / "audit.db")
     now = time.time()
     events = [
-        AuditEvent("req-old", now - 3 * 86400, "input", "profanity", "block", True, 0.97,
-                   {"profanity": 0.97}, None, "you [REDACTED] idiot", "/v1/completions", "m"),
-        AuditEvent("req-pii", now - 2 * 3600, "output", "pii", "redact", True, 1.0,
-                   {"email": 1.0}, None, "write to [REDACTED:EMAIL]", "/v1/chat/completions",
-                   "m"),
-        AuditEvent("req-judge", now - 60, "output", "judge", "shadow", False, 0.0, {},
-                   "judge answer unparseable", "", "/v1/chat/completions", "m"),
+        AuditEvent(
+            "req-old",
+            now - 3 * 86400,
+            "input",
+            "profanity",
+            "block",
+            True,
+            0.97,
+            {"profanity": 0.97},
+            None,
+            "you [REDACTED] idiot",
+            "/v1/completions",
+            "m",
+        ),
+        AuditEvent(
+            "req-pii",
+            now - 2 * 3600,
+            "output",
+            "pii",
+            "redact",
+            True,
+            1.0,
+            {"email": 1.0},
+            None,
+            "write to [REDACTED:EMAIL]",
+            "/v1/chat/completions",
+            "m",
+        ),
+        AuditEvent(
+            "req-judge",
+            now - 60,
+            "output",
+            "judge",
+            "shadow",
+            False,
+            0.0,
+            {},
+            "judge answer unparseable",
+            "",
+            "/v1/chat/completions",
+            "m",
+        ),
     ]
     write_events(path, events)
     return path, events
@@ -48,16 +83,24 @@ def test_list_prints_a_table(db, capsys):
     path, _ = db
     assert cli("--db", path, "list") == 0
     out = capsys.readouterr().out
-    for text in ("req-old", "req-pii", "req-judge", "profanity", "redact", "shadow",
-                 "[REDACTED:EMAIL]", "judge answer unparseable", "email=1.00"):
+    for text in (
+        "req-old",
+        "req-pii",
+        "req-judge",
+        "profanity",
+        "redact",
+        "shadow",
+        "[REDACTED:EMAIL]",
+        "judge answer unparseable",
+        "email=1.00",
+    ):
         assert text in out
 
 
 def test_list_shows_brackets_literally(tmp_path, capsys):
     path = str(tmp_path / "audit.db")
     excerpt = "[bold]not markup[/bold] [/] [REDACTED:EMAIL]"
-    write_events(path, [AuditEvent("[req]", 1.0, "input", "[m]", "block", True, 1.0, {}, "[/x]",
-                                   excerpt)])
+    write_events(path, [AuditEvent("[req]", 1.0, "input", "[m]", "block", True, 1.0, {}, "[/x]", excerpt)])
     assert cli("--db", path) == 0
     out = capsys.readouterr().out
     for text in (excerpt, "[req]", "[m]", "[/x]"):
@@ -129,12 +172,22 @@ def failures(tmp_path):
     path = str(tmp_path / "audit.db")
     now = time.time()
     events = [
-        AuditEvent("req-hit", now - 30, "input", "pii", "redact", True, 1.0, {"email": 1.0},
-                   None, "[REDACTED:EMAIL]", "chat", "m"),
-        AuditEvent("req-open", now - 20, "input", "judge", "error", False, 0.0, {},
-                   "timeout", "", "chat", "m"),
-        AuditEvent("req-closed", now - 10, "output", "guard", "block", False, 0.0, {},
-                   "error", "", "chat", "m"),
+        AuditEvent(
+            "req-hit",
+            now - 30,
+            "input",
+            "pii",
+            "redact",
+            True,
+            1.0,
+            {"email": 1.0},
+            None,
+            "[REDACTED:EMAIL]",
+            "chat",
+            "m",
+        ),
+        AuditEvent("req-open", now - 20, "input", "judge", "error", False, 0.0, {}, "timeout", "", "chat", "m"),
+        AuditEvent("req-closed", now - 10, "output", "guard", "block", False, 0.0, {}, "error", "", "chat", "m"),
     ]
     write_events(path, events)
     return path
@@ -223,8 +276,7 @@ def test_bad_time_is_a_usage_error(capsys):
 
 @pytest.mark.parametrize(
     ("text", "seconds_back"),
-    [("90s", 90), ("15m", 900), ("2h", 7200), ("1d", 86400), ("1w", 604800),
-     ("1.5h", 5400), (" 10M ", 600)],
+    [("90s", 90), ("15m", 900), ("2h", 7200), ("1d", 86400), ("1w", 604800), ("1.5h", 5400), (" 10M ", 600)],
 )
 def test_parse_relative_time(text, seconds_back):
     assert parse_time(text, now=1_000_000.0) == 1_000_000.0 - seconds_back

@@ -39,32 +39,43 @@ async def audited(spec: dict, trace: dict[str, str] | None = None) -> list[Audit
     registry.register("flagging", lambda _: Flagging())
     events: list[AuditEvent] = []
     pipeline = MonitorPipeline(
-        [MonitorSpec(stages=["input"], **spec)], metrics=MonitorMetrics(CollectorRegistry()),
+        [MonitorSpec(stages=["input"], **spec)],
+        metrics=MonitorMetrics(CollectorRegistry()),
         registry=registry,
-        on_event=lambda decision, rid: events.append(
-            event_from_decision(decision, rid, ts=1.0, replica="gw-0")))
+        on_event=lambda decision, rid: events.append(event_from_decision(decision, rid, ts=1.0, replica="gw-0")),
+    )
     await pipeline.start()
     try:
-        await pipeline.check("input", ["some text"], request_id="req-1",
-                             context={"route": "chat", "model": "tiny", **(trace or {})})
+        await pipeline.check(
+            "input", ["some text"], request_id="req-1", context={"route": "chat", "model": "tiny", **(trace or {})}
+        )
     finally:
         await pipeline.close()  # waits for shadow checks, whose verdicts are audited
     return events
 
 
-@pytest.mark.parametrize("spec, action, error", [
-    ({"name": "raising", "on_error": "open"}, "error", "error"),
-    ({"name": "hanging", "on_error": "open", "timeout_ms": 20}, "error", "timeout"),
-    ({"name": "raising", "action": "shadow"}, "error", "error"),
-    ({"name": "raising", "on_error": "closed"}, "block", "error"),
-    ({"name": "flagging", "action": "redact"}, "redact", None),
-    ({"name": "flagging", "action": "shadow"}, "shadow", None),
-])
+@pytest.mark.parametrize(
+    "spec, action, error",
+    [
+        ({"name": "raising", "on_error": "open"}, "error", "error"),
+        ({"name": "hanging", "on_error": "open", "timeout_ms": 20}, "error", "timeout"),
+        ({"name": "raising", "action": "shadow"}, "error", "error"),
+        ({"name": "raising", "on_error": "closed"}, "block", "error"),
+        ({"name": "flagging", "action": "redact"}, "redact", None),
+        ({"name": "flagging", "action": "shadow"}, "shadow", None),
+    ],
+)
 async def test_the_recorded_action_says_what_the_gateway_did(spec, action, error):
     [event] = await audited(spec)
     assert (event.action, event.error) == (action, error)
-    assert (event.request_id, event.stage, event.monitor, event.route, event.model,
-            event.replica) == ("req-1", "input", spec["name"], "chat", "tiny", "gw-0")
+    assert (event.request_id, event.stage, event.monitor, event.route, event.model, event.replica) == (
+        "req-1",
+        "input",
+        spec["name"],
+        "chat",
+        "tiny",
+        "gw-0",
+    )
     assert event.hit == (error is None)
     assert (event.trace_id, event.span_id) == ("", "")  # tracing off
 

@@ -16,9 +16,18 @@ from tests.unit.gateway.audit.audit_log import write_events
 
 def event(n: int, monitor: str, stage: str, action: str, **overrides) -> AuditEvent:
     fields = dict(
-        request_id=f"req-{n}", ts=1_700_000_000.0 + n, stage=stage, monitor=monitor,
-        action=action, hit=True, score=0.25 + n / 10_000, labels={"email": 0.9},
-        error=None, excerpt=f"mail me at [REDACTED:EMAIL] #{n}", route="chat", model="tiny",
+        request_id=f"req-{n}",
+        ts=1_700_000_000.0 + n,
+        stage=stage,
+        monitor=monitor,
+        action=action,
+        hit=True,
+        score=0.25 + n / 10_000,
+        labels={"email": 0.9},
+        error=None,
+        excerpt=f"mail me at [REDACTED:EMAIL] #{n}",
+        route="chat",
+        model="tiny",
         replica="gw-0",
     )
     fields.update(overrides)
@@ -35,8 +44,7 @@ def filled(tmp_path):
         event(0, "pii", "input", "redact"),
         event(1, "pii", "output", "redact", replica="gw-1"),
         event(2, "profanity", "input", "block"),
-        event(3, "judge", "output", "shadow", request_id="req-x", trace_id="ab" * 16,
-              span_id="cd" * 8),
+        event(3, "judge", "output", "shadow", request_id="req-x", trace_id="ab" * 16, span_id="cd" * 8),
         event(4, "judge", "input", "shadow", request_id="req-x"),
         event(5, "judge", "input", "error", error="timeout", **FAILED),  # failed open
         event(6, "guard", "input", "block", error="overload", **FAILED),  # failed closed

@@ -22,9 +22,17 @@ from tests.waiting import started, wait_until
 
 def event(n: int = 0, **overrides) -> AuditEvent:
     fields = dict(
-        request_id=f"req-{n}", ts=1_700_000_000.0 + n, stage="input", monitor="pii",
-        action="redact", hit=True, score=0.25 + n / 10_000, labels={"email": 0.9, "phone": 0.1},
-        error=None, excerpt=f"mail me at [REDACTED:EMAIL] #{n}", route="/v1/chat/completions",
+        request_id=f"req-{n}",
+        ts=1_700_000_000.0 + n,
+        stage="input",
+        monitor="pii",
+        action="redact",
+        hit=True,
+        score=0.25 + n / 10_000,
+        labels={"email": 0.9, "phone": 0.1},
+        error=None,
+        excerpt=f"mail me at [REDACTED:EMAIL] #{n}",
+        route="/v1/chat/completions",
         model="tiny",
     )
     fields.update(overrides)
@@ -60,8 +68,19 @@ async def test_events_read_back_complete(tmp_path):
     path = str(tmp_path / "audit.db")
     sent = [
         event(1),
-        event(2, stage="output", monitor="judge-strict", action="block", hit=False, score=1.0,
-              labels={}, error="TimeoutError: judge took 2.0 s", excerpt="", route="", model=""),
+        event(
+            2,
+            stage="output",
+            monitor="judge-strict",
+            action="block",
+            hit=False,
+            score=1.0,
+            labels={},
+            error="TimeoutError: judge took 2.0 s",
+            excerpt="",
+            route="",
+            model="",
+        ),
         event(3, labels={"toxicity": 0.123456789, "insult": 1e-9}, action="shadow"),
     ]
     store = AuditStore(AuditSettings(path=path))
@@ -303,8 +322,10 @@ async def test_wal_mode_and_parent_directories(tmp_path):
     try:
         conn = sqlite3.connect(path)
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        indexes = {row[0] for row in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit_events'")}
+        indexes = {
+            row[0]
+            for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit_events'")
+        }
         conn.close()
         assert {"audit_events_ts", "audit_events_monitor", "audit_events_request_id"} <= indexes
     finally:
