@@ -211,7 +211,8 @@ def test_targets_that_cannot_be_measured_are_left_out_of_a_partial_report(sim, d
     assert {s.name for s in report.scenarios} == {"direct", "good"}
     missing = "\n".join(report.meta.missing)
     assert f"--target gone is unreachable at {gone}" in missing
-    assert "--target other serves another-model, not 'sim-llama-8b'" in missing
+    # The simulator also lists the guard classifier it serves on /classify.
+    assert "--target other serves another-model, sim-guard, not 'sim-llama-8b'" in missing
     assert "--target nokey refused the bench (HTTP 401" in missing
     assert "--target-key nokey=KEY" in missing
     assert "partial report: --target gone" in done.stderr.replace("\n", "")
