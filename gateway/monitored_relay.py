@@ -41,13 +41,14 @@ class OutputGuard:
     the request keeps of them (time spent, annotate flags, redactions); a fail-closed monitor that
     cannot take a check answers None, and the stream stops rather than leak."""
 
-    __slots__ = ("_stage", "_ctx", "_clock", "context_chars")
+    __slots__ = ("_stage", "_ctx", "_clock", "context_chars", "min_new_chars")
 
     def __init__(self, stage: StageCheck, rec: StreamRecorder) -> None:
         self._stage = stage
         self._ctx = rec.ctx
         self._clock = rec.clock
         self.context_chars = stage.context_chars
+        self.min_new_chars = stage.min_new_chars
 
     async def check(
         self, texts: Sequence[str], kinds: Sequence[str] | None = None, whole: Sequence[str] | None = None
@@ -189,8 +190,13 @@ class _Steps:
 
 
 def _sent(rec: StreamRecorder, write: Write) -> bytes:
-    rec.sent(sum(1 for _, text in write.parts if text))
-    return b"".join(data for data, _ in write.parts)
+    parts = write.parts
+    if len(parts) == 1:  # one token per read: the usual case
+        data, text = parts[0]
+        rec.sent(1 if text else 0)
+        return data
+    rec.sent(sum(1 for _, text in parts if text))
+    return b"".join(data for data, _ in parts)
 
 
 async def relay_monitored(

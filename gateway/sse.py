@@ -36,6 +36,8 @@ class SSEParser:
         self._scan_from = 0
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if not self._buffer and (events := _whole_events(chunk)) is not None:
+            return events
         self._buffer += chunk
         events: list[SSEEvent] = []
         while True:
@@ -65,6 +67,21 @@ class SSEParser:
             self._scan_from = len(self._buffer)
             return -1, 0
         return match.start(), match.end() - match.start()
+
+
+def _whole_events(chunk: bytes) -> list[SSEEvent] | None:
+    """The events of a read that holds only whole ``data: ...`` events of one line each,
+    LF-ended, as vLLM writes them (nearly every read of a stream); None for anything else,
+    which takes the general path. The same events as that path, at a fraction of its cost
+    per token: one split, no regex, no buffer."""
+    if not chunk.endswith(b"\n\n") or b"\r" in chunk:
+        return None
+    events = []
+    for block in chunk[:-2].split(b"\n\n"):
+        if not block.startswith(b"data: ") or b"\n" in block:
+            return None
+        events.append(SSEEvent(block[6:], block + b"\n\n"))
+    return events
 
 
 def _parse_event(block: bytes) -> bytes | None:

@@ -43,6 +43,11 @@ class Guard(Protocol):
     def context_chars(self) -> int:
         """How far back a check's context must reach (``MonitorPipeline.context_chars``)."""
 
+    @property
+    def min_new_chars(self) -> int:
+        """The fewest unreleased characters for which ``hold`` may release any
+        (``StageHolds.min_new_chars``): fewer, and a field is not planned at all."""
+
     async def check(
         self, texts: Sequence[str], kinds: Sequence[str] | None = None, whole: Sequence[str] | None = None
     ) -> StageResult | None:
@@ -130,9 +135,12 @@ class StreamPolicy(Protocol):
 class _Fields:
     """The field texts of every choice of a stream, by (choice index, field key)."""
 
-    def __init__(self, overlap: int, reach: int) -> None:
+    def __init__(self, overlap: int, reach: int, min_new: int = 0) -> None:
         self.overlap = overlap
         self.reach = reach
+        # Skipping a field with fewer unreleased characters than any hold can release
+        # saves a window and a hold() per token (a stream's most frequent path).
+        self.min_new = min_new
         self.by_key: dict[tuple[int, str], FieldText] = {}
 
     def add(self, item: Item) -> None:
@@ -145,12 +153,14 @@ class _Fields:
             item.sent[key] = start
 
     def unchecked(self, final: set[int] | bool = False) -> list[tuple[tuple[int, str], FieldText]]:
-        """Fields with text no check planned for yet; of the ``final`` choices (all when
-        True), every field with text no check read (what was held is checked now)."""
+        """Fields with text no check planned for yet, at least ``min_new`` characters of it
+        unreleased; of the ``final`` choices (all when True), every field with text no check
+        read (what was held is checked now)."""
         return [
             (key, stream)
             for key, stream in self.by_key.items()
-            if stream.unchecked or (stream.checked < stream.end and (final is True or (final and key[0] in final)))
+            if (stream.unchecked and stream.end - stream.cleared >= self.min_new)
+            or (stream.checked < stream.end and (final is True or (final and key[0] in final)))
         ]
 
 
@@ -184,7 +194,8 @@ class HoldBack:
         self, guard: Guard, *, overlap: int, max_hold_chars: int, at_max_hold: str, clock: Callable[[], float]
     ) -> None:
         self._guard = guard
-        self._fields = _Fields(overlap, guard.context_chars)
+        # Below max_hold_chars: a field over the cap is always planned (and released).
+        self._fields = _Fields(overlap, guard.context_chars, min(guard.min_new_chars, max_hold_chars))
         self._queues: dict[int, deque[Item]] = {}
         self._complete: set[int] = set()
         self._max_hold = max_hold_chars
@@ -338,7 +349,7 @@ class StreamFirst:
 
     def __init__(self, guard: Guard, *, overlap: int) -> None:
         self._guard = guard
-        self._fields = _Fields(overlap, guard.context_chars)
+        self._fields = _Fields(overlap, guard.context_chars, guard.min_new_chars)
         self._behind: asyncio.Task | None = None
         self._behind_plans: list[_Plan] = []
         self._behind_from = 0  # items sent when the text it checks began
@@ -349,7 +360,9 @@ class StreamFirst:
     async def feed(self, items: list[Item]) -> Step:
         step = Step()
         for item in items:
-            stop = await self._collect(wait=item.finished)
+            # Most tokens arrive while a check is running behind, or with none: no await.
+            collect = self._behind is not None and (item.finished or self._behind.done())
+            stop = await self._collect(wait=item.finished) if collect else None
             if stop is None and item.finished:
                 self._fields.add(item)
                 stop = await self._final(unsent=1 if item.has_text else 0)

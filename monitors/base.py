@@ -108,6 +108,14 @@ class _Hooks:
         whole answer has. 0 (the default): any context will do."""
         return 0
 
+    @property
+    def min_new_chars(self) -> int:
+        """Streaming: the fewest new (unreleased) characters for which ``hold`` can let
+        anything out: a monitor that judges words in groups (``word_group_hold``) returns
+        its group size, so a stream does not ask ``hold`` after every token. It must never
+        be more than that (text would wait longer than the monitor asks). 0: ask always."""
+        return 0
+
 
 def _require(cls: type, names: tuple[str, ...], want_async: bool, other: str) -> None:
     """Refuse, when the class is defined, a ``check``/``close`` of the wrong colour."""

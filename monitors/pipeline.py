@@ -305,6 +305,10 @@ class StageCheck:
     def context_chars(self) -> int:
         return self._holds.context_chars
 
+    @property
+    def min_new_chars(self) -> int:
+        return self._holds.min_new_chars
+
     async def check(
         self, texts: Sequence[str], kinds: Sequence[str] | None = None, whole: Sequence[str] | None = None
     ) -> StageResult:

@@ -33,6 +33,19 @@ class StageHolds:
         monitor to read whole sentences (``Monitor.context_chars``)."""
         return max((runner.monitor.context_chars for runner in self._runners), default=0)
 
+    @property
+    def min_new_chars(self) -> int:
+        """The fewest unreleased characters for which ``hold`` may release any: the smallest
+        any enforcing monitor needs (``Monitor.min_new_chars``; a ``chars`` block's size)."""
+        return min((self._min_new(runner) for runner in self._runners), default=0)
+
+    @staticmethod
+    def _min_new(runner: MonitorRunner) -> int:
+        spec = runner.spec
+        if spec.stream_hold == "monitor":
+            return runner.monitor.min_new_chars
+        return spec.stream_hold_chars if spec.stream_hold == "chars" else 0
+
     def hold(self, text: str, start: int, kind: str = "content") -> int:
         """Where in ``text`` the part that must stay held begins — the earliest any
         enforcing monitor that reads ``kind`` asks for — never before ``start`` (the

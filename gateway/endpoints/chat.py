@@ -65,9 +65,11 @@ class ChatFormat(ChoiceFormat):
         if holder is None:
             return fields
         for key in _TEXT_KEYS:
-            text = str_or_none(holder.get(key), f"message.{key}")
-            if text:
-                fields.append(Field(key, text))
+            text = holder.get(key)
+            if text is not None and (type(text) is not str or text):  # a wrong type raises below
+                fields.append(Field(key, str_or_none(text, f"message.{key}")))
+        if "tool_calls" not in holder:  # a token's delta: skip the generator
+            return fields
         for position, _call, function in tool_calls(holder):
             for part in ("name", "arguments"):
                 text = str_or_none(function.get(part), f"tool_calls.{part}")

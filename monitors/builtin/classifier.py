@@ -161,6 +161,10 @@ class ClassifierMonitor(AsyncMonitor):
         """The partial word, and new complete words until there are ``check_chars`` of them."""
         return word_group_hold(text, start, self._options.check_chars)
 
+    @property
+    def min_new_chars(self) -> int:
+        return self._options.check_chars
+
     async def check(self, texts: Sequence[str]) -> list[Finding]:
         budget = await self._part_bytes()
         parts = [split_text(text, budget, budget // _OVERLAP_SHARE) if text.strip() else [] for text in texts]

@@ -77,6 +77,10 @@ class DetoxifyMonitor(Monitor):
         """The partial word, and new complete words until there are ``check_chars`` of them."""
         return word_group_hold(text, start, self._check_chars)
 
+    @property
+    def min_new_chars(self) -> int:
+        return self._check_chars
+
     def check(self, texts: Sequence[str]) -> list[Finding]:
         if not texts:
             return []

@@ -63,3 +63,42 @@ def test_event_without_data_is_dropped():
 
 def test_encode_roundtrip():
     assert [e.data for e in SSEParser().feed(encode_event(b'{"x":1}'))] == [b'{"x":1}']
+
+
+def events_of(parser: SSEParser, reads: list[bytes]) -> list[tuple[bytes, bytes]]:
+    events = [event for read in reads for event in parser.feed(read)] + parser.flush()
+    return [(event.data, event.raw) for event in events]
+
+
+blocks = st.sampled_from(
+    [
+        b'data: {"a": 1}\n\n',
+        b"data: [DONE]\n\n",
+        b"data:{}\n\n",
+        b": comment\n\n",
+        b"data: one\ndata: two\n\n",
+        b"data: crlf\r\n\r\n",
+        b"\n\n",
+        b"\n",
+        b"event: x\ndata: y\n\n",
+        b"data: \n\n",
+    ]
+)
+
+
+@given(st.lists(st.lists(blocks, min_size=1, max_size=4), max_size=8))
+def test_reads_of_whole_events_parse_as_one_byte_at_a_time(reads):
+    # Whole single-line LF events take the fast path (one split); anything else the
+    # general one: the events and their raw bytes must not tell them apart.
+    data = [b"".join(read) for read in reads]
+    one_byte = [bytes([b]) for b in b"".join(data)]
+    assert events_of(SSEParser(), data) == events_of(SSEParser(), one_byte)
+
+
+def test_a_read_after_a_partial_event_takes_the_general_path():
+    parser = SSEParser()
+    assert parser.feed(b"data: par") == []
+    assert [(e.data, e.raw) for e in parser.feed(b"tial\n\ndata: next\n\n")] == [
+        (b"partial", b"data: partial\n\n"),
+        (b"next", b"data: next\n\n"),
+    ]

@@ -22,7 +22,7 @@ from gateway.stream_policy import HoldBack, Item, StreamFirst
 from monitors.base import Span
 from monitors.builtin.blocklist import BlocklistMonitor, keyword_regex
 from monitors.builtin.pii import PiiDetector
-from monitors.holds import word_hold
+from monitors.holds import word_group_hold, word_hold
 from monitors.pipeline import Decision, StageResult
 from monitors.redact import apply_redactions, merge_spans
 
@@ -38,10 +38,11 @@ class FakeGuard:
     """The Guard a policy is handed (the pipeline's checks bound to a stage and request),
     over a fake check and hold."""
 
-    def __init__(self, check, hold, context_chars: int = 0) -> None:
+    def __init__(self, check, hold, context_chars: int = 0, min_new_chars: int = 0) -> None:
         self.check = check
         self.hold = hold
         self.context_chars = context_chars
+        self.min_new_chars = min_new_chars
 
 
 # What leaves, as the chat dialect writes it.
@@ -308,6 +309,29 @@ async def test_stream_first_checks_the_last_token_before_the_finish():
     step = await policy.feed(items_of(["all ", "fine ", "forbidden"]))
     assert step.stop is not None
     assert "forbidden" not in sent_text(step.out)
+
+
+@settings(max_examples=200, deadline=None)
+@given(split_text(), st.sampled_from([1, 5, 24]), st.sampled_from(["holdback", "stream_first"]))
+async def test_skipping_fields_below_the_group_size_changes_no_check_and_no_byte(case, group, mode):
+    """``min_new_chars`` only saves the planning of fields whose hold could release
+    nothing: the checks made and what the client gets are those of planning every read."""
+    _text, pieces, reads = case
+
+    async def once(min_new: int):
+        check = redacting(PII.find)
+        guard = FakeGuard(
+            check, lambda text, start, kind="content": word_group_hold(text, start, group), min_new_chars=min_new
+        )
+        if mode == "holdback":
+            policy = HoldBack(guard, overlap=50, max_hold_chars=4096, at_max_hold="release", clock=lambda: 0.0)
+        else:
+            policy = StreamFirst(guard, overlap=50)
+        outs, stop = await run(policy, pieces, reads)
+        await policy.close()
+        return check.calls, sent_text(outs), stop
+
+    assert await once(group) == await once(0)
 
 
 def test_spans_helper_is_relative():

@@ -14,8 +14,8 @@ from monitors.registry import MonitorRegistry
 class Holding(Monitor):
     """Holds from a fixed place; reaches back ``reach`` characters for its context."""
 
-    def __init__(self, at: int, reach: int = 0) -> None:
-        self.at, self.reach = at, reach
+    def __init__(self, at: int, reach: int = 0, group: int = 0) -> None:
+        self.at, self.reach, self.group = at, reach, group
 
     @property
     def inline(self) -> bool:
@@ -24,6 +24,10 @@ class Holding(Monitor):
     @property
     def context_chars(self) -> int:
         return self.reach
+
+    @property
+    def min_new_chars(self) -> int:
+        return self.group
 
     def hold(self, text: str, start: int = 0) -> int:
         if self.at < 0:
@@ -37,7 +41,10 @@ class Holding(Monitor):
 @pytest.fixture
 async def make(metrics):
     registry = MonitorRegistry()
-    registry.register("holding", lambda spec: Holding(spec.options["at"], spec.options.get("reach", 0)))
+    registry.register(
+        "holding",
+        lambda spec: Holding(spec.options["at"], spec.options.get("reach", 0), spec.options.get("group", 0)),
+    )
     made = []
 
     async def build(*specs) -> MonitorPipeline:
@@ -99,6 +106,30 @@ async def test_context_reaches_as_far_as_the_widest_enforcing_monitor(make):
     )
     assert pipeline.stage("output", request_id="r").context_chars == 90
     assert pipeline.stage("input", request_id="r").context_chars == 0
+
+
+async def test_a_field_is_planned_from_the_fewest_new_chars_any_enforcing_monitor_needs(make):
+    stage = lambda pipeline: pipeline.stage("output", request_id="r")  # noqa: E731
+    grouped = await make(
+        {"id": "a", "at": 0, "group": 48},
+        {"id": "b", "at": 0, "group": 24},
+        {"id": "c", "at": 0, "group": 8, "action": "shadow"},  # never holds: no say
+    )
+    assert stage(grouped).min_new_chars == 24
+    # A word or sentence hold may release after any token; a chars block needs its size.
+    assert (
+        stage(await make({"id": "g", "at": 0, "group": 24}, {"id": "w", "at": 0, "stream_hold": "word"})).min_new_chars
+        == 0
+    )
+    assert (
+        stage(
+            await make(
+                {"id": "g", "at": 0, "group": 24}, {"id": "c", "at": 0, "stream_hold": "chars", "stream_hold_chars": 10}
+            )
+        ).min_new_chars
+        == 10
+    )
+    assert grouped.stage("input", request_id="r").min_new_chars == 0  # no monitor there
 
 
 async def test_the_bound_stage_checks_for_its_request(make):
