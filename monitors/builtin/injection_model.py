@@ -30,6 +30,8 @@ MODEL_PATH = Path(__file__).parent / "injection_model.json.gz"
 FORMAT = 2
 # Format 1: words alone (no character block); read as format 2 with an empty one.
 READABLE_FORMATS = (1, 2)
+# A sentence group of fewer words is scored with the next sentence, not on its own (``chunks``).
+SEGMENT_MIN_WORDS = 3
 # Words whose character n-gram sums are remembered; past this the memory starts afresh.
 WORD_CACHE_MAX = 50_000
 
@@ -200,10 +202,15 @@ class InjectionModel:
 
 def chunks(text: str, width: int) -> list[tuple[int, int]]:
     """Consecutive sentences grouped while the group stays within ``width`` characters (a
-    longer sentence is a group of its own)."""
+    longer sentence is a group of its own); a group of fewer than ``SEGMENT_MIN_WORDS``
+    words takes the next sentence whatever its length. A list's "1." or a heading's
+    "Instructions:" alone is one or two words whose weight the norm makes the whole
+    segment's: it reads as whatever those words lean to, not as what the text says."""
     groups: list[tuple[int, int]] = []
     for start, end in sentences(text):
-        if groups and end - groups[-1][0] <= width:
+        if groups and (
+            end - groups[-1][0] <= width or len(text[groups[-1][0] : groups[-1][1]].split()) < SEGMENT_MIN_WORDS
+        ):
             groups[-1] = (groups[-1][0], end)
         else:
             groups.append((start, end))

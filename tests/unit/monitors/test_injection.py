@@ -96,9 +96,20 @@ def test_a_sentence_of_injection_is_not_diluted_by_the_benign_text_around_it(fit
 
 
 def test_chunks_group_whole_sentences_up_to_the_width():
-    text = "One two. Three four five. Six.\nA much longer sentence that is over the width alone."
+    text = "One two. Three four five. Six seven eight.\nA much longer sentence that is over the width alone."
     groups = [text[a:b] for a, b in injection_model.chunks(text, 25)]
-    assert groups == ["One two. Three four five.", "Six.", "A much longer sentence that is over the width alone."]
+    assert groups == [
+        "One two. Three four five.",
+        "Six seven eight.",
+        "A much longer sentence that is over the width alone.",
+    ]
+
+
+def test_a_group_of_one_or_two_words_takes_the_next_sentence():
+    text = "Instructions: 1. Read all reasons and merge them into one. 2. Be brief about it. Done."
+    groups = [text[a:b] for a, b in injection_model.chunks(text, 25)]
+    # "Done." ends the text: nothing follows to take.
+    assert groups == ["Instructions: 1. Read all reasons and merge them into one.", "2. Be brief about it.", "Done."]
 
 
 def test_the_shipped_monitor_loads_through_the_registry_and_separates_the_bundled_data(bundled):
