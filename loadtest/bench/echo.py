@@ -1,12 +1,12 @@
 """The bench's own servers: the simulator and a gateway per scenario, as child processes.
 
 The load rounds use them in front of the simulator (or of ``--upstream``). The safety pass
-always runs in front of the simulator in echo mode (``echo_gateways``): the answer is the
-prompt itself, so input and output monitors see the labelled text and the catch rates
-measure the monitor sets, not a model. With ``--upstream`` the rounds' gateways point at
-a real model, whose answers to labelled prompts are not labelled texts; the pass then gets
-a simulator and gateways of its own, started after the rounds so they cost the rounds
-nothing.
+runs in front of a simulator of its own in echo mode (``echo_gateways``): the answer is
+the prompt itself, so input and output monitors see the labelled text and the catch rates
+measure the monitor sets, not a model (with ``--upstream``, the rounds' gateways point at a
+real model, whose answers to labelled prompts are not labelled texts), and it answers at
+once (the rounds' simulator would spend most of a minute generating the echoes at its
+profile's pace). They are started after the rounds, so they cost the rounds nothing.
 """
 
 from __future__ import annotations

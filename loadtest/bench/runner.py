@@ -444,9 +444,11 @@ class BenchRunner:
         model: str,
         detoxify_files: dict[str, tuple[Path, Path]],
     ) -> dict[str, SafetyResult]:
-        """The safety pass in front of an echo simulator: the rounds' own without --upstream,
-        else one started for it (``echo``), so it measures the monitor sets, not the model."""
-        if not self.options.upstream or not any(s.is_monitor_set for s in scenarios):
+        """The safety pass in front of an echo simulator started for it (``echo``), so it
+        measures the monitor sets, not the model; it answers at once, so the pass takes
+        the monitors' time, not a simulated model's (the rounds' simulator would spend
+        most of a minute generating the echoes at its profile's pace)."""
+        if not any(s.is_monitor_set for s in scenarios):
             return self._safety(scenarios, urls, model)
         options = self.options
         engine = (

@@ -11,7 +11,7 @@ Options::
     activation: server                   # server | sigmoid | softmax (see below)
     max_input_tokens: null               # the model's context; null: asked of the server
     max_in_flight: 4                     # calls out at once (see monitors/callbatcher.py)
-    check_chars: 24                      # streams: judge new words in groups this long
+    check_chars: 64                      # streams: judge new words in groups this long
 
 ``/classify`` answers, per text, the probabilities in the model's label order and the
 name of the likeliest label (``id2label``), but not the names of the others, so
@@ -31,9 +31,13 @@ A text longer than the model's context is split (monitors/textparts.py), every p
 scored, and each label keeps its highest probability over the parts: never truncated.
 Texts of concurrent checks go out together, up to the monitor's ``batch.max_batch`` texts
 per call (monitors/callbatcher.py). A stream's new words are judged in groups of at least
-``check_chars`` characters (its hold), so a stream makes one check per few tokens rather
-than one per token: each check costs the gateway CPU whatever its length (free under
-``stream_first``; a few tokens of hold under ``holdback``; 0 judges every word).
+``check_chars`` characters (its hold), so a stream makes one check per clause rather than
+one per token: each check is a share of an engine call, which costs the gateway CPU (the
+call's bytes, a wake-up, the verdict's bookkeeping: ~0.1 ms at 64 streams) and the engine
+a batch slot whatever the text's length, and a guard model reads a clause better than a
+fragment. 64 characters is ~16 tokens: what may leave before a cut under ``stream_first``
+(the check runs behind), and the hold under ``holdback`` (lower it there for a shorter
+first token; 0 judges every word).
 
 Every failure (refused, reset, stalled, an HTTP error, a wrong shape: fewer results, an
 unknown label, NaN) raises, so the monitor's ``on_error`` decides.
@@ -76,7 +80,7 @@ class ClassifierOptions(BaseModel):
     activation: Literal["server", "sigmoid", "softmax"] = "server"
     max_input_tokens: int | None = Field(None, ge=_SPECIAL_TOKENS + 4)
     max_in_flight: int = Field(4, ge=1)
-    check_chars: int = Field(24, ge=0)
+    check_chars: int = Field(64, ge=0)
 
     @model_validator(mode="after")
     def _known_flags(self) -> ClassifierOptions:
