@@ -138,7 +138,10 @@ def test_output_block_streamed_and_not(start_gateway, llm, vllm_pooling_server, 
 
 def test_below_threshold_everything_passes_streamed(start_gateway, llm, vllm_pooling_server):
     gateway = start_gateway(
-        upstreams=[llm.base_url], streaming={"mode": "holdback"}, monitors=[guard(vllm_pooling_server, threshold=0.99)]
+        upstreams=[llm.base_url],
+        streaming={"mode": "holdback"},
+        # check_chars 0: every word judged, so the stream makes several checks.
+        monitors=[guard(vllm_pooling_server, threshold=0.99, check_chars=0)],
     )
     text, finish = stream(client_for(gateway))
     assert (text, finish) == (PROMPT, ["stop"])
@@ -151,7 +154,13 @@ def test_checks_of_concurrent_streams_share_calls(start_gateway, llm, vllm_pooli
         upstreams=[llm.base_url],
         streaming={"mode": "stream_first"},
         monitors=[
-            guard(vllm_pooling_server, action="annotate", max_in_flight=1, batch={"max_batch": 64, "max_wait_ms": 5})
+            guard(
+                vllm_pooling_server,
+                action="annotate",
+                max_in_flight=1,
+                check_chars=0,  # every word: many checks per stream
+                batch={"max_batch": 64, "max_wait_ms": 5},
+            )
         ],
     )
     client = client_for(gateway)
