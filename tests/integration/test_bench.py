@@ -330,7 +330,7 @@ def test_load_generator_runs_timed_and_sized_rounds_in_one_process(tmp_path):
 
 def test_extra_repeats_run_while_an_interval_is_too_wide(tmp_path):
     # A target no interval reaches: every comparison stays wide, so the level gets all of
-    # the profile's extra repeats at 1 user (4), the baselines and the set alike.
+    # the profile's extra repeats at 1 user (3), the baselines and the set alike.
     out = tmp_path / "report"
     report = run_bench(
         out,
@@ -350,14 +350,14 @@ def test_extra_repeats_run_while_an_interval_is_too_wide(tmp_path):
         "--target-relative",
         "0",
     )
-    assert {s.name: s.rounds for s in report.scenarios} == {"direct": 10, "gateway": 10, "pii": 10}
-    assert any(note.startswith("1 user: 4 extra repeat(s)") for note in report.meta.notes)
+    assert {s.name: s.rounds for s in report.scenarios} == {"direct": 9, "gateway": 9, "pii": 9}
+    assert any(note.startswith("1 user: 3 extra repeat(s)") for note in report.meta.notes)
     assert any(
-        note.startswith("1 user: after all 4 extra repeats still too wide: gateway vs direct")
+        note.startswith("1 user: after all 3 extra repeats still too wide: gateway vs direct")
         for note in report.meta.notes
     )
     pii = next(t for t in report.tax if t.scenario == "pii" and t.baseline == "gateway")
-    assert pii.ttft_ms.p50.n == 10  # every extra repeat paired
+    assert pii.ttft_ms.p50.n == 9  # every extra repeat paired
 
 
 def test_the_classifier_set_calls_the_simulators_classify(tmp_path):
