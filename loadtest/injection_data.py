@@ -35,10 +35,12 @@ an application's own instructions), ``pydoc`` (paragraphs of the Python referenc
 ``pydoc_data`` ships it with CPython: technical prose), ``judge-prompts`` (DeepEval's
 LLM-judge prompts, paragraph by paragraph: an application's own instructions to a model,
 the hardest benign text for this classifier), ``agentdojo-tasks`` (AgentDojo users' requests
-to an agent), ``agentdojo-docs`` (its environments' e-mails, files, notes and reviews), and
+to an agent), ``agentdojo-docs`` (its environments' e-mails, files, notes and reviews),
 ``langchain-prompts`` and ``llamaindex-prompts`` (the prompt templates LangChain and
 LlamaIndex send to a model: question answering over context, summaries, SQL, agents'
-tool use, graders; an application's own instructions, paragraph by paragraph).
+tool use, graders; an application's own instructions, paragraph by paragraph), and
+``pypi-docs`` (paragraphs of the docstrings of Django, LangChain and LlamaIndex: technical
+prose, some of it about prompts and models).
 
 ``harmful_request`` (a plain request for harmful help; not an injection, and not used
 in training; reported): ``advbench`` (prompt-security-fuzzer's copy of AdvBench),
