@@ -31,11 +31,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import httpx
-
 from loadtest.bench.routes import CHAT, request_body
 from loadtest.bench.stats import rate, wilson
-from loadtest.bench.traffic import Outcome, ask, pool_limits
+from loadtest.bench.traffic import Http1Session, Outcome, ask
 from loadtest.datasets import DatasetSpec, load_dataset
 
 REDACTION_MARK = "[REDACTED:"
@@ -236,9 +234,7 @@ async def safety_pass(
     ignore EOS: in echo mode the answer ends with the prompt, so max_tokens only caps it.
     """
     results = {job.scenario: SafetyResult(job.scenario, notes=[job.note] if job.note else []) for job in jobs}
-    async with httpx.AsyncClient(
-        timeout=httpx.Timeout(timeout_s), limits=pool_limits(concurrency * max(len(jobs), 1))
-    ) as client:
+    async with Http1Session(concurrency * max(len(jobs), 1), timeout_s) as client:
 
         async def one(name: str, url: str, item: Item, gate: asyncio.Semaphore) -> None:
             text, label, source = item[0], item[1], item[2] if len(item) > 2 else ""

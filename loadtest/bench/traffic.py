@@ -1,8 +1,11 @@
-"""Requests the bench sends itself (warm-up, safety pass) with httpx, outside Locust.
+"""Requests the bench sends itself (warm-up, safety pass, target probes), outside Locust.
 
 The measured rounds run in Locust; these helpers are for traffic whose timing is
-not reported, so one async client with many concurrent requests is enough. Requests go
-over the run's route (``routes``), as the rounds' do.
+not reported, so one async client with many concurrent requests is enough: an
+``httpx.AsyncClient``, or for the safety pass's thousands of requests to the bench's own
+local gateways an ``Http1Session`` (the gateway's HTTP/1.1 client: httpx kept the bench's
+process at a full core and set the pass's pace). Requests go over the run's route
+(``routes``), as the rounds' do.
 """
 
 from __future__ import annotations
@@ -10,11 +13,14 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
 import orjson
 
+from gateway.http1 import Http1Client, Http1Response
 from gateway.sse import SSEParser
 from loadtest.bench.routes import CHAT, PATHS, request_body, whole_answer
 from loadtest.bench.streamtiming import StreamTimer
@@ -45,12 +51,55 @@ def pool_limits(connections: int) -> httpx.Limits:
     return httpx.Limits(max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=2.0)
 
 
+@dataclass(frozen=True, slots=True)
+class WholeResponse:
+    status_code: int
+    headers: dict[str, str]
+    content: bytes
+
+
+class Http1Session:
+    """What ``ask`` uses of ``httpx.AsyncClient`` (``post``, ``stream``), over the gateway's
+    keep-alive HTTP/1.1 client: plain ``http://`` servers only, no auth, httpx's
+    exception types on failure (so ``ask`` retries and reports alike)."""
+
+    def __init__(self, connections: int, timeout_s: float) -> None:
+        # Idle connections expire well before the server's keep-alive (uvicorn: 5 s).
+        self._client = Http1Client(max_connections=connections, keepalive_s=2.0)
+        self._timeout = httpx.Timeout(timeout_s)
+
+    async def post(self, url: str, *, content: bytes, headers: dict[str, str]) -> WholeResponse:
+        response = await self._client.request("POST", url, content=content, headers=headers, timeout=self._timeout)
+        try:
+            return WholeResponse(response.status_code, response.headers, await response.aread())
+        finally:
+            await response.aclose()
+
+    @asynccontextmanager
+    async def stream(
+        self, method: str, url: str, *, content: bytes, headers: dict[str, str]
+    ) -> AsyncIterator[Http1Response]:
+        response = await self._client.request(method, url, content=content, headers=headers, timeout=self._timeout)
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    async def __aenter__(self) -> Http1Session:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self._client.aclose()
+
+
+Client = httpx.AsyncClient | Http1Session
+
 # A reused connection the server closed at the same instant fails before any byte of
 # the request was read; such a request was not served and is safe to send again.
 _RETRYABLE = (httpx.ReadError, httpx.RemoteProtocolError, httpx.ConnectError)
 
 
-async def ask(client: httpx.AsyncClient, base_url: str, body: dict, route: str = CHAT) -> Outcome:
+async def ask(client: Client, base_url: str, body: dict, route: str = CHAT) -> Outcome:
     """Send one request (streamed or not, as ``body`` says) and read it to the end."""
     for attempt in (1, 2):
         try:
@@ -63,7 +112,7 @@ async def ask(client: httpx.AsyncClient, base_url: str, body: dict, route: str =
     raise AssertionError("unreachable: the second attempt returns")
 
 
-async def _ask_once(client: httpx.AsyncClient, url: str, body: dict, route: str) -> Outcome:
+async def _ask_once(client: Client, url: str, body: dict, route: str) -> Outcome:
     if body.get("stream"):
         return await _streamed(client, url, body, route)
     response = await client.post(url, content=orjson.dumps(body), headers={"content-type": "application/json"})
@@ -79,7 +128,7 @@ async def _ask_once(client: httpx.AsyncClient, url: str, body: dict, route: str)
     return Outcome(200, text=text, finish_reason=finish_reason, flags=flags, redacted=redacted)
 
 
-async def _streamed(client: httpx.AsyncClient, url: str, body: dict, route: str) -> Outcome:
+async def _streamed(client: Client, url: str, body: dict, route: str) -> Outcome:
     async with client.stream(
         "POST", url, content=orjson.dumps(body), headers={"content-type": "application/json"}
     ) as response:
