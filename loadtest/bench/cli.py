@@ -66,7 +66,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         dest="profile",
         action="store_const",
         const="quick",
-        help=f"the default: {quick.describe()} (requests per round x repeats; ~6.5 min on 2 cores)",
+        help=f"the default: {quick.describe()} (requests per round x repeats; ~5 min on 2 cores)",
     )
     profile.add_argument(
         "--full",
