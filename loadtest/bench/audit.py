@@ -37,7 +37,7 @@ from gateway.audit.dsn import redact_dsn
 from gateway.audit.event import AuditEvent
 from gateway.audit.settings import AuditSettings
 from gateway.audit.store import AuditStore
-from loadtest.bench import kit
+from loadtest.bench import echo, kit
 from loadtest.bench.procs import ManagedProcess, ProcessGroup
 from loadtest.bench.stats import Estimate, percentile, pooled_delta, summarize
 from loadtest.bench.tables import Table
@@ -234,30 +234,14 @@ def start_servers(group: ProcessGroup, settings: dict[str, dict], work: Path, ar
     sim_port = free_port(taken=taken)
     sim = f"http://{LOOPBACK}:{sim_port}"
     group.add(
-        ManagedProcess(
-            "simulator",
-            [
-                sys.executable,
-                "-m",
-                "loadtest.sim",
-                "--host",
-                LOOPBACK,
-                "--port",
-                str(sim_port),
-                "--profile",
-                "instant",
-                "--model",
-                SIM_MODEL,
-                "--seed",
-                str(args.seed),
-                "--log-level",
-                "warning",
-                "--max-num-seqs",
-                "256",
-            ],
-            work / "logs" / "simulator.log",
-            sim + "/health",
-            sim,
+        echo.simulator(
+            sim_port,
+            profile="instant",
+            model=SIM_MODEL,
+            seed=args.seed,
+            log=work / "logs" / "simulator.log",
+            output_mode=None,
+            extra=("--max-num-seqs", "256"),
         )
     )
     urls = {}

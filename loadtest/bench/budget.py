@@ -33,7 +33,7 @@ import httpx
 import yaml
 from rich.console import Console
 
-from loadtest.bench import kit
+from loadtest.bench import echo, kit
 from loadtest.bench.procs import ManagedProcess, ProcessGroup
 from loadtest.bench.stats import Estimate, pooled_delta, summarize
 from loadtest.bench.tables import Table
@@ -299,28 +299,8 @@ def start_servers(group: ProcessGroup, args: argparse.Namespace, work: Path) -> 
         )
     )
     group.add(
-        ManagedProcess(
-            "simulator",
-            [
-                sys.executable,
-                "-m",
-                "loadtest.sim",
-                "--host",
-                LOOPBACK,
-                "--port",
-                str(sim_port),
-                "--profile",
-                "instant",
-                "--model",
-                MODEL,
-                "--seed",
-                str(args.seed),
-                "--log-level",
-                "warning",
-            ],
-            logs / "simulator.log",
-            sim + "/health",
-            sim,
+        echo.simulator(
+            sim_port, profile="instant", model=MODEL, seed=args.seed, log=logs / "simulator.log", output_mode=None
         )
     )
     urls = {DIRECT: sim, "judge": judge}

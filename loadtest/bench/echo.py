@@ -12,7 +12,7 @@ profile's pace). They are started after the rounds, so they cost the rounds noth
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,34 +29,24 @@ LOOPBACK = "127.0.0.1"
 SAFETY_SIM_PROFILE = "instant"
 
 
-def simulator(port: int, *, profile: str, model: str, seed: int, log: Path) -> ManagedProcess:
-    """The built-in simulator in echo mode on ``port``."""
+def simulator(
+    port: int,
+    *,
+    profile: str,
+    model: str,
+    seed: int,
+    log: Path,
+    output_mode: str | None = "echo",
+    extra: Sequence[str] = (),
+) -> ManagedProcess:
+    """The built-in simulator on ``port``: in echo mode unless told otherwise (None: the
+    simulator's default), with ``extra`` arguments (faults, batch size) after the rest.
+    Every bench kit starts its simulator here."""
     base = f"http://{LOOPBACK}:{port}"
-    return ManagedProcess(
-        "simulator",
-        [
-            sys.executable,
-            "-m",
-            "loadtest.sim",
-            "--host",
-            LOOPBACK,
-            "--port",
-            str(port),
-            "--profile",
-            profile,
-            "--output-mode",
-            "echo",
-            "--seed",
-            str(seed),
-            "--model",
-            model,
-            "--log-level",
-            "warning",
-        ],
-        log,
-        base + "/health",
-        base,
-    )
+    mode = ["--output-mode", output_mode] if output_mode is not None else []
+    argv = [sys.executable, "-m", "loadtest.sim", "--host", LOOPBACK, "--port", str(port), "--profile", profile]
+    argv += [*mode, "--seed", str(seed), "--model", model, "--log-level", "warning", *extra]
+    return ManagedProcess("simulator", argv, log, base + "/health", base)
 
 
 def gateway(

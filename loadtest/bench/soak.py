@@ -29,7 +29,7 @@ import yaml
 from rich.console import Console
 from rich.progress import Progress
 
-from loadtest.bench import kit
+from loadtest.bench import echo, kit
 from loadtest.bench.procs import ManagedProcess, ProcessGroup
 from loadtest.bench.soak_outcomes import (
     CLIENT_LEFT,
@@ -355,39 +355,16 @@ def start_servers(options: SoakOptions, group: ProcessGroup) -> tuple[str, dict[
     taken: set[int] = set()
     sim_port = free_port(taken=taken)
     upstream = f"http://{LOOPBACK}:{sim_port}"
+    faults = ("--fault-reset", str(options.fault_reset), "--fault-stall", str(options.fault_stall))
+    faults += ("--fault-garbage", str(options.fault_garbage), "--fault-stall-s", str(STALL_S))
     group.add(
-        ManagedProcess(
-            "simulator",
-            [
-                sys.executable,
-                "-m",
-                "loadtest.sim",
-                "--host",
-                LOOPBACK,
-                "--port",
-                str(sim_port),
-                "--profile",
-                options.sim_profile,
-                "--output-mode",
-                "echo",
-                "--model",
-                MODEL,
-                "--seed",
-                str(options.seed),
-                "--log-level",
-                "warning",
-                "--fault-reset",
-                str(options.fault_reset),
-                "--fault-stall",
-                str(options.fault_stall),
-                "--fault-garbage",
-                str(options.fault_garbage),
-                "--fault-stall-s",
-                str(STALL_S),
-            ],
-            work / "logs" / "simulator.log",
-            upstream + "/health",
-            upstream,
+        echo.simulator(
+            sim_port,
+            profile=options.sim_profile,
+            model=MODEL,
+            seed=options.seed,
+            log=work / "logs" / "simulator.log",
+            extra=faults,
         )
     )
     urls = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 Kind = Literal[
     "API_KEY",
@@ -26,27 +26,8 @@ Kind = Literal[
     "IPV4",
     "PHONE",
 ]
-# Precedence order for overlapping candidates: most specific first.
-KINDS: tuple[Kind, ...] = (
-    "API_KEY",
-    "PASSWORD",
-    "IBAN",
-    "CREDIT_CARD",
-    "UK_NINO",
-    "DE_TAX_ID",
-    "FR_NIR",
-    "ES_DNI",
-    "IT_FISCAL_CODE",
-    "NL_BSN",
-    "BR_CPF",
-    "IN_AADHAAR",
-    "IN_PAN",
-    "JP_MY_NUMBER",
-    "US_SSN",
-    "EMAIL",
-    "IPV4",
-    "PHONE",
-)
+# Precedence order for overlapping candidates (most specific first): the Literal's order.
+KINDS: tuple[Kind, ...] = get_args(Kind)
 
 
 @dataclass(frozen=True)
