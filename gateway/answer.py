@@ -18,8 +18,7 @@ monitor's ``fields`` option selects.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 # What a monitor's ``fields`` option may name.
 FIELD_KINDS = ("content", "refusal", "reasoning", "tool_calls", "logprobs")
@@ -87,9 +86,9 @@ def choices_of(payload: Any, *, streamed: bool) -> list[dict]:
     return choices
 
 
-@dataclass(slots=True)
-class Field:
-    """One readable text of a choice, with where it lives (so it can be rewritten)."""
+class Field(NamedTuple):
+    """One readable text of a choice, with where it lives (so it can be rewritten). A
+    tuple: a stream's items carry their fields as ``(key, text)`` pairs as they are."""
 
     key: str
     text: str

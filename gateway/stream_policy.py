@@ -64,7 +64,7 @@ class Item:
     index: int  # the choice
     chunk: dict[str, Any]  # the event, with only this choice
     raw: bytes | None  # the event as received, when it carried only this choice
-    texts: list[tuple[str, str]]  # (field key, text) in ChoiceFormat.fields order
+    texts: list[tuple[str, str]]  # (field key, text) in ChoiceFormat.fields order (Fields are such pairs)
     finished: bool  # carries the choice's finish_reason
     arrived: float
     ranges: list[tuple[str, int, int]] = field(default_factory=list)
@@ -142,6 +142,10 @@ class _Fields:
         # saves a window and a hold() per token (a stream's most frequent path).
         self.min_new = min_new
         self.by_key: dict[tuple[int, str], FieldText] = {}
+        # Whether a field may have reached min_new since unchecked() last found none: only
+        # arriving text makes one (checks and sends only shrink what is unreleased), so
+        # the tokens in between skip the scan.
+        self._maybe_ready = False
 
     def add(self, item: Item) -> None:
         for key, text in item.texts:
@@ -151,17 +155,24 @@ class _Fields:
             start, end = stream.add(text)
             item.ranges.append((key, start, end))
             item.sent[key] = start
+            if end - stream.cleared >= self.min_new:
+                self._maybe_ready = True
 
     def unchecked(self, final: set[int] | bool = False) -> list[tuple[tuple[int, str], FieldText]]:
         """Fields with text no check planned for yet, at least ``min_new`` characters of it
         unreleased; of the ``final`` choices (all when True), every field with text no check
         read (what was held is checked now)."""
-        return [
+        if not final and not self._maybe_ready:
+            return []
+        found = [
             (key, stream)
             for key, stream in self.by_key.items()
             if (stream.unchecked and stream.end - stream.cleared >= self.min_new)
             or (stream.checked < stream.end and (final is True or (final and key[0] in final)))
         ]
+        if not final:
+            self._maybe_ready = bool(found)
+        return found
 
 
 @dataclass(slots=True)

@@ -35,6 +35,7 @@ class FieldText:
         "_text",
         "_base",
         "_spans",
+        "_memo",
     )
 
     def __init__(self, overlap: int, reach: int = 0) -> None:
@@ -50,6 +51,10 @@ class FieldText:
         self._text = ""  # from ``_base`` on
         self._base = 0
         self._spans: list[Span] = []  # to redact, absolute, ending after ``cleared``
+        # _context()'s answer and what it depends on (base, cleared): text before
+        # ``cleared`` never changes, and forget() asks at every token while ``cleared``
+        # moves only at a check.
+        self._memo: tuple[int, int, int, bool] = (-1, -1, 0, False)
 
     @property
     def end(self) -> int:
@@ -162,6 +167,15 @@ class FieldText:
         from mid-sentence, a stream would block what the same answer whole passes. A cut
         word reads as a word boundary the text does not have ("xxforbidden" as
         "forbidden")."""
+        base, cleared = self._base, self.cleared
+        memo = self._memo
+        if memo[0] == base and memo[1] == cleared:
+            return memo[2], memo[3]
+        found = self._find_context()
+        self._memo = (base, cleared, *found)
+        return found
+
+    def _find_context(self) -> tuple[int, bool]:
         base = self._base
         start = max(base, self.cleared - self.overlap)
         if start == base:

@@ -49,6 +49,8 @@ def read_chat(body: dict[str, Any], *, check_tools: bool) -> InputView:
 
 
 _TEXT_KEYS = ("content", "refusal", "reasoning_content", "reasoning")
+# What a ProtocolViolation names: the holder ("delta" or "message"), or a text's key.
+_WHERE = {"delta": "choice.delta", "message": "choice.message"} | {key: f"message.{key}" for key in _TEXT_KEYS}
 
 
 def _holder_name(streamed: bool) -> str:
@@ -60,14 +62,15 @@ class ChatFormat(ChoiceFormat):
 
     def texts(self, choice: dict, *, streamed: bool) -> list[Field]:
         name = _holder_name(streamed)
-        holder = dict_or_none(choice.get(name), f"choice.{name}")
-        fields: list[Field] = []
+        holder = dict_or_none(choice.get(name), _WHERE[name])
         if holder is None:
-            return fields
-        for key in _TEXT_KEYS:
-            text = holder.get(key)
-            if text is not None and (type(text) is not str or text):  # a wrong type raises below
-                fields.append(Field(key, str_or_none(text, f"message.{key}")))
+            return []
+        # Called at every token of a stream: one pass, the error labels made beforehand.
+        fields = [
+            Field(key, str_or_none(text, _WHERE[key]))  # a wrong type raises here
+            for key in _TEXT_KEYS
+            if (text := holder.get(key)) is not None and text != ""
+        ]
         if "tool_calls" not in holder:  # a token's delta: skip the generator
             return fields
         for position, _call, function in tool_calls(holder):

@@ -69,6 +69,8 @@ class ChoiceFormat:
         """Every text of a choice a client can read. Raises ProtocolViolation when a field
         has the wrong type."""
         fields = self.texts(choice, streamed=streamed)
+        if choice.get("logprobs") is None:  # nearly every chunk: none were asked for
+            return fields
         tokens = self.logprob_tokens(choice)
         if tokens:
             fields.append(Field("logprobs", "".join(tokens)))
@@ -169,23 +171,21 @@ class ChoiceStream:
         if not choices:
             return []
         self._template = chunk
-        only = len(choices) == 1
         now = self._clock()
-        items = []
-        for choice in choices:
-            texts = [(f.key, f.text) for f in self._format.fields(choice, streamed=True)]
-            single = chunk if only else {**chunk, "choices": [choice]}
-            items.append(
-                Item(
-                    choice.get("index", 0),
-                    single,
-                    raw if only else None,
-                    texts,
-                    choice.get("finish_reason") is not None,
-                    now,
-                )
+        fields = self._format.fields
+        # One choice (the usual chunk): the item is the event, bytes and all.
+        only = len(choices) == 1
+        return [
+            Item(
+                choice.get("index", 0),
+                chunk if only else {**chunk, "choices": [choice]},
+                raw if only else None,
+                fields(choice, streamed=True),
+                choice.get("finish_reason") is not None,
+                now,
             )
-        return items
+            for choice in choices
+        ]
 
     async def settle(self, passing: Passing, guard: Guard) -> list[bytes] | Stop:
         return [passing.raw]
