@@ -18,7 +18,7 @@ monitor's ``fields`` option selects.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import Any
 
 # What a monitor's ``fields`` option may name.
 FIELD_KINDS = ("content", "refusal", "reasoning", "tool_calls", "logprobs")
@@ -86,16 +86,9 @@ def choices_of(payload: Any, *, streamed: bool) -> list[dict]:
     return choices
 
 
-class Field(NamedTuple):
-    """One readable text of a choice, with where it lives (so it can be rewritten). A
-    tuple: a stream's items carry their fields as ``(key, text)`` pairs as they are."""
-
-    key: str
-    text: str
-
-    @property
-    def kind(self) -> str:
-        return field_kind(self.key)
+# One readable text of a choice: (key, text), the key saying where it lives (so it can be
+# rewritten; its kind is field_kind(key)). A plain pair: a stream makes one per token.
+Field = tuple[str, str]
 
 
 def tool_calls(holder: dict) -> Iterator[tuple[int, dict, dict]]:

@@ -150,18 +150,22 @@ class _Steps:
 
     async def _apply(self, step: Step, write: Write) -> None:
         """A policy step: its releases recorded, what it lets out encoded, its stop obeyed."""
+        if step.released:
+            self._released(step.released)
+        encode = self._dialect.encode
+        write.parts += [(encode(out), out.item.has_text) for out in step.out]
+        if step.stop is not None:
+            await self._block(step.stop, write)
+
+    def _released(self, released: list[tuple[float, int]]) -> None:
         ctx = self._rec.ctx
-        for delay, chars in step.released:
+        for delay, chars in released:
             self._metrics.stream_holdback.observe(delay)
             self._metrics.stream_held_chars.observe(chars)
             if ctx.first_sent is None:
                 # What hold-back adds to the request is the wait before its first release;
                 # later releases overlap with generation (each is in stream_holdback_seconds).
                 ctx.add_phase("holdback", delay)
-        encode = self._dialect.encode
-        write.parts += [(encode(out), out.item.has_text) for out in step.out]
-        if step.stop is not None:
-            await self._block(step.stop, write)
 
     async def _block(self, stop: Stop, write: Write) -> None:
         """Count the block, end the stream the endpoint's way and cancel the upstream."""

@@ -64,7 +64,7 @@ class Item:
     index: int  # the choice
     chunk: dict[str, Any]  # the event, with only this choice
     raw: bytes | None  # the event as received, when it carried only this choice
-    texts: list[tuple[str, str]]  # (field key, text) in ChoiceFormat.fields order (Fields are such pairs)
+    texts: list[tuple[str, str]]  # (field key, text) in ChoiceFormat.fields order
     finished: bool  # carries the choice's finish_reason
     arrived: float
     ranges: list[tuple[str, int, int]] = field(default_factory=list)
@@ -398,10 +398,12 @@ class StreamFirst:
             self._behind = None
 
     def _sent(self, item: Item) -> None:
-        if item.has_text:
-            self._sent_items += 1
+        if not item.texts:  # no ranges either
+            return
+        self._sent_items += 1
+        by_key = self._fields.by_key
         for key, _start, end in item.ranges:
-            self._fields.by_key[(item.index, key)].forget(end)
+            by_key[(item.index, key)].forget(end)
 
     def _start_behind(self, *, final: bool) -> None:
         plans = [

@@ -66,18 +66,18 @@ class ChatFormat(ChoiceFormat):
         if holder is None:
             return []
         # Called at every token of a stream: one pass, the error labels made beforehand.
-        fields = [
-            Field(key, str_or_none(text, _WHERE[key]))  # a wrong type raises here
-            for key in _TEXT_KEYS
-            if (text := holder.get(key)) is not None and text != ""
-        ]
+        fields: list[Field] = []
+        for key in _TEXT_KEYS:
+            text = holder.get(key)
+            if text is not None and text != "":
+                fields.append((key, str_or_none(text, _WHERE[key])))  # a wrong type raises
         if "tool_calls" not in holder:  # a token's delta: skip the generator
             return fields
         for position, _call, function in tool_calls(holder):
             for part in ("name", "arguments"):
                 text = str_or_none(function.get(part), f"tool_calls.{part}")
                 if text:
-                    fields.append(Field(f"tool_calls.{position}.{part}", text))
+                    fields.append((f"tool_calls.{position}.{part}", text))
         return fields
 
     def set_field(self, choice: dict, key: str, text: str, *, streamed: bool) -> None:

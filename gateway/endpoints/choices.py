@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from gateway.answer import Field, ProtocolViolation, choices_of, usage_counts
+from gateway.answer import Field, ProtocolViolation, choices_of, field_kind, usage_counts
 from gateway.endpoints.base import NO_USAGE, Passing
 from gateway.errors import GatewayError, error_event
 from gateway.relay import RawStream
@@ -73,7 +73,7 @@ class ChoiceFormat:
             return fields
         tokens = self.logprob_tokens(choice)
         if tokens:
-            fields.append(Field("logprobs", "".join(tokens)))
+            fields.append(("logprobs", "".join(tokens)))
         return fields
 
     def _entries(self, choice: dict) -> list | None:
@@ -122,8 +122,8 @@ class ChoiceAnswer:
             if texts
             else []
         )
-        self.texts = [field.text for _, field in self._fields]
-        self.kinds = [field.kind for _, field in self._fields]
+        self.texts = [text for _, (_, text) in self._fields]
+        self.kinds = [field_kind(key) for _, (key, _) in self._fields]
 
     def apply(self, result: StageResult, refusal: str) -> bytes | None:
         if result.blocked_by is not None:
@@ -131,14 +131,14 @@ class ChoiceAnswer:
                 self._format.clear(choice, refusal, streamed=False)
             return orjson.dumps(self._payload)
         changed = False
-        for (choice, field), spans in zip(self._fields, result.redactions, strict=True):
+        for (choice, (key, text)), spans in zip(self._fields, result.redactions, strict=True):
             if not spans:
                 continue
             changed = True
-            if field.key == "logprobs":
+            if key == "logprobs":
                 self._format.redact_logprobs(choice, spans)
             else:
-                self._format.set_field(choice, field.key, apply_redactions(field.text, spans), streamed=False)
+                self._format.set_field(choice, key, apply_redactions(text, spans), streamed=False)
         return orjson.dumps(self._payload) if changed else None
 
 
@@ -175,17 +175,19 @@ class ChoiceStream:
         fields = self._format.fields
         # One choice (the usual chunk): the item is the event, bytes and all.
         only = len(choices) == 1
-        return [
-            Item(
-                choice.get("index", 0),
-                chunk if only else {**chunk, "choices": [choice]},
-                raw if only else None,
-                fields(choice, streamed=True),
-                choice.get("finish_reason") is not None,
-                now,
+        items = []
+        for choice in choices:
+            items.append(
+                Item(
+                    choice.get("index", 0),
+                    chunk if only else {**chunk, "choices": [choice]},
+                    raw if only else None,
+                    fields(choice, streamed=True),
+                    choice.get("finish_reason") is not None,
+                    now,
+                )
             )
-            for choice in choices
-        ]
+        return items
 
     async def settle(self, passing: Passing, guard: Guard) -> list[bytes] | Stop:
         return [passing.raw]

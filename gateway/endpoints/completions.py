@@ -57,7 +57,7 @@ class CompletionFormat(ChoiceFormat):
 
     def texts(self, choice: dict, *, streamed: bool) -> list[Field]:
         text = str_or_none(choice.get("text"), "choice.text")
-        return [Field("text", text)] if text else []
+        return [("text", text)] if text else []
 
     def set_field(self, choice: dict, key: str, text: str, *, streamed: bool) -> None:
         if key == "logprobs":
