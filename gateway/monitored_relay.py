@@ -127,7 +127,9 @@ class _Steps:
                 await self._pass(decoded, write)
             if write.end is not None:
                 return write
-        await self._apply(await self._policy.feed(items), write)
+        stop = self._take(await self._policy.feed(items), write)
+        if stop is not None:  # the usual read takes no await beyond the policy's
+            await self._block(stop, write)
         return write
 
     async def _let_out(self, items: list[Item], write: Write) -> None:
@@ -150,12 +152,17 @@ class _Steps:
 
     async def _apply(self, step: Step, write: Write) -> None:
         """A policy step: its releases recorded, what it lets out encoded, its stop obeyed."""
+        stop = self._take(step, write)
+        if stop is not None:
+            await self._block(stop, write)
+
+    def _take(self, step: Step, write: Write) -> Stop | None:
+        """A policy step's releases recorded and what it lets out encoded; its stop."""
         if step.released:
             self._released(step.released)
         encode = self._dialect.encode
         write.parts += [(encode(out), out.item.has_text) for out in step.out]
-        if step.stop is not None:
-            await self._block(step.stop, write)
+        return step.stop
 
     def _released(self, released: list[tuple[float, int]]) -> None:
         ctx = self._rec.ctx

@@ -76,8 +76,14 @@ def _whole_events(chunk: bytes) -> list[SSEEvent] | None:
     per token: one split, no regex, no buffer."""
     if not chunk.endswith(b"\n\n") or b"\r" in chunk:
         return None
+    blocks = chunk[:-2].split(b"\n\n")
+    if len(blocks) == 1:  # one token's event: its bytes are the read's
+        block = blocks[0]
+        if not block.startswith(b"data: ") or b"\n" in block:
+            return None
+        return [SSEEvent(block[6:], chunk)]
     events = []
-    for block in chunk[:-2].split(b"\n\n"):
+    for block in blocks:
         if not block.startswith(b"data: ") or b"\n" in block:
             return None
         events.append(SSEEvent(block[6:], block + b"\n\n"))

@@ -96,9 +96,9 @@ class MonitorRunner:
 
     async def run(self, stage: str, all_texts: tuple[str, ...], request_id: str, watched: tuple[int, ...]) -> Outcome:
         """The monitor's outcome on the ``watched`` texts of ``all_texts``."""
+        if len(watched) == len(all_texts):  # every text: nothing to pick or renumber
+            return await self._run(stage, all_texts, request_id)
         outcome = await self._run(stage, tuple(all_texts[i] for i in watched), request_id)
-        if len(watched) == len(all_texts):
-            return outcome
         return renumber(outcome, watched)
 
     async def _run(self, stage: str, texts: tuple[str, ...], request_id: str) -> Outcome:
