@@ -2,7 +2,7 @@
 
 The guarantees of hold-back, for any split of a text into chunks and any grouping of
 the chunks into upstream reads (the arrival timing):
-(a) no character of a pii/blocklist match reaches the client unmasked;
+(a) no character of a blocklist match reaches the client (a pii match: by (b));
 (b) the client's text equals redacting the whole completion at once, while no run of
     non-space characters is longer than the overlap (a check reads only ``overlap``
     characters of the released text: inside a longer run a pattern's left edge is read
@@ -204,7 +204,7 @@ async def test_redaction_streamed_equals_redacting_the_whole(case):
 
 
 async def test_past_the_overlap_a_run_is_read_from_the_checks_window_start():
-    # Found by the property above before it kept runs within the overlap: one run of 128
+    # Found by the property above before it kept runs within the overlap: one run of 117
     # characters. The whole text has no match (each number and key is glued to a word
     # before it); the stream's last check begins inside the run, where the last number
     # reads as standing alone, and masks it: more than the whole answer's redaction.
